@@ -1,0 +1,8 @@
+//! Local stand-ins for the services baton talks to, served over real HTTP on 127.0.0.1 with
+//! ephemeral ports, so that tests and `baton sandbox` exercise the production client code
+//! (octocrab, kube `Client`, oci-client, git2) unchanged. Production code never uses this crate.
+#![forbid(unsafe_code)]
+
+pub mod server;
+
+pub use server::Server;

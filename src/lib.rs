@@ -1,0 +1,13 @@
+//! baton: a GitOps release-promotion bot and reconciler.
+//!
+//! The modules follow the flow in DESIGN.md: `registry` finds blessed digests, `promote`
+//! decides, `gitrepo` edits and pushes the config repo, `forge` talks to GitHub, `reconcile`
+//! applies merged state to clusters. `config` holds the runtime and pipeline configuration;
+//! `cli` is the command-line surface and only wires the others together.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod gitrepo;
+pub mod logging;
+pub mod yaml;
