@@ -49,11 +49,67 @@ pub enum Output {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check policies/pipeline.yaml against the repo: schema, environment chain, windows,
+    /// overlay directories, and that every app is pinned by digest in every environment.
+    ///
+    /// Exit status: 0 when valid, 1 when problems were found, 2 on usage errors.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Exit status for "ran, and found a problem".
+pub const EXIT_PROBLEM: u8 = 1;
 
 /// Run a parsed command line; the exit code follows the convention 0 = success,
 /// 1 = the command ran and found a problem, 2 = usage error.
 pub fn run(cli: Cli) -> ExitCode {
     logging::init(cli.global.log_format);
-    match cli.command {}
+    let result = match cli.command {
+        Command::Validate(args) => validate(&cli.global, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_PROBLEM)
+        }
+    }
+}
+
+fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let diagnostics = crate::config::validate::validate_repo(&global.repo);
+    let valid = diagnostics.is_empty();
+    match args.output {
+        Output::Json => {
+            let out = serde_json::json!({ "valid": valid, "diagnostics": diagnostics });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Table => {
+            for d in &diagnostics {
+                println!("error: {d}");
+            }
+            if valid {
+                let loaded = crate::config::Pipeline::load(&global.repo)?;
+                let p = &loaded.pipeline;
+                let order: Vec<_> = p.promotion_order().iter().map(|e| e.name.as_str()).collect();
+                println!(
+                    "ok: {} is valid: {} app(s) ({}), environments {}",
+                    crate::config::pipeline::PIPELINE_FILE,
+                    p.apps.len(),
+                    p.app_names().join(", "),
+                    order.join(" → ")
+                );
+            } else {
+                println!("{} problem(s) found", diagnostics.len());
+            }
+        }
+    }
+    Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PROBLEM) })
 }

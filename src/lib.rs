@@ -9,5 +9,6 @@
 pub mod cli;
 pub mod config;
 pub mod gitrepo;
+pub mod image;
 pub mod logging;
 pub mod yaml;

@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod duration;
 pub mod pipeline;
+pub mod validate;
 pub mod window;
 
 pub use diag::Diagnostic;
