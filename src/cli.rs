@@ -55,6 +55,27 @@ pub enum Command {
     ///
     /// Exit status: 0 when valid, 1 when problems were found, 2 on usage errors.
     Validate(ValidateArgs),
+
+    /// Pin an app to a digest in one environment, changing only the image line(s).
+    ///
+    /// Edits the environment's kustomization `images:` entry (adding it if missing), or the
+    /// values file / manifest the app's `pin:` names. Prints a unified diff; `--write`
+    /// applies it (atomically: the file is replaced whole or not at all).
+    Bump(BumpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BumpArgs {
+    /// Environment name from policies/pipeline.yaml.
+    pub env: String,
+    /// App name from policies/pipeline.yaml.
+    pub app: String,
+    /// `sha256:<64 hex>` or `<tag>@sha256:<64 hex>`.
+    #[arg(value_name = "DIGEST | TAG@DIGEST")]
+    pub pin: String,
+    /// Write the change instead of only printing the diff.
+    #[arg(long)]
+    pub write: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +94,7 @@ pub fn run(cli: Cli) -> ExitCode {
     logging::init(cli.global.log_format);
     let result = match cli.command {
         Command::Validate(args) => validate(&cli.global, &args),
+        Command::Bump(args) => bump(&cli.global, &args),
     };
     match result {
         Ok(code) => code,
@@ -112,4 +134,37 @@ fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode
         }
     }
     Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PROBLEM) })
+}
+
+/// Load the pipeline, turning a load failure into a located one-paragraph error.
+fn load_pipeline(global: &GlobalArgs) -> anyhow::Result<crate::config::LoadedPipeline> {
+    crate::config::Pipeline::load(&global.repo).map_err(|e| match e {
+        crate::config::pipeline::LoadError::Read { .. } => {
+            anyhow::anyhow!("{e} (is --repo {} a config repo checkout?)", global.repo.display())
+        }
+        crate::config::pipeline::LoadError::Invalid(d) => {
+            anyhow::anyhow!("{d}\n(run `baton validate` for every problem)")
+        }
+    })
+}
+
+fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
+    let pinned: crate::image::Pinned = args
+        .pin
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}; pass sha256:<64 hex> or <tag>@sha256:<64 hex>"))?;
+    let loaded = load_pipeline(global)?;
+    let change = crate::gitrepo::bump::plan(&global.repo, &loaded.pipeline, &args.env, &args.app, &pinned)?;
+    if change.is_noop() {
+        println!("{} already pins {} to {pinned} in {}; nothing to change", change.path, args.app, args.env);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", change.unified_diff());
+    if args.write {
+        change.write(&global.repo)?;
+        eprintln!("wrote {}", change.path);
+    } else {
+        eprintln!("(dry run: pass --write to apply)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
