@@ -120,7 +120,11 @@ fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode
             if valid {
                 let loaded = crate::config::Pipeline::load(&global.repo)?;
                 let p = &loaded.pipeline;
-                let order: Vec<_> = p.promotion_order().iter().map(|e| e.name.as_str()).collect();
+                let order: Vec<_> = p
+                    .promotion_order()
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect();
                 println!(
                     "ok: {} is valid: {} app(s) ({}), environments {}",
                     crate::config::pipeline::PIPELINE_FILE,
@@ -133,14 +137,21 @@ fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode
             }
         }
     }
-    Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PROBLEM) })
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEM)
+    })
 }
 
 /// Load the pipeline, turning a load failure into a located one-paragraph error.
 fn load_pipeline(global: &GlobalArgs) -> anyhow::Result<crate::config::LoadedPipeline> {
     crate::config::Pipeline::load(&global.repo).map_err(|e| match e {
         crate::config::pipeline::LoadError::Read { .. } => {
-            anyhow::anyhow!("{e} (is --repo {} a config repo checkout?)", global.repo.display())
+            anyhow::anyhow!(
+                "{e} (is --repo {} a config repo checkout?)",
+                global.repo.display()
+            )
         }
         crate::config::pipeline::LoadError::Invalid(d) => {
             anyhow::anyhow!("{d}\n(run `baton validate` for every problem)")
@@ -154,9 +165,18 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}; pass sha256:<64 hex> or <tag>@sha256:<64 hex>"))?;
     let loaded = load_pipeline(global)?;
-    let change = crate::gitrepo::bump::plan(&global.repo, &loaded.pipeline, &args.env, &args.app, &pinned)?;
+    let change = crate::gitrepo::bump::plan(
+        &global.repo,
+        &loaded.pipeline,
+        &args.env,
+        &args.app,
+        &pinned,
+    )?;
     if change.is_noop() {
-        println!("{} already pins {} to {pinned} in {}; nothing to change", change.path, args.app, args.env);
+        println!(
+            "{} already pins {} to {pinned} in {}; nothing to change",
+            change.path, args.app, args.env
+        );
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", change.unified_diff());

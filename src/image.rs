@@ -47,10 +47,18 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s
-            .strip_prefix("sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-        if ok { Ok(Self(s.to_string())) } else { Err(DigestError { input: s.to_string() }) }
+        let ok = s.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(DigestError {
+                input: s.to_string(),
+            })
+        }
     }
 }
 
@@ -68,7 +76,9 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -84,7 +94,9 @@ pub struct Pinned {
 pub enum PinnedError {
     #[error(transparent)]
     Digest(#[from] DigestError),
-    #[error("invalid tag {0:?}: tags are 1-128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'")]
+    #[error(
+        "invalid tag {0:?}: tags are 1-128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+    )]
     Tag(String),
 }
 
@@ -93,12 +105,18 @@ impl FromStr for Pinned {
     /// `sha256:…` or `1.4.0@sha256:…`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('@') {
-            None => Ok(Self { tag: None, digest: s.parse()? }),
+            None => Ok(Self {
+                tag: None,
+                digest: s.parse()?,
+            }),
             Some((tag, digest)) => {
                 if !is_valid_tag(tag) {
                     return Err(PinnedError::Tag(tag.to_string()));
                 }
-                Ok(Self { tag: Some(tag.to_string()), digest: digest.parse()? })
+                Ok(Self {
+                    tag: Some(tag.to_string()),
+                    digest: digest.parse()?,
+                })
             }
         }
     }
@@ -119,7 +137,8 @@ pub fn is_valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// Whether `name` is an image repository (`[host[:port]/]path`) without a tag or digest.
@@ -130,13 +149,18 @@ pub fn is_valid_repository(name: &str) -> bool {
     let mut parts = name.split('/').peekable();
     let mut first = true;
     while let Some(part) = parts.next() {
-        let is_host = first && parts.peek().is_some() && (part.contains('.') || part.contains(':') || part == "localhost");
+        let is_host = first
+            && parts.peek().is_some()
+            && (part.contains('.') || part.contains(':') || part == "localhost");
         first = false;
         let ok = if is_host {
-            part.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':'))
+            part.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':'))
         } else {
             !part.is_empty()
-                && part.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+                && part.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+                })
                 && part.as_bytes()[0].is_ascii_alphanumeric()
         };
         if !ok {
@@ -155,10 +179,21 @@ mod tests {
     #[test]
     fn digests_must_be_sha256_with_64_lowercase_hex_digits() {
         assert_eq!(D.parse::<Digest>().unwrap().short(), "sha256:0123456789ab");
-        for bad in ["", "sha256:", "sha512:0123", &D[..70], &D.to_uppercase(), &format!("{D}0"), &D.replace('a', "g")] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:0123",
+            &D[..70],
+            &D.to_uppercase(),
+            &format!("{D}0"),
+            &D.replace('a', "g"),
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad:?}");
         }
-        assert_eq!(Digest::of(b"").as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            Digest::of(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
@@ -167,16 +202,36 @@ mod tests {
         assert_eq!(p.tag.as_deref(), Some("1.4.0"));
         assert_eq!(p.to_string(), format!("1.4.0@{D}"));
         assert_eq!(D.parse::<Pinned>().unwrap().tag, None);
-        assert!(matches!(format!("-x@{D}").parse::<Pinned>(), Err(PinnedError::Tag(_))));
-        assert!(matches!("1.0@sha256:12".parse::<Pinned>(), Err(PinnedError::Digest(_))));
+        assert!(matches!(
+            format!("-x@{D}").parse::<Pinned>(),
+            Err(PinnedError::Tag(_))
+        ));
+        assert!(matches!(
+            "1.0@sha256:12".parse::<Pinned>(),
+            Err(PinnedError::Digest(_))
+        ));
     }
 
     #[test]
     fn repositories_have_no_tag_or_digest() {
-        for good in ["nginx", "shop/web", "registry.example.com/shop/web", "127.0.0.1:5000/web", "localhost/a_b-c.d"] {
+        for good in [
+            "nginx",
+            "shop/web",
+            "registry.example.com/shop/web",
+            "127.0.0.1:5000/web",
+            "localhost/a_b-c.d",
+        ] {
             assert!(is_valid_repository(good), "{good}");
         }
-        for bad in ["", "Shop/web", "shop/web@sha256:00", "/web", "web/", "shop//web", "-web"] {
+        for bad in [
+            "",
+            "Shop/web",
+            "shop/web@sha256:00",
+            "/web",
+            "web/",
+            "shop//web",
+            "-web",
+        ] {
             assert!(!is_valid_repository(bad), "{bad}");
         }
     }

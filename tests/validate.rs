@@ -20,7 +20,12 @@ fn the_example_repo_is_valid() {
 #[test]
 fn an_unknown_key_names_file_line_column_and_the_nearest_valid_name() {
     let repo = example_repo();
-    edit(repo.path(), "policies/pipeline.yaml", "    soak: 10m", "    soka: 10m");
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "    soak: 10m",
+        "    soka: 10m",
+    );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("policies/pipeline.yaml:28:5: environments[1]: unknown field `soka` (did you mean `soak`?)"), "{out}");
@@ -29,29 +34,53 @@ fn an_unknown_key_names_file_line_column_and_the_nearest_valid_name() {
 #[test]
 fn a_cycle_in_after_is_refused() {
     let repo = example_repo();
-    edit(repo.path(), "policies/pipeline.yaml", "  - name: dev\n", "  - name: dev\n    after: prod\n");
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "  - name: dev\n",
+        "  - name: dev\n    after: prod\n",
+    );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("forms a cycle"), "{out}");
-    assert!(out.contains("the first environment must have no after"), "{out}");
+    assert!(
+        out.contains("the first environment must have no after"),
+        "{out}"
+    );
 }
 
 #[test]
 fn an_unknown_after_suggests_a_known_environment() {
     let repo = example_repo();
-    edit(repo.path(), "policies/pipeline.yaml", "after: staging", "after: stagign");
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "after: staging",
+        "after: stagign",
+    );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("unknown environment \"stagign\" (did you mean \"staging\"?)"), "{out}");
+    assert!(
+        out.contains("unknown environment \"stagign\" (did you mean \"staging\"?)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_window_that_does_not_parse_is_located() {
     let repo = example_repo();
-    edit(repo.path(), "policies/pipeline.yaml", "for 7h in Europe/Berlin", "for 7h in Europe/Berlni");
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "for 7h in Europe/Berlin",
+        "for 7h in Europe/Berlni",
+    );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("policies/pipeline.yaml:39:15: environments[2].windows[0]: invalid window"), "{out}");
+    assert!(
+        out.contains("policies/pipeline.yaml:39:15: environments[2].windows[0]: invalid window"),
+        "{out}"
+    );
     assert!(out.contains("unknown time zone \"Europe/Berlni\""), "{out}");
 }
 
@@ -61,7 +90,10 @@ fn an_environment_without_its_overlay_is_reported() {
     std::fs::remove_dir_all(repo.path().join("environments/staging")).unwrap();
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("directory environments/staging does not exist"), "{out}");
+    assert!(
+        out.contains("directory environments/staging does not exist"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -75,15 +107,28 @@ fn an_app_missing_from_an_overlay_names_the_kustomization() {
     );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("environments/dev/kustomization.yaml:16:3: images: app worker"), "{out}");
+    assert!(
+        out.contains("environments/dev/kustomization.yaml:16:3: images: app worker"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_malformed_digest_is_located_at_its_value() {
     let repo = example_repo();
-    let text = std::fs::read_to_string(repo.path().join("environments/prod/kustomization.yaml")).unwrap();
-    let digest = text.lines().find_map(|l| l.trim().strip_prefix("digest: ")).unwrap().to_string();
-    edit(repo.path(), "environments/prod/kustomization.yaml", &digest, "sha256:1234");
+    let text =
+        std::fs::read_to_string(repo.path().join("environments/prod/kustomization.yaml")).unwrap();
+    let digest = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("digest: "))
+        .unwrap()
+        .to_string();
+    edit(
+        repo.path(),
+        "environments/prod/kustomization.yaml",
+        &digest,
+        "sha256:1234",
+    );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("environments/prod/kustomization.yaml:20:13: images.digest: invalid digest \"sha256:1234\""), "{out}");
@@ -92,7 +137,12 @@ fn a_malformed_digest_is_located_at_its_value() {
 #[test]
 fn a_path_leaving_the_repo_is_refused() {
     let repo = example_repo();
-    edit(repo.path(), "policies/pipeline.yaml", "path: environments/dev", "path: ../../etc");
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "path: environments/dev",
+        "path: ../../etc",
+    );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("leaves the config repo"), "{out}");
@@ -101,12 +151,26 @@ fn a_path_leaving_the_repo_is_refused() {
 #[test]
 fn json_output_lists_diagnostics_for_scripts() {
     let repo = example_repo();
-    edit(repo.path(), "policies/pipeline.yaml", "count: 2", "count: 0");
-    let out = baton(&["validate", "--repo", repo.path().to_str().unwrap(), "-o", "json"]);
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "count: 2",
+        "count: 0",
+    );
+    let out = baton(&[
+        "validate",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
-    assert_eq!(v["diagnostics"][0]["field"], "environments[2].approvals.count");
+    assert_eq!(
+        v["diagnostics"][0]["field"],
+        "environments[2].approvals.count"
+    );
     assert_eq!(v["diagnostics"][0]["line"], 37);
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::edit::{self, EditError, ImagePin};
 use crate::config::pipeline::{App, Environment, PinFormat, Pipeline};
-use crate::config::validate::{resolve_in_repo, KUSTOMIZATION_FILES};
+use crate::config::validate::{KUSTOMIZATION_FILES, resolve_in_repo};
 use crate::image::Pinned;
 
 /// Why a bump could not be planned or written.
@@ -64,13 +64,18 @@ impl FileChange {
     /// over the original, keeping its permissions.
     pub fn write(&self, repo: &Path) -> Result<(), BumpError> {
         let path = repo.join(&self.path);
-        let io = |source| BumpError::Io { path: self.path.clone(), source };
+        let io = |source| BumpError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let dir = path.parent().unwrap_or(repo);
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
         tmp.write_all(self.after.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         if let Ok(meta) = std::fs::metadata(&path) {
-            tmp.as_file().set_permissions(meta.permissions()).map_err(io)?;
+            tmp.as_file()
+                .set_permissions(meta.permissions())
+                .map_err(io)?;
         }
         tmp.persist(&path).map_err(|e| io(e.error))?;
         Ok(())
@@ -87,16 +92,28 @@ pub fn pulled_name(env: &Environment, app: &App) -> Option<String> {
 }
 
 /// Plan pinning `app` to `pinned` in `env`, reading files under `repo`.
-pub fn plan(repo: &Path, pipeline: &Pipeline, env: &str, app: &str, pinned: &Pinned) -> Result<FileChange, BumpError> {
-    let environment = pipeline.environment(env).ok_or_else(|| BumpError::UnknownEnvironment {
-        name: env.to_string(),
-        known: pipeline.environment_names().join(", "),
+pub fn plan(
+    repo: &Path,
+    pipeline: &Pipeline,
+    env: &str,
+    app: &str,
+    pinned: &Pinned,
+) -> Result<FileChange, BumpError> {
+    let environment = pipeline
+        .environment(env)
+        .ok_or_else(|| BumpError::UnknownEnvironment {
+            name: env.to_string(),
+            known: pipeline.environment_names().join(", "),
+        })?;
+    let app_cfg = pipeline.app(app).ok_or_else(|| BumpError::UnknownApp {
+        name: app.to_string(),
+        known: pipeline.app_names().join(", "),
     })?;
-    let app_cfg = pipeline
-        .app(app)
-        .ok_or_else(|| BumpError::UnknownApp { name: app.to_string(), known: pipeline.app_names().join(", ") })?;
     let env_dir = environment.path();
-    let path_err = |message: String| BumpError::Path { env: env.to_string(), message };
+    let path_err = |message: String| BumpError::Path {
+        env: env.to_string(),
+        message,
+    };
     let rel = match &app_cfg.pin.file {
         Some(file) => env_dir.join(file),
         None => {
@@ -104,31 +121,60 @@ pub fn plan(repo: &Path, pipeline: &Pipeline, env: &str, app: &str, pinned: &Pin
             let name = KUSTOMIZATION_FILES
                 .iter()
                 .find(|f| dir.join(f).is_file())
-                .ok_or_else(|| path_err(format!("{} has no kustomization.yaml", env_dir.display())))?;
+                .ok_or_else(|| {
+                    path_err(format!("{} has no kustomization.yaml", env_dir.display()))
+                })?;
             env_dir.join(name)
         }
     };
     let rel_str = slash(&rel);
     let full = resolve_in_repo(repo, &rel_str).map_err(path_err)?;
-    let before = std::fs::read_to_string(&full).map_err(|source| BumpError::Io { path: rel_str.clone(), source })?;
+    let before = std::fs::read_to_string(&full).map_err(|source| BumpError::Io {
+        path: rel_str.clone(),
+        source,
+    })?;
     let after = match (&app_cfg.pin.file, &app_cfg.pin.key) {
         (None, _) => {
             let new_name = pulled_name(environment, app_cfg);
-            edit::pin_kustomize_image(&rel_str, &before, &ImagePin { image: &app_cfg.image, new_name: new_name.as_deref(), pinned })?
+            edit::pin_kustomize_image(
+                &rel_str,
+                &before,
+                &ImagePin {
+                    image: &app_cfg.image,
+                    new_name: new_name.as_deref(),
+                    pinned,
+                },
+            )?
         }
         (Some(_), Some(key)) => {
             let value = match app_cfg.pin.format {
                 PinFormat::Digest => pinned.digest.to_string(),
-                PinFormat::Reference => format!("{}@{}", pulled_name(environment, app_cfg).unwrap_or_else(|| app_cfg.image.clone()), pinned.digest),
+                PinFormat::Reference => format!(
+                    "{}@{}",
+                    pulled_name(environment, app_cfg).unwrap_or_else(|| app_cfg.image.clone()),
+                    pinned.digest
+                ),
             };
             edit::set_value(&rel_str, &before, key, &value)?
         }
         (Some(_), None) => {
             let new_name = pulled_name(environment, app_cfg);
-            edit::pin_manifest_images(&rel_str, &before, &ImagePin { image: &app_cfg.image, new_name: new_name.as_deref(), pinned })?
+            edit::pin_manifest_images(
+                &rel_str,
+                &before,
+                &ImagePin {
+                    image: &app_cfg.image,
+                    new_name: new_name.as_deref(),
+                    pinned,
+                },
+            )?
         }
     };
-    Ok(FileChange { path: rel_str, before, after })
+    Ok(FileChange {
+        path: rel_str,
+        before,
+        after,
+    })
 }
 
 fn slash(p: &PathBuf) -> String {

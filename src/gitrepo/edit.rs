@@ -13,10 +13,18 @@ use crate::yaml::{self, Node, NodeKind, Pos, Style};
 pub enum EditError {
     /// The file is not valid YAML.
     #[error("{file}:{pos}: invalid YAML: {message}")]
-    Syntax { file: String, pos: Pos, message: String },
+    Syntax {
+        file: String,
+        pos: Pos,
+        message: String,
+    },
     /// The file has a shape the editor will not rewrite (and says what to change).
     #[error("{file}:{pos}: {message}")]
-    Unsupported { file: String, pos: Pos, message: String },
+    Unsupported {
+        file: String,
+        pos: Pos,
+        message: String,
+    },
     /// What should be edited is not in the file.
     #[error("{file}: {message}")]
     NotFound { file: String, message: String },
@@ -49,13 +57,21 @@ fn apply(text: &str, mut splices: Vec<Splice>) -> String {
 }
 
 fn parse(file: &str, text: &str) -> Result<Node, EditError> {
-    yaml::parse(text).map_err(|e| EditError::Syntax { file: file.into(), pos: e.pos, message: e.message })
+    yaml::parse(text).map_err(|e| EditError::Syntax {
+        file: file.into(),
+        pos: e.pos,
+        message: e.message,
+    })
 }
 
 /// A scalar as YAML would need it written to read back as the string `value`: plain when
 /// that is unambiguous, else double-quoted.
 pub fn scalar_text(value: &str) -> String {
-    if plain_is_string(value) { value.to_string() } else { format!("{value:?}") }
+    if plain_is_string(value) {
+        value.to_string()
+    } else {
+        format!("{value:?}")
+    }
 }
 
 /// Write `value` in the style the old scalar used, unless that style cannot hold it.
@@ -74,14 +90,23 @@ fn plain_is_string(v: &str) -> bool {
         return false;
     }
     let lower = v.to_ascii_lowercase();
-    let special = ["~", "null", "true", "false", "yes", "no", "on", "off", "y", "n", ".nan", ".inf", "-.inf", "+.inf"];
+    let special = [
+        "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n", ".nan", ".inf", "-.inf",
+        "+.inf",
+    ];
     if special.contains(&lower.as_str()) {
         return false;
     }
     let numeric = v.trim_start_matches(['+', '-']);
     let looks_number = !numeric.is_empty()
-        && numeric.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
-        && numeric.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | '_' | ':' | 'x' | 'o' | 'e' | 'E' | '+' | '-'));
+        && numeric
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && numeric.chars().all(|c| {
+            c.is_ascii_hexdigit()
+                || matches!(c, '.' | '_' | ':' | 'x' | 'o' | 'e' | 'E' | '+' | '-')
+        });
     if looks_number {
         return false;
     }
@@ -94,7 +119,11 @@ fn plain_is_string(v: &str) -> bool {
 
 fn span_of(node: &Node) -> Option<(usize, usize, Style)> {
     match node.kind {
-        NodeKind::Scalar { span: Some((s, e)), style, .. } => Some((s, e, style)),
+        NodeKind::Scalar {
+            span: Some((s, e)),
+            style,
+            ..
+        } => Some((s, e, style)),
         _ => None,
     }
 }
@@ -106,31 +135,52 @@ fn line_start(text: &str, offset: usize) -> usize {
 
 /// The byte offset just past the newline ending the line containing `offset`.
 fn line_end(text: &str, offset: usize) -> usize {
-    text[offset..].find('\n').map_or(text.len(), |i| offset + i + 1)
+    text[offset..]
+        .find('\n')
+        .map_or(text.len(), |i| offset + i + 1)
 }
 
 /// The furthest byte any scalar inside `node` reaches.
 fn node_end(node: &Node) -> usize {
     match &node.kind {
-        NodeKind::Scalar { span: Some((_, e)), .. } => *e,
+        NodeKind::Scalar {
+            span: Some((_, e)), ..
+        } => *e,
         NodeKind::Scalar { .. } | NodeKind::Alias => node.pos.offset + 1,
-        NodeKind::Mapping { entries, .. } => entries.iter().map(|(k, v)| node_end(k).max(node_end(v))).max().unwrap_or(node.pos.offset),
-        NodeKind::Sequence { items, .. } => items.iter().map(node_end).max().unwrap_or(node.pos.offset),
+        NodeKind::Mapping { entries, .. } => entries
+            .iter()
+            .map(|(k, v)| node_end(k).max(node_end(v)))
+            .max()
+            .unwrap_or(node.pos.offset),
+        NodeKind::Sequence { items, .. } => {
+            items.iter().map(node_end).max().unwrap_or(node.pos.offset)
+        }
     }
 }
 
 /// Pin an app's image in a kustomization: set `digest` (and `newTag` to the tag, removing a
 /// stale `newTag` when no tag is known; and `newName` when given) on the `images:` entry
 /// whose `name` is the app's image, adding the entry — or `images:` itself — when missing.
-pub fn pin_kustomize_image(file: &str, text: &str, pin: &ImagePin<'_>) -> Result<String, EditError> {
+pub fn pin_kustomize_image(
+    file: &str,
+    text: &str,
+    pin: &ImagePin<'_>,
+) -> Result<String, EditError> {
     let root = parse(file, text)?;
     if !matches!(root.kind, NodeKind::Mapping { flow: false, .. }) {
-        return Err(EditError::Unsupported { file: file.into(), pos: root.pos, message: "a kustomization must be a block mapping".into() });
+        return Err(EditError::Unsupported {
+            file: file.into(),
+            pos: root.pos,
+            message: "a kustomization must be a block mapping".into(),
+        });
     }
     let Some((images_key, images)) = root.entry("images") else {
         return Ok(append_images_block(text, pin));
     };
-    let entry = images.items().iter().find(|e| e.get("name").and_then(Node::as_str) == Some(pin.image));
+    let entry = images
+        .items()
+        .iter()
+        .find(|e| e.get("name").and_then(Node::as_str) == Some(pin.image));
     match (&images.kind, entry) {
         (_, Some(entry)) => edit_entry(file, text, entry, pin),
         (NodeKind::Sequence { flow: false, items }, None) => Ok(append_entry(text, items, pin)),
@@ -138,14 +188,25 @@ pub fn pin_kustomize_image(file: &str, text: &str, pin: &ImagePin<'_>) -> Result
             // `images: []`: replace the empty flow sequence by a block one.
             let key_col = images_key.pos.column - 1;
             let start = images.pos.offset;
-            let end = text[start..].find(']').map(|i| start + i + 1).unwrap_or(start);
+            let end = text[start..]
+                .find(']')
+                .map(|i| start + i + 1)
+                .unwrap_or(start);
             let block = entry_lines(key_col + 2, pin);
-            Ok(apply(text, vec![Splice { start, end, text: format!("\n{}", block.trim_end_matches('\n')) }]))
+            Ok(apply(
+                text,
+                vec![Splice {
+                    start,
+                    end,
+                    text: format!("\n{}", block.trim_end_matches('\n')),
+                }],
+            ))
         }
         _ => Err(EditError::Unsupported {
             file: file.into(),
             pos: images.pos,
-            message: "images: is not a block sequence; write it as a list of `- name: …` entries".into(),
+            message: "images: is not a block sequence; write it as a list of `- name: …` entries"
+                .into(),
         }),
     }
 }
@@ -158,9 +219,18 @@ fn desired_fields<'a>(pin: &'a ImagePin<'a>) -> Vec<(&'static str, Option<String
     ]
 }
 
-fn edit_entry(file: &str, text: &str, entry: &Node, pin: &ImagePin<'_>) -> Result<String, EditError> {
+fn edit_entry(
+    file: &str,
+    text: &str,
+    entry: &Node,
+    pin: &ImagePin<'_>,
+) -> Result<String, EditError> {
     let NodeKind::Mapping { entries, flow } = &entry.kind else {
-        return Err(EditError::Unsupported { file: file.into(), pos: entry.pos, message: "an images: entry must be a mapping".into() });
+        return Err(EditError::Unsupported {
+            file: file.into(),
+            pos: entry.pos,
+            message: "an images: entry must be a mapping".into(),
+        });
     };
     if *flow {
         return edit_flow_entry(file, text, entry, pin);
@@ -176,18 +246,35 @@ fn edit_entry(file: &str, text: &str, entry: &Node, pin: &ImagePin<'_>) -> Resul
                     continue;
                 }
                 let Some((s, e, style)) = span_of(v) else {
-                    return Err(EditError::Unsupported { file: file.into(), pos: v.pos, message: format!("{key} must be a one-line scalar for baton to edit it") });
+                    return Err(EditError::Unsupported {
+                        file: file.into(),
+                        pos: v.pos,
+                        message: format!("{key} must be a one-line scalar for baton to edit it"),
+                    });
                 };
-                splices.push(Splice { start: s, end: e, text: restyle(style, &want) });
+                splices.push(Splice {
+                    start: s,
+                    end: e,
+                    text: restyle(style, &want),
+                });
             }
             (Some((k, v)), None) if key == "newTag" => {
                 // A digest without a tag: a stale tag would mislead readers, so the line goes.
                 let start = line_start(text, k.pos.offset);
                 let only_key_on_line = text[start..k.pos.offset].trim().is_empty();
                 if !only_key_on_line {
-                    return Err(EditError::Unsupported { file: file.into(), pos: k.pos, message: "newTag shares its line with another key; put it on its own line".into() });
+                    return Err(EditError::Unsupported {
+                        file: file.into(),
+                        pos: k.pos,
+                        message: "newTag shares its line with another key; put it on its own line"
+                            .into(),
+                    });
                 }
-                splices.push(Splice { start, end: line_end(text, node_end(v).max(k.pos.offset)), text: String::new() });
+                splices.push(Splice {
+                    start,
+                    end: line_end(text, node_end(v).max(k.pos.offset)),
+                    text: String::new(),
+                });
             }
             (Some(_), None) => {} // newName is left as written when no copy is asked for
             (None, Some(want)) => missing.push((key, want)),
@@ -202,25 +289,45 @@ fn edit_entry(file: &str, text: &str, entry: &Node, pin: &ImagePin<'_>) -> Resul
             lines.push('\n');
         }
         for (key, value) in missing {
-            lines.push_str(&format!("{}{key}: {}\n", " ".repeat(indent), scalar_text(&value)));
+            lines.push_str(&format!(
+                "{}{key}: {}\n",
+                " ".repeat(indent),
+                scalar_text(&value)
+            ));
         }
-        splices.push(Splice { start: at, end: at, text: lines });
+        splices.push(Splice {
+            start: at,
+            end: at,
+            text: lines,
+        });
     }
     Ok(apply(text, splices))
 }
 
-fn edit_flow_entry(file: &str, text: &str, entry: &Node, pin: &ImagePin<'_>) -> Result<String, EditError> {
+fn edit_flow_entry(
+    file: &str,
+    text: &str,
+    entry: &Node,
+    pin: &ImagePin<'_>,
+) -> Result<String, EditError> {
     let start = entry.pos.offset;
-    let end = text[start..].find('}').map(|i| start + i + 1).ok_or_else(|| EditError::Unsupported {
-        file: file.into(),
-        pos: entry.pos,
-        message: "unterminated flow mapping".into(),
-    })?;
+    let end = text[start..]
+        .find('}')
+        .map(|i| start + i + 1)
+        .ok_or_else(|| EditError::Unsupported {
+            file: file.into(),
+            pos: entry.pos,
+            message: "unterminated flow mapping".into(),
+        })?;
     let mut fields: Vec<(String, String)> = Vec::new();
     for (k, v) in entry.entries() {
         let key = k.as_str().unwrap_or_default().to_string();
         let Some((s, e, _)) = span_of(v) else {
-            return Err(EditError::Unsupported { file: file.into(), pos: v.pos, message: format!("{key} must be a scalar") });
+            return Err(EditError::Unsupported {
+                file: file.into(),
+                pos: v.pos,
+                message: format!("{key} must be a scalar"),
+            });
         };
         fields.push((key, text[s..e].to_string()));
     }
@@ -241,12 +348,23 @@ fn edit_flow_entry(file: &str, text: &str, entry: &Node, pin: &ImagePin<'_>) -> 
     }
     let inner = &text[start + 1..end - 1];
     let pad = if inner.starts_with(' ') { " " } else { "" };
-    let body = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let new = format!("{{{pad}{body}{pad}}}");
     if new == text[start..end] {
         return Ok(text.to_string());
     }
-    Ok(apply(text, vec![Splice { start, end, text: new }]))
+    Ok(apply(
+        text,
+        vec![Splice {
+            start,
+            end,
+            text: new,
+        }],
+    ))
 }
 
 fn entry_lines(dash_col: usize, pin: &ImagePin<'_>) -> String {
@@ -261,12 +379,16 @@ fn entry_lines(dash_col: usize, pin: &ImagePin<'_>) -> String {
 }
 
 fn append_entry(text: &str, items: &[Node], pin: &ImagePin<'_>) -> String {
-    let last = items.last().expect("a block sequence has at least one item");
+    let last = items
+        .last()
+        .expect("a block sequence has at least one item");
     // The item's own position is its first key; the dash sits two columns before it.
     let item_col = last.pos.column - 1;
     let dash_col = {
         let ls = line_start(text, last.pos.offset);
-        text[ls..last.pos.offset].find('-').unwrap_or(item_col.saturating_sub(2))
+        text[ls..last.pos.offset]
+            .find('-')
+            .unwrap_or(item_col.saturating_sub(2))
     };
     let at = line_end(text, node_end(last).saturating_sub(1));
     let mut insert = String::new();
@@ -274,7 +396,14 @@ fn append_entry(text: &str, items: &[Node], pin: &ImagePin<'_>) -> String {
         insert.push('\n');
     }
     insert.push_str(&entry_lines(dash_col, pin));
-    apply(text, vec![Splice { start: at, end: at, text: insert }])
+    apply(
+        text,
+        vec![Splice {
+            start: at,
+            end: at,
+            text: insert,
+        }],
+    )
 }
 
 fn append_images_block(text: &str, pin: &ImagePin<'_>) -> String {
@@ -293,24 +422,51 @@ pub fn set_value(file: &str, text: &str, key: &str, value: &str) -> Result<Strin
     let root = parse(file, text)?;
     let (node, found) = root.lookup(key);
     if !found {
-        return Err(EditError::NotFound { file: file.into(), message: format!("key {key:?} not found; create it once by hand, baton keeps it up to date") });
+        return Err(EditError::NotFound {
+            file: file.into(),
+            message: format!(
+                "key {key:?} not found; create it once by hand, baton keeps it up to date"
+            ),
+        });
     }
     if node.as_str() == Some(value) {
         return Ok(text.to_string());
     }
     let Some((s, e, style)) = span_of(node) else {
-        return Err(EditError::Unsupported { file: file.into(), pos: node.pos, message: format!("{key} must be a one-line scalar") });
+        return Err(EditError::Unsupported {
+            file: file.into(),
+            pos: node.pos,
+            message: format!("{key} must be a one-line scalar"),
+        });
     };
-    Ok(apply(text, vec![Splice { start: s, end: e, text: restyle(style, value) }]))
+    Ok(apply(
+        text,
+        vec![Splice {
+            start: s,
+            end: e,
+            text: restyle(style, value),
+        }],
+    ))
 }
 
 /// Rewrite every container `image:` of `pin.image` or `pin.new_name` (any tag or digest) in
 /// a plain manifest stream to `name[:tag]@digest`, where name is `new_name` when given. At
 /// least one must exist.
-pub fn pin_manifest_images(file: &str, text: &str, pin: &ImagePin<'_>) -> Result<String, EditError> {
+pub fn pin_manifest_images(
+    file: &str,
+    text: &str,
+    pin: &ImagePin<'_>,
+) -> Result<String, EditError> {
     let (pinned, name) = (pin.pinned, pin.new_name.unwrap_or(pin.image));
-    let names: Vec<&str> = [Some(pin.image), pin.new_name].into_iter().flatten().collect();
-    let docs = yaml::parse_documents(text).map_err(|e| EditError::Syntax { file: file.into(), pos: e.pos, message: e.message })?;
+    let names: Vec<&str> = [Some(pin.image), pin.new_name]
+        .into_iter()
+        .flatten()
+        .collect();
+    let docs = yaml::parse_documents(text).map_err(|e| EditError::Syntax {
+        file: file.into(),
+        pos: e.pos,
+        message: e.message,
+    })?;
     let want = match &pinned.tag {
         Some(t) => format!("{name}:{t}@{}", pinned.digest),
         None => format!("{name}@{}", pinned.digest),
@@ -322,13 +478,20 @@ pub fn pin_manifest_images(file: &str, text: &str, pin: &ImagePin<'_>) -> Result
             found += 1;
             if node.as_str() != Some(want.as_str()) {
                 if let Some((s, e, style)) = span_of(node) {
-                    splices.push(Splice { start: s, end: e, text: restyle(style, &want) });
+                    splices.push(Splice {
+                        start: s,
+                        end: e,
+                        text: restyle(style, &want),
+                    });
                 }
             }
         });
     }
     if found == 0 {
-        return Err(EditError::NotFound { file: file.into(), message: format!("no container image: {} found", names.join(" or ")) });
+        return Err(EditError::NotFound {
+            file: file.into(),
+            message: format!("no container image: {} found", names.join(" or ")),
+        });
     }
     Ok(apply(text, splices))
 }
@@ -337,7 +500,10 @@ fn collect_images(node: &Node, names: &[&str], f: &mut dyn FnMut(&Node)) {
     match &node.kind {
         NodeKind::Mapping { entries, .. } => {
             for (k, v) in entries {
-                if k.as_str() == Some("image") && v.as_str().is_some_and(|s| names.contains(&repository_of(s))) {
+                if k.as_str() == Some("image")
+                    && v.as_str()
+                        .is_some_and(|s| names.contains(&repository_of(s)))
+                {
                     f(v);
                 } else {
                     collect_images(v, names, f);
@@ -370,7 +536,11 @@ mod tests {
     }
 
     fn pin<'a>(p: &'a Pinned) -> ImagePin<'a> {
-        ImagePin { image: "reg/web", new_name: None, pinned: p }
+        ImagePin {
+            image: "reg/web",
+            new_name: None,
+            pinned: p,
+        }
     }
 
     #[test]
@@ -380,7 +550,9 @@ mod tests {
         );
         let p = pinned(&format!("1.1.0@{D2}"));
         let out = pin_kustomize_image("k.yaml", &text, &pin(&p)).unwrap();
-        let expected = text.replacen("\"1.0.0\"", "\"1.1.0\"", 1).replacen(D1, D2, 1);
+        let expected = text
+            .replacen("\"1.0.0\"", "\"1.1.0\"", 1)
+            .replacen(D1, D2, 1);
         assert_eq!(out, expected);
     }
 
@@ -388,15 +560,23 @@ mod tests {
     fn a_bump_to_the_same_pin_changes_nothing() {
         let text = format!("images:\n- name: reg/web\n  newTag: 1.1.0\n  digest: {D2}\n");
         let p = pinned(&format!("1.1.0@{D2}"));
-        assert_eq!(pin_kustomize_image("k.yaml", &text, &pin(&p)).unwrap(), text);
+        assert_eq!(
+            pin_kustomize_image("k.yaml", &text, &pin(&p)).unwrap(),
+            text
+        );
     }
 
     #[test]
     fn a_digest_only_bump_removes_a_stale_tag_line() {
-        let text = format!("images:\n  - name: reg/web\n    newTag: 1.0.0 # old\n    digest: {D1}\nnamespace: x\n");
+        let text = format!(
+            "images:\n  - name: reg/web\n    newTag: 1.0.0 # old\n    digest: {D1}\nnamespace: x\n"
+        );
         let p = pinned(D2);
         let out = pin_kustomize_image("k.yaml", &text, &pin(&p)).unwrap();
-        assert_eq!(out, format!("images:\n  - name: reg/web\n    digest: {D2}\nnamespace: x\n"));
+        assert_eq!(
+            out,
+            format!("images:\n  - name: reg/web\n    digest: {D2}\nnamespace: x\n")
+        );
     }
 
     #[test]
@@ -404,7 +584,12 @@ mod tests {
         let text = "images:\n  - name: reg/web\n    newTag: \"1.0.0\"\n# trailing comment\n";
         let p = pinned(&format!("1.0.0@{D1}"));
         let out = pin_kustomize_image("k.yaml", text, &pin(&p)).unwrap();
-        assert_eq!(out, format!("images:\n  - name: reg/web\n    newTag: \"1.0.0\"\n    digest: {D1}\n# trailing comment\n"));
+        assert_eq!(
+            out,
+            format!(
+                "images:\n  - name: reg/web\n    newTag: \"1.0.0\"\n    digest: {D1}\n# trailing comment\n"
+            )
+        );
     }
 
     #[test]
@@ -412,7 +597,12 @@ mod tests {
         let text = format!("images:\n- name: reg/other\n  digest: {D1}\nreplicas: []\n");
         let p = pinned(&format!("2.0@{D2}"));
         let out = pin_kustomize_image("k.yaml", &text, &pin(&p)).unwrap();
-        assert_eq!(out, format!("images:\n- name: reg/other\n  digest: {D1}\n- name: reg/web\n  newTag: \"2.0\"\n  digest: {D2}\nreplicas: []\n"));
+        assert_eq!(
+            out,
+            format!(
+                "images:\n- name: reg/other\n  digest: {D1}\n- name: reg/web\n  newTag: \"2.0\"\n  digest: {D2}\nreplicas: []\n"
+            )
+        );
     }
 
     #[test]
@@ -420,7 +610,10 @@ mod tests {
         let text = "resources:\n- a.yaml";
         let p = pinned(D1);
         let out = pin_kustomize_image("k.yaml", text, &pin(&p)).unwrap();
-        assert_eq!(out, format!("resources:\n- a.yaml\nimages:\n  - name: reg/web\n    digest: {D1}\n"));
+        assert_eq!(
+            out,
+            format!("resources:\n- a.yaml\nimages:\n  - name: reg/web\n    digest: {D1}\n")
+        );
     }
 
     #[test]
@@ -428,23 +621,44 @@ mod tests {
         let text = format!("images:\n  - {{ name: reg/web, newTag: '1', digest: {D1} }} # keep\n");
         let p = pinned(&format!("2@{D2}"));
         let out = pin_kustomize_image("k.yaml", &text, &pin(&p)).unwrap();
-        assert_eq!(out, format!("images:\n  - {{ name: reg/web, newTag: \"2\", digest: {D2} }} # keep\n"));
+        assert_eq!(
+            out,
+            format!("images:\n  - {{ name: reg/web, newTag: \"2\", digest: {D2} }} # keep\n")
+        );
     }
 
     #[test]
     fn new_name_is_set_for_copies() {
         let text = format!("images:\n  - name: reg/web\n    newName: old/web\n    digest: {D1}\n");
         let p = pinned(D2);
-        let out = pin_kustomize_image("k.yaml", &text, &ImagePin { image: "reg/web", new_name: Some("prod/web"), pinned: &p }).unwrap();
-        assert_eq!(out, format!("images:\n  - name: reg/web\n    newName: prod/web\n    digest: {D2}\n"));
+        let out = pin_kustomize_image(
+            "k.yaml",
+            &text,
+            &ImagePin {
+                image: "reg/web",
+                new_name: Some("prod/web"),
+                pinned: &p,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            format!("images:\n  - name: reg/web\n    newName: prod/web\n    digest: {D2}\n")
+        );
     }
 
     #[test]
     fn values_files_keep_quoting() {
         let text = format!("web:\n  image:\n    digest: '{D1}' # pinned\n");
         let out = set_value("v.yaml", &text, "web.image.digest", D2).unwrap();
-        assert_eq!(out, format!("web:\n  image:\n    digest: '{D2}' # pinned\n"));
-        assert!(matches!(set_value("v.yaml", &text, "web.tag", D2), Err(EditError::NotFound { .. })));
+        assert_eq!(
+            out,
+            format!("web:\n  image:\n    digest: '{D2}' # pinned\n")
+        );
+        assert!(matches!(
+            set_value("v.yaml", &text, "web.tag", D2),
+            Err(EditError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -453,14 +667,27 @@ mod tests {
         let p = pinned(&format!("1.1@{D2}"));
         let out = pin_manifest_images("m.yaml", text, &pin(&p)).unwrap();
         let want = format!("reg/web:1.1@{D2}");
-        assert_eq!(out, text.replacen("reg/web:1.0", &want, 1).replacen("image: reg/web\n", &format!("image: {want}\n"), 1));
-        let none = ImagePin { image: "reg/none", new_name: None, pinned: &p };
+        assert_eq!(
+            out,
+            text.replacen("reg/web:1.0", &want, 1).replacen(
+                "image: reg/web\n",
+                &format!("image: {want}\n"),
+                1
+            )
+        );
+        let none = ImagePin {
+            image: "reg/none",
+            new_name: None,
+            pinned: &p,
+        };
         assert!(pin_manifest_images("m.yaml", text, &none).is_err());
     }
 
     #[test]
     fn plain_scalars_are_quoted_only_when_they_would_not_read_back_as_strings() {
-        for s in ["1.0", "1", "1.0.0", "yes", "null", "0644", "1e3", "", "-x", "a: b"] {
+        for s in [
+            "1.0", "1", "1.0.0", "yes", "null", "0644", "1e3", "", "-x", "a: b",
+        ] {
             assert!(scalar_text(s).starts_with('"'), "{s}");
         }
         for s in ["v1.2", "release-2.0.5", D1, "reg/web"] {

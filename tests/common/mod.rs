@@ -43,7 +43,11 @@ pub fn edit(repo: &Path, file: &str, from: &str, to: &str) {
 
 /// Run the real `baton` binary.
 pub fn baton(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_baton")).args(args).env_remove("BATON_REPO").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .env_remove("BATON_REPO")
+        .output()
+        .unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -66,6 +70,10 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
