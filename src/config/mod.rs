@@ -4,6 +4,8 @@
 pub mod diag;
 pub mod duration;
 pub mod pipeline;
+pub mod runtime;
+pub mod secret;
 pub mod validate;
 pub mod window;
 
@@ -11,3 +13,5 @@ pub use diag::Diagnostic;
 pub use duration::HumanDuration;
 pub use pipeline::{App, Environment, LoadedPipeline, Pipeline};
 pub use window::{Freeze, Window};
+pub use runtime::RuntimeConfig;
+pub use secret::{Secret, SecretRef};
