@@ -166,7 +166,7 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}; pass sha256:<64 hex> or <tag>@sha256:<64 hex>"))?;
     let loaded = load_pipeline(global)?;
     let change = crate::gitrepo::bump::plan(
-        &global.repo,
+        &crate::gitrepo::files::FsFiles(&global.repo),
         &loaded.pipeline,
         &args.env,
         &args.app,

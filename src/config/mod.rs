@@ -12,6 +12,6 @@ pub mod window;
 pub use diag::Diagnostic;
 pub use duration::HumanDuration;
 pub use pipeline::{App, Environment, LoadedPipeline, Pipeline};
-pub use window::{Freeze, Window};
 pub use runtime::RuntimeConfig;
 pub use secret::{Secret, SecretRef};
+pub use window::{Freeze, Window};

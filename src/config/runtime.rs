@@ -87,7 +87,13 @@ pub struct GitHubConfig {
 
 impl Default for GitHubConfig {
     fn default() -> Self {
-        Self { api_url: default_api_url(), repository: None, token: None, app: None, webhook_secret: None }
+        Self {
+            api_url: default_api_url(),
+            repository: None,
+            token: None,
+            app: None,
+            webhook_secret: None,
+        }
     }
 }
 
@@ -131,7 +137,11 @@ pub struct Intervals {
 
 impl Default for Intervals {
     fn default() -> Self {
-        Self { registry: d_registry(), plan: d_plan(), resync: d_resync() }
+        Self {
+            registry: d_registry(),
+            plan: d_plan(),
+            resync: d_resync(),
+        }
     }
 }
 
@@ -175,23 +185,47 @@ pub enum RuntimeConfigError {
 
 impl RuntimeConfig {
     /// Read `path`, then apply environment overrides from `env` (pass `std::env::vars()`).
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, RuntimeConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RuntimeConfigError::Read { path: path.to_path_buf(), source })?;
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RuntimeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RuntimeConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&path.display().to_string(), &text, env)
     }
 
-    pub fn parse(file: &str, text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, RuntimeConfigError> {
-        let tree = crate::yaml::parse(text)
-            .map_err(|e| RuntimeConfigError::Invalid(Diagnostic::new(file, Some(e.pos), "", format!("invalid YAML: {}", e.message))))?;
-        let mut cfg: RuntimeConfig =
-            yaml_serde::from_str(text).map_err(|e| RuntimeConfigError::Invalid(diag::refine(diag::from_serde(file, &e), &tree)))?;
-        let invalid = |field: &str, message: String| RuntimeConfigError::Invalid(Diagnostic::new("environment", None, field, message));
+    pub fn parse(
+        file: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RuntimeConfigError> {
+        let tree = crate::yaml::parse(text).map_err(|e| {
+            RuntimeConfigError::Invalid(Diagnostic::new(
+                file,
+                Some(e.pos),
+                "",
+                format!("invalid YAML: {}", e.message),
+            ))
+        })?;
+        let mut cfg: RuntimeConfig = yaml_serde::from_str(text).map_err(|e| {
+            RuntimeConfigError::Invalid(diag::refine(diag::from_serde(file, &e), &tree))
+        })?;
+        let invalid = |field: &str, message: String| {
+            RuntimeConfigError::Invalid(Diagnostic::new("environment", None, field, message))
+        };
         for (var, value) in env {
             match var.as_str() {
                 "BATON_REPO_URL" => cfg.repo.url = value,
                 "BATON_REPO_BRANCH" => cfg.repo.branch = value,
                 "BATON_LISTEN" => {
-                    cfg.listen = value.parse().map_err(|_| invalid("BATON_LISTEN", format!("{value:?} is not an address such as 0.0.0.0:8080")))?
+                    cfg.listen = value.parse().map_err(|_| {
+                        invalid(
+                            "BATON_LISTEN",
+                            format!("{value:?} is not an address such as 0.0.0.0:8080"),
+                        )
+                    })?
                 }
                 "BATON_GITHUB_API_URL" => cfg.github.api_url = value,
                 "BATON_WORKDIR" => cfg.workdir = PathBuf::from(value),
@@ -250,33 +284,54 @@ mod tests {
 
     #[test]
     fn environment_variables_override_the_file() {
-        let env = [("BATON_REPO_BRANCH".to_string(), "release".to_string()), ("BATON_LISTEN".into(), "127.0.0.1:9000".into())];
+        let env = [
+            ("BATON_REPO_BRANCH".to_string(), "release".to_string()),
+            ("BATON_LISTEN".into(), "127.0.0.1:9000".into()),
+        ];
         let c = RuntimeConfig::parse("baton.yaml", MINIMAL, env).unwrap();
         assert_eq!(c.repo.branch, "release");
         assert_eq!(c.listen.port(), 9000);
         let bad = [("BATON_LISTEN".to_string(), "nowhere".to_string())];
-        assert!(RuntimeConfig::parse("baton.yaml", MINIMAL, bad).unwrap_err().to_string().contains("BATON_LISTEN"));
+        assert!(
+            RuntimeConfig::parse("baton.yaml", MINIMAL, bad)
+                .unwrap_err()
+                .to_string()
+                .contains("BATON_LISTEN")
+        );
     }
 
     #[test]
     fn secrets_are_references_and_unknown_keys_are_located() {
-        let text = format!("{MINIMAL}github:\n  token: {{ env: GITHUB_TOKEN }}\n  webhookSecret: {{ file: /run/secret }}\nclusters:\n  prod: {{ kubeconfig: /k, context: prod }}\n");
+        let text = format!(
+            "{MINIMAL}github:\n  token: {{ env: GITHUB_TOKEN }}\n  webhookSecret: {{ file: /run/secret }}\nclusters:\n  prod: {{ kubeconfig: /k, context: prod }}\n"
+        );
         let c = RuntimeConfig::parse("baton.yaml", &text, []).unwrap();
         assert_eq!(c.github.token, Some(SecretRef::from_env("GITHUB_TOKEN")));
         assert_eq!(c.clusters["prod"].namespace, "baton-system");
-        let e = RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}listn: x\n"), []).unwrap_err().to_string();
-        assert!(e.starts_with("baton.yaml:3:1") && e.contains("did you mean `listen`?"), "{e}");
+        let e = RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}listn: x\n"), [])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("baton.yaml:3:1") && e.contains("did you mean `listen`?"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_cluster_needs_exactly_one_way_in() {
-        let e = RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}clusters:\n  dev: {{ context: x }}\n"), []).unwrap_err();
+        let e = RuntimeConfig::parse(
+            "baton.yaml",
+            &format!("{MINIMAL}clusters:\n  dev: {{ context: x }}\n"),
+            [],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("clusters.dev"), "{e}");
     }
 
     #[test]
     fn the_github_repository_comes_from_ssh_urls_too() {
-        let c = RuntimeConfig::parse("b", "repo:\n  url: git@github.com:shop/config.git\n", []).unwrap();
+        let c = RuntimeConfig::parse("b", "repo:\n  url: git@github.com:shop/config.git\n", [])
+            .unwrap();
         assert_eq!(c.github_repository().as_deref(), Some("shop/config"));
     }
 }

@@ -65,11 +65,17 @@ pub enum SecretError {
 
 impl SecretRef {
     pub fn from_env(var: &str) -> Self {
-        Self { env: Some(var.to_string()), file: None }
+        Self {
+            env: Some(var.to_string()),
+            file: None,
+        }
     }
 
     pub fn from_file(path: impl Into<PathBuf>) -> Self {
-        Self { env: None, file: Some(path.into()) }
+        Self {
+            env: None,
+            file: Some(path.into()),
+        }
     }
 
     /// Read the secret now (files are re-read on every call, so rotated secrets are picked up).
@@ -80,9 +86,16 @@ impl SecretRef {
                 _ => Err(SecretError::MissingEnv(var.clone())),
             },
             (None, Some(path)) => {
-                let v = std::fs::read_to_string(path).map_err(|source| SecretError::File { path: path.clone(), source })?;
+                let v = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                })?;
                 let v = v.trim();
-                if v.is_empty() { Err(SecretError::EmptyFile(path.clone())) } else { Ok(Secret(v.to_string())) }
+                if v.is_empty() {
+                    Err(SecretError::EmptyFile(path.clone()))
+                } else {
+                    Ok(Secret(v.to_string()))
+                }
             }
             _ => Err(SecretError::Ambiguous),
         }
@@ -105,11 +118,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "  tok-123\n").unwrap();
-        assert_eq!(SecretRef::from_file(&path).resolve().unwrap().expose(), "tok-123");
+        assert_eq!(
+            SecretRef::from_file(&path).resolve().unwrap().expose(),
+            "tok-123"
+        );
         std::fs::write(&path, "\n").unwrap();
-        assert!(matches!(SecretRef::from_file(&path).resolve(), Err(SecretError::EmptyFile(_))));
-        let e = SecretRef::from_env("BATON_TEST_SURELY_UNSET_VAR").resolve().unwrap_err();
+        assert!(matches!(
+            SecretRef::from_file(&path).resolve(),
+            Err(SecretError::EmptyFile(_))
+        ));
+        let e = SecretRef::from_env("BATON_TEST_SURELY_UNSET_VAR")
+            .resolve()
+            .unwrap_err();
         assert!(e.to_string().contains("BATON_TEST_SURELY_UNSET_VAR"));
-        assert!(matches!(SecretRef::default().resolve(), Err(SecretError::Ambiguous)));
+        assert!(matches!(
+            SecretRef::default().resolve(),
+            Err(SecretError::Ambiguous)
+        ));
     }
 }

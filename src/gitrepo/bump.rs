@@ -3,11 +3,12 @@
 //! failed write never leaves a half-written file.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::edit::{self, EditError, ImagePin};
+use super::files::Files;
 use crate::config::pipeline::{App, Environment, PinFormat, Pipeline};
-use crate::config::validate::{KUSTOMIZATION_FILES, resolve_in_repo};
+use crate::config::validate::KUSTOMIZATION_FILES;
 use crate::image::Pinned;
 
 /// Why a bump could not be planned or written.
@@ -22,13 +23,16 @@ pub enum BumpError {
     /// A path in the pipeline leaves the repo or does not exist.
     #[error("environment {env}: {message}")]
     Path { env: String, message: String },
-    /// The file could not be read or written.
+    /// The file could not be written.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(String),
     /// The edit itself failed.
     #[error(transparent)]
     Edit(#[from] EditError),
@@ -91,9 +95,9 @@ pub fn pulled_name(env: &Environment, app: &App) -> Option<String> {
     })
 }
 
-/// Plan pinning `app` to `pinned` in `env`, reading files under `repo`.
+/// Plan pinning `app` to `pinned` in `env`, reading the repo's files from `files`.
 pub fn plan(
-    repo: &Path,
+    files: &dyn Files,
     pipeline: &Pipeline,
     env: &str,
     app: &str,
@@ -109,74 +113,53 @@ pub fn plan(
         name: app.to_string(),
         known: pipeline.app_names().join(", "),
     })?;
-    let env_dir = environment.path();
+    let env_dir = environment.path().to_string_lossy().replace('\\', "/");
     let path_err = |message: String| BumpError::Path {
         env: env.to_string(),
         message,
     };
     let rel = match &app_cfg.pin.file {
-        Some(file) => env_dir.join(file),
+        Some(file) => format!("{env_dir}/{file}"),
         None => {
-            let dir = resolve_in_repo(repo, &env_dir.to_string_lossy()).map_err(path_err)?;
-            let name = KUSTOMIZATION_FILES
+            if !files.is_dir(&env_dir) {
+                return Err(path_err(format!("directory {env_dir} does not exist")));
+            }
+            KUSTOMIZATION_FILES
                 .iter()
-                .find(|f| dir.join(f).is_file())
-                .ok_or_else(|| {
-                    path_err(format!("{} has no kustomization.yaml", env_dir.display()))
-                })?;
-            env_dir.join(name)
+                .map(|f| format!("{env_dir}/{f}"))
+                .find(|p| matches!(files.read(p), Ok(Some(_))))
+                .ok_or_else(|| path_err(format!("{env_dir} has no kustomization.yaml")))?
         }
     };
-    let rel_str = slash(&rel);
-    let full = resolve_in_repo(repo, &rel_str).map_err(path_err)?;
-    let before = std::fs::read_to_string(&full).map_err(|source| BumpError::Io {
-        path: rel_str.clone(),
-        source,
-    })?;
+    let rel = super::files::normalize(&rel).map_err(path_err)?;
+    let before = files
+        .read(&rel)
+        .map_err(BumpError::Read)?
+        .ok_or_else(|| path_err(format!("{rel} does not exist")))?;
+    let new_name = pulled_name(environment, app_cfg);
+    let image_pin = ImagePin {
+        image: &app_cfg.image,
+        new_name: new_name.as_deref(),
+        pinned,
+    };
     let after = match (&app_cfg.pin.file, &app_cfg.pin.key) {
-        (None, _) => {
-            let new_name = pulled_name(environment, app_cfg);
-            edit::pin_kustomize_image(
-                &rel_str,
-                &before,
-                &ImagePin {
-                    image: &app_cfg.image,
-                    new_name: new_name.as_deref(),
-                    pinned,
-                },
-            )?
-        }
+        (None, _) => edit::pin_kustomize_image(&rel, &before, &image_pin)?,
         (Some(_), Some(key)) => {
             let value = match app_cfg.pin.format {
                 PinFormat::Digest => pinned.digest.to_string(),
                 PinFormat::Reference => format!(
                     "{}@{}",
-                    pulled_name(environment, app_cfg).unwrap_or_else(|| app_cfg.image.clone()),
+                    new_name.as_deref().unwrap_or(&app_cfg.image),
                     pinned.digest
                 ),
             };
-            edit::set_value(&rel_str, &before, key, &value)?
+            edit::set_value(&rel, &before, key, &value)?
         }
-        (Some(_), None) => {
-            let new_name = pulled_name(environment, app_cfg);
-            edit::pin_manifest_images(
-                &rel_str,
-                &before,
-                &ImagePin {
-                    image: &app_cfg.image,
-                    new_name: new_name.as_deref(),
-                    pinned,
-                },
-            )?
-        }
+        (Some(_), None) => edit::pin_manifest_images(&rel, &before, &image_pin)?,
     };
     Ok(FileChange {
-        path: rel_str,
+        path: rel,
         before,
         after,
     })
-}
-
-fn slash(p: &PathBuf) -> String {
-    p.to_string_lossy().replace('\\', "/")
 }

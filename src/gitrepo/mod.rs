@@ -4,3 +4,4 @@
 
 pub mod bump;
 pub mod edit;
+pub mod files;
