@@ -5,3 +5,6 @@
 pub mod bump;
 pub mod edit;
 pub mod files;
+pub mod history;
+pub mod repo;
+pub mod trailers;
