@@ -243,10 +243,10 @@ impl Validator<'_> {
                     self.error(&format!("{base}.freezes[{j}]"), why);
                 }
             }
-            if let Some(target) = &env.copy_to {
-                if !is_valid_repository(target) {
-                    self.error(&format!("{base}.copyTo"), format!("{target:?} is not a registry repository prefix, e.g. prod-registry.example.com/shop"));
-                }
+            if let Some(target) = &env.copy_to
+                && !is_valid_repository(target)
+            {
+                self.error(&format!("{base}.copyTo"), format!("{target:?} is not a registry repository prefix, e.g. prod-registry.example.com/shop"));
             }
             self.environment_dir(i, env);
         }
@@ -420,13 +420,13 @@ pub fn resolve_in_repo(repo: &Path, rel: &str) -> Result<PathBuf, String> {
         }
     }
     let full = repo.join(path);
-    if let (Ok(root), Ok(real)) = (repo.canonicalize(), full.canonicalize()) {
-        if !real.starts_with(&root) {
-            return Err(format!(
-                "{rel:?} resolves (through a symlink) to {}, outside the config repo",
-                real.display()
-            ));
-        }
+    if let (Ok(root), Ok(real)) = (repo.canonicalize(), full.canonicalize())
+        && !real.starts_with(&root)
+    {
+        return Err(format!(
+            "{rel:?} resolves (through a symlink) to {}, outside the config repo",
+            real.display()
+        ));
     }
     Ok(full)
 }

@@ -334,10 +334,8 @@ fn edit_flow_entry(
     for (key, want) in desired_fields(pin) {
         let pos = fields.iter().position(|(k, _)| k == key);
         match (pos, want) {
-            (Some(i), Some(w)) => {
-                if entry.get(key).and_then(Node::as_str) != Some(w.as_str()) {
-                    fields[i].1 = scalar_text(&w);
-                }
+            (Some(i), Some(w)) if entry.get(key).and_then(Node::as_str) != Some(w.as_str()) => {
+                fields[i].1 = scalar_text(&w);
             }
             (Some(i), None) if key == "newTag" => {
                 fields.remove(i);
@@ -476,14 +474,14 @@ pub fn pin_manifest_images(
     for doc in &docs {
         collect_images(doc, &names, &mut |node| {
             found += 1;
-            if node.as_str() != Some(want.as_str()) {
-                if let Some((s, e, style)) = span_of(node) {
-                    splices.push(Splice {
-                        start: s,
-                        end: e,
-                        text: restyle(style, &want),
-                    });
-                }
+            if node.as_str() != Some(want.as_str())
+                && let Some((s, e, style)) = span_of(node)
+            {
+                splices.push(Splice {
+                    start: s,
+                    end: e,
+                    text: restyle(style, &want),
+                });
             }
         });
     }
