@@ -12,4 +12,5 @@ pub mod config;
 pub mod gitrepo;
 pub mod image;
 pub mod logging;
+pub mod promote;
 pub mod yaml;
