@@ -2,6 +2,7 @@
 //! gates hold a promotion PR back. No I/O in this module; it is tested with plain values.
 
 pub mod gates;
+pub mod plan;
 pub mod state;
 
 pub use gates::{Context, Evaluation, Gate, GateResult, Verdict, evaluate};
