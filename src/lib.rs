@@ -13,4 +13,5 @@ pub mod gitrepo;
 pub mod image;
 pub mod logging;
 pub mod promote;
+pub mod server;
 pub mod yaml;
