@@ -125,6 +125,8 @@ enum Target {
     Apis,
     Group(String),
     GroupVersion(String, String),
+    OpenApiRoot,
+    OpenApi(String, String),
     Resource(ResPath),
     NotFound,
 }
@@ -140,6 +142,9 @@ fn parse_path(path: &str) -> Target {
         ["apis", g] => return Target::Group(g.to_string()),
         ["apis", g, v] => return Target::GroupVersion(g.to_string(), v.to_string()),
         ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
+        ["openapi", "v3"] => return Target::OpenApiRoot,
+        ["openapi", "v3", "api", v] => return Target::OpenApi(String::new(), v.to_string()),
+        ["openapi", "v3", "apis", g, v] => return Target::OpenApi(g.to_string(), v.to_string()),
         _ => return Target::NotFound,
     };
     let s = |x: &&str| x.to_string();
@@ -242,6 +247,15 @@ fn manager_of(params: &Params, headers: &HeaderMap) -> String {
 
 fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = content_type(headers);
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+            ),
+        ));
+    }
     if ct.contains("yaml") {
         yaml_serde::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
@@ -346,6 +360,12 @@ async fn api(
             None => not_found_path(),
         },
         Target::GroupVersion(g, v) => match resources::resource_list(&s.lock().types, &g, &v) {
+            Some(doc) => json_response(200, &doc),
+            None => not_found_path(),
+        },
+        Target::OpenApiRoot => json_response(200, &resources::openapi_v3_root(&s.lock().types)),
+        Target::OpenApi(g, v) => match resources::openapi_v3_group_version(&s.lock().types, &g, &v)
+        {
             Some(doc) => json_response(200, &doc),
             None => not_found_path(),
         },

@@ -59,6 +59,33 @@ fn template(obj: &mut Value, restart_policy: &str) {
     }
 }
 
+/// Like the API server, a Job without `manualSelector` selects its pods by its own uid.
+fn job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector") == Some(&json!(true))
+        || obj.pointer("/spec/selector").is_some()
+    {
+        return;
+    }
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
+    let name = obj.pointer("/metadata/name").cloned().unwrap_or(json!(""));
+    default(
+        obj,
+        "/spec/selector",
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    ensure_object(obj, "/spec/template");
+    ensure_object(obj, "/spec/template/metadata");
+    ensure_object(obj, "/spec/template/metadata/labels");
+    if let Some(Value::Object(labels)) = obj.pointer_mut("/spec/template/metadata/labels") {
+        for key in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
+            labels.insert(key.into(), uid.clone());
+        }
+        for key in ["batch.kubernetes.io/job-name", "job-name"] {
+            labels.insert(key.into(), name.clone());
+        }
+    }
+}
+
 /// Apply the defaults for `t` to `obj` in place.
 pub fn apply(t: &ResourceType, obj: &mut Value) {
     if obj.get("spec").is_none()
@@ -108,6 +135,7 @@ pub fn apply(t: &ResourceType, obj: &mut Value) {
             default(obj, "/spec/completionMode", json!("NonIndexed"));
             default(obj, "/spec/suspend", json!(false));
             template(obj, "Never");
+            job_selector(obj);
         }
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {

@@ -621,6 +621,71 @@ pub fn group(types: &[ResourceType], group: &str) -> Option<Value> {
     Some(doc)
 }
 
+/// `GET /openapi/v3`: one entry per group version, as kubectl's OpenAPI v3 client expects.
+pub fn openapi_v3_root(types: &[ResourceType]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in types {
+        let gv = gv_path(&t.group, &t.version);
+        paths.insert(
+            gv.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=sim{}", types.len())}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `GET /openapi/v3/apis/{group}/{version}`: paths only, no schemas. It carries what kubectl
+/// looks for before `apply`: a PATCH operation per kind that accepts `fieldValidation`, so
+/// kubectl leaves validation to the server (which, here, does not validate against a schema).
+pub fn openapi_v3_group_version(
+    types: &[ResourceType],
+    group: &str,
+    version: &str,
+) -> Option<Value> {
+    let matching: Vec<&ResourceType> = types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
+    if matching.is_empty() {
+        return None;
+    }
+    let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+    let mut paths = serde_json::Map::new();
+    for t in matching {
+        let base = format!("/{}", gv_path(group, version));
+        let item = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
+        let gvk = json!({"group": group, "version": version, "kind": t.kind});
+        let op = |action: &str| {
+            json!({
+                "operationId": format!("{action}{}", t.kind),
+                "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")],
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
+        paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
