@@ -20,7 +20,7 @@ use super::faults::{Fault, FaultKind, RequestKey};
 use super::fields;
 use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::store::{self, ApiError, Change, EventType, Inner, Writer};
+use super::store::{self, ApiError, Change, DeleteOptions, EventType, Inner, Writer};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -501,12 +501,13 @@ async fn resource_request(
         }
         ("create", None, None) => {
             let mut obj = decode_body(headers, body)?;
-            if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str) {
-                if t.namespaced && body_ns != namespace {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
+            if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+                && t.namespaced
+                && body_ns != namespace
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
             let writer = Writer {
                 manager,
@@ -658,7 +659,17 @@ async fn resource_request(
                 .and_then(Value::as_str);
             let orphan = policy.as_deref() == Some("Orphan");
             let (result, still_there) = s.write(|inner| {
-                let result = inner.delete(&t, &namespace, name, orphan, dry_run, uid, rv);
+                let result = inner.delete(
+                    &t,
+                    &namespace,
+                    name,
+                    &DeleteOptions {
+                        orphan,
+                        dry_run,
+                        uid,
+                        resource_version: rv,
+                    },
+                );
                 (result, inner.get(&t, &namespace, name).is_some())
             });
             let obj = result?;
@@ -704,7 +715,15 @@ async fn resource_request(
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string();
-                    if let Ok(obj) = inner.delete(&t, &ns, &n, false, dry_run, None, None) {
+                    if let Ok(obj) = inner.delete(
+                        &t,
+                        &ns,
+                        &n,
+                        &DeleteOptions {
+                            dry_run,
+                            ..Default::default()
+                        },
+                    ) {
                         deleted.push(obj);
                     }
                 }
@@ -818,64 +837,65 @@ fn age(timestamp: &str) -> String {
     }
 }
 
+type CellFn = Box<dyn Fn(&Value) -> Vec<Value>>;
+
 /// A `meta.k8s.io/v1` Table, as `kubectl get` asks for.
 fn table(t: &ResourceType, items: &[Value], rv: u64, params: &Params) -> Value {
     let col = |name: &str, ty: &str| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": name, "priority": 0});
     let int = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let (columns, cells): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) =
-        match (t.group.as_str(), t.plural.as_str()) {
-            ("apps", "deployments") => (
+    let (columns, cells): (Vec<Value>, CellFn) = match (t.group.as_str(), t.plural.as_str()) {
+        ("apps", "deployments") => (
+            vec![
+                col("Name", "string"),
+                col("Ready", "string"),
+                col("Up-to-date", "integer"),
+                col("Available", "integer"),
+                col("Age", "string"),
+            ],
+            Box::new(move |o| {
                 vec![
-                    col("Name", "string"),
-                    col("Ready", "string"),
-                    col("Up-to-date", "integer"),
-                    col("Available", "integer"),
-                    col("Age", "string"),
-                ],
-                Box::new(move |o| {
-                    vec![
-                        o["metadata"]["name"].clone(),
-                        json!(format!(
-                            "{}/{}",
-                            int(o, "/status/readyReplicas"),
-                            int(o, "/spec/replicas")
-                        )),
-                        json!(int(o, "/status/updatedReplicas")),
-                        json!(int(o, "/status/availableReplicas")),
-                        json!(age(o["metadata"]["creationTimestamp"]
-                            .as_str()
-                            .unwrap_or_default())),
-                    ]
-                }),
-            ),
-            ("", "pods") => (
+                    o["metadata"]["name"].clone(),
+                    json!(format!(
+                        "{}/{}",
+                        int(o, "/status/readyReplicas"),
+                        int(o, "/spec/replicas")
+                    )),
+                    json!(int(o, "/status/updatedReplicas")),
+                    json!(int(o, "/status/availableReplicas")),
+                    json!(age(o["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or_default())),
+                ]
+            }),
+        ),
+        ("", "pods") => (
+            vec![
+                col("Name", "string"),
+                col("Status", "string"),
+                col("Age", "string"),
+            ],
+            Box::new(|o| {
                 vec![
-                    col("Name", "string"),
-                    col("Status", "string"),
-                    col("Age", "string"),
-                ],
-                Box::new(|o| {
-                    vec![
-                        o["metadata"]["name"].clone(),
-                        o.pointer("/status/phase")
-                            .cloned()
-                            .unwrap_or(json!("Pending")),
-                        json!(age(o["metadata"]["creationTimestamp"]
-                            .as_str()
-                            .unwrap_or_default())),
-                    ]
-                }),
-            ),
-            _ => (
-                vec![col("Name", "string"), col("Created At", "date")],
-                Box::new(|o| {
-                    vec![
-                        o["metadata"]["name"].clone(),
-                        o["metadata"]["creationTimestamp"].clone(),
-                    ]
-                }),
-            ),
-        };
+                    o["metadata"]["name"].clone(),
+                    o.pointer("/status/phase")
+                        .cloned()
+                        .unwrap_or(json!("Pending")),
+                    json!(age(o["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or_default())),
+                ]
+            }),
+        ),
+        _ => (
+            vec![col("Name", "string"), col("Created At", "date")],
+            Box::new(|o| {
+                vec![
+                    o["metadata"]["name"].clone(),
+                    o["metadata"]["creationTimestamp"].clone(),
+                ]
+            }),
+        ),
+    };
     let include = params
         .get("includeObject")
         .map(String::as_str)

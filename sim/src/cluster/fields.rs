@@ -193,8 +193,8 @@ pub fn leaf_paths(obj: &Value, skip_status: bool) -> FieldSet {
     let mut prefix = Vec::new();
     collect(obj, &mut prefix, &mut out);
     out.retain(|p| {
-        !is_server_field(&p.0)
-            && !(skip_status && p.0.first() == Some(&Elem::Field("status".into())))
+        let status = skip_status && p.0.first() == Some(&Elem::Field("status".into()));
+        !(is_server_field(&p.0) || status)
     });
     out
 }

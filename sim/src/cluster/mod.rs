@@ -299,7 +299,7 @@ impl ClusterHandle {
                     format!("no kind {kind:?} in {api_version}"),
                 )
             })?;
-            inner.delete(&t, namespace, name, false, false, None, None)
+            inner.delete(&t, namespace, name, &Default::default())
         })
     }
 

@@ -102,6 +102,7 @@ struct Builtin {
     subresources: &'static [&'static str],
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn b(
     group: &'static str,
     version: &'static str,

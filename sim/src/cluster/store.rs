@@ -131,6 +131,18 @@ impl ApiError {
     }
 }
 
+/// Options of a delete.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeleteOptions<'a> {
+    /// `propagationPolicy: Orphan`: dependents are left alone.
+    pub orphan: bool,
+    pub dry_run: bool,
+    /// `preconditions.uid`.
+    pub uid: Option<&'a str>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<&'a str>,
+}
+
 /// Who is writing, and how.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -324,10 +336,10 @@ impl Inner {
                 new
             }
         };
-        if let Some(old) = &old {
-            if without_rv(old) == without_rv(&new) {
-                return Ok(as_version(old, t));
-            }
+        if let Some(old) = &old
+            && without_rv(old) == without_rv(&new)
+        {
+            return Ok(as_version(old, t));
         }
         if t.crd.is_none()
             && t.plural == "customresourcedefinitions"
@@ -470,15 +482,15 @@ impl Inner {
         if t.plural == "namespaces" && t.group.is_empty() {
             new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
         }
-        if let Some(old) = old {
-            if spec_of(old) != spec_of(&new) {
-                let generation = old
-                    .pointer("/metadata/generation")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    + 1;
-                new["metadata"]["generation"] = json!(generation);
-            }
+        if let Some(old) = old
+            && spec_of(old) != spec_of(&new)
+        {
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            new["metadata"]["generation"] = json!(generation);
         }
         Ok(new)
     }
@@ -537,11 +549,14 @@ impl Inner {
         t: &ResourceType,
         namespace: &str,
         name: &str,
-        orphan: bool,
-        dry_run: bool,
-        precondition_uid: Option<&str>,
-        precondition_rv: Option<&str>,
+        opts: &DeleteOptions<'_>,
     ) -> Result<Value, ApiError> {
+        let DeleteOptions {
+            orphan,
+            dry_run,
+            uid: precondition_uid,
+            resource_version: precondition_rv,
+        } = *opts;
         let namespace = if t.namespaced { namespace } else { "" };
         let key = (namespace.to_string(), name.to_string());
         let Some(old) = self
@@ -552,26 +567,25 @@ impl Inner {
         else {
             return Err(ApiError::not_found(t, name));
         };
-        if let Some(uid) = precondition_uid {
-            if old.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        old["metadata"]["uid"].as_str().unwrap_or("")
-                    ),
-                ));
-            }
+        if let Some(uid) = precondition_uid
+            && old.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    old["metadata"]["uid"].as_str().unwrap_or("")
+                ),
+            ));
         }
-        if let Some(rv) = precondition_rv {
-            if old
+        if let Some(rv) = precondition_rv
+            && old
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 != Some(rv)
-            {
-                return Err(ApiError::conflict(t, name));
-            }
+        {
+            return Err(ApiError::conflict(t, name));
         }
         let has_finalizers = old
             .pointer("/metadata/finalizers")
@@ -661,7 +675,7 @@ impl Inner {
                 .unwrap_or_default()
                 .to_string();
             for (dt, ns, n) in self.dependents_of(&uid) {
-                let _ = self.delete(&dt, &ns, &n, false, false, None, None);
+                let _ = self.delete(&dt, &ns, &n, &DeleteOptions::default());
             }
         }
         Some(obj)
@@ -695,20 +709,20 @@ impl Inner {
 }
 
 fn check_identity(t: &ResourceType, name: &str, body: &Value) -> Result<(), ApiError> {
-    if let Some(body_name) = body.pointer("/metadata/name").and_then(Value::as_str) {
-        if body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+    if let Some(body_name) = body.pointer("/metadata/name").and_then(Value::as_str)
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
     }
-    if let Some(kind) = body.get("kind").and_then(Value::as_str) {
-        if kind != t.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind of the object ({kind}) does not match the URL ({})",
-                t.kind
-            )));
-        }
+    if let Some(kind) = body.get("kind").and_then(Value::as_str)
+        && kind != t.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the object ({kind}) does not match the URL ({})",
+            t.kind
+        )));
     }
     Ok(())
 }
