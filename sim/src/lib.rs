@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod registry;
 pub mod server;
 
 pub use server::Server;
