@@ -587,3 +587,54 @@ async fn namespaces_must_exist_and_deleting_one_deletes_its_objects() {
         .unwrap();
     assert!(leases.get_opt("baton-leader").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn the_http_control_api_injects_faults_marks_images_and_reports_counts() {
+    let cluster = Cluster::start().await.unwrap();
+    let maps: Api<ConfigMap> = Api::default_namespaced(client(&cluster));
+    let http = reqwest::Client::new();
+    let control = |path: &str| format!("{}/_sim/{path}", cluster.url());
+
+    let added = http
+        .post(control("faults"))
+        .json(&json!({"type": "status", "code": 500, "verb": "get", "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    assert_eq!(api_error(maps.get("x").await.unwrap_err()).code, 500);
+    assert_eq!(
+        api_error(maps.get("x").await.unwrap_err()).code,
+        404,
+        "used up after one request"
+    );
+
+    http.post(control("images/broken"))
+        .json(&json!({"image": "sha256:dead"}))
+        .send()
+        .await
+        .unwrap();
+    let broken: Vec<String> = http
+        .get(control("images/broken"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(broken, ["sha256:dead"]);
+
+    let counts: Value = http
+        .get(control("requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["reads"], 2);
+    assert_eq!(counts["writes"], 0);
+    assert_eq!(counts["byVerbAndResource"]["get configmaps"], 2);
+    http.delete(control("requests")).send().await.unwrap();
+    assert_eq!(cluster.counts().total(), 0);
+}

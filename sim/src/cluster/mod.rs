@@ -368,3 +368,112 @@ pub(crate) fn image_matches(image: &str, marker: &str) -> bool {
         || image.starts_with(&format!("{marker}@"))
         || image.contains(&format!(":{marker}@"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    fn condition(d: &Value, ty: &str) -> Option<(String, String)> {
+        d.pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == ty)
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                    c["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rollouts_follow_tokio_time_so_paused_tests_control_them() {
+        let config = ClusterConfig {
+            rollout_duration: Duration::from_secs(30),
+            progress_deadline: Duration::from_secs(600),
+            ..Default::default()
+        };
+        let cluster = Cluster::start_with(config).await.unwrap();
+        let started = tokio::time::Instant::now();
+        cluster.apply("baton", deployment("web:1")).unwrap();
+        let progressing = cluster
+            .wait_for(
+                "apps/v1",
+                "Deployment",
+                "default",
+                "web",
+                Duration::from_secs(1),
+                |d| d.pointer("/status/observedGeneration") == Some(&json!(1)),
+            )
+            .await
+            .expect("observed at once");
+        assert_eq!(
+            condition(&progressing, "Available"),
+            Some(("False".into(), "MinimumReplicasUnavailable".into()))
+        );
+
+        let done = cluster
+            .wait_for(
+                "apps/v1",
+                "Deployment",
+                "default",
+                "web",
+                Duration::from_secs(120),
+                |d| d.pointer("/status/availableReplicas") == Some(&json!(2)),
+            )
+            .await
+            .expect("completes");
+        assert!(
+            started.elapsed() >= Duration::from_secs(30),
+            "not before rollout_duration"
+        );
+        assert_eq!(
+            condition(&done, "Progressing"),
+            Some(("True".into(), "NewReplicaSetAvailable".into()))
+        );
+
+        cluster.mark_broken("web:2");
+        cluster.apply("baton", deployment("web:2")).unwrap();
+        let failed = cluster
+            .wait_for(
+                "apps/v1",
+                "Deployment",
+                "default",
+                "web",
+                Duration::from_secs(3600),
+                |d| {
+                    condition(d, "Progressing")
+                        .is_some_and(|(_, reason)| reason == "ProgressDeadlineExceeded")
+                },
+            )
+            .await
+            .expect("deadline exceeded");
+        assert_eq!(failed.pointer("/status/availableReplicas"), Some(&json!(2)));
+        assert_eq!(
+            failed.pointer("/status/observedGeneration"),
+            Some(&json!(2))
+        );
+    }
+
+    #[test]
+    fn broken_markers_match_full_references_digests_and_tags() {
+        let image = "registry.example.com/shop/web:2.0.0@sha256:abc";
+        for marker in [
+            image,
+            "sha256:abc",
+            "registry.example.com/shop/web:2.0.0",
+            "2.0.0",
+        ] {
+            assert!(image_matches(image, marker), "{marker}");
+        }
+        assert!(!image_matches(image, "1.0.0"));
+        assert!(!image_matches("web:12.0.0", "2.0.0"));
+    }
+}
