@@ -3,14 +3,14 @@
 //!
 //! All timing is tokio time, so a test that pauses time controls the rollout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::{Duration, Instant};
 
-use super::store::{Change, Inner, Writer, now};
+use super::store::{Change, EventType, Inner, Writer, now};
 use super::{ClusterConfig, Shared, image_matches};
 
 const MANAGER: &str = "kube-controller-manager";
@@ -31,10 +31,37 @@ struct JobRun {
     finished: bool,
 }
 
+/// (type key, namespace, name).
+type ObjectKey = (String, String, String);
+
+/// The types the controllers act on: (store key, apiVersion, kind).
+const WATCHED: &[(&str, &str, &str)] = &[
+    ("apps/deployments", "apps/v1", "Deployment"),
+    ("apps/statefulsets", "apps/v1", "StatefulSet"),
+    ("apps/daemonsets", "apps/v1", "DaemonSet"),
+    ("batch/jobs", "batch/v1", "Job"),
+    ("/pods", "v1", "Pod"),
+];
+
+fn object_key(type_key: &str, obj: &Value) -> ObjectKey {
+    (
+        type_key.to_string(),
+        s(obj, "/metadata/namespace").to_string(),
+        s(obj, "/metadata/name").to_string(),
+    )
+}
+
 #[derive(Default)]
 struct Controllers {
     rollouts: HashMap<String, Rollout>,
     jobs: HashMap<String, JobRun>,
+    /// When each object with a pending transition is due.
+    timers: HashMap<ObjectKey, Instant>,
+    /// Events up to this resourceVersion have been looked at.
+    seen_rv: u64,
+    /// The broken-image set of the last pass; a change re-evaluates everything.
+    broken: BTreeSet<String>,
+    started: bool,
 }
 
 pub async fn run(shared: Arc<Shared>) {
@@ -162,51 +189,81 @@ fn write_status(inner: &mut Inner, api_version: &str, kind: &str, obj: &Value, s
     }
 }
 
-fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
-    Some(a.map_or(b, |a| a.min(b)))
-}
-
 impl Controllers {
     /// One pass over all workloads. Returns when the next timed transition is due.
+    /// One pass over the workloads that changed since the last pass or whose timer is due (all
+    /// of them after a change to the broken-image set). Returns when the next timer is due.
     fn reconcile(
         &mut self,
         inner: &mut Inner,
         config: &ClusterConfig,
         now: Instant,
     ) -> Option<Instant> {
-        let mut next = None;
-        for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
-            let Some(t) = inner.type_for_kind("apps/v1", kind) else {
+        let full =
+            !self.started || self.seen_rv < inner.oldest_resumable() || self.broken != inner.broken;
+        let mut todo: BTreeSet<ObjectKey> = BTreeSet::new();
+        if full {
+            for (key, api_version, kind) in WATCHED {
+                let Some(t) = inner.type_for_kind(api_version, kind) else {
+                    continue;
+                };
+                for obj in inner.list(&t, None) {
+                    todo.insert(object_key(key, &obj));
+                }
+            }
+        } else {
+            let start = inner.history.partition_point(|e| e.rv <= self.seen_rv);
+            for event in inner.history.range(start..) {
+                if !WATCHED.iter().any(|(key, _, _)| *key == event.key) {
+                    continue;
+                }
+                if event.kind == EventType::Deleted {
+                    let uid = s(&event.object, "/metadata/uid");
+                    self.rollouts.remove(uid);
+                    self.jobs.remove(uid);
+                    self.timers.remove(&object_key(&event.key, &event.object));
+                } else {
+                    todo.insert(object_key(&event.key, &event.object));
+                }
+            }
+            todo.extend(
+                self.timers
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        self.started = true;
+        self.broken = inner.broken.clone();
+        for key in todo {
+            let (type_key, namespace, name) = &key;
+            let Some((_, api_version, kind)) = WATCHED.iter().find(|(k, _, _)| k == type_key)
+            else {
                 continue;
             };
-            for obj in inner.list(&t, None) {
-                if let Some(at) = self.workload(inner, config, now, kind, &obj) {
-                    next = earliest(next, at);
+            let Some(t) = inner.type_for_kind(api_version, kind) else {
+                continue;
+            };
+            let Some(obj) = inner.get(&t, namespace, name) else {
+                self.timers.remove(&key);
+                continue;
+            };
+            let due = match *kind {
+                "Job" => self.job(inner, config, now, &obj),
+                "Pod" => {
+                    bare_pod(inner, &obj);
+                    None
                 }
-            }
+                _ => self.workload(inner, config, now, kind, &obj),
+            };
+            match due {
+                Some(at) => self.timers.insert(key, at),
+                None => self.timers.remove(&key),
+            };
         }
-        if let Some(t) = inner.type_for_kind("batch/v1", "Job") {
-            for job in inner.list(&t, None) {
-                if let Some(at) = self.job(inner, config, now, &job) {
-                    next = earliest(next, at);
-                }
-            }
-        }
-        if let Some(t) = inner.type_for_kind("v1", "Pod") {
-            for pod in inner.list(&t, None) {
-                bare_pod(inner, &pod);
-            }
-        }
-        let live: std::collections::HashSet<String> = ["Deployment", "StatefulSet", "DaemonSet"]
-            .iter()
-            .filter_map(|k| inner.type_for_kind("apps/v1", k))
-            .chain(inner.type_for_kind("batch/v1", "Job"))
-            .flat_map(|t| inner.list(&t, None))
-            .map(|o| s(&o, "/metadata/uid").to_string())
-            .collect();
-        self.rollouts.retain(|uid, _| live.contains(uid));
-        self.jobs.retain(|uid, _| live.contains(uid));
-        next
+        // Our own status writes need no second look.
+        self.seen_rv = inner.rv;
+        self.timers.values().min().copied()
     }
 
     fn workload(
