@@ -3,6 +3,8 @@
 //! (octocrab, kube `Client`, oci-client, git2) unchanged. Production code never uses this crate.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
+pub mod registry;
 pub mod server;
 
 pub use server::Server;
