@@ -13,5 +13,6 @@ pub mod gitrepo;
 pub mod image;
 pub mod logging;
 pub mod promote;
+pub mod reconcile;
 pub mod server;
 pub mod yaml;
