@@ -15,4 +15,5 @@ pub mod logging;
 pub mod promote;
 pub mod reconcile;
 pub mod server;
+pub mod tls;
 pub mod yaml;

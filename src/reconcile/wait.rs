@@ -1,0 +1,95 @@
+//! Waiting for objects to become healthy: one watch per kind (selected by the environment
+//! label) until every pending object is healthy, one has failed, or the deadline passes.
+//! Watches that drop are resumed by kube's watcher, with backoff on errors.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+
+use super::apply::{live_id, to_value};
+use super::context::Context;
+use super::health::{self, Health, HealthStatus, RolloutMark};
+use super::object::{ENV_LABEL, ObjectId};
+
+/// An object being waited for.
+pub struct Pending {
+    pub resource: ApiResource,
+    pub live: Value,
+    pub health: Health,
+}
+
+/// Watch until the pending objects settle. Returns their last live state and health;
+/// objects still progressing at the deadline are returned as they are.
+pub async fn until_settled(
+    ctx: &Context,
+    env: &str,
+    mut pending: HashMap<ObjectId, Pending>,
+    marks: &HashMap<ObjectId, RolloutMark>,
+    deadline: tokio::time::Instant,
+) -> HashMap<ObjectId, Pending> {
+    if settled(&pending) {
+        return pending;
+    }
+    let selector = format!("{ENV_LABEL}={env}");
+    let mut resources: Vec<ApiResource> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for p in pending.values() {
+        let r = &p.resource;
+        if seen.insert((r.group.clone(), r.version.clone(), r.plural.clone())) {
+            resources.push(r.clone());
+        }
+    }
+    let streams = resources.into_iter().map(|r| {
+        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &r);
+        watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .map(move |event| (r.clone(), event))
+            .boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.next()).await;
+        let Ok(Some((resource, event))) = next else {
+            tracing::debug!(env, "health wait ended at the deadline");
+            return pending;
+        };
+        let objects = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => vec![(o, false)],
+            Ok(watcher::Event::Delete(o)) => vec![(o, true)],
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Err(e) => {
+                tracing::warn!(env, error = %e, "watch failed; resuming");
+                continue;
+            }
+        };
+        for (object, deleted) in objects {
+            let value = to_value(object, &resource);
+            let id = live_id(&resource, &value);
+            let Some(p) = pending.get_mut(&id) else {
+                continue;
+            };
+            p.health = if deleted {
+                Health::progressing("Deleted", "the object was deleted")
+            } else {
+                health::settle(&value, health::assess(&value), marks.get(&id))
+            };
+            p.live = value;
+        }
+        if settled(&pending) {
+            return pending;
+        }
+    }
+}
+
+/// Done waiting: something failed (the environment fails whatever the rest does), or
+/// nothing is progressing.
+fn settled(pending: &HashMap<ObjectId, Pending>) -> bool {
+    pending
+        .values()
+        .any(|p| p.health.status == HealthStatus::Failed)
+        || pending.values().all(|p| p.health.is_healthy())
+}
