@@ -216,8 +216,8 @@ async fn assess_and_wait(
                     report.health = Health::failed(
                         "HealthTimeout",
                         format!(
-                            "not healthy within {}s: {} ({})",
-                            timeout.as_secs(),
+                            "not healthy within {}: {} ({})",
+                            human(timeout),
                             report.health.message,
                             report.health.reason
                         ),
@@ -252,6 +252,19 @@ async fn assess_and_wait(
     ctx.remember(&env.name, next);
     let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));
     (reports, health)
+}
+
+/// `300ms`, `45s`, `10m`, `1h30m`.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{secs}s"),
+        _ if secs % 3600 == 0 => format!("{}h", secs / 3600),
+        _ if secs >= 3600 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+        _ if secs % 60 == 0 => format!("{}m", secs / 60),
+        _ => format!("{}m{}s", secs / 60, secs % 60),
+    }
 }
 
 /// Call the API, retrying transient errors a few times with backoff (kube itself already
