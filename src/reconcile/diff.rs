@@ -19,6 +19,11 @@ const IGNORED_METADATA: [&str; 6] = [
 /// Fields of `applied` that `live` lacks or holds with another value, as kubectl-style paths
 /// (`.spec.template.spec.containers[name=web].image`). Empty: no drift.
 pub fn differences(applied: &Value, live: &Value) -> Vec<String> {
+    if applied.get("kind").and_then(Value::as_str) == Some("Secret")
+        && applied.get("stringData").is_some()
+    {
+        return differences(&fold_string_data(applied), live);
+    }
     let mut out = Vec::new();
     if let (Some(a), Some(l)) = (applied.as_object(), live.as_object()) {
         for (key, value) in a {
@@ -38,6 +43,31 @@ pub fn differences(applied: &Value, live: &Value) -> Vec<String> {
                 }
                 _ => compare(value, l.get(key), &mut format!(".{key}"), &mut out),
             }
+        }
+    }
+    out
+}
+
+/// A Secret as the server stores it: `stringData` folded into `data`, base64-encoded.
+fn fold_string_data(secret: &Value) -> Value {
+    use base64::Engine as _;
+    let mut out = secret.clone();
+    let Some(Value::Object(strings)) = out.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return out;
+    };
+    let data = out
+        .as_object_mut()
+        .expect("a Secret is an object")
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            data.insert(
+                k,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
         }
     }
     out
@@ -275,6 +305,16 @@ mod tests {
     fn empty_maps_and_lists_the_server_drops_are_not_drift() {
         let a = json!({"metadata": {"annotations": {}}, "spec": {"tolerations": [], "x": null}});
         assert!(differences(&a, &json!({"metadata": {}, "spec": {}})).is_empty());
+    }
+
+    #[test]
+    fn secret_string_data_compares_with_the_data_the_server_stores() {
+        let a =
+            json!({"kind": "Secret", "stringData": {"token": "s3cret"}, "data": {"raw": "eA=="}});
+        let l = json!({"kind": "Secret", "data": {"token": "czNjcmV0", "raw": "eA=="}});
+        assert!(differences(&a, &l).is_empty());
+        let edited = json!({"kind": "Secret", "data": {"token": "b3RoZXI=", "raw": "eA=="}});
+        assert_eq!(differences(&a, &edited), [".data.token"]);
     }
 
     #[test]
