@@ -387,7 +387,7 @@ async fn single_conflicts_and_server_errors_are_retried_within_the_reconcile() {
 }
 
 #[tokio::test]
-async fn a_persistent_server_error_fails_the_reconcile_as_transient_and_prunes_nothing() {
+async fn a_persistent_server_error_stops_the_reconcile_before_any_write_and_prunes_nothing() {
     let (cluster, ctx) = start().await;
     let env = Env::new("dev");
     let first = vec![
@@ -399,16 +399,27 @@ async fn a_persistent_server_error_fails_the_reconcile_as_transient_and_prunes_n
 
     let second = vec![
         namespace("shop"),
-        config_map("shop", "a", "1"),
+        config_map("shop", "a", "2"),
         deployment("shop", "web", &web_image(D1), 1),
     ];
     cluster.inject(Fault::status(500).verb("apply").resource("deployments"));
+    cluster.reset_counts();
     let error = reconcile(&env, &second, "2", &ctx).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
     let text = error.to_string();
     assert!(
-        text.contains("Deployment/shop/web") && text.contains("nothing was pruned"),
+        text.contains("Deployment/shop/web") && text.contains("dry run; nothing was applied"),
         "{text}"
+    );
+    assert_eq!(
+        cluster.counts().writes(),
+        0,
+        "refused by the dry run: {:?}",
+        cluster.counts()
+    );
+    assert_eq!(
+        cluster.get("v1", "ConfigMap", "shop", "a").unwrap()["data"]["value"],
+        "1"
     );
     assert!(
         cluster.get("v1", "ConfigMap", "shop", "old").is_some(),
@@ -426,6 +437,75 @@ async fn a_persistent_server_error_fails_the_reconcile_as_transient_and_prunes_n
     assert_eq!(
         report.object("Deployment/shop/web").unwrap().action,
         Action::Created
+    );
+}
+
+#[tokio::test]
+async fn an_object_in_a_missing_namespace_is_refused_by_the_dry_run_before_any_write() {
+    let (cluster, ctx) = start().await;
+    let env = Env::new("dev");
+    reconcile(&env, &[namespace("shop")], "1", &ctx)
+        .await
+        .unwrap();
+    cluster.reset_counts();
+    let objects = vec![
+        namespace("shop"),
+        config_map("shop", "a", "1"),
+        deployment("nowhere", "web", &web_image(D1), 1),
+    ];
+    let error = reconcile(&env, &objects, "2", &ctx).await.unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("Deployment/nowhere/web: namespaces \"nowhere\" not found"),
+        "{error}"
+    );
+    assert_eq!(cluster.counts().writes(), 0);
+    assert!(cluster.get("v1", "ConfigMap", "shop", "a").is_none());
+}
+
+#[tokio::test]
+async fn without_a_dry_run_a_failure_mid_apply_records_what_was_applied_and_prunes_nothing() {
+    let options = baton::reconcile::Options {
+        dry_run: false,
+        ..options()
+    };
+    let (cluster, ctx) = start_with(Default::default(), options).await;
+    let env = Env::new("dev");
+    let first = vec![namespace("shop"), config_map("shop", "old", "1")];
+    reconcile(&env, &first, "1", &ctx).await.unwrap();
+
+    let second = vec![
+        namespace("shop"),
+        config_map("shop", "new", "1"),
+        deployment("shop", "web", &web_image(D1), 1),
+    ];
+    cluster.inject(Fault::status(500).verb("apply").resource("deployments"));
+    let error = reconcile(&env, &second, "2", &ctx).await.unwrap_err();
+    assert!(error.is_transient());
+    assert!(error.to_string().contains("nothing was pruned"), "{error}");
+    assert!(cluster.get("v1", "ConfigMap", "shop", "old").is_some());
+    // The ConfigMap applied before the failure is in the inventory, so a later render that
+    // drops it prunes it.
+    cluster.clear_faults();
+    let third = vec![
+        namespace("shop"),
+        deployment("shop", "web", &web_image(D1), 1),
+    ];
+    let report = reconcile(&env, &third, "3", &ctx).await.unwrap();
+    let mut pruned = report.pruned.clone();
+    pruned.sort_by_key(|p| format!("{p:?}"));
+    assert_eq!(
+        pruned,
+        [
+            Pruned::Deleted {
+                object: "ConfigMap/shop/new".into()
+            },
+            Pruned::Deleted {
+                object: "ConfigMap/shop/old".into()
+            },
+        ]
     );
 }
 

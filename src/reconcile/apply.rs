@@ -246,6 +246,11 @@ pub async fn apply_all(
     previous: &BTreeSet<ObjectId>,
 ) -> Result<Vec<Applied>, (ReconcileError, Vec<Applied>)> {
     let total = planned.len();
+    if ctx.options.dry_run
+        && let Err(failures) = dry_run(ctx, &planned, live, previous).await
+    {
+        return Err((ReconcileError::DryRun { failures, total }, Vec::new()));
+    }
     let mut by_stage: Vec<(Stage, Vec<Planned>)> =
         Stage::ALL.iter().map(|s| (*s, Vec::new())).collect();
     for p in planned {
@@ -306,6 +311,65 @@ pub async fn apply_all(
         }
     }
     Ok(done)
+}
+
+/// Server-side dry run of every object that is about to be written, so that what the API
+/// server would refuse (validation, admission, a missing namespace, a field conflict) stops
+/// the reconcile before its first write. Objects in namespaces this reconcile creates, and
+/// custom resources of CRDs it applies, cannot be checked before then and are not.
+async fn dry_run(
+    ctx: &Context,
+    planned: &[Planned],
+    live: &HashMap<ObjectId, Value>,
+    previous: &BTreeSet<ObjectId>,
+) -> Result<(), Vec<ObjectFailure>> {
+    let new_namespaces: BTreeSet<&str> = planned
+        .iter()
+        .filter(|p| p.object.id().is_namespace() && !live.contains_key(&p.object.id()))
+        .map(|p| p.object.name.as_str())
+        .collect();
+    // Owned, not borrowed: a stream of borrowed items trips rustc's `Send` inference
+    // (rust-lang/rust#102211) once the future is spawned.
+    let checks: Vec<(DesiredObject, Kind)> = planned
+        .iter()
+        .filter_map(|p| {
+            let kind = p.kind.as_ref()?;
+            let id = p.object.id();
+            let in_new_namespace = id
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| new_namespaces.contains(ns));
+            let unchanged =
+                decide(&p.object, live.get(&id), previous.contains(&id)) == Decision::Skip;
+            (!in_new_namespace && !unchanged).then(|| (p.object.clone(), kind.clone()))
+        })
+        .collect();
+    let results: Vec<Option<ObjectFailure>> = futures::stream::iter(checks)
+        .map(|(object, kind)| dry_run_one(ctx, object, kind))
+        .buffered(ctx.options.concurrency.max(1))
+        .collect()
+        .await;
+    let failures: Vec<ObjectFailure> = results.into_iter().flatten().collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
+    }
+}
+
+async fn dry_run_one(ctx: &Context, object: DesiredObject, kind: Kind) -> Option<ObjectFailure> {
+    let api = dynamic_api(ctx, &kind.resource, object.namespace.as_deref());
+    let mut params = PatchParams::apply(&ctx.options.field_manager).dry_run();
+    params.force = ctx.options.force;
+    let patch = Patch::Apply(&object.object);
+    super::retrying(ctx, || api.patch(&object.name, &params, &patch))
+        .await
+        .err()
+        .map(|e| ObjectFailure {
+            object: object.id().to_string(),
+            message: describe(&e),
+            transient: is_transient(&e),
+        })
 }
 
 async fn apply_one(

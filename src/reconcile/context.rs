@@ -24,6 +24,9 @@ pub struct Options {
     pub force: bool,
     /// Namespace of the inventory ConfigMaps (the bot's own namespace).
     pub namespace: String,
+    /// Server-side dry run every object about to be written before the first write, so that
+    /// objects the API server refuses stop the reconcile with nothing applied.
+    pub dry_run: bool,
     /// Delete what an environment no longer renders.
     pub prune: bool,
     /// Also prune Namespaces (and everything in them).
@@ -52,6 +55,7 @@ impl Default for Options {
             field_manager: "baton".into(),
             force: true,
             namespace: "baton-system".into(),
+            dry_run: true,
             prune: true,
             prune_namespaces: false,
             prune_crds: false,

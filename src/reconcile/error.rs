@@ -37,6 +37,12 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// The API server's dry run refused some objects; nothing was applied or pruned.
+    #[error("the API server refused {} of {total} object(s) in a dry run; nothing was applied:\n{}", failures.len(), list(failures))]
+    DryRun {
+        failures: Vec<ObjectFailure>,
+        total: usize,
+    },
     /// Some objects could not be applied; the others were, and nothing was pruned.
     #[error("{} of {total} object(s) could not be applied; nothing was pruned:\n{}", failures.len(), list(failures))]
     Apply {
@@ -94,9 +100,9 @@ impl ReconcileError {
             | ReconcileError::UnknownKinds { .. }
             | ReconcileError::Inventory { .. } => false,
             ReconcileError::Api { source, .. } => is_transient(source),
-            ReconcileError::Apply { failures, .. } | ReconcileError::Prune { failures, .. } => {
-                failures.iter().all(|f| f.transient)
-            }
+            ReconcileError::Apply { failures, .. }
+            | ReconcileError::DryRun { failures, .. }
+            | ReconcileError::Prune { failures, .. } => failures.iter().all(|f| f.transient),
             ReconcileError::CrdNotEstablished { .. } => true,
         }
     }
