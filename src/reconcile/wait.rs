@@ -2,7 +2,7 @@
 //! label) until every pending object is healthy, one has failed, or the deadline passes.
 //! Watches that drop are resumed by kube's watcher, with backoff on errors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
@@ -14,6 +14,9 @@ use super::apply::{live_id, to_value};
 use super::context::Context;
 use super::health::{self, Health, HealthStatus, RolloutMark};
 use super::object::{ENV_LABEL, ObjectId};
+
+/// Up to this many pending objects of one kind are watched one by one.
+const SINGLE_WATCHES: usize = 5;
 
 /// An object being waited for.
 pub struct Pending {
@@ -35,21 +38,49 @@ pub async fn until_settled(
         return pending;
     }
     let selector = format!("{ENV_LABEL}={env}");
-    let mut resources: Vec<ApiResource> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for p in pending.values() {
+    // Per kind: a few objects are watched one by one (a promotion usually changes one
+    // Deployment, and its kind may have hundreds); more, with one watch on the label.
+    let mut by_kind: BTreeMap<(String, String, String), (ApiResource, Vec<&ObjectId>)> =
+        BTreeMap::new();
+    for (id, p) in &pending {
         let r = &p.resource;
-        if seen.insert((r.group.clone(), r.version.clone(), r.plural.clone())) {
-            resources.push(r.clone());
+        by_kind
+            .entry((r.group.clone(), r.version.clone(), r.plural.clone()))
+            .or_insert_with(|| (r.clone(), Vec::new()))
+            .1
+            .push(id);
+    }
+    let mut streams = Vec::new();
+    for (resource, ids) in by_kind.into_values() {
+        let watches: Vec<(Api<DynamicObject>, watcher::Config)> = if ids.len() <= SINGLE_WATCHES {
+            ids.iter()
+                .map(|id| {
+                    let api = match &id.namespace {
+                        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+                        None => Api::all_with(ctx.client.clone(), &resource),
+                    };
+                    (
+                        api,
+                        watcher::Config::default().fields(&format!("metadata.name={}", id.name)),
+                    )
+                })
+                .collect()
+        } else {
+            vec![(
+                Api::all_with(ctx.client.clone(), &resource),
+                watcher::Config::default().labels(&selector),
+            )]
+        };
+        for (api, config) in watches {
+            let r = resource.clone();
+            streams.push(
+                watcher(api, config)
+                    .default_backoff()
+                    .map(move |event| (r.clone(), event))
+                    .boxed(),
+            );
         }
     }
-    let streams = resources.into_iter().map(|r| {
-        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &r);
-        watcher(api, watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .map(move |event| (r.clone(), event))
-            .boxed()
-    });
     let mut events = futures::stream::select_all(streams);
     loop {
         let next = tokio::time::timeout_at(deadline, events.next()).await;
