@@ -205,7 +205,7 @@ async fn an_hpa_scaling_a_healthy_rollout_keeps_it_healthy_without_writes() {
 
 #[tokio::test]
 async fn a_watch_dropped_while_waiting_for_health_is_resumed() {
-    let (cluster, ctx) = start_with(timings(1_500, 60_000), options()).await;
+    let (cluster, ctx) = start_with(timings(3_000, 60_000), options()).await;
     let objects = vec![
         namespace("shop"),
         deployment("shop", "web", &web_image(D1), 2),
