@@ -242,12 +242,12 @@ pub async fn apply_all(
     ctx: &Context,
     env: &str,
     planned: Vec<Planned>,
-    live: &HashMap<ObjectId, Value>,
+    mut live: HashMap<ObjectId, Value>,
     previous: &BTreeSet<ObjectId>,
 ) -> Result<Vec<Applied>, (ReconcileError, Vec<Applied>)> {
     let total = planned.len();
     if ctx.options.dry_run
-        && let Err(failures) = dry_run(ctx, &planned, live, previous).await
+        && let Err(failures) = dry_run(ctx, &planned, &live, previous).await
     {
         return Err((ReconcileError::DryRun { failures, total }, Vec::new()));
     }
@@ -278,13 +278,18 @@ pub async fn apply_all(
             }
         }
         objects.sort_by_key(|p| p.object.id());
-        let results: Vec<Result<Applied, ObjectFailure>> = futures::stream::iter(objects)
+        // Live objects move into the results (they are large; no copies).
+        let decided: Vec<(Planned, Decision, Option<Value>)> = objects
+            .into_iter()
             .map(|p| {
                 let id = p.object.id();
-                let current = live.get(&id);
-                let decision = decide(&p.object, current, previous.contains(&id));
-                apply_one(ctx, env, p, decision, current.cloned())
+                let current = live.remove(&id);
+                let decision = decide(&p.object, current.as_ref(), previous.contains(&id));
+                (p, decision, current)
             })
+            .collect();
+        let results: Vec<Result<Applied, ObjectFailure>> = futures::stream::iter(decided)
+            .map(|(p, decision, current)| apply_one(ctx, env, p, decision, current))
             .buffered(ctx.options.concurrency.max(1))
             .collect()
             .await;

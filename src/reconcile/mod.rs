@@ -84,7 +84,7 @@ pub async fn reconcile(
     let desired_ids: BTreeSet<ObjectId> = planned.iter().map(|p| p.object.id()).collect();
 
     // Apply.
-    let applied = match apply::apply_all(ctx, name, planned, &live, &previous_ids).await {
+    let applied = match apply::apply_all(ctx, name, planned, live, &previous_ids).await {
         Ok(applied) => applied,
         Err((error, partial)) => {
             // Remember what did get applied, so that it can be pruned later; prune nothing.
