@@ -3,6 +3,7 @@
 //! (octocrab, kube `Client`, oci-client, git2) unchanged. Production code never uses this crate.
 #![forbid(unsafe_code)]
 
+pub mod git;
 pub mod server;
 
 pub use server::Server;
