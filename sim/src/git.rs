@@ -135,7 +135,7 @@ impl GitService {
 
     /// Routes: `GET /{owner}/{repo}.git/info/refs`, `POST /{owner}/{repo}.git/git-upload-pack`,
     /// `POST /{owner}/{repo}.git/git-receive-pack` (the `.git` suffix is optional, as on GitHub).
-    pub fn router(self) -> Router {
+    pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         Router::new()
             .route("/{owner}/{repo}/info/refs", get(handle))
             .route("/{owner}/{repo}/git-upload-pack", post(handle))
@@ -182,7 +182,7 @@ impl GitServer {
         let root = root.into();
         let token = token.into();
         let service = GitService::new(root.clone(), SingleToken::new(token.clone()));
-        let server = Server::start(service.router()).await?;
+        let server = Server::start(service.router::<()>()).await?;
         Ok(Self {
             server,
             root,
