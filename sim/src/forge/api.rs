@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::json::{decode, latest_check_runs};
+use super::json::latest_check_runs;
 use super::mw::{Principal, PrincipalKind, no_content};
 use super::ops::{self, ReactionTarget, shapes};
 use super::state::{AppRef, ReviewState};
@@ -25,6 +25,8 @@ type Me = Extension<Principal>;
 type Q = Query<HashMap<String, String>>;
 type R = Result<Response, Error>;
 
+/// GitHub accepts POST wherever it documents PATCH (octocrab's `update_comment` relies on it),
+/// so PATCH routes take both.
 pub(crate) fn routes() -> Router<Arc<Inner>> {
     let r = "/repos/{owner}/{repo}";
     Router::new()
@@ -40,7 +42,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route(&format!("{r}/pulls"), get(list_pulls).post(create_pull))
         .route(
             &format!("{r}/pulls/{{pull_number}}"),
-            get(get_pull).patch(update_pull),
+            get(get_pull).patch(update_pull).post(update_pull),
         )
         .route(
             &format!("{r}/pulls/{{pull_number}}/merge"),
@@ -65,6 +67,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
             &format!("{r}/issues/comments/{{comment_id}}"),
             get(get_comment)
                 .patch(update_comment)
+                .post(update_comment)
                 .delete(delete_comment),
         )
         .route(
@@ -93,7 +96,9 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route(&format!("{r}/check-runs"), post(create_check_run))
         .route(
             &format!("{r}/check-runs/{{check_run_id}}"),
-            get(get_check_run).patch(update_check_run),
+            get(get_check_run)
+                .patch(update_check_run)
+                .post(update_check_run),
         )
         .route(
             &format!("{r}/collaborators/{{username}}"),
@@ -808,7 +813,6 @@ async fn remove_label(
     Extension(me): Me,
     Path((owner, repo, n, name)): Path<(String, String, u64, String)>,
 ) -> R {
-    let name = decode(&name);
     ok(
         StatusCode::OK,
         Value::Array(ops::remove_label(
@@ -857,7 +861,6 @@ async fn get_label(
     State(inner): S,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> R {
-    let name = decode(&name);
     let st = inner.lock();
     let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
     let l = r

@@ -79,6 +79,7 @@ pub(crate) fn mergeable(path: &Path, base: &str, head: &str) -> Result<bool, git
 
 /// Merge `head` into branch `base`, moving the branch only if it still points at `base_sha`.
 /// Returns the new commit.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn merge(
     path: &Path,
     base_branch: &str,

@@ -673,36 +673,15 @@ pub(crate) fn encode(s: &str) -> String {
     out
 }
 
-/// Decode `%XX` escapes in a path segment.
-pub(crate) fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn label_names_round_trip_through_path_encoding() {
+    fn label_names_are_percent_encoded_in_urls() {
         assert_eq!(encode("env:prod"), "env%3Aprod");
-        assert_eq!(decode("env%3Aprod"), "env:prod");
-        assert_eq!(decode("baton%3Ahold"), "baton:hold");
-        assert_eq!(decode("plain"), "plain");
+        assert_eq!(encode("baton:hold now"), "baton%3Ahold%20now");
+        assert_eq!(encode("plain-1.0_x"), "plain-1.0_x");
     }
 
     #[test]

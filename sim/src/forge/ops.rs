@@ -280,7 +280,6 @@ pub(crate) fn on_push(inner: &Inner, notice: PushNotice) {
             ))
         })
         .collect();
-    drop(sh);
     for (branch, sha) in requested {
         let suite = ensure_suite(
             &mut st,
@@ -1011,6 +1010,7 @@ fn label_events(
     Ok(sh.issue_labels(r, issue))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn request_reviewers(
     inner: &Inner,
     login: &str,
@@ -1045,7 +1045,7 @@ pub(crate) fn request_reviewers(
         }
     }
     let issue = pull_mut(&mut st, owner, repo, number)?;
-    if !remove && users.iter().any(|u| *u == issue.author) {
+    if !remove && users.contains(&issue.author) {
         return Err(Error::validation(
             "PullRequest",
             None,
