@@ -273,22 +273,19 @@ fn soak(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
     };
     let need = chrono::Duration::from_std(need).unwrap_or_default();
     let done = since + need;
+    // Absolute times, not countdowns: the status comment changes only when a gate does.
     if ctx.now >= done {
-        let healthy_for =
-            crate::config::HumanDuration::from_secs((ctx.now - since).num_seconds().max(0) as u64);
         result(
             Gate::Soak,
             Verdict::Passed,
-            format!("healthy in {prev} for {healthy_for}"),
+            format!("healthy in {prev} since {}", when(since)),
             None,
         )
     } else {
-        let left =
-            crate::config::HumanDuration::from_secs((done - ctx.now).num_seconds().max(1) as u64);
         result(
             Gate::Soak,
             Verdict::Waiting,
-            format!("soaking in {prev}: {left} to go (until {})", when(done)),
+            format!("soaking in {prev} until {}", when(done)),
             Some(done),
         )
     }
@@ -482,7 +479,7 @@ fn latest_reviews<'p>(
 }
 
 /// Logins whose latest review approves the current head.
-fn current_approvers<'p>(pr: &'p PullRequest, bot: &str) -> Vec<&'p str> {
+pub fn current_approvers<'p>(pr: &'p PullRequest, bot: &str) -> Vec<&'p str> {
     latest_reviews(pr, bot)
         .into_iter()
         .filter(|(_, r)| r.state == ReviewState::Approved && r.commit_id == pr.head_sha)
@@ -709,7 +706,7 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
         );
         let (v, reason) = verdict(&e, Gate::Soak);
         assert_eq!(v, Verdict::Waiting);
-        assert!(reason.contains("30m to go"), "{reason}");
+        assert_eq!(reason, "soaking in staging until 2026-11-24 10:30 UTC");
         assert_eq!(e.recheck_at(), Some(t(10, 30)));
 
         let mut other = staging_healthy(t(1, 0));
