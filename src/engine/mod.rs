@@ -323,7 +323,8 @@ impl<F: Forge> Engine<F> {
         deployments: &BTreeMap<(String, String), Deployment>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, EngineError> {
-        let view = self.read_repo()?;
+        // git2 blocks; keep the runtime's other tasks (the webhook server) running.
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
         let teams = self.teams(&view.pipeline).await?;
         let mut observed = self.observe(&view, &teams).await?;
         let mut outcomes = Vec::new();
@@ -538,7 +539,8 @@ impl<F: Forge> Engine<F> {
                 let from = from.as_ref().map(pinned_of);
                 let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
                 let title = text::title(&app, &env, &to);
-                let (_, diff) = self.publish(view, &env, &app, &to, &title)?;
+                let (_, diff) =
+                    tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
                 let body = text::body(
                     &app,
                     &env,
@@ -577,7 +579,8 @@ impl<F: Forge> Engine<F> {
                 let old = pinned_of(&superseded);
                 let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
                 let title = text::title(&app, &env, &to);
-                let (_, diff) = self.publish(view, &env, &app, &to, &title)?;
+                let (_, diff) =
+                    tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
                 let from = view.pinned.get(&(env.clone(), app.clone()));
                 let body = text::body(
                     &app,
