@@ -4,8 +4,8 @@
 
 mod registry_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -82,18 +82,28 @@ async fn basic_auth_with_htpasswd_works_and_bad_credentials_are_a_clear_permanen
     assert_eq!(s.client().stats().since(&before).total(), 1);
 
     let e = registry_error(
-        scan_web(&scanner(Some(Credential::basic(USER, "hunter2")), &reg.addr), &p)
-            .await
-            .unwrap_err(),
+        scan_web(
+            &scanner(Some(Credential::basic(USER, "hunter2")), &reg.addr),
+            &p,
+        )
+        .await
+        .unwrap_err(),
     );
-    assert!(matches!(e, RegistryError::Unauthorized { status: 401, .. }), "{e}");
+    assert!(
+        matches!(e, RegistryError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
     assert!(!e.is_transient());
     let text = format!("{e} {e:?}");
     assert!(text.contains(&format!("{}/web", reg.addr)), "{text}");
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
 
     let e = registry_error(scan_web(&scanner(None, &reg.addr), &p).await.unwrap_err());
-    assert!(e.to_string().contains("check the credentials configured for"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("check the credentials configured for"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -132,7 +142,11 @@ async fn the_cli_reads_credentials_from_a_docker_config_json() {
             .unwrap()
     };
     let out = run(repo.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["apps"][0]["newest"]["digest"], d.as_str());
 
@@ -230,14 +244,32 @@ async fn the_bearer_token_flow_works_and_tokens_are_reused_across_scans() {
     let dir = tempfile::tempdir().unwrap();
     let (key_pem, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
     let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=baton-test-token", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=baton-test-token",
+            "-keyout",
+        ])
         .arg(&key_pem)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let key = SigningKey::from_pkcs8_pem(&std::fs::read_to_string(&key_pem).unwrap()).unwrap();
     let ts = TokenServer {
         kid: libtrust_kid(&key),
@@ -270,9 +302,12 @@ async fn the_bearer_token_flow_works_and_tokens_are_reused_across_scans() {
     assert_eq!(delta.total(), 1, "the cached token is reused: {delta}");
 
     let e = registry_error(
-        scan_web(&scanner(Some(Credential::basic(USER, "hunter2")), &reg.addr), &p)
-            .await
-            .unwrap_err(),
+        scan_web(
+            &scanner(Some(Credential::basic(USER, "hunter2")), &reg.addr),
+            &p,
+        )
+        .await
+        .unwrap_err(),
     );
     assert!(matches!(e, RegistryError::Token { .. }), "{e}");
     assert!(!e.is_transient());

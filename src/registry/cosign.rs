@@ -248,6 +248,39 @@ pub async fn check_signature_manifest(
     Ok(Err(last))
 }
 
+/// Verify the signature of `repo@image_digest` without caches: the `sha256-<hex>.sig` tag,
+/// then the referrers API. (The scanner does the same with caching.)
+pub async fn verify_image(
+    client: &RegistryClient,
+    repo: &Repo,
+    image_digest: &str,
+    key: &CosignKey,
+) -> Result<SignatureStatus, RegistryError> {
+    let mut found = Vec::new();
+    match client
+        .head_manifest(repo, &signature_tag(image_digest))
+        .await
+    {
+        Ok(head) => found.push(head.digest),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    found.extend(referring_signatures(client, repo, image_digest).await?);
+    let mut invalid = None;
+    for sig in found {
+        match check_signature_manifest(client, repo, &sig, image_digest, key).await {
+            Ok(Ok(())) => return Ok(SignatureStatus::Verified { signature: sig }),
+            Ok(Err(reason)) => invalid = Some(reason),
+            Err(e) if !e.is_transient() => invalid = Some(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(match invalid {
+        Some(reason) => SignatureStatus::Invalid { reason },
+        None => SignatureStatus::Missing,
+    })
+}
+
 /// Signature manifests that name `image_digest` as their subject, via the referrers API.
 /// Empty when the registry has none or does not implement the API.
 pub async fn referring_signatures(
