@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use oci_client::manifest::OciImageIndex;
 use reqwest::header::{self, HeaderMap};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
@@ -922,20 +922,6 @@ impl RegistryClient {
 
     fn lock_auth(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostAuth>> {
         self.inner.auth.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Send a request that is not one of the typed endpoints (tests, diagnostics).
-    pub async fn raw(
-        &self,
-        repo: &Repo,
-        method: Method,
-        path: &str,
-    ) -> Result<Response, RegistryError> {
-        let url = self.url(repo, path);
-        self.execute(repo, RequestKind::ManifestGet, Access::Pull, path, |c| {
-            c.request(method.clone(), &url)
-        })
-        .await
     }
 }
 

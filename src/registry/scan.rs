@@ -242,34 +242,35 @@ impl Scanner {
     }
 
     /// Scan every app of a pipeline (or only `only`), loading cosign keys relative to
-    /// `repo_root`. Results are in pipeline order.
+    /// `repo_root`. Apps are scanned `concurrency` at a time; results are in pipeline order.
     pub async fn scan_pipeline(
         &self,
         pipeline: &Pipeline,
         repo_root: &Path,
         only: Option<&str>,
     ) -> Vec<Result<AppScan, ScanError>> {
-        let mut out = Vec::new();
-        for (name, app) in &pipeline.apps {
-            if only.is_some_and(|o| o != name) {
-                continue;
-            }
-            let key = match &app.verify {
-                None => None,
-                Some(v) => match CosignKey::load(&repo_root.join(&v.cosign_key), &v.cosign_key) {
-                    Ok(k) => Some(k),
-                    Err(source) => {
-                        out.push(Err(ScanError::Key {
-                            app: name.clone(),
-                            source,
-                        }));
-                        continue;
-                    }
-                },
-            };
-            out.push(self.scan_app(name, app, key.as_ref()).await);
-        }
-        out
+        let apps = pipeline
+            .apps
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()));
+        futures::stream::iter(apps)
+            .map(|(name, app)| async move {
+                let key = match &app.verify {
+                    None => None,
+                    Some(v) => Some(
+                        CosignKey::load(&repo_root.join(&v.cosign_key), &v.cosign_key).map_err(
+                            |source| ScanError::Key {
+                                app: name.clone(),
+                                source,
+                            },
+                        )?,
+                    ),
+                };
+                self.scan_app(name, app, key.as_ref()).await
+            })
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await
     }
 
     /// Scan one app. `key` is its cosign key when `verify` is set; without a key, signatures
@@ -343,8 +344,8 @@ impl Scanner {
         let full = self.options.detail == Detail::Full || newest_by == Newest::Created;
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut found = false;
-        // Candidates are examined in chunks of `concurrency`; in `Newest` detail the scan
-        // stops after the chunk that produced an acceptable candidate.
+        // `Full` examines every candidate (`concurrency` at a time); `Newest` stops at the
+        // first acceptable one.
         let mut queue = blessed.into_iter().peekable();
         while queue.peek().is_some() {
             if found && !full {
@@ -365,11 +366,9 @@ impl Scanner {
             }
             let chunk: Vec<_> = queue
                 .by_ref()
-                .take(if full {
-                    usize::MAX
-                } else {
-                    self.options.concurrency.max(1)
-                })
+                // Newest detail walks down one candidate at a time: the top one usually
+                // wins, and each one examined costs a HEAD, a manifest and a config read.
+                .take(if full { usize::MAX } else { 1 })
                 .collect();
             let examined: Vec<_> = futures::stream::iter(chunk)
                 .map(|(tag, version)| self.examine(repo, tag, version, listed.as_ref(), key))

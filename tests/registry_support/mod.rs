@@ -395,6 +395,30 @@ impl Pusher {
         img.digest.clone()
     }
 
+    /// Push only the blobs of `img` (children excluded).
+    pub async fn push_blobs(&self, repo: &str, img: &TestImage) {
+        let r = self.reference(repo, "latest");
+        self.client
+            .auth(&r, &self.auth, oci_client::RegistryOperation::Push)
+            .await
+            .unwrap();
+        for blob in &img.blobs {
+            self.client
+                .push_blob(&r, blob.clone(), &digest(blob))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Push only a manifest (its blobs must be there).
+    pub async fn push_manifest(&self, repo: &str, tag: &str, manifest: Bytes, media_type: &str) {
+        let r = self.reference(repo, tag);
+        self.client
+            .push_manifest_raw(&r, manifest, media_type.parse().unwrap())
+            .await
+            .unwrap();
+    }
+
     /// Pull a manifest's raw bytes and digest (to check copies independently).
     pub async fn pull_manifest(&self, repo: &str, reference: &str) -> (Bytes, String) {
         let r = self.reference(repo, reference);
