@@ -178,13 +178,15 @@ fn registry(global: &GlobalArgs, args: RegistryArgs) -> ExitCode {
     };
     let results =
         runtime.block_on(scanner.scan_pipeline(&pipeline, &global.repo, scan.app.as_deref()));
-    match scan.output {
-        Output::Table => print!("{}", registry::report::render_table(&results, scan.explain)),
-        Output::Json => println!(
-            "{:#}",
+    let text = match scan.output {
+        Output::Table => registry::report::render_table(&results, scan.explain),
+        Output::Json => format!(
+            "{:#}\n",
             registry::report::render_json(&results, scan.explain, &scanner.client().stats())
         ),
-    }
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     tracing::debug!(requests = %scanner.client().stats(), "registry scan done");
     if results.iter().any(Result::is_err) {
         ExitCode::from(1)

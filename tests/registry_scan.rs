@@ -500,7 +500,7 @@ async fn the_cli_lists_the_newest_blessed_digest_and_explains_rejections() {
     let out = baton(&["registry", "scan", "--app", "web", "-o", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["apps"][0]["newest"]["digest"], d.as_str());
-    assert_eq!(json["apps"][0]["rejectedCount"], 2);
+    assert_eq!(json["apps"][0]["rejected_count"], 2);
     assert!(json["requests"]["requests"].as_array().is_some());
 
     let out = baton(&["registry", "scan", "--app", "nope"]);

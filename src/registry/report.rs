@@ -157,7 +157,7 @@ pub fn render_json(
                 if !explain && let Some(obj) = v.as_object_mut() {
                     let n = scan.rejected.len();
                     obj.remove("rejected");
-                    obj.insert("rejectedCount".into(), json!(n));
+                    obj.insert("rejected_count".into(), json!(n));
                 }
                 v
             }
