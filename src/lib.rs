@@ -7,8 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod forge;
 pub mod gitrepo;
+pub mod image;
 pub mod logging;
+pub mod promote;
 pub mod registry;
+pub mod server;
 pub mod yaml;

@@ -92,8 +92,8 @@ pub fn refine(mut d: Diagnostic, tree: &crate::yaml::Node) -> Diagnostic {
     }
     if let Some((path, pos)) = find_scalar(base, quoted, String::new()) {
         if !path.is_empty() {
-            d.field = if d.field.is_empty() {
-                path
+            d.field = if d.field.is_empty() || path.starts_with('[') {
+                format!("{}{path}", d.field)
             } else {
                 format!("{}.{path}", d.field)
             };

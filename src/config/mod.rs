@@ -4,9 +4,14 @@
 pub mod diag;
 pub mod duration;
 pub mod pipeline;
+pub mod runtime;
+pub mod secret;
+pub mod validate;
 pub mod window;
 
 pub use diag::Diagnostic;
 pub use duration::HumanDuration;
 pub use pipeline::{App, Environment, LoadedPipeline, Pipeline};
+pub use runtime::RuntimeConfig;
+pub use secret::{Secret, SecretRef};
 pub use window::{Freeze, Window};

@@ -1,0 +1,3 @@
+//! The HTTP surface (axum): webhooks in, health and metrics out.
+
+pub mod github;
