@@ -1,10 +1,11 @@
 //! Registry credentials and the `WWW-Authenticate` challenge grammar.
 //!
 //! Credentials come from three places, merged per registry host: explicit entries (a
-//! username plus a password read from an environment variable or a file), and a Docker
-//! `config.json` (`auths`). Every secret is held in [`Secret`], whose `Debug` prints `***`
-//! and which has no `Display`, so a credential cannot end up in a log line or an error
-//! message by accident; only the HTTP layer calls [`Secret::expose`].
+//! username plus a password read from an environment variable or a file, as a
+//! [`SecretRef`]), and a Docker `config.json` (`auths`). Every secret is held in the
+//! config module's [`Secret`], which never prints its value, so a credential cannot end up
+//! in a log line or an error message by accident; only the HTTP layer calls
+//! [`Secret::expose`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,71 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
-/// A password or token. Formatting it never shows the value.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that puts it on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// Where a secret is read from: `{ env: VAR }` or `{ file: /path }`. The runtime config names
-/// the source, never the value.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
-    /// An environment variable.
-    #[serde(default)]
-    pub env: Option<String>,
-    /// A file (trailing newline ignored), e.g. a mounted Kubernetes secret.
-    #[serde(default)]
-    pub file: Option<PathBuf>,
-}
-
-impl SecretSource {
-    pub fn env(var: impl Into<String>) -> Self {
-        Self {
-            env: Some(var.into()),
-            file: None,
-        }
-    }
-
-    pub fn file(path: impl Into<PathBuf>) -> Self {
-        Self {
-            env: None,
-            file: Some(path.into()),
-        }
-    }
-
-    pub fn resolve(&self) -> Result<Secret, AuthError> {
-        match (&self.env, &self.file) {
-            (Some(var), None) => std::env::var(var)
-                .map(Secret)
-                .map_err(|_| AuthError::MissingEnv { var: var.clone() }),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|source| AuthError::Read {
-                    path: path.clone(),
-                    source,
-                }),
-            _ => Err(AuthError::Source),
-        }
-    }
-}
+pub use crate::config::secret::{Secret, SecretError, SecretRef};
 
 /// Credentials for one registry host.
 #[derive(Clone, PartialEq, Eq)]
@@ -131,9 +68,9 @@ pub struct CredentialConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<SecretSource>,
+    pub password: Option<SecretRef>,
     #[serde(default)]
-    pub token: Option<SecretSource>,
+    pub token: Option<SecretRef>,
 }
 
 impl CredentialConfig {
@@ -141,9 +78,9 @@ impl CredentialConfig {
         match (&self.username, &self.password, &self.token) {
             (Some(username), Some(password), None) => Ok(Credential::Basic {
                 username: username.clone(),
-                password: password.resolve()?,
+                password: resolve(host, password)?,
             }),
-            (None, None, Some(token)) => Ok(Credential::Bearer(token.resolve()?)),
+            (None, None, Some(token)) => Ok(Credential::Bearer(resolve(host, token)?)),
             _ => Err(AuthError::Incomplete {
                 host: host.to_string(),
             }),
@@ -151,11 +88,22 @@ impl CredentialConfig {
     }
 }
 
+fn resolve(host: &str, r: &SecretRef) -> Result<Secret, AuthError> {
+    r.resolve().map_err(|source| AuthError::Secret {
+        host: host.to_string(),
+        source,
+    })
+}
+
 /// A problem reading credentials. Never contains a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("environment variable {var} is not set")]
-    MissingEnv { var: String },
+    #[error("credentials for {host}: {source}")]
+    Secret {
+        host: String,
+        #[source]
+        source: SecretError,
+    },
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -164,8 +112,6 @@ pub enum AuthError {
     },
     #[error("{}: {reason}", path.display())]
     DockerConfig { path: PathBuf, reason: String },
-    #[error("a secret source needs exactly one of `env` or `file`")]
-    Source,
     #[error("credentials for {host} need `username` and `password`, or `token`")]
     Incomplete { host: String },
 }
@@ -257,13 +203,13 @@ struct DockerConfig {
 #[derive(Deserialize)]
 struct DockerAuth {
     #[serde(default)]
-    auth: Option<Secret>,
+    auth: Option<String>,
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
-    password: Option<Secret>,
+    password: Option<String>,
     #[serde(default)]
-    registrytoken: Option<Secret>,
+    registrytoken: Option<String>,
 }
 
 /// Parse the `auths` of a Docker `config.json`. Errors never quote the file's values.
@@ -273,12 +219,12 @@ pub fn parse_docker_config(text: &str) -> Result<Vec<(String, Credential)>, Stri
     let mut out = Vec::new();
     for (host, entry) in config.auths {
         if let Some(token) = entry.registrytoken {
-            out.push((host, Credential::Bearer(token)));
+            out.push((host, Credential::Bearer(Secret::new(token))));
         } else if let (Some(username), Some(password)) = (entry.username, entry.password) {
-            out.push((host, Credential::Basic { username, password }));
+            out.push((host, Credential::basic(username, password)));
         } else if let Some(auth) = entry.auth {
             let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.expose().trim())
+                .decode(auth.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| format!("auths.{host}.auth is not base64 of `user:password`"))?;
@@ -390,7 +336,7 @@ mod tests {
         };
         for text in [format!("{cred:?}"), format!("{store:?}")] {
             assert!(!text.contains("hunter2"), "{text}");
-            assert!(text.contains("***"), "{text}");
+            assert!(text.contains("***") || text.contains("redacted"), "{text}");
         }
         assert_eq!(
             format!("{:?}", Credential::Bearer(Secret::new("tok"))),
@@ -456,12 +402,16 @@ mod tests {
         );
         assert_eq!(store.get("b.io"), Some(&Credential::basic("b", "y")));
 
-        let missing = SecretSource::env("BATON_TEST_SURELY_UNSET_VAR")
-            .resolve()
-            .unwrap_err();
-        assert_eq!(
-            missing.to_string(),
-            "environment variable BATON_TEST_SURELY_UNSET_VAR is not set"
+        let cfg: BTreeMap<String, CredentialConfig> = yaml_serde::from_str(
+            "r.io: { username: ci, password: { env: BATON_TEST_SURELY_UNSET_VAR } }",
+        )
+        .unwrap();
+        let missing = CredentialStore::from_config(&cfg).unwrap_err();
+        assert!(
+            missing.to_string().starts_with(
+                "credentials for r.io: environment variable BATON_TEST_SURELY_UNSET_VAR"
+            ),
+            "{missing}"
         );
     }
 

@@ -901,9 +901,9 @@ impl RegistryClient {
         #[derive(Deserialize)]
         struct TokenResponse {
             #[serde(default)]
-            token: Option<Secret>,
+            token: Option<String>,
             #[serde(default)]
-            access_token: Option<Secret>,
+            access_token: Option<String>,
             #[serde(default)]
             expires_in: Option<u64>,
         }
@@ -914,6 +914,7 @@ impl RegistryClient {
         let token = body
             .token
             .or(body.access_token)
+            .map(Secret::new)
             .ok_or_else(|| token_error("the token response has no token".into(), false))?;
         // Default lifetime per the Docker token spec; refresh a little early.
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60).max(10));

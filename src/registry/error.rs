@@ -1,7 +1,7 @@
 //! The registry module's error type. Every variant knows whether retrying can help
 //! ([`RegistryError::is_transient`]) and names what was being read (`repo:tag`, `repo@digest`)
 //! so that a log line or a PR comment says where the problem is. No variant carries a
-//! credential: tokens and passwords live in [`super::auth::Secret`], which is never formatted.
+//! credential: tokens and passwords live in [`crate::config::secret::Secret`], which never prints its value.
 
 use std::time::Duration;
 
