@@ -15,5 +15,6 @@ pub mod gitrepo;
 pub mod image;
 pub mod logging;
 pub mod promote;
+pub mod registry;
 pub mod server;
 pub mod yaml;
