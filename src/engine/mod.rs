@@ -712,13 +712,7 @@ impl<F: Forge> Engine<F> {
                         .map(|p| p.digest.clone()),
                     to: to.digest.clone(),
                     tag: to.tag.clone(),
-                    approved_by: crate::promote::gates::current_approvers(
-                        &o.state,
-                        self.forge.bot_login(),
-                    )
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
+                    approved_by: evaluation.approvers.clone(),
                     promoted_by: Some(promoted_by),
                     pull_request: Some(pr),
                 };
