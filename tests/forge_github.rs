@@ -124,7 +124,11 @@ async fn a_promotion_pr_is_opened_with_labels_listed_read_back_updated_and_close
     );
 
     let listed = gh.open_promotion_prs().await.unwrap();
-    assert_eq!(listed, [pr.clone()], "only baton/ branches are listed");
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&pr),
+        "only baton/ branches are listed"
+    );
 
     gh.update_pull_request(pr.number, "new title", "new body")
         .await
@@ -907,4 +911,33 @@ async fn from_config_refuses_missing_or_double_credentials_and_bad_keys() {
     };
     let err = GitHubForge::from_config(&tok, "no-slash", "x").unwrap_err();
     assert!(err.to_string().contains("owner/name"), "{err}");
+}
+
+#[tokio::test]
+async fn long_lists_are_read_page_by_page_and_re_read_not_modified() {
+    let (sim, gh) = setup().await;
+    let pr = gh
+        .open_pull_request(&promotion("baton/dev/web"))
+        .await
+        .unwrap();
+    sim.add_user("alice", SimPermission::Write);
+    for i in 0..150 {
+        sim.comment_as("alice", OWNER, REPO, pr.number, &format!("comment {i}"))
+            .unwrap();
+    }
+    let route = "GET /repos/{owner}/{repo}/issues/{issue_number}/comments";
+    let comments = gh.comments(pr.number).await.unwrap();
+    assert_eq!(comments.len(), 150);
+    assert_eq!(comments[0].body, "comment 0");
+    assert_eq!(comments[149].body, "comment 149");
+    assert_eq!(gh.calls().by_route[route], 2, "two pages of 100");
+
+    let again = gh.comments(pr.number).await.unwrap();
+    assert_eq!(again, comments);
+    let calls = gh.calls();
+    assert_eq!(calls.by_route[route], 4);
+    assert_eq!(
+        calls.not_modified, 2,
+        "both pages, with the next link remembered"
+    );
 }

@@ -542,7 +542,7 @@ impl GitHubForge {
                 body: c.body,
             });
         }
-        if call.conditional && status == StatusCode::OK {
+        if call.conditional && self.options.conditional_requests && status == StatusCode::OK {
             self.remember(&call.path, &headers, &body);
         }
         Ok(Answer {
@@ -1150,15 +1150,12 @@ impl Forge for GitHubForge {
 /// Statuses and check runs, one per context or name: the latest, preferring a check run over a
 /// status of the same name when they tie.
 fn merge_checks(statuses: Vec<GhStatus>, runs: Vec<GhCheckRun>) -> Vec<Check> {
-    let mut latest: BTreeMap<String, (Option<DateTime<Utc>>, u8, u64, CheckState)> =
-        BTreeMap::new();
-    let mut keep = |name: String, at: Option<DateTime<Utc>>, kind: u8, id: u64, state| {
-        let entry = (at, kind, id, state);
-        match latest.get(&name) {
-            Some(old) if (old.0, old.1, old.2) >= (at, kind, id) => {}
-            _ => {
-                latest.insert(name, entry);
-            }
+    /// What orders two reports of one name: time, then check run over status, then id.
+    type Rank = (Option<DateTime<Utc>>, u8, u64);
+    let mut latest: BTreeMap<String, (Rank, CheckState)> = BTreeMap::new();
+    let mut keep = |name: String, rank: Rank, state: CheckState| {
+        if latest.get(&name).is_none_or(|(old, _)| *old < rank) {
+            latest.insert(name, (rank, state));
         }
     };
     for s in statuses {
@@ -1167,15 +1164,15 @@ fn merge_checks(statuses: Vec<GhStatus>, runs: Vec<GhCheckRun>) -> Vec<Check> {
             "pending" => CheckState::Pending,
             _ => CheckState::Failure,
         };
-        keep(s.context, s.updated_at.or(s.created_at), 0, s.id, state);
+        keep(s.context, (s.updated_at.or(s.created_at), 0, s.id), state);
     }
     for r in runs {
         let state = check_run_state(&r.status, r.conclusion.as_deref());
-        keep(r.name, r.completed_at.or(r.started_at), 1, r.id, state);
+        keep(r.name, (r.completed_at.or(r.started_at), 1, r.id), state);
     }
     latest
         .into_iter()
-        .map(|(context, (.., state))| Check { context, state })
+        .map(|(context, (_, state))| Check { context, state })
         .collect()
 }
 
