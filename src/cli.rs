@@ -24,7 +24,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// A checkout of the config repo (holds environments/ and policies/).
-    #[arg(long, global = true, default_value = ".", env = "BATON_REPO", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".",
+        env = "BATON_REPO",
+        value_name = "DIR"
+    )]
     pub repo: PathBuf,
 
     /// How log lines on stderr are written.

@@ -10,4 +10,5 @@ pub mod cli;
 pub mod config;
 pub mod gitrepo;
 pub mod logging;
+pub mod render;
 pub mod yaml;

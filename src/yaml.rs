@@ -199,8 +199,15 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
         });
     }
     Ok(docs.pop().unwrap_or(Node {
-        pos: Pos { line: 1, column: 1, offset: 0 },
-        kind: NodeKind::Mapping { entries: Vec::new(), flow: false },
+        pos: Pos {
+            line: 1,
+            column: 1,
+            offset: 0,
+        },
+        kind: NodeKind::Mapping {
+            entries: Vec::new(),
+            flow: false,
+        },
     }))
 }
 
@@ -229,13 +236,26 @@ impl CharOffsets {
     }
 
     fn pos(&self, m: &Marker) -> Pos {
-        Pos { line: m.line(), column: m.col() + 1, offset: self.byte(m.index()) }
+        Pos {
+            line: m.line(),
+            column: m.col() + 1,
+            offset: self.byte(m.index()),
+        }
     }
 }
 
 enum Open {
-    Mapping { pos: Pos, entries: Vec<(Node, Node)>, pending_key: Option<Node>, flow: bool },
-    Sequence { pos: Pos, items: Vec<Node>, flow: bool },
+    Mapping {
+        pos: Pos,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        flow: bool,
+    },
+    Sequence {
+        pos: Pos,
+        items: Vec<Node>,
+        flow: bool,
+    },
 }
 
 struct Builder<'a> {
@@ -250,7 +270,11 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Open::Sequence { items, .. }) => items.push(node),
-            Some(Open::Mapping { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Open::Mapping {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => entries.push((key, node)),
             },
@@ -258,7 +282,10 @@ impl Builder<'_> {
     }
 
     fn is_flow(&self, pos: Pos) -> bool {
-        matches!(self.source.as_bytes().get(pos.offset), Some(b'{') | Some(b'['))
+        matches!(
+            self.source.as_bytes().get(pos.offset),
+            Some(b'{') | Some(b'[')
+        )
     }
 
     fn scalar_span(&self, pos: Pos, value: &str, style: Style) -> Option<(usize, usize)> {
@@ -313,25 +340,44 @@ impl MarkedEventReceiver for Builder<'_> {
                     _ => Style::Plain,
                 };
                 let span = self.scalar_span(pos, &value, style);
-                self.push_node(Node { pos, kind: NodeKind::Scalar { value, style, span } });
+                self.push_node(Node {
+                    pos,
+                    kind: NodeKind::Scalar { value, style, span },
+                });
             }
-            Event::Alias(_) => self.push_node(Node { pos, kind: NodeKind::Alias }),
+            Event::Alias(_) => self.push_node(Node {
+                pos,
+                kind: NodeKind::Alias,
+            }),
             Event::MappingStart(..) => {
                 let flow = self.is_flow(pos);
-                self.stack.push(Open::Mapping { pos, entries: Vec::new(), pending_key: None, flow })
+                self.stack.push(Open::Mapping {
+                    pos,
+                    entries: Vec::new(),
+                    pending_key: None,
+                    flow,
+                })
             }
             Event::SequenceStart(..) => {
                 let flow = self.is_flow(pos);
-                self.stack.push(Open::Sequence { pos, items: Vec::new(), flow })
+                self.stack.push(Open::Sequence {
+                    pos,
+                    items: Vec::new(),
+                    flow,
+                })
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 let node = match self.stack.pop() {
-                    Some(Open::Mapping { pos, entries, flow, .. }) => {
-                        Node { pos, kind: NodeKind::Mapping { entries, flow } }
-                    }
-                    Some(Open::Sequence { pos, items, flow }) => {
-                        Node { pos, kind: NodeKind::Sequence { items, flow } }
-                    }
+                    Some(Open::Mapping {
+                        pos, entries, flow, ..
+                    }) => Node {
+                        pos,
+                        kind: NodeKind::Mapping { entries, flow },
+                    },
+                    Some(Open::Sequence { pos, items, flow }) => Node {
+                        pos,
+                        kind: NodeKind::Sequence { items, flow },
+                    },
                     None => return,
                 };
                 self.push_node(node);
@@ -357,7 +403,10 @@ mod tests {
         let (prod, ok) = root.lookup("envs[1].name");
         assert!(ok);
         assert_eq!((prod.pos.line, prod.pos.column), (8, 11));
-        assert_eq!(root.key_pos("apps.web.bless").map(|p| (p.line, p.column)), Some((5, 5)));
+        assert_eq!(
+            root.key_pos("apps.web.bless").map(|p| (p.line, p.column)),
+            Some((5, 5))
+        );
     }
 
     #[test]
@@ -370,7 +419,10 @@ mod tests {
         ] {
             let (node, ok) = root.lookup(path);
             assert!(ok, "{path}");
-            let NodeKind::Scalar { span: Some((s, e)), .. } = node.kind else {
+            let NodeKind::Scalar {
+                span: Some((s, e)), ..
+            } = node.kind
+            else {
                 panic!("{path} has no span")
             };
             assert_eq!(&DOC[s..e], text);
@@ -380,8 +432,14 @@ mod tests {
     #[test]
     fn flow_collections_are_marked_as_flow() {
         let root = parse(DOC).unwrap();
-        assert!(matches!(root.lookup("apps.web.bless").0.kind, NodeKind::Mapping { flow: true, .. }));
-        assert!(matches!(root.lookup("apps.web").0.kind, NodeKind::Mapping { flow: false, .. }));
+        assert!(matches!(
+            root.lookup("apps.web.bless").0.kind,
+            NodeKind::Mapping { flow: true, .. }
+        ));
+        assert!(matches!(
+            root.lookup("apps.web").0.kind,
+            NodeKind::Mapping { flow: false, .. }
+        ));
     }
 
     #[test]
@@ -389,7 +447,12 @@ mod tests {
         let src = "a: \"héllo wörld\"\nb: x\n";
         let root = parse(src).unwrap();
         let b = root.get("b").unwrap();
-        let NodeKind::Scalar { span: Some((s, e)), .. } = b.kind else { panic!() };
+        let NodeKind::Scalar {
+            span: Some((s, e)), ..
+        } = b.kind
+        else {
+            panic!()
+        };
         assert_eq!(&src[s..e], "x");
     }
 
@@ -402,6 +465,9 @@ mod tests {
     #[test]
     fn multi_line_plain_scalars_have_no_span() {
         let root = parse("a: one\n  two\nb: x\n").unwrap();
-        assert!(matches!(root.get("a").unwrap().kind, NodeKind::Scalar { span: None, .. }));
+        assert!(matches!(
+            root.get("a").unwrap().kind,
+            NodeKind::Scalar { span: None, .. }
+        ));
     }
 }

@@ -35,7 +35,11 @@ impl Server {
                 tracing::warn!(%error, "stand-in server stopped with an error");
             }
         });
-        Ok(Self { addr, shutdown: Some(tx), task: Some(task) })
+        Ok(Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// The bound address, e.g. `127.0.0.1:41234`.
@@ -82,8 +86,13 @@ mod tests {
         let url = format!("{}/ping", server.url());
         let body = tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};
-            let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://").trim_end_matches("/ping")).unwrap();
-            stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut stream = std::net::TcpStream::connect(
+                url.trim_start_matches("http://").trim_end_matches("/ping"),
+            )
+            .unwrap();
+            stream
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
             let mut out = String::new();
             stream.read_to_string(&mut out).unwrap();
             out
