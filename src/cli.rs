@@ -49,11 +49,348 @@ pub enum Output {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check policies/pipeline.yaml against the repo: schema, environment chain, windows,
+    /// overlay directories, and that every app is pinned by digest in every environment.
+    ///
+    /// Exit status: 0 when valid, 1 when problems were found, 2 on usage errors.
+    Validate(ValidateArgs),
+
+    /// Pin an app to a digest in one environment, changing only the image line(s).
+    ///
+    /// Edits the environment's kustomization `images:` entry (adding it if missing), or the
+    /// values file / manifest the app's `pin:` names. Prints a unified diff; `--write`
+    /// applies it (atomically: the file is replaced whole or not at all).
+    Bump(BumpArgs),
+
+    /// Every promotion recorded in the config repo, newest first.
+    ///
+    /// Reads the first-parent log of the checkout's current branch (or --rev) and the
+    /// Baton-* trailers of merge and squash commits: time, environment, app, tag, from → to
+    /// digest, approvers, promoter and pull request. Needs nothing but Git.
+    History(HistoryArgs),
+
+    /// Render an environment (or any kustomization directory) the way `kubectl kustomize`
+    /// would, with baton's built-in renderer.
+    ///
+    /// The argument is a directory relative to --repo when one exists there; otherwise an
+    /// environment name from policies/pipeline.yaml (its `path`, default
+    /// `environments/<name>`). Prints a YAML stream (or a JSON `List` with -o json).
+    /// Exit status: 0 when rendered, 1 when the tree does not render, 2 on usage errors.
+    Render(RenderArgs),
+}
+
+/// Output of `baton render`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum RenderOutput {
+    /// A YAML stream, byte-compatible with `kubectl kustomize`.
+    #[default]
+    Yaml,
+    /// A JSON `v1/List`.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// An environment name, or a kustomization directory relative to --repo.
+    #[arg(value_name = "ENV | PATH")]
+    pub target: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderOutput::Yaml)]
+    pub output: RenderOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this app.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only this environment.
+    #[arg(long = "env")]
+    pub env: Option<String>,
+    /// Only promotions since a date (2026-11-01), a time (RFC 3339) or an age (7d, 12h).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Start from this revision instead of HEAD (e.g. origin/main).
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// At most this many entries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct BumpArgs {
+    /// Environment name from policies/pipeline.yaml.
+    pub env: String,
+    /// App name from policies/pipeline.yaml.
+    pub app: String,
+    /// `sha256:<64 hex>` or `<tag>@sha256:<64 hex>`.
+    #[arg(value_name = "DIGEST | TAG@DIGEST")]
+    pub pin: String,
+    /// Write the change instead of only printing the diff.
+    #[arg(long)]
+    pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Exit status for "ran, and found a problem".
+pub const EXIT_PROBLEM: u8 = 1;
 
 /// Run a parsed command line; the exit code follows the convention 0 = success,
 /// 1 = the command ran and found a problem, 2 = usage error.
 pub fn run(cli: Cli) -> ExitCode {
     logging::init(cli.global.log_format);
-    match cli.command {}
+    let result = match cli.command {
+        Command::Validate(args) => validate(&cli.global, &args),
+        Command::Bump(args) => bump(&cli.global, &args),
+        Command::History(args) => history(&cli.global, &args),
+        Command::Render(args) => render(&cli.global, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_PROBLEM)
+        }
+    }
+}
+
+fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let diagnostics = crate::config::validate::validate_repo(&global.repo);
+    let valid = diagnostics.is_empty();
+    match args.output {
+        Output::Json => {
+            let out = serde_json::json!({ "valid": valid, "diagnostics": diagnostics });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Table => {
+            for d in &diagnostics {
+                println!("error: {d}");
+            }
+            if valid {
+                let loaded = crate::config::Pipeline::load(&global.repo)?;
+                let p = &loaded.pipeline;
+                let order: Vec<_> = p
+                    .promotion_order()
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect();
+                println!(
+                    "ok: {} is valid: {} app(s) ({}), environments {}",
+                    crate::config::pipeline::PIPELINE_FILE,
+                    p.apps.len(),
+                    p.app_names().join(", "),
+                    order.join(" → ")
+                );
+            } else {
+                println!("{} problem(s) found", diagnostics.len());
+            }
+        }
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEM)
+    })
+}
+
+/// Load the pipeline, turning a load failure into a located one-paragraph error.
+fn load_pipeline(global: &GlobalArgs) -> anyhow::Result<crate::config::LoadedPipeline> {
+    crate::config::Pipeline::load(&global.repo).map_err(|e| match e {
+        crate::config::pipeline::LoadError::Read { .. } => {
+            anyhow::anyhow!(
+                "{e} (is --repo {} a config repo checkout?)",
+                global.repo.display()
+            )
+        }
+        crate::config::pipeline::LoadError::Invalid(d) => {
+            anyhow::anyhow!("{d}\n(run `baton validate` for every problem)")
+        }
+    })
+}
+
+fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
+    let pinned: crate::image::Pinned = args
+        .pin
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}; pass sha256:<64 hex> or <tag>@sha256:<64 hex>"))?;
+    let loaded = load_pipeline(global)?;
+    let change = crate::gitrepo::bump::plan(
+        &crate::gitrepo::files::FsFiles(&global.repo),
+        &loaded.pipeline,
+        &args.env,
+        &args.app,
+        &pinned,
+    )?;
+    if change.is_noop() {
+        println!(
+            "{} already pins {} to {pinned} in {}; nothing to change",
+            change.path, args.app, args.env
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", change.unified_diff());
+    if args.write {
+        change.write(&global.repo)?;
+        eprintln!("wrote {}", change.path);
+    } else {
+        eprintln!("(dry run: pass --write to apply)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-11-01`, an RFC 3339 time, or an age such as `7d` counted back from now.
+fn parse_since(
+    s: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(chrono::Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(age) = s.parse::<crate::config::HumanDuration>() {
+        return Ok(now - chrono::Duration::from_std(age.0)?);
+    }
+    anyhow::bail!("--since {s:?}: write a date (2026-11-01), an RFC 3339 time, or an age (7d, 12h)")
+}
+
+fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    use crate::gitrepo::history;
+    let repo = git2::Repository::discover(&global.repo).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not inside a Git repository ({}); pass --repo with a config repo checkout",
+            global.repo.display(),
+            e.message()
+        )
+    })?;
+    let start = repo
+        .revparse_single(&args.rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| anyhow::anyhow!("--rev {}: {}", args.rev, e.message()))?
+        .id();
+    let filter = history::Filter {
+        app: args.app.clone(),
+        environment: args.env.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_since(s, chrono::Utc::now()))
+            .transpose()?,
+        limit: args.limit,
+    };
+    let entries = history::read(&repo, start, &filter)?;
+    if entries.is_empty() {
+        // A typo in --app/--env should not look like "no promotions yet".
+        if let Ok(loaded) = crate::config::Pipeline::load(&global.repo) {
+            let p = &loaded.pipeline;
+            if let Some(app) = args.app.as_deref().filter(|a| p.app(a).is_none()) {
+                anyhow::bail!(
+                    "unknown app {app:?}; the pipeline defines: {}",
+                    p.app_names().join(", ")
+                );
+            }
+            if let Some(env) = args.env.as_deref().filter(|e| p.environment(e).is_none()) {
+                anyhow::bail!(
+                    "unknown environment {env:?}; the pipeline defines: {}",
+                    p.environment_names().join(", ")
+                );
+            }
+        }
+    }
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        Output::Table if entries.is_empty() => {
+            println!("no promotions recorded (no commits with Baton-* trailers)")
+        }
+        Output::Table => print!("{}", history::table(&entries)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The directory `baton render <target>` renders: `target` itself when it is a directory
+/// under the repo, else the path the pipeline gives that environment, else
+/// `environments/<target>`.
+fn render_dir(repo: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
+    let direct = PathBuf::from(target);
+    if repo.join(&direct).is_dir() {
+        return Ok(direct);
+    }
+    let pipeline = crate::config::Pipeline::load(repo).ok();
+    let from_pipeline = pipeline
+        .as_ref()
+        .and_then(|l| l.pipeline.environment(target))
+        .map(|e| e.path());
+    let dir = from_pipeline.unwrap_or_else(|| PathBuf::from("environments").join(target));
+    if repo.join(&dir).is_dir() {
+        return Ok(dir);
+    }
+    let known = pipeline
+        .map(|l| l.pipeline.environment_names().join(", "))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" (environments in the pipeline: {s})"))
+        .unwrap_or_default();
+    anyhow::bail!(
+        "{target:?} is neither a directory under {} nor an environment with a directory ({} does not exist){known}",
+        repo.display(),
+        dir.display()
+    )
+}
+
+fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let dir = render_dir(&global.repo, &args.target)?;
+    let objects = crate::render::render(&global.repo, &dir)?;
+    let text = match args.output {
+        RenderOutput::Yaml => crate::render::to_yaml_stream(&objects),
+        RenderOutput::Json => {
+            serde_json::to_string_pretty(&crate::render::to_json_list(&objects))? + "\n"
+        }
+    };
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A closed pipe (`baton render prod | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn since_accepts_dates_times_and_ages() {
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+            .unwrap();
+        assert_eq!(
+            parse_since("2026-11-01", now).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_since("2026-11-01T10:00:00+02:00", now).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_since("7d", now).unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 14, 12, 0, 0)
+                .unwrap()
+        );
+        assert!(parse_since("last week", now).is_err());
+    }
 }

@@ -7,8 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod gitrepo;
+pub mod image;
 pub mod logging;
+pub mod promote;
 pub mod render;
 pub mod yaml;

@@ -51,6 +51,7 @@ impl Loader {
         })
     }
 
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }

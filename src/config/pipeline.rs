@@ -1,0 +1,440 @@
+//! The pipeline config that lives in the config repo: `policies/pipeline.yaml`. It names the
+//! apps (which image, which tags are blessed, how they are verified), the environments in
+//! promotion order, and each environment's gates.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::diag::{self, Diagnostic};
+use super::duration::HumanDuration;
+use super::window::{Freeze, Window};
+use crate::yaml;
+
+/// Where the pipeline lives, relative to the config repo root.
+pub const PIPELINE_FILE: &str = "policies/pipeline.yaml";
+pub const API_VERSION: &str = "baton.dev/v1";
+pub const KIND: &str = "Pipeline";
+
+/// `policies/pipeline.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Pipeline {
+    /// Always `baton.dev/v1`.
+    pub api_version: String,
+    /// Always `Pipeline`.
+    pub kind: String,
+    /// Apps by name, in file order.
+    pub apps: IndexMap<String, App>,
+    /// Environments in file order; promotion order comes from `after`.
+    pub environments: Vec<Environment>,
+}
+
+/// One deployable app: an image repository and the rule that blesses its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct App {
+    /// Image repository without tag or digest, e.g. `registry.example.com/shop/web`. This is
+    /// also the `name` of the app's entry in each environment's kustomization `images:`.
+    pub image: String,
+    /// Which tags are blessed for promotion.
+    pub bless: Bless,
+    /// Signature verification required before a digest counts as blessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<SignatureCheck>,
+    /// Source repository URL, for links in PR bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Where the digest is pinned in each environment (default: the kustomization `images:`).
+    #[serde(default, skip_serializing_if = "Pin::is_kustomize")]
+    pub pin: Pin,
+}
+
+/// The blessing rule: exactly one of `semver`, `regex` or `tag`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bless {
+    /// A semver range, e.g. `>=1.0.0`. Pre-releases match only when the range names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// A regular expression the whole tag must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// A marker tag (e.g. `blessed`): whatever digest it points to is blessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// How the newest blessed tag is chosen (default `semver`).
+    #[serde(default)]
+    pub newest: Newest,
+}
+
+/// How candidates are ordered to find the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Newest {
+    /// Highest semantic version (tags that are not versions never win over ones that are).
+    #[default]
+    Semver,
+    /// Latest image creation time (`org.opencontainers.image.created` or config `created`).
+    Created,
+}
+
+/// The blessing rule, resolved to exactly one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlessRule<'a> {
+    Semver(&'a str),
+    Regex(&'a str),
+    Tag(&'a str),
+}
+
+impl Bless {
+    /// The one rule this blessing names; `None` when zero or several are set (a validation
+    /// error).
+    pub fn rule(&self) -> Option<BlessRule<'_>> {
+        match (&self.semver, &self.regex, &self.tag) {
+            (Some(s), None, None) => Some(BlessRule::Semver(s)),
+            (None, Some(r), None) => Some(BlessRule::Regex(r)),
+            (None, None, Some(t)) => Some(BlessRule::Tag(t)),
+            _ => None,
+        }
+    }
+}
+
+/// Keyed cosign verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignatureCheck {
+    /// PEM public key, relative to the config repo root.
+    pub cosign_key: String,
+}
+
+/// Where an app's digest is written in an environment, relative to the environment path.
+/// No `file`: the kustomization's `images:` entry. `file` and `key`: a Helm-style values
+/// file, the scalar at the dotted `key`. `file` alone: a plain manifest, every container
+/// `image:` of this app.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Pin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// For values files: write the bare digest (`digest`, default) or `image@digest`
+    /// (`reference`).
+    #[serde(default)]
+    pub format: PinFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PinFormat {
+    #[default]
+    Digest,
+    Reference,
+}
+
+impl Pin {
+    pub fn is_kustomize(&self) -> bool {
+        self.file.is_none()
+    }
+}
+
+/// One environment and its gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Environment {
+    pub name: String,
+    /// Kustomize overlay directory (default `environments/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Cluster name in the runtime config (default: the environment name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The environment whose healthy digests this one receives; none for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Merge as soon as the other gates pass, without approvals.
+    #[serde(default)]
+    pub auto_merge: bool,
+    /// How long the previous environment must have run a digest healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<HumanDuration>,
+    /// Check or status contexts that must be green on the PR head (`validate` means
+    /// `baton/validate`; other names are taken as written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_checks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<Approvals>,
+    /// `required`: a `/promote <env>` comment by an authorized user is needed to merge.
+    #[serde(default)]
+    pub command: CommandGate,
+    /// Merges happen only inside one of these windows (none: any time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<Freeze>,
+    /// Copy each promoted image by digest to this registry repository prefix first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<String>,
+    /// What happens when a rollout fails.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// How promotion PRs are merged.
+    #[serde(default)]
+    pub merge_method: MergeMethod,
+}
+
+/// Required approvals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Approvals {
+    pub count: u32,
+    /// Users (`alice`) or teams (`@org/team`) whose approvals count; empty: anyone with
+    /// write access.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CommandGate {
+    #[default]
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnFailure {
+    /// Report the failure and hold further promotions of the app to the environment.
+    #[default]
+    Hold,
+    /// Open a PR restoring the previous healthy digest, and hold.
+    Rollback,
+    /// Report only.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MergeMethod {
+    #[default]
+    Merge,
+    Squash,
+}
+
+impl Environment {
+    /// The overlay directory relative to the repo root.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(
+            self.path
+                .clone()
+                .unwrap_or_else(|| format!("environments/{}", self.name)),
+        )
+    }
+
+    pub fn cluster(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The status/check context this environment reports under.
+    pub fn status_context(&self) -> String {
+        format!("baton/{}", self.name)
+    }
+}
+
+/// A pipeline file that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not parse or does not match the schema.
+    #[error("{0}")]
+    Invalid(Diagnostic),
+}
+
+/// A loaded pipeline with the source it came from, so that later checks can point at lines.
+#[derive(Debug, Clone)]
+pub struct LoadedPipeline {
+    pub pipeline: Pipeline,
+    /// Path relative to the repo root.
+    pub file: String,
+    pub tree: yaml::Node,
+}
+
+impl Pipeline {
+    /// Read and parse `policies/pipeline.yaml` under `repo`. Only syntax and schema are
+    /// checked here; `config::validate` checks meaning and the repo.
+    pub fn load(repo: &Path) -> Result<LoadedPipeline, LoadError> {
+        let path = repo.join(PIPELINE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+            path: PIPELINE_FILE.to_string(),
+            source,
+        })?;
+        Self::parse(PIPELINE_FILE, &text)
+    }
+
+    /// Parse pipeline text; `file` is only used in diagnostics.
+    pub fn parse(file: &str, text: &str) -> Result<LoadedPipeline, LoadError> {
+        let tree = yaml::parse(text).map_err(|e| {
+            LoadError::Invalid(Diagnostic::new(
+                file,
+                Some(e.pos),
+                "",
+                format!("invalid YAML: {}", e.message),
+            ))
+        })?;
+        let pipeline: Pipeline = yaml_serde::from_str(text)
+            .map_err(|e| LoadError::Invalid(diag::refine(diag::from_serde(file, &e), &tree)))?;
+        Ok(LoadedPipeline {
+            pipeline,
+            file: file.to_string(),
+            tree,
+        })
+    }
+
+    pub fn app(&self, name: &str) -> Option<&App> {
+        self.apps.get(name)
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// The environments that come right after `name` (`after: name`).
+    pub fn next_environments(&self, name: &str) -> impl Iterator<Item = &Environment> {
+        self.environments
+            .iter()
+            .filter(move |e| e.after.as_deref() == Some(name))
+    }
+
+    /// Environments in promotion order: each after the one it follows, ties in file order.
+    /// Environments on a cycle or after an unknown name are left out (validation reports them).
+    pub fn promotion_order(&self) -> Vec<&Environment> {
+        let mut placed: BTreeSet<&str> = BTreeSet::new();
+        let mut out = Vec::new();
+        loop {
+            let before = out.len();
+            for env in &self.environments {
+                if placed.contains(env.name.as_str()) {
+                    continue;
+                }
+                let ready = match &env.after {
+                    None => true,
+                    Some(prev) => placed.contains(prev.as_str()),
+                };
+                if ready {
+                    placed.insert(&env.name);
+                    out.push(env);
+                }
+            }
+            if out.len() == before {
+                return out;
+            }
+        }
+    }
+
+    /// Names that `--app` and `--env` accept, for error messages.
+    pub fn app_names(&self) -> Vec<&str> {
+        self.apps.keys().map(String::as_str).collect()
+    }
+
+    pub fn environment_names(&self) -> Vec<&str> {
+        self.environments.iter().map(|e| e.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+apiVersion: baton.dev/v1
+kind: Pipeline
+apps:
+  web:
+    image: registry.example.com/shop/web
+    bless: { semver: ">=1.0.0" }
+environments:
+  - name: prod
+    after: staging
+    soak: 1h
+  - name: dev
+    autoMerge: true
+  - name: staging
+    after: dev
+    soak: 10m
+"#;
+
+    #[test]
+    fn parses_the_documented_shape_with_defaults() {
+        let p = Pipeline::parse("p.yaml", SMALL).unwrap().pipeline;
+        let dev = p.environment("dev").unwrap();
+        assert!(dev.auto_merge);
+        assert_eq!(dev.path(), PathBuf::from("environments/dev"));
+        assert_eq!(dev.cluster(), "dev");
+        assert_eq!(dev.on_failure, OnFailure::Hold);
+        assert_eq!(
+            p.environment("staging").unwrap().soak.unwrap().0.as_secs(),
+            600
+        );
+        assert_eq!(
+            p.app("web").unwrap().bless.rule(),
+            Some(BlessRule::Semver(">=1.0.0"))
+        );
+    }
+
+    #[test]
+    fn promotion_order_follows_after_not_file_order() {
+        let p = Pipeline::parse("p.yaml", SMALL).unwrap().pipeline;
+        let names: Vec<_> = p
+            .promotion_order()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["dev", "staging", "prod"]);
+        let next: Vec<_> = p
+            .next_environments("dev")
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(next, ["staging"]);
+    }
+
+    #[test]
+    fn an_unknown_key_is_located_and_a_fix_suggested() {
+        let text = SMALL.replace("    soak: 10m", "    soka: 10m");
+        let Err(LoadError::Invalid(d)) = Pipeline::parse("policies/pipeline.yaml", &text) else {
+            panic!("expected a schema error")
+        };
+        assert_eq!(d.line, Some(16), "{d}");
+        assert!(d.message.contains("did you mean `soak`?"), "{d}");
+        assert!(d.field.starts_with("environments[2]"), "{d}");
+    }
+
+    #[test]
+    fn a_bad_duration_is_located_at_its_value() {
+        let text = SMALL.replace("soak: 1h", "soak: 1 hour");
+        let Err(LoadError::Invalid(d)) = Pipeline::parse("policies/pipeline.yaml", &text) else {
+            panic!("expected a schema error")
+        };
+        assert_eq!((d.line, d.column), (Some(11), Some(11)), "{d}");
+        assert_eq!(d.field, "environments[0].soak", "{d}");
+        assert!(d.message.contains("invalid duration"), "{d}");
+    }
+
+    #[test]
+    fn invalid_yaml_is_reported_with_its_position() {
+        let Err(LoadError::Invalid(d)) = Pipeline::parse("p.yaml", "apps: [\n") else {
+            panic!("expected a syntax error")
+        };
+        assert!(d.message.starts_with("invalid YAML"), "{d}");
+        assert!(d.line.is_some(), "{d}");
+    }
+}

@@ -1,0 +1,337 @@
+//! The bot's own runtime config, `baton.yaml`: where the config repo is and how to reach it,
+//! GitHub credentials, clusters, the listen address and loop intervals. Secrets are named
+//! (env var or file), never written inline. A few settings can be overridden by environment
+//! variables (see [`ENV_OVERRIDES`]), which is what container deployments usually want.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::diag::{self, Diagnostic};
+use super::duration::HumanDuration;
+use super::secret::SecretRef;
+
+/// Environment variables that override settings after the file is read.
+pub const ENV_OVERRIDES: [(&str, &str); 5] = [
+    ("BATON_REPO_URL", "repo.url"),
+    ("BATON_REPO_BRANCH", "repo.branch"),
+    ("BATON_LISTEN", "listen"),
+    ("BATON_GITHUB_API_URL", "github.apiUrl"),
+    ("BATON_WORKDIR", "workdir"),
+];
+
+/// `baton.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuntimeConfig {
+    pub repo: RepoConfig,
+    #[serde(default)]
+    pub github: GitHubConfig,
+    /// Clusters by name; environments refer to them with `cluster:`.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Address of the webhook, metrics and status server.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub intervals: Intervals,
+    /// Where the bot keeps its clone of the config repo (a cache; safe to delete).
+    #[serde(default = "default_workdir")]
+    pub workdir: PathBuf,
+}
+
+/// The config repo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RepoConfig {
+    /// `https://github.com/org/repo.git`, `git@github.com:org/repo.git`,
+    /// `ssh://…`, or a local path.
+    pub url: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Token for https (sent as `x-access-token:<token>`, GitHub's form). When omitted,
+    /// the GitHub credentials below are used for https URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+    /// Private key for ssh URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<SshKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SshKey {
+    pub file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<SecretRef>,
+}
+
+/// GitHub: a token or a GitHub App, and the webhook secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitHubConfig {
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// `owner/name`; derived from `repo.url` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<GitHubApp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<SecretRef>,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        Self {
+            api_url: default_api_url(),
+            repository: None,
+            token: None,
+            app: None,
+            webhook_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitHubApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    pub private_key: SecretRef,
+}
+
+/// How to reach one cluster: the in-cluster service account, or a kubeconfig (and context).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub in_cluster: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Namespace where baton keeps its inventory and lease.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+/// Loop intervals. Webhooks make these a safety net, not the main path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Intervals {
+    /// How often registries are scanned.
+    #[serde(default = "d_registry")]
+    pub registry: HumanDuration,
+    /// How often promotions are re-planned.
+    #[serde(default = "d_plan")]
+    pub plan: HumanDuration,
+    /// How often clusters are re-synced (drift detection).
+    #[serde(default = "d_resync")]
+    pub resync: HumanDuration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Self {
+            registry: d_registry(),
+            plan: d_plan(),
+            resync: d_resync(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    "0.0.0.0:8080".parse().expect("literal address")
+}
+fn default_workdir() -> PathBuf {
+    PathBuf::from("/var/lib/baton")
+}
+fn default_branch() -> String {
+    "main".into()
+}
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_namespace() -> String {
+    "baton-system".into()
+}
+fn d_registry() -> HumanDuration {
+    HumanDuration::from_secs(120)
+}
+fn d_plan() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn d_resync() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+/// Why the runtime config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostic),
+}
+
+impl RuntimeConfig {
+    /// Read `path`, then apply environment overrides from `env` (pass `std::env::vars()`).
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RuntimeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RuntimeConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text, env)
+    }
+
+    pub fn parse(
+        file: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RuntimeConfigError> {
+        let tree = crate::yaml::parse(text).map_err(|e| {
+            RuntimeConfigError::Invalid(Diagnostic::new(
+                file,
+                Some(e.pos),
+                "",
+                format!("invalid YAML: {}", e.message),
+            ))
+        })?;
+        let mut cfg: RuntimeConfig = yaml_serde::from_str(text).map_err(|e| {
+            RuntimeConfigError::Invalid(diag::refine(diag::from_serde(file, &e), &tree))
+        })?;
+        let invalid = |field: &str, message: String| {
+            RuntimeConfigError::Invalid(Diagnostic::new("environment", None, field, message))
+        };
+        for (var, value) in env {
+            match var.as_str() {
+                "BATON_REPO_URL" => cfg.repo.url = value,
+                "BATON_REPO_BRANCH" => cfg.repo.branch = value,
+                "BATON_LISTEN" => {
+                    cfg.listen = value.parse().map_err(|_| {
+                        invalid(
+                            "BATON_LISTEN",
+                            format!("{value:?} is not an address such as 0.0.0.0:8080"),
+                        )
+                    })?
+                }
+                "BATON_GITHUB_API_URL" => cfg.github.api_url = value,
+                "BATON_WORKDIR" => cfg.workdir = PathBuf::from(value),
+                _ => {}
+            }
+        }
+        for (name, c) in &cfg.clusters {
+            if c.in_cluster == c.kubeconfig.is_some() {
+                let pos = tree.lookup(&format!("clusters.{name}")).0.pos;
+                return Err(RuntimeConfigError::Invalid(Diagnostic::new(
+                    file,
+                    Some(pos),
+                    format!("clusters.{name}"),
+                    "set exactly one of inCluster: true or kubeconfig: <path>",
+                )));
+            }
+        }
+        if cfg.repo.url.trim().is_empty() {
+            return Err(invalid("repo.url", "is empty".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// `owner/name` of the config repo on GitHub: `github.repository`, or parsed from the
+    /// repo URL (`https://host/owner/name(.git)` or `git@host:owner/name(.git)`).
+    pub fn github_repository(&self) -> Option<String> {
+        if let Some(r) = &self.github.repository {
+            return Some(r.clone());
+        }
+        let url = self.repo.url.trim_end_matches('/').trim_end_matches(".git");
+        let path = if let Some((_, rest)) = url.split_once("://") {
+            rest.split_once('/')?.1
+        } else {
+            url.split_once(':')?.1
+        };
+        let parts: Vec<_> = path.rsplitn(3, '/').collect();
+        (parts.len() >= 2).then(|| format!("{}/{}", parts[1], parts[0]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "repo:\n  url: https://github.com/shop/config.git\n";
+
+    #[test]
+    fn a_minimal_config_gets_documented_defaults() {
+        let c = RuntimeConfig::parse("baton.yaml", MINIMAL, []).unwrap();
+        assert_eq!(c.repo.branch, "main");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.intervals.plan.to_string(), "1m");
+        assert_eq!(c.github.api_url, "https://api.github.com");
+        assert_eq!(c.github_repository().as_deref(), Some("shop/config"));
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let env = [
+            ("BATON_REPO_BRANCH".to_string(), "release".to_string()),
+            ("BATON_LISTEN".into(), "127.0.0.1:9000".into()),
+        ];
+        let c = RuntimeConfig::parse("baton.yaml", MINIMAL, env).unwrap();
+        assert_eq!(c.repo.branch, "release");
+        assert_eq!(c.listen.port(), 9000);
+        let bad = [("BATON_LISTEN".to_string(), "nowhere".to_string())];
+        assert!(
+            RuntimeConfig::parse("baton.yaml", MINIMAL, bad)
+                .unwrap_err()
+                .to_string()
+                .contains("BATON_LISTEN")
+        );
+    }
+
+    #[test]
+    fn secrets_are_references_and_unknown_keys_are_located() {
+        let text = format!(
+            "{MINIMAL}github:\n  token: {{ env: GITHUB_TOKEN }}\n  webhookSecret: {{ file: /run/secret }}\nclusters:\n  prod: {{ kubeconfig: /k, context: prod }}\n"
+        );
+        let c = RuntimeConfig::parse("baton.yaml", &text, []).unwrap();
+        assert_eq!(c.github.token, Some(SecretRef::from_env("GITHUB_TOKEN")));
+        assert_eq!(c.clusters["prod"].namespace, "baton-system");
+        let e = RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}listn: x\n"), [])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("baton.yaml:3:1") && e.contains("did you mean `listen`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_needs_exactly_one_way_in() {
+        let e = RuntimeConfig::parse(
+            "baton.yaml",
+            &format!("{MINIMAL}clusters:\n  dev: {{ context: x }}\n"),
+            [],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("clusters.dev"), "{e}");
+    }
+
+    #[test]
+    fn the_github_repository_comes_from_ssh_urls_too() {
+        let c = RuntimeConfig::parse("b", "repo:\n  url: git@github.com:shop/config.git\n", [])
+            .unwrap();
+        assert_eq!(c.github_repository().as_deref(), Some("shop/config"));
+    }
+}

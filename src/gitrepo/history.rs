@@ -1,0 +1,139 @@
+//! Release history from the config repo alone: the first-parent log of the config branch,
+//! keeping the commits whose trailers record a promotion (merge and squash commits alike).
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+
+use super::trailers::Promotion;
+
+/// One promotion as recorded in Git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub time: DateTime<Utc>,
+    pub commit: String,
+    #[serde(flatten)]
+    pub promotion: Promotion,
+}
+
+/// Which promotions to keep.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub app: Option<String>,
+    pub environment: Option<String>,
+    /// Only promotions at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Stop after this many matches.
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    fn keeps(&self, e: &Entry) -> bool {
+        self.app.as_ref().is_none_or(|a| *a == e.promotion.app)
+            && self
+                .environment
+                .as_ref()
+                .is_none_or(|env| *env == e.promotion.environment)
+    }
+}
+
+/// Read promotions from `start` (usually the config branch tip) back along first parents,
+/// newest first.
+pub fn read(
+    repo: &git2::Repository,
+    start: git2::Oid,
+    filter: &Filter,
+) -> Result<Vec<Entry>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(start)?;
+    walk.simplify_first_parent()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
+    let mut out = Vec::new();
+    for oid in walk {
+        let commit = repo.find_commit(oid?)?;
+        let time = Utc
+            .timestamp_opt(commit.time().seconds(), 0)
+            .single()
+            .unwrap_or_default();
+        if filter.since.is_some_and(|since| time < since) {
+            // First-parent history is in commit order; committer times can be skewed, so
+            // keep walking rather than stopping at the first older commit.
+            continue;
+        }
+        let Some(promotion) = std::str::from_utf8(commit.message_bytes())
+            .ok()
+            .and_then(Promotion::parse)
+        else {
+            continue;
+        };
+        let entry = Entry {
+            time,
+            commit: oid_string(commit.id()),
+            promotion,
+        };
+        if filter.keeps(&entry) {
+            out.push(entry);
+            if filter.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn oid_string(oid: git2::Oid) -> String {
+    oid.to_string()
+}
+
+/// Aligned text columns for people.
+pub fn table(entries: &[Entry]) -> String {
+    let mut rows = vec![
+        [
+            "TIME",
+            "ENV",
+            "APP",
+            "TAG",
+            "FROM",
+            "TO",
+            "APPROVED BY",
+            "PROMOTED BY",
+            "PR",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for e in entries {
+        let p = &e.promotion;
+        rows.push(vec![
+            e.time.format("%Y-%m-%d %H:%M").to_string(),
+            p.environment.clone(),
+            p.app.clone(),
+            p.tag.clone().unwrap_or_else(|| "-".into()),
+            p.from
+                .as_ref()
+                .map_or("-".into(), |d| d.short().to_string()),
+            p.to.short().to_string(),
+            if p.approved_by.is_empty() {
+                "-".into()
+            } else {
+                p.approved_by.join(",")
+            },
+            p.promoted_by.clone().unwrap_or_else(|| "-".into()),
+            p.pull_request.map_or("-".into(), |n| format!("#{n}")),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! The audit log: `Baton-*` trailers on merge and squash commits. Written by the bot when it
+//! merges a promotion, read back by `baton history`; since they live in Git they outlive the
+//! bot.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::image::Digest;
+
+/// What one promotion commit records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    pub app: String,
+    pub environment: String,
+    /// The digest the environment ran before (absent for a first promotion).
+    pub from: Option<Digest>,
+    pub to: Digest,
+    pub tag: Option<String>,
+    pub approved_by: Vec<String>,
+    pub promoted_by: Option<String>,
+    pub pull_request: Option<u64>,
+}
+
+pub const APP: &str = "Baton-App";
+pub const ENVIRONMENT: &str = "Baton-Environment";
+pub const FROM: &str = "Baton-From";
+pub const TO: &str = "Baton-To";
+pub const TAG: &str = "Baton-Tag";
+pub const APPROVED_BY: &str = "Baton-Approved-By";
+pub const PROMOTED_BY: &str = "Baton-Promoted-By";
+pub const PULL_REQUEST: &str = "Baton-Pull-Request";
+
+impl Promotion {
+    /// The trailer block, one `Key: value` per line, ending with a newline.
+    pub fn trailer_block(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: &str| {
+            let _ = writeln!(out, "{k}: {v}");
+        };
+        line(APP, &self.app);
+        line(ENVIRONMENT, &self.environment);
+        if let Some(from) = &self.from {
+            line(FROM, from.as_str());
+        }
+        line(TO, self.to.as_str());
+        if let Some(tag) = &self.tag {
+            line(TAG, tag);
+        }
+        if !self.approved_by.is_empty() {
+            line(APPROVED_BY, &self.approved_by.join(", "));
+        }
+        if let Some(who) = &self.promoted_by {
+            line(PROMOTED_BY, who);
+        }
+        if let Some(pr) = self.pull_request {
+            line(PULL_REQUEST, &format!("#{pr}"));
+        }
+        out
+    }
+
+    /// A commit message: subject, optional body, blank line, trailers.
+    pub fn commit_message(&self, subject: &str, body: &str) -> String {
+        let mut msg = subject.trim_end().to_string();
+        msg.push_str("\n\n");
+        if !body.trim().is_empty() {
+            msg.push_str(body.trim_end());
+            msg.push_str("\n\n");
+        }
+        msg.push_str(&self.trailer_block());
+        msg
+    }
+
+    /// Read the trailers of a commit message; `None` unless it names at least an app, an
+    /// environment and a valid `Baton-To` digest. Unknown trailers are ignored, and only the
+    /// message's last paragraph is read, as Git does.
+    pub fn parse(message: &str) -> Option<Self> {
+        let last = message.trim_end().rsplit("\n\n").next()?;
+        let (mut app, mut env, mut from, mut to, mut tag, mut approved, mut promoted, mut pr) =
+            (None, None, None, None, None, Vec::new(), None, None);
+        for line in last.lines() {
+            let Some((key, value)) = line.split_once(": ") else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                APP => app = Some(value.to_string()),
+                ENVIRONMENT => env = Some(value.to_string()),
+                FROM => from = value.parse().ok(),
+                TO => to = value.parse().ok(),
+                TAG => tag = Some(value.to_string()),
+                APPROVED_BY => {
+                    approved = value
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }
+                PROMOTED_BY => promoted = Some(value.to_string()),
+                PULL_REQUEST => pr = value.trim_start_matches('#').parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Self {
+            app: app?,
+            environment: env?,
+            from,
+            to: to?,
+            tag,
+            approved_by: approved,
+            promoted_by: promoted,
+            pull_request: pr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Promotion {
+        Promotion {
+            app: "web".into(),
+            environment: "prod".into(),
+            from: Some(Digest::of(b"old")),
+            to: Digest::of(b"new"),
+            tag: Some("1.4.0".into()),
+            approved_by: vec!["alice".into(), "bob".into()],
+            promoted_by: Some("carol".into()),
+            pull_request: Some(42),
+        }
+    }
+
+    #[test]
+    fn trailers_round_trip_through_a_commit_message() {
+        let p = sample();
+        let msg = p.commit_message(
+            "promote web to prod: 1.4.0 (sha256:1234)",
+            "Merge pull request #42\n\nbody text",
+        );
+        assert_eq!(Promotion::parse(&msg), Some(p));
+        assert!(msg.ends_with("Baton-Pull-Request: #42\n"));
+    }
+
+    #[test]
+    fn a_message_without_the_required_trailers_is_not_a_promotion() {
+        assert_eq!(
+            Promotion::parse("fix typo\n\nSigned-off-by: x <x@y>\n"),
+            None
+        );
+        let no_to = sample()
+            .commit_message("s", "")
+            .replace("Baton-To", "Baton-Nope");
+        assert_eq!(Promotion::parse(&no_to), None);
+    }
+
+    #[test]
+    fn trailers_in_the_body_but_not_the_last_paragraph_do_not_count() {
+        let msg = format!(
+            "revert\n\n{}\nThis reverts an earlier promotion.\n",
+            sample().trailer_block()
+        );
+        assert_eq!(Promotion::parse(&msg), None);
+    }
+}

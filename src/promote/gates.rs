@@ -1,0 +1,766 @@
+//! Gate evaluation for one promotion PR: may it merge now, and if not, why not and when to
+//! look again. Pure: every input is a plain value, the clock included.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::state::{CheckState, Deployment, PullRequest, ReviewState};
+use crate::commands::{self, Command, Permission};
+use crate::config::pipeline::{CommandGate, Environment};
+
+/// The label that holds a promotion.
+pub const HOLD_LABEL: &str = "baton:hold";
+
+/// Which gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Gate {
+    Hold,
+    Freeze,
+    Window,
+    Soak,
+    Checks,
+    Approvals,
+    Command,
+}
+
+impl Gate {
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Freeze => "freeze",
+            Self::Window => "window",
+            Self::Soak => "soak",
+            Self::Checks => "checks",
+            Self::Approvals => "approvals",
+            Self::Command => "command",
+        }
+    }
+}
+
+/// A gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// Satisfied.
+    Passed,
+    /// Not yet: time or a pending check will settle it.
+    Waiting,
+    /// Not without someone acting (an approval, a command, a fix, an unhold).
+    Blocked,
+}
+
+/// One gate's result with a reason a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateResult {
+    pub gate: Gate,
+    pub verdict: Verdict,
+    pub reason: String,
+    /// When this gate may change by itself (a window opens, a soak completes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck_at: Option<DateTime<Utc>>,
+}
+
+/// All gates of one PR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    pub results: Vec<GateResult>,
+}
+
+impl Evaluation {
+    /// Every gate passed.
+    pub fn mergeable(&self) -> bool {
+        self.results.iter().all(|r| r.verdict == Verdict::Passed)
+    }
+
+    /// The first gate that is not passed, for one-line summaries.
+    pub fn blocking(&self) -> Option<&GateResult> {
+        self.results.iter().find(|r| r.verdict != Verdict::Passed)
+    }
+
+    /// The earliest time a gate may change on its own.
+    pub fn recheck_at(&self) -> Option<DateTime<Utc>> {
+        self.results
+            .iter()
+            .filter(|r| r.verdict != Verdict::Passed)
+            .filter_map(|r| r.recheck_at)
+            .min()
+    }
+
+    /// A Markdown gate table for PR bodies and comments.
+    pub fn table(&self) -> String {
+        let mut out = String::from("| gate | state | detail |\n|---|---|---|\n");
+        for r in &self.results {
+            let icon = match r.verdict {
+                Verdict::Passed => "✅ passed",
+                Verdict::Waiting => "⏳ waiting",
+                Verdict::Blocked => "⛔ blocked",
+            };
+            out.push_str(&format!(
+                "| {} | {icon} | {} |\n",
+                r.gate.title(),
+                r.reason.replace('|', "\\|")
+            ));
+        }
+        out
+    }
+}
+
+/// Everything the gates look at, besides the PR.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub env: &'a Environment,
+    pub now: DateTime<Utc>,
+    /// The previous environment's deployment of this app (for soak), if there is one.
+    pub previous: Option<&'a Deployment>,
+    /// Members of the teams the pipeline names, by `@org/slug`.
+    pub teams: &'a BTreeMap<String, BTreeSet<String>>,
+    /// The bot's own login: its reviews and comments never count.
+    pub bot_login: &'a str,
+}
+
+/// Evaluate every gate that applies to `pr` in its environment.
+pub fn evaluate(pr: &PullRequest, ctx: &Context<'_>) -> Evaluation {
+    let mut results = vec![hold(pr), freeze(ctx), window(ctx)];
+    if ctx.env.after.is_some() {
+        results.push(soak(pr, ctx));
+    }
+    if !ctx.env.required_checks.is_empty() {
+        results.push(checks(pr, ctx.env));
+    }
+    if ctx.env.approvals.is_some() || !ctx.env.auto_merge {
+        results.push(approvals(pr, ctx));
+    }
+    if ctx.env.command == CommandGate::Required {
+        results.push(command(pr, ctx));
+    }
+    Evaluation { results }
+}
+
+fn result(
+    gate: Gate,
+    verdict: Verdict,
+    reason: impl Into<String>,
+    recheck_at: Option<DateTime<Utc>>,
+) -> GateResult {
+    GateResult {
+        gate,
+        verdict,
+        reason: reason.into(),
+        recheck_at,
+    }
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn hold(pr: &PullRequest) -> GateResult {
+    if pr.labels.iter().any(|l| l == HOLD_LABEL) {
+        let by = pr
+            .hold_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        result(
+            Gate::Hold,
+            Verdict::Blocked,
+            format!("held (label {HOLD_LABEL}){by}; `/unhold` releases it"),
+            None,
+        )
+    } else {
+        result(Gate::Hold, Verdict::Passed, "not held", None)
+    }
+}
+
+fn freeze(ctx: &Context<'_>) -> GateResult {
+    for f in &ctx.env.freezes {
+        if f.covers(ctx.now)
+            && let Ok((_, end)) = f.interval()
+        {
+            let why = f
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            return result(
+                Gate::Freeze,
+                Verdict::Waiting,
+                format!("{} is frozen{why} until {}", ctx.env.name, when(end)),
+                Some(end),
+            );
+        }
+    }
+    result(Gate::Freeze, Verdict::Passed, "no freeze in effect", None)
+}
+
+fn window(ctx: &Context<'_>) -> GateResult {
+    if ctx.env.windows.is_empty() {
+        return result(
+            Gate::Window,
+            Verdict::Passed,
+            "no promotion windows configured (any time)",
+            None,
+        );
+    }
+    if let Some(until) = ctx
+        .env
+        .windows
+        .iter()
+        .filter_map(|w| w.open_until(ctx.now))
+        .max()
+    {
+        return result(
+            Gate::Window,
+            Verdict::Passed,
+            format!("inside a promotion window until {}", when(until)),
+            None,
+        );
+    }
+    let next = ctx
+        .env
+        .windows
+        .iter()
+        .filter_map(|w| w.next_open(ctx.now))
+        .min();
+    let reason = match next {
+        Some(t) => format!("outside the promotion windows; the next opens {}", when(t)),
+        None => "outside the promotion windows, and none opens again".to_string(),
+    };
+    result(Gate::Window, Verdict::Waiting, reason, next)
+}
+
+fn soak(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
+    let prev = ctx
+        .env
+        .after
+        .as_deref()
+        .unwrap_or("the previous environment");
+    let need = ctx.env.soak.map(|s| s.0).unwrap_or_default();
+    let Some(dep) = ctx.previous.filter(|d| d.digest == pr.digest) else {
+        return result(
+            Gate::Soak,
+            Verdict::Waiting,
+            format!("{prev} does not run {} yet", pr.digest.short()),
+            None,
+        );
+    };
+    let Some(since) = dep.healthy_since else {
+        return result(
+            Gate::Soak,
+            Verdict::Waiting,
+            format!(
+                "{prev} runs {} but it is not healthy yet",
+                pr.digest.short()
+            ),
+            None,
+        );
+    };
+    let need = chrono::Duration::from_std(need).unwrap_or_default();
+    let done = since + need;
+    if ctx.now >= done {
+        let healthy_for =
+            crate::config::HumanDuration::from_secs((ctx.now - since).num_seconds().max(0) as u64);
+        result(
+            Gate::Soak,
+            Verdict::Passed,
+            format!("healthy in {prev} for {healthy_for}"),
+            None,
+        )
+    } else {
+        let left =
+            crate::config::HumanDuration::from_secs((done - ctx.now).num_seconds().max(1) as u64);
+        result(
+            Gate::Soak,
+            Verdict::Waiting,
+            format!("soaking in {prev}: {left} to go (until {})", when(done)),
+            Some(done),
+        )
+    }
+}
+
+/// The status/check context a `requiredChecks` name refers to.
+pub fn check_context(name: &str) -> String {
+    if name == "validate" {
+        "baton/validate".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+fn checks(pr: &PullRequest, env: &Environment) -> GateResult {
+    let mut failed = Vec::new();
+    let mut pending = Vec::new();
+    for name in &env.required_checks {
+        let ctx = check_context(name);
+        match pr.checks.iter().find(|c| c.context == ctx).map(|c| c.state) {
+            Some(CheckState::Success) => {}
+            Some(CheckState::Failure) => failed.push(ctx),
+            Some(CheckState::Pending) => pending.push(ctx),
+            None => pending.push(format!("{ctx} (not reported)")),
+        }
+    }
+    if !failed.is_empty() {
+        result(
+            Gate::Checks,
+            Verdict::Blocked,
+            format!(
+                "failing on {}: {}",
+                short_sha(&pr.head_sha),
+                failed.join(", ")
+            ),
+            None,
+        )
+    } else if !pending.is_empty() {
+        result(
+            Gate::Checks,
+            Verdict::Waiting,
+            format!("waiting for {}", pending.join(", ")),
+            None,
+        )
+    } else {
+        result(
+            Gate::Checks,
+            Verdict::Passed,
+            format!(
+                "{} green",
+                env.required_checks
+                    .iter()
+                    .map(|c| check_context(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None,
+        )
+    }
+}
+
+fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// Whether `login` is one of `from` (users or `@org/team`); everyone with write access
+/// when `from` is empty.
+fn eligible(
+    login: &str,
+    permission: Permission,
+    from: &[String],
+    teams: &BTreeMap<String, BTreeSet<String>>,
+) -> bool {
+    if from.is_empty() {
+        return permission >= Permission::Write;
+    }
+    from.iter().any(|who| match who.strip_prefix('@') {
+        Some(_) => teams
+            .get(who)
+            .is_some_and(|m| m.iter().any(|u| u.eq_ignore_ascii_case(login))),
+        None => who.eq_ignore_ascii_case(login),
+    })
+}
+
+fn approvals(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
+    let (count, from): (u32, &[String]) = match &ctx.env.approvals {
+        Some(a) => (a.count, &a.from),
+        None => (1, &[]),
+    };
+    // The latest review per user decides; approvals of an older head do not count.
+    let mut latest: BTreeMap<&str, &super::state::Review> = BTreeMap::new();
+    for r in &pr.reviews {
+        if r.user == ctx.bot_login || r.state == ReviewState::Commented {
+            continue;
+        }
+        match latest.get(r.user.as_str()) {
+            Some(prev) if prev.submitted_at > r.submitted_at => {}
+            _ => {
+                latest.insert(&r.user, r);
+            }
+        }
+    }
+    let mut approved = Vec::new();
+    let mut stale = Vec::new();
+    let mut changes = Vec::new();
+    for (user, r) in &latest {
+        if !eligible(user, r.permission, from, ctx.teams) {
+            continue;
+        }
+        match r.state {
+            ReviewState::Approved if r.commit_id == pr.head_sha => approved.push(*user),
+            ReviewState::Approved => stale.push(*user),
+            ReviewState::ChangesRequested => changes.push(*user),
+            _ => {}
+        }
+    }
+    let who = if from.is_empty() {
+        "reviewers with write access".to_string()
+    } else {
+        from.join(", ")
+    };
+    if !changes.is_empty() {
+        return result(
+            Gate::Approvals,
+            Verdict::Blocked,
+            format!("changes requested by {}", changes.join(", ")),
+            None,
+        );
+    }
+    if approved.len() as u32 >= count {
+        return result(
+            Gate::Approvals,
+            Verdict::Passed,
+            format!("approved by {}", approved.join(", ")),
+            None,
+        );
+    }
+    let mut reason = format!("{}/{count} approvals from {who}", approved.len());
+    if !approved.is_empty() {
+        reason.push_str(&format!(" (approved: {})", approved.join(", ")));
+    }
+    if !stale.is_empty() {
+        reason.push_str(&format!(
+            "; approvals by {} predate the latest push and no longer count",
+            stale.join(", ")
+        ));
+    }
+    result(Gate::Approvals, Verdict::Blocked, reason, None)
+}
+
+fn command(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
+    let wanted = Command::Promote {
+        env: ctx.env.name.clone(),
+    };
+    let by = pr
+        .commands
+        .iter()
+        .filter(|c| c.command == wanted && c.at >= pr.head_pushed_at)
+        .find_map(|c| {
+            commands::authorize(&c.command, &c.actor, Some(ctx.env))
+                .ok()
+                .map(|_| c.actor.login.as_str())
+        });
+    match by {
+        Some(login) => result(
+            Gate::Command,
+            Verdict::Passed,
+            format!("/promote {} by @{login}", ctx.env.name),
+            None,
+        ),
+        None => result(
+            Gate::Command,
+            Verdict::Blocked,
+            format!(
+                "waiting for an authorized `/promote {}` after the latest push",
+                ctx.env.name
+            ),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::Actor;
+    use crate::image::Digest;
+    use crate::promote::state::{Check, CommandEvent, DeployState, Review};
+    use chrono::TimeZone;
+
+    const HEAD: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const OLD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        // Tuesday 2026-11-24; Berlin is UTC+1.
+        Utc.with_ymd_and_hms(2026, 11, 24, h, m, 0).unwrap()
+    }
+
+    fn prod() -> Environment {
+        yaml_serde::from_str(
+            r#"
+name: prod
+after: staging
+soak: 1h
+requiredChecks: [validate]
+approvals: { count: 2, from: ["@shop/release-managers"] }
+command: required
+windows: ["0 9 * * MON-THU for 7h in Europe/Berlin"]
+freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
+"#,
+        )
+        .unwrap()
+    }
+
+    fn pr() -> PullRequest {
+        PullRequest {
+            number: 7,
+            app: "web".into(),
+            env: "prod".into(),
+            digest: Digest::of(b"v2"),
+            tag: Some("2.0.0".into()),
+            head_sha: HEAD.into(),
+            head_pushed_at: t(8, 0),
+            labels: vec![],
+            hold_reason: None,
+            reviews: vec![],
+            checks: vec![Check {
+                context: "baton/validate".into(),
+                state: CheckState::Success,
+            }],
+            commands: vec![],
+        }
+    }
+
+    fn review(user: &str, state: ReviewState, commit: &str, at: DateTime<Utc>) -> Review {
+        Review {
+            user: user.into(),
+            state,
+            commit_id: commit.into(),
+            submitted_at: at,
+            permission: Permission::Write,
+        }
+    }
+
+    fn teams() -> BTreeMap<String, BTreeSet<String>> {
+        BTreeMap::from([(
+            "@shop/release-managers".to_string(),
+            BTreeSet::from(["alice".to_string(), "bob".to_string(), "carol".to_string()]),
+        )])
+    }
+
+    fn staging_healthy(since: DateTime<Utc>) -> Deployment {
+        Deployment {
+            env: "staging".into(),
+            app: "web".into(),
+            digest: Digest::of(b"v2"),
+            state: DeployState::Healthy,
+            healthy_since: Some(since),
+        }
+    }
+
+    fn eval(
+        pr: &PullRequest,
+        env: &Environment,
+        now: DateTime<Utc>,
+        previous: Option<&Deployment>,
+    ) -> Evaluation {
+        let teams = teams();
+        evaluate(
+            pr,
+            &Context {
+                env,
+                now,
+                previous,
+                teams: &teams,
+                bot_login: "baton[bot]",
+            },
+        )
+    }
+
+    fn verdict(e: &Evaluation, gate: Gate) -> (Verdict, String) {
+        let r = e
+            .results
+            .iter()
+            .find(|r| r.gate == gate)
+            .unwrap_or_else(|| panic!("no {gate:?} gate in {e:?}"));
+        (r.verdict, r.reason.clone())
+    }
+
+    fn ready_pr() -> PullRequest {
+        let mut p = pr();
+        p.reviews = vec![
+            review("alice", ReviewState::Approved, HEAD, t(9, 0)),
+            review("bob", ReviewState::Approved, HEAD, t(9, 5)),
+        ];
+        p.commands = vec![CommandEvent {
+            comment_id: 1,
+            command: Command::Promote { env: "prod".into() },
+            actor: Actor {
+                login: "carol".into(),
+                permission: Permission::Write,
+                teams: vec!["@shop/release-managers".into()],
+            },
+            at: t(9, 10),
+        }];
+        p
+    }
+
+    #[test]
+    fn a_fully_approved_promotion_inside_the_window_after_soak_may_merge() {
+        let staging = staging_healthy(t(7, 0));
+        let e = eval(&ready_pr(), &prod(), t(10, 0), Some(&staging));
+        assert!(e.mergeable(), "{}", e.table());
+        assert_eq!(verdict(&e, Gate::Command).1, "/promote prod by @carol");
+    }
+
+    #[test]
+    fn outside_the_window_it_waits_until_the_next_opening() {
+        let staging = staging_healthy(t(1, 0));
+        let e = eval(&ready_pr(), &prod(), t(16, 30), Some(&staging));
+        let (v, reason) = verdict(&e, Gate::Window);
+        assert_eq!(v, Verdict::Waiting);
+        assert!(reason.contains("2026-11-25 08:00 UTC"), "{reason}");
+        assert_eq!(
+            e.recheck_at(),
+            Some(Utc.with_ymd_and_hms(2026, 11, 25, 8, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_freeze_blocks_even_inside_a_window() {
+        let staging = staging_healthy(Utc.with_ymd_and_hms(2026, 12, 21, 0, 0, 0).unwrap());
+        let e = eval(
+            &ready_pr(),
+            &prod(),
+            Utc.with_ymd_and_hms(2026, 12, 22, 10, 0, 0).unwrap(),
+            Some(&staging),
+        );
+        let (v, reason) = verdict(&e, Gate::Freeze);
+        assert_eq!(v, Verdict::Waiting);
+        assert!(
+            reason.contains("frozen (holidays) until 2027-01-05 00:00 UTC"),
+            "{reason}"
+        );
+        assert!(!e.mergeable());
+    }
+
+    #[test]
+    fn soak_counts_healthy_time_in_the_previous_environment_of_this_digest() {
+        let env = prod();
+        let e = eval(
+            &ready_pr(),
+            &env,
+            t(10, 0),
+            Some(&staging_healthy(t(9, 30))),
+        );
+        let (v, reason) = verdict(&e, Gate::Soak);
+        assert_eq!(v, Verdict::Waiting);
+        assert!(reason.contains("30m to go"), "{reason}");
+        assert_eq!(e.recheck_at(), Some(t(10, 30)));
+
+        let mut other = staging_healthy(t(1, 0));
+        other.digest = Digest::of(b"v1");
+        let (v, reason) = verdict(&eval(&ready_pr(), &env, t(10, 0), Some(&other)), Gate::Soak);
+        assert_eq!(v, Verdict::Waiting);
+        assert!(reason.contains("does not run"), "{reason}");
+
+        let mut unhealthy = staging_healthy(t(1, 0));
+        unhealthy.healthy_since = None;
+        assert_eq!(
+            verdict(
+                &eval(&ready_pr(), &env, t(10, 0), Some(&unhealthy)),
+                Gate::Soak
+            )
+            .0,
+            Verdict::Waiting
+        );
+    }
+
+    #[test]
+    fn approvals_count_only_team_members_on_the_current_head() {
+        let staging = staging_healthy(t(1, 0));
+        let mut p = ready_pr();
+        p.reviews = vec![
+            review("alice", ReviewState::Approved, HEAD, t(9, 0)),
+            review("bob", ReviewState::Approved, OLD, t(8, 30)),
+            review("mallory", ReviewState::Approved, HEAD, t(9, 0)),
+        ];
+        let (v, reason) = verdict(
+            &eval(&p, &prod(), t(10, 0), Some(&staging)),
+            Gate::Approvals,
+        );
+        assert_eq!(v, Verdict::Blocked);
+        assert!(
+            reason.starts_with("1/2 approvals from @shop/release-managers"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("approvals by bob predate the latest push"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_later_request_for_changes_overrides_an_approval() {
+        let mut p = ready_pr();
+        p.reviews.push(review(
+            "alice",
+            ReviewState::ChangesRequested,
+            HEAD,
+            t(9, 30),
+        ));
+        let (v, reason) = verdict(
+            &eval(&p, &prod(), t(10, 0), Some(&staging_healthy(t(1, 0)))),
+            Gate::Approvals,
+        );
+        assert_eq!(v, Verdict::Blocked);
+        assert_eq!(reason, "changes requested by alice");
+    }
+
+    #[test]
+    fn a_hold_label_blocks() {
+        let mut p = ready_pr();
+        p.labels.push(HOLD_LABEL.into());
+        p.hold_reason = Some("@dana: waiting for the DB migration".into());
+        let e = eval(&p, &prod(), t(10, 0), Some(&staging_healthy(t(1, 0))));
+        let (v, reason) = verdict(&e, Gate::Hold);
+        assert_eq!(v, Verdict::Blocked);
+        assert!(reason.contains("waiting for the DB migration"), "{reason}");
+        assert_eq!(e.blocking().unwrap().gate, Gate::Hold);
+    }
+
+    #[test]
+    fn required_checks_must_be_green_on_the_head() {
+        let mut p = ready_pr();
+        p.checks = vec![Check {
+            context: "baton/validate".into(),
+            state: CheckState::Failure,
+        }];
+        assert_eq!(
+            verdict(&eval(&p, &prod(), t(10, 0), None), Gate::Checks).0,
+            Verdict::Blocked
+        );
+        p.checks.clear();
+        let (v, reason) = verdict(&eval(&p, &prod(), t(10, 0), None), Gate::Checks);
+        assert_eq!(v, Verdict::Waiting);
+        assert_eq!(reason, "waiting for baton/validate (not reported)");
+    }
+
+    #[test]
+    fn a_promote_command_counts_only_from_an_authorized_user_after_the_latest_push() {
+        let staging = staging_healthy(t(1, 0));
+        let mut p = ready_pr();
+        p.commands[0].actor = Actor {
+            login: "dev".into(),
+            permission: Permission::Write,
+            teams: vec![],
+        };
+        assert_eq!(
+            verdict(&eval(&p, &prod(), t(10, 0), Some(&staging)), Gate::Command).0,
+            Verdict::Blocked
+        );
+        let mut p = ready_pr();
+        p.commands[0].at = t(7, 0); // before the head was pushed at 08:00
+        assert_eq!(
+            verdict(&eval(&p, &prod(), t(10, 0), Some(&staging)), Gate::Command).0,
+            Verdict::Blocked
+        );
+    }
+
+    #[test]
+    fn an_auto_merge_environment_without_approvals_has_no_approval_gate() {
+        let dev: Environment = yaml_serde::from_str("name: dev\nautoMerge: true\n").unwrap();
+        let e = eval(&pr(), &dev, t(3, 0), None);
+        assert!(e.mergeable(), "{}", e.table());
+        assert!(
+            e.results
+                .iter()
+                .all(|r| r.gate != Gate::Approvals && r.gate != Gate::Soak)
+        );
+        let manual: Environment = yaml_serde::from_str("name: qa\n").unwrap();
+        let (v, reason) = verdict(&eval(&pr(), &manual, t(3, 0), None), Gate::Approvals);
+        assert_eq!(v, Verdict::Blocked);
+        assert_eq!(reason, "0/1 approvals from reviewers with write access");
+    }
+}

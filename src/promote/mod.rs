@@ -1,0 +1,8 @@
+//! Pure promotion decisions: given registry, Git and forge state as plain values, which
+//! gates hold a promotion PR back. No I/O in this module; it is tested with plain values.
+
+pub mod gates;
+pub mod plan;
+pub mod state;
+
+pub use gates::{Context, Evaluation, Gate, GateResult, Verdict, evaluate};

@@ -1,0 +1,569 @@
+//! The planner: from what the registry offers, what Git pins, what clusters run and which
+//! promotion PRs are open, decide which PRs should be opened, updated, closed or merged.
+//! Pure and idempotent: run twice on the same state, it asks for the same actions, and once
+//! they are done it asks for none — which is what makes restarts safe.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::gates::{self, Context, Evaluation};
+use super::state::{DeployState, Deployment, PullRequest};
+use crate::config::pipeline::Pipeline;
+use crate::image::{Digest, Pinned};
+
+/// The newest blessed release of an app, from the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub tag: Option<String>,
+    pub digest: Digest,
+}
+
+/// Everything the planner reads.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub pipeline: &'a Pipeline,
+    pub now: DateTime<Utc>,
+    /// Newest blessed release per app.
+    pub releases: &'a BTreeMap<String, Release>,
+    /// What the config branch tip pins, by (env, app).
+    pub pinned: &'a BTreeMap<(String, String), Pinned>,
+    /// What each environment runs, by (env, app).
+    pub deployments: &'a BTreeMap<(String, String), Deployment>,
+    /// Open promotion PRs.
+    pub open: &'a [PullRequest],
+    /// Members of the teams the pipeline names.
+    pub teams: &'a BTreeMap<String, BTreeSet<String>>,
+    pub bot_login: &'a str,
+}
+
+/// Something the engine should do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    /// Open a PR pinning `to` in `env`.
+    Open {
+        env: String,
+        app: String,
+        to: PinnedOut,
+        from: Option<PinnedOut>,
+    },
+    /// The open PR pins an older digest: rebuild its branch on `to` and say so on the PR.
+    Update {
+        pr: u64,
+        env: String,
+        app: String,
+        to: PinnedOut,
+        superseded: PinnedOut,
+    },
+    /// The PR is no longer needed.
+    Close {
+        pr: u64,
+        env: String,
+        app: String,
+        reason: String,
+    },
+    /// Every gate passed: merge.
+    Merge {
+        pr: u64,
+        env: String,
+        app: String,
+        evaluation: Evaluation,
+    },
+    /// Gates are not all passed; report them.
+    Wait {
+        pr: u64,
+        env: String,
+        app: String,
+        evaluation: Evaluation,
+    },
+}
+
+/// A pinned image in serialisable form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PinnedOut {
+    pub tag: Option<String>,
+    pub digest: String,
+}
+
+impl From<&Pinned> for PinnedOut {
+    fn from(p: &Pinned) -> Self {
+        Self {
+            tag: p.tag.clone(),
+            digest: p.digest.to_string(),
+        }
+    }
+}
+
+impl From<&Release> for PinnedOut {
+    fn from(r: &Release) -> Self {
+        Self {
+            tag: r.tag.clone(),
+            digest: r.digest.to_string(),
+        }
+    }
+}
+
+impl Action {
+    pub fn key(&self) -> (&str, &str) {
+        match self {
+            Self::Open { env, app, .. }
+            | Self::Update { env, app, .. }
+            | Self::Close { env, app, .. }
+            | Self::Merge { env, app, .. }
+            | Self::Wait { env, app, .. } => (env, app),
+        }
+    }
+}
+
+/// What `env` should receive for `app` now, if anything: the newest blessed release for an
+/// environment with no `after:`, else what the previous environment has run healthy for at
+/// least its soak time.
+fn desired(inputs: &Inputs<'_>, env: &crate::config::Environment, app: &str) -> Option<Release> {
+    match &env.after {
+        None => inputs.releases.get(app).cloned(),
+        Some(prev) => {
+            let dep = inputs.deployments.get(&(prev.clone(), app.to_string()))?;
+            let since = dep
+                .healthy_since
+                .filter(|_| dep.state == DeployState::Healthy)?;
+            let soak =
+                chrono::Duration::from_std(env.soak.map(|s| s.0).unwrap_or_default()).ok()?;
+            if inputs.now < since + soak {
+                return None;
+            }
+            // The tag travels with the digest from the environment before.
+            let tag = inputs
+                .pinned
+                .get(&(prev.clone(), app.to_string()))
+                .filter(|p| p.digest == dep.digest)
+                .and_then(|p| p.tag.clone());
+            Some(Release {
+                tag,
+                digest: dep.digest.clone(),
+            })
+        }
+    }
+}
+
+/// Whether `candidate` is an older release than `pinned`, judged by their tags as semantic
+/// versions (a leading `v` allowed). Without two comparable tags nothing is "older": a
+/// digest differing from the pinned one is then taken as new. This keeps a rollback in one
+/// environment from cascading backwards into the next.
+fn is_older(candidate: &Release, pinned: &Pinned) -> bool {
+    let version = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| semver::Version::parse(t.trim_start_matches('v')).ok())
+    };
+    match (version(&candidate.tag), version(&pinned.tag)) {
+        (Some(c), Some(p)) => c < p,
+        _ => false,
+    }
+}
+
+/// Plan every (environment, app) of the pipeline.
+pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut by_key: BTreeMap<(String, String), Vec<&PullRequest>> = BTreeMap::new();
+    for pr in inputs.open {
+        by_key
+            .entry((pr.env.clone(), pr.app.clone()))
+            .or_default()
+            .push(pr);
+    }
+    for env in inputs.pipeline.promotion_order() {
+        for app in inputs.pipeline.apps.keys() {
+            let key = (env.name.clone(), app.clone());
+            let mut prs = by_key.remove(&key).unwrap_or_default();
+            prs.sort_by_key(|p| p.number);
+            // One PR per (app, env): any extra (from an older bug or a person) is closed.
+            for extra in prs.iter().skip(1) {
+                actions.push(Action::Close {
+                    pr: extra.number,
+                    env: env.name.clone(),
+                    app: app.clone(),
+                    reason: format!("#{} already promotes {app} to {}", prs[0].number, env.name),
+                });
+            }
+            let pinned = inputs.pinned.get(&key);
+            let want = desired(inputs, env, app);
+            let want_new = want
+                .as_ref()
+                .filter(|w| pinned.is_none_or(|p| p.digest != w.digest && !is_older(w, p)));
+            match (prs.first(), want_new) {
+                (None, None) => {}
+                (None, Some(w)) => actions.push(Action::Open {
+                    env: env.name.clone(),
+                    app: app.clone(),
+                    to: w.into(),
+                    from: pinned.map(Into::into),
+                }),
+                (Some(pr), _) if pinned.is_some_and(|p| p.digest == pr.digest) => {
+                    actions.push(Action::Close {
+                        pr: pr.number,
+                        env: env.name.clone(),
+                        app: app.clone(),
+                        reason: format!("{} already runs {} in Git", env.name, pr.digest.short()),
+                    })
+                }
+                (Some(pr), Some(w)) if w.digest != pr.digest => actions.push(Action::Update {
+                    pr: pr.number,
+                    env: env.name.clone(),
+                    app: app.clone(),
+                    to: w.into(),
+                    superseded: PinnedOut {
+                        tag: pr.tag.clone(),
+                        digest: pr.digest.to_string(),
+                    },
+                }),
+                (Some(pr), _) => {
+                    let previous = env
+                        .after
+                        .as_ref()
+                        .and_then(|p| inputs.deployments.get(&(p.clone(), app.clone())));
+                    let ctx = Context {
+                        env,
+                        now: inputs.now,
+                        previous,
+                        teams: inputs.teams,
+                        bot_login: inputs.bot_login,
+                    };
+                    let evaluation = gates::evaluate(pr, &ctx);
+                    let (pr, env, app) = (pr.number, env.name.clone(), app.clone());
+                    actions.push(if evaluation.mergeable() {
+                        Action::Merge {
+                            pr,
+                            env,
+                            app,
+                            evaluation,
+                        }
+                    } else {
+                        Action::Wait {
+                            pr,
+                            env,
+                            app,
+                            evaluation,
+                        }
+                    });
+                }
+            }
+        }
+    }
+    // PRs for apps or environments the pipeline no longer has.
+    for ((env, app), prs) in by_key {
+        for pr in prs {
+            actions.push(Action::Close {
+                pr: pr.number,
+                env: env.clone(),
+                app: app.clone(),
+                reason: format!("the pipeline no longer promotes {app} to {env}"),
+            });
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promote::gates::Gate;
+    use crate::promote::state::{Check, CheckState};
+    use chrono::TimeZone;
+
+    fn pipeline() -> Pipeline {
+        Pipeline::parse(
+            "p",
+            r#"
+apiVersion: baton.dev/v1
+kind: Pipeline
+apps:
+  web: { image: reg/web, bless: { semver: ">=1.0.0" } }
+environments:
+  - { name: dev, autoMerge: true }
+  - { name: staging, after: dev, soak: 10m, autoMerge: true, requiredChecks: [validate] }
+  - { name: prod, after: staging, soak: 1h, approvals: { count: 1 } }
+"#,
+        )
+        .unwrap()
+        .pipeline
+    }
+
+    fn d(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+    }
+
+    fn key(env: &str) -> (String, String) {
+        (env.to_string(), "web".to_string())
+    }
+
+    fn pinned(tag: &str) -> Pinned {
+        Pinned {
+            tag: Some(tag.into()),
+            digest: d(tag),
+        }
+    }
+
+    fn healthy(env: &str, tag: &str, minutes_ago: i64) -> Deployment {
+        Deployment {
+            env: env.into(),
+            app: "web".into(),
+            digest: d(tag),
+            state: DeployState::Healthy,
+            healthy_since: Some(now() - chrono::Duration::minutes(minutes_ago)),
+        }
+    }
+
+    fn pr(number: u64, env: &str, tag: &str) -> PullRequest {
+        PullRequest {
+            number,
+            app: "web".into(),
+            env: env.into(),
+            digest: d(tag),
+            tag: Some(tag.into()),
+            head_sha: "abc".into(),
+            head_pushed_at: now() - chrono::Duration::hours(1),
+            labels: vec![],
+            hold_reason: None,
+            reviews: vec![],
+            checks: vec![Check {
+                context: "baton/validate".into(),
+                state: CheckState::Success,
+            }],
+            commands: vec![],
+        }
+    }
+
+    struct World {
+        pipeline: Pipeline,
+        releases: BTreeMap<String, Release>,
+        pinned: BTreeMap<(String, String), Pinned>,
+        deployments: BTreeMap<(String, String), Deployment>,
+        open: Vec<PullRequest>,
+        teams: BTreeMap<String, BTreeSet<String>>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut w = Self {
+                pipeline: pipeline(),
+                releases: BTreeMap::new(),
+                pinned: BTreeMap::new(),
+                deployments: BTreeMap::new(),
+                open: vec![],
+                teams: BTreeMap::new(),
+            };
+            for env in ["dev", "staging", "prod"] {
+                w.pinned.insert(key(env), pinned("1.0.0"));
+                w.deployments.insert(key(env), healthy(env, "1.0.0", 600));
+            }
+            w.releases.insert(
+                "web".into(),
+                Release {
+                    tag: Some("1.0.0".into()),
+                    digest: d("1.0.0"),
+                },
+            );
+            w
+        }
+
+        fn plan(&self) -> Vec<Action> {
+            plan(&Inputs {
+                pipeline: &self.pipeline,
+                now: now(),
+                releases: &self.releases,
+                pinned: &self.pinned,
+                deployments: &self.deployments,
+                open: &self.open,
+                teams: &self.teams,
+                bot_login: "baton[bot]",
+            })
+        }
+    }
+
+    #[test]
+    fn nothing_to_do_when_everything_runs_the_newest_release() {
+        assert_eq!(World::new().plan(), vec![]);
+    }
+
+    #[test]
+    fn a_new_blessed_release_opens_a_pr_for_the_first_environment_only() {
+        let mut w = World::new();
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        let actions = w.plan();
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        let Action::Open { env, to, from, .. } = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(env, "dev");
+        assert_eq!(to.tag.as_deref(), Some("1.1.0"));
+        assert_eq!(from.as_ref().unwrap().tag.as_deref(), Some("1.0.0"));
+    }
+
+    #[test]
+    fn the_next_environment_gets_a_pr_only_after_soak_with_the_tag_carried_along() {
+        let mut w = World::new();
+        w.pinned.insert(key("dev"), pinned("1.1.0"));
+        w.deployments.insert(key("dev"), healthy("dev", "1.1.0", 5));
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        assert_eq!(w.plan(), vec![], "soak of 10m not done after 5m");
+        w.deployments
+            .insert(key("dev"), healthy("dev", "1.1.0", 11));
+        let actions = w.plan();
+        assert!(
+            matches!(&actions[..], [Action::Open { env, to, .. }] if env == "staging" && to.tag.as_deref() == Some("1.1.0")),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_previous_environment_promotes_nothing() {
+        let mut w = World::new();
+        let mut dep = healthy("dev", "1.1.0", 60);
+        dep.state = DeployState::Failed;
+        w.deployments.insert(key("dev"), dep);
+        assert_eq!(w.plan(), vec![]);
+    }
+
+    #[test]
+    fn a_newer_digest_updates_the_open_pr_instead_of_opening_another() {
+        let mut w = World::new();
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.2.0".into()),
+                digest: d("1.2.0"),
+            },
+        );
+        w.open.push(pr(5, "dev", "1.1.0"));
+        let actions = w.plan();
+        assert!(
+            matches!(&actions[..], [Action::Update { pr: 5, to, superseded, .. }] if to.tag.as_deref() == Some("1.2.0") && superseded.tag.as_deref() == Some("1.1.0")),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn an_open_pr_whose_gates_pass_is_merged_and_otherwise_waits() {
+        let mut w = World::new();
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        w.open.push(pr(5, "dev", "1.1.0"));
+        assert!(
+            matches!(&w.plan()[..], [Action::Merge { pr: 5, .. }]),
+            "{:?}",
+            w.plan()
+        );
+
+        // prod needs one approval.
+        let mut w = World::new();
+        w.pinned.insert(key("dev"), pinned("1.1.0"));
+        w.deployments
+            .insert(key("dev"), healthy("dev", "1.1.0", 300));
+        w.pinned.insert(key("staging"), pinned("1.1.0"));
+        w.deployments
+            .insert(key("staging"), healthy("staging", "1.1.0", 120));
+        w.open.push(pr(9, "prod", "1.1.0"));
+        let actions = w.plan();
+        let [
+            Action::Wait {
+                pr: 9, evaluation, ..
+            },
+        ] = &actions[..]
+        else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(evaluation.blocking().unwrap().gate, Gate::Approvals);
+    }
+
+    #[test]
+    fn a_pr_whose_digest_is_already_pinned_is_closed() {
+        let mut w = World::new();
+        w.open.push(pr(5, "dev", "1.0.0"));
+        assert!(
+            matches!(&w.plan()[..], [Action::Close { pr: 5, .. }]),
+            "{:?}",
+            w.plan()
+        );
+    }
+
+    #[test]
+    fn duplicate_prs_and_prs_for_removed_environments_are_closed() {
+        let mut w = World::new();
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        w.open.push(pr(6, "dev", "1.1.0"));
+        w.open.push(pr(5, "dev", "1.1.0"));
+        w.open.push(pr(7, "qa", "1.1.0"));
+        let actions = w.plan();
+        assert!(actions.contains(&Action::Close {
+            pr: 6,
+            env: "dev".into(),
+            app: "web".into(),
+            reason: "#5 already promotes web to dev".into()
+        }));
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Merge { pr: 5, .. }))
+        );
+        assert!(actions.iter().any(
+            |a| matches!(a, Action::Close { pr: 7, reason, .. } if reason.contains("no longer"))
+        ));
+    }
+
+    #[test]
+    fn a_rollback_in_one_environment_does_not_cascade_into_the_next() {
+        let mut w = World::new();
+        // dev was rolled back to 1.0.0 while staging runs 1.1.0.
+        w.pinned.insert(key("staging"), pinned("1.1.0"));
+        w.deployments
+            .insert(key("staging"), healthy("staging", "1.1.0", 30));
+        assert!(
+            !w.plan()
+                .iter()
+                .any(|a| matches!(a, Action::Open { env, .. } if env == "staging")),
+            "{:?}",
+            w.plan()
+        );
+    }
+
+    #[test]
+    fn planning_is_idempotent() {
+        let mut w = World::new();
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        assert_eq!(w.plan(), w.plan());
+    }
+}

@@ -1,0 +1,181 @@
+//! `baton validate` as a user runs it: the real binary on a copy of the example repo.
+
+mod common;
+
+use common::{baton, edit, example_repo, stdout};
+
+fn validate(repo: &std::path::Path) -> (i32, String) {
+    let out = baton(&["validate", "--repo", repo.to_str().unwrap()]);
+    (out.status.code().unwrap(), stdout(&out))
+}
+
+#[test]
+fn the_example_repo_is_valid() {
+    let repo = example_repo();
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dev → staging → prod"), "{out}");
+}
+
+#[test]
+fn an_unknown_key_names_file_line_column_and_the_nearest_valid_name() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "    soak: 10m",
+        "    soka: 10m",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("policies/pipeline.yaml:28:5: environments[1]: unknown field `soka` (did you mean `soak`?)"), "{out}");
+}
+
+#[test]
+fn a_cycle_in_after_is_refused() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "  - name: dev\n",
+        "  - name: dev\n    after: prod\n",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("forms a cycle"), "{out}");
+    assert!(
+        out.contains("the first environment must have no after"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unknown_after_suggests_a_known_environment() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "after: staging",
+        "after: stagign",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("unknown environment \"stagign\" (did you mean \"staging\"?)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_window_that_does_not_parse_is_located() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "for 7h in Europe/Berlin",
+        "for 7h in Europe/Berlni",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("policies/pipeline.yaml:39:15: environments[2].windows[0]: invalid window"),
+        "{out}"
+    );
+    assert!(out.contains("unknown time zone \"Europe/Berlni\""), "{out}");
+}
+
+#[test]
+fn an_environment_without_its_overlay_is_reported() {
+    let repo = example_repo();
+    std::fs::remove_dir_all(repo.path().join("environments/staging")).unwrap();
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("directory environments/staging does not exist"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_app_missing_from_an_overlay_names_the_kustomization() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "environments/dev/kustomization.yaml",
+        "  - name: registry.example.com/shop/worker\n",
+        "  - name: registry.example.com/shop/other\n",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("environments/dev/kustomization.yaml:16:3: images: app worker"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_malformed_digest_is_located_at_its_value() {
+    let repo = example_repo();
+    let text =
+        std::fs::read_to_string(repo.path().join("environments/prod/kustomization.yaml")).unwrap();
+    let digest = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("digest: "))
+        .unwrap()
+        .to_string();
+    edit(
+        repo.path(),
+        "environments/prod/kustomization.yaml",
+        &digest,
+        "sha256:1234",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("environments/prod/kustomization.yaml:20:13: images.digest: invalid digest \"sha256:1234\""), "{out}");
+}
+
+#[test]
+fn a_path_leaving_the_repo_is_refused() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "path: environments/dev",
+        "path: ../../etc",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("leaves the config repo"), "{out}");
+}
+
+#[test]
+fn json_output_lists_diagnostics_for_scripts() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "count: 2",
+        "count: 0",
+    );
+    let out = baton(&[
+        "validate",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(
+        v["diagnostics"][0]["field"],
+        "environments[2].approvals.count"
+    );
+    assert_eq!(v["diagnostics"][0]["line"], 37);
+}
+
+#[test]
+fn usage_errors_exit_with_two() {
+    let out = baton(&["validate", "--output", "xml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
