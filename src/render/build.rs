@@ -494,10 +494,12 @@ fn parse_smp(text: &str, source: &Location) -> Result<Vec<Value>, RenderError> {
     })?;
     let mut out = Vec::new();
     for d in docs.iter().filter(|d| !d.is_null()) {
-        let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
-            at: offset_line(source, e.line),
-            message: e.message,
-        })?;
+        let v = d
+            .to_patch_value(Dialect::Kyaml)
+            .map_err(|e| RenderError::Yaml {
+                at: offset_line(source, e.line),
+                message: e.message,
+            })?;
         if !v.is_object() {
             return Err(RenderError::build(
                 source.clone(),
@@ -517,7 +519,7 @@ fn inline_patches(entry: &str) -> Option<Vec<Value>> {
     let docs = value::parse_stream(entry).ok()?;
     let mut out = Vec::new();
     for d in docs.iter().filter(|d| !d.is_null()) {
-        let v = d.to_value(Dialect::Kyaml).ok()?;
+        let v = d.to_patch_value(Dialect::Kyaml).ok()?;
         if !v.is_object() {
             return None;
         }

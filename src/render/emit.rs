@@ -28,7 +28,10 @@ pub fn write_document(out: &mut String, value: &Value) {
         Value::Array(a) if !a.is_empty() => e.block_seq(a, 0),
         other => e.node(other, 0, Parent::Root),
     }
-    e.put_break();
+    // Document end: libyaml's write_indent at indent 0 (no blank line after a literal block).
+    if !e.indention || e.column > 0 || !e.whitespace {
+        e.put_break();
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -75,6 +75,22 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Base64 the way kustomize writes generated data: lines of 70 characters, each followed by a
+/// newline, once the encoding is 70 characters or longer.
+fn encode_base64(bytes: &[u8]) -> String {
+    const LINE: usize = 70;
+    let enc = base64::engine::general_purpose::STANDARD.encode(bytes);
+    if enc.len() < LINE {
+        return enc;
+    }
+    let mut out = String::with_capacity(enc.len() + enc.len() / LINE + 1);
+    for chunk in enc.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
 /// Run one generator entry of the kustomization in `dir` (canonical).
 pub fn generate(
     loader: &mut Loader,
@@ -201,7 +217,6 @@ pub fn generate(
         );
     }
     obj.insert("metadata".into(), Value::Object(meta));
-    let b64 = base64::engine::general_purpose::STANDARD;
     match spec.kind {
         GeneratorKind::ConfigMap => {
             let mut text = Map::new();
@@ -212,7 +227,7 @@ pub fn generate(
                         text.insert(k, Value::String(s));
                     }
                     Err(e) => {
-                        binary.insert(k, Value::String(b64.encode(e.into_bytes())));
+                        binary.insert(k, Value::String(encode_base64(&e.into_bytes())));
                     }
                 }
             }
@@ -235,7 +250,7 @@ pub fn generate(
                     "data".into(),
                     Value::Object(
                         data.into_iter()
-                            .map(|(k, v)| (k, Value::String(b64.encode(v))))
+                            .map(|(k, v)| (k, Value::String(encode_base64(&v))))
                             .collect(),
                     ),
                 );
@@ -370,6 +385,14 @@ mod tests {
         assert_eq!(content_hash(&secret), "d76mk5dhbm");
         let empty = json!({"kind": "ConfigMap"});
         assert_eq!(content_hash(&empty), "6ct58987ht");
+    }
+
+    #[test]
+    fn long_base64_is_wrapped_at_70_columns() {
+        assert_eq!(encode_base64(b"hunter2"), "aHVudGVyMg==");
+        let long = encode_base64(&[0u8; 60]);
+        assert_eq!(long.lines().map(str::len).collect::<Vec<_>>(), [70, 10]);
+        assert!(long.ends_with('\n'));
     }
 
     #[test]

@@ -108,6 +108,12 @@ impl Raw {
         self.resolve(dialect, 0, Ctx::Root)
     }
 
+    /// Resolve a patch document: like [`Raw::to_value`], except that a null annotation stays
+    /// null (in a patch it deletes the annotation).
+    pub fn to_patch_value(&self, dialect: Dialect) -> Result<Value, YamlError> {
+        self.resolve(dialect, 0, Ctx::PatchRoot)
+    }
+
     /// Resolve without the document-level annotation rule (for values nested in other things).
     pub fn to_plain_value(&self, dialect: Dialect) -> Result<Value, YamlError> {
         self.resolve(dialect, 0, Ctx::Other)
@@ -127,7 +133,7 @@ impl Raw {
                 tag,
                 line,
             } => {
-                if ctx == Ctx::Annotation {
+                if ctx == Ctx::Annotation || (ctx == Ctx::PatchAnnotation && !self.is_null()) {
                     return Ok(Value::String(text.clone()));
                 }
                 resolve_scalar(text, *plain, tag.as_deref(), dialect).map_err(|message| YamlError {
@@ -161,6 +167,9 @@ impl Raw {
                         (Ctx::Root, "metadata") => Ctx::Metadata,
                         (Ctx::Metadata, "annotations") => Ctx::Annotations,
                         (Ctx::Annotations, _) => Ctx::Annotation,
+                        (Ctx::PatchRoot, "metadata") => Ctx::PatchMetadata,
+                        (Ctx::PatchMetadata, "annotations") => Ctx::PatchAnnotations,
+                        (Ctx::PatchAnnotations, _) => Ctx::PatchAnnotation,
                         _ => Ctx::Other,
                     };
                     let value = v.resolve(dialect, depth + 1, child_ctx)?;
@@ -201,6 +210,10 @@ enum Ctx {
     Metadata,
     Annotations,
     Annotation,
+    PatchRoot,
+    PatchMetadata,
+    PatchAnnotations,
+    PatchAnnotation,
     Other,
 }
 
