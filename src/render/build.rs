@@ -632,7 +632,10 @@ fn append_all(
 ) -> Result<(), RenderError> {
     for r in more {
         let id = r.cur_id();
-        if let Some(existing) = ra.iter().find(|x| !x.is_empty() && x.cur_id().equals(&id)) {
+        let existing = ra
+            .iter()
+            .find(|x| x.name() == id.name && !x.is_empty() && x.cur_id().equals(&id));
+        if let Some(existing) = existing {
             return Err(RenderError::build(
                 at.clone(),
                 format!(

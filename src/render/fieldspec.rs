@@ -129,6 +129,11 @@ fn walk(
 
 /// Does `obj` have a value at `path` (without creating anything)?
 pub fn has_field(obj: &Value, path: &str) -> bool {
+    has_field_split(obj, &split_path(path))
+}
+
+/// [`has_field`] for a path already split with [`split_path`].
+pub fn has_field_split(obj: &Value, path: &[String]) -> bool {
     fn has(node: &Value, path: &[String]) -> bool {
         if path.is_empty() {
             return true;
@@ -142,7 +147,7 @@ pub fn has_field(obj: &Value, path: &str) -> bool {
             _ => false,
         }
     }
-    has(obj, &split_path(path))
+    has(obj, path)
 }
 
 /// The workload kinds whose pod template sits at `spec/template`.

@@ -234,17 +234,24 @@ impl Resource {
 
     /// Does any identity (previous or current) equal `id`?
     pub fn matches_any_id(&self, id: &ResId) -> bool {
-        let want_ns = id.effective_namespace();
-        let gvk = self.gvk();
-        let prev = self.prev_ids.iter().any(|p| {
-            p.name == id.name
-                && p.namespace == want_ns
-                && Gvk {
-                    kind: p.kind.clone(),
-                    ..gvk.clone()
-                } == id.gvk
-        });
-        prev || self.cur_id().equals(id)
+        // Cheap name test first: this runs for every resource on every patch and generator.
+        if self.name() != id.name && !self.prev_ids.iter().any(|p| p.name == id.name) {
+            return false;
+        }
+        if !self.prev_ids.is_empty() {
+            let want_ns = id.effective_namespace();
+            let gvk = self.gvk();
+            let same_group_version = gvk.group == id.gvk.group && gvk.version == id.gvk.version;
+            if same_group_version
+                && self
+                    .prev_ids
+                    .iter()
+                    .any(|p| p.name == id.name && p.namespace == want_ns && p.kind == id.gvk.kind)
+            {
+                return true;
+            }
+        }
+        self.name() == id.name && self.cur_id().equals(id)
     }
 
     pub fn store_previous_id(&mut self) {

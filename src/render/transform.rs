@@ -262,13 +262,39 @@ fn split_image(image: &str) -> (String, String, String) {
 
 struct ImageRule<'a> {
     spec: &'a ImageSpec,
-    matcher: Option<Regex>,
+    matcher: Regex,
+    /// The literal start of the name (up to its first regex metacharacter): a cheap filter.
+    literal_prefix: String,
 }
 
-impl ImageRule<'_> {
-    fn apply(&self, value: &str) -> Option<String> {
+impl<'a> ImageRule<'a> {
+    fn new(spec: &'a ImageSpec, file: &std::path::Path) -> Result<Self, RenderError> {
         // kustomize builds this regex from the unescaped name, so `.` in a name is a wildcard.
-        if !self.matcher.as_ref()?.is_match(value) {
+        let pattern = format!(
+            "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
+            spec.name
+        );
+        let matcher = Regex::new(&pattern).map_err(|e| {
+            RenderError::invalid(
+                Location::at(file, spec.line),
+                "images.name",
+                format!("{:?} is not usable as an image name: {e}", spec.name),
+            )
+        })?;
+        let literal_prefix = spec
+            .name
+            .chars()
+            .take_while(|c| !"\\.+*?()|[]{}^$".contains(*c))
+            .collect();
+        Ok(ImageRule {
+            spec,
+            matcher,
+            literal_prefix,
+        })
+    }
+
+    fn apply(&self, value: &str) -> Option<String> {
+        if !value.starts_with(&self.literal_prefix) || !self.matcher.is_match(value) {
             return None;
         }
         let (mut name, mut tag, mut digest) = split_image(value);
@@ -301,20 +327,32 @@ impl ImageRule<'_> {
     }
 }
 
-fn update_containers(node: &mut Value, rule: &ImageRule<'_>) {
+/// Apply the image rules, in order, to every `image` of every `containers`/`initContainers`
+/// list anywhere in the object (kustomize applies rule after rule over all objects; the
+/// result per field is the same).
+fn update_containers(node: &mut Value, rules: &[ImageRule<'_>]) {
     match node {
         Value::Object(m) => {
             for (key, v) in m.iter_mut() {
-                update_containers(v, rule);
+                update_containers(v, rules);
                 if (key == "containers" || key == "initContainers")
                     && let Value::Array(items) = v
                 {
                     for c in items.iter_mut() {
                         if let Some(img) = c.get_mut("image")
                             && let Some(s) = img.as_str()
-                            && let Some(new) = rule.apply(s)
                         {
-                            *img = Value::String(new);
+                            let mut current = s.to_string();
+                            let mut changed = false;
+                            for rule in rules {
+                                if let Some(new) = rule.apply(&current) {
+                                    current = new;
+                                    changed = true;
+                                }
+                            }
+                            if changed {
+                                *img = Value::String(current);
+                            }
                         }
                     }
                 }
@@ -322,7 +360,7 @@ fn update_containers(node: &mut Value, rule: &ImageRule<'_>) {
         }
         Value::Array(items) => {
             for i in items {
-                update_containers(i, rule);
+                update_containers(i, rules);
             }
         }
         _ => {}
@@ -331,28 +369,19 @@ fn update_containers(node: &mut Value, rule: &ImageRule<'_>) {
 
 /// `images:` — rewrite `image` fields of every `containers`/`initContainers` list.
 pub fn images(resources: &mut [Resource], k: &Kustomization) -> Result<(), RenderError> {
-    for spec in &k.images {
-        let pattern = format!(
-            "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
-            spec.name
-        );
-        let matcher = Regex::new(&pattern).map_err(|e| {
-            RenderError::invalid(
-                Location::at(&k.file, spec.line),
-                "images.name",
-                format!("{:?} is not usable as an image name: {e}", spec.name),
-            )
-        })?;
-        let rule = ImageRule {
-            spec,
-            matcher: Some(matcher),
-        };
-        for r in resources.iter_mut().filter(|r| !r.is_empty()) {
-            if r.kind() == "CustomResourceDefinition" {
-                continue;
-            }
-            update_containers(&mut r.value, &rule);
+    if k.images.is_empty() {
+        return Ok(());
+    }
+    let rules = k
+        .images
+        .iter()
+        .map(|spec| ImageRule::new(spec, &k.file))
+        .collect::<Result<Vec<_>, _>>()?;
+    for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+        if r.kind() == "CustomResourceDefinition" {
+            continue;
         }
+        update_containers(&mut r.value, &rules);
     }
     Ok(())
 }
@@ -367,6 +396,9 @@ pub fn replicas(
         let mut found = false;
         for fs in fieldspec::replicas() {
             for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+                if r.name() != rep.name && !r.prev_ids.iter().any(|p| p.name == rep.name) {
+                    continue;
+                }
                 let gvk = r.gvk();
                 let mut ids = r.prev_res_ids();
                 ids.push(r.cur_id());
@@ -435,14 +467,17 @@ mod tests {
             digest: "sha256:ff".into(),
             ..Default::default()
         };
-        let rule = ImageRule {
-            spec: &spec,
-            matcher: Some(
-                Regex::new("^web(:[a-zA-Z0-9_.{}-]*)?(@sha256:[a-zA-Z0-9_.{}-]*)?$").unwrap(),
-            ),
-        };
+        let rule = ImageRule::new(&spec, std::path::Path::new("k.yaml")).unwrap();
         assert_eq!(rule.apply("web:1.0").as_deref(), Some("reg/web@sha256:ff"));
         assert_eq!(rule.apply("webx:1.0"), None);
         assert_eq!(rule.apply("other/web:1.0"), None);
+        // The name is a regex, unescaped, as in kustomize: `.` matches any character.
+        let dotted = ImageSpec {
+            name: "a.b".into(),
+            new_tag: "2".into(),
+            ..Default::default()
+        };
+        let rule = ImageRule::new(&dotted, std::path::Path::new("k.yaml")).unwrap();
+        assert_eq!(rule.apply("axb:1").as_deref(), Some("axb:2"));
     }
 }
