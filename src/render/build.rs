@@ -72,8 +72,59 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
     order::sort(&mut resources, k.sort_options.as_ref());
     for r in resources.iter_mut() {
         stringify_annotations(&mut r.value);
+        fold_next_lines(&mut r.value);
     }
     Ok(resources)
+}
+
+/// kustomize's last step reads its JSON back with a YAML 1.1 parser, for which U+0085 (NEXT
+/// LINE) inside a quoted string is a line break and gets folded: one break becomes a space,
+/// several become newlines, and spaces around them are dropped.
+fn fold_next_lines(v: &mut Value) {
+    fn fold(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(i) = rest.find('\u{85}') {
+            out.push_str(rest[..i].trim_end_matches(' '));
+            rest = &rest[i + '\u{85}'.len_utf8()..];
+            let mut breaks = 1;
+            loop {
+                let trimmed = rest.trim_start_matches(' ');
+                match trimmed.strip_prefix('\u{85}') {
+                    Some(after) => {
+                        breaks += 1;
+                        rest = after;
+                    }
+                    None => {
+                        rest = trimmed;
+                        break;
+                    }
+                }
+            }
+            if breaks == 1 {
+                out.push(' ');
+            } else {
+                out.extend(std::iter::repeat_n('\n', breaks - 1));
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+    match v {
+        Value::String(s) if s.contains('\u{85}') => *s = fold(s),
+        Value::Array(items) => items.iter_mut().for_each(fold_next_lines),
+        Value::Object(m) => {
+            if m.keys().any(|k| k.contains('\u{85}')) {
+                let old = std::mem::take(m);
+                *m = old
+                    .into_iter()
+                    .map(|(k, v)| (if k.contains('\u{85}') { fold(&k) } else { k }, v))
+                    .collect();
+            }
+            m.values_mut().for_each(fold_next_lines);
+        }
+        _ => {}
+    }
 }
 
 /// kustomize rewrites every annotation as a string when it strips its build annotations.

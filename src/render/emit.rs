@@ -56,11 +56,63 @@ struct Emitter<'a> {
     indention: bool,
 }
 
-/// Keys in the order Go's `encoding/json` writes a map: by bytes.
+/// Keys in the order go-yaml v2 writes a map: a "natural" order in which runs of digits
+/// compare as numbers and non-letters sort before letters (`a9` < `a10`, `a_b` < `aB`).
 fn sorted_entries(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<_> = m.iter().collect();
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    entries.sort_by(|a, b| natural_cmp(a.0, b.0));
     entries
+}
+
+/// go-yaml v2's `keyList.Less` for two strings.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let ar: Vec<char> = a.chars().collect();
+    let br: Vec<char> = b.chars().collect();
+    let less = |x: bool| if x { Ordering::Less } else { Ordering::Greater };
+    for i in 0..ar.len().min(br.len()) {
+        if ar[i] == br[i] {
+            continue;
+        }
+        let al = ar[i].is_alphabetic();
+        let bl = br[i].is_alphabetic();
+        if al && bl {
+            return ar[i].cmp(&br[i]);
+        }
+        if al || bl {
+            return less(bl);
+        }
+        let (mut an, mut bn): (i64, i64) = (0, 0);
+        if ar[i] == '0' || br[i] == '0' {
+            let mut j = i;
+            while j > 0 && ar[j - 1].is_ascii_digit() {
+                j -= 1;
+                if ar[j] != '0' {
+                    an = 1;
+                    bn = 1;
+                    break;
+                }
+            }
+        }
+        let mut ai = i;
+        while ai < ar.len() && ar[ai].is_ascii_digit() {
+            an = an.wrapping_mul(10).wrapping_add(ar[ai] as i64 - '0' as i64);
+            ai += 1;
+        }
+        let mut bi = i;
+        while bi < br.len() && br[bi].is_ascii_digit() {
+            bn = bn.wrapping_mul(10).wrapping_add(br[bi] as i64 - '0' as i64);
+            bi += 1;
+        }
+        if an != bn {
+            return less(an < bn);
+        }
+        if ai != bi {
+            return less(ai < bi);
+        }
+        return ar[i].cmp(&br[i]);
+    }
+    ar.len().cmp(&br.len())
 }
 
 impl Emitter<'_> {
@@ -105,8 +157,17 @@ impl Emitter<'_> {
     fn block_map(&mut self, m: &Map<String, Value>, indent: usize) {
         for (k, v) in sorted_entries(m) {
             self.write_indent(indent);
-            self.scalar(k, true, indent + BEST_INDENT, true);
-            self.write_indicator(":", false, false, false);
+            // libyaml writes a key longer than 128 bytes, or spanning lines, as `? key`.
+            let simple = k.len() <= 128 && !k.chars().any(is_break);
+            if simple {
+                self.scalar(k, true, indent + BEST_INDENT, true);
+                self.write_indicator(":", false, false, false);
+            } else {
+                self.write_indicator("?", true, false, true);
+                self.scalar(k, true, indent + BEST_INDENT, false);
+                self.write_indent(indent);
+                self.write_indicator(":", true, false, true);
+            }
             self.node(v, indent, Parent::MapValue);
         }
     }
@@ -222,9 +283,22 @@ impl Emitter<'_> {
         self.write_indicator("'", true, false, false);
         let chars: Vec<char> = s.chars().collect();
         let mut spaces = false;
+        let mut breaks = false;
         let n = chars.len();
         for (i, &c) in chars.iter().enumerate() {
-            if c == ' ' {
+            if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_break();
+                }
+                if c == '\n' {
+                    self.put_break();
+                } else {
+                    self.out.push(c);
+                    self.column = 0;
+                }
+                self.indention = true;
+                breaks = true;
+            } else if c == ' ' {
                 if allow_breaks
                     && !spaces
                     && self.column > BEST_WIDTH
@@ -238,12 +312,16 @@ impl Emitter<'_> {
                 }
                 spaces = true;
             } else {
+                if breaks {
+                    self.write_indent(indent);
+                }
                 if c == '\'' {
                     self.put('\'');
                 }
                 self.put(c);
                 self.indention = false;
                 spaces = false;
+                breaks = false;
             }
         }
         self.write_indicator("'", false, false, false);
@@ -256,8 +334,11 @@ impl Emitter<'_> {
         let chars: Vec<char> = s.chars().collect();
         let n = chars.len();
         let mut spaces = false;
+        // go-yaml v2 tests for a byte-order mark at the start of the value, not at each
+        // character, so a value that starts with one has every character escaped.
+        let bom = s.starts_with('\u{FEFF}');
         for (i, &c) in chars.iter().enumerate() {
-            if !is_printable(c) || c == '\u{FEFF}' || is_break(c) || c == '"' || c == '\\' {
+            if bom || !is_printable(c) || is_break(c) || c == '"' || c == '\\' {
                 self.put('\\');
                 match c {
                     '\0' => self.put('0'),
@@ -517,9 +598,6 @@ fn reads_back_as_string(s: &str) -> bool {
     {
         return false;
     }
-    if s == "<<" {
-        return false;
-    }
     matches!(
         resolve_scalar(s, true, None, Dialect::Yaml11),
         Ok(Value::String(_))
@@ -710,6 +788,35 @@ mod tests {
         assert_eq!(go_format_g(1.5e300), "1.5e+300");
         assert_eq!(go_format_g(1.1), "1.1");
         assert_eq!(go_format_g(-2.5), "-2.5");
+    }
+
+    #[test]
+    fn keys_sort_in_go_yaml_v2_natural_order() {
+        let mut keys = vec![
+            "file10", "file2", "a_b", "aB", "~t", "10", "9", "x01", "x1", "é", "Z",
+        ];
+        keys.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            keys,
+            [
+                "~t", "9", "10", "Z", "a_b", "aB", "file2", "file10", "x1", "x01", "é"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_escapes_the_whole_string() {
+        assert_eq!(
+            doc(json!({"b": "\u{feff}ab"})),
+            "b: \"\\uFEFF\\x61\\x62\"\n"
+        );
+    }
+
+    #[test]
+    fn long_and_multi_line_keys_use_the_complex_form() {
+        let long = "k".repeat(130);
+        assert_eq!(doc(json!({long.clone(): 1})), format!("? {long}\n: 1\n"));
+        assert_eq!(doc(json!({"a\rb": "v"})), "? \"a\\rb\"\n: v\n");
     }
 
     #[test]

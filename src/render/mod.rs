@@ -133,6 +133,13 @@ pub fn to_yaml_stream(objects: &[Object]) -> String {
     out
 }
 
+/// One object as a YAML document, formatted like `kubectl kustomize` output.
+pub fn to_yaml_document(value: &Value) -> String {
+    let mut out = String::new();
+    emit::write_document(&mut out, value);
+    out
+}
+
 /// A value with every mapping's keys sorted (Go's order), for stable JSON output.
 pub fn sorted(v: &Value) -> Value {
     match v {
