@@ -312,7 +312,7 @@ fn value() -> impl Strategy<Value = serde_json::Value> {
         text.clone().prop_map(serde_json::Value::String),
         any::<i64>().prop_map(serde_json::Value::from),
         any::<u64>().prop_map(serde_json::Value::from),
-        (-1e25f64..1e25f64).prop_map(|f| baton::render::value::number_from_f64(f)),
+        (-1e25f64..1e25f64).prop_map(baton::render::value::number_from_f64),
         any::<bool>().prop_map(serde_json::Value::Bool),
         Just(serde_json::Value::Null),
     ];
