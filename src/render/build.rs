@@ -438,7 +438,7 @@ impl Builder {
                 let text = self.loader.read_text(&r, &at)?;
                 (text.to_string(), Location::file(&r.rel))
             }
-            (None, Some(patch)) => (patch.clone(), at.clone()),
+            (None, Some(patch)) => (patch.clone(), Location::at(&k.file, p.patch_line)),
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
@@ -451,7 +451,7 @@ impl Builder {
             })?;
             Some(v)
         } else {
-            let docs = value::parse_stream(trimmed).map_err(|e| RenderError::Yaml {
+            let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
                 at: offset_line(&source, e.line),
                 message: e.message,
             })?;
@@ -500,7 +500,7 @@ impl Builder {
                 "expected a list of JSON 6902 operations",
             ));
         }
-        let patches = parse_smp(trimmed, &source)?;
+        let patches = parse_smp(&text, &source)?;
         match &p.target {
             None => {
                 for patch in &patches {
@@ -529,10 +529,10 @@ impl Builder {
     }
 }
 
-/// Lines of an inline patch are relative to the `patch:` field; report the field's line.
+/// Lines of an inline patch count from the first line of the `patch:` value.
 fn offset_line(source: &Location, line: usize) -> Location {
     match source.line {
-        Some(base) => Location::at(&source.file, base + line),
+        Some(base) => Location::at(&source.file, base + line.saturating_sub(1)),
         None => Location::at(&source.file, line),
     }
 }

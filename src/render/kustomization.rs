@@ -69,6 +69,8 @@ pub struct PatchSpec {
     pub allow_name_change: bool,
     pub allow_kind_change: bool,
     pub line: usize,
+    /// Line of the `patch:` value; line N of an inline patch is `patch_line + N` in the file.
+    pub patch_line: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -433,7 +435,8 @@ impl Dec<'_> {
                     }
                     "patch" => {
                         p.patch = Some(self.string(v, &format!("{field}.patch"))?)
-                            .filter(|s| !s.trim().is_empty())
+                            .filter(|s| !s.trim().is_empty());
+                        p.patch_line = v.line();
                     }
                     "target" => p.target = self.target(v, &format!("{field}.target"), legacy)?,
                     _ => {
