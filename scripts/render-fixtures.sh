@@ -3,7 +3,9 @@
 #
 #   scripts/render-fixtures.sh regen [CASE...]   write expected.yaml from `kubectl kustomize`
 #   scripts/render-fixtures.sh check             re-run `kubectl kustomize` on every case and
-#                                                fail if any expected.yaml differs from it
+#                                                fail if any expected.yaml differs from it; also
+#                                                render the repo's own environments/* with baton
+#                                                and kubectl kustomize and require equal output
 #
 # A case is rendered at its own directory. A case with error.txt is one baton must refuse
 # (tests/render.rs checks that every line of error.txt appears in baton's error); `check`
@@ -67,6 +69,18 @@ for c in "${cases[@]}"; do
   esac
   rm -f "$out.err"
 done
+if [ "$mode" = check ] && [ "$#" -eq 0 ]; then
+  cargo build --quiet --bin baton
+  for env in environments/*/; do
+    env=$(basename "$env")
+    if ! diff -u <(kubectl kustomize "environments/$env" 2>/dev/null) <(target/debug/baton --repo . render "$env") >/tmp/render-env-$$.diff; then
+      echo "FAIL environments/$env: baton render differs from kubectl kustomize:"
+      head -40 /tmp/render-env-$$.diff
+      failed=1
+    fi
+    rm -f /tmp/render-env-$$.diff
+  done
+fi
 if [ "$failed" -ne 0 ]; then
   echo "render-fixtures: $mode found problems" >&2
   exit 1
