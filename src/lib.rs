@@ -9,9 +9,13 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod engine;
+pub mod forge;
 pub mod gitrepo;
 pub mod image;
 pub mod logging;
 pub mod promote;
+pub mod registry;
 pub mod render;
+pub mod server;
 pub mod yaml;

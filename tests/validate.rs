@@ -179,3 +179,19 @@ fn usage_errors_exit_with_two() {
     let out = baton(&["validate", "--output", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_rego_policy_that_does_not_compile_is_reported_with_its_file() {
+    let repo = example_repo();
+    std::fs::write(
+        repo.path().join("policies/broken.rego"),
+        "package baton\ndeny contains msg if {\n",
+    )
+    .unwrap();
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: policies/broken.rego: Rego does not compile"),
+        "{out}"
+    );
+}

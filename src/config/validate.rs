@@ -37,7 +37,22 @@ pub fn validate(repo: &Path, loaded: &LoadedPipeline) -> Vec<Diagnostic> {
     v.header();
     v.apps();
     v.environments();
+    v.policies();
     v.out
+}
+
+/// The Rego policies of the repo (`policies/*.rego`), sorted by path.
+pub fn read_policies(
+    files: &dyn crate::gitrepo::files::Files,
+) -> Result<Vec<crate::promote::policy::PolicySource>, String> {
+    let mut out = Vec::new();
+    for path in files.list("policies")? {
+        if path.ends_with(".rego") {
+            let text = files.read(&path)?.unwrap_or_default();
+            out.push(crate::promote::policy::PolicySource { path, text });
+        }
+    }
+    Ok(out)
 }
 
 struct Validator<'a> {
@@ -253,6 +268,28 @@ impl Validator<'_> {
         self.cycles(&envs);
         if !envs.iter().any(|e| e.after.is_none()) {
             self.error("environments", "every environment has after:, so none can receive new releases; the first environment must have no after:");
+        }
+    }
+
+    fn policies(&mut self) {
+        match read_policies(&crate::gitrepo::files::FsFiles(self.repo)) {
+            Err(e) => self.out.push(Diagnostic::new("policies", None, "", e)),
+            Ok(sources) => {
+                if let Err(e) = crate::promote::policy::compile(&sources) {
+                    let file = e
+                        .message
+                        .split(':')
+                        .next()
+                        .unwrap_or("policies")
+                        .to_string();
+                    self.out.push(Diagnostic::new(
+                        file,
+                        None,
+                        "",
+                        format!("Rego does not compile: {e}"),
+                    ));
+                }
+            }
         }
     }
 

@@ -13,6 +13,9 @@ pub trait Files {
     fn read(&self, path: &str) -> Result<Option<String>, String>;
     /// Whether `path` is a directory.
     fn is_dir(&self, path: &str) -> bool;
+    /// Repo-relative paths of the files directly in directory `path`, sorted; empty when it
+    /// does not exist.
+    fn list(&self, path: &str) -> Result<Vec<String>, String>;
 }
 
 /// Files of a checkout on disk.
@@ -30,6 +33,29 @@ impl Files for FsFiles<'_> {
 
     fn is_dir(&self, path: &str) -> bool {
         resolve_in_repo(self.0, path).is_ok_and(|p| p.is_dir())
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<String>, String> {
+        let norm = normalize(path)?;
+        let dir = resolve_in_repo(self.0, &norm)?;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                e.file_name().to_str().map(|n| {
+                    if norm.is_empty() {
+                        n.to_string()
+                    } else {
+                        format!("{norm}/{n}")
+                    }
+                })
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -100,6 +126,36 @@ impl Files for TreeFiles<'_> {
         self.tree
             .get_path(Path::new(&norm))
             .is_ok_and(|e| e.kind() == Some(git2::ObjectType::Tree))
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<String>, String> {
+        let norm = normalize(path)?;
+        let tree = if norm.is_empty() {
+            self.tree.clone()
+        } else {
+            match self.tree.get_path(Path::new(&norm)) {
+                Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => self
+                    .repo
+                    .find_tree(e.id())
+                    .map_err(|e| format!("cannot list {norm}: {}", e.message()))?,
+                _ => return Ok(Vec::new()),
+            }
+        };
+        let mut out: Vec<String> = tree
+            .iter()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob) && e.filemode() != 0o120000)
+            .filter_map(|e| {
+                e.name().ok().map(|n| {
+                    if norm.is_empty() {
+                        n.to_string()
+                    } else {
+                        format!("{norm}/{n}")
+                    }
+                })
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::policy::{self, PolicyInput, PolicySource};
 use super::state::{CheckState, Deployment, PullRequest, ReviewState};
 use crate::commands::{self, Command, Permission};
 use crate::config::pipeline::{CommandGate, Environment};
+use crate::image::Digest;
 
 /// The label that holds a promotion.
 pub const HOLD_LABEL: &str = "baton:hold";
@@ -24,6 +26,7 @@ pub enum Gate {
     Checks,
     Approvals,
     Command,
+    Policy,
 }
 
 impl Gate {
@@ -36,6 +39,7 @@ impl Gate {
             Self::Checks => "checks",
             Self::Approvals => "approvals",
             Self::Command => "command",
+            Self::Policy => "policy",
         }
     }
 }
@@ -121,6 +125,10 @@ pub struct Context<'a> {
     pub teams: &'a BTreeMap<String, BTreeSet<String>>,
     /// The bot's own login: its reviews and comments never count.
     pub bot_login: &'a str,
+    /// `policies/*.rego` of the config branch.
+    pub policies: &'a [PolicySource],
+    /// What the environment pins now (the policy input's `from`).
+    pub from: Option<&'a Digest>,
 }
 
 /// Evaluate every gate that applies to `pr` in its environment.
@@ -137,6 +145,9 @@ pub fn evaluate(pr: &PullRequest, ctx: &Context<'_>) -> Evaluation {
     }
     if ctx.env.command == CommandGate::Required {
         results.push(command(pr, ctx));
+    }
+    if !ctx.policies.is_empty() {
+        results.push(policy(pr, ctx));
     }
     Evaluation { results }
 }
@@ -262,22 +273,19 @@ fn soak(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
     };
     let need = chrono::Duration::from_std(need).unwrap_or_default();
     let done = since + need;
+    // Absolute times, not countdowns: the status comment changes only when a gate does.
     if ctx.now >= done {
-        let healthy_for =
-            crate::config::HumanDuration::from_secs((ctx.now - since).num_seconds().max(0) as u64);
         result(
             Gate::Soak,
             Verdict::Passed,
-            format!("healthy in {prev} for {healthy_for}"),
+            format!("healthy in {prev} since {}", when(since)),
             None,
         )
     } else {
-        let left =
-            crate::config::HumanDuration::from_secs((done - ctx.now).num_seconds().max(1) as u64);
         result(
             Gate::Soak,
             Verdict::Waiting,
-            format!("soaking in {prev}: {left} to go (until {})", when(done)),
+            format!("soaking in {prev} until {}", when(done)),
             Some(done),
         )
     }
@@ -368,18 +376,7 @@ fn approvals(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
         None => (1, &[]),
     };
     // The latest review per user decides; approvals of an older head do not count.
-    let mut latest: BTreeMap<&str, &super::state::Review> = BTreeMap::new();
-    for r in &pr.reviews {
-        if r.user == ctx.bot_login || r.state == ReviewState::Commented {
-            continue;
-        }
-        match latest.get(r.user.as_str()) {
-            Some(prev) if prev.submitted_at > r.submitted_at => {}
-            _ => {
-                latest.insert(&r.user, r);
-            }
-        }
-    }
+    let latest = latest_reviews(pr, ctx.bot_login);
     let mut approved = Vec::new();
     let mut stale = Vec::new();
     let mut changes = Vec::new();
@@ -455,6 +452,77 @@ fn command(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
                 "waiting for an authorized `/promote {}` after the latest push",
                 ctx.env.name
             ),
+            None,
+        ),
+    }
+}
+
+/// Each reviewer's latest deciding review (comments do not decide; the bot never counts).
+fn latest_reviews<'p>(
+    pr: &'p PullRequest,
+    bot: &str,
+) -> BTreeMap<&'p str, &'p super::state::Review> {
+    let mut latest: BTreeMap<&str, &super::state::Review> = BTreeMap::new();
+    for r in pr
+        .reviews
+        .iter()
+        .filter(|r| r.user != bot && r.state != ReviewState::Commented)
+    {
+        if latest
+            .get(r.user.as_str())
+            .is_none_or(|prev| prev.submitted_at <= r.submitted_at)
+        {
+            latest.insert(&r.user, r);
+        }
+    }
+    latest
+}
+
+/// Logins whose latest review approves the current head.
+pub fn current_approvers<'p>(pr: &'p PullRequest, bot: &str) -> Vec<&'p str> {
+    latest_reviews(pr, bot)
+        .into_iter()
+        .filter(|(_, r)| r.state == ReviewState::Approved && r.commit_id == pr.head_sha)
+        .map(|(u, _)| u)
+        .collect()
+}
+
+fn policy(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
+    let input = PolicyInput {
+        app: pr.app.clone(),
+        environment: ctx.env.name.clone(),
+        digest: pr.digest.to_string(),
+        tag: pr.tag.clone(),
+        from: ctx.from.map(|d| d.to_string()),
+        now: ctx.now.to_rfc3339(),
+        weekday: PolicyInput::weekday_of(ctx.now),
+        pull_request: pr.number,
+        labels: pr.labels.clone(),
+        approvers: current_approvers(pr, ctx.bot_login)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        passed_checks: pr
+            .checks
+            .iter()
+            .filter(|c| c.state == CheckState::Success)
+            .map(|c| c.context.clone())
+            .collect(),
+    };
+    match policy::deny_reasons(ctx.policies, &input) {
+        Ok(reasons) if reasons.is_empty() => {
+            result(Gate::Policy, Verdict::Passed, "no policy objects", None)
+        }
+        Ok(reasons) => result(
+            Gate::Policy,
+            Verdict::Blocked,
+            format!("denied: {}", reasons.join("; ")),
+            None,
+        ),
+        Err(e) => result(
+            Gate::Policy,
+            Verdict::Blocked,
+            format!("policy error (fix the policy): {e}"),
             None,
         ),
     }
@@ -554,6 +622,8 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
                 previous,
                 teams: &teams,
                 bot_login: "baton[bot]",
+                policies: &[],
+                from: None,
             },
         )
     }
@@ -636,7 +706,7 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
         );
         let (v, reason) = verdict(&e, Gate::Soak);
         assert_eq!(v, Verdict::Waiting);
-        assert!(reason.contains("30m to go"), "{reason}");
+        assert_eq!(reason, "soaking in staging until 2026-11-24 10:30 UTC");
         assert_eq!(e.recheck_at(), Some(t(10, 30)));
 
         let mut other = staging_healthy(t(1, 0));
@@ -746,6 +816,31 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
             verdict(&eval(&p, &prod(), t(10, 0), Some(&staging)), Gate::Command).0,
             Verdict::Blocked
         );
+    }
+
+    #[test]
+    fn a_rego_rule_denies_with_its_message() {
+        let env = prod();
+        let teams = teams();
+        let staging = staging_healthy(t(1, 0));
+        let policies = vec![PolicySource {
+            path: "policies/tuesday.rego".into(),
+            text: "package baton\nimport rego.v1\ndeny contains msg if {\n  input.weekday == \"Tue\"\n  count(input.approvers) < 3\n  msg := sprintf(\"%s needs 3 approvals on Tuesdays\", [input.environment])\n}\n".into(),
+        }];
+        let ctx = Context {
+            env: &env,
+            now: t(10, 0),
+            previous: Some(&staging),
+            teams: &teams,
+            bot_login: "baton[bot]",
+            policies: &policies,
+            from: None,
+        };
+        let e = evaluate(&ready_pr(), &ctx);
+        let (v, reason) = verdict(&e, Gate::Policy);
+        assert_eq!(v, Verdict::Blocked);
+        assert_eq!(reason, "denied: prod needs 3 approvals on Tuesdays");
+        assert!(!e.mergeable());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod gates;
 pub mod plan;
+pub mod policy;
 pub mod state;
 
 pub use gates::{Context, Evaluation, Gate, GateResult, Verdict, evaluate};

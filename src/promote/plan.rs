@@ -36,6 +36,8 @@ pub struct Inputs<'a> {
     /// Members of the teams the pipeline names.
     pub teams: &'a BTreeMap<String, BTreeSet<String>>,
     pub bot_login: &'a str,
+    /// `policies/*.rego` of the config branch.
+    pub policies: &'a [super::policy::PolicySource],
 }
 
 /// Something the engine should do.
@@ -228,6 +230,8 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                         previous,
                         teams: inputs.teams,
                         bot_login: inputs.bot_login,
+                        policies: inputs.policies,
+                        from: pinned.map(|p| &p.digest),
                     };
                     let evaluation = gates::evaluate(pr, &ctx);
                     let (pr, env, app) = (pr.number, env.name.clone(), app.clone());
@@ -381,6 +385,7 @@ environments:
                 open: &self.open,
                 teams: &self.teams,
                 bot_login: "baton[bot]",
+                policies: &[],
             })
         }
     }
