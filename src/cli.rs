@@ -81,6 +81,35 @@ pub enum Command {
     /// (baton.yaml). Deployment health comes from the reconciler, which `plan` does not run:
     /// soak gates show as waiting.
     Plan(PlanArgs),
+
+    /// Render an environment (or any kustomization directory) the way `kubectl kustomize`
+    /// would, with baton's built-in renderer.
+    ///
+    /// The argument is a directory relative to --repo when one exists there; otherwise an
+    /// environment name from policies/pipeline.yaml (its `path`, default
+    /// `environments/<name>`). Prints a YAML stream (or a JSON `List` with -o json).
+    /// Exit status: 0 when rendered, 1 when the tree does not render, 2 on usage errors.
+    Render(RenderArgs),
+}
+
+/// Output of `baton render`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum RenderOutput {
+    /// A YAML stream, byte-compatible with `kubectl kustomize`.
+    #[default]
+    Yaml,
+    /// A JSON `v1/List`.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// An environment name, or a kustomization directory relative to --repo.
+    #[arg(value_name = "ENV | PATH")]
+    pub target: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderOutput::Yaml)]
+    pub output: RenderOutput,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +186,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::History(args) => history(&cli.global, &args),
         Command::Plan(args) => plan(&args),
         Command::Registry(args) => Ok(registry(&cli.global, args)),
+        Command::Render(args) => render(&cli.global, &args),
     };
     match result {
         Ok(code) => code,
@@ -578,6 +608,53 @@ fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> 
             println!("no promotions recorded (no commits with Baton-* trailers)")
         }
         Output::Table => print!("{}", history::table(&entries)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The directory `baton render <target>` renders: `target` itself when it is a directory
+/// under the repo, else the path the pipeline gives that environment, else
+/// `environments/<target>`.
+fn render_dir(repo: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
+    let direct = PathBuf::from(target);
+    if repo.join(&direct).is_dir() {
+        return Ok(direct);
+    }
+    let pipeline = crate::config::Pipeline::load(repo).ok();
+    let from_pipeline = pipeline
+        .as_ref()
+        .and_then(|l| l.pipeline.environment(target))
+        .map(|e| e.path());
+    let dir = from_pipeline.unwrap_or_else(|| PathBuf::from("environments").join(target));
+    if repo.join(&dir).is_dir() {
+        return Ok(dir);
+    }
+    let known = pipeline
+        .map(|l| l.pipeline.environment_names().join(", "))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" (environments in the pipeline: {s})"))
+        .unwrap_or_default();
+    anyhow::bail!(
+        "{target:?} is neither a directory under {} nor an environment with a directory ({} does not exist){known}",
+        repo.display(),
+        dir.display()
+    )
+}
+
+fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let dir = render_dir(&global.repo, &args.target)?;
+    let objects = crate::render::render(&global.repo, &dir)?;
+    let text = match args.output {
+        RenderOutput::Yaml => crate::render::to_yaml_stream(&objects),
+        RenderOutput::Json => {
+            serde_json::to_string_pretty(&crate::render::to_json_list(&objects))? + "\n"
+        }
+    };
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A closed pipe (`baton render prod | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(ExitCode::SUCCESS)
 }

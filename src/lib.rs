@@ -16,5 +16,6 @@ pub mod image;
 pub mod logging;
 pub mod promote;
 pub mod registry;
+pub mod render;
 pub mod server;
 pub mod yaml;
