@@ -37,6 +37,9 @@ fn same_ending(a: &[String], b: &[String]) -> bool {
     short.iter().enumerate().all(|(i, s)| &long[i + diff] == s)
 }
 
+/// A referrer field spec with its rule and its path split.
+type KindSpec<'a> = (&'a BackRef, &'a FieldSpec, Vec<String>);
+
 /// Fix every name reference in `resources`.
 pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
     let candidates: Vec<Candidate> = resources
@@ -65,7 +68,7 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
     }
     let rules = fieldspec::name_references();
     // Referrer specs by kind (every spec in kustomize's table names one), paths pre-split.
-    let mut by_kind: std::collections::HashMap<&str, Vec<(&BackRef, &FieldSpec, Vec<String>)>> =
+    let mut by_kind: std::collections::HashMap<&str, Vec<KindSpec<'_>>> =
         std::collections::HashMap::new();
     for rule in rules {
         for spec in &rule.referrers {
