@@ -2,6 +2,7 @@
 //! generators, then components, then this kustomization's transformers — recursively, and the
 //! steps done once at the top (content hashes, name references, local-config pruning, order).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -232,6 +233,7 @@ impl Builder {
         dir: &Resolved,
         ra: &mut Vec<Resource>,
     ) -> Result<(), RenderError> {
+        let mut index = name_index(ra);
         for entry in &k.resources {
             let at = Location::at(&k.file, entry.line);
             let r = self
@@ -245,7 +247,7 @@ impl Builder {
             } else {
                 self.load_resources(&r, &at)?
             };
-            append_all(ra, loaded, &at)?;
+            append_all(ra, &mut index, loaded, &at)?;
         }
         for spec in k.config_map_generator.iter().chain(&k.secret_generator) {
             let res = generate::generate(
@@ -255,7 +257,7 @@ impl Builder {
                 spec,
                 k.generator_options.as_ref(),
             )?;
-            absorb(ra, res)?;
+            absorb(ra, &mut index, res)?;
         }
         for entry in &k.components {
             let at = Location::at(&k.file, entry.line);
@@ -386,8 +388,9 @@ impl Builder {
                     parse_smp(&text, &Location::file(&r.rel))?
                 }
             };
+            let mut index = name_index(ra);
             for p in patches {
-                apply_untargeted(ra, &p, &at, false, false)?;
+                apply_untargeted(ra, &mut index, &p, &at, false, false)?;
             }
             ra.retain(|r| !r.is_empty());
         }
@@ -503,8 +506,16 @@ impl Builder {
         let patches = parse_smp(&text, &source)?;
         match &p.target {
             None => {
+                let mut index = name_index(ra);
                 for patch in &patches {
-                    apply_untargeted(ra, patch, &at, p.allow_name_change, p.allow_kind_change)?;
+                    apply_untargeted(
+                        ra,
+                        &mut index,
+                        patch,
+                        &at,
+                        p.allow_name_change,
+                        p.allow_kind_change,
+                    )?;
                 }
             }
             Some(target) => {
@@ -597,24 +608,64 @@ fn patch_id(patch: &Value) -> ResId {
     }
 }
 
+/// Positions of resources under every name they have had (current and previous), so that
+/// finding a patch's or a generator's target does not scan every resource.
+type NameIndex = HashMap<String, Vec<usize>>;
+
+fn name_index(ra: &[Resource]) -> NameIndex {
+    let mut index = NameIndex::new();
+    for (i, r) in ra.iter().enumerate() {
+        index_add(&mut index, r, i);
+    }
+    index
+}
+
+fn index_add(index: &mut NameIndex, r: &Resource, i: usize) {
+    let mut names: Vec<&str> = r.prev_ids.iter().map(|p| p.name.as_str()).collect();
+    names.push(r.name());
+    names.sort_unstable();
+    names.dedup();
+    for n in names {
+        index.entry(n.to_string()).or_default().push(i);
+    }
+}
+
+/// Resources (by position) whose current or previous identity equals `id`.
+fn matching(ra: &[Resource], index: &NameIndex, id: &ResId) -> Vec<usize> {
+    let mut out: Vec<usize> = index
+        .get(&id.name)
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|&i| !ra[i].is_empty() && ra[i].matches_any_id(id))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// A patch without a target applies to the one resource whose current or previous identity
 /// equals the patch's own.
 fn apply_untargeted(
     ra: &mut [Resource],
+    index: &mut NameIndex,
     patch: &Value,
     at: &Location,
     allow_name_change: bool,
     allow_kind_change: bool,
 ) -> Result<(), RenderError> {
     let id = patch_id(patch);
-    let matches: Vec<usize> = ra
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.is_empty() && r.matches_any_id(&id))
-        .map(|(i, _)| i)
-        .collect();
+    let matches = matching(ra, index, &id);
     match matches.as_slice() {
-        [i] => apply_smp(&mut ra[*i], patch, at, allow_name_change, allow_kind_change),
+        [i] => {
+            apply_smp(&mut ra[*i], patch, at, allow_name_change, allow_kind_change)?;
+            if allow_name_change {
+                index_add(index, &ra[*i], *i);
+            }
+            Ok(())
+        }
         [] => Err(RenderError::build(
             at.clone(),
             format!(
@@ -678,14 +729,17 @@ fn apply_smp(
 /// Add resources, refusing a second object with the same identity.
 fn append_all(
     ra: &mut Vec<Resource>,
+    index: &mut NameIndex,
     more: Vec<Resource>,
     at: &Location,
 ) -> Result<(), RenderError> {
     for r in more {
         let id = r.cur_id();
-        let existing = ra
-            .iter()
-            .find(|x| x.name() == id.name && !x.is_empty() && x.cur_id().equals(&id));
+        let existing = index.get(&id.name).and_then(|v| {
+            v.iter()
+                .map(|&i| &ra[i])
+                .find(|x| x.name() == id.name && !x.is_empty() && x.cur_id().equals(&id))
+        });
         if let Some(existing) = existing {
             return Err(RenderError::build(
                 at.clone(),
@@ -695,23 +749,26 @@ fn append_all(
                 ),
             ));
         }
+        index_add(index, &r, ra.len());
         ra.push(r);
     }
     Ok(())
 }
 
 /// Add a generated resource: create it, or merge/replace the existing one of the same id.
-fn absorb(ra: &mut Vec<Resource>, mut new: Resource) -> Result<(), RenderError> {
+fn absorb(
+    ra: &mut Vec<Resource>,
+    index: &mut NameIndex,
+    mut new: Resource,
+) -> Result<(), RenderError> {
     let id = new.cur_id();
     let behavior = new.behavior.unwrap_or_default();
-    let matches: Vec<usize> = ra
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.is_empty() && r.matches_any_id(&id))
-        .map(|(i, _)| i)
-        .collect();
+    let matches = matching(ra, index, &id);
     match (matches.as_slice(), behavior) {
-        ([], Behavior::Create) => append_all(ra, vec![new.clone()], &new.origin),
+        ([], Behavior::Create) => {
+            let at = new.origin.clone();
+            append_all(ra, index, vec![new], &at)
+        }
         ([], _) => Err(RenderError::build(
             new.origin.clone(),
             format!(

@@ -41,8 +41,9 @@ impl fmt::Display for Location {
     }
 }
 
-/// Why a tree could not be rendered. All variants are permanent: the same input fails the same
-/// way, so callers report them (on the PR, on stderr) rather than retry.
+/// Why a tree could not be rendered. Apart from interrupted reads ([`RenderError::is_transient`])
+/// these are permanent: the same input fails the same way, so callers report them (on the PR,
+/// on stderr) rather than retry.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// A file could not be read.
@@ -112,6 +113,16 @@ impl RenderError {
             | RenderError::BadReference { at, .. }
             | RenderError::Build { at, .. } => at,
         }
+    }
+
+    /// Worth retrying? Only an interrupted or timed-out read; everything else is a property of
+    /// the tree and fails the same way next time (report it on the PR instead).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RenderError::Io { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut)
+        )
     }
 
     pub(crate) fn build(at: Location, message: impl Into<String>) -> Self {

@@ -127,12 +127,7 @@ fn walk(
     }
 }
 
-/// Does `obj` have a value at `path` (without creating anything)?
-pub fn has_field(obj: &Value, path: &str) -> bool {
-    has_field_split(obj, &split_path(path))
-}
-
-/// [`has_field`] for a path already split with [`split_path`].
+/// Does `obj` have a value at `path` (split with [`split_path`]), without creating anything?
 pub fn has_field_split(obj: &Value, path: &[String]) -> bool {
     fn has(node: &Value, path: &[String]) -> bool {
         if path.is_empty() {

@@ -37,6 +37,9 @@ fn same_ending(a: &[String], b: &[String]) -> bool {
     short.iter().enumerate().all(|(i, s)| &long[i + diff] == s)
 }
 
+/// A referrer field spec with its rule and its path split.
+type KindSpec<'a> = (&'a BackRef, &'a FieldSpec, Vec<String>);
+
 /// Fix every name reference in `resources`.
 pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
     let candidates: Vec<Candidate> = resources
@@ -64,16 +67,29 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
         return Ok(());
     }
     let rules = fieldspec::name_references();
+    // Referrer specs by kind (every spec in kustomize's table names one), paths pre-split.
+    let mut by_kind: std::collections::HashMap<&str, Vec<KindSpec<'_>>> =
+        std::collections::HashMap::new();
+    for rule in rules {
+        for spec in &rule.referrers {
+            by_kind.entry(spec.kind.as_str()).or_default().push((
+                rule,
+                spec,
+                fieldspec::split_path(&spec.path),
+            ));
+        }
+    }
     for i in 0..resources.len() {
         let org_gvk = resources[i].org_id().gvk;
+        let Some(specs) = by_kind.get(org_gvk.kind.as_str()) else {
+            continue;
+        };
         let mut applicable: Vec<(&BackRef, &FieldSpec)> = Vec::new();
-        for rule in rules {
-            for spec in &rule.referrers {
-                if org_gvk.is_selected_by(&spec.group, &spec.version, &spec.kind)
-                    && fieldspec::has_field(&resources[i].value, &spec.path)
-                {
-                    applicable.push((rule, spec));
-                }
+        for (rule, spec, path) in specs {
+            if org_gvk.is_selected_by(&spec.group, &spec.version, &spec.kind)
+                && fieldspec::has_field_split(&resources[i].value, path)
+            {
+                applicable.push((rule, spec));
             }
         }
         if applicable.is_empty() {

@@ -47,7 +47,7 @@ fn rank(kind: &str, first: &[String], last: &[String]) -> i64 {
 }
 
 /// Sort in place.
-pub fn sort(resources: &mut [Resource], order: Option<&SortOrder>) {
+pub fn sort(resources: &mut Vec<Resource>, order: Option<&SortOrder>) {
     let (first, last) = match order {
         Some(SortOrder::Fifo) => return,
         Some(SortOrder::Legacy {
@@ -66,10 +66,9 @@ pub fn sort(resources: &mut [Resource], order: Option<&SortOrder>) {
             ORDER_LAST.iter().map(|s| s.to_string()).collect(),
         ),
     };
-    let mut keyed: Vec<(i64, String, String, String, usize)> = resources
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
+    let mut keyed: Vec<((i64, String, String, String), Resource)> = std::mem::take(resources)
+        .into_iter()
+        .map(|r| {
             let id = r.cur_id();
             let ns = if id.namespace.is_empty() {
                 "~X".to_string()
@@ -82,28 +81,19 @@ pub fn sort(resources: &mut [Resource], order: Option<&SortOrder>) {
                 id.name.clone()
             };
             (
-                rank(&id.gvk.kind, &first, &last),
-                id.gvk.sort_key(),
-                ns,
-                name,
-                i,
+                (
+                    rank(&id.gvk.kind, &first, &last),
+                    id.gvk.sort_key(),
+                    ns,
+                    name,
+                ),
+                r,
             )
         })
         .collect();
-    keyed.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.cmp(&b.1))
-            .then_with(|| a.2.cmp(&b.2))
-            .then_with(|| a.3.cmp(&b.3))
-            .then(Ordering::Equal)
-    });
-    let order: Vec<usize> = keyed.into_iter().map(|k| k.4).collect();
-    let mut taken: Vec<Option<Resource>> = resources.iter().cloned().map(Some).collect();
-    for (slot, i) in order.into_iter().enumerate() {
-        if let Some(r) = taken[i].take() {
-            resources[slot] = r;
-        }
-    }
+    // The key is total over distinct identities, so a stable sort gives kustomize's order.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(Ordering::Equal));
+    resources.extend(keyed.into_iter().map(|(_, r)| r));
 }
 
 #[cfg(test)]

@@ -262,39 +262,72 @@ fn split_image(image: &str) -> (String, String, String) {
 
 struct ImageRule<'a> {
     spec: &'a ImageSpec,
-    matcher: Regex,
-    /// The literal start of the name (up to its first regex metacharacter): a cheap filter.
-    literal_prefix: String,
+    matcher: ImageMatcher,
+}
+
+/// kustomize matches an image against the regex
+/// `^NAME(:[a-zA-Z0-9_.{}-]*)?(@sha256:[a-zA-Z0-9_.{}-]*)?$` with NAME unescaped. Names are
+/// almost always plain (their only metacharacter is `.`, a one-character wildcard), and those
+/// are matched by hand: compiling hundreds of regexes costs more than the whole render.
+enum ImageMatcher {
+    Plain(Vec<char>),
+    Regex(Regex),
+}
+
+fn tag_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '{' | '}' | '-')
+}
+
+impl ImageMatcher {
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            ImageMatcher::Regex(re) => re.is_match(value),
+            ImageMatcher::Plain(name) => {
+                let mut chars = value.chars();
+                for &n in name {
+                    match chars.next() {
+                        Some(c) if n == '.' || c == n => {}
+                        _ => return false,
+                    }
+                }
+                let rest = chars.as_str();
+                let rest = match rest.strip_prefix(':') {
+                    Some(r) => r.trim_start_matches(tag_char),
+                    None => rest,
+                };
+                let rest = match rest.strip_prefix("@sha256:") {
+                    Some(r) => r.trim_start_matches(tag_char),
+                    None => rest,
+                };
+                rest.is_empty()
+            }
+        }
+    }
 }
 
 impl<'a> ImageRule<'a> {
     fn new(spec: &'a ImageSpec, file: &std::path::Path) -> Result<Self, RenderError> {
-        // kustomize builds this regex from the unescaped name, so `.` in a name is a wildcard.
-        let pattern = format!(
-            "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
-            spec.name
-        );
-        let matcher = Regex::new(&pattern).map_err(|e| {
-            RenderError::invalid(
-                Location::at(file, spec.line),
-                "images.name",
-                format!("{:?} is not usable as an image name: {e}", spec.name),
-            )
-        })?;
-        let literal_prefix = spec
-            .name
-            .chars()
-            .take_while(|c| !"\\.+*?()|[]{}^$".contains(*c))
-            .collect();
-        Ok(ImageRule {
-            spec,
-            matcher,
-            literal_prefix,
-        })
+        let plain = !spec.name.chars().any(|c| "\\+*?()|[]{}^$".contains(c));
+        let matcher = if plain {
+            ImageMatcher::Plain(spec.name.chars().collect())
+        } else {
+            let pattern = format!(
+                "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
+                spec.name
+            );
+            ImageMatcher::Regex(Regex::new(&pattern).map_err(|e| {
+                RenderError::invalid(
+                    Location::at(file, spec.line),
+                    "images.name",
+                    format!("{:?} is not usable as an image name: {e}", spec.name),
+                )
+            })?)
+        };
+        Ok(ImageRule { spec, matcher })
     }
 
     fn apply(&self, value: &str) -> Option<String> {
-        if !value.starts_with(&self.literal_prefix) || !self.matcher.is_match(value) {
+        if !self.matcher.is_match(value) {
             return None;
         }
         let (mut name, mut tag, mut digest) = split_image(value);
@@ -392,14 +425,26 @@ pub fn replicas(
     specs: &[ReplicaSpec],
     file: &std::path::Path,
 ) -> Result<(), RenderError> {
+    // Positions of resources under every name they have had.
+    let mut by_name: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        if r.is_empty() {
+            continue;
+        }
+        by_name.entry(r.name()).or_default().push(i);
+        for p in &r.prev_ids {
+            by_name.entry(p.name.as_str()).or_default().push(i);
+        }
+    }
+    let mut plan: Vec<(usize, &FieldSpec, &ReplicaSpec)> = Vec::new();
     for rep in specs {
         let mut found = false;
+        let mut candidates = by_name.get(rep.name.as_str()).cloned().unwrap_or_default();
+        candidates.sort_unstable();
+        candidates.dedup();
         for fs in fieldspec::replicas() {
-            for r in resources.iter_mut().filter(|r| !r.is_empty()) {
-                if r.name() != rep.name && !r.prev_ids.iter().any(|p| p.name == rep.name) {
-                    continue;
-                }
-                let gvk = r.gvk();
+            for &i in &candidates {
+                let r = &resources[i];
                 let mut ids = r.prev_res_ids();
                 ids.push(r.cur_id());
                 let ids_match = ids.iter().any(|id| {
@@ -409,15 +454,9 @@ pub fn replicas(
                     continue;
                 }
                 found = true;
-                if !fieldspec::matches_gvk(fs, &gvk) {
-                    continue;
+                if fieldspec::matches_gvk(fs, &r.gvk()) {
+                    plan.push((i, fs, rep));
                 }
-                let count = rep.count;
-                fieldspec::visit(&mut r.value, fs, Create::Scalar, &mut |node| {
-                    *node = Value::Number(count.into());
-                    Ok(())
-                })
-                .map_err(|e| fail(r, "setting replicas", e))?;
             }
         }
         if !found {
@@ -430,6 +469,15 @@ pub fn replicas(
                 ),
             ));
         }
+    }
+    for (i, fs, rep) in plan {
+        let count = rep.count;
+        let r = &mut resources[i];
+        fieldspec::visit(&mut r.value, fs, Create::Scalar, &mut |node| {
+            *node = Value::Number(count.into());
+            Ok(())
+        })
+        .map_err(|e| fail(r, "setting replicas", e))?;
     }
     Ok(())
 }
@@ -479,5 +527,42 @@ mod tests {
         };
         let rule = ImageRule::new(&dotted, std::path::Path::new("k.yaml")).unwrap();
         assert_eq!(rule.apply("axb:1").as_deref(), Some("axb:2"));
+    }
+
+    #[test]
+    fn hand_matched_names_agree_with_kustomizes_regex() {
+        let names = ["nginx", "a.b", "reg.io:5000/team/app", "x"];
+        let values = [
+            "nginx",
+            "nginx:1",
+            "nginx:1.2-alpine",
+            "nginx@sha256:ab",
+            "nginx:1@sha256:ab",
+            "nginxx",
+            "nginx:",
+            "nginx:a:b",
+            "nginx@sha256:",
+            "nginx@sha512:ab",
+            "nginx:1@sha256:a@b",
+            "a.b",
+            "axb:1",
+            "ab",
+            "reg.io:5000/team/app:v1",
+            "regxio:5000/team/app",
+            "reg.io:5000/team/app@sha256:ff",
+            "x:{{.Tag}}",
+            "x:tag with space",
+            "é",
+        ];
+        for name in names {
+            let re = Regex::new(&format!(
+                "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$"
+            ))
+            .unwrap();
+            let plain = ImageMatcher::Plain(name.chars().collect());
+            for v in values {
+                assert_eq!(plain.is_match(v), re.is_match(v), "{name} vs {v}");
+            }
+        }
     }
 }
