@@ -69,6 +69,65 @@ pub enum Command {
     /// Baton-* trailers of merge and squash commits: time, environment, app, tag, from → to
     /// digest, approvers, promoter and pull request. Needs nothing but Git.
     History(HistoryArgs),
+
+    /// Read the OCI registries of the pipeline's apps.
+    Registry(RegistryArgs),
+
+    /// Show what the promotion engine would do now, and why, without doing anything.
+    ///
+    /// Fetches the config repo, scans the registries for each app's newest blessed digest,
+    /// reads open promotion PRs from GitHub, and prints the planned actions (open, update,
+    /// close, merge, wait) with each PR's gate evaluation. Needs a runtime config
+    /// (baton.yaml). Deployment health comes from the reconciler, which `plan` does not run:
+    /// soak gates show as waiting.
+    Plan(PlanArgs),
+
+    /// Render an environment (or any kustomization directory) the way `kubectl kustomize`
+    /// would, with baton's built-in renderer.
+    ///
+    /// The argument is a directory relative to --repo when one exists there; otherwise an
+    /// environment name from policies/pipeline.yaml (its `path`, default
+    /// `environments/<name>`). Prints a YAML stream (or a JSON `List` with -o json).
+    /// Exit status: 0 when rendered, 1 when the tree does not render, 2 on usage errors.
+    Render(RenderArgs),
+}
+
+/// Output of `baton render`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum RenderOutput {
+    /// A YAML stream, byte-compatible with `kubectl kustomize`.
+    #[default]
+    Yaml,
+    /// A JSON `v1/List`.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// An environment name, or a kustomization directory relative to --repo.
+    #[arg(value_name = "ENV | PATH")]
+    pub target: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderOutput::Yaml)]
+    pub output: RenderOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The runtime config.
+    #[arg(
+        long,
+        env = "BATON_CONFIG",
+        default_value = "baton.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// Evaluate gates as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +184,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(&cli.global, &args),
         Command::Bump(args) => bump(&cli.global, &args),
         Command::History(args) => history(&cli.global, &args),
+        Command::Plan(args) => plan(&args),
+        Command::Registry(args) => Ok(registry(&cli.global, args)),
+        Command::Render(args) => render(&cli.global, &args),
     };
     match result {
         Ok(code) => code,
@@ -133,6 +195,168 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(EXIT_PROBLEM)
         }
     }
+}
+
+/// How baton reaches registries.
+#[derive(Debug, Args)]
+pub struct RegistryAccessArgs {
+    /// A Docker `config.json` whose `auths` hold registry credentials (default:
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, when present).
+    #[arg(long, global = true, env = "BATON_DOCKER_CONFIG", value_name = "FILE")]
+    pub docker_config: Option<PathBuf>,
+
+    /// A YAML map of registry host to credentials, e.g.
+    /// `registry.example.com: {username: ci, password: {env: REGISTRY_PASSWORD}}`.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_REGISTRY_CREDENTIALS",
+        value_name = "FILE"
+    )]
+    pub registry_credentials: Option<PathBuf>,
+
+    /// Registry hosts reached over plain HTTP (loopback registries always are).
+    #[arg(
+        long = "plain-http",
+        global = true,
+        env = "BATON_PLAIN_HTTP_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub plain_http: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    #[command(flatten)]
+    pub access: RegistryAccessArgs,
+
+    #[command(subcommand)]
+    pub command: RegistryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Per app: the blessed tags, their digests, creation times and signature status, and
+    /// the newest.
+    Scan(RegistryScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryScanArgs {
+    /// Only this app.
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Also say why each rejected tag was rejected.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+fn registry(global: &GlobalArgs, args: RegistryArgs) -> ExitCode {
+    use crate::config::Pipeline;
+    use crate::registry::{self, ClientOptions, Detail, RegistryClient, ScanOptions, Scanner};
+
+    let RegistryCommand::Scan(scan) = args.command;
+    let loaded = match Pipeline::load(&global.repo) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let pipeline = loaded.pipeline;
+    if let Some(app) = &scan.app
+        && pipeline.app(app).is_none()
+    {
+        eprintln!(
+            "error: no app `{app}` in {}; apps: {}",
+            loaded.file,
+            pipeline.app_names().join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let credentials = match registry_credentials(&args.access) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client = RegistryClient::new(
+        credentials,
+        ClientOptions {
+            plain_http: args.access.plain_http.clone(),
+            ..ClientOptions::default()
+        },
+    );
+    let scanner = Scanner::new(
+        client,
+        ScanOptions {
+            detail: Detail::Full,
+            ..ScanOptions::default()
+        },
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let results =
+        runtime.block_on(scanner.scan_pipeline(&pipeline, &global.repo, scan.app.as_deref()));
+    let text = match scan.output {
+        Output::Table => registry::report::render_table(&results, scan.explain),
+        Output::Json => format!(
+            "{:#}\n",
+            registry::report::render_json(&results, scan.explain, &scanner.client().stats())
+        ),
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    tracing::debug!(requests = %scanner.client().stats(), "registry scan done");
+    if results.iter().any(Result::is_err) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn registry_credentials(
+    access: &RegistryAccessArgs,
+) -> anyhow::Result<crate::registry::CredentialStore> {
+    use crate::registry::CredentialStore;
+    use crate::registry::auth::CredentialConfig;
+    use anyhow::Context as _;
+
+    let mut store = match &access.registry_credentials {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let entries: indexmap::IndexMap<String, CredentialConfig> = yaml_serde::from_str(&text)
+                .with_context(|| {
+                    format!("{}: not a map of registry credentials", path.display())
+                })?;
+            CredentialStore::from_config(&entries)
+                .with_context(|| format!("credentials in {}", path.display()))?
+        }
+        None => CredentialStore::new(),
+    };
+    let docker = access
+        .docker_config
+        .clone()
+        .or_else(|| CredentialStore::default_docker_config().filter(|p| p.exists()));
+    if let Some(path) = docker {
+        store.merge_docker_config(&path)?;
+    }
+    Ok(store)
 }
 
 fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -219,6 +443,104 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    use crate::promote::plan::Action;
+    let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
+    let now = match &args.at {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| anyhow::anyhow!("--at {t:?}: {e} (write e.g. 2026-11-24T10:00:00+01:00)"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let actions = runtime.block_on(async {
+        let repo_slug = cfg.github_repository().ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
+                cfg.repo.url
+            )
+        })?;
+        let auth = crate::gitrepo::repo::Auth::from_config(&cfg)?;
+        let repo = crate::gitrepo::repo::ConfigRepo::open(
+            &cfg.workdir.join("repo.git"),
+            crate::gitrepo::repo::Remote {
+                url: cfg.repo.url.clone(),
+                branch: cfg.repo.branch.clone(),
+                auth,
+            },
+            crate::gitrepo::repo::Identity::default(),
+        )?;
+        let forge = crate::forge::github::GitHubForge::from_config(
+            &cfg.github,
+            &repo_slug,
+            cfg.github.bot_login.clone(),
+        )?;
+        let engine = crate::engine::Engine::new(forge, repo);
+        let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)?;
+        if let Some(path) = &cfg.docker_config {
+            store.merge_docker_config(path)?;
+        }
+        let client = crate::registry::client::RegistryClient::new(store, Default::default());
+        let scanner = crate::registry::scan::Scanner::new(client, Default::default());
+        let (releases, problems) = engine.releases(&scanner).await?;
+        for p in &problems {
+            eprintln!("warning: registry scan: {p}");
+        }
+        let actions = engine
+            .plan_only(&releases, &Default::default(), now)
+            .await?;
+        anyhow::Ok(actions)
+    })?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&actions)?),
+        Output::Table if actions.is_empty() => {
+            println!("nothing to do: every environment pins what it should")
+        }
+        Output::Table => {
+            for a in &actions {
+                let (env, app) = a.key();
+                let line = match a {
+                    Action::Open { to, .. } => format!(
+                        "open     {env}/{app} → {}",
+                        to.tag.clone().unwrap_or_else(|| to.digest.clone())
+                    ),
+                    Action::Update { pr, to, .. } => format!(
+                        "update   #{pr} {env}/{app} → {}",
+                        to.tag.clone().unwrap_or_else(|| to.digest.clone())
+                    ),
+                    Action::Close { pr, reason, .. } => {
+                        format!("close    #{pr} {env}/{app}: {reason}")
+                    }
+                    Action::Merge { pr, .. } => {
+                        format!("merge    #{pr} {env}/{app}: every gate passed")
+                    }
+                    Action::Wait { pr, evaluation, .. } => {
+                        let b = evaluation
+                            .blocking()
+                            .map(|g| format!("{}: {}", g.gate.title(), g.reason))
+                            .unwrap_or_default();
+                        format!("wait     #{pr} {env}/{app}: {b}")
+                    }
+                };
+                println!("{line}");
+                if let Action::Wait { evaluation, .. } | Action::Merge { evaluation, .. } = a {
+                    for r in &evaluation.results {
+                        println!(
+                            "           {:<9} {:?}  {}",
+                            r.gate.title(),
+                            r.verdict,
+                            r.reason
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `2026-11-01`, an RFC 3339 time, or an age such as `7d` counted back from now.
 fn parse_since(
     s: &str,
@@ -286,6 +608,53 @@ fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> 
             println!("no promotions recorded (no commits with Baton-* trailers)")
         }
         Output::Table => print!("{}", history::table(&entries)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The directory `baton render <target>` renders: `target` itself when it is a directory
+/// under the repo, else the path the pipeline gives that environment, else
+/// `environments/<target>`.
+fn render_dir(repo: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
+    let direct = PathBuf::from(target);
+    if repo.join(&direct).is_dir() {
+        return Ok(direct);
+    }
+    let pipeline = crate::config::Pipeline::load(repo).ok();
+    let from_pipeline = pipeline
+        .as_ref()
+        .and_then(|l| l.pipeline.environment(target))
+        .map(|e| e.path());
+    let dir = from_pipeline.unwrap_or_else(|| PathBuf::from("environments").join(target));
+    if repo.join(&dir).is_dir() {
+        return Ok(dir);
+    }
+    let known = pipeline
+        .map(|l| l.pipeline.environment_names().join(", "))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" (environments in the pipeline: {s})"))
+        .unwrap_or_default();
+    anyhow::bail!(
+        "{target:?} is neither a directory under {} nor an environment with a directory ({} does not exist){known}",
+        repo.display(),
+        dir.display()
+    )
+}
+
+fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let dir = render_dir(&global.repo, &args.target)?;
+    let objects = crate::render::render(&global.repo, &dir)?;
+    let text = match args.output {
+        RenderOutput::Yaml => crate::render::to_yaml_stream(&objects),
+        RenderOutput::Json => {
+            serde_json::to_string_pretty(&crate::render::to_json_list(&objects))? + "\n"
+        }
+    };
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A closed pipe (`baton render prod | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(ExitCode::SUCCESS)
 }

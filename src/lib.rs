@@ -9,11 +9,15 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod engine;
+pub mod forge;
 pub mod gitrepo;
 pub mod image;
 pub mod logging;
 pub mod promote;
 pub mod reconcile;
+pub mod registry;
+pub mod render;
 pub mod server;
 pub mod tls;
 pub mod yaml;

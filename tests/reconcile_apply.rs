@@ -93,6 +93,40 @@ async fn the_example_dev_environment_is_applied_and_becomes_healthy_on_its_diges
 }
 
 #[tokio::test]
+async fn the_native_render_of_the_dev_environment_applies_exactly_what_kubectl_renders() {
+    let (cluster, ctx) = start().await;
+    let env = Env::new("dev");
+    let native = baton::reconcile::render_input(
+        &env,
+        "c0ffee1",
+        &project_root(),
+        "environments/dev".as_ref(),
+    )
+    .unwrap();
+    let first = reconcile(&env, &native, "c0ffee1", &ctx).await.unwrap();
+    assert_eq!(first.counts().created, 5);
+    // Same objects, same hashes: nothing to write when the oracle's output is applied.
+    cluster.reset_counts();
+    let oracle = reconcile(&env, &kustomize("environments/dev"), "c0ffee1", &ctx)
+        .await
+        .unwrap();
+    assert_eq!(oracle.writes(), 0);
+    assert_eq!(cluster.counts().writes(), 0);
+
+    let error = baton::reconcile::render_input(
+        &env,
+        "c0ffee1",
+        &project_root(),
+        "environments/missing".as_ref(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, ReconcileError::Render { .. }) && !error.is_transient(),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn an_unchanged_resync_makes_no_write_calls_and_one_list_per_kind() {
     let (cluster, ctx) = start().await;
     let objects = kustomize("environments/dev");

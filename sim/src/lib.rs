@@ -2,8 +2,11 @@
 //! ephemeral ports, so that tests and `baton sandbox` exercise the production client code
 //! (octocrab, kube `Client`, oci-client, git2) unchanged. Production code never uses this crate.
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod cluster;
+pub mod forge;
+pub mod git;
 pub mod registry;
 pub mod server;
 

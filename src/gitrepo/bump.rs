@@ -95,14 +95,20 @@ pub fn pulled_name(env: &Environment, app: &App) -> Option<String> {
     })
 }
 
-/// Plan pinning `app` to `pinned` in `env`, reading the repo's files from `files`.
-pub fn plan(
+/// The file that pins `app` in `env`, and its text.
+struct Located<'p> {
+    environment: &'p Environment,
+    app: &'p App,
+    path: String,
+    text: String,
+}
+
+fn locate<'p>(
     files: &dyn Files,
-    pipeline: &Pipeline,
+    pipeline: &'p Pipeline,
     env: &str,
     app: &str,
-    pinned: &Pinned,
-) -> Result<FileChange, BumpError> {
+) -> Result<Located<'p>, BumpError> {
     let environment = pipeline
         .environment(env)
         .ok_or_else(|| BumpError::UnknownEnvironment {
@@ -132,10 +138,104 @@ pub fn plan(
         }
     };
     let rel = super::files::normalize(&rel).map_err(path_err)?;
-    let before = files
+    let text = files
         .read(&rel)
         .map_err(BumpError::Read)?
         .ok_or_else(|| path_err(format!("{rel} does not exist")))?;
+    Ok(Located {
+        environment,
+        app: app_cfg,
+        path: rel,
+        text,
+    })
+}
+
+/// What `env` pins for `app` now: the digest, and the tag when the file records one.
+/// `Ok(None)` when the file pins no valid digest for the app.
+pub fn current(
+    files: &dyn Files,
+    pipeline: &Pipeline,
+    env: &str,
+    app: &str,
+) -> Result<Option<Pinned>, BumpError> {
+    let l = locate(files, pipeline, env, app)?;
+    let syntax = |e: crate::yaml::SyntaxError| {
+        BumpError::Edit(EditError::Syntax {
+            file: l.path.clone(),
+            pos: e.pos,
+            message: e.message,
+        })
+    };
+    let from_reference = |reference: &str| -> Option<Pinned> {
+        let (name, digest) = reference.rsplit_once('@').unwrap_or(("", reference));
+        let digest = digest.parse().ok()?;
+        let tag = name
+            .strip_prefix(edit::repository_of(name))
+            .and_then(|t| t.strip_prefix(':'))
+            .map(str::to_string);
+        Some(Pinned { tag, digest })
+    };
+    Ok(match (&l.app.pin.file, &l.app.pin.key) {
+        (None, _) => {
+            let root = crate::yaml::parse(&l.text).map_err(syntax)?;
+            root.get("images")
+                .map(|i| i.items())
+                .unwrap_or(&[])
+                .iter()
+                .find_map(|e| {
+                    if e.get("name").and_then(crate::yaml::Node::as_str)
+                        != Some(l.app.image.as_str())
+                    {
+                        return None;
+                    }
+                    let digest = e.get("digest")?.as_str()?.parse().ok()?;
+                    Some(Pinned {
+                        tag: e.get("newTag").and_then(|t| t.as_str()).map(str::to_string),
+                        digest,
+                    })
+                })
+        }
+        (Some(_), Some(key)) => {
+            let root = crate::yaml::parse(&l.text).map_err(syntax)?;
+            let (node, found) = root.lookup(key);
+            found
+                .then(|| node.as_str())
+                .flatten()
+                .and_then(from_reference)
+        }
+        (Some(_), None) => {
+            let new_name = pulled_name(l.environment, l.app);
+            let names = [Some(l.app.image.as_str()), new_name.as_deref()];
+            l.text.lines().find_map(|line| {
+                let value = line
+                    .trim()
+                    .trim_start_matches("- ")
+                    .strip_prefix("image:")?
+                    .trim()
+                    .trim_matches(['"', '\'']);
+                names
+                    .contains(&Some(edit::repository_of(value)))
+                    .then(|| from_reference(value))
+                    .flatten()
+            })
+        }
+    })
+}
+
+/// Plan pinning `app` to `pinned` in `env`, reading the repo's files from `files`.
+pub fn plan(
+    files: &dyn Files,
+    pipeline: &Pipeline,
+    env: &str,
+    app: &str,
+    pinned: &Pinned,
+) -> Result<FileChange, BumpError> {
+    let Located {
+        environment,
+        app: app_cfg,
+        path: rel,
+        text: before,
+    } = locate(files, pipeline, env, app)?;
     let new_name = pulled_name(environment, app_cfg);
     let image_pin = ImagePin {
         image: &app_cfg.image,
@@ -162,4 +262,94 @@ pub fn plan(
         before,
         after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitrepo::files::FsFiles;
+
+    fn example() -> (std::path::PathBuf, Pipeline) {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let p = Pipeline::load(&root).unwrap().pipeline;
+        (root, p)
+    }
+
+    #[test]
+    fn current_reads_back_what_the_example_pins() {
+        let (root, p) = example();
+        let pin = current(&FsFiles(&root), &p, "prod", "worker")
+            .unwrap()
+            .unwrap();
+        assert_eq!(pin.tag.as_deref(), Some("release-2.0.5"));
+        assert!(pin.digest.as_str().starts_with("sha256:3d23abd5"));
+    }
+
+    #[test]
+    fn current_after_plan_is_the_new_pin() {
+        let (root, p) = example();
+        let want: Pinned = format!("9.9.9@{}", crate::image::Digest::of(b"x"))
+            .parse()
+            .unwrap();
+        let change = plan(&FsFiles(&root), &p, "dev", "web", &want).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["environments", "apps", "policies", "keys"] {
+            copy(&root.join(d), &dir.path().join(d));
+        }
+        change.write(dir.path()).unwrap();
+        assert_eq!(
+            current(&FsFiles(dir.path()), &p, "dev", "web").unwrap(),
+            Some(want)
+        );
+    }
+
+    #[test]
+    fn references_in_values_and_manifests_are_read() {
+        let p: Pipeline = Pipeline::parse(
+            "p",
+            "apiVersion: baton.dev/v1\nkind: Pipeline\napps:\n  a: { image: reg/a, bless: { tag: ok }, pin: { file: v.yaml, key: img } }\n  b: { image: reg/b, bless: { tag: ok }, pin: { file: m.yaml } }\nenvironments: [{ name: dev }]\n",
+        )
+        .unwrap()
+        .pipeline;
+        let dir = tempfile::tempdir().unwrap();
+        let d = crate::image::Digest::of(b"1");
+        std::fs::create_dir_all(dir.path().join("environments/dev")).unwrap();
+        std::fs::write(
+            dir.path().join("environments/dev/v.yaml"),
+            format!("img: \"reg/a@{d}\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("environments/dev/m.yaml"),
+            format!("spec:\n  containers:\n    - image: reg/b:2.0@{d}\n"),
+        )
+        .unwrap();
+        let files = FsFiles(dir.path());
+        assert_eq!(
+            current(&files, &p, "dev", "a").unwrap(),
+            Some(Pinned {
+                tag: None,
+                digest: d.clone()
+            })
+        );
+        assert_eq!(
+            current(&files, &p, "dev", "b").unwrap(),
+            Some(Pinned {
+                tag: Some("2.0".into()),
+                digest: d
+            })
+        );
+    }
+
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
 }

@@ -6,10 +6,12 @@
 //! the planner's [`crate::promote::state::Deployment`]s are built. One call:
 //!
 //! ```no_run
-//! # async fn demo(objects: Vec<serde_json::Value>) -> Result<(), Box<dyn std::error::Error>> {
-//! use baton::reconcile::{Context, Env, Options, reconcile};
+//! # async fn demo(repo: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! use baton::reconcile::{Context, Env, Options, reconcile, render_input};
 //! let ctx = Context::for_url("http://127.0.0.1:6443", Options::default())?;
-//! let report = reconcile(&Env::new("dev"), &objects, "1a2b3c4", &ctx).await?;
+//! let env = Env::new("dev");
+//! let objects = render_input(&env, "1a2b3c4", repo, "environments/dev".as_ref())?;
+//! let report = reconcile(&env, &objects, "1a2b3c4", &ctx).await?;
 //! println!("{}", report.summary());
 //! # Ok(()) }
 //! ```
@@ -288,8 +290,22 @@ where
     }
 }
 
-/// The reconciler's input from a render: the lead wires `render::render(repo_root, env_dir)`
-/// here. A render error becomes [`ReconcileError::Render`], and nothing is applied.
+/// The reconciler's input for an environment: its overlay `env_dir` rendered from
+/// `repo_root` (a checkout or tree of `commit`). A render error becomes
+/// [`ReconcileError::Render`], naming the file and line, and nothing is applied.
+pub fn render_input(
+    env: &Env,
+    commit: &str,
+    repo_root: &std::path::Path,
+    env_dir: &std::path::Path,
+) -> Result<Vec<Value>, ReconcileError> {
+    let objects = crate::render::render(repo_root, env_dir)
+        .map(|objects| objects.into_iter().map(|o| o.value).collect());
+    rendered(env, commit, objects)
+}
+
+/// Turn any renderer's result into the reconciler's input. A render error becomes
+/// [`ReconcileError::Render`], and nothing is applied.
 pub fn rendered<E>(
     env: &Env,
     commit: &str,

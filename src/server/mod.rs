@@ -1,3 +1,417 @@
-//! The HTTP surface (axum): webhooks in, health and metrics out.
+//! The HTTP surface (axum): webhooks in, health and metrics out. [`app`] builds the router
+//! from shared state, so tests drive it with `oneshot` and no socket.
 
 pub mod github;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+use crate::config::Secret;
+
+/// Largest webhook body accepted (GitHub caps payloads at 25 MB; promotion events are small).
+pub const MAX_BODY: usize = 5 * 1024 * 1024;
+
+/// What the handlers share with the loops.
+#[derive(Debug)]
+pub struct AppState {
+    /// The GitHub webhook secret; without one, GitHub webhooks are refused.
+    pub webhook_secret: Option<Secret>,
+    pub deliveries: github::Deliveries,
+    /// Wakes the promotion engine early (webhooks are hints; the loop re-plans anyway).
+    pub nudge: Arc<Notify>,
+    pub ready: AtomicBool,
+    pub metrics: metrics::Metrics,
+    /// The bot's login: its own comments do not wake the engine.
+    pub bot_login: String,
+    /// Registry webhooks: a bearer token senders must present (CNCF distribution, Docker
+    /// Hub, Harbor, GitHub packages); without one they are accepted unauthenticated, which is
+    /// safe only because a hint makes the bot re-read the registry, never trust the body.
+    pub registry_token: Option<Secret>,
+    /// Registry webhooks: the HMAC secret of the generic `{image, tag, digest}` form.
+    pub registry_hmac: Option<Secret>,
+    /// Registry push hints received and not yet consumed by the registry watcher.
+    pub registry_hints: std::sync::Mutex<Vec<crate::registry::webhook::PushHint>>,
+}
+
+/// At most this many unconsumed registry hints are kept (older ones are dropped: the
+/// periodic scan catches up anyway).
+pub const MAX_PENDING_HINTS: usize = 1024;
+
+impl AppState {
+    pub fn new(webhook_secret: Option<Secret>, bot_login: impl Into<String>) -> Self {
+        Self {
+            webhook_secret,
+            deliveries: github::Deliveries::new(4096),
+            nudge: Arc::new(Notify::new()),
+            ready: AtomicBool::new(false),
+            metrics: metrics::Metrics::new(),
+            bot_login: bot_login.into(),
+            registry_token: None,
+            registry_hmac: None,
+            registry_hints: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Take the pending registry hints.
+    pub fn take_registry_hints(&self) -> Vec<crate::registry::webhook::PushHint> {
+        std::mem::take(
+            &mut *self
+                .registry_hints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+        self.metrics.ready.set(i64::from(ready));
+    }
+}
+
+/// The router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(github_webhook))
+        .route("/webhooks/registry", post(registry_webhook))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics_text(
+    State(state): State<Arc<AppState>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn github_webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(secret) = &state.webhook_secret else {
+        state.metrics.webhook("github", "no_secret");
+        return (StatusCode::UNAUTHORIZED, "webhook secret not configured\n");
+    };
+    if !github::verify_signature(secret, &body, header("x-hub-signature-256")) {
+        state.metrics.webhook("github", "bad_signature");
+        tracing::warn!("GitHub webhook with a bad or missing signature refused");
+        return (StatusCode::UNAUTHORIZED, "bad signature\n");
+    }
+    let event = header("x-github-event").unwrap_or("").to_string();
+    if let Some(id) = header("x-github-delivery")
+        && !state.deliveries.first_time(id)
+    {
+        state.metrics.webhook("github", "duplicate");
+        return (StatusCode::OK, "duplicate delivery\n");
+    }
+    match github::parse(&event, &body) {
+        Err(github::EventError::Unhandled(name)) => {
+            tracing::debug!(event = %name, "ignoring GitHub event");
+            state.metrics.webhook("github", "ignored");
+            (StatusCode::NO_CONTENT, "")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "malformed GitHub webhook");
+            state.metrics.webhook("github", "malformed");
+            (StatusCode::BAD_REQUEST, "malformed payload\n")
+        }
+        Ok(github::Event::IssueComment {
+            author,
+            author_is_bot,
+            ..
+        }) if author_is_bot || author == state.bot_login => {
+            state.metrics.webhook("github", "ignored");
+            (StatusCode::NO_CONTENT, "")
+        }
+        Ok(ev) => {
+            tracing::debug!(?ev, "GitHub webhook");
+            state.metrics.webhook("github", "accepted");
+            state.nudge.notify_one();
+            (StatusCode::ACCEPTED, "accepted\n")
+        }
+    }
+}
+
+async fn registry_webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    use crate::registry::webhook::{self, WebhookError};
+    if let Some(token) = &state.registry_token
+        && !headers.contains_key(webhook::SIGNATURE_HEADER)
+    {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented.as_bytes(),
+            token.expose().as_bytes(),
+        )) {
+            state.metrics.webhook("registry", "bad_token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token\n".into(),
+            );
+        }
+    }
+    match webhook::parse(&headers, &body, state.registry_hmac.as_ref()) {
+        Err(e @ (WebhookError::BadSignature | WebhookError::MissingSignature)) => {
+            state.metrics.webhook("registry", "bad_signature");
+            (StatusCode::UNAUTHORIZED, format!("{e}\n"))
+        }
+        Err(e) => {
+            state.metrics.webhook("registry", "malformed");
+            (StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+        Ok(hints) if hints.is_empty() => {
+            state.metrics.webhook("registry", "ignored");
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        Ok(hints) => {
+            let n = hints.len();
+            {
+                let mut pending = state
+                    .registry_hints
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                pending.extend(hints);
+                let excess = pending.len().saturating_sub(MAX_PENDING_HINTS);
+                pending.drain(..excess);
+            }
+            state.metrics.webhook("registry", "accepted");
+            state.nudge.notify_one();
+            (StatusCode::ACCEPTED, format!("{n} hint(s) accepted\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::future::Future;
+    use tower::ServiceExt;
+
+    fn state() -> Arc<AppState> {
+        Arc::new(AppState::new(
+            Some(Secret::new("hook-secret")),
+            "baton[bot]",
+        ))
+    }
+
+    fn delivery(body: &str, event: &str, id: &str, signature: Option<String>) -> Request<Body> {
+        let mut b = Request::post("/webhooks/github")
+            .header("x-github-event", event)
+            .header("x-github-delivery", id);
+        if let Some(s) = signature {
+            b = b.header("x-hub-signature-256", s);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    fn signed(body: &str) -> Option<String> {
+        Some(github::sign(&Secret::new("hook-secret"), body.as_bytes()))
+    }
+
+    const COMMENT: &str = r#"{"action":"created","issue":{"number":5,"pull_request":{}},"comment":{"id":9,"user":{"login":"alice","type":"User"}}}"#;
+
+    /// Whether a wake-up is pending, checked by polling once: a stored permit completes
+    /// the first poll, so no waiting is involved.
+    async fn nudged(state: &AppState) -> bool {
+        let fut = std::pin::pin!(state.nudge.notified());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        fut.poll(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_signed_comment_wakes_the_engine_once_per_delivery() {
+        let s = state();
+        let res = app(s.clone())
+            .oneshot(delivery(COMMENT, "issue_comment", "d1", signed(COMMENT)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert!(nudged(&s).await);
+        let again = app(s.clone())
+            .oneshot(delivery(COMMENT, "issue_comment", "d1", signed(COMMENT)))
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        assert!(
+            !nudged(&s).await,
+            "a redelivery must not wake the engine again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_or_missing_signature_is_401_and_nothing_happens() {
+        let s = state();
+        for sig in [
+            None,
+            Some("sha256=00".to_string()),
+            Some(github::sign(&Secret::new("wrong"), COMMENT.as_bytes())),
+        ] {
+            let res = app(s.clone())
+                .oneshot(delivery(COMMENT, "issue_comment", "x", sig))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert!(!nudged(&s).await);
+        assert!(
+            s.metrics.render().contains(
+                "baton_webhook_deliveries_total{source=\"github\",result=\"bad_signature\"} 3"
+            ),
+            "{}",
+            s.metrics.render()
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_events_get_204_and_oversized_bodies_413() {
+        let s = state();
+        let res = app(s.clone())
+            .oneshot(delivery("{}", "fork", "f", signed("{}")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let big = "x".repeat(MAX_BODY + 1);
+        let res = app(s.clone())
+            .oneshot(delivery(&big, "push", "b", signed(&big)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!nudged(&s).await);
+    }
+
+    #[tokio::test]
+    async fn the_bots_own_comments_do_not_wake_it() {
+        let s = state();
+        let body = COMMENT
+            .replace("alice", "baton[bot]")
+            .replace("\"User\"", "\"Bot\"");
+        let res = app(s.clone())
+            .oneshot(delivery(&body, "issue_comment", "o", signed(&body)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert!(!nudged(&s).await);
+    }
+
+    const DISTRIBUTION: &str = r#"{"events":[{"id":"e1","timestamp":"2026-11-21T10:00:00Z","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000001","repository":"shop/web","url":"http://127.0.0.1:5000/v2/shop/web/manifests/sha256:0000000000000000000000000000000000000000000000000000000000000001","tag":"1.5.0"},"request":{"host":"127.0.0.1:5000"}}]}"#;
+
+    fn registry_post(body: &str, bearer: Option<&str>) -> Request<Body> {
+        let mut b = Request::post("/webhooks/registry").header(
+            "content-type",
+            "application/vnd.docker.distribution.events.v1+json",
+        );
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_registry_notification_becomes_a_hint_and_wakes_the_engine() {
+        let s = state();
+        let res = app(s.clone())
+            .oneshot(registry_post(DISTRIBUTION, None))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert!(nudged(&s).await);
+        let hints = s.take_registry_hints();
+        assert_eq!(hints.len(), 1);
+        assert_eq!(hints[0].repository, "shop/web");
+        assert_eq!(hints[0].tag.as_deref(), Some("1.5.0"));
+        assert!(s.take_registry_hints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_a_registry_token_configured_senders_must_present_it() {
+        let mut st = AppState::new(None, "baton[bot]");
+        st.registry_token = Some(Secret::new("reg-token"));
+        let s = Arc::new(st);
+        for bearer in [None, Some("nope")] {
+            let res = app(s.clone())
+                .oneshot(registry_post(DISTRIBUTION, bearer))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert!(s.take_registry_hints().is_empty());
+        let res = app(s.clone())
+            .oneshot(registry_post(DISTRIBUTION, Some("reg-token")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let res = app(s.clone())
+            .oneshot(registry_post("not json", Some("reg-token")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness_and_healthz_is_always_ok() {
+        let s = state();
+        let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+        assert_eq!(
+            app(s.clone())
+                .oneshot(get("/healthz"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app(s.clone())
+                .oneshot(get("/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        s.set_ready(true);
+        assert_eq!(
+            app(s.clone())
+                .oneshot(get("/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        let m = app(s.clone()).oneshot(get("/metrics")).await.unwrap();
+        assert_eq!(m.status(), StatusCode::OK);
+    }
+}

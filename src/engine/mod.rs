@@ -1,0 +1,886 @@
+//! The promotion engine: the I/O around the pure planner. One pass ([`Engine::run_once`])
+//! fetches the config repo, reads open promotion PRs with their reviews, checks and comments
+//! from the forge, handles new slash-commands, asks `promote::plan` what to do, and does it.
+//!
+//! Every pass rebuilds its view from Git and the forge; nothing is remembered between passes
+//! except caches. The only bookkeeping lives on GitHub itself: the ids of handled command
+//! comments are recorded in the PR's status comment *before* the answer is posted, so a bot
+//! killed at any point never answers, opens, merges or comments twice — at worst it skips
+//! an answer.
+
+pub mod text;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::commands::{self, Actor, Command, Permission};
+use crate::config::pipeline::Pipeline;
+use crate::forge::{self, CommentInfo, Forge, ForgeError, NewPullRequest, PullRequestInfo};
+use crate::gitrepo::bump;
+use crate::gitrepo::files::Files;
+use crate::gitrepo::repo::{ConfigRepo, GitError, Pushed};
+use crate::gitrepo::trailers::Promotion;
+use crate::image::Pinned;
+use crate::promote::Evaluation;
+use crate::promote::gates::HOLD_LABEL;
+use crate::promote::plan::{self, Action, Release};
+use crate::promote::policy::PolicySource;
+use crate::promote::state::{CommandEvent, Deployment, PullRequest};
+
+/// Why a pass failed. Each variant knows whether the next pass may succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    /// The pipeline at the branch tip does not load; nothing is promoted until it is fixed.
+    #[error("policies/pipeline.yaml at {commit}: {message}")]
+    Pipeline { commit: String, message: String },
+}
+
+impl EngineError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Git(e) => e.is_transient(),
+            Self::Forge(e) => e.is_transient(),
+            Self::Pipeline { .. } => false,
+        }
+    }
+}
+
+/// What a pass did, for logs, metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Outcome {
+    Opened {
+        pr: u64,
+        env: String,
+        app: String,
+    },
+    Updated {
+        pr: u64,
+        env: String,
+        app: String,
+    },
+    Closed {
+        pr: u64,
+        env: String,
+        app: String,
+    },
+    Merged {
+        pr: u64,
+        env: String,
+        app: String,
+        sha: String,
+    },
+    Waiting {
+        pr: u64,
+        env: String,
+        app: String,
+        blocking: String,
+    },
+    Answered {
+        pr: u64,
+        comment: u64,
+        command: String,
+    },
+    /// An action failed; the next pass retries it.
+    Failed {
+        env: String,
+        app: String,
+        error: String,
+    },
+}
+
+/// The state of the config repo a pass works from.
+struct RepoView {
+    pipeline: Pipeline,
+    policies: Vec<PolicySource>,
+    pinned: BTreeMap<(String, String), Pinned>,
+    /// Per promotion branch: what its tip pins and when it was committed.
+    branches: BTreeMap<String, (Option<Pinned>, DateTime<Utc>)>,
+}
+
+/// An open promotion PR with everything read about it.
+#[derive(Clone)]
+struct Observed {
+    info: PullRequestInfo,
+    state: PullRequest,
+    status: Option<CommentInfo>,
+    comments: Vec<CommentInfo>,
+}
+
+/// The engine for one config repo on one forge.
+pub struct Engine<F> {
+    forge: F,
+    repo: Mutex<ConfigRepo>,
+    /// How many times a push to the config branch may race before the pass gives up.
+    pub push_attempts: usize,
+}
+
+impl<F: Forge> Engine<F> {
+    pub fn new(forge: F, repo: ConfigRepo) -> Self {
+        Self {
+            forge,
+            repo: Mutex::new(repo),
+            push_attempts: 3,
+        }
+    }
+
+    pub fn forge(&self) -> &F {
+        &self.forge
+    }
+
+    fn repo(&self) -> std::sync::MutexGuard<'_, ConfigRepo> {
+        self.repo.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_repo(&self) -> Result<RepoView, EngineError> {
+        let repo = self.repo();
+        let tip = repo.fetch()?;
+        let files = repo.files_at(tip)?;
+        let bad = |message: String| EngineError::Pipeline {
+            commit: tip.to_string(),
+            message,
+        };
+        let text = files
+            .read(crate::config::pipeline::PIPELINE_FILE)
+            .map_err(&bad)?
+            .ok_or_else(|| bad("the file does not exist".into()))?;
+        let pipeline = Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
+            .map_err(|e| bad(e.to_string()))?
+            .pipeline;
+        let policies = crate::config::validate::read_policies(&files).map_err(&bad)?;
+        let mut pinned = BTreeMap::new();
+        for env in &pipeline.environments {
+            for app in pipeline.apps.keys() {
+                if let Ok(Some(p)) = bump::current(&files, &pipeline, &env.name, app) {
+                    pinned.insert((env.name.clone(), app.clone()), p);
+                }
+            }
+        }
+        let mut branches = BTreeMap::new();
+        for env in &pipeline.environments {
+            for app in pipeline.apps.keys() {
+                let branch = forge::promotion_branch(&env.name, app);
+                if let Some(oid) = repo.remote_branch(&branch)? {
+                    let commit = repo.git().find_commit(oid).map_err(|e| GitError::Git {
+                        op: "read",
+                        message: e.message().into(),
+                        transient: false,
+                    })?;
+                    let at = Utc
+                        .timestamp_opt(commit.time().seconds(), 0)
+                        .single()
+                        .unwrap_or_default();
+                    let pin = bump::current(&repo.files_at(oid)?, &pipeline, &env.name, app)
+                        .ok()
+                        .flatten();
+                    branches.insert(branch, (pin, at));
+                }
+            }
+        }
+        Ok(RepoView {
+            pipeline,
+            policies,
+            pinned,
+            branches,
+        })
+    }
+
+    async fn teams(
+        &self,
+        pipeline: &Pipeline,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, EngineError> {
+        let mut out = BTreeMap::new();
+        let named: BTreeSet<&String> = pipeline
+            .environments
+            .iter()
+            .filter_map(|e| e.approvals.as_ref())
+            .flat_map(|a| a.from.iter())
+            .filter(|w| w.starts_with('@'))
+            .collect();
+        for team in named {
+            if let Some((org, slug)) = team.trim_start_matches('@').split_once('/') {
+                // A team that does not exist (or that the bot cannot see) has no members: its
+                // approvals gate stays blocked and says who is needed, instead of the whole
+                // pass failing.
+                let members = match self.forge.team_members(org, slug).await {
+                    Ok(m) => m,
+                    Err(ForgeError::NotFound(what)) => {
+                        tracing::warn!(%team, %what, "team not found; counting no members");
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                out.insert(team.clone(), members.into_iter().collect());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn actor(
+        &self,
+        login: &str,
+        teams: &BTreeMap<String, BTreeSet<String>>,
+        cache: &mut BTreeMap<String, Permission>,
+    ) -> Result<Actor, EngineError> {
+        let permission = match cache.get(login) {
+            Some(p) => *p,
+            None => {
+                let p = self.forge.permission(login).await?;
+                cache.insert(login.to_string(), p);
+                p
+            }
+        };
+        let member_of = teams
+            .iter()
+            .filter(|(_, m)| m.iter().any(|u| u.eq_ignore_ascii_case(login)))
+            .map(|(t, _)| t.clone())
+            .collect();
+        Ok(Actor {
+            login: login.to_string(),
+            permission,
+            teams: member_of,
+        })
+    }
+
+    async fn observe(
+        &self,
+        view: &RepoView,
+        teams: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<Vec<Observed>, EngineError> {
+        let mut permissions = BTreeMap::new();
+        let mut out = Vec::new();
+        for info in self.forge.open_promotion_prs().await? {
+            let Some((env, app)) = forge::parse_promotion_branch(&info.head_ref) else {
+                continue;
+            };
+            let Some((Some(pin), pushed_at)) = view.branches.get(&info.head_ref).cloned() else {
+                tracing::warn!(pr = info.number, branch = %info.head_ref, "promotion PR whose branch pins nothing baton can read; skipping");
+                continue;
+            };
+            let comments = self.forge.comments(info.number).await?;
+            let status = comments
+                .iter()
+                .find(|c| {
+                    c.author == self.forge.bot_login() && c.body.starts_with(text::STATUS_MARKER)
+                })
+                .cloned();
+            let mut events = Vec::new();
+            let mut hold_reason = None;
+            for c in comments
+                .iter()
+                .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login())
+            {
+                for parsed in commands::parse_comment(&c.body) {
+                    let Ok(command) = parsed else { continue };
+                    if let Command::Hold { reason } = &command {
+                        hold_reason = Some(format!(
+                            "@{}{}",
+                            c.author,
+                            reason
+                                .as_ref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    let actor = self.actor(&c.author, teams, &mut permissions).await?;
+                    events.push(CommandEvent {
+                        comment_id: c.id,
+                        command,
+                        actor,
+                        at: c.created_at,
+                    });
+                }
+            }
+            let reviews = self.forge.reviews(info.number).await?;
+            let checks = self.forge.checks(&info.head_sha).await?;
+            let state = PullRequest {
+                number: info.number,
+                app: app.to_string(),
+                env: env.to_string(),
+                digest: pin.digest.clone(),
+                tag: pin.tag.clone(),
+                head_sha: info.head_sha.clone(),
+                head_pushed_at: pushed_at,
+                labels: info.labels.clone(),
+                hold_reason,
+                reviews,
+                checks,
+                commands: events,
+            };
+            out.push(Observed {
+                info,
+                state,
+                status,
+                comments,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One pass: observe, answer new commands, plan, act. `releases` are the registry's newest
+    /// blessed digests per app; `deployments` what each environment runs (from the
+    /// reconciler).
+    pub async fn run_once(
+        &self,
+        releases: &BTreeMap<String, Release>,
+        deployments: &BTreeMap<(String, String), Deployment>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        // git2 blocks; keep the runtime's other tasks (the webhook server) running.
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        let teams = self.teams(&view.pipeline).await?;
+        let mut observed = self.observe(&view, &teams).await?;
+        let mut outcomes = Vec::new();
+        for o in &mut observed {
+            self.answer_commands(&view, o, &mut outcomes).await?;
+        }
+        let actions = self.plan_from(&view, &observed, &teams, releases, deployments, now);
+        for action in actions {
+            let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
+            match self.act(&view, &observed, action).await {
+                Ok(Some(o)) => outcomes.push(o),
+                Ok(None) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(%env, %app, error = %e, "promotion step failed");
+                    outcomes.push(Outcome::Failed {
+                        env,
+                        app,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// The newest blessed release of every app of the pipeline at the config branch tip,
+    /// verified with the cosign keys of that same tip. Apps whose scan failed are reported
+    /// by name and reason and left out (their PRs stay as they are).
+    pub async fn releases(
+        &self,
+        scanner: &crate::registry::scan::Scanner,
+    ) -> Result<(BTreeMap<String, Release>, Vec<String>), EngineError> {
+        let (pipeline, keys) = tokio::task::block_in_place(|| -> Result<_, EngineError> {
+            let view = self.read_repo()?;
+            let repo = self.repo();
+            let files = repo.files_at(repo.tip()?)?;
+            let mut keys = BTreeMap::new();
+            for (name, app) in &view.pipeline.apps {
+                if let Some(v) = &app.verify {
+                    let pem = files.read(&v.cosign_key).ok().flatten().unwrap_or_default();
+                    keys.insert(name.clone(), (pem, v.cosign_key.clone()));
+                }
+            }
+            Ok((view.pipeline, keys))
+        })?;
+        let mut releases = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, app) in &pipeline.apps {
+            let key = match keys
+                .get(name)
+                .map(|(pem, path)| crate::registry::cosign::CosignKey::from_pem(pem, path))
+            {
+                Some(Err(e)) => {
+                    problems.push(format!("{name}: {e}"));
+                    continue;
+                }
+                Some(Ok(k)) => Some(k),
+                None => None,
+            };
+            match scanner.scan_app(name, app, key.as_ref()).await {
+                Err(e) => problems.push(format!("{name}: {e}")),
+                Ok(scan) => {
+                    if let Some(c) = scan.newest
+                        && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
+                    {
+                        releases.insert(
+                            name.clone(),
+                            Release {
+                                tag: Some(c.tag),
+                                digest,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok((releases, problems))
+    }
+
+    /// What a pass would do, without doing anything (no command answers, no writes): for
+    /// `baton plan`. Commands not yet answered are not applied (a pending `/hold` shows once
+    /// the bot has answered it).
+    pub async fn plan_only(
+        &self,
+        releases: &BTreeMap<String, Release>,
+        deployments: &BTreeMap<(String, String), Deployment>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Action>, EngineError> {
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        let teams = self.teams(&view.pipeline).await?;
+        let observed = self.observe(&view, &teams).await?;
+        Ok(self.plan_from(&view, &observed, &teams, releases, deployments, now))
+    }
+
+    fn plan_from(
+        &self,
+        view: &RepoView,
+        observed: &[Observed],
+        teams: &BTreeMap<String, BTreeSet<String>>,
+        releases: &BTreeMap<String, Release>,
+        deployments: &BTreeMap<(String, String), Deployment>,
+        now: DateTime<Utc>,
+    ) -> Vec<Action> {
+        let prs: Vec<PullRequest> = observed.iter().map(|o| o.state.clone()).collect();
+        plan::plan(&plan::Inputs {
+            pipeline: &view.pipeline,
+            now,
+            releases,
+            pinned: &view.pinned,
+            deployments,
+            open: &prs,
+            teams,
+            bot_login: self.forge.bot_login(),
+            policies: &view.policies,
+        })
+    }
+
+    /// Handle the commands of comments not yet recorded as handled: record them in the
+    /// status comment first, then apply and answer.
+    async fn answer_commands(
+        &self,
+        view: &RepoView,
+        o: &mut Observed,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), EngineError> {
+        let handled = o
+            .status
+            .as_ref()
+            .map(|s| text::handled_ids(&s.body))
+            .unwrap_or_default();
+        let fresh: Vec<CommentInfo> = o
+            .comments
+            .iter()
+            .filter(|c| {
+                !c.author_is_bot && c.author != self.forge.bot_login() && !handled.contains(&c.id)
+            })
+            .filter(|c| !commands::parse_comment(&c.body).is_empty())
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut now_handled = handled.clone();
+        now_handled.extend(fresh.iter().map(|c| c.id));
+        let events = o
+            .status
+            .as_ref()
+            .map(|s| text::timeline(&s.body))
+            .unwrap_or_default();
+        let headline = o
+            .status
+            .as_ref()
+            .map(|s| headline_of(&s.body))
+            .unwrap_or_else(|| "Planning…".into());
+        self.write_status(o, &headline, None, &events, &now_handled)
+            .await?;
+        let env_cfg = view.pipeline.environment(&o.state.env);
+        for c in fresh {
+            let _ = self.forge.react(c.id, "eyes").await;
+            for parsed in commands::parse_comment(&c.body) {
+                let reply = match parsed {
+                    Err(e) => format!("{e}\n\n{}", commands::HELP),
+                    Ok(command) => {
+                        let actor = o
+                            .state
+                            .commands
+                            .iter()
+                            .find(|e| e.comment_id == c.id)
+                            .map(|e| e.actor.clone());
+                        let actor = actor.unwrap_or(Actor {
+                            login: c.author.clone(),
+                            permission: Permission::None,
+                            teams: vec![],
+                        });
+                        match commands::authorize(&command, &actor, env_cfg) {
+                            Err(refusal) => refusal.to_string(),
+                            Ok(()) => self.apply_command(o, &command, &actor).await?,
+                        }
+                    }
+                };
+                self.forge.create_comment(o.info.number, &reply).await?;
+                outcomes.push(Outcome::Answered {
+                    pr: o.info.number,
+                    comment: c.id,
+                    command: first_line(&c.body),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_command(
+        &self,
+        o: &mut Observed,
+        command: &Command,
+        actor: &Actor,
+    ) -> Result<String, EngineError> {
+        Ok(match command {
+            Command::Hold { reason } => {
+                self.forge.add_labels(o.info.number, &[HOLD_LABEL.to_string()]).await?;
+                if !o.state.labels.iter().any(|l| l == HOLD_LABEL) {
+                    o.state.labels.push(HOLD_LABEL.to_string());
+                }
+                let why = reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+                format!("Held by @{}{why}. This promotion will not merge until someone with write access comments `/unhold`.", actor.login)
+            }
+            Command::Unhold => {
+                self.forge.remove_label(o.info.number, HOLD_LABEL).await?;
+                o.state.labels.retain(|l| l != HOLD_LABEL);
+                o.state.hold_reason = None;
+                format!("Hold released by @{}.", actor.login)
+            }
+            Command::Promote { env } if *env != o.state.env => {
+                format!("This PR promotes to {}, not {env}; comment `/promote {}` here or `/promote {env}` on the {env} PR.", o.state.env, o.state.env)
+            }
+            Command::Promote { env } => format!("`/promote {env}` by @{} recorded: it merges as soon as every other gate passes.", actor.login),
+            Command::Rollback { env, .. } => format!(
+                "`/rollback {env}` is not available on a promotion PR yet; revert by running `baton bump {env} {} <previous digest> --write` and opening a PR.",
+                o.state.app
+            ),
+            Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
+            Command::Help => commands::HELP.to_string(),
+        })
+    }
+
+    async fn write_status(
+        &self,
+        o: &mut Observed,
+        headline: &str,
+        evaluation: Option<&Evaluation>,
+        events: &[String],
+        handled: &BTreeSet<u64>,
+    ) -> Result<(), EngineError> {
+        let body = text::status_comment(
+            &o.state.app,
+            &o.state.env,
+            headline,
+            evaluation,
+            events,
+            handled,
+        );
+        match &mut o.status {
+            Some(s) if s.body == body => {}
+            Some(s) => {
+                self.forge.update_comment(s.id, &body).await?;
+                s.body = body;
+            }
+            None => {
+                let id = self.forge.create_comment(o.info.number, &body).await?;
+                o.status = Some(CommentInfo {
+                    id,
+                    author: self.forge.bot_login().to_string(),
+                    author_is_bot: true,
+                    body,
+                    created_at: Utc::now(),
+                    updated_at: Utc::now(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(
+        &self,
+        view: &RepoView,
+        env: &str,
+        app: &str,
+        to: &Pinned,
+        message: &str,
+    ) -> Result<(Pushed, String), EngineError> {
+        let repo = self.repo();
+        let mut diff = String::new();
+        let pushed =
+            repo.publish_branch(&forge::promotion_branch(env, app), message, &mut |files| {
+                let change = bump::plan(files, &view.pipeline, env, app, to)?;
+                diff = change.unified_diff();
+                Ok(vec![change])
+            })?;
+        Ok((pushed, diff))
+    }
+
+    async fn act(
+        &self,
+        view: &RepoView,
+        observed: &[Observed],
+        action: Action,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let find = |pr: u64| observed.iter().find(|o| o.info.number == pr);
+        match action {
+            Action::Open { env, app, to, from } => {
+                let to = pinned_of(&to);
+                let from = from.as_ref().map(pinned_of);
+                let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
+                let title = text::title(&app, &env, &to);
+                let (_, diff) =
+                    tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
+                let body = text::body(
+                    &app,
+                    &env,
+                    &app_cfg.image,
+                    from.as_ref(),
+                    &to,
+                    app_cfg.source.as_deref(),
+                    &diff,
+                );
+                let base = self.repo().branch().to_string();
+                let pr = self
+                    .forge
+                    .open_pull_request(&NewPullRequest {
+                        head: forge::promotion_branch(&env, &app),
+                        base,
+                        title,
+                        body,
+                        labels: vec![forge::PROMOTION_LABEL.to_string(), forge::env_label(&env)],
+                    })
+                    .await?;
+                tracing::info!(pr = pr.number, %env, %app, "opened promotion PR");
+                Ok(Some(Outcome::Opened {
+                    pr: pr.number,
+                    env,
+                    app,
+                }))
+            }
+            Action::Update {
+                pr,
+                env,
+                app,
+                to,
+                superseded,
+            } => {
+                let to = pinned_of(&to);
+                let old = pinned_of(&superseded);
+                let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
+                let title = text::title(&app, &env, &to);
+                let (_, diff) =
+                    tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
+                let from = view.pinned.get(&(env.clone(), app.clone()));
+                let body = text::body(
+                    &app,
+                    &env,
+                    &app_cfg.image,
+                    from,
+                    &to,
+                    app_cfg.source.as_deref(),
+                    &diff,
+                );
+                self.forge.update_pull_request(pr, &title, &body).await?;
+                if let Some(o) = find(pr) {
+                    let mut o = o.clone();
+                    let mut events = o
+                        .status
+                        .as_ref()
+                        .map(|s| text::timeline(&s.body))
+                        .unwrap_or_default();
+                    events.push(text::superseded(&old.digest, old.tag.as_deref(), &to));
+                    let handled = o
+                        .status
+                        .as_ref()
+                        .map(|s| text::handled_ids(&s.body))
+                        .unwrap_or_default();
+                    self.write_status(&mut o, "Updated to a newer release; gates are re-evaluated (approvals of the old head no longer count).", None, &events, &handled).await?;
+                }
+                Ok(Some(Outcome::Updated { pr, env, app }))
+            }
+            Action::Close {
+                pr,
+                env,
+                app,
+                reason,
+            } => {
+                if let Some(o) = find(pr) {
+                    let mut o = o.clone();
+                    let mut events = o
+                        .status
+                        .as_ref()
+                        .map(|s| text::timeline(&s.body))
+                        .unwrap_or_default();
+                    events.push(format!("closed: {reason}"));
+                    let handled = o
+                        .status
+                        .as_ref()
+                        .map(|s| text::handled_ids(&s.body))
+                        .unwrap_or_default();
+                    self.write_status(
+                        &mut o,
+                        &format!("Closed: {reason}."),
+                        None,
+                        &events,
+                        &handled,
+                    )
+                    .await?;
+                }
+                self.forge.close_pull_request(pr).await?;
+                Ok(Some(Outcome::Closed { pr, env, app }))
+            }
+            Action::Wait {
+                pr,
+                env,
+                app,
+                evaluation,
+            } => {
+                let Some(o) = find(pr) else { return Ok(None) };
+                let mut o = o.clone();
+                let blocking = evaluation
+                    .blocking()
+                    .map(|g| format!("{}: {}", g.gate.title(), g.reason))
+                    .unwrap_or_default();
+                let events = o
+                    .status
+                    .as_ref()
+                    .map(|s| text::timeline(&s.body))
+                    .unwrap_or_default();
+                let handled = o
+                    .status
+                    .as_ref()
+                    .map(|s| text::handled_ids(&s.body))
+                    .unwrap_or_default();
+                self.write_status(
+                    &mut o,
+                    &format!("Waiting — {blocking}"),
+                    Some(&evaluation),
+                    &events,
+                    &handled,
+                )
+                .await?;
+                Ok(Some(Outcome::Waiting {
+                    pr,
+                    env,
+                    app,
+                    blocking,
+                }))
+            }
+            Action::Merge {
+                pr,
+                env,
+                app,
+                evaluation,
+            } => {
+                let Some(o) = find(pr) else { return Ok(None) };
+                let env_cfg = view
+                    .pipeline
+                    .environment(&env)
+                    .expect("planned environments exist");
+                let to = Pinned {
+                    tag: o.state.tag.clone(),
+                    digest: o.state.digest.clone(),
+                };
+                let promoted_by = o
+                    .state
+                    .commands
+                    .iter()
+                    .rev()
+                    .find(|c| {
+                        matches!(&c.command, Command::Promote { env: e } if *e == env)
+                            && commands::authorize(&c.command, &c.actor, Some(env_cfg)).is_ok()
+                    })
+                    .map(|c| c.actor.login.clone())
+                    .unwrap_or_else(|| self.forge.bot_login().to_string());
+                let promotion = Promotion {
+                    app: app.clone(),
+                    environment: env.clone(),
+                    from: view
+                        .pinned
+                        .get(&(env.clone(), app.clone()))
+                        .map(|p| p.digest.clone()),
+                    to: to.digest.clone(),
+                    tag: to.tag.clone(),
+                    approved_by: evaluation.approvers.clone(),
+                    promoted_by: Some(promoted_by),
+                    pull_request: Some(pr),
+                };
+                let subject = text::merge_subject(&app, &env, &to, pr);
+                let message =
+                    promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
+                let message = message.trim_start().to_string();
+                let merged = self
+                    .forge
+                    .merge(
+                        pr,
+                        &o.state.head_sha,
+                        env_cfg.merge_method,
+                        &subject,
+                        &message,
+                    )
+                    .await?;
+                let mut o = o.clone();
+                let mut events = o
+                    .status
+                    .as_ref()
+                    .map(|s| text::timeline(&s.body))
+                    .unwrap_or_default();
+                events.push(format!(
+                    "merged as {} ({})",
+                    &merged.sha[..merged.sha.len().min(7)],
+                    now_text()
+                ));
+                let handled = o
+                    .status
+                    .as_ref()
+                    .map(|s| text::handled_ids(&s.body))
+                    .unwrap_or_default();
+                self.write_status(
+                    &mut o,
+                    "Merged; the environment is applied next.",
+                    Some(&evaluation),
+                    &events,
+                    &handled,
+                )
+                .await?;
+                tracing::info!(pr, %env, %app, sha = %merged.sha, "merged promotion");
+                Ok(Some(Outcome::Merged {
+                    pr,
+                    env,
+                    app,
+                    sha: merged.sha,
+                }))
+            }
+        }
+    }
+}
+
+fn now_text() -> String {
+    Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| l.trim_start().starts_with('/'))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn headline_of(status_body: &str) -> String {
+    status_body
+        .lines()
+        .skip(2)
+        .find(|l| !l.trim().is_empty() && !l.starts_with('|') && !l.starts_with("<!--"))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn pinned_of(p: &plan::PinnedOut) -> Pinned {
+    Pinned {
+        tag: p.tag.clone(),
+        digest: p.digest.parse().expect("planner digests are valid"),
+    }
+}

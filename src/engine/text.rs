@@ -1,0 +1,196 @@
+//! What the bot writes on GitHub: PR titles and bodies, the one status comment per PR, and
+//! command replies. Pure string building; the status comment also carries the ids of the
+//! comments whose commands were handled, so that a restarted bot never answers twice.
+
+use std::collections::BTreeSet;
+
+use crate::image::{Digest, Pinned};
+use crate::promote::Evaluation;
+
+/// Marks the bot's status comment on a PR.
+pub const STATUS_MARKER: &str = "<!-- baton:status -->";
+const HANDLED_PREFIX: &str = "<!-- baton:handled ";
+
+/// GitHub refuses bodies above 65,536 characters; stay well under.
+pub const BODY_LIMIT: usize = 60_000;
+
+/// `promote web to prod: 1.4.0 (sha256:0123456789ab)`.
+pub fn title(app: &str, env: &str, to: &Pinned) -> String {
+    match &to.tag {
+        Some(tag) => format!("promote {app} to {env}: {tag} ({})", to.digest.short()),
+        None => format!("promote {app} to {env}: {}", to.digest.short()),
+    }
+}
+
+fn describe(p: &Pinned) -> String {
+    match &p.tag {
+        Some(t) => format!("`{t}` (`{}`)", p.digest),
+        None => format!("`{}`", p.digest),
+    }
+}
+
+/// The PR body.
+pub fn body(
+    app: &str,
+    env: &str,
+    image: &str,
+    from: Option<&Pinned>,
+    to: &Pinned,
+    source: Option<&str>,
+    diff: &str,
+) -> String {
+    let mut out = format!("Promotes **{app}** to **{env}**.\n\n| | tag and digest |\n|---|---|\n");
+    out.push_str(&format!(
+        "| from | {} |\n",
+        from.map(describe)
+            .unwrap_or_else(|| "(nothing pinned yet)".into())
+    ));
+    out.push_str(&format!("| to | {} |\n\n", describe(to)));
+    out.push_str(&format!("Image: `{image}@{}`", to.digest));
+    if let Some(src) = source {
+        out.push_str(&format!(" · source: {src}"));
+    }
+    out.push_str("\n\n");
+    if !diff.is_empty() {
+        out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
+        out.push_str(diff);
+        if !diff.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("```\n</details>\n\n");
+    }
+    out.push_str("The gates and their state are in baton's status comment below. Commands: `/promote <env>`, `/hold [reason]`, `/unhold`, `/status`, `/help`.\n");
+    truncate(
+        out,
+        "\n\n…(truncated; run `baton render` for the full output)\n",
+    )
+}
+
+/// Cut `text` to [`BODY_LIMIT`] on a character boundary, appending `note` when cut.
+pub fn truncate(mut text: String, note: &str) -> String {
+    if text.len() <= BODY_LIMIT {
+        return text;
+    }
+    let mut cut = BODY_LIMIT - note.len();
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(note);
+    text
+}
+
+/// The status comment: headline, gate table, events, and the handled-comment marker.
+pub fn status_comment(
+    app: &str,
+    env: &str,
+    headline: &str,
+    evaluation: Option<&Evaluation>,
+    events: &[String],
+    handled: &BTreeSet<u64>,
+) -> String {
+    let mut out = format!("{STATUS_MARKER}\n### baton · {app} → {env}\n\n{headline}\n\n");
+    if let Some(e) = evaluation {
+        out.push_str(&e.table());
+        out.push('\n');
+    }
+    if !events.is_empty() {
+        out.push_str("**Timeline**\n\n");
+        for e in events {
+            out.push_str(&format!("- {e}\n"));
+        }
+        out.push('\n');
+    }
+    let ids: Vec<String> = handled.iter().map(u64::to_string).collect();
+    out.push_str(&format!("{HANDLED_PREFIX}{} -->\n", ids.join(",")));
+    truncate(out, "\n…(truncated)\n")
+}
+
+/// The comment ids recorded as handled in a status comment.
+pub fn handled_ids(status_body: &str) -> BTreeSet<u64> {
+    status_body
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(HANDLED_PREFIX))
+        .map(|rest| {
+            rest.trim_end_matches("-->")
+                .split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The timeline lines already in a status comment, to keep them across edits.
+pub fn timeline(status_body: &str) -> Vec<String> {
+    let mut lines = status_body
+        .lines()
+        .skip_while(|l| l.trim() != "**Timeline**")
+        .skip(1);
+    let mut out = Vec::new();
+    for l in lines.by_ref() {
+        if let Some(item) = l.strip_prefix("- ") {
+            out.push(item.to_string());
+        } else if !out.is_empty() && l.trim().is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// The merge commit subject.
+pub fn merge_subject(app: &str, env: &str, to: &Pinned, pr: u64) -> String {
+    format!("{} (#{pr})", title(app, env, to))
+}
+
+/// One line for a superseded PR.
+pub fn superseded(old: &Digest, old_tag: Option<&str>, new: &Pinned) -> String {
+    let old = match old_tag {
+        Some(t) => format!("{t} ({})", old.short()),
+        None => old.short().to_string(),
+    };
+    let new_s = match &new.tag {
+        Some(t) => format!("{t} ({})", new.digest.short()),
+        None => new.digest.short().to_string(),
+    };
+    format!("superseded {old} by the newer {new_s}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(tag: &str) -> Pinned {
+        Pinned {
+            tag: Some(tag.into()),
+            digest: Digest::of(tag.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn titles_show_tag_and_short_digest() {
+        let p = pin("1.4.0");
+        assert_eq!(
+            title("web", "prod", &p),
+            format!("promote web to prod: 1.4.0 ({})", p.digest.short())
+        );
+    }
+
+    #[test]
+    fn the_status_comment_round_trips_handled_ids_and_timeline() {
+        let handled = BTreeSet::from([12, 7]);
+        let events = vec!["opened".to_string(), "hold by @dana".to_string()];
+        let body = status_comment("web", "prod", "waiting", None, &events, &handled);
+        assert!(body.starts_with(STATUS_MARKER));
+        assert_eq!(handled_ids(&body), handled);
+        assert_eq!(timeline(&body), events);
+        assert_eq!(handled_ids("no marker"), BTreeSet::new());
+    }
+
+    #[test]
+    fn long_bodies_are_truncated_under_githubs_limit() {
+        let diff = "+x\n".repeat(40_000);
+        let b = body("web", "dev", "reg/web", None, &pin("1"), None, &diff);
+        assert!(b.len() <= BODY_LIMIT, "{}", b.len());
+        assert!(b.ends_with("run `baton render` for the full output)\n"));
+    }
+}

@@ -1,0 +1,233 @@
+//! The forge (GitHub): the [`Forge`] trait the promotion engine and the reconciler talk to,
+//! and its GitHub implementation on octocrab (`github`). Everything the bot knows about PRs,
+//! reviews, checks and comments comes through here, as plain values the pure `promote` code
+//! can read.
+
+pub mod github;
+
+pub use github::GitHubForge;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::commands::Permission;
+use crate::config::pipeline::MergeMethod;
+use crate::promote::state::{Check, Review};
+
+/// Labels baton puts on promotion PRs.
+pub const PROMOTION_LABEL: &str = "baton:promotion";
+
+/// The label for an environment.
+pub fn env_label(env: &str) -> String {
+    format!("env:{env}")
+}
+
+/// The bot-owned branch of a promotion.
+pub fn promotion_branch(env: &str, app: &str) -> String {
+    format!("baton/{env}/{app}")
+}
+
+/// `(env, app)` from a promotion branch name.
+pub fn parse_promotion_branch(branch: &str) -> Option<(&str, &str)> {
+    let rest = branch.strip_prefix("baton/")?;
+    let (env, app) = rest.split_once('/')?;
+    (!env.is_empty() && !app.is_empty() && !app.contains('/')).then_some((env, app))
+}
+
+/// A pull request as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestInfo {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    /// Branch name, without `owner:`.
+    pub head_ref: String,
+    pub head_sha: String,
+    pub base_ref: String,
+    pub labels: Vec<String>,
+    pub state: PrState,
+    pub author: String,
+    pub html_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PrState {
+    Open,
+    Closed,
+    Merged,
+}
+
+/// A PR to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPullRequest {
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+}
+
+/// A comment on a PR (issue comment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentInfo {
+    pub id: u64,
+    pub author: String,
+    pub author_is_bot: bool,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Commit status states, as GitHub names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+/// A commit status to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub context: String,
+    pub state: StatusState,
+    /// At most 140 characters (GitHub's limit); longer text is cut.
+    pub description: String,
+    pub target_url: Option<String>,
+}
+
+/// What a merge produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub sha: String,
+}
+
+/// Why a forge call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    /// Rate limited; retry after the given time.
+    #[error("GitHub rate limit: retry after {retry_after:?}")]
+    RateLimited { retry_after: Option<DateTime<Utc>> },
+    /// The PR cannot be merged as asked (head moved, conflicts, not mergeable).
+    #[error("PR #{pr} cannot be merged: {reason}")]
+    NotMergeable { pr: u64, reason: String },
+    /// Something does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The credentials lack a permission.
+    #[error("GitHub refused {what}: {message}")]
+    Forbidden { what: String, message: String },
+    /// A 5xx, a timeout or a connection failure.
+    #[error("GitHub is unavailable ({what}): {message}")]
+    Unavailable { what: String, message: String },
+    /// Anything else GitHub answered that baton did not expect.
+    #[error("GitHub {what}: {message}")]
+    Other { what: String, message: String },
+    /// The forge is misconfigured (credentials missing or unreadable, a bad URL or key).
+    #[error("GitHub configuration: {0}")]
+    Config(String),
+}
+
+impl ForgeError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. })
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ForgeError>;
+
+/// Everything baton does on the forge, for one repository.
+/// Methods return `Send` futures so that engines generic over a forge can be spawned;
+/// implementations write them as plain `async fn`.
+pub trait Forge: Send + Sync {
+    /// The bot's own login (its comments and reviews are ignored).
+    fn bot_login(&self) -> &str;
+
+    /// Open PRs whose head branch is `baton/…`.
+    fn open_promotion_prs(&self) -> impl Future<Output = Result<Vec<PullRequestInfo>>> + Send;
+    /// One PR.
+    fn pull_request(&self, number: u64) -> impl Future<Output = Result<PullRequestInfo>> + Send;
+    /// Open a PR (labels are added after creation).
+    fn open_pull_request(
+        &self,
+        pr: &NewPullRequest,
+    ) -> impl Future<Output = Result<PullRequestInfo>> + Send;
+    /// Change title and body.
+    fn update_pull_request(
+        &self,
+        number: u64,
+        title: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Close without merging.
+    fn close_pull_request(&self, number: u64) -> impl Future<Output = Result<()>> + Send;
+    fn add_labels(&self, number: u64, labels: &[String])
+    -> impl Future<Output = Result<()>> + Send;
+    /// Remove a label; removing an absent one is not an error.
+    fn remove_label(&self, number: u64, label: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Submitted reviews, with each reviewer's permission.
+    fn reviews(&self, number: u64) -> impl Future<Output = Result<Vec<Review>>> + Send;
+    /// Issue comments on the PR, oldest first.
+    fn comments(&self, number: u64) -> impl Future<Output = Result<Vec<CommentInfo>>> + Send;
+    fn create_comment(&self, number: u64, body: &str) -> impl Future<Output = Result<u64>> + Send;
+    fn update_comment(
+        &self,
+        comment_id: u64,
+        body: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Add a reaction (`+1`, `eyes`, `rocket`, `confused`…) as the bot.
+    fn react(&self, comment_id: u64, content: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Statuses and check runs on a commit, the latest per context.
+    fn checks(&self, sha: &str) -> impl Future<Output = Result<Vec<Check>>> + Send;
+    fn set_status(
+        &self,
+        sha: &str,
+        status: &StatusUpdate,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The user's permission on the repository.
+    fn permission(&self, login: &str) -> impl Future<Output = Result<Permission>> + Send;
+    /// Logins of a team's members (`org`, `slug`).
+    fn team_members(
+        &self,
+        org: &str,
+        slug: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Merge if the head is still `sha`.
+    fn merge(
+        &self,
+        number: u64,
+        sha: &str,
+        method: MergeMethod,
+        title: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<Merged>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promotion_branches_round_trip() {
+        assert_eq!(promotion_branch("prod", "web"), "baton/prod/web");
+        assert_eq!(
+            parse_promotion_branch("baton/prod/web"),
+            Some(("prod", "web"))
+        );
+        assert_eq!(parse_promotion_branch("baton/prod"), None);
+        assert_eq!(parse_promotion_branch("feature/x/y"), None);
+        assert_eq!(parse_promotion_branch("baton/prod/web/x"), None);
+    }
+}

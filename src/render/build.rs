@@ -1,0 +1,825 @@
+//! The build: kustomize's `AccumulateTarget` for one kustomization — resources, then
+//! generators, then components, then this kustomization's transformers — recursively, and the
+//! steps done once at the top (content hashes, name references, local-config pruning, order).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::error::{Location, RenderError};
+use super::generate;
+use super::jsonpatch;
+use super::kustomization::{self, Kind, Kustomization, PatchSpec};
+use super::loader::{Loader, Resolved};
+use super::merge;
+use super::nameref;
+use super::order;
+use super::resource::{Behavior, ResId, Resource, scalar_text};
+use super::schema;
+use super::select::Selector;
+use super::transform;
+use super::value::{self, Dialect, Raw};
+
+pub struct Builder {
+    loader: Loader,
+    /// Directories being built, for cycle detection.
+    stack: Vec<PathBuf>,
+}
+
+/// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
+pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
+    let loader = Loader::new(repo_root)?;
+    let entry = loader.resolve_entry(dir)?;
+    let mut b = Builder {
+        loader,
+        stack: Vec::new(),
+    };
+    if !entry.is_dir {
+        return Err(RenderError::BadReference {
+            at: Location::file(&entry.rel),
+            field: "render".into(),
+            path: dir.display().to_string(),
+            message: "is not a directory; render a directory that holds a kustomization.yaml"
+                .into(),
+        });
+    }
+    let k = b.load(
+        &entry,
+        Kind::Kustomization,
+        &Location::file(&entry.rel),
+        "render",
+    )?;
+    let mut resources = Vec::new();
+    b.accumulate(&k, &entry, &mut resources)?;
+    resources.retain(|r| !r.is_empty());
+
+    for r in resources.iter_mut().filter(|r| r.needs_hash) {
+        let hash = generate::content_hash(&r.value);
+        r.store_previous_id();
+        let name = format!("{}-{hash}", r.name());
+        r.set_name(name);
+    }
+    nameref::fix(&mut resources)?;
+    resources.retain(|r| {
+        r.value
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get("config.kubernetes.io/local-config"))
+            .map(scalar_text)
+            .as_deref()
+            != Some("true")
+    });
+    order::sort(&mut resources, k.sort_options.as_ref());
+    for r in resources.iter_mut() {
+        stringify_annotations(&mut r.value);
+        fold_next_lines(&mut r.value);
+    }
+    Ok(resources)
+}
+
+/// kustomize's last step reads its JSON back with a YAML 1.1 parser, for which U+0085 (NEXT
+/// LINE) inside a quoted string is a line break and gets folded: one break becomes a space,
+/// several become newlines, and spaces around them are dropped.
+fn fold_next_lines(v: &mut Value) {
+    fn fold(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(i) = rest.find('\u{85}') {
+            out.push_str(rest[..i].trim_end_matches(' '));
+            rest = &rest[i + '\u{85}'.len_utf8()..];
+            let mut breaks = 1;
+            loop {
+                let trimmed = rest.trim_start_matches(' ');
+                match trimmed.strip_prefix('\u{85}') {
+                    Some(after) => {
+                        breaks += 1;
+                        rest = after;
+                    }
+                    None => {
+                        rest = trimmed;
+                        break;
+                    }
+                }
+            }
+            if breaks == 1 {
+                out.push(' ');
+            } else {
+                out.extend(std::iter::repeat_n('\n', breaks - 1));
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+    match v {
+        Value::String(s) if s.contains('\u{85}') => *s = fold(s),
+        Value::Array(items) => items.iter_mut().for_each(fold_next_lines),
+        Value::Object(m) => {
+            if m.keys().any(|k| k.contains('\u{85}')) {
+                let old = std::mem::take(m);
+                *m = old
+                    .into_iter()
+                    .map(|(k, v)| (if k.contains('\u{85}') { fold(&k) } else { k }, v))
+                    .collect();
+            }
+            m.values_mut().for_each(fold_next_lines);
+        }
+        _ => {}
+    }
+}
+
+/// kustomize rewrites every annotation as a string when it strips its build annotations.
+fn stringify_annotations(v: &mut Value) {
+    if let Some(Value::Object(a)) = v.get_mut("metadata").and_then(|m| m.get_mut("annotations")) {
+        for val in a.values_mut() {
+            if !val.is_string() && !val.is_object() && !val.is_array() {
+                *val = Value::String(scalar_text(val));
+            }
+        }
+    }
+}
+
+/// A path to a list that has a null item, if any (kustomize rejects such resources).
+fn null_list_item(v: &Value, path: &mut Vec<String>) -> Option<String> {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                path.push(k.clone());
+                if let Some(p) = null_list_item(x, path) {
+                    return Some(p);
+                }
+                path.pop();
+            }
+            None
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                if x.is_null() {
+                    return Some(format!("{}[{i}]", path.join(".")));
+                }
+                path.push(format!("[{i}]"));
+                if let Some(p) = null_list_item(x, path) {
+                    return Some(p);
+                }
+                path.pop();
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+impl Builder {
+    fn load(
+        &mut self,
+        dir: &Resolved,
+        expect: Kind,
+        at: &Location,
+        field: &str,
+    ) -> Result<Kustomization, RenderError> {
+        let Some(file) = self.loader.kustomization_file(dir)? else {
+            return Err(RenderError::BadReference {
+                at: at.clone(),
+                field: field.to_string(),
+                path: dir.rel.display().to_string(),
+                message: "has no kustomization.yaml, kustomization.yml or Kustomization".into(),
+            });
+        };
+        let text = self.loader.read_text(&file, at)?;
+        let k = kustomization::parse(&text, &file.rel)?;
+        match (expect, k.kind) {
+            (Kind::Component, Kind::Kustomization) => Err(RenderError::BadReference {
+                at: at.clone(),
+                field: field.to_string(),
+                path: dir.rel.display().to_string(),
+                message: "is a Kustomization; `components` takes directories whose kustomization has `kind: Component`".into(),
+            }),
+            (Kind::Kustomization, Kind::Component) => Err(RenderError::BadReference {
+                at: at.clone(),
+                field: field.to_string(),
+                path: dir.rel.display().to_string(),
+                message: "is a Component; list it under `components`, not `resources`".into(),
+            }),
+            _ => Ok(k),
+        }
+    }
+
+    fn enter(&mut self, dir: &Resolved, at: &Location) -> Result<(), RenderError> {
+        if self.stack.contains(&dir.abs) {
+            return Err(RenderError::build(
+                at.clone(),
+                format!("cycle: {} includes itself", dir.rel.display()),
+            ));
+        }
+        self.stack.push(dir.abs.clone());
+        Ok(())
+    }
+
+    fn accumulate(
+        &mut self,
+        k: &Kustomization,
+        dir: &Resolved,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        self.enter(dir, &Location::file(&k.file))?;
+        let result = self.accumulate_inner(k, dir, ra);
+        self.stack.pop();
+        result
+    }
+
+    fn accumulate_inner(
+        &mut self,
+        k: &Kustomization,
+        dir: &Resolved,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        let mut index = name_index(ra);
+        for entry in &k.resources {
+            let at = Location::at(&k.file, entry.line);
+            let r = self
+                .loader
+                .resolve(&dir.abs, &entry.value, &at, "resources", true)?;
+            let loaded = if r.is_dir {
+                let sub = self.load(&r, Kind::Kustomization, &at, "resources")?;
+                let mut sub_ra = Vec::new();
+                self.accumulate(&sub, &r, &mut sub_ra)?;
+                sub_ra
+            } else {
+                self.load_resources(&r, &at)?
+            };
+            append_all(ra, &mut index, loaded, &at)?;
+        }
+        for spec in k.config_map_generator.iter().chain(&k.secret_generator) {
+            let res = generate::generate(
+                &mut self.loader,
+                &dir.abs,
+                &k.file,
+                spec,
+                k.generator_options.as_ref(),
+            )?;
+            absorb(ra, &mut index, res)?;
+        }
+        for entry in &k.components {
+            let at = Location::at(&k.file, entry.line);
+            let r = self
+                .loader
+                .resolve(&dir.abs, &entry.value, &at, "components", true)?;
+            if !r.is_dir {
+                return Err(RenderError::BadReference {
+                    at,
+                    field: "components".into(),
+                    path: entry.value.clone(),
+                    message: "is a file; `components` takes directories".into(),
+                });
+            }
+            let ck = self.load(&r, Kind::Component, &at, "components")?;
+            self.accumulate(&ck, &r, ra)?;
+        }
+        self.transform(k, dir, ra)
+    }
+
+    /// Read the resources of one file: every non-empty document; `*List` kinds expand into
+    /// their items (appended after the file's other documents, as kustomize does).
+    fn load_resources(
+        &mut self,
+        file: &Resolved,
+        at: &Location,
+    ) -> Result<Vec<Resource>, RenderError> {
+        let text = self.loader.read_text(file, at)?;
+        let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
+            at: Location::at(&file.rel, e.line),
+            message: e.message,
+        })?;
+        let mut queue: std::collections::VecDeque<(Value, usize)> =
+            std::collections::VecDeque::new();
+        for d in &docs {
+            if d.is_null() {
+                continue;
+            }
+            let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+                at: Location::at(&file.rel, e.line),
+                message: e.message,
+            })?;
+            queue.push_back((v, d.line()));
+        }
+        let mut out = Vec::new();
+        while let Some((v, line)) = queue.pop_front() {
+            let here = Location::at(&file.rel, line);
+            let obj = match &v {
+                Value::Object(m) if m.is_empty() => continue,
+                Value::Object(m) => m,
+                other => {
+                    return Err(RenderError::build(
+                        here,
+                        format!(
+                            "expected a Kubernetes object (a mapping), found {}",
+                            if other.is_array() {
+                                "a list"
+                            } else {
+                                "a scalar"
+                            }
+                        ),
+                    ));
+                }
+            };
+            let kind = obj.get("kind").map(scalar_text).unwrap_or_default();
+            if kind.is_empty() {
+                return Err(RenderError::build(here, "object has no `kind`"));
+            }
+            if kind.ends_with("List") {
+                match obj.get("items") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(items)) => {
+                        for item in items {
+                            queue.push_back((item.clone(), line));
+                        }
+                    }
+                    Some(_) => {
+                        return Err(RenderError::build(
+                            here,
+                            format!("expected a list in {kind}.items"),
+                        ));
+                    }
+                }
+                continue;
+            }
+            let name = obj
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .map(scalar_text)
+                .unwrap_or_default();
+            if name.is_empty() {
+                return Err(RenderError::build(
+                    here,
+                    format!("{kind} has no metadata.name"),
+                ));
+            }
+            if let Some(path) = null_list_item(&v, &mut Vec::new()) {
+                return Err(RenderError::build(
+                    here,
+                    format!("{kind} {name}: empty item at {path}"),
+                ));
+            }
+            out.push(Resource::new(v, here));
+        }
+        Ok(out)
+    }
+
+    fn transform(
+        &mut self,
+        k: &Kustomization,
+        dir: &Resolved,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        // patchesStrategicMerge (legacy)
+        for entry in &k.patches_strategic_merge {
+            let at = Location::at(&k.file, entry.line);
+            let patches = match inline_patches(&entry.value) {
+                Some(p) => p,
+                None => {
+                    let r = self.loader.resolve(
+                        &dir.abs,
+                        &entry.value,
+                        &at,
+                        "patchesStrategicMerge",
+                        false,
+                    )?;
+                    let text = self.loader.read_text(&r, &at)?;
+                    parse_smp(&text, &Location::file(&r.rel))?
+                }
+            };
+            let mut index = name_index(ra);
+            for p in patches {
+                apply_untargeted(ra, &mut index, &p, &at, false, false)?;
+            }
+            ra.retain(|r| !r.is_empty());
+        }
+        // patches
+        for p in &k.patches {
+            self.apply_patch(k, dir, ra, p, "patches")?;
+        }
+        transform::namespace(ra, &k.namespace, k)?;
+        transform::prefix_suffix(ra, &k.name_prefix, &k.name_suffix);
+        transform::labels(ra, k)?;
+        transform::annotations(ra, k)?;
+        for p in &k.patches_json6902 {
+            self.apply_patch(k, dir, ra, p, "patchesJson6902")?;
+        }
+        transform::replicas(ra, &k.replicas, &k.file)?;
+        transform::images(ra, k)?;
+        Ok(())
+    }
+
+    fn apply_patch(
+        &mut self,
+        k: &Kustomization,
+        dir: &Resolved,
+        ra: &mut Vec<Resource>,
+        p: &PatchSpec,
+        field: &str,
+    ) -> Result<(), RenderError> {
+        let at = Location::at(&k.file, p.line);
+        let (text, source) = match (&p.path, &p.patch) {
+            (Some(_), Some(_)) => {
+                return Err(RenderError::invalid(
+                    at,
+                    field,
+                    "give either `path` or `patch`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(RenderError::invalid(
+                    at,
+                    field,
+                    "give a `path` or a `patch`",
+                ));
+            }
+            (Some(path), None) => {
+                let r =
+                    self.loader
+                        .resolve(&dir.abs, path, &at, &format!("{field}.path"), false)?;
+                let text = self.loader.read_text(&r, &at)?;
+                (text.to_string(), Location::file(&r.rel))
+            }
+            (None, Some(patch)) => (patch.clone(), Location::at(&k.file, p.patch_line)),
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(RenderError::invalid(at, field, "the patch is empty"));
+        }
+        let json_ops = if trimmed.starts_with('[') {
+            let v: Value = serde_json::from_str(trimmed).map_err(|e| RenderError::Yaml {
+                at: source.clone(),
+                message: format!("invalid JSON patch: {e}"),
+            })?;
+            Some(v)
+        } else {
+            let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
+                at: offset_line(&source, e.line),
+                message: e.message,
+            })?;
+            let real: Vec<&Raw> = docs.iter().filter(|d| !d.is_null()).collect();
+            match real.as_slice() {
+                [one] if matches!(one, Raw::Seq { .. }) => Some(
+                    one.to_plain_value(Dialect::Yaml11)
+                        .map_err(|e| RenderError::Yaml {
+                            at: offset_line(&source, e.line),
+                            message: e.message,
+                        })?,
+                ),
+                _ => None,
+            }
+        };
+        if let Some(ops) = json_ops {
+            let ops = jsonpatch::decode(&ops).map_err(|e| {
+                RenderError::build(source.clone(), format!("invalid JSON patch: {e}"))
+            })?;
+            let Some(target) = &p.target else {
+                return Err(RenderError::invalid(
+                    at,
+                    format!("{field}.target"),
+                    "a JSON 6902 patch needs a `target`",
+                ));
+            };
+            let sel =
+                Selector::new(target).map_err(|e| RenderError::invalid(at.clone(), field, e))?;
+            for r in ra.iter_mut().filter(|r| !r.is_empty() && sel.matches(r)) {
+                if field == "patches" {
+                    r.store_previous_id();
+                }
+                jsonpatch::apply(&mut r.value, &ops).map_err(|e| {
+                    RenderError::build(
+                        at.clone(),
+                        format!("JSON patch on {} (from {}): {e}", r.cur_id(), r.origin),
+                    )
+                })?;
+            }
+            return Ok(());
+        }
+        if field == "patchesJson6902" {
+            return Err(RenderError::invalid(
+                at,
+                field,
+                "expected a list of JSON 6902 operations",
+            ));
+        }
+        let patches = parse_smp(&text, &source)?;
+        match &p.target {
+            None => {
+                let mut index = name_index(ra);
+                for patch in &patches {
+                    apply_untargeted(
+                        ra,
+                        &mut index,
+                        patch,
+                        &at,
+                        p.allow_name_change,
+                        p.allow_kind_change,
+                    )?;
+                }
+            }
+            Some(target) => {
+                let sel = Selector::new(target)
+                    .map_err(|e| RenderError::invalid(at.clone(), field, e))?;
+                let selected: Vec<ResId> = ra
+                    .iter()
+                    .filter(|r| !r.is_empty() && sel.matches(r))
+                    .map(Resource::cur_id)
+                    .collect();
+                for patch in &patches {
+                    for r in ra.iter_mut() {
+                        if !r.is_empty() && selected.iter().any(|id| id.equals(&r.cur_id())) {
+                            apply_smp(r, patch, &at, p.allow_name_change, p.allow_kind_change)?;
+                        }
+                    }
+                }
+            }
+        }
+        ra.retain(|r| !r.is_empty());
+        Ok(())
+    }
+}
+
+/// Lines of an inline patch count from the first line of the `patch:` value.
+fn offset_line(source: &Location, line: usize) -> Location {
+    match source.line {
+        Some(base) => Location::at(&source.file, base + line.saturating_sub(1)),
+        None => Location::at(&source.file, line),
+    }
+}
+
+/// Strategic-merge patch documents.
+fn parse_smp(text: &str, source: &Location) -> Result<Vec<Value>, RenderError> {
+    let docs = value::parse_stream(text).map_err(|e| RenderError::Yaml {
+        at: offset_line(source, e.line),
+        message: e.message,
+    })?;
+    let mut out = Vec::new();
+    for d in docs.iter().filter(|d| !d.is_null()) {
+        let v = d
+            .to_patch_value(Dialect::Kyaml)
+            .map_err(|e| RenderError::Yaml {
+                at: offset_line(source, e.line),
+                message: e.message,
+            })?;
+        if !v.is_object() {
+            return Err(RenderError::build(
+                source.clone(),
+                "a strategic-merge patch must be a mapping",
+            ));
+        }
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(RenderError::build(source.clone(), "the patch is empty"));
+    }
+    Ok(out)
+}
+
+/// A `patchesStrategicMerge` entry that is patch text rather than a file name.
+fn inline_patches(entry: &str) -> Option<Vec<Value>> {
+    let docs = value::parse_stream(entry).ok()?;
+    let mut out = Vec::new();
+    for d in docs.iter().filter(|d| !d.is_null()) {
+        let v = d.to_patch_value(Dialect::Kyaml).ok()?;
+        if !v.is_object() {
+            return None;
+        }
+        out.push(v);
+    }
+    if out.is_empty() { None } else { Some(out) }
+}
+
+fn patch_id(patch: &Value) -> ResId {
+    let s = |path: &[&str]| -> String {
+        let mut v = patch;
+        for p in path {
+            match v.get(p) {
+                Some(x) => v = x,
+                None => return String::new(),
+            }
+        }
+        scalar_text(v)
+    };
+    ResId {
+        gvk: super::resource::Gvk::from_api_version(&s(&["apiVersion"]), &s(&["kind"])),
+        namespace: s(&["metadata", "namespace"]),
+        name: s(&["metadata", "name"]),
+    }
+}
+
+/// Positions of resources under every name they have had (current and previous), so that
+/// finding a patch's or a generator's target does not scan every resource.
+type NameIndex = HashMap<String, Vec<usize>>;
+
+fn name_index(ra: &[Resource]) -> NameIndex {
+    let mut index = NameIndex::new();
+    for (i, r) in ra.iter().enumerate() {
+        index_add(&mut index, r, i);
+    }
+    index
+}
+
+fn index_add(index: &mut NameIndex, r: &Resource, i: usize) {
+    let mut names: Vec<&str> = r.prev_ids.iter().map(|p| p.name.as_str()).collect();
+    names.push(r.name());
+    names.sort_unstable();
+    names.dedup();
+    for n in names {
+        index.entry(n.to_string()).or_default().push(i);
+    }
+}
+
+/// Resources (by position) whose current or previous identity equals `id`.
+fn matching(ra: &[Resource], index: &NameIndex, id: &ResId) -> Vec<usize> {
+    let mut out: Vec<usize> = index
+        .get(&id.name)
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|&i| !ra[i].is_empty() && ra[i].matches_any_id(id))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A patch without a target applies to the one resource whose current or previous identity
+/// equals the patch's own.
+fn apply_untargeted(
+    ra: &mut [Resource],
+    index: &mut NameIndex,
+    patch: &Value,
+    at: &Location,
+    allow_name_change: bool,
+    allow_kind_change: bool,
+) -> Result<(), RenderError> {
+    let id = patch_id(patch);
+    let matches = matching(ra, index, &id);
+    match matches.as_slice() {
+        [i] => {
+            apply_smp(&mut ra[*i], patch, at, allow_name_change, allow_kind_change)?;
+            if allow_name_change {
+                index_add(index, &ra[*i], *i);
+            }
+            Ok(())
+        }
+        [] => Err(RenderError::build(
+            at.clone(),
+            format!(
+                "the patch targets {id}, which is not among the resources; check its apiVersion, kind, name and namespace"
+            ),
+        )),
+        _ => Err(RenderError::build(
+            at.clone(),
+            format!("the patch matches several resources with id {id}; add a target"),
+        )),
+    }
+}
+
+fn apply_smp(
+    r: &mut Resource,
+    patch: &Value,
+    at: &Location,
+    allow_name_change: bool,
+    allow_kind_change: bool,
+) -> Result<(), RenderError> {
+    let mut patch = patch.clone();
+    if let Value::Object(m) = &mut patch
+        && m.contains_key("apiVersion")
+    {
+        m.insert(
+            "apiVersion".into(),
+            Value::String(r.api_version().to_string()),
+        );
+    }
+    if allow_name_change || allow_kind_change {
+        r.store_previous_id();
+    }
+    let (name, ns, kind) = (
+        r.name().to_string(),
+        r.namespace().to_string(),
+        r.kind().to_string(),
+    );
+    let root = schema::for_resource(&r.gvk());
+    let merged = merge::strategic_merge(&r.value, &patch, root).map_err(|e| {
+        RenderError::build(
+            at.clone(),
+            format!("patching {} (from {}): {e}", r.cur_id(), r.origin),
+        )
+    })?;
+    match merged {
+        None => r.value = Value::Object(Map::new()),
+        Some(v) => {
+            r.value = v;
+            if !allow_kind_change {
+                r.set_kind(&kind);
+            }
+            if !allow_name_change {
+                r.set_name(name);
+            }
+            r.set_namespace(&ns);
+        }
+    }
+    Ok(())
+}
+
+/// Add resources, refusing a second object with the same identity.
+fn append_all(
+    ra: &mut Vec<Resource>,
+    index: &mut NameIndex,
+    more: Vec<Resource>,
+    at: &Location,
+) -> Result<(), RenderError> {
+    for r in more {
+        let id = r.cur_id();
+        let existing = index.get(&id.name).and_then(|v| {
+            v.iter()
+                .map(|&i| &ra[i])
+                .find(|x| x.name() == id.name && !x.is_empty() && x.cur_id().equals(&id))
+        });
+        if let Some(existing) = existing {
+            return Err(RenderError::build(
+                at.clone(),
+                format!(
+                    "{id} is defined twice (in {} and {}); kustomize refuses duplicate objects — rename one or add a namePrefix to one base",
+                    existing.origin, r.origin
+                ),
+            ));
+        }
+        index_add(index, &r, ra.len());
+        ra.push(r);
+    }
+    Ok(())
+}
+
+/// Add a generated resource: create it, or merge/replace the existing one of the same id.
+fn absorb(
+    ra: &mut Vec<Resource>,
+    index: &mut NameIndex,
+    mut new: Resource,
+) -> Result<(), RenderError> {
+    let id = new.cur_id();
+    let behavior = new.behavior.unwrap_or_default();
+    let matches = matching(ra, index, &id);
+    match (matches.as_slice(), behavior) {
+        ([], Behavior::Create) => {
+            let at = new.origin.clone();
+            append_all(ra, index, vec![new], &at)
+        }
+        ([], _) => Err(RenderError::build(
+            new.origin.clone(),
+            format!(
+                "{id} does not exist, so it cannot be merged or replaced; use behavior: create or fix the name"
+            ),
+        )),
+        ([_], Behavior::Create) => Err(RenderError::build(
+            new.origin.clone(),
+            format!("{id} already exists; use behavior: merge or replace to change it"),
+        )),
+        ([i], _) => {
+            let old = &ra[*i];
+            let mut labels = old.labels();
+            labels.extend(new.labels());
+            let mut annotations = old.annotations();
+            annotations.extend(new.annotations());
+            new.set_string_map("labels", labels);
+            new.set_string_map("annotations", annotations);
+            new.set_name(old.name().to_string());
+            new.set_namespace(old.namespace());
+            new.prev_ids = old.prev_ids.clone();
+            new.prefixes = old.prefixes.clone();
+            new.suffixes = old.suffixes.clone();
+            new.needs_hash = old.needs_hash && new.needs_hash;
+            if behavior == Behavior::Merge {
+                for field in ["data", "binaryData"] {
+                    let mut merged: Map<String, Value> = match old.value.get(field) {
+                        Some(Value::Object(m)) => m
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(scalar_text(v))))
+                            .collect(),
+                        _ => Map::new(),
+                    };
+                    if let Some(Value::Object(m)) = new.value.get(field) {
+                        for (k, v) in m {
+                            merged.insert(k.clone(), Value::String(scalar_text(v)));
+                        }
+                    }
+                    if !merged.is_empty() {
+                        super::resource::object_mut(&mut new.value)
+                            .insert(field.to_string(), Value::Object(merged));
+                    }
+                }
+            }
+            new.behavior = old.behavior;
+            ra[*i] = new;
+            Ok(())
+        }
+        (_, _) => Err(RenderError::build(
+            new.origin.clone(),
+            format!("several objects could accept the merge of {id}"),
+        )),
+    }
+}

@@ -1,0 +1,142 @@
+//! Parity suite for the renderer: every tree under tests/render/fixtures/ renders to what
+//! `kubectl kustomize` printed for it (expected.yaml, produced by
+//! `scripts/render-fixtures.sh regen`), or fails with the error its error.txt describes.
+//! No kubectl needed here; `scripts/render-fixtures.sh check` re-verifies the goldens.
+
+use std::path::{Path, PathBuf};
+
+use baton::render;
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render/fixtures");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("tests/render/fixtures exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    cases
+}
+
+fn name(case: &Path) -> String {
+    case.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_suite_has_at_least_sixty_trees() {
+    let cases = fixtures();
+    let parity = cases
+        .iter()
+        .filter(|c| !c.join("error.txt").exists())
+        .count();
+    assert!(cases.len() >= 60, "only {} fixture trees", cases.len());
+    assert!(
+        parity >= 60,
+        "only {parity} parity fixtures (with expected.yaml)"
+    );
+}
+
+#[test]
+fn every_fixture_renders_semantically_equal_to_kubectl_kustomize() {
+    let mut failures = Vec::new();
+    for case in fixtures()
+        .into_iter()
+        .filter(|c| !c.join("error.txt").exists())
+    {
+        let expected_text =
+            std::fs::read_to_string(case.join("expected.yaml")).unwrap_or_else(|e| {
+                panic!(
+                    "{}: no expected.yaml ({e}); run scripts/render-fixtures.sh regen",
+                    name(&case)
+                )
+            });
+        let expected = render::parse_stream(&expected_text).unwrap();
+        match render::render(&case, Path::new(".")) {
+            Err(e) => failures.push(format!("{}: baton failed: {e}", name(&case))),
+            Ok(objects) => {
+                // Both streams read with the same parser: equal documents, in the same order.
+                let text = render::to_yaml_stream(&objects);
+                let got = render::parse_stream(&text).unwrap();
+                if got != expected {
+                    let diff = similar::TextDiff::from_lines(&expected_text, &text)
+                        .unified_diff()
+                        .header("kubectl kustomize", "baton")
+                        .to_string();
+                    failures.push(format!("{}: objects differ\n{diff}", name(&case)));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_fixture_prints_byte_identical_to_kubectl_kustomize() {
+    let mut failures = Vec::new();
+    for case in fixtures()
+        .into_iter()
+        .filter(|c| !c.join("error.txt").exists())
+    {
+        let expected = std::fs::read_to_string(case.join("expected.yaml")).unwrap();
+        let Ok(objects) = render::render(&case, Path::new(".")) else {
+            continue;
+        };
+        let got = render::to_yaml_stream(&objects);
+        if got != expected {
+            let diff = similar::TextDiff::from_lines(&expected, &got)
+                .unified_diff()
+                .header("kubectl kustomize", "baton")
+                .to_string();
+            failures.push(format!("{}:\n{diff}", name(&case)));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) print differently:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_error_fixture_fails_with_its_message() {
+    let mut failures = Vec::new();
+    for case in fixtures()
+        .into_iter()
+        .filter(|c| c.join("error.txt").exists())
+    {
+        let want = std::fs::read_to_string(case.join("error.txt")).unwrap();
+        match render::render(&case, Path::new(".")) {
+            Ok(_) => failures.push(format!("{}: rendered, but must fail", name(&case))),
+            Err(e) => {
+                let text = e.to_string();
+                for line in want.lines().filter(|l| !l.trim().is_empty()) {
+                    if !text.contains(line) {
+                        failures.push(format!(
+                            "{}: error {text:?} does not mention {line:?}",
+                            name(&case)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rendering_is_deterministic_across_runs() {
+    for case in fixtures()
+        .into_iter()
+        .filter(|c| !c.join("error.txt").exists())
+    {
+        let a = render::to_yaml_stream(&render::render(&case, Path::new(".")).unwrap());
+        let b = render::to_yaml_stream(&render::render(&case, Path::new(".")).unwrap());
+        assert_eq!(a, b, "{}", name(&case));
+    }
+}
