@@ -249,14 +249,30 @@ impl<F: Forge> Engine<F> {
         })
     }
 
+    /// Read every open promotion PR, and the members of the teams the pipeline names (only
+    /// when some PR is open: teams matter only for approvals and commands on open PRs).
     async fn observe(
         &self,
         view: &RepoView,
+    ) -> Result<(Vec<Observed>, BTreeMap<String, BTreeSet<String>>), EngineError> {
+        let prs = self.forge.open_promotion_prs().await?;
+        if prs.is_empty() {
+            return Ok((Vec::new(), BTreeMap::new()));
+        }
+        let teams = self.teams(&view.pipeline).await?;
+        let observed = self.observe_prs(view, prs, &teams).await?;
+        Ok((observed, teams))
+    }
+
+    async fn observe_prs(
+        &self,
+        view: &RepoView,
+        prs: Vec<PullRequestInfo>,
         teams: &BTreeMap<String, BTreeSet<String>>,
     ) -> Result<Vec<Observed>, EngineError> {
         let mut permissions = BTreeMap::new();
         let mut out = Vec::new();
-        for info in self.forge.open_promotion_prs().await? {
+        for info in prs {
             let Some((env, app)) = forge::parse_promotion_branch(&info.head_ref) else {
                 continue;
             };
@@ -335,8 +351,7 @@ impl<F: Forge> Engine<F> {
     ) -> Result<Vec<Outcome>, EngineError> {
         // git2 blocks; keep the runtime's other tasks (the webhook server) running.
         let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let teams = self.teams(&view.pipeline).await?;
-        let mut observed = self.observe(&view, &teams).await?;
+        let (mut observed, teams) = self.observe(&view).await?;
         let mut outcomes = Vec::new();
         for o in &mut observed {
             self.answer_commands(&view, o, &mut outcomes).await?;
@@ -425,8 +440,7 @@ impl<F: Forge> Engine<F> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Action>, EngineError> {
         let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let teams = self.teams(&view.pipeline).await?;
-        let observed = self.observe(&view, &teams).await?;
+        let (observed, teams) = self.observe(&view).await?;
         Ok(self.plan_from(&view, &observed, &teams, releases, deployments, now))
     }
 
