@@ -283,6 +283,13 @@ async fn a_new_release_is_auto_merged_to_dev_with_trailers_and_an_idle_pass_writ
         "an idle pass must not write: {:?}",
         w.forge.calls()
     );
+    assert!(
+        !w.forge
+            .calls()
+            .contains_key("GET /orgs/{org}/teams/{team_slug}/members"),
+        "with no open PR, team members are not needed: {:?}",
+        w.forge.calls()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
