@@ -73,6 +73,15 @@ pub enum Command {
     /// Read the OCI registries of the pipeline's apps.
     Registry(RegistryArgs),
 
+    /// Show what the promotion engine would do now, and why, without doing anything.
+    ///
+    /// Fetches the config repo, scans the registries for each app's newest blessed digest,
+    /// reads open promotion PRs from GitHub, and prints the planned actions (open, update,
+    /// close, merge, wait) with each PR's gate evaluation. Needs a runtime config
+    /// (baton.yaml). Deployment health comes from the reconciler, which `plan` does not run:
+    /// soak gates show as waiting.
+    Plan(PlanArgs),
+
     /// Render an environment (or any kustomization directory) the way `kubectl kustomize`
     /// would, with baton's built-in renderer.
     ///
@@ -101,6 +110,24 @@ pub struct RenderArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderOutput::Yaml)]
     pub output: RenderOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The runtime config.
+    #[arg(
+        long,
+        env = "BATON_CONFIG",
+        default_value = "baton.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// Evaluate gates as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +184,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(&cli.global, &args),
         Command::Bump(args) => bump(&cli.global, &args),
         Command::History(args) => history(&cli.global, &args),
+        Command::Plan(args) => plan(&args),
         Command::Registry(args) => Ok(registry(&cli.global, args)),
         Command::Render(args) => render(&cli.global, &args),
     };
@@ -411,6 +439,104 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {}", change.path);
     } else {
         eprintln!("(dry run: pass --write to apply)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    use crate::promote::plan::Action;
+    let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
+    let now = match &args.at {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| anyhow::anyhow!("--at {t:?}: {e} (write e.g. 2026-11-24T10:00:00+01:00)"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let actions = runtime.block_on(async {
+        let repo_slug = cfg.github_repository().ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
+                cfg.repo.url
+            )
+        })?;
+        let auth = crate::gitrepo::repo::Auth::from_config(&cfg)?;
+        let repo = crate::gitrepo::repo::ConfigRepo::open(
+            &cfg.workdir.join("repo.git"),
+            crate::gitrepo::repo::Remote {
+                url: cfg.repo.url.clone(),
+                branch: cfg.repo.branch.clone(),
+                auth,
+            },
+            crate::gitrepo::repo::Identity::default(),
+        )?;
+        let forge = crate::forge::github::GitHubForge::from_config(
+            &cfg.github,
+            &repo_slug,
+            cfg.github.bot_login.clone(),
+        )?;
+        let engine = crate::engine::Engine::new(forge, repo);
+        let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)?;
+        if let Some(path) = &cfg.docker_config {
+            store.merge_docker_config(path)?;
+        }
+        let client = crate::registry::client::RegistryClient::new(store, Default::default());
+        let scanner = crate::registry::scan::Scanner::new(client, Default::default());
+        let (releases, problems) = engine.releases(&scanner).await?;
+        for p in &problems {
+            eprintln!("warning: registry scan: {p}");
+        }
+        let actions = engine
+            .plan_only(&releases, &Default::default(), now)
+            .await?;
+        anyhow::Ok(actions)
+    })?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&actions)?),
+        Output::Table if actions.is_empty() => {
+            println!("nothing to do: every environment pins what it should")
+        }
+        Output::Table => {
+            for a in &actions {
+                let (env, app) = a.key();
+                let line = match a {
+                    Action::Open { to, .. } => format!(
+                        "open     {env}/{app} → {}",
+                        to.tag.clone().unwrap_or_else(|| to.digest.clone())
+                    ),
+                    Action::Update { pr, to, .. } => format!(
+                        "update   #{pr} {env}/{app} → {}",
+                        to.tag.clone().unwrap_or_else(|| to.digest.clone())
+                    ),
+                    Action::Close { pr, reason, .. } => {
+                        format!("close    #{pr} {env}/{app}: {reason}")
+                    }
+                    Action::Merge { pr, .. } => {
+                        format!("merge    #{pr} {env}/{app}: every gate passed")
+                    }
+                    Action::Wait { pr, evaluation, .. } => {
+                        let b = evaluation
+                            .blocking()
+                            .map(|g| format!("{}: {}", g.gate.title(), g.reason))
+                            .unwrap_or_default();
+                        format!("wait     #{pr} {env}/{app}: {b}")
+                    }
+                };
+                println!("{line}");
+                if let Action::Wait { evaluation, .. } | Action::Merge { evaluation, .. } = a {
+                    for r in &evaluation.results {
+                        println!(
+                            "           {:<9} {:?}  {}",
+                            r.gate.title(),
+                            r.verdict,
+                            r.reason
+                        );
+                    }
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -40,6 +40,12 @@ pub struct RuntimeConfig {
     /// Where the bot keeps its clone of the config repo (a cache; safe to delete).
     #[serde(default = "default_workdir")]
     pub workdir: PathBuf,
+    /// Registry credentials by host (`{ username, password }` or `{ token }`).
+    #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    pub registries: indexmap::IndexMap<String, crate::registry::auth::CredentialConfig>,
+    /// A Docker `config.json` whose `auths` are used too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_config: Option<PathBuf>,
 }
 
 /// The config repo.
@@ -83,6 +89,10 @@ pub struct GitHubConfig {
     pub app: Option<GitHubApp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
+    /// The login the bot's comments and reviews appear under: `<app-slug>[bot]` for a GitHub
+    /// App, the user's login for a token.
+    #[serde(default = "default_bot_login")]
+    pub bot_login: String,
 }
 
 impl Default for GitHubConfig {
@@ -93,8 +103,13 @@ impl Default for GitHubConfig {
             token: None,
             app: None,
             webhook_secret: None,
+            bot_login: default_bot_login(),
         }
     }
+}
+
+fn default_bot_login() -> String {
+    "baton[bot]".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -206,7 +206,17 @@ impl<F: Forge> Engine<F> {
             .collect();
         for team in named {
             if let Some((org, slug)) = team.trim_start_matches('@').split_once('/') {
-                let members = self.forge.team_members(org, slug).await?;
+                // A team that does not exist (or that the bot cannot see) has no members: its
+                // approvals gate stays blocked and says who is needed, instead of the whole
+                // pass failing.
+                let members = match self.forge.team_members(org, slug).await {
+                    Ok(m) => m,
+                    Err(ForgeError::NotFound(what)) => {
+                        tracing::warn!(%team, %what, "team not found; counting no members");
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 out.insert(team.clone(), members.into_iter().collect());
             }
         }
@@ -331,18 +341,7 @@ impl<F: Forge> Engine<F> {
         for o in &mut observed {
             self.answer_commands(&view, o, &mut outcomes).await?;
         }
-        let prs: Vec<PullRequest> = observed.iter().map(|o| o.state.clone()).collect();
-        let actions = plan::plan(&plan::Inputs {
-            pipeline: &view.pipeline,
-            now,
-            releases,
-            pinned: &view.pinned,
-            deployments,
-            open: &prs,
-            teams: &teams,
-            bot_login: self.forge.bot_login(),
-            policies: &view.policies,
-        });
+        let actions = self.plan_from(&view, &observed, &teams, releases, deployments, now);
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
             match self.act(&view, &observed, action).await {
@@ -360,6 +359,98 @@ impl<F: Forge> Engine<F> {
             }
         }
         Ok(outcomes)
+    }
+
+    /// The newest blessed release of every app of the pipeline at the config branch tip,
+    /// verified with the cosign keys of that same tip. Apps whose scan failed are reported
+    /// by name and reason and left out (their PRs stay as they are).
+    pub async fn releases(
+        &self,
+        scanner: &crate::registry::scan::Scanner,
+    ) -> Result<(BTreeMap<String, Release>, Vec<String>), EngineError> {
+        let (pipeline, keys) = tokio::task::block_in_place(|| -> Result<_, EngineError> {
+            let view = self.read_repo()?;
+            let repo = self.repo();
+            let files = repo.files_at(repo.tip()?)?;
+            let mut keys = BTreeMap::new();
+            for (name, app) in &view.pipeline.apps {
+                if let Some(v) = &app.verify {
+                    let pem = files.read(&v.cosign_key).ok().flatten().unwrap_or_default();
+                    keys.insert(name.clone(), (pem, v.cosign_key.clone()));
+                }
+            }
+            Ok((view.pipeline, keys))
+        })?;
+        let mut releases = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, app) in &pipeline.apps {
+            let key = match keys
+                .get(name)
+                .map(|(pem, path)| crate::registry::cosign::CosignKey::from_pem(pem, path))
+            {
+                Some(Err(e)) => {
+                    problems.push(format!("{name}: {e}"));
+                    continue;
+                }
+                Some(Ok(k)) => Some(k),
+                None => None,
+            };
+            match scanner.scan_app(name, app, key.as_ref()).await {
+                Err(e) => problems.push(format!("{name}: {e}")),
+                Ok(scan) => {
+                    if let Some(c) = scan.newest
+                        && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
+                    {
+                        releases.insert(
+                            name.clone(),
+                            Release {
+                                tag: Some(c.tag),
+                                digest,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok((releases, problems))
+    }
+
+    /// What a pass would do, without doing anything (no command answers, no writes): for
+    /// `baton plan`. Commands not yet answered are not applied (a pending `/hold` shows once
+    /// the bot has answered it).
+    pub async fn plan_only(
+        &self,
+        releases: &BTreeMap<String, Release>,
+        deployments: &BTreeMap<(String, String), Deployment>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Action>, EngineError> {
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        let teams = self.teams(&view.pipeline).await?;
+        let observed = self.observe(&view, &teams).await?;
+        Ok(self.plan_from(&view, &observed, &teams, releases, deployments, now))
+    }
+
+    fn plan_from(
+        &self,
+        view: &RepoView,
+        observed: &[Observed],
+        teams: &BTreeMap<String, BTreeSet<String>>,
+        releases: &BTreeMap<String, Release>,
+        deployments: &BTreeMap<(String, String), Deployment>,
+        now: DateTime<Utc>,
+    ) -> Vec<Action> {
+        let prs: Vec<PullRequest> = observed.iter().map(|o| o.state.clone()).collect();
+        plan::plan(&plan::Inputs {
+            pipeline: &view.pipeline,
+            now,
+            releases,
+            pinned: &view.pinned,
+            deployments,
+            open: &prs,
+            teams,
+            bot_login: self.forge.bot_login(),
+            policies: &view.policies,
+        })
     }
 
     /// Handle the commands of comments not yet recorded as handled: record them in the
@@ -712,13 +803,7 @@ impl<F: Forge> Engine<F> {
                         .map(|p| p.digest.clone()),
                     to: to.digest.clone(),
                     tag: to.tag.clone(),
-                    approved_by: crate::promote::gates::current_approvers(
-                        &o.state,
-                        self.forge.bot_login(),
-                    )
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
+                    approved_by: evaluation.approvers.clone(),
                     promoted_by: Some(promoted_by),
                     pull_request: Some(pr),
                 };

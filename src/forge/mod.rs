@@ -3,6 +3,10 @@
 //! reviews, checks and comments comes through here, as plain values the pure `promote` code
 //! can read.
 
+pub mod github;
+
+pub use github::GitHubForge;
+
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -126,6 +130,9 @@ pub enum ForgeError {
     /// Anything else GitHub answered that baton did not expect.
     #[error("GitHub {what}: {message}")]
     Other { what: String, message: String },
+    /// The forge is misconfigured (credentials missing or unreadable, a bad URL or key).
+    #[error("GitHub configuration: {0}")]
+    Config(String),
 }
 
 impl ForgeError {

@@ -30,6 +30,34 @@ pub enum Auth {
     },
 }
 
+impl Auth {
+    /// The credentials the runtime config names for the config repo: `repo.sshKey` for ssh
+    /// URLs, else `repo.token`, else the GitHub token for https URLs, else none (local paths).
+    pub fn from_config(
+        cfg: &crate::config::RuntimeConfig,
+    ) -> Result<Self, crate::config::secret::SecretError> {
+        let url = cfg.repo.url.as_str();
+        let is_ssh = url.starts_with("ssh://")
+            || (url.contains('@') && url.contains(':') && !url.contains("://"));
+        if is_ssh && let Some(key) = &cfg.repo.ssh_key {
+            let passphrase = key.passphrase.as_ref().map(|p| p.resolve()).transpose()?;
+            return Ok(Self::Ssh {
+                key: key.file.clone(),
+                passphrase,
+            });
+        }
+        if let Some(token) = &cfg.repo.token {
+            return Ok(Self::Token(token.resolve()?));
+        }
+        if url.starts_with("http")
+            && let Some(token) = &cfg.github.token
+        {
+            return Ok(Self::Token(token.resolve()?));
+        }
+        Ok(Self::None)
+    }
+}
+
 /// Where the config repo lives.
 #[derive(Debug, Clone)]
 pub struct Remote {

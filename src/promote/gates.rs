@@ -73,6 +73,8 @@ pub struct GateResult {
 #[serde(rename_all = "camelCase")]
 pub struct Evaluation {
     pub results: Vec<GateResult>,
+    /// Reviewers whose approval counts for this environment (for the merge trailers).
+    pub approvers: Vec<String>,
 }
 
 impl Evaluation {
@@ -149,7 +151,12 @@ pub fn evaluate(pr: &PullRequest, ctx: &Context<'_>) -> Evaluation {
     if !ctx.policies.is_empty() {
         results.push(policy(pr, ctx));
     }
-    Evaluation { results }
+    let approvers = tally(pr, ctx)
+        .approved
+        .into_iter()
+        .map(String::from)
+        .collect();
+    Evaluation { results, approvers }
 }
 
 fn result(
@@ -370,27 +377,52 @@ fn eligible(
     })
 }
 
-fn approvals(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
-    let (count, from): (u32, &[String]) = match &ctx.env.approvals {
+/// Reviews that count for an environment, by outcome.
+struct Tally<'p> {
+    /// Eligible reviewers whose latest review approves the current head.
+    approved: Vec<&'p str>,
+    /// Eligible reviewers whose approval is of an older head.
+    stale: Vec<&'p str>,
+    /// Eligible reviewers who requested changes.
+    changes: Vec<&'p str>,
+}
+
+fn required(env: &Environment) -> (u32, &[String]) {
+    match &env.approvals {
         Some(a) => (a.count, &a.from),
         None => (1, &[]),
-    };
+    }
+}
+
+fn tally<'p>(pr: &'p PullRequest, ctx: &Context<'_>) -> Tally<'p> {
+    let (_, from) = required(ctx.env);
     // The latest review per user decides; approvals of an older head do not count.
-    let latest = latest_reviews(pr, ctx.bot_login);
-    let mut approved = Vec::new();
-    let mut stale = Vec::new();
-    let mut changes = Vec::new();
-    for (user, r) in &latest {
+    let mut t = Tally {
+        approved: Vec::new(),
+        stale: Vec::new(),
+        changes: Vec::new(),
+    };
+    for (user, r) in latest_reviews(pr, ctx.bot_login) {
         if !eligible(user, r.permission, from, ctx.teams) {
             continue;
         }
         match r.state {
-            ReviewState::Approved if r.commit_id == pr.head_sha => approved.push(*user),
-            ReviewState::Approved => stale.push(*user),
-            ReviewState::ChangesRequested => changes.push(*user),
+            ReviewState::Approved if r.commit_id == pr.head_sha => t.approved.push(user),
+            ReviewState::Approved => t.stale.push(user),
+            ReviewState::ChangesRequested => t.changes.push(user),
             _ => {}
         }
     }
+    t
+}
+
+fn approvals(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
+    let (count, from) = required(ctx.env);
+    let Tally {
+        approved,
+        stale,
+        changes,
+    } = tally(pr, ctx);
     let who = if from.is_empty() {
         "reviewers with write access".to_string()
     } else {

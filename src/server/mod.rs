@@ -31,7 +31,19 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The bot's login: its own comments do not wake the engine.
     pub bot_login: String,
+    /// Registry webhooks: a bearer token senders must present (CNCF distribution, Docker
+    /// Hub, Harbor, GitHub packages); without one they are accepted unauthenticated, which is
+    /// safe only because a hint makes the bot re-read the registry, never trust the body.
+    pub registry_token: Option<Secret>,
+    /// Registry webhooks: the HMAC secret of the generic `{image, tag, digest}` form.
+    pub registry_hmac: Option<Secret>,
+    /// Registry push hints received and not yet consumed by the registry watcher.
+    pub registry_hints: std::sync::Mutex<Vec<crate::registry::webhook::PushHint>>,
 }
+
+/// At most this many unconsumed registry hints are kept (older ones are dropped: the
+/// periodic scan catches up anyway).
+pub const MAX_PENDING_HINTS: usize = 1024;
 
 impl AppState {
     pub fn new(webhook_secret: Option<Secret>, bot_login: impl Into<String>) -> Self {
@@ -42,7 +54,20 @@ impl AppState {
             ready: AtomicBool::new(false),
             metrics: metrics::Metrics::new(),
             bot_login: bot_login.into(),
+            registry_token: None,
+            registry_hmac: None,
+            registry_hints: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Take the pending registry hints.
+    pub fn take_registry_hints(&self) -> Vec<crate::registry::webhook::PushHint> {
+        std::mem::take(
+            &mut *self
+                .registry_hints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -55,6 +80,7 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/webhooks/github", post(github_webhook))
+        .route("/webhooks/registry", post(registry_webhook))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -128,6 +154,62 @@ async fn github_webhook(
             state.metrics.webhook("github", "accepted");
             state.nudge.notify_one();
             (StatusCode::ACCEPTED, "accepted\n")
+        }
+    }
+}
+
+async fn registry_webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    use crate::registry::webhook::{self, WebhookError};
+    if let Some(token) = &state.registry_token
+        && !headers.contains_key(webhook::SIGNATURE_HEADER)
+    {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented.as_bytes(),
+            token.expose().as_bytes(),
+        )) {
+            state.metrics.webhook("registry", "bad_token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token\n".into(),
+            );
+        }
+    }
+    match webhook::parse(&headers, &body, state.registry_hmac.as_ref()) {
+        Err(e @ (WebhookError::BadSignature | WebhookError::MissingSignature)) => {
+            state.metrics.webhook("registry", "bad_signature");
+            (StatusCode::UNAUTHORIZED, format!("{e}\n"))
+        }
+        Err(e) => {
+            state.metrics.webhook("registry", "malformed");
+            (StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+        Ok(hints) if hints.is_empty() => {
+            state.metrics.webhook("registry", "ignored");
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        Ok(hints) => {
+            let n = hints.len();
+            {
+                let mut pending = state
+                    .registry_hints
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                pending.extend(hints);
+                let excess = pending.len().saturating_sub(MAX_PENDING_HINTS);
+                pending.drain(..excess);
+            }
+            state.metrics.webhook("registry", "accepted");
+            state.nudge.notify_one();
+            (StatusCode::ACCEPTED, format!("{n} hint(s) accepted\n"))
         }
     }
 }
@@ -244,6 +326,60 @@ mod tests {
             .unwrap();
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         assert!(!nudged(&s).await);
+    }
+
+    const DISTRIBUTION: &str = r#"{"events":[{"id":"e1","timestamp":"2026-11-21T10:00:00Z","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000001","repository":"shop/web","url":"http://127.0.0.1:5000/v2/shop/web/manifests/sha256:0000000000000000000000000000000000000000000000000000000000000001","tag":"1.5.0"},"request":{"host":"127.0.0.1:5000"}}]}"#;
+
+    fn registry_post(body: &str, bearer: Option<&str>) -> Request<Body> {
+        let mut b = Request::post("/webhooks/registry").header(
+            "content-type",
+            "application/vnd.docker.distribution.events.v1+json",
+        );
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_registry_notification_becomes_a_hint_and_wakes_the_engine() {
+        let s = state();
+        let res = app(s.clone())
+            .oneshot(registry_post(DISTRIBUTION, None))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert!(nudged(&s).await);
+        let hints = s.take_registry_hints();
+        assert_eq!(hints.len(), 1);
+        assert_eq!(hints[0].repository, "shop/web");
+        assert_eq!(hints[0].tag.as_deref(), Some("1.5.0"));
+        assert!(s.take_registry_hints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_a_registry_token_configured_senders_must_present_it() {
+        let mut st = AppState::new(None, "baton[bot]");
+        st.registry_token = Some(Secret::new("reg-token"));
+        let s = Arc::new(st);
+        for bearer in [None, Some("nope")] {
+            let res = app(s.clone())
+                .oneshot(registry_post(DISTRIBUTION, bearer))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert!(s.take_registry_hints().is_empty());
+        let res = app(s.clone())
+            .oneshot(registry_post(DISTRIBUTION, Some("reg-token")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let res = app(s.clone())
+            .oneshot(registry_post("not json", Some("reg-token")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! What every REST call goes through, in GitHub's order: count it, authenticate the token, serve
-//! an injected fault, take one call from the primary rate limit, check repository access, and
-//! stamp the `x-ratelimit-*` headers on the answer.
+//! an injected fault, take one call from the primary rate limit, check repository access, answer
+//! conditional reads (`ETag` / `If-None-Match` → `304`, not charged), and stamp the
+//! `x-ratelimit-*` headers on the answer.
 
 use std::sync::Arc;
 
@@ -225,9 +226,53 @@ pub(crate) async fn github(
     if let Some(p) = principal {
         request.extensions_mut().insert(p);
     }
+    let conditional = (request.method() == Method::GET)
+        .then(|| request.headers().get(header::IF_NONE_MATCH).cloned())
+        .flatten();
+    let is_get = request.method() == Method::GET;
     let mut response = next.run(request).await;
+    if is_get && response.status() == StatusCode::OK {
+        response = with_etag(&inner, response, conditional).await;
+    }
     stamp(&inner, &mut response);
     response
+}
+
+/// GitHub's conditional reads: a `200` to a `GET` carries an `ETag` (a hash of the body); a
+/// request whose `If-None-Match` names it gets `304 Not Modified` with no body, and, as on
+/// GitHub, that call is not charged to the rate limit.
+async fn with_etag(
+    inner: &Inner,
+    response: Response,
+    if_none_match: Option<HeaderValue>,
+) -> Response {
+    use sha2::Digest;
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Error::new(500, "Server Error").into_response();
+    };
+    let etag = format!("W/\"{}\"", hex::encode(sha2::Sha256::digest(&bytes)));
+    let matches = if_none_match
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+        });
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        parts.headers.insert(header::ETAG, v);
+    }
+    if matches {
+        let mut st = inner.lock();
+        st.rate.remaining = (st.rate.remaining + 1).min(st.rate.limit);
+        drop(st);
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_TYPE);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 fn stamp(inner: &Inner, response: &mut Response) {

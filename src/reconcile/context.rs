@@ -1,0 +1,184 @@
+//! What a reconcile needs besides its input: the cluster client, options, the discovery
+//! cache, and what was learnt about each environment's rollouts. One [`Context`] per
+//! cluster, shared by every environment on it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::Client;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+
+use super::discovery::Discovery;
+use super::health::RolloutMark;
+use super::object::ObjectId;
+
+/// How the reconciler behaves. `Default` is what production uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Server-side apply field manager.
+    pub field_manager: String,
+    /// Take ownership of fields other managers hold (`kubectl apply --force-conflicts`).
+    /// Without it, a conflict fails the object with the other manager's name.
+    pub force: bool,
+    /// Namespace of the inventory ConfigMaps (the bot's own namespace).
+    pub namespace: String,
+    /// Server-side dry run every object about to be written before the first write, so that
+    /// objects the API server refuses stop the reconcile with nothing applied.
+    pub dry_run: bool,
+    /// Delete what an environment no longer renders.
+    pub prune: bool,
+    /// Also prune Namespaces (and everything in them).
+    pub prune_namespaces: bool,
+    /// Also prune CustomResourceDefinitions (and every custom resource of them).
+    pub prune_crds: bool,
+    /// Wait for health after applying, up to the environment's timeout.
+    pub wait_for_health: bool,
+    /// How long an environment may take to become healthy, unless the [`Env`] says.
+    pub health_timeout: Duration,
+    /// How long a CRD may take to be established.
+    pub crd_timeout: Duration,
+    /// API calls in flight at once within one apply stage.
+    pub concurrency: usize,
+    /// Retries of one API call on a transient error, before the reconcile fails.
+    pub call_retries: u32,
+    /// First delay between those retries (doubling, with jitter).
+    pub retry_base: Duration,
+    /// Environments reconciled at once on this cluster.
+    pub max_concurrent_envs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            field_manager: "baton".into(),
+            force: true,
+            namespace: "baton-system".into(),
+            dry_run: true,
+            prune: true,
+            prune_namespaces: false,
+            prune_crds: false,
+            wait_for_health: true,
+            health_timeout: Duration::from_secs(600),
+            crd_timeout: Duration::from_secs(60),
+            concurrency: 8,
+            call_retries: 2,
+            retry_base: Duration::from_millis(200),
+            max_concurrent_envs: 4,
+        }
+    }
+}
+
+/// One environment as the reconciler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    pub name: String,
+    /// Overrides [`Options::health_timeout`].
+    pub health_timeout: Option<Duration>,
+}
+
+impl Env {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            health_timeout: None,
+        }
+    }
+
+    pub fn with_health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = Some(timeout);
+        self
+    }
+}
+
+/// What is remembered about an environment between reconciles (in memory only: after a
+/// restart it is learnt again from the cluster).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct EnvMemory {
+    /// Workloads whose rollout was healthy: the template, and since when.
+    pub rollouts: HashMap<ObjectId, (RolloutMark, DateTime<Utc>)>,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid API server URL {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// Shared state of the reconciler for one cluster.
+pub struct Context {
+    pub client: Client,
+    pub options: Options,
+    pub(crate) discovery: Discovery,
+    memory: Mutex<HashMap<String, EnvMemory>>,
+    env_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    env_slots: Arc<Semaphore>,
+}
+
+impl Context {
+    pub fn new(client: Client, options: Options) -> Self {
+        let slots = options.max_concurrent_envs.max(1);
+        Self {
+            client,
+            options,
+            discovery: Discovery::default(),
+            memory: Mutex::default(),
+            env_locks: Mutex::default(),
+            env_slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
+
+    /// A context for the API server at `url` without credentials (the `sim` stand-in, or
+    /// `kubectl proxy`). Installs the process's TLS crypto provider first.
+    pub fn for_url(url: &str, options: Options) -> Result<Self, ClientError> {
+        crate::tls::install_crypto_provider();
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ClientError::Url {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let client = Client::try_from(kube::Config::new(uri)).map_err(ClientError::Client)?;
+        Ok(Self::new(client, options))
+    }
+
+    pub(crate) fn memory(&self, env: &str) -> EnvMemory {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(env)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn remember(&self, env: &str, memory: EnvMemory) {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(env.to_string(), memory);
+    }
+
+    /// Wait for this environment's turn: one reconcile per environment at a time, and at
+    /// most [`Options::max_concurrent_envs`] environments at once.
+    pub(crate) async fn turn(&self, env: &str) -> (OwnedMutexGuard<()>, OwnedSemaphorePermit) {
+        let lock = self
+            .env_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(env.to_string())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        let permit = self
+            .env_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        (guard, permit)
+    }
+}

@@ -1,0 +1,269 @@
+//! Why a reconcile did not finish, and whether trying again can help.
+
+use std::time::Duration;
+
+use super::object::InputProblem;
+
+/// A reconcile that could not finish. A rollout that ends unhealthy is not an error: that is
+/// a [`super::Report`] whose health is Failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The environment did not render; nothing was applied or pruned.
+    #[error("environment {env} did not render at {commit}: {source}")]
+    Render {
+        env: String,
+        commit: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Rendered objects that cannot be applied; nothing was applied or pruned.
+    #[error("environment {env} has {} invalid object(s); nothing was applied:\n{}", problems.len(), list(problems))]
+    InvalidInput {
+        env: String,
+        problems: Vec<InputProblem>,
+    },
+    /// Objects of kinds the cluster does not serve and no CustomResourceDefinition in the
+    /// environment defines; nothing was applied or pruned.
+    #[error(
+        "environment {env} uses kinds the cluster does not serve; nothing was applied (install their CRDs first or add them to the environment):\n{}",
+        list(objects)
+    )]
+    UnknownKinds { env: String, objects: Vec<String> },
+    /// A call to the API server failed.
+    #[error("{action} {object}: {}", describe(source))]
+    Api {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server's dry run refused some objects; nothing was applied or pruned.
+    #[error("the API server refused {} of {total} object(s) in a dry run; nothing was applied:\n{}", failures.len(), list(failures))]
+    DryRun {
+        failures: Vec<ObjectFailure>,
+        total: usize,
+    },
+    /// Some objects could not be applied; the others were, and nothing was pruned.
+    #[error("{} of {total} object(s) could not be applied; nothing was pruned:\n{}", failures.len(), list(failures))]
+    Apply {
+        failures: Vec<ObjectFailure>,
+        total: usize,
+    },
+    /// Every object applied, but some removed objects could not be pruned (they stay in the
+    /// inventory and are tried again).
+    #[error("{} of {total} removed object(s) could not be pruned:\n{}", failures.len(), list(failures))]
+    Prune {
+        failures: Vec<ObjectFailure>,
+        total: usize,
+    },
+    /// A CustomResourceDefinition was applied but the API did not serve it in time.
+    #[error("CustomResourceDefinition {name} was not established within {}s", waited.as_secs())]
+    CrdNotEstablished { name: String, waited: Duration },
+    /// The inventory ConfigMap holds something baton did not write.
+    #[error("inventory ConfigMap {namespace}/{name} is unreadable ({message}); fix or delete it")]
+    Inventory {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+/// One object that could not be applied or pruned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectFailure {
+    pub object: String,
+    pub message: String,
+    pub transient: bool,
+}
+
+impl std::fmt::Display for ObjectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.message)
+    }
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| format!("- {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ReconcileError {
+    /// Whether retrying the same input may succeed (API outages, conflicts, timeouts), as
+    /// opposed to needing a change in Git or in the cluster's configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReconcileError::Render { .. }
+            | ReconcileError::InvalidInput { .. }
+            | ReconcileError::UnknownKinds { .. }
+            | ReconcileError::Inventory { .. } => false,
+            ReconcileError::Api { source, .. } => is_transient(source),
+            ReconcileError::Apply { failures, .. }
+            | ReconcileError::DryRun { failures, .. }
+            | ReconcileError::Prune { failures, .. } => failures.iter().all(|f| f.transient),
+            ReconcileError::CrdNotEstablished { .. } => true,
+        }
+    }
+}
+
+/// API errors worth retrying: server errors, throttling, conflicts that are not field
+/// ownership, expired watches and broken connections. Validation, authorization, missing
+/// namespaces and field-manager conflicts need a person.
+pub fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            409 => !is_field_conflict(status),
+            408 | 410 | 429 => true,
+            code => code >= 500,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// A server-side apply conflict with another field manager (needs `force` or a person).
+pub fn is_field_conflict(status: &kube::core::Status) -> bool {
+    status.code == 409
+        && status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "FieldManagerConflict"))
+}
+
+/// The API server's message, without kube's debug dump.
+pub fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let mut text = format!("{} ({} {})", status.message, status.code, status.reason);
+            if is_field_conflict(status) {
+                text.push_str("; another field manager owns these fields: apply with force, or remove them from the other manager");
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Exponential backoff with jitter: `base · 2^attempt` capped at `max`, then a random point in
+/// its upper half, so that retries of many environments spread out.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    backoff_at(attempt, base, max, random_unit())
+}
+
+/// [`backoff`] with the random draw given (`unit` in `[0, 1)`).
+pub fn backoff_at(attempt: u32, base: Duration, max: Duration, unit: f64) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(31)));
+    let capped = exp.min(max);
+    capped / 2 + capped.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
+}
+
+/// A number in `[0, 1)` from the standard library's randomly keyed hasher (no RNG crate for
+/// a jitter).
+fn random_unit() -> f64 {
+    use std::hash::BuildHasher;
+    let bits =
+        std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+    use kube::core::response::{StatusCause, StatusDetails};
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Box::new(Status {
+            code,
+            reason: reason.into(),
+            message: "m".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn server_errors_throttling_and_plain_conflicts_are_transient() {
+        for (code, reason) in [
+            (500, "InternalError"),
+            (503, "ServiceUnavailable"),
+            (429, "TooManyRequests"),
+            (409, "Conflict"),
+            (410, "Expired"),
+        ] {
+            assert!(is_transient(&api(code, reason)), "{code}");
+        }
+        for (code, reason) in [
+            (400, "BadRequest"),
+            (403, "Forbidden"),
+            (404, "NotFound"),
+            (422, "Invalid"),
+        ] {
+            assert!(!is_transient(&api(code, reason)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_field_manager_conflict_is_permanent_and_says_what_to_do() {
+        let conflict = kube::Error::Api(Box::new(Status {
+            code: 409,
+            reason: "Conflict".into(),
+            message: "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
+                .into(),
+            details: Some(StatusDetails {
+                causes: vec![StatusCause {
+                    reason: "FieldManagerConflict".into(),
+                    message: "conflict with \"kubectl\"".into(),
+                    field: ".spec.replicas".into(),
+                }],
+                name: "web".into(),
+                group: "apps".into(),
+                kind: "deployments".into(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            }),
+            ..Default::default()
+        }));
+        assert!(!is_transient(&conflict));
+        assert!(describe(&conflict).contains("apply with force"));
+    }
+
+    #[test]
+    fn input_problems_are_permanent_and_partial_applies_are_as_transient_as_their_failures() {
+        let e = ReconcileError::InvalidInput {
+            env: "dev".into(),
+            problems: vec![],
+        };
+        assert!(!e.is_transient());
+        let failure = |transient| ObjectFailure {
+            object: "Deployment/shop/web".into(),
+            message: "boom".into(),
+            transient,
+        };
+        let e = |fs| ReconcileError::Apply {
+            failures: fs,
+            total: 3,
+        };
+        assert!(e(vec![failure(true), failure(true)]).is_transient());
+        assert!(!e(vec![failure(true), failure(false)]).is_transient());
+        assert_eq!(
+            e(vec![failure(true)]).to_string(),
+            "1 of 3 object(s) could not be applied; nothing was pruned:\n- Deployment/shop/web: boom"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_jitters_in_the_upper_half() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(backoff_at(0, base, max, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff_at(3, base, max, 0.0), Duration::from_secs(4));
+        let high = backoff_at(3, base, max, 0.999);
+        assert!(high > Duration::from_millis(7990) && high < Duration::from_secs(8));
+        assert_eq!(backoff_at(30, base, max, 0.0), Duration::from_secs(30));
+        for attempt in 0..40 {
+            let d = backoff(attempt, base, max);
+            assert!(d <= max, "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The reconciler: applies an environment's rendered objects to its cluster with server-side
+//! apply, prunes what the environment no longer renders, assesses health and corrects drift.
+//!
+//! Its input is what the renderer produced for an environment at a commit (full Kubernetes
+//! objects as JSON); its output is a [`Report`], pure data from which the forge reporting and
+//! the planner's [`crate::promote::state::Deployment`]s are built. One call:
+//!
+//! ```no_run
+//! # async fn demo(repo: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! use baton::reconcile::{Context, Env, Options, reconcile, render_input};
+//! let ctx = Context::for_url("http://127.0.0.1:6443", Options::default())?;
+//! let env = Env::new("dev");
+//! let objects = render_input(&env, "1a2b3c4", repo, "environments/dev".as_ref())?;
+//! let report = reconcile(&env, &objects, "1a2b3c4", &ctx).await?;
+//! println!("{}", report.summary());
+//! # Ok(()) }
+//! ```
+//!
+//! A reconcile: validates every object and resolves its kind (nothing is written if any
+//! object is invalid or of an unknown kind), reads the inventory and the live objects (one
+//! list per kind), applies what changed or drifted stage by stage (namespaces and CRDs
+//! first), prunes what the inventory has and the input does not (only after every apply
+//! succeeded), saves the inventory, then waits for health up to the environment's timeout.
+//! [`runner`] drives it per environment on triggers and a resync interval.
+
+pub mod apply;
+pub mod context;
+pub mod diff;
+pub mod discovery;
+pub mod error;
+pub mod health;
+pub mod inventory;
+pub mod object;
+pub mod order;
+pub mod prune;
+pub mod report;
+pub mod runner;
+pub mod wait;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+
+pub use context::{ClientError, Context, Env, Options};
+pub use error::ReconcileError;
+pub use health::{EnvHealth, Health, HealthStatus};
+pub use object::ObjectId;
+pub use report::{Action, ObjectReport, Pruned, Report};
+
+use apply::{Applied, version_of};
+use context::EnvMemory;
+use inventory::Inventory;
+
+/// Reconcile one environment to `objects`, rendered at `commit`.
+///
+/// Waits its turn: one reconcile per environment at a time, and at most
+/// [`Options::max_concurrent_envs`] on the cluster at once. An unhealthy rollout is an `Ok`
+/// report whose health is Failed; errors are for work that could not be done, and say whether
+/// a retry may help ([`ReconcileError::is_transient`]).
+#[tracing::instrument(name = "reconcile", skip_all, fields(env = %env.name, commit))]
+pub async fn reconcile(
+    env: &Env,
+    objects: &[Value],
+    commit: &str,
+    ctx: &Context,
+) -> Result<Report, ReconcileError> {
+    let _turn = ctx.turn(&env.name).await;
+    let started = tokio::time::Instant::now();
+    let started_at = Utc::now();
+    let name = env.name.as_str();
+
+    // Validate and resolve everything before the first write.
+    let desired =
+        object::prepare(name, objects).map_err(|problems| ReconcileError::InvalidInput {
+            env: name.to_string(),
+            problems,
+        })?;
+    let planned = apply::resolve(ctx, name, desired).await?;
+    let previous = inventory::load(ctx, name).await?;
+    let previous_ids = previous.as_ref().map(Inventory::ids).unwrap_or_default();
+    let kinds: Vec<_> = planned.iter().filter_map(|p| p.kind.clone()).collect();
+    let live = apply::list_live(ctx, name, &kinds).await?;
+    let desired_ids: BTreeSet<ObjectId> = planned.iter().map(|p| p.object.id()).collect();
+
+    // Apply.
+    let applied = match apply::apply_all(ctx, name, planned, live, &previous_ids).await {
+        Ok(applied) => applied,
+        Err((error, partial)) => {
+            // Remember what did get applied, so that it can be pruned later; prune nothing.
+            let mut keep = previous.clone().unwrap_or_default();
+            for a in &partial {
+                keep.objects
+                    .insert(a.id.clone(), version_of(&a.api_version).to_string());
+            }
+            if previous.as_ref() != Some(&keep)
+                && let Err(e) = inventory::save(ctx, name, &keep).await
+            {
+                tracing::warn!(env = name, error = %e, "could not record the partial apply in the inventory");
+            }
+            return Err(error);
+        }
+    };
+    let apply_took = started.elapsed();
+
+    // Prune, then record the new inventory (objects that failed to prune stay in it).
+    let prune_started = tokio::time::Instant::now();
+    let mut next = Inventory::default();
+    for a in &applied {
+        next.objects
+            .insert(a.id.clone(), version_of(&a.api_version).to_string());
+    }
+    let removed = match (&previous, ctx.options.prune) {
+        (Some(prev), true) => prev.removed(&desired_ids),
+        _ => Vec::new(),
+    };
+    let removed_count = removed.len();
+    let (pruned, prune_failures) = prune::prune(ctx, name, removed).await;
+    let mut failures = Vec::new();
+    for (id, version, failure) in prune_failures {
+        next.objects.insert(id, version);
+        failures.push(failure);
+    }
+    if !ctx.options.prune
+        && let Some(prev) = &previous
+    {
+        // Without pruning, removed objects stay ours, to be pruned once it is turned on.
+        for (id, v) in prev.removed(&desired_ids) {
+            next.objects.insert(id, v);
+        }
+    }
+    if previous.as_ref() != Some(&next) {
+        inventory::save(ctx, name, &next).await?;
+    }
+    if !failures.is_empty() {
+        return Err(prune::prune_error(failures, removed_count));
+    }
+    let prune_took = prune_started.elapsed();
+
+    // Health.
+    let health_started = tokio::time::Instant::now();
+    let timeout = env.health_timeout.unwrap_or(ctx.options.health_timeout);
+    let (objects, health) = assess_and_wait(ctx, env, applied, started + timeout).await;
+    let drift = objects
+        .iter()
+        .filter(|o| matches!(o.action, Action::DriftCorrected { .. }))
+        .count();
+    let report = Report {
+        env: name.to_string(),
+        commit: commit.to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        objects,
+        pruned,
+        health,
+        drift,
+        durations: report::Durations {
+            apply: apply_took,
+            prune: prune_took,
+            health: health_started.elapsed(),
+            total: started.elapsed(),
+        },
+    };
+    tracing::info!(env = name, commit, drift, "{}", report.summary());
+    Ok(report)
+}
+
+/// Assess every applied object, wait for the ones still progressing (when configured), and
+/// remember healthy rollouts.
+async fn assess_and_wait(
+    ctx: &Context,
+    env: &Env,
+    applied: Vec<Applied>,
+    deadline: tokio::time::Instant,
+) -> (Vec<ObjectReport>, EnvHealth) {
+    let memory = ctx.memory(&env.name);
+    let marks: HashMap<ObjectId, health::RolloutMark> = memory
+        .rollouts
+        .iter()
+        .map(|(id, (mark, _))| (id.clone(), mark.clone()))
+        .collect();
+    let mut pending = HashMap::new();
+    let mut reports = Vec::with_capacity(applied.len());
+    let mut lives = Vec::with_capacity(applied.len());
+    for a in applied {
+        let health = health::settle(&a.live, health::assess(&a.live), marks.get(&a.id));
+        if !health.is_healthy() {
+            pending.insert(
+                a.id.clone(),
+                wait::Pending {
+                    resource: a.resource.clone(),
+                    live: a.live.clone(),
+                    health: health.clone(),
+                },
+            );
+        }
+        reports.push(ObjectReport {
+            object: a.id,
+            api_version: a.api_version,
+            action: a.action,
+            health,
+            images: a.images,
+            healthy_since: None,
+        });
+        lives.push(a.live);
+    }
+    if ctx.options.wait_for_health && !pending.is_empty() {
+        let settled = wait::until_settled(ctx, &env.name, pending, &marks, deadline).await;
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        for (report, live) in reports.iter_mut().zip(lives.iter_mut()) {
+            if let Some(p) = settled.get(&report.object) {
+                report.health = p.health.clone();
+                *live = p.live.clone();
+                if timed_out && report.health.status == HealthStatus::Progressing {
+                    let timeout = env.health_timeout.unwrap_or(ctx.options.health_timeout);
+                    report.health = Health::failed(
+                        "HealthTimeout",
+                        format!(
+                            "not healthy within {}: {} ({})",
+                            human(timeout),
+                            report.health.message,
+                            report.health.reason
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // Remember healthy rollouts (keeping the time they first became healthy).
+    let now = Utc::now();
+    let mut next = EnvMemory::default();
+    for (report, live) in reports.iter_mut().zip(&lives) {
+        if !report.health.is_healthy() {
+            continue;
+        }
+        report.healthy_since = Some(now);
+        if let Some(mark) = health::rollout_mark(live) {
+            let since = match memory.rollouts.get(&report.object) {
+                Some((old, since)) if old.template == mark.template => *since,
+                _ => now,
+            };
+            // A rollout held healthy while scaling keeps its original mark.
+            let mark = match memory.rollouts.get(&report.object) {
+                Some((old, _)) if report.health.reason == "Scaling" => old.clone(),
+                _ => mark,
+            };
+            report.healthy_since = Some(since);
+            next.rollouts.insert(report.object.clone(), (mark, since));
+        }
+    }
+    ctx.remember(&env.name, next);
+    let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));
+    (reports, health)
+}
+
+/// `300ms`, `45s`, `10m`, `1h30m`.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{secs}s"),
+        _ if secs.is_multiple_of(3600) => format!("{}h", secs / 3600),
+        _ if secs >= 3600 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+        _ if secs.is_multiple_of(60) => format!("{}m", secs / 60),
+        _ => format!("{}m{}s", secs / 60, secs % 60),
+    }
+}
+
+/// Call the API, retrying transient errors a few times with backoff (kube itself already
+/// retries 429/503/504).
+pub(crate) async fn retrying<T, F, Fut>(ctx: &Context, mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if attempt < ctx.options.call_retries && error::is_transient(&e) => {
+                let wait = error::backoff(attempt, ctx.options.retry_base, Duration::from_secs(10));
+                tracing::debug!(error = %error::describe(&e), ?wait, "transient API error; retrying");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The reconciler's input for an environment: its overlay `env_dir` rendered from
+/// `repo_root` (a checkout or tree of `commit`). A render error becomes
+/// [`ReconcileError::Render`], naming the file and line, and nothing is applied.
+pub fn render_input(
+    env: &Env,
+    commit: &str,
+    repo_root: &std::path::Path,
+    env_dir: &std::path::Path,
+) -> Result<Vec<Value>, ReconcileError> {
+    let objects = crate::render::render(repo_root, env_dir)
+        .map(|objects| objects.into_iter().map(|o| o.value).collect());
+    rendered(env, commit, objects)
+}
+
+/// Turn any renderer's result into the reconciler's input. A render error becomes
+/// [`ReconcileError::Render`], and nothing is applied.
+pub fn rendered<E>(
+    env: &Env,
+    commit: &str,
+    result: Result<Vec<Value>, E>,
+) -> Result<Vec<Value>, ReconcileError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    result.map_err(|e| ReconcileError::Render {
+        env: env.name.clone(),
+        commit: commit.to_string(),
+        source: Box::new(e),
+    })
+}

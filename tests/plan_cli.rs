@@ -1,0 +1,120 @@
+//! `baton plan` through the real binary against the GitHub and registry stand-ins: it scans
+//! the registry, reads the config repo and GitHub, and prints what it would do — and does
+//! nothing.
+
+mod common;
+
+use common::{EXAMPLE_DIRS, project_root};
+use sim::forge::Forge;
+use sim::registry::Registry;
+
+fn example_files(registry_host: &str) -> Vec<(String, String)> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &e.path(), out);
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+    }
+    let root = project_root();
+    let mut out = Vec::new();
+    for d in EXAMPLE_DIRS {
+        walk(&root, &root.join(d), &mut out);
+    }
+    // Point the example's images at the local registry.
+    out.into_iter()
+        .map(|(p, t)| (p, t.replace("registry.example.com", registry_host)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_proposes_the_newest_blessed_release_for_dev_and_changes_nothing() {
+    let registry = Registry::start().await.unwrap();
+    let new = registry.push_image(
+        "shop/web",
+        "1.5.0",
+        b"{\"architecture\":\"amd64\",\"os\":\"linux\"}",
+        &[b"layer-1.5.0"],
+    );
+    registry.push_image(
+        "shop/web",
+        "2.0.0-rc.1",
+        b"{\"architecture\":\"amd64\",\"os\":\"linux\"}",
+        &[b"layer-rc"],
+    );
+    let forge = Forge::start().await.unwrap();
+    let files = example_files(&registry.host());
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    forge
+        .create_repo_with_files("shop", "config", "main", &refs)
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("baton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: PLAN_TEST_TOKEN }}\nworkdir: {}\n",
+            forge.git_url("shop", "config"),
+            forge.url(),
+            dir.path().join("work").display()
+        ),
+    )
+    .unwrap();
+    let token = forge.bot_token();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "plan",
+                "--config",
+                config.to_str().unwrap(),
+                "--at",
+                "2026-11-24T10:00:00+01:00",
+                "-o",
+                "json",
+            ])
+            .env("PLAN_TEST_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let actions: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let actions = actions.as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{stdout}");
+    assert_eq!(actions[0]["action"], "open");
+    assert_eq!(actions[0]["env"], "dev");
+    assert_eq!(actions[0]["app"], "web");
+    assert_eq!(actions[0]["to"]["tag"], "1.5.0");
+    assert_eq!(actions[0]["to"]["digest"], new.as_str());
+    // worker needs a cosign signature it does not have: reported, not promoted.
+    assert!(
+        stderr.contains("worker") || !stdout.contains("worker"),
+        "{stderr}"
+    );
+    // A plan writes nothing.
+    assert!(forge.pulls("shop", "config").is_empty());
+    assert!(
+        forge
+            .calls()
+            .keys()
+            .all(|k| k.starts_with("GET ") || k.ends_with("git-upload-pack")),
+        "{:?}",
+        forge.calls()
+    );
+}

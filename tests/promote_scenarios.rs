@@ -1,0 +1,597 @@
+//! The promotion engine end to end against the GitHub stand-in over real HTTP: octocrab for
+//! the REST API, git2 over smart HTTP for the config repo. Every pass builds a fresh engine
+//! (new clone, new client), so each test also proves that a restart between any two steps
+//! neither duplicates nor loses work.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use baton::config::Secret;
+use baton::engine::{Engine, Outcome};
+use baton::forge::github::{GitHubAuth, GitHubForge, GitHubOptions};
+use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
+use baton::gitrepo::trailers::Promotion;
+use baton::image::Digest;
+use baton::promote::plan::Release;
+use baton::promote::state::{DeployState, Deployment};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::{EXAMPLE_DIRS, git, project_root};
+use sim::forge::{Forge, Permission, ReviewState};
+
+const OWNER: &str = "shop";
+const REPO: &str = "config";
+
+/// Tuesday 2026-11-24 10:00 in Berlin: inside prod's window, outside the freeze.
+fn tuesday_morning() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()
+}
+
+struct World {
+    forge: Forge,
+    dir: tempfile::TempDir,
+    passes: usize,
+    releases: BTreeMap<String, Release>,
+    deployments: BTreeMap<(String, String), Deployment>,
+    now: DateTime<Utc>,
+}
+
+fn example_files() -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &e.path(), out);
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+    }
+    let root = project_root();
+    let mut out = Vec::new();
+    for d in EXAMPLE_DIRS {
+        walk(&root, &root.join(d), &mut out);
+    }
+    out
+}
+
+impl World {
+    async fn new() -> Self {
+        let forge = Forge::start().await.unwrap();
+        let files = example_files();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        forge
+            .create_repo_with_files(OWNER, REPO, "main", &refs)
+            .unwrap();
+        for (login, perm) in [
+            ("alice", Permission::Write),
+            ("bob", Permission::Write),
+            ("carol", Permission::Maintain),
+            ("dev", Permission::Write),
+            ("eve", Permission::Read),
+            ("ci", Permission::Write),
+        ] {
+            forge.add_user(login, perm);
+        }
+        forge.add_team("shop", "release-managers", &["alice", "bob", "carol"]);
+        Self {
+            forge,
+            dir: tempfile::tempdir().unwrap(),
+            passes: 0,
+            releases: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            now: tuesday_morning(),
+        }
+    }
+
+    /// A brand-new engine, as after a restart: a fresh clone and a fresh client.
+    fn engine(&mut self) -> Engine<GitHubForge> {
+        self.passes += 1;
+        let token = Secret::new(self.forge.bot_token());
+        let repo = ConfigRepo::open(
+            &self.dir.path().join(format!("clone-{}", self.passes)),
+            Remote {
+                url: self.forge.git_url(OWNER, REPO),
+                branch: "main".into(),
+                auth: Auth::Token(token.clone()),
+            },
+            Identity::default(),
+        )
+        .unwrap();
+        let forge = GitHubForge::new(
+            &self.forge.url(),
+            "shop/config",
+            GitHubAuth::Token(token),
+            self.forge.bot_login(),
+            GitHubOptions::default(),
+        )
+        .unwrap();
+        Engine::new(forge, repo)
+    }
+
+    async fn pass(&mut self) -> Vec<Outcome> {
+        let engine = self.engine();
+        engine
+            .run_once(&self.releases, &self.deployments, self.now)
+            .await
+            .unwrap()
+    }
+
+    fn release(&mut self, app: &str, tag: &str) -> Digest {
+        let digest = Digest::of(format!("{app}:{tag}").as_bytes());
+        self.releases.insert(
+            app.into(),
+            Release {
+                tag: Some(tag.into()),
+                digest: digest.clone(),
+            },
+        );
+        digest
+    }
+
+    fn healthy(&mut self, env: &str, app: &str, digest: &Digest, since: Duration) {
+        self.deployments.insert(
+            (env.into(), app.into()),
+            Deployment {
+                env: env.into(),
+                app: app.into(),
+                digest: digest.clone(),
+                state: DeployState::Healthy,
+                healthy_since: Some(self.now - since),
+            },
+        );
+    }
+
+    fn open_prs(&self) -> Vec<sim::forge::PullView> {
+        self.forge
+            .pulls(OWNER, REPO)
+            .into_iter()
+            .filter(|p| p.open)
+            .collect()
+    }
+
+    fn pr_for(&self, env: &str, app: &str) -> sim::forge::PullView {
+        let head = format!("baton/{env}/{app}");
+        let mut prs: Vec<_> = self
+            .open_prs()
+            .into_iter()
+            .filter(|p| p.head_ref == head)
+            .collect();
+        assert_eq!(
+            prs.len(),
+            1,
+            "expected exactly one open PR for {head}: {prs:?}"
+        );
+        prs.remove(0)
+    }
+
+    fn main_file(&self, path: &str) -> String {
+        git(
+            &self.forge.repo_path(OWNER, REPO),
+            &["show", &format!("main:{path}")],
+        )
+    }
+
+    fn last_promotion(&self) -> Promotion {
+        let msg = git(
+            &self.forge.repo_path(OWNER, REPO),
+            &["log", "-1", "--format=%B", "main"],
+        );
+        Promotion::parse(&msg).unwrap_or_else(|| panic!("no trailers in {msg}"))
+    }
+
+    /// Calls that change something (a Git fetch is a POST to git-upload-pack but reads).
+    fn writes(&self) -> u64 {
+        self.forge
+            .calls()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("GET ") && !k.ends_with("/git-upload-pack"))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    fn comment(&self, who: &str, pr: u64, body: &str) -> u64 {
+        self.forge.comment_as(who, OWNER, REPO, pr, body).unwrap()
+    }
+
+    fn bot_comments(&self, pr: u64) -> Vec<String> {
+        self.forge
+            .comments(OWNER, REPO, pr)
+            .into_iter()
+            .filter(|c| c.user == self.forge.bot_login())
+            .map(|c| c.body)
+            .collect()
+    }
+
+    fn replies(&self, pr: u64) -> Vec<String> {
+        self.bot_comments(pr)
+            .into_iter()
+            .filter(|b| !b.starts_with("<!-- baton:status -->"))
+            .collect()
+    }
+}
+
+fn count(outcomes: &[Outcome], f: impl Fn(&Outcome) -> bool) -> usize {
+    outcomes.iter().filter(|o| f(o)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_release_is_auto_merged_to_dev_with_trailers_and_an_idle_pass_writes_nothing() {
+    let mut w = World::new().await;
+    let digest = w.release("web", "1.5.0");
+
+    let out = w.pass().await;
+    assert_eq!(
+        count(
+            &out,
+            |o| matches!(o, Outcome::Opened { env, app, .. } if env == "dev" && app == "web")
+        ),
+        1,
+        "{out:?}"
+    );
+    let pr = w.pr_for("dev", "web");
+    assert_eq!(
+        pr.title,
+        format!("promote web to dev: 1.5.0 ({})", digest.short())
+    );
+    assert!(
+        pr.labels.contains(&"baton:promotion".to_string())
+            && pr.labels.contains(&"env:dev".to_string()),
+        "{:?}",
+        pr.labels
+    );
+
+    let out = w.pass().await;
+    assert!(
+        matches!(&out[..], [Outcome::Merged { env, .. }] if env == "dev"),
+        "{out:?}"
+    );
+    assert!(w.open_prs().is_empty());
+    assert!(
+        w.main_file("environments/dev/kustomization.yaml")
+            .contains(digest.as_str())
+    );
+    let p = w.last_promotion();
+    assert_eq!(
+        (
+            p.app.as_str(),
+            p.environment.as_str(),
+            p.tag.as_deref(),
+            &p.to
+        ),
+        ("web", "dev", Some("1.5.0"), &digest)
+    );
+    assert_eq!(p.pull_request, Some(pr.number));
+    assert_eq!(p.promoted_by.as_deref(), Some("baton[bot]"));
+
+    w.forge.reset_calls();
+    let out = w.pass().await;
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(
+        w.writes(),
+        0,
+        "an idle pass must not write: {:?}",
+        w.forge.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_follows_after_soak_and_a_newer_digest_updates_the_same_pr() {
+    let mut w = World::new().await;
+    let v15 = w.release("web", "1.5.0");
+    w.pass().await; // open dev
+    w.pass().await; // merge dev
+
+    w.healthy("dev", "web", &v15, Duration::minutes(5));
+    let out = w.pass().await;
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "staging")),
+        "soak is 10m: {out:?}"
+    );
+
+    w.healthy("dev", "web", &v15, Duration::minutes(11));
+    let out = w.pass().await;
+    assert_eq!(
+        count(
+            &out,
+            |o| matches!(o, Outcome::Opened { env, .. } if env == "staging")
+        ),
+        1,
+        "{out:?}"
+    );
+    let first = w.pr_for("staging", "web");
+    assert!(
+        first.title.contains("1.5.0"),
+        "the tag travels with the digest: {}",
+        first.title
+    );
+
+    // Staging needs the validate check; without it the PR waits.
+    let out = w.pass().await;
+    assert!(out.iter().any(|o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.contains("baton/validate"))), "{out:?}");
+
+    // A newer release reaches dev and soaks: the open staging PR is updated, not duplicated.
+    let v16 = w.release("web", "1.6.0");
+    w.pass().await; // dev PR
+    w.pass().await; // dev merge
+    w.healthy("dev", "web", &v16, Duration::minutes(30));
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Updated { pr, .. } if *pr == first.number)),
+        "{out:?}"
+    );
+    let updated = w.pr_for("staging", "web");
+    assert_eq!(updated.number, first.number);
+    assert!(updated.title.contains("1.6.0"), "{}", updated.title);
+    assert!(
+        w.bot_comments(first.number)
+            .iter()
+            .any(|c| c.contains("superseded 1.5.0")),
+        "{:?}",
+        w.bot_comments(first.number)
+    );
+
+    w.forge
+        .set_status_as(
+            "ci",
+            OWNER,
+            REPO,
+            &updated.head_sha,
+            "baton/validate",
+            "success",
+        )
+        .unwrap();
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Merged { env, .. } if env == "staging")),
+        "{out:?}"
+    );
+    assert!(
+        w.main_file("environments/staging/kustomization.yaml")
+            .contains(v16.as_str())
+    );
+}
+
+/// Walk web 1.5.0 through dev and staging so that prod has a PR.
+async fn to_prod(w: &mut World) -> (Digest, sim::forge::PullView) {
+    let v = w.release("web", "1.5.0");
+    w.pass().await;
+    w.pass().await;
+    w.healthy("dev", "web", &v, Duration::minutes(15));
+    w.pass().await;
+    let staging = w.pr_for("staging", "web");
+    w.forge
+        .set_status_as(
+            "ci",
+            OWNER,
+            REPO,
+            &staging.head_sha,
+            "baton/validate",
+            "success",
+        )
+        .unwrap();
+    w.pass().await;
+    w.healthy("staging", "web", &v, Duration::hours(2));
+    w.pass().await;
+    let prod = w.pr_for("prod", "web");
+    w.forge
+        .set_status_as(
+            "ci",
+            OWNER,
+            REPO,
+            &prod.head_sha,
+            "baton/validate",
+            "success",
+        )
+        .unwrap();
+    (v, prod)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_command() {
+    let mut w = World::new().await;
+    let (v, prod) = to_prod(&mut w).await;
+    assert!(
+        prod.title.contains("promote web to prod: 1.5.0"),
+        "{}",
+        prod.title
+    );
+
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with("approvals"))
+        ),
+        "{out:?}"
+    );
+
+    // Someone outside the team approves; someone with read access tries to promote.
+    w.forge
+        .review_as(
+            "dev",
+            OWNER,
+            REPO,
+            prod.number,
+            ReviewState::Approved,
+            "lgtm",
+        )
+        .unwrap();
+    w.comment("eve", prod.number, "/promote prod");
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Answered { command, .. } if command == "/promote prod")),
+        "{out:?}"
+    );
+    assert!(
+        w.replies(prod.number)
+            .iter()
+            .any(|r| r.contains("@eve") && r.contains("needs Write access")),
+        "{:?}",
+        w.replies(prod.number)
+    );
+    assert!(!out.iter().any(|o| matches!(o, Outcome::Merged { .. })));
+
+    w.forge
+        .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.forge
+        .review_as("bob", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with("command"))
+        ),
+        "{out:?}"
+    );
+
+    w.comment("carol", prod.number, "Looks good.\n/promote prod");
+    let replies_before = w.replies(prod.number).len();
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Merged { env, .. } if env == "prod")),
+        "{out:?}"
+    );
+    assert_eq!(
+        w.replies(prod.number).len(),
+        replies_before + 1,
+        "one answer to carol"
+    );
+    let p = w.last_promotion();
+    assert_eq!(p.environment, "prod");
+    assert_eq!(p.approved_by, vec!["alice".to_string(), "bob".to_string()]);
+    assert_eq!(p.promoted_by.as_deref(), Some("carol"));
+    // prod pulls its own copy (copyTo), pinned at the same digest.
+    let k = w.main_file("environments/prod/kustomization.yaml");
+    assert!(
+        k.contains("newName: prod-registry.example.com/shop/web") && k.contains(v.as_str()),
+        "{k}"
+    );
+
+    // Nothing is answered twice after yet another restart.
+    let out = w.pass().await;
+    assert!(
+        !out.iter().any(|o| matches!(o, Outcome::Answered { .. })),
+        "{out:?}"
+    );
+    assert_eq!(w.replies(prod.number).len(), replies_before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_blocks_a_merge_until_unhold() {
+    let mut w = World::new().await;
+    w.release("web", "1.5.0");
+    w.pass().await;
+    let pr = w.pr_for("dev", "web");
+    w.comment("dev", pr.number, "/hold checking the migration");
+    let out = w.pass().await;
+    assert!(out.iter().any(|o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.contains("checking the migration"))), "{out:?}");
+    assert!(
+        w.pr_for("dev", "web")
+            .labels
+            .contains(&"baton:hold".to_string())
+    );
+
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .all(|o| !matches!(o, Outcome::Merged { .. } | Outcome::Answered { .. })),
+        "{out:?}"
+    );
+
+    w.comment("eve", pr.number, "/unhold");
+    let out = w.pass().await;
+    assert!(
+        !out.iter().any(|o| matches!(o, Outcome::Merged { .. })),
+        "eve may not unhold: {out:?}"
+    );
+
+    w.comment("alice", pr.number, "/unhold");
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(|o| matches!(o, Outcome::Merged { .. })),
+        "{out:?}"
+    );
+    assert_eq!(w.replies(pr.number).len(), 3, "{:?}", w.replies(pr.number));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_and_a_rego_rule_hold_prod_back() {
+    let mut w = World::new().await;
+    let (_, prod) = to_prod(&mut w).await;
+    w.forge
+        .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.forge
+        .review_as("bob", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.comment("carol", prod.number, "/promote prod");
+
+    // Saturday: the example policy denies weekend promotions (and the window is closed).
+    w.now = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+    let out = w.pass().await;
+    assert!(
+        !out.iter().any(|o| matches!(o, Outcome::Merged { .. })),
+        "{out:?}"
+    );
+    let status = w
+        .bot_comments(prod.number)
+        .into_iter()
+        .find(|b| b.starts_with("<!-- baton:status -->"))
+        .unwrap();
+    assert!(
+        status.contains("no prod promotions at the weekend"),
+        "{status}"
+    );
+
+    // Inside the holiday freeze, on a Tuesday inside the window.
+    w.now = Utc.with_ymd_and_hms(2026, 12, 22, 9, 0, 0).unwrap();
+    let out = w.pass().await;
+    assert!(out.iter().any(|o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.contains("frozen (holidays)"))), "{out:?}");
+
+    w.now = tuesday_morning();
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(|o| matches!(o, Outcome::Merged { .. })),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_rate_limits_are_recovered_without_duplicates() {
+    let mut w = World::new().await;
+    w.release("web", "1.5.0");
+    w.forge
+        .inject(sim::forge::Fault::server_error(502).times(1));
+    w.forge
+        .inject(sim::forge::Fault::secondary_rate_limit(1).times(1));
+    let mut opened = 0;
+    for _ in 0..3 {
+        let engine = w.engine();
+        if let Ok(out) = engine.run_once(&w.releases, &w.deployments, w.now).await {
+            opened += count(&out, |o| matches!(o, Outcome::Opened { .. }));
+        }
+    }
+    assert_eq!(opened, 1);
+    assert_eq!(
+        w.open_prs().len() + usize::from(w.forge.pulls(OWNER, REPO).iter().any(|p| p.merged)),
+        1,
+        "{:?}",
+        w.forge.pulls(OWNER, REPO)
+    );
+}
