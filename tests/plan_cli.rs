@@ -4,37 +4,9 @@
 
 mod common;
 
-use common::{EXAMPLE_DIRS, project_root};
+use common::example_files;
 use sim::forge::Forge;
 use sim::registry::Registry;
-
-fn example_files(registry_host: &str) -> Vec<(String, String)> {
-    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, String)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &e.path(), out);
-            } else {
-                let rel = e
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
-            }
-        }
-    }
-    let root = project_root();
-    let mut out = Vec::new();
-    for d in EXAMPLE_DIRS {
-        walk(&root, &root.join(d), &mut out);
-    }
-    // Point the example's images at the local registry.
-    out.into_iter()
-        .map(|(p, t)| (p, t.replace("registry.example.com", registry_host)))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_proposes_the_newest_blessed_release_for_dev_and_changes_nothing() {
@@ -52,7 +24,11 @@ async fn plan_proposes_the_newest_blessed_release_for_dev_and_changes_nothing() 
         &[b"layer-rc"],
     );
     let forge = Forge::start().await.unwrap();
-    let files = example_files(&registry.host());
+    // Point the example's images at the local registry.
+    let files: Vec<(String, String)> = example_files()
+        .into_iter()
+        .map(|(p, t)| (p, t.replace("registry.example.com", &registry.host())))
+        .collect();
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(p, t)| (p.as_str(), t.as_str()))

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use baton::config::Secret;
 use baton::engine::{Engine, Outcome};
@@ -17,7 +16,7 @@ use baton::image::Digest;
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::{EXAMPLE_DIRS, git, project_root};
+use common::{example_files, git};
 use sim::forge::{Forge, Permission, ReviewState};
 
 const OWNER: &str = "shop";
@@ -35,31 +34,6 @@ struct World {
     releases: BTreeMap<String, Release>,
     deployments: BTreeMap<(String, String), Deployment>,
     now: DateTime<Utc>,
-}
-
-fn example_files() -> Vec<(String, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &e.path(), out);
-            } else {
-                let rel = e
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
-            }
-        }
-    }
-    let root = project_root();
-    let mut out = Vec::new();
-    for d in EXAMPLE_DIRS {
-        walk(&root, &root.join(d), &mut out);
-    }
-    out
 }
 
 impl World {

@@ -20,6 +20,32 @@ pub fn example_repo() -> tempfile::TempDir {
     dir
 }
 
+/// The example config repo as (repo-relative path, text) pairs, for seeding a forge.
+pub fn example_files() -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &e.path(), out);
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+    }
+    let root = project_root();
+    let mut out = Vec::new();
+    for d in EXAMPLE_DIRS {
+        walk(&root, &root.join(d), &mut out);
+    }
+    out
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
