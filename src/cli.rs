@@ -191,7 +191,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(EXIT_PROBLEM)
         }
     }
@@ -659,10 +659,36 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An error and its causes on one line, skipping a cause whose text the message before it
+/// already contains (many errors here print their source themselves).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn error_text_does_not_repeat_a_cause_already_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(crate::config::runtime::RuntimeConfigError::Read {
+            path: "b.yaml".into(),
+            source: io,
+        });
+        assert_eq!(error_text(&e), "cannot read b.yaml: no such file");
+        let wrapped = anyhow::anyhow!("outer").context("context");
+        assert_eq!(error_text(&wrapped), "context: outer");
+    }
 
     #[test]
     fn since_accepts_dates_times_and_ages() {

@@ -437,4 +437,25 @@ environments:
         assert!(d.message.starts_with("invalid YAML"), "{d}");
         assert!(d.line.is_some(), "{d}");
     }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### `policies/pipeline.yaml`")
+            .nth(1)
+            .expect("README documents the pipeline");
+        let yaml = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .expect("a yaml block");
+        let p = Pipeline::parse("README.md", yaml).unwrap().pipeline;
+        let names: Vec<_> = p
+            .promotion_order()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["dev", "staging", "prod"]);
+    }
 }

@@ -349,4 +349,22 @@ mod tests {
             .unwrap();
         assert_eq!(c.github_repository().as_deref(), Some("shop/config"));
     }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### `baton.yaml`")
+            .nth(1)
+            .expect("README documents baton.yaml");
+        let yaml = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .expect("a yaml block");
+        let c = RuntimeConfig::parse("README.md", yaml, []).unwrap();
+        assert_eq!(c.github.bot_login, "baton[bot]");
+        assert_eq!(c.registries.len(), 2);
+        assert!(c.clusters["prod"].in_cluster);
+    }
 }
