@@ -265,3 +265,21 @@ impl ReadExt for baton::gitrepo::files::TreeFiles<'_> {
         self.read(path).unwrap().unwrap()
     }
 }
+
+#[test]
+fn an_exported_commit_renders_like_the_worktree_it_came_from() {
+    let (_remote_dir, url) = remote();
+    let work = tempfile::tempdir().unwrap();
+    let repo = open(work.path(), &url);
+    let tip = repo.fetch().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("export");
+    repo.export(tip, &dest).unwrap();
+    let from_git = baton::render::render(&dest, "environments/dev".as_ref()).unwrap();
+    let from_example = baton::render::render(&project_root(), "environments/dev".as_ref()).unwrap();
+    assert_eq!(
+        baton::render::to_yaml_stream(&from_git),
+        baton::render::to_yaml_stream(&from_example)
+    );
+    assert!(dest.join("policies/pipeline.yaml").is_file());
+}

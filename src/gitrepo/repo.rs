@@ -457,6 +457,57 @@ impl ConfigRepo {
         })
     }
 
+    /// Write the files of `commit` under `dir` (which must not exist or be empty), for the
+    /// parts that read a directory (the renderer, `baton validate`). Symlinks are written as
+    /// files holding their target path, so that nothing in the export points outside `dir`.
+    pub fn export(&self, commit: Oid, dir: &Path) -> Result<(), GitError> {
+        let e = |op: &'static str| {
+            move |err: std::io::Error| GitError::Git {
+                op,
+                message: err.to_string(),
+                transient: false,
+            }
+        };
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(git_err("read", None))?;
+        std::fs::create_dir_all(dir).map_err(e("export"))?;
+        let mut failure = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
+            let Ok(name) = entry.name() else {
+                return git2::TreeWalkResult::Skip;
+            };
+            let path = dir.join(root).join(name);
+            let result = match entry.kind() {
+                Some(git2::ObjectType::Tree) => std::fs::create_dir_all(&path),
+                Some(git2::ObjectType::Blob) => match self.repo.find_blob(entry.id()) {
+                    Ok(blob) => std::fs::write(&path, blob.content()),
+                    Err(err) => Err(std::io::Error::other(err.to_string())),
+                },
+                // Submodules: nothing to render from.
+                _ => return git2::TreeWalkResult::Skip,
+            };
+            match result {
+                Ok(()) => git2::TreeWalkResult::Ok,
+                Err(err) => {
+                    failure = Some(std::io::Error::new(
+                        err.kind(),
+                        format!("{}: {err}", path.display()),
+                    ));
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .map_err(git_err("export", None))
+        .or_else(|err| if failure.is_some() { Ok(()) } else { Err(err) })?;
+        match failure {
+            Some(err) => Err(e("export")(err)),
+            None => Ok(()),
+        }
+    }
+
     fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
         self.repo
             .find_commit(commit)
