@@ -90,6 +90,52 @@ pub enum Command {
     /// `environments/<name>`). Prints a YAML stream (or a JSON `List` with -o json).
     /// Exit status: 0 when rendered, 1 when the tree does not render, 2 on usage errors.
     Render(RenderArgs),
+
+    /// Run the bot: webhook and status server, registry watcher, promotion engine, and one
+    /// reconciler per cluster, until SIGTERM or Ctrl-C.
+    ///
+    /// Needs a runtime config (baton.yaml: the config repo, GitHub credentials, clusters).
+    /// Serves /webhooks/github, /webhooks/registry, /healthz, /readyz, /metrics and the
+    /// status page on `listen`. On SIGTERM it finishes the promotion step in flight and stops.
+    Run(RunArgs),
+
+    /// Try baton with no GitHub token and no cluster: start local stand-ins for GitHub, a
+    /// Kubernetes API server and an OCI registry, seed a config repo from the example, and
+    /// run the bot against them.
+    ///
+    /// Prints the URLs of the status page and of the stand-in's pull requests. With --demo,
+    /// plays a release through dev, staging and prod (approvals and /promote prod included),
+    /// rolls back a broken one, prints the history, and exits: 0 when the story completed,
+    /// 1 with the step that failed otherwise. Without --demo, runs until Ctrl-C.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runtime config.
+    #[arg(
+        long,
+        env = "BATON_CONFIG",
+        default_value = "baton.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Play the release story, then exit.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where baton listens (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The soak of staging and prod in the sandbox (the example says 10m and 1h).
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub soak: crate::config::HumanDuration,
+    /// Keep the sandbox's files (config repo, baton.yaml, workdir) in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Output of `baton render`.
@@ -179,7 +225,11 @@ pub const EXIT_PROBLEM: u8 = 1;
 /// Run a parsed command line; the exit code follows the convention 0 = success,
 /// 1 = the command ran and found a problem, 2 = usage error.
 pub fn run(cli: Cli) -> ExitCode {
-    logging::init(cli.global.log_format);
+    match &cli.command {
+        // The demo's story is the output; logs only for problems (RUST_LOG overrides).
+        Command::Sandbox(a) if a.demo => logging::init_with_default(cli.global.log_format, "warn"),
+        _ => logging::init(cli.global.log_format),
+    }
     let result = match cli.command {
         Command::Validate(args) => validate(&cli.global, &args),
         Command::Bump(args) => bump(&cli.global, &args),
@@ -187,6 +237,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan(&args),
         Command::Registry(args) => Ok(registry(&cli.global, args)),
         Command::Render(args) => render(&cli.global, &args),
+        Command::Run(args) => run_service(&args),
+        Command::Sandbox(args) => sandbox(&args),
     };
     match result {
         Ok(code) => code,
@@ -539,6 +591,99 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn run_service(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
+    runtime()?.block_on(async {
+        let service =
+            crate::service::Service::start(cfg, crate::service::RunOptions::default()).await?;
+        eprintln!("baton listening on http://{}", service.local_addr());
+        service.run(shutdown_signal()).await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
+    use crate::sandbox::{Sandbox, SandboxOptions, demo};
+    let options = SandboxOptions {
+        listen: args.listen,
+        soak: args.soak.0,
+        dir: args.dir.clone(),
+    };
+    runtime()?.block_on(async {
+        let sb = Sandbox::start(&options).await?;
+        let service = sb
+            .start_baton(crate::service::RunOptions::sandbox())
+            .await?;
+        let addr = service.local_addr();
+        println!("baton sandbox");
+        println!("  status page       http://{addr}/");
+        println!("  metrics           http://{addr}/metrics");
+        println!("  pull requests     {}", sb.pulls_url());
+        println!(
+            "  config repo       {}",
+            sb.forge
+                .git_url(crate::sandbox::OWNER, crate::sandbox::REPO)
+        );
+        println!(
+            "  registry          http://{}/v2/_catalog",
+            sb.registry.host()
+        );
+        println!("  kubernetes API    {}", sb.cluster.url());
+        println!("  baton.yaml        {}", sb.config_file.display());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(service.run(async {
+            let _ = stop_rx.await;
+        }));
+        let code = if args.demo {
+            println!();
+            match demo::run(&sb, std::io::stdout()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        } else {
+            println!(
+                "\nrunning; push an image with the registry API or comment on a PR; Ctrl-C stops"
+            );
+            shutdown_signal().await;
+            ExitCode::SUCCESS
+        };
+        let _ = stop_tx.send(());
+        let _ = running.await;
+        anyhow::Ok(code)
+    })
 }
 
 /// `2026-11-01`, an RFC 3339 time, or an age such as `7d` counted back from now.

@@ -18,6 +18,8 @@ pub mod promote;
 pub mod reconcile;
 pub mod registry;
 pub mod render;
+pub mod sandbox;
 pub mod server;
+pub mod service;
 pub mod tls;
 pub mod yaml;

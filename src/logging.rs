@@ -17,8 +17,14 @@ pub enum LogFormat {
 /// Install the global subscriber. Calling it twice is harmless (the second call is ignored),
 /// so tests that run the CLI in-process can call it freely.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,baton=info,baton_sim=info"));
+    init_with_default(format, "warn,baton=info,baton_sim=info")
+}
+
+/// [`init`] with another filter when `RUST_LOG` is unset (e.g. `warn` while the sandbox
+/// tells its story on stdout).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -135,6 +135,11 @@ impl<F: Forge> Engine<F> {
         &self.forge
     }
 
+    /// The config branch tip as of the last pass (`None` before the first fetch).
+    pub fn config_tip(&self) -> Option<String> {
+        self.repo().tip().ok().map(|o| o.to_string())
+    }
+
     fn repo(&self) -> std::sync::MutexGuard<'_, ConfigRepo> {
         self.repo.lock().unwrap_or_else(|e| e.into_inner())
     }

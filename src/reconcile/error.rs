@@ -16,6 +16,14 @@ pub enum ReconcileError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The config repo could not be read at the tip (fetch, export, pipeline); nothing was
+    /// applied or pruned.
+    #[error("environment {env}: cannot read the config repo: {message}")]
+    Source {
+        env: String,
+        message: String,
+        transient: bool,
+    },
     /// Rendered objects that cannot be applied; nothing was applied or pruned.
     #[error("environment {env} has {} invalid object(s); nothing was applied:\n{}", problems.len(), list(problems))]
     InvalidInput {
@@ -104,6 +112,7 @@ impl ReconcileError {
             | ReconcileError::DryRun { failures, .. }
             | ReconcileError::Prune { failures, .. } => failures.iter().all(|f| f.transient),
             ReconcileError::CrdNotEstablished { .. } => true,
+            ReconcileError::Source { transient, .. } => *transient,
         }
     }
 }

@@ -1,0 +1,392 @@
+//! `baton sandbox --demo`: a release walks dev → staging → prod against the stand-ins, and a
+//! broken one is rolled back. Every step is observed from the outside (the GitHub stand-in's
+//! pull requests and comments, the Kubernetes stand-in's objects, Git history), as a user
+//! would see it, with a bounded wait; the first step that does not happen in time ends the
+//! story with its name and what was seen.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sim::forge::{PullView, ReviewState};
+
+use super::{OWNER, RELEASE_MANAGERS, REPO, Sandbox};
+
+/// How long one step may take before the story fails.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The step that did not happen.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step} ({title}) failed: {message}")]
+pub struct DemoError {
+    pub step: usize,
+    pub title: String,
+    pub message: String,
+}
+
+/// The steps, in order (numbered in the output).
+pub const STEPS: [&str; 9] = [
+    "baton applies every environment",
+    "a blessed image is pushed: web 1.1.0",
+    "dev: promotion PR opened and auto-merged",
+    "dev: rollout healthy on 1.1.0",
+    "staging: PR after dev soaked, merged once baton/validate passed, healthy",
+    "prod: PR waits for approvals and /promote prod",
+    "prod: two release managers approve, alice comments /promote prod; merged and healthy",
+    "a broken release (web 1.2.0) reaches dev, fails, and is rolled back",
+    "the audit log: baton history",
+];
+
+struct Story<W: Write> {
+    out: W,
+    started: Instant,
+    step: usize,
+}
+
+impl<W: Write> Story<W> {
+    fn begin(&mut self, step: usize) {
+        self.step = step;
+        let _ = writeln!(
+            self.out,
+            "[{:>5.1}s] {}/{} {}",
+            self.started.elapsed().as_secs_f64(),
+            step,
+            STEPS.len(),
+            STEPS[step - 1]
+        );
+    }
+
+    fn say(&mut self, text: impl std::fmt::Display) {
+        let _ = writeln!(
+            self.out,
+            "[{:>5.1}s]       {text}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn fail(&self, message: impl Into<String>) -> DemoError {
+        DemoError {
+            step: self.step,
+            title: STEPS[self.step - 1].to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Poll `probe` until it yields, for at most [`STEP_TIMEOUT`]. `what` says what was
+    /// awaited; `seen` what was there instead, for the error.
+    async fn wait<T>(
+        &self,
+        what: &str,
+        mut probe: impl FnMut() -> Option<T>,
+        seen: impl Fn() -> String,
+    ) -> Result<T, DemoError> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            if let Some(v) = probe() {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.fail(format!(
+                    "{what}: not within {}s; seen: {}",
+                    STEP_TIMEOUT.as_secs(),
+                    seen()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn pulls(sb: &Sandbox) -> Vec<PullView> {
+    sb.forge.pulls(OWNER, REPO)
+}
+
+/// The newest PR for `env` carrying `label`, numbered above `after`.
+fn pr_for(sb: &Sandbox, env: &str, label: &str, after: u64) -> Option<PullView> {
+    pulls(sb)
+        .into_iter()
+        .filter(|p| p.number > after)
+        .filter(|p| p.labels.iter().any(|l| l == &format!("env:{env}")))
+        .filter(|p| p.labels.iter().any(|l| l == label))
+        .max_by_key(|p| p.number)
+}
+
+fn describe_pulls(sb: &Sandbox) -> String {
+    let ps = pulls(sb);
+    if ps.is_empty() {
+        return "no pull requests".into();
+    }
+    ps.iter()
+        .map(|p| {
+            format!(
+                "#{} {:?} [{}] {}",
+                p.number,
+                p.title,
+                p.labels.join(","),
+                if p.merged {
+                    "merged"
+                } else if p.open {
+                    "open"
+                } else {
+                    "closed"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The web Deployment of `env`: its image, and whether its rollout is complete.
+fn web(sb: &Sandbox, env: &str) -> Option<(String, bool)> {
+    let d = sb
+        .cluster
+        .get("apps/v1", "Deployment", &format!("shop-{env}"), "web")?;
+    let image = d
+        .pointer("/spec/template/spec/containers/0/image")
+        .and_then(Value::as_str)?
+        .to_string();
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let want = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let done = n("/status/observedGeneration") == n("/metadata/generation")
+        && n("/status/updatedReplicas") == want
+        && n("/status/availableReplicas") == want;
+    Some((image, done))
+}
+
+fn describe_web(sb: &Sandbox, env: &str) -> String {
+    match web(sb, env) {
+        None => format!("no Deployment shop-{env}/web"),
+        Some((image, done)) => format!(
+            "shop-{env}/web runs {image} ({})",
+            if done { "rolled out" } else { "rolling out" }
+        ),
+    }
+}
+
+fn healthy_on(sb: &Sandbox, env: &str, digest: &str) -> bool {
+    matches!(web(sb, env), Some((image, true)) if image.ends_with(digest))
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+/// Play the story, writing progress to `out`.
+pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
+    let mut s = Story {
+        out,
+        started: Instant::now(),
+        step: 0,
+    };
+
+    s.begin(1);
+    let initial = sb.initial["web"].clone();
+    for env in ["dev", "staging", "prod"] {
+        s.wait(
+            &format!("{env} running web 1.0.0"),
+            || healthy_on(sb, env, &initial).then_some(()),
+            || describe_web(sb, env),
+        )
+        .await?;
+        s.say(format!("{env}: web 1.0.0 ({}) healthy", short(&initial)));
+    }
+
+    s.begin(2);
+    let pushed = Instant::now();
+    let good = sb.push("web", "1.1.0");
+    s.say(format!(
+        "pushed {}/shop/web:1.1.0 = {good}; the registry notifies baton",
+        sb.registry.host()
+    ));
+
+    s.begin(3);
+    let dev = s
+        .wait(
+            "a dev promotion PR",
+            || pr_for(sb, "dev", "baton:promotion", 0),
+            || describe_pulls(sb),
+        )
+        .await?;
+    s.say(format!(
+        "#{} \"{}\" opened {:.2}s after the push",
+        dev.number,
+        dev.title,
+        pushed.elapsed().as_secs_f64()
+    ));
+    let n = dev.number;
+    s.wait(
+        "the dev PR merged",
+        || pr_for(sb, "dev", "baton:promotion", n - 1).filter(|p| p.merged),
+        || describe_pulls(sb),
+    )
+    .await?;
+    s.say(format!("#{n} merged by baton (autoMerge)"));
+
+    s.begin(4);
+    s.wait(
+        "dev running 1.1.0",
+        || healthy_on(sb, "dev", &good).then_some(()),
+        || describe_web(sb, "dev"),
+    )
+    .await?;
+    s.say(format!("dev: web 1.1.0 ({}) rolled out", short(&good)));
+
+    s.begin(5);
+    let staging = s
+        .wait(
+            "a staging promotion PR",
+            || pr_for(sb, "staging", "baton:promotion", 0),
+            || describe_pulls(sb),
+        )
+        .await?;
+    s.say(format!("#{} \"{}\" opened", staging.number, staging.title));
+    let n = staging.number;
+    s.wait(
+        "the staging PR merged",
+        || pr_for(sb, "staging", "baton:promotion", n - 1).filter(|p| p.merged),
+        || describe_pulls(sb),
+    )
+    .await?;
+    s.wait(
+        "staging running 1.1.0",
+        || healthy_on(sb, "staging", &good).then_some(()),
+        || describe_web(sb, "staging"),
+    )
+    .await?;
+    s.say(format!("#{n} merged; staging: web 1.1.0 rolled out"));
+
+    s.begin(6);
+    let prod = s
+        .wait(
+            "a prod promotion PR",
+            || pr_for(sb, "prod", "baton:promotion", 0),
+            || describe_pulls(sb),
+        )
+        .await?;
+    let n = prod.number;
+    s.say(format!("#{n} \"{}\" opened", prod.title));
+    let waiting = s
+        .wait(
+            "the prod PR's status comment",
+            || {
+                sb.forge
+                    .comments(OWNER, REPO, n)
+                    .into_iter()
+                    .find(|c| c.body.contains("baton:status"))
+                    .map(|c| c.body)
+            },
+            || format!("{} comment(s)", sb.forge.comments(OWNER, REPO, n).len()),
+        )
+        .await?;
+    if pr_for(sb, "prod", "baton:promotion", n - 1).is_some_and(|p| p.merged) {
+        return Err(s.fail(format!("#{n} merged without approvals")));
+    }
+    let headline = waiting
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("<!--"))
+        .unwrap_or("")
+        .to_string();
+    s.say(format!("#{n} waits: {headline}"));
+
+    s.begin(7);
+    for person in RELEASE_MANAGERS {
+        sb.forge
+            .review_as(person, OWNER, REPO, n, ReviewState::Approved, "LGTM")
+            .map_err(|e| s.fail(format!("{person} cannot approve #{n}: {e:?}")))?;
+        s.say(format!("{person} approved #{n}"));
+    }
+    sb.forge
+        .comment_as(RELEASE_MANAGERS[0], OWNER, REPO, n, "/promote prod")
+        .map_err(|e| s.fail(format!("cannot comment on #{n}: {e:?}")))?;
+    s.say(format!("{} commented /promote prod", RELEASE_MANAGERS[0]));
+    s.wait(
+        "the prod PR merged",
+        || pr_for(sb, "prod", "baton:promotion", n - 1).filter(|p| p.merged),
+        || {
+            let status = sb
+                .forge
+                .comments(OWNER, REPO, n)
+                .into_iter()
+                .find(|c| c.body.contains("baton:status"))
+                .map(|c| c.body)
+                .unwrap_or_default();
+            format!("{}; status comment: {status}", describe_pulls(sb))
+        },
+    )
+    .await?;
+    s.wait(
+        "prod running 1.1.0 from its own registry copy",
+        || {
+            (healthy_on(sb, "prod", &good)
+                && web(sb, "prod").is_some_and(|(image, _)| image.contains("/prod-shop/")))
+            .then_some(())
+        },
+        || describe_web(sb, "prod"),
+    )
+    .await?;
+    s.say(format!(
+        "#{n} merged; prod: web 1.1.0 rolled out from prod-shop/web"
+    ));
+
+    s.begin(8);
+    let before = pulls(sb).iter().map(|p| p.number).max().unwrap_or(0);
+    let bad = sb.push("web", "1.2.0");
+    sb.cluster.mark_broken(&bad);
+    s.say(format!(
+        "pushed web 1.2.0 = {bad}; its pods will never become ready"
+    ));
+    let broken = s
+        .wait(
+            "the dev PR for 1.2.0 merged",
+            || pr_for(sb, "dev", "baton:promotion", before).filter(|p| p.merged),
+            || describe_pulls(sb),
+        )
+        .await?;
+    s.say(format!(
+        "#{} merged into dev; the rollout fails",
+        broken.number
+    ));
+    let rollback = s
+        .wait(
+            "a rollback PR for dev, merged",
+            || pr_for(sb, "dev", "baton:rollback", broken.number).filter(|p| p.merged),
+            || describe_pulls(sb),
+        )
+        .await?;
+    s.say(format!(
+        "#{} \"{}\" merged by baton",
+        rollback.number, rollback.title
+    ));
+    s.wait(
+        "dev back on 1.1.0",
+        || healthy_on(sb, "dev", &good).then_some(()),
+        || describe_web(sb, "dev"),
+    )
+    .await?;
+    s.say("dev: back on web 1.1.0 and healthy");
+
+    s.begin(9);
+    let repo = git2::Repository::open_bare(sb.forge.repo_path(OWNER, REPO))
+        .map_err(|e| s.fail(format!("cannot open the config repo: {e}")))?;
+    let tip = repo
+        .refname_to_id("refs/heads/main")
+        .map_err(|e| s.fail(format!("no main branch: {e}")))?;
+    let entries = crate::gitrepo::history::read(&repo, tip, &Default::default())
+        .map_err(|e| s.fail(format!("cannot read history: {e}")))?;
+    let _ = write!(s.out, "{}", crate::gitrepo::history::table(&entries));
+    for env in ["dev", "staging", "prod"] {
+        if !entries.iter().any(|e| e.promotion.environment == env) {
+            return Err(s.fail(format!("no promotion to {env} in the history")));
+        }
+    }
+    let _ = writeln!(
+        s.out,
+        "[{:>5.1}s] the story is complete",
+        s.started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,546 @@
+//! `baton run`: the long-running service. It wires the pieces together and owns no decision:
+//! the webhook/status server ([`crate::server`]), the registry watcher and promotion engine
+//! ([`crate::engine`]) in one loop, and one reconcile runner per cluster
+//! ([`crate::reconcile::runner`]) fed by renders of the config branch tip.
+//!
+//! ```text
+//! registry hints ─┐                 ┌─► merged / branch moved ─► runner.trigger(env)
+//! GitHub events ──┼─► promotion loop┤
+//! plan interval ──┘  (scan, plan,   └─► engine outcomes (logs, metrics)
+//!                     act)
+//! runner outcomes ─► reports per env ─► deployments (soak) ─► nudge the promotion loop
+//! ```
+//!
+//! Shutdown (SIGTERM, Ctrl-C or the caller's future): the promotion loop finishes the pass in
+//! flight and stops; reconciles in flight are abandoned (applies are idempotent; the next start
+//! picks up); the server stops accepting and drains.
+
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::RuntimeConfig;
+use crate::config::pipeline::Pipeline;
+use crate::engine::{Engine, Outcome};
+use crate::forge::github::GitHubForge;
+use crate::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
+use crate::promote::plan::Release;
+use crate::promote::state::Deployment;
+use crate::reconcile::runner::{self, Input, Runner, Schedule};
+use crate::reconcile::{self, Env, ReconcileError, Report};
+use crate::registry::scan::Scanner;
+use crate::server::AppState;
+
+pub use source::TipSource;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Git(#[from] crate::gitrepo::repo::GitError),
+    #[error(transparent)]
+    Forge(#[from] crate::forge::ForgeError),
+    #[error("cluster {cluster}: {message}")]
+    Cluster { cluster: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policies/pipeline.yaml at the config branch tip: {0}")]
+    Pipeline(String),
+}
+
+/// Knobs that are not part of `baton.yaml` (set by `baton run` flags or the sandbox).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Reconciler behaviour for every cluster (namespace, timeouts, prune).
+    pub reconcile: reconcile::Options,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            reconcile: reconcile::Options::default(),
+        }
+    }
+}
+
+impl RunOptions {
+    /// For the sandbox: rollouts are judged within a minute.
+    pub fn sandbox() -> Self {
+        Self {
+            reconcile: reconcile::Options {
+                health_timeout: Duration::from_secs(60),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+type SourceFn = Box<dyn Fn(Env) -> BoxFuture<'static, Result<Input, ReconcileError>> + Send + Sync>;
+
+/// What the loops share: the latest reconcile report per environment and the registry's
+/// newest releases.
+#[derive(Default)]
+pub struct Shared {
+    pub reports: Mutex<BTreeMap<String, Report>>,
+    pub releases: Mutex<BTreeMap<String, Release>>,
+}
+
+impl Shared {
+    /// What each environment runs, for the planner's soak gate.
+    pub fn deployments(&self, pipeline: &Pipeline) -> BTreeMap<(String, String), Deployment> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        reports
+            .values()
+            .flat_map(|r| r.deployments(pipeline))
+            .map(|d| ((d.env.clone(), d.app.clone()), d))
+            .collect()
+    }
+}
+
+/// A started service: the listener is bound, clients are built, nothing runs yet.
+pub struct Service {
+    cfg: RuntimeConfig,
+    pub state: Arc<AppState>,
+    pub shared: Arc<Shared>,
+    engine: Arc<Engine<GitHubForge>>,
+    scanner: Arc<Scanner>,
+    source: Arc<TipSource>,
+    runners: Vec<Arc<Runner<SourceFn>>>,
+    /// Environment → index into `runners`.
+    env_runner: BTreeMap<String, usize>,
+    listener: tokio::net::TcpListener,
+}
+
+impl Service {
+    /// Build every client, clone the config repo and bind the listen address.
+    pub async fn start(cfg: RuntimeConfig, options: RunOptions) -> Result<Self, ServiceError> {
+        crate::tls::install_crypto_provider();
+        let repo_slug = cfg.github_repository().ok_or_else(|| {
+            ServiceError::Config(format!(
+                "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
+                cfg.repo.url
+            ))
+        })?;
+        let auth = Auth::from_config(&cfg).map_err(|e| ServiceError::Config(e.to_string()))?;
+        let remote = Remote {
+            url: cfg.repo.url.clone(),
+            branch: cfg.repo.branch.clone(),
+            auth,
+        };
+        let engine_repo = ConfigRepo::open(
+            &cfg.workdir.join("promote.git"),
+            remote.clone(),
+            Identity::default(),
+        )?;
+        let reconcile_repo = ConfigRepo::open(
+            &cfg.workdir.join("reconcile.git"),
+            remote,
+            Identity::default(),
+        )?;
+        let source = Arc::new(TipSource::new(reconcile_repo, cfg.workdir.join("trees")));
+        let (_, pipeline) = tokio::task::block_in_place(|| source.refresh())
+            .map_err(|e| ServiceError::Pipeline(e.to_string()))?;
+
+        let forge =
+            GitHubForge::from_config(&cfg.github, &repo_slug, cfg.github.bot_login.clone())?;
+        let engine = Arc::new(Engine::new(forge, engine_repo));
+
+        let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)
+            .map_err(|e| ServiceError::Config(format!("registries: {e}")))?;
+        if let Some(path) = &cfg.docker_config {
+            store
+                .merge_docker_config(path)
+                .map_err(|e| ServiceError::Config(format!("dockerConfig: {e}")))?;
+        }
+        let client = crate::registry::client::RegistryClient::new(store, Default::default());
+        let scanner = Arc::new(Scanner::new(client, Default::default()));
+
+        let webhook_secret = cfg
+            .github
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.resolve())
+            .transpose()
+            .map_err(|e| ServiceError::Config(format!("github.webhookSecret: {e}")))?;
+        let state = Arc::new(AppState::new(webhook_secret, cfg.github.bot_login.clone()));
+
+        // One runner per cluster, each with the environments that live on it.
+        let mut by_cluster: BTreeMap<String, Vec<Env>> = BTreeMap::new();
+        for env in &pipeline.environments {
+            by_cluster
+                .entry(env.cluster().to_string())
+                .or_default()
+                .push(Env::new(&env.name));
+        }
+        let schedule = Schedule {
+            resync: cfg.intervals.resync.0,
+            ..Schedule::default()
+        };
+        let mut runners = Vec::new();
+        let mut env_runner = BTreeMap::new();
+        for (cluster, envs) in by_cluster {
+            let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
+                ServiceError::Config(format!(
+                    "policies/pipeline.yaml places environment(s) {} on cluster `{cluster}`, which baton.yaml does not define under clusters:",
+                    envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let mut opts = options.reconcile.clone();
+            opts.namespace = cluster_cfg.namespace.clone();
+            let ctx = Arc::new(cluster_context(&cluster, cluster_cfg, opts).await?);
+            for e in &envs {
+                env_runner.insert(e.name.clone(), runners.len());
+            }
+            let src = source.clone();
+            let f: SourceFn = Box::new(move |env: Env| {
+                let src = src.clone();
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || src.input(&env))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(ReconcileError::Source {
+                                env: String::new(),
+                                message: format!("the render task failed: {e}"),
+                                transient: true,
+                            })
+                        })
+                })
+            });
+            runners.push(Arc::new(Runner::new(ctx, envs, schedule.clone(), f)));
+        }
+
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServiceError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        Ok(Self {
+            cfg,
+            state,
+            shared: Arc::new(Shared::default()),
+            engine,
+            scanner,
+            source,
+            runners,
+            env_runner,
+            listener,
+        })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.cfg.listen)
+    }
+
+    /// Run until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = {
+            let rx = stop_rx.clone();
+            move || {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            }
+        };
+        tracing::info!(addr = %self.local_addr(), repo = %self.cfg.repo.url, "baton is running");
+
+        let server = {
+            let app = crate::server::app(self.state.clone());
+            let stop = stopped();
+            let listener = self.listener;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "the HTTP server stopped");
+                }
+            })
+        };
+
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let mut runner_tasks = Vec::new();
+        for r in &self.runners {
+            runner_tasks.push(tokio::spawn(r.clone().run(out_tx.clone(), stopped())));
+        }
+        drop(out_tx);
+
+        let loops = Loops {
+            cfg: self.cfg.clone(),
+            state: self.state.clone(),
+            shared: self.shared.clone(),
+            engine: self.engine.clone(),
+            scanner: self.scanner.clone(),
+            source: self.source.clone(),
+            runners: self.runners.clone(),
+            env_runner: self.env_runner.clone(),
+        };
+        let loops = Arc::new(loops);
+        let reports = tokio::spawn(loops.clone().report_loop(out_rx));
+        let promote = tokio::spawn(loops.clone().promotion_loop(stop_rx.clone()));
+
+        shutdown.await;
+        tracing::info!("shutting down: finishing the step in flight");
+        let _ = stop_tx.send(true);
+        self.state.ready.store(false, Ordering::SeqCst);
+        let _ = promote.await;
+        for t in runner_tasks {
+            let _ = t.await;
+        }
+        let _ = reports.await;
+        let _ = server.await;
+        tracing::info!("baton stopped");
+    }
+}
+
+/// What the loops need, shared between their tasks.
+struct Loops {
+    cfg: RuntimeConfig,
+    state: Arc<AppState>,
+    shared: Arc<Shared>,
+    engine: Arc<Engine<GitHubForge>>,
+    scanner: Arc<Scanner>,
+    source: Arc<TipSource>,
+    runners: Vec<Arc<Runner<SourceFn>>>,
+    env_runner: BTreeMap<String, usize>,
+}
+
+impl Loops {
+    fn trigger(&self, env: &str) {
+        if let Some(&i) = self.env_runner.get(env) {
+            self.runners[i].trigger(env);
+        }
+    }
+
+    fn trigger_all(&self) {
+        for env in self.env_runner.keys() {
+            self.trigger(env);
+        }
+    }
+
+    /// Scan (on registry hints or every `intervals.registry`), plan and act (on any nudge or
+    /// every `intervals.plan`). One pass at a time; a nudge during a pass makes one more.
+    async fn promotion_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let registry_every = self.cfg.intervals.registry.0;
+        let plan_every = self.cfg.intervals.plan.0;
+        let mut last_scan: Option<tokio::time::Instant> = None;
+        let mut last_tip: Option<String> = None;
+        let mut failures = 0u32;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            // Registry: hints make the next scan re-read the repositories they name.
+            let hints = self.state.take_registry_hints();
+            let due = last_scan.is_none_or(|t| t.elapsed() >= registry_every);
+            if !hints.is_empty() || due {
+                if let Some(pipeline) = self.source.pipeline() {
+                    for app in pipeline.apps.values() {
+                        if let Ok(repo) = crate::registry::repo::Repo::parse(&app.image)
+                            && hints.iter().any(|h| h.concerns(&repo))
+                        {
+                            for h in hints.iter().filter(|h| h.concerns(&repo)) {
+                                self.scanner.invalidate(&repo, h.tag.as_deref());
+                            }
+                        }
+                    }
+                }
+                match self.engine.releases(&self.scanner).await {
+                    Ok((releases, problems)) => {
+                        for p in problems {
+                            tracing::warn!(problem = %p, "registry scan");
+                        }
+                        *self
+                            .shared
+                            .releases
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = releases;
+                        last_scan = Some(tokio::time::Instant::now());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "registry scan failed"),
+                }
+            }
+
+            let releases = self
+                .shared
+                .releases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let deployments = match self.source.pipeline() {
+                Some(p) => self.shared.deployments(&p),
+                None => BTreeMap::new(),
+            };
+            self.state.metrics.plan_passes.inc();
+            let wait = match self
+                .engine
+                .run_once(&releases, &deployments, Utc::now())
+                .await
+            {
+                Ok(outcomes) => {
+                    failures = 0;
+                    self.state.ready.store(true, Ordering::SeqCst);
+                    self.handle(&outcomes);
+                    plan_every
+                }
+                Err(e) => {
+                    self.state.metrics.plan_failures.inc();
+                    failures += 1;
+                    let wait = crate::reconcile::error::backoff(
+                        failures,
+                        Duration::from_secs(1),
+                        plan_every,
+                    );
+                    if e.is_transient() {
+                        tracing::warn!(error = %e, retry_in = ?wait, "promotion pass failed; retrying");
+                    } else {
+                        tracing::error!(error = %e, "promotion pass failed");
+                    }
+                    wait
+                }
+            };
+            // The config branch moved (a merge here, or a push by anyone): reconcile it.
+            if let Some(tip) = self.engine.config_tip()
+                && last_tip.as_deref() != Some(tip.as_str())
+            {
+                if last_tip.is_some() {
+                    tracing::info!(tip = %&tip[..tip.len().min(12)], "config branch moved; reconciling");
+                    self.trigger_all();
+                }
+                last_tip = Some(tip);
+            }
+            tokio::select! {
+                _ = self.state.nudge.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn handle(&self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            match o {
+                Outcome::Opened { pr, env, app } => {
+                    tracing::debug!(pr, %env, %app, "opened promotion PR")
+                }
+                Outcome::Updated { pr, env, app } => {
+                    tracing::debug!(pr, %env, %app, "updated promotion PR")
+                }
+                Outcome::Closed { pr, env, app } => {
+                    tracing::debug!(pr, %env, %app, "closed promotion PR")
+                }
+                Outcome::Merged { pr, env, app, sha } => {
+                    tracing::debug!(pr, %env, %app, %sha, "merged promotion PR");
+                    promoted(&self.state, app, env, "merged");
+                    self.trigger(env);
+                }
+                Outcome::Waiting {
+                    pr,
+                    env,
+                    app,
+                    blocking,
+                } => tracing::debug!(pr, %env, %app, %blocking, "promotion PR waiting"),
+                Outcome::Answered {
+                    pr,
+                    comment,
+                    command,
+                } => tracing::debug!(pr, comment, %command, "answered a command"),
+                Outcome::Failed { env, app, error } => {
+                    promoted(&self.state, app, env, "failed");
+                    tracing::debug!(%env, %app, %error, "promotion step failed")
+                }
+            }
+        }
+    }
+
+    /// Keep each environment's latest report; a change of health may open the next gate.
+    async fn report_loop(self: Arc<Self>, mut outcomes: mpsc::Receiver<runner::Outcome>) {
+        while let Some(outcome) = outcomes.recv().await {
+            match &outcome.result {
+                Ok(report) => {
+                    tracing::debug!(env = %outcome.env, "{}", report.summary());
+                    let changed = {
+                        let mut reports = self
+                            .shared
+                            .reports
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        let before = reports
+                            .get(&outcome.env)
+                            .map(|r| (r.commit.clone(), r.health.state));
+                        reports.insert(outcome.env.clone(), report.clone());
+                        before != Some((report.commit.clone(), report.health.state))
+                    };
+                    if changed {
+                        self.state.nudge.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(env = %outcome.env, error = %e, "reconcile failed");
+                }
+            }
+        }
+    }
+}
+
+/// A reconcile context for a cluster of `baton.yaml`.
+async fn cluster_context(
+    name: &str,
+    cfg: &crate::config::runtime::ClusterConfig,
+    options: reconcile::Options,
+) -> Result<reconcile::Context, ServiceError> {
+    let err = |message: String| ServiceError::Cluster {
+        cluster: name.to_string(),
+        message,
+    };
+    let config = if cfg.in_cluster {
+        kube::Config::incluster().map_err(|e| err(format!("in-cluster config: {e}")))?
+    } else {
+        let path: PathBuf = cfg
+            .kubeconfig
+            .clone()
+            .ok_or_else(|| err("set inCluster: true or kubeconfig: <file>".into()))?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let options = kube::config::KubeConfigOptions {
+            context: cfg.context.clone(),
+            ..Default::default()
+        };
+        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| err(format!("{}: {e}", path.display())))?
+    };
+    let client = kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
+    Ok(reconcile::Context::new(client, options))
+}
+
+fn promoted(state: &AppState, app: &str, env: &str, result: &str) {
+    state
+        .metrics
+        .promotions
+        .get_or_create(&crate::server::metrics::PromotionLabels {
+            app: app.into(),
+            env: env.into(),
+            result: result.into(),
+        })
+        .inc();
+}
