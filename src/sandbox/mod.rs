@@ -226,14 +226,19 @@ impl Sandbox {
         options: crate::service::RunOptions,
     ) -> Result<crate::service::Service, SandboxError> {
         let service = crate::service::Service::start(self.config.clone(), options).await?;
-        let addr = service.local_addr();
+        self.connect(service.local_addr());
+        Ok(service)
+    }
+
+    /// Point the stand-ins' webhooks (GitHub events, registry pushes) at a baton listening on
+    /// `addr`: in this process, or a `baton run` started with the sandbox's `baton.yaml`.
+    pub fn connect(&self, addr: SocketAddr) {
         self.forge.add_webhook(
             &format!("http://{addr}/webhooks/github"),
             &self.webhook_secret,
         );
         self.registry
             .set_notify_url(Some(&format!("http://{addr}/webhooks/registry")));
-        Ok(service)
     }
 
     /// The stand-in's REST URL listing the config repo's pull requests.

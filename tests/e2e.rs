@@ -1,0 +1,209 @@
+//! End to end: the real `baton run` binary, configured by a `baton.yaml` against the `sim`
+//! stand-ins (GitHub with Git hosting, a Kubernetes API server, an OCI registry), plays the
+//! release story, and every step is checked from the outside: pull requests, merges and
+//! trailers in Git, statuses and comments on GitHub, objects in the cluster, the history.
+//! Then the sandbox command itself (`baton sandbox --demo`, the README's first command).
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton::sandbox::{OWNER, REPO, Sandbox, SandboxOptions, demo};
+
+/// A `baton run` child process, killed when dropped.
+struct Baton {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Baton {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Baton {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status within `timeout`.
+    fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `url`, bounded; the body on 200.
+fn get(url: &str) -> Option<String> {
+    let mut stream =
+        std::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next()?).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let (host, path) = url
+        .trim_start_matches("http://")
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))?;
+    use std::io::Write;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_rolled_back() {
+    baton::tls::install_crypto_provider();
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let port = free_port();
+    let log = sb.dir.join("baton-run.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", "--config", sb.config_file.to_str().unwrap()])
+        .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn,baton=info")
+        .env_remove("BATON_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut baton = Baton { child, log };
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("{base}/healthz")).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "baton run did not serve /healthz within 60s:\n{}",
+            baton.log()
+        );
+        assert!(
+            baton.child.try_wait().unwrap().is_none(),
+            "baton run exited:\n{}",
+            baton.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sb.connect(format!("127.0.0.1:{port}").parse().unwrap());
+
+    let mut story = Vec::new();
+    let result = demo::run(&sb, &mut story).await;
+    let story = String::from_utf8_lossy(&story).into_owned();
+    assert!(
+        result.is_ok(),
+        "{}\n--- story ---\n{story}\n--- baton run log ---\n{}",
+        result.unwrap_err(),
+        baton.log()
+    );
+
+    // Git: merge commits carry the audit trailers, with the approvers and the promoter.
+    let repo = git2::Repository::open_bare(sb.forge.repo_path(OWNER, REPO)).unwrap();
+    let tip = repo.refname_to_id("refs/heads/main").unwrap();
+    let history = baton::gitrepo::history::read(&repo, tip, &Default::default()).unwrap();
+    let prod = history
+        .iter()
+        .find(|e| e.promotion.environment == "prod")
+        .expect("a prod promotion in the history");
+    let text = serde_json::to_string(prod).unwrap();
+    assert!(
+        text.contains("alice") && text.contains("bob"),
+        "prod's trailers name both approvers and the promoter: {text}"
+    );
+    assert_eq!(prod.promotion.tag.as_deref(), Some("1.1.0"), "{text}");
+
+    // GitHub: one status comment per promotion PR, never two.
+    for pr in sb.forge.pulls(OWNER, REPO) {
+        let status_comments = sb
+            .forge
+            .comments(OWNER, REPO, pr.number)
+            .into_iter()
+            .filter(|c| c.body.contains("<!-- baton:status -->"))
+            .count();
+        assert!(
+            status_comments <= 1,
+            "#{} has {status_comments} status comments",
+            pr.number
+        );
+    }
+    // One promotion PR per (env, app) at a time: no duplicates were opened.
+    let mut opened = std::collections::BTreeMap::<(String, String), usize>::new();
+    for pr in sb.forge.pulls(OWNER, REPO) {
+        *opened
+            .entry((pr.head_ref.clone(), pr.head_sha.clone()))
+            .or_default() += 1;
+    }
+    assert!(
+        opened.values().all(|n| *n == 1),
+        "a PR was duplicated: {opened:?}"
+    );
+
+    // The cluster: prod runs the promoted digest from its own registry copy.
+    let web = sb
+        .cluster
+        .get("apps/v1", "Deployment", "shop-prod", "web")
+        .unwrap();
+    let image = web
+        .pointer("/spec/template/spec/containers/0/image")
+        .and_then(|v| v.as_str())
+        .unwrap();
+    assert!(image.contains("/prod-shop/web@sha256:"), "{image}");
+
+    // The service: metrics count the promotions; SIGTERM stops it cleanly.
+    let metrics = get(&format!("{base}/metrics")).unwrap();
+    assert!(metrics.contains("result=\"merged\""), "{metrics}");
+    let status = baton.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "baton run did not exit 0 on SIGTERM: {status:?}\n{}",
+        baton.log()
+    );
+}
+
+#[test]
+fn the_sandbox_demo_tells_the_whole_story_and_exits_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["sandbox", "--demo"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = common::stdout(&out);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        out.status,
+        common::stderr(&out)
+    );
+    for step in demo::STEPS {
+        assert!(
+            stdout.contains(step),
+            "the story skipped {step:?}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("the story is complete"), "{stdout}");
+    assert!(
+        stdout.contains("status page       http://127.0.0.1:"),
+        "{stdout}"
+    );
+}
