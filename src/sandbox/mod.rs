@@ -96,8 +96,37 @@ pub fn image_config(repo: &str, tag: &str, created: chrono::DateTime<chrono::Utc
 }
 
 impl Sandbox {
-    /// Start the stand-ins and seed them. Baton itself is not started yet.
+    /// Start the stand-ins and seed them with the example config repo. Baton itself is not
+    /// started yet.
     pub async fn start(options: &SandboxOptions) -> Result<Self, SandboxError> {
+        let soak = options.soak;
+        Self::start_with(options, move |registry, seed| {
+            // Images the environments start on (and prod's copies, as copyTo would have made).
+            let created = chrono::Utc::now() - chrono::Duration::days(1);
+            let mut initial = std::collections::BTreeMap::new();
+            for (app, tag) in [("web", "1.0.0"), ("worker", "release-2.0.0")] {
+                let config = image_config(&format!("shop/{app}"), tag, created);
+                let layer = format!("{app} {tag}");
+                let digest =
+                    registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
+                registry.push_image(&format!("prod-shop/{app}"), tag, &config, &[layer.as_bytes()]);
+                initial.insert(app.to_string(), digest);
+            }
+            seed_files(seed, &registry.host(), soak, &initial)?;
+            Ok(initial)
+        })
+        .await
+    }
+
+    /// Start the stand-ins; `seed` pushes images to the registry and writes the config repo's
+    /// files into the directory it is given, and returns the digests apps start on.
+    pub async fn start_with(
+        options: &SandboxOptions,
+        seed: impl FnOnce(
+            &sim::registry::Registry,
+            &Path,
+        ) -> Result<std::collections::BTreeMap<String, String>, SandboxError>,
+    ) -> Result<Self, SandboxError> {
         crate::tls::install_crypto_provider();
         let (dir, tmp) = match &options.dir {
             Some(d) => {
@@ -139,27 +168,9 @@ impl Sandbox {
                     source,
                 })?;
 
-        // Images the environments start on (and prod's copies, as copyTo would have made).
-        let host = registry.host();
-        let created = chrono::Utc::now() - chrono::Duration::days(1);
-        let mut initial = std::collections::BTreeMap::new();
-        for (app, tag) in [("web", "1.0.0"), ("worker", "release-2.0.0")] {
-            let config = image_config(&format!("shop/{app}"), tag, created);
-            let layer = format!("{app} {tag}");
-            let digest =
-                registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
-            registry.push_image(
-                &format!("prod-shop/{app}"),
-                tag,
-                &config,
-                &[layer.as_bytes()],
-            );
-            initial.insert(app.to_string(), digest);
-        }
-
-        let seed = dir.join("seed");
-        seed_files(&seed, &host, options.soak, &initial)?;
-        let files = read_tree(&seed)?;
+        let seed_dir = dir.join("seed");
+        let initial = seed(&registry, &seed_dir)?;
+        let files = read_tree(&seed_dir)?;
         let refs: Vec<(&str, &str)> = files
             .iter()
             .map(|(p, c)| (p.as_str(), c.as_str()))
@@ -184,6 +195,15 @@ impl Sandbox {
         let token_file = write("github-token", &forge.bot_token())?;
         let secret_file = write("webhook-secret", &webhook_secret)?;
         let kubeconfig = write("kubeconfig", &cluster.kubeconfig())?;
+        let clusters: Vec<String> = crate::config::Pipeline::load(&seed_dir)
+            .map_err(|e| SandboxError::Seed(format!("the seeded pipeline: {e}")))?
+            .pipeline
+            .environments
+            .iter()
+            .map(|e| e.cluster().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let yaml = format!(
             "# Written by `baton sandbox`: baton against local stand-ins.\n\
              repo:\n  url: {url}\n  branch: main\n\
@@ -197,7 +217,7 @@ impl Sandbox {
             token = token_file.display(),
             secret = secret_file.display(),
             bot = forge.bot_login(),
-            clusters = ["dev", "staging", "prod"]
+            clusters = clusters
                 .iter()
                 .map(|c| format!("  {c}:\n    kubeconfig: {}\n", kubeconfig.display()))
                 .collect::<String>(),

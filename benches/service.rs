@@ -1,0 +1,280 @@
+//! Bench: the real `baton run` binary against the `sim` stand-ins on loopback.
+//!
+//! Run: `cargo bench --bench service` (options after `--`: `--pushes N` (default 100),
+//! `--apps N` (default 200), `--only latency|memory`).
+//!
+//! 1. **push → PR** (the registry-webhook path): N pushes of a new blessed tag of the example's
+//!    `web`, one after another; the time from the push until the stand-in's dev PR shows that
+//!    tag (opened or updated). p50 / p99 / max.
+//! 2. **push → dev healthy**: for the first 10 pushes, until the dev Deployment runs the
+//!    pushed digest with every replica available (the PR auto-merges, baton reconciles, the
+//!    stand-in's rollout takes 500 ms of that).
+//! 3. **memory**: a generated config repo of `--apps` apps × 3 environments (one Deployment
+//!    each); `baton run` until every environment is applied and healthy and a promotion pass
+//!    has run; VmRSS and VmHWM of the process from /proc.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton::sandbox::{OWNER, REPO, Sandbox, SandboxError, SandboxOptions, image_config};
+
+struct Baton(Child);
+
+impl Drop for Baton {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `baton run` on the sandbox's config; returns it with its address once /healthz answers.
+async fn start_baton(sb: &Sandbox) -> (Baton, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", "--config", sb.config_file.to_str().unwrap()])
+        .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start baton run");
+    let baton = Baton(child);
+    let addr = format!("127.0.0.1:{port}");
+    wait("baton run to serve /healthz", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(&addr).is_ok().then_some(())
+    })
+    .await;
+    sb.connect(addr.parse().unwrap());
+    (baton, addr)
+}
+
+/// Poll `probe` every 5 ms until it yields; panics after `timeout`.
+async fn wait<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn dev_runs(sb: &Sandbox, digest: &str) -> bool {
+    let Some(d) = sb.cluster.get("apps/v1", "Deployment", "shop-dev", "web") else {
+        return false;
+    };
+    let image = d
+        .pointer("/spec/template/spec/containers/0/image")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let n = |p: &str| d.pointer(p).and_then(|v| v.as_i64()).unwrap_or(0);
+    image.ends_with(digest)
+        && n("/status/observedGeneration") == n("/metadata/generation")
+        && n("/status/availableReplicas") == n("/spec/replicas")
+        && n("/status/updatedReplicas") == n("/spec/replicas")
+}
+
+async fn latency(pushes: usize) {
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let (_baton, _addr) = start_baton(&sb).await;
+    wait("the first apply", Duration::from_secs(60), || {
+        dev_runs(&sb, &sb.initial["web"]).then_some(())
+    })
+    .await;
+    let mut to_pr = Vec::new();
+    let mut to_healthy = Vec::new();
+    for i in 1..=pushes {
+        let tag = format!("1.{i}.0");
+        let pushed = Instant::now();
+        let digest = sb.push("web", &tag);
+        let short = &digest["sha256:".len().."sha256:".len() + 12];
+        wait(&format!("a dev PR for {tag}"), Duration::from_secs(30), || {
+            sb.forge
+                .pulls(OWNER, REPO)
+                .iter()
+                .any(|p| p.title.contains(short) && p.labels.iter().any(|l| l == "env:dev"))
+                .then_some(())
+        })
+        .await;
+        to_pr.push(pushed.elapsed());
+        if i <= 10 {
+            wait(&format!("dev healthy on {tag}"), Duration::from_secs(60), || {
+                dev_runs(&sb, &digest).then_some(())
+            })
+            .await;
+            to_healthy.push(pushed.elapsed());
+        }
+    }
+    to_pr.sort();
+    to_healthy.sort();
+    println!(
+        "push → dev PR (registry webhook), {} pushes: p50 {}, p99 {}, max {}",
+        to_pr.len(),
+        ms(percentile(&to_pr, 0.5)),
+        ms(percentile(&to_pr, 0.99)),
+        ms(*to_pr.last().unwrap())
+    );
+    println!(
+        "push → dev healthy (PR, auto-merge, apply, 500 ms simulated rollout), {} pushes: p50 {}, max {}",
+        to_healthy.len(),
+        ms(percentile(&to_healthy, 0.5)),
+        ms(*to_healthy.last().unwrap())
+    );
+}
+
+/// A config repo of `apps` apps × dev/staging/prod, each app one Deployment.
+fn fleet(apps: usize, registry: &sim::registry::Registry, seed: &Path) -> BTreeMap<String, String> {
+    let host = registry.host();
+    let write = |path: &str, text: String| {
+        let p = seed.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let mut initial = BTreeMap::new();
+    let mut pipeline = String::from("apiVersion: baton.dev/v1\nkind: Pipeline\napps:\n");
+    let created = chrono::Utc::now() - chrono::Duration::days(1);
+    for i in 0..apps {
+        let name = format!("app-{i:04}");
+        let digest = registry.push_image(
+            &format!("fleet/{name}"),
+            "1.0.0",
+            &image_config(&format!("fleet/{name}"), "1.0.0", created),
+            &[name.as_bytes()],
+        );
+        initial.insert(name.clone(), digest);
+        pipeline.push_str(&format!(
+            "  {name}:\n    image: {host}/fleet/{name}\n    bless: {{ semver: \">=1.0.0\" }}\n"
+        ));
+        write(
+            &format!("apps/{name}/kustomization.yaml"),
+            "resources:\n  - deployment.yaml\n".into(),
+        );
+        write(
+            &format!("apps/{name}/deployment.yaml"),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{ app: {name} }}\n  template:\n    metadata:\n      labels: {{ app: {name} }}\n    spec:\n      containers:\n        - name: {name}\n          image: {host}/fleet/{name}\n"
+            ),
+        );
+    }
+    pipeline.push_str(
+        "environments:\n  - name: dev\n    autoMerge: true\n  - name: staging\n    after: dev\n    soak: 1m\n  - name: prod\n    after: staging\n    soak: 1h\n    approvals: { count: 1 }\n",
+    );
+    write("policies/pipeline.yaml", pipeline);
+    for env in ["dev", "staging", "prod"] {
+        let mut k = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: fleet-{env}\nresources:\n  - namespace.yaml\n"
+        );
+        for name in initial.keys() {
+            k.push_str(&format!("  - ../../apps/{name}\n"));
+        }
+        k.push_str("images:\n");
+        for (name, digest) in &initial {
+            k.push_str(&format!(
+                "  - name: {host}/fleet/{name}\n    newTag: \"1.0.0\"\n    digest: {digest}\n"
+            ));
+        }
+        write(&format!("environments/{env}/kustomization.yaml"), k);
+        write(
+            &format!("environments/{env}/namespace.yaml"),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fleet-{env}\n"),
+        );
+    }
+    initial
+}
+
+fn proc_status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l[key.len()..].trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn memory(apps: usize) {
+    let sb = Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
+        Ok::<_, SandboxError>(fleet(apps, registry, seed))
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let (baton, addr) = start_baton(&sb).await;
+    let want = apps * 3;
+    wait("every Deployment applied and available", Duration::from_secs(600), || {
+        let ready = sb
+            .cluster
+            .list("apps/v1", "Deployment", None)
+            .iter()
+            .filter(|d| {
+                d.pointer("/status/availableReplicas").and_then(|v| v.as_i64()) == Some(1)
+            })
+            .count();
+        (ready == want).then_some(())
+    })
+    .await;
+    let applied = started.elapsed();
+    wait("/readyz (a promotion pass done)", Duration::from_secs(120), || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        write!(s, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+    let pid = baton.0.id();
+    println!(
+        "baton run, {apps} apps × 3 environments ({want} Deployments): applied and healthy in {:.1}s; VmRSS {}, VmHWM {}",
+        applied.as_secs_f64(),
+        proc_status(pid, "VmRSS:"),
+        proc_status(pid, "VmHWM:")
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    baton::tls::install_crypto_provider();
+    let pushes: usize = arg("--pushes").and_then(|s| s.parse().ok()).unwrap_or(100);
+    let apps: usize = arg("--apps").and_then(|s| s.parse().ok()).unwrap_or(200);
+    let only = arg("--only");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if only.as_deref().is_none_or(|o| o == "latency") {
+        rt.block_on(latency(pushes));
+    }
+    if only.as_deref().is_none_or(|o| o == "memory") {
+        rt.block_on(memory(apps));
+    }
+}
