@@ -72,3 +72,72 @@ impl HistorySource for GitHistory {
         history::read(&repo, start, filter).map_err(git)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitrepo::trailers::Promotion;
+
+    fn commit(repo: &git2::Repository, refname: &str, message: &str) -> git2::Oid {
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let parent = repo
+            .refname_to_id(refname)
+            .ok()
+            .map(|id| repo.find_commit(id).unwrap());
+        repo.commit(
+            Some(refname),
+            &sig,
+            &sig,
+            message,
+            &tree,
+            &parent.iter().collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+
+    fn promotion(env: &str, n: u64) -> String {
+        let p = Promotion {
+            app: "web".into(),
+            environment: env.into(),
+            from: None,
+            to: format!("sha256:{}", "ab".repeat(32)).parse().unwrap(),
+            tag: Some(format!("1.{n}.0")),
+            approved_by: vec![],
+            promoted_by: None,
+            pull_request: Some(n),
+        };
+        format!("Promote web to {env}\n\n{}", p.trailer_block())
+    }
+
+    #[test]
+    fn git_history_reads_the_fetched_config_branch_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let source = GitHistory::new(dir.path(), "main");
+        assert!(matches!(
+            source.read(&Filter::default()),
+            Err(HistoryError::NotFetched(b)) if b == "main"
+        ));
+        let branch = "refs/remotes/origin/main";
+        commit(&repo, branch, "initial");
+        commit(&repo, branch, &promotion("dev", 1));
+        commit(&repo, branch, "unrelated");
+        commit(&repo, branch, &promotion("prod", 2));
+        commit(&repo, branch, &promotion("dev", 3));
+        let all = source.read(&Filter::default()).unwrap();
+        let prs: Vec<_> = all.iter().map(|e| e.promotion.pull_request).collect();
+        assert_eq!(prs, [Some(3), Some(2), Some(1)]);
+        let dev = source
+            .read(&Filter {
+                environment: Some("dev".into()),
+                limit: Some(1),
+                ..Filter::default()
+            })
+            .unwrap();
+        assert_eq!(dev.len(), 1);
+        assert_eq!(dev[0].promotion.tag.as_deref(), Some("1.3.0"));
+    }
+}

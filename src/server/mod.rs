@@ -727,4 +727,22 @@ mod tests {
             assert!(json["error"].is_string(), "{q}: {json}");
         }
     }
+
+    #[tokio::test]
+    async fn metrics_recorded_by_the_loops_are_served_at_metrics() {
+        let s = state();
+        s.metrics
+            .reconciled("prod", std::time::Duration::from_millis(120), 1, true);
+        s.metrics.rate_limit("forge", "github", 4321);
+        let res = app(s).oneshot(get("/metrics")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = body_text(res).await;
+        for line in [
+            "baton_reconcile_duration_seconds_count{env=\"prod\"} 1",
+            "baton_drift_corrections_total{env=\"prod\"} 1",
+            "baton_rate_limit_remaining{kind=\"forge\",target=\"github\"} 4321",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
 }
