@@ -87,7 +87,7 @@ pub fn render(view: &StatusView) -> String {
                 out,
                 " at <code title=\"{}\">{}</code>",
                 escape(c),
-                escape(&c[..c.len().min(12)])
+                escape(&c.chars().take(12).collect::<String>())
             );
         }
     }
