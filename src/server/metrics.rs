@@ -1,11 +1,20 @@
 //! Prometheus metrics (prometheus-client, no globals): one [`Metrics`] per process, shared
-//! by the server and the loops, rendered at `/metrics`.
+//! by the server and the loops, rendered at `/metrics`. The loops record through the small
+//! methods here (`promotion_pass`, `reconciled`, `forge_calls`, …); docs/status-page.md lists
+//! every metric with its labels.
+
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::engine::Outcome;
+use crate::forge::github::{CallStats, RateLimitStatus};
+use crate::registry::metrics::RequestStats;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
@@ -20,6 +29,38 @@ pub struct PromotionLabels {
     pub result: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GateLabels {
+    pub env: String,
+    pub gate: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvLabels {
+    pub env: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvResultLabels {
+    pub env: String,
+    pub result: String,
+}
+
+/// `kind` is `forge`, `registry` or `cluster`; `target` names which one (`github`, a
+/// registry host, a cluster/environment name).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub kind: String,
+    pub target: String,
+    pub operation: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub kind: String,
+    pub target: String,
+}
+
 /// Every metric baton exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -29,6 +70,14 @@ pub struct Metrics {
     pub plan_passes: Counter,
     pub plan_failures: Counter,
     pub ready: Gauge,
+    /// Open promotion PRs held back, by environment and the first gate not passed.
+    pub gate_waiting: Family<GateLabels, Gauge>,
+    pub reconcile_duration: Family<EnvLabels, Histogram>,
+    pub reconciles: Family<EnvResultLabels, Counter>,
+    pub drift_corrections: Family<EnvLabels, Counter>,
+    pub api_calls: Family<ApiLabels, Counter>,
+    pub api_retries: Family<TargetLabels, Counter>,
+    pub rate_limit_remaining: Family<TargetLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -70,6 +119,51 @@ impl Metrics {
             "1 when this replica is ready (leader, caches synced)",
             ready.clone(),
         );
+        let gate_waiting = Family::<GateLabels, Gauge>::default();
+        registry.register(
+            "gate_waiting",
+            "Open promotion PRs held back, by environment and the first gate not passed",
+            gate_waiting.clone(),
+        );
+        let reconcile_duration = Family::<EnvLabels, Histogram>::new_with_constructor(
+            reconcile_histogram as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Duration of one reconcile of an environment (render excluded)",
+            prometheus_client::registry::Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let reconciles = Family::<EnvResultLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by environment and result (ok, error)",
+            reconciles.clone(),
+        );
+        let drift_corrections = Family::<EnvLabels, Counter>::default();
+        registry.register(
+            "drift_corrections",
+            "Objects re-applied because their live state had drifted from Git",
+            drift_corrections.clone(),
+        );
+        let api_calls = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "api_calls",
+            "Calls to the forge, registries and clusters, by target and operation (retries included)",
+            api_calls.clone(),
+        );
+        let api_retries = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "api_retries",
+            "Calls repeated after a transient failure or a rate limit",
+            api_retries.clone(),
+        );
+        let rate_limit_remaining = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "rate_limit_remaining",
+            "Requests left in the current rate-limit window, as last reported by the target",
+            rate_limit_remaining.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -77,7 +171,177 @@ impl Metrics {
             plan_passes,
             plan_failures,
             ready,
+            gate_waiting,
+            reconcile_duration,
+            reconciles,
+            drift_corrections,
+            api_calls,
+            api_retries,
+            rate_limit_remaining,
         }
+    }
+
+    /// One promotion engine pass (what `Engine::run_once` returned): `Ok(outcomes)` counts
+    /// each promotion step by result (`opened`, `updated`, `merged`, `closed`, `failed`) and
+    /// sets the gate-waiting gauges to the PRs now waiting; `Err` counts a failed pass and
+    /// keeps the gauges as they were.
+    pub fn promotion_pass<E>(&self, result: &Result<Vec<Outcome>, E>) {
+        self.plan_passes.inc();
+        let outcomes = match result {
+            Ok(o) => o,
+            Err(_) => {
+                self.plan_failures.inc();
+                return;
+            }
+        };
+        self.gate_waiting.clear();
+        for o in outcomes {
+            let (env, app, result) = match o {
+                Outcome::Opened { env, app, .. } => (env, app, "opened"),
+                Outcome::Updated { env, app, .. } => (env, app, "updated"),
+                Outcome::Merged { env, app, .. } => (env, app, "merged"),
+                Outcome::Closed { env, app, .. } => (env, app, "closed"),
+                Outcome::Failed { env, app, .. } => (env, app, "failed"),
+                Outcome::Waiting { env, blocking, .. } => {
+                    // `gate: reason`, as the engine words it.
+                    let gate = blocking
+                        .split_once(':')
+                        .map_or("unknown", |(g, _)| g.trim());
+                    self.gate_waiting
+                        .get_or_create(&GateLabels {
+                            env: env.clone(),
+                            gate: gate.to_string(),
+                        })
+                        .inc();
+                    continue;
+                }
+                Outcome::Answered { .. } => continue,
+            };
+            self.promotion(app, env, result);
+        }
+    }
+
+    /// One promotion step (`result`: `opened`, `updated`, `merged`, `closed`, `failed`,
+    /// `rolled_back`, …).
+    pub fn promotion(&self, app: &str, env: &str, result: &str) {
+        self.promotions
+            .get_or_create(&PromotionLabels {
+                app: app.into(),
+                env: env.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// One reconcile of `env`: how long it took, how many objects had drifted, and
+    /// whether it succeeded.
+    pub fn reconciled(&self, env: &str, duration: Duration, drift: usize, ok: bool) {
+        let labels = EnvLabels { env: env.into() };
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        if drift > 0 {
+            self.drift_corrections
+                .get_or_create(&labels)
+                .inc_by(drift as u64);
+        }
+        self.reconciles
+            .get_or_create(&EnvResultLabels {
+                env: env.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+
+    /// From what the reconcile loop reports: the report's total duration, drift and object
+    /// writes (as `cluster` API calls of operation `apply`); a failed reconcile counts as an
+    /// error with `elapsed` as its duration.
+    pub fn reconcile_outcome(
+        &self,
+        outcome: &crate::reconcile::runner::Outcome,
+        elapsed: Duration,
+    ) {
+        match &outcome.result {
+            Ok(report) => {
+                self.reconciled(&outcome.env, report.durations.total, report.drift, true);
+                self.api_calls("cluster", &outcome.env, "apply", report.writes() as u64);
+            }
+            Err(_) => self.reconciled(&outcome.env, elapsed, 0, false),
+        }
+    }
+
+    /// `n` more calls to `target` (`kind`: `forge`, `registry` or `cluster`).
+    pub fn api_calls(&self, kind: &str, target: &str, operation: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.api_calls
+            .get_or_create(&ApiLabels {
+                kind: kind.into(),
+                target: target.into(),
+                operation: operation.into(),
+            })
+            .inc_by(n);
+    }
+
+    /// Raise a counter to a client's own running total (the clients count their calls
+    /// themselves; a total lower than the counter, after a client reset, is ignored).
+    fn catch_up(counter: &Counter, total: u64) {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    }
+
+    /// The GitHub client's call counts and rate limit (`forge` names it, e.g. `github`).
+    /// Call after each pass with `GitHubForge::calls()` and `GitHubForge::rate_limit()`.
+    pub fn forge_calls(&self, forge: &str, calls: &CallStats, rate: Option<RateLimitStatus>) {
+        for (route, total) in &calls.by_route {
+            let counter = self.api_calls.get_or_create(&ApiLabels {
+                kind: "forge".into(),
+                target: forge.into(),
+                operation: route.clone(),
+            });
+            Self::catch_up(&counter, *total);
+        }
+        let target = TargetLabels {
+            kind: "forge".into(),
+            target: forge.into(),
+        };
+        Self::catch_up(&self.api_retries.get_or_create(&target), calls.retries);
+        if let Some(rate) = rate {
+            self.rate_limit(&target.kind, forge, rate.remaining);
+        }
+    }
+
+    /// The registry client's request counts (`registry::client::Client::stats()`), by
+    /// registry host and request kind.
+    pub fn registry_calls(&self, stats: &RequestStats) {
+        for c in &stats.requests {
+            let counter = self.api_calls.get_or_create(&ApiLabels {
+                kind: "registry".into(),
+                target: c.registry.clone(),
+                operation: c.kind.as_str().into(),
+            });
+            Self::catch_up(&counter, c.count);
+        }
+        for (registry, total) in &stats.retries {
+            let counter = self.api_retries.get_or_create(&TargetLabels {
+                kind: "registry".into(),
+                target: registry.clone(),
+            });
+            Self::catch_up(&counter, *total);
+        }
+    }
+
+    /// Requests left in `target`'s rate-limit window.
+    pub fn rate_limit(&self, kind: &str, target: &str, remaining: u64) {
+        self.rate_limit_remaining
+            .get_or_create(&TargetLabels {
+                kind: kind.into(),
+                target: target.into(),
+            })
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
     }
 
     pub fn webhook(&self, source: &str, result: &str) {
@@ -95,5 +359,111 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Reconcile durations: buckets from 50 ms doubling to ~100 s.
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn a_pass_counts_steps_by_result_and_gauges_waits_by_gate() {
+        let m = Metrics::new();
+        let waiting = |pr, env: &str, blocking: &str| Outcome::Waiting {
+            pr,
+            env: env.into(),
+            app: "web".into(),
+            blocking: blocking.into(),
+        };
+        let pass: Result<Vec<Outcome>, ()> = Ok(vec![
+            Outcome::Merged {
+                pr: 1,
+                env: "dev".into(),
+                app: "web".into(),
+                sha: "s".into(),
+            },
+            waiting(2, "prod", "approvals: 0 of 2 approvals"),
+            waiting(3, "prod", "approvals: 1 of 2 approvals"),
+            waiting(4, "staging", "soak: 5m of 10m"),
+        ]);
+        m.promotion_pass(&pass);
+        let text = m.render();
+        assert!(
+            text.contains("baton_promotions_total{app=\"web\",env=\"dev\",result=\"merged\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_gate_waiting{env=\"prod\",gate=\"approvals\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("baton_gate_waiting{env=\"staging\",gate=\"soak\"} 1"));
+        // The next pass finds nothing waiting: the gauges drop.
+        m.promotion_pass(&Ok::<_, ()>(vec![]));
+        m.promotion_pass(&Err::<Vec<Outcome>, _>("outage"));
+        let text = m.render();
+        assert!(!text.contains("baton_gate_waiting{"), "{text}");
+        assert!(text.contains("baton_plan_passes_total 3"));
+        assert!(text.contains("baton_plan_failures_total 1"));
+    }
+
+    #[test]
+    fn reconciles_record_duration_drift_and_result_by_environment() {
+        let m = Metrics::new();
+        m.reconciled("prod", Duration::from_millis(300), 2, true);
+        m.reconciled("prod", Duration::from_secs(1), 0, false);
+        let text = m.render();
+        assert!(
+            text.contains("baton_reconcile_duration_seconds_count{env=\"prod\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_reconcile_duration_seconds_bucket{le=\"0.4\",env=\"prod\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("baton_drift_corrections_total{env=\"prod\"} 2"));
+        assert!(text.contains("baton_reconciles_total{env=\"prod\",result=\"ok\"} 1"));
+        assert!(text.contains("baton_reconciles_total{env=\"prod\",result=\"error\"} 1"));
+    }
+
+    #[test]
+    fn client_call_totals_and_rate_limits_become_counters_and_gauges() {
+        let m = Metrics::new();
+        let mut calls = CallStats::default();
+        calls
+            .by_route
+            .insert("GET /repos/{owner}/{repo}/pulls".into(), 3);
+        calls.retries = 1;
+        let rate = RateLimitStatus {
+            limit: Some(5000),
+            remaining: 4990,
+            reset: None,
+        };
+        m.forge_calls("github", &calls, Some(rate));
+        calls
+            .by_route
+            .insert("GET /repos/{owner}/{repo}/pulls".into(), 5);
+        m.forge_calls("github", &calls, None);
+        m.api_calls("cluster", "prod", "apply", 4);
+        let text = m.render();
+        let pulls = "baton_api_calls_total{kind=\"forge\",target=\"github\",operation=\"GET /repos/{owner}/{repo}/pulls\"}";
+        assert_eq!(
+            line(&text, pulls),
+            Some(format!("{pulls} 5").as_str()),
+            "{text}"
+        );
+        assert!(text.contains(
+            "baton_api_calls_total{kind=\"cluster\",target=\"prod\",operation=\"apply\"} 4"
+        ));
+        assert!(text.contains("baton_api_retries_total{kind=\"forge\",target=\"github\"} 1"));
+        assert!(text.contains("baton_rate_limit_remaining{kind=\"forge\",target=\"github\"} 4990"));
     }
 }

@@ -1,20 +1,30 @@
-//! The HTTP surface (axum): webhooks in, health and metrics out. [`app`] builds the router
-//! from shared state, so tests drive it with `oneshot` and no socket.
+//! The HTTP surface (axum): webhooks in; health, metrics, the status page and its JSON API
+//! out. [`app`] builds the router from shared state, so tests drive it with `oneshot` and no
+//! socket. The service fills the status view ([`AppState::set_view`]) and installs where
+//! history comes from ([`AppState::set_history`]); the handlers only read.
 
 pub mod github;
+pub mod history;
 pub mod metrics;
+pub mod page;
+pub mod view;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::config::Secret;
+use history::HistorySource;
+use view::StatusView;
 
 /// Largest webhook body accepted (GitHub caps payloads at 25 MB; promotion events are small).
 pub const MAX_BODY: usize = 5 * 1024 * 1024;
@@ -39,6 +49,16 @@ pub struct AppState {
     pub registry_hmac: Option<Secret>,
     /// Registry push hints received and not yet consumed by the registry watcher.
     pub registry_hints: std::sync::Mutex<Vec<crate::registry::webhook::PushHint>>,
+    /// What the status page and `/api/v1/state` show; replaced whole by the service.
+    view: std::sync::RwLock<Arc<StatusView>>,
+    /// Where `/api/v1/history` reads from; until set, it answers 503.
+    history: std::sync::RwLock<Option<Arc<dyn HistorySource>>>,
+}
+
+impl std::fmt::Debug for dyn HistorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HistorySource")
+    }
 }
 
 /// At most this many unconsumed registry hints are kept (older ones are dropped: the
@@ -57,7 +77,25 @@ impl AppState {
             registry_token: None,
             registry_hmac: None,
             registry_hints: std::sync::Mutex::new(Vec::new()),
+            view: std::sync::RwLock::new(Arc::new(StatusView::default())),
+            history: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Replace the status view (build it with [`StatusView::build`], passing
+    /// [`AppState::view`] as the previous one).
+    pub fn set_view(&self, view: StatusView) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+    }
+
+    /// The current status view.
+    pub fn view(&self) -> Arc<StatusView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where `/api/v1/history` reads promotions from (e.g. [`history::GitHistory`]).
+    pub fn set_history(&self, source: Arc<dyn HistorySource>) {
+        *self.history.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
     }
 
     /// Take the pending registry hints.
@@ -84,6 +122,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/", get(status_page))
+        .route("/api/v1/state", get(api_state))
+        .route("/api/v1/history", get(api_history))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -106,6 +147,111 @@ async fn metrics_text(
         )],
         state.metrics.render(),
     )
+}
+
+async fn status_page(State(state): State<Arc<AppState>>) -> Html<String> {
+    Html(page::render(&state.view()))
+}
+
+async fn api_state(State(state): State<Arc<AppState>>) -> Json<Arc<StatusView>> {
+    Json(state.view())
+}
+
+/// Default and largest `limit` of `/api/v1/history`.
+pub const HISTORY_DEFAULT_LIMIT: usize = 100;
+pub const HISTORY_MAX_LIMIT: usize = 1000;
+
+/// `/api/v1/history` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    pub env: Option<String>,
+    pub app: Option<String>,
+    pub limit: Option<usize>,
+    /// RFC 3339; only promotions at or after it.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn api_history(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}; parameters: env, app, limit (1-{HISTORY_MAX_LIMIT}), since (RFC 3339)",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+    if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!("limit {limit}: ask for 1 to {HISTORY_MAX_LIMIT} entries"),
+        );
+    }
+    // A typo in env/app should not look like "no promotions yet".
+    let view = state.view();
+    if !view.environments.is_empty() {
+        if let Some(env) = q
+            .env
+            .as_deref()
+            .filter(|e| !view.environments.iter().any(|x| x.name == *e))
+        {
+            return api_error(
+                StatusCode::NOT_FOUND,
+                format!("unknown environment {env:?}"),
+            );
+        }
+        if let Some(app) = q
+            .app
+            .as_deref()
+            .filter(|a| !view.apps.iter().any(|x| x.name == *a))
+        {
+            return api_error(StatusCode::NOT_FOUND, format!("unknown app {app:?}"));
+        }
+    }
+    let Some(source) = state
+        .history
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "history is not available yet",
+        );
+    };
+    let filter = crate::gitrepo::history::Filter {
+        app: q.app,
+        environment: q.env,
+        since: q.since,
+        limit: Some(limit),
+    };
+    match tokio::task::spawn_blocking(move || source.read(&filter)).await {
+        Ok(Ok(entries)) => Json(serde_json::json!({ "entries": entries })).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading history for /api/v1/history");
+            let status = if e.is_transient() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            api_error(status, e.to_string())
+        }
+        Err(e) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("history reader failed: {e}"),
+        ),
+    }
 }
 
 async fn github_webhook(
@@ -413,5 +559,190 @@ mod tests {
         );
         let m = app(s.clone()).oneshot(get("/metrics")).await.unwrap();
         assert_eq!(m.status(), StatusCode::OK);
+    }
+
+    async fn body_text(res: axum::response::Response) -> String {
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    fn seeded() -> Arc<AppState> {
+        let s = state();
+        let f = view::tests::fixture();
+        s.set_view(StatusView::build(&f.inputs(view::tests::at(10, 0)), None));
+        s
+    }
+
+    #[tokio::test]
+    async fn before_the_first_pass_the_page_and_the_api_say_so() {
+        let s = state();
+        let res = app(s.clone()).oneshot(get("/")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let html = body_text(res).await;
+        assert!(html.contains("waiting for the first pass"), "{html}");
+        assert!(html.contains("No apps or environments yet."));
+        let json: serde_json::Value = serde_json::from_str(
+            &body_text(app(s).oneshot(get("/api/v1/state")).await.unwrap()).await,
+        )
+        .unwrap();
+        assert_eq!(json["updatedAt"], serde_json::Value::Null);
+        assert_eq!(json["apps"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn the_page_escapes_everything_from_git_and_the_forge() {
+        let s = state();
+        let mut f = view::tests::fixture();
+        f.repo.name = "<script>alert(1)</script>".into();
+        f.open[0].blocking = Some("policy: <img src=x onerror=alert(1)> & \"quoted\"".into());
+        f.open[0].hold_reason = Some("<b>why</b>".into());
+        f.open[0].held = true;
+        s.set_view(StatusView::build(&f.inputs(view::tests::at(10, 0)), None));
+        let html = body_text(app(s).oneshot(get("/")).await.unwrap()).await;
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<b>why"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            html.contains("policy: &lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot;")
+        );
+        assert!(html.contains("on hold: &lt;b&gt;why&lt;/b&gt;"));
+    }
+
+    #[tokio::test]
+    async fn the_state_api_is_the_view_in_camel_case() {
+        let s = seeded();
+        let res = app(s).oneshot(get("/api/v1/state")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+        assert_eq!(json["repo"]["name"], "shop/config");
+        assert_eq!(json["updatedAt"], "2026-11-21T10:00:00Z");
+        assert_eq!(json["environments"][0]["name"], "dev");
+        let staging = &json["apps"][0]["cells"][1];
+        assert_eq!(staging["env"], "staging");
+        assert_eq!(staging["health"], "failed");
+        assert_eq!(staging["pinned"]["tag"], "1.4.0");
+        assert_eq!(staging["pending"]["number"], 7);
+        assert_eq!(
+            staging["pending"]["url"],
+            "https://github.com/shop/config/pull/7"
+        );
+        assert_eq!(staging["pending"]["to"]["tag"], "1.5.0");
+        assert!(
+            staging["pending"]["blocking"]
+                .as_str()
+                .unwrap()
+                .starts_with("soak:")
+        );
+        assert_eq!(staging["pending"]["held"], false);
+        let dev = &json["apps"][0]["cells"][0];
+        assert_eq!(dev["lastDeploy"]["pullRequest"], 6);
+        assert_eq!(dev["since"], "2026-11-21T09:00:00Z");
+    }
+
+    fn entries() -> Vec<crate::gitrepo::history::Entry> {
+        view::tests::fixture().history
+    }
+
+    #[tokio::test]
+    async fn history_is_read_from_the_installed_source_with_the_query_as_filter() {
+        let s = seeded();
+        let res = app(s.clone())
+            .oneshot(get("/api/v1/history"))
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no source yet"
+        );
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let seen2 = seen.clone();
+        s.set_history(Arc::new(move |f: &crate::gitrepo::history::Filter| {
+            *seen2.lock().unwrap() = Some(f.clone());
+            Ok(entries()
+                .into_iter()
+                .take(f.limit.unwrap_or(usize::MAX))
+                .collect())
+        }));
+        let res = app(s.clone())
+            .oneshot(get(
+                "/api/v1/history?env=dev&app=web&limit=1&since=2026-11-01T00:00:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+        let list = json["entries"].as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0]["environment"], "dev");
+        assert_eq!(list[0]["tag"], "1.5.0");
+        assert_eq!(list[0]["pullRequest"], 6);
+        let f = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            (f.environment.as_deref(), f.app.as_deref(), f.limit),
+            (Some("dev"), Some("web"), Some(1))
+        );
+        assert!(f.since.is_some());
+        // Defaults, and the refusals.
+        app(s.clone())
+            .oneshot(get("/api/v1/history"))
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.lock().unwrap().as_ref().unwrap().limit,
+            Some(HISTORY_DEFAULT_LIMIT)
+        );
+        for (q, status) in [
+            ("limit=0", StatusCode::BAD_REQUEST),
+            ("limit=5000", StatusCode::BAD_REQUEST),
+            ("limit=many", StatusCode::BAD_REQUEST),
+            ("env=qa", StatusCode::NOT_FOUND),
+            ("app=nope", StatusCode::NOT_FOUND),
+        ] {
+            let res = app(s.clone())
+                .oneshot(get(&format!("/api/v1/history?{q}")))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status, "{q}");
+            let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+            assert!(json["error"].is_string(), "{q}: {json}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_recorded_by_the_loops_are_served_at_metrics() {
+        let s = state();
+        s.metrics
+            .reconciled("prod", std::time::Duration::from_millis(120), 1, true);
+        s.metrics.rate_limit("forge", "github", 4321);
+        let res = app(s).oneshot(get("/metrics")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = body_text(res).await;
+        for line in [
+            "baton_reconcile_duration_seconds_count{env=\"prod\"} 1",
+            "baton_drift_corrections_total{env=\"prod\"} 1",
+            "baton_rate_limit_remaining{kind=\"forge\",target=\"github\"} 4321",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 }
