@@ -57,9 +57,11 @@ async fn start_baton(sb: &Sandbox) -> (Baton, String) {
         .expect("start baton run");
     let baton = Baton(child);
     let addr = format!("127.0.0.1:{port}");
-    wait("baton run to serve /healthz", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(&addr).is_ok().then_some(())
-    })
+    wait(
+        "baton run to serve /healthz",
+        Duration::from_secs(60),
+        || std::net::TcpStream::connect(&addr).is_ok().then_some(()),
+    )
     .await;
     sb.connect(addr.parse().unwrap());
     (baton, addr)
@@ -115,19 +117,25 @@ async fn latency(pushes: usize) {
         let pushed = Instant::now();
         let digest = sb.push("web", &tag);
         let short = &digest["sha256:".len().."sha256:".len() + 12];
-        wait(&format!("a dev PR for {tag}"), Duration::from_secs(30), || {
-            sb.forge
-                .pulls(OWNER, REPO)
-                .iter()
-                .any(|p| p.title.contains(short) && p.labels.iter().any(|l| l == "env:dev"))
-                .then_some(())
-        })
+        wait(
+            &format!("a dev PR for {tag}"),
+            Duration::from_secs(30),
+            || {
+                sb.forge
+                    .pulls(OWNER, REPO)
+                    .iter()
+                    .any(|p| p.title.contains(short) && p.labels.iter().any(|l| l == "env:dev"))
+                    .then_some(())
+            },
+        )
         .await;
         to_pr.push(pushed.elapsed());
         if i <= 10 {
-            wait(&format!("dev healthy on {tag}"), Duration::from_secs(60), || {
-                dev_runs(&sb, &digest).then_some(())
-            })
+            wait(
+                &format!("dev healthy on {tag}"),
+                Duration::from_secs(60),
+                || dev_runs(&sb, &digest).then_some(()),
+            )
             .await;
             to_healthy.push(pushed.elapsed());
         }
@@ -227,27 +235,41 @@ async fn memory(apps: usize) {
     let started = Instant::now();
     let (baton, addr) = start_baton(&sb).await;
     let want = apps * 3;
-    wait("every Deployment applied and available", Duration::from_secs(600), || {
-        let ready = sb
-            .cluster
-            .list("apps/v1", "Deployment", None)
-            .iter()
-            .filter(|d| {
-                d.pointer("/status/availableReplicas").and_then(|v| v.as_i64()) == Some(1)
-            })
-            .count();
-        (ready == want).then_some(())
-    })
+    wait(
+        "every Deployment applied and available",
+        Duration::from_secs(600),
+        || {
+            let ready = sb
+                .cluster
+                .list("apps/v1", "Deployment", None)
+                .iter()
+                .filter(|d| {
+                    d.pointer("/status/availableReplicas")
+                        .and_then(|v| v.as_i64())
+                        == Some(1)
+                })
+                .count();
+            (ready == want).then_some(())
+        },
+    )
     .await;
     let applied = started.elapsed();
-    wait("/readyz (a promotion pass done)", Duration::from_secs(120), || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).ok()?;
-        write!(s, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.starts_with("HTTP/1.1 200").then_some(())
-    })
+    wait(
+        "/readyz (a promotion pass done)",
+        Duration::from_secs(120),
+        || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&addr).ok()?;
+            write!(
+                s,
+                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            text.starts_with("HTTP/1.1 200").then_some(())
+        },
+    )
     .await;
     let pid = baton.0.id();
     println!(

@@ -96,6 +96,15 @@ pub enum Outcome {
     },
 }
 
+/// What a pass saw, kept for the status page.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// `(env, app)` → what the config branch tip pins.
+    pub pinned: BTreeMap<(String, String), Pinned>,
+    /// Open promotion PRs with their URLs.
+    pub open: Vec<(PullRequest, String)>,
+}
+
 /// The state of the config repo a pass works from.
 struct RepoView {
     pipeline: Pipeline,
@@ -118,6 +127,8 @@ struct Observed {
 pub struct Engine<F> {
     forge: F,
     repo: Mutex<ConfigRepo>,
+    /// What the last pass saw, for the status page.
+    snapshot: Mutex<Snapshot>,
     /// How many times a push to the config branch may race before the pass gives up.
     pub push_attempts: usize,
 }
@@ -128,11 +139,20 @@ impl<F: Forge> Engine<F> {
             forge,
             repo: Mutex::new(repo),
             push_attempts: 3,
+            snapshot: Mutex::default(),
         }
     }
 
     pub fn forge(&self) -> &F {
         &self.forge
+    }
+
+    /// What the last pass saw: the pins at the tip and the open promotion PRs.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The config branch tip as of the last pass (`None` before the first fetch).
@@ -357,6 +377,13 @@ impl<F: Forge> Engine<F> {
         // git2 blocks; keep the runtime's other tasks (the webhook server) running.
         let view = tokio::task::block_in_place(|| self.read_repo())?;
         let (mut observed, teams) = self.observe(&view).await?;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Snapshot {
+            pinned: view.pinned.clone(),
+            open: observed
+                .iter()
+                .map(|o| (o.state.clone(), o.info.html_url.clone()))
+                .collect(),
+        };
         let mut outcomes = Vec::new();
         for o in &mut observed {
             self.answer_commands(&view, o, &mut outcomes).await?;

@@ -109,7 +109,12 @@ impl Sandbox {
                 let layer = format!("{app} {tag}");
                 let digest =
                     registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
-                registry.push_image(&format!("prod-shop/{app}"), tag, &config, &[layer.as_bytes()]);
+                registry.push_image(
+                    &format!("prod-shop/{app}"),
+                    tag,
+                    &config,
+                    &[layer.as_bytes()],
+                );
                 initial.insert(app.to_string(), digest);
             }
             seed_files(seed, &registry.host(), soak, &initial)?;

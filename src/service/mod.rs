@@ -124,6 +124,7 @@ pub struct Service {
     runners: Vec<Arc<Runner<SourceFn>>>,
     /// Environment → index into `runners`.
     env_runner: BTreeMap<String, usize>,
+    repo_slug: String,
     listener: tokio::net::TcpListener,
 }
 
@@ -179,6 +180,10 @@ impl Service {
             .transpose()
             .map_err(|e| ServiceError::Config(format!("github.webhookSecret: {e}")))?;
         let state = Arc::new(AppState::new(webhook_secret, cfg.github.bot_login.clone()));
+        state.set_history(Arc::new(crate::server::history::GitHistory::new(
+            cfg.workdir.join("reconcile.git"),
+            cfg.repo.branch.clone(),
+        )));
 
         // One runner per cluster, each with the environments that live on it.
         let mut by_cluster: BTreeMap<String, Vec<Env>> = BTreeMap::new();
@@ -240,6 +245,7 @@ impl Service {
             source,
             runners,
             env_runner,
+            repo_slug,
             listener,
         })
     }
@@ -293,6 +299,9 @@ impl Service {
             source: self.source.clone(),
             runners: self.runners.clone(),
             env_runner: self.env_runner.clone(),
+            repo_slug: self.repo_slug.clone(),
+            last_outcomes: Mutex::new(Vec::new()),
+            reconciles: Mutex::new(BTreeMap::new()),
         };
         let loops = Arc::new(loops);
         let reports = tokio::spawn(loops.clone().report_loop(out_rx));
@@ -322,9 +331,69 @@ struct Loops {
     source: Arc<TipSource>,
     runners: Vec<Arc<Runner<SourceFn>>>,
     env_runner: BTreeMap<String, usize>,
+    repo_slug: String,
+    /// The last pass's outcomes (the blocking gate of each waiting PR).
+    last_outcomes: Mutex<Vec<Outcome>>,
+    reconciles: Mutex<BTreeMap<String, crate::server::view::ReconcileSummary>>,
 }
 
 impl Loops {
+    /// Rebuild the status page's view from what the loops know now.
+    fn refresh_view(&self) {
+        use crate::server::view;
+        let Some(pipeline) = self.source.pipeline() else {
+            return;
+        };
+        let snapshot = self.engine.snapshot();
+        let mut open: Vec<view::OpenPromotion> = snapshot
+            .open
+            .iter()
+            .map(|(pr, url)| view::OpenPromotion::from_pull_request(pr, Some(url.clone())))
+            .collect();
+        view::apply_outcomes(
+            &mut open,
+            &self.last_outcomes.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        let history = crate::server::history::GitHistory::new(
+            self.cfg.workdir.join("reconcile.git"),
+            self.cfg.repo.branch.clone(),
+        );
+        let entries = crate::server::history::HistorySource::read(
+            &history,
+            &crate::gitrepo::history::Filter {
+                limit: Some(1000),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_default();
+        let repo = view::RepoInfo {
+            name: self.repo_slug.clone(),
+            branch: self.cfg.repo.branch.clone(),
+            commit: self.engine.config_tip(),
+            url: web_url(&self.cfg),
+        };
+        let deployments = self.shared.deployments(&pipeline);
+        let reconciles = self
+            .reconciles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let v = view::StatusView::build(
+            &view::Inputs {
+                repo: &repo,
+                pipeline: &pipeline,
+                pinned: &snapshot.pinned,
+                deployments: &deployments,
+                open: &open,
+                history: &entries,
+                reconciles: &reconciles,
+                now: Utc::now(),
+            },
+            Some(&self.state.view()),
+        );
+        self.state.set_view(v);
+    }
+
     fn trigger(&self, env: &str) {
         if let Some(&i) = self.env_runner.get(env) {
             self.runners[i].trigger(env);
@@ -418,6 +487,7 @@ impl Loops {
                     wait
                 }
             };
+            tokio::task::block_in_place(|| self.refresh_view());
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
             if let Some(tip) = self.engine.config_tip()
                 && last_tip.as_deref() != Some(tip.as_str())
@@ -436,45 +506,31 @@ impl Loops {
         }
     }
 
+    /// Act on what a pass did (the engine logs each step itself): a merge moves the
+    /// environment's config, so reconcile it now.
     fn handle(&self, outcomes: &[Outcome]) {
         for o in outcomes {
-            match o {
-                Outcome::Opened { pr, env, app } => {
-                    tracing::debug!(pr, %env, %app, "opened promotion PR")
-                }
-                Outcome::Updated { pr, env, app } => {
-                    tracing::debug!(pr, %env, %app, "updated promotion PR")
-                }
-                Outcome::Closed { pr, env, app } => {
-                    tracing::debug!(pr, %env, %app, "closed promotion PR")
-                }
-                Outcome::Merged { pr, env, app, sha } => {
-                    tracing::debug!(pr, %env, %app, %sha, "merged promotion PR");
-                    promoted(&self.state, app, env, "merged");
-                    self.trigger(env);
-                }
-                Outcome::Waiting {
-                    pr,
-                    env,
-                    app,
-                    blocking,
-                } => tracing::debug!(pr, %env, %app, %blocking, "promotion PR waiting"),
-                Outcome::Answered {
-                    pr,
-                    comment,
-                    command,
-                } => tracing::debug!(pr, comment, %command, "answered a command"),
-                Outcome::Failed { env, app, error } => {
-                    promoted(&self.state, app, env, "failed");
-                    tracing::debug!(%env, %app, %error, "promotion step failed")
-                }
+            if let Outcome::Merged { env, .. } = o {
+                self.trigger(env);
             }
         }
     }
 
     /// Keep each environment's latest report; a change of health may open the next gate.
     async fn report_loop(self: Arc<Self>, mut outcomes: mpsc::Receiver<runner::Outcome>) {
+        let mut last = tokio::time::Instant::now();
         while let Some(outcome) = outcomes.recv().await {
+            self.state
+                .metrics
+                .reconcile_outcome(&outcome, last.elapsed());
+            last = tokio::time::Instant::now();
+            self.reconciles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    outcome.env.clone(),
+                    crate::server::view::ReconcileSummary::from_outcome(&outcome, Utc::now()),
+                );
             match &outcome.result {
                 Ok(report) => {
                     tracing::debug!(env = %outcome.env, "{}", report.summary());
@@ -498,6 +554,7 @@ impl Loops {
                     tracing::warn!(env = %outcome.env, error = %e, "reconcile failed");
                 }
             }
+            tokio::task::block_in_place(|| self.refresh_view());
         }
     }
 }
@@ -533,14 +590,16 @@ async fn cluster_context(
     Ok(reconcile::Context::new(client, options))
 }
 
-fn promoted(state: &AppState, app: &str, env: &str, result: &str) {
-    state
-        .metrics
-        .promotions
-        .get_or_create(&crate::server::metrics::PromotionLabels {
-            app: app.into(),
-            env: env.into(),
-            result: result.into(),
-        })
-        .inc();
+/// The repository's web page, for links: `https://github.com/<owner>/<name>` on GitHub, the
+/// API URL's host otherwise.
+fn web_url(cfg: &RuntimeConfig) -> Option<String> {
+    let slug = cfg.github_repository()?;
+    if cfg.github.api_url.trim_end_matches('/') == "https://api.github.com" {
+        Some(format!("https://github.com/{slug}"))
+    } else {
+        Some(format!(
+            "{}/{slug}",
+            cfg.github.api_url.trim_end_matches('/')
+        ))
+    }
 }
