@@ -65,18 +65,10 @@ pub enum ServiceError {
 }
 
 /// Knobs that are not part of `baton.yaml` (set by `baton run` flags or the sandbox).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Reconciler behaviour for every cluster (namespace, timeouts, prune).
     pub reconcile: reconcile::Options,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            reconcile: reconcile::Options::default(),
-        }
-    }
 }
 
 impl RunOptions {
