@@ -671,10 +671,12 @@ async fn run_one(
     let existing = retrying(ctx, || api.get_opt(&name))
         .await
         .map_err(api_err("read verify job"))?;
-    let live = match existing {
+    // A run found (after a restart, or asked twice) keeps the deadline from its creation.
+    let (live, left) = match existing {
         Some(live) => {
             tracing::debug!(job = %object, "verify run exists; reading it instead of creating another");
-            live
+            let left = remaining(&live, job.timeout, Utc::now());
+            (live, left)
         }
         None => {
             let created = match api.create(&PostParams::default(), &desired).await {
@@ -687,11 +689,11 @@ async fn run_one(
             };
             tracing::info!(job = %object, file = %job.file, "verify run started");
             collect_garbage(ctx, &api, env, job, &name, options.history).await;
-            created
+            (created, job.timeout)
         }
     };
 
-    let outcome = match settle(ctx, &api, &name, live, job.timeout, options.poll).await? {
+    let outcome = match settle(ctx, &api, &name, live, left, options.poll).await? {
         (RunState::Complete { duration }, _) => Outcome::Passed { duration },
         (RunState::Failed { reason, message }, live) => Outcome::Failed {
             reason,
@@ -721,14 +723,14 @@ async fn settle(
     api: &Api<Job>,
     name: &str,
     mut live: Job,
-    timeout: Duration,
+    left: Duration,
     poll: Duration,
 ) -> Result<(RunState, Job), ReconcileError> {
     let object = format!(
         "Job/{}/{name}",
         live.metadata.namespace.as_deref().unwrap_or("")
     );
-    let deadline = tokio::time::Instant::now() + remaining(&live, timeout, Utc::now());
+    let deadline = tokio::time::Instant::now() + left;
     loop {
         let state = run_state(&live);
         if state != RunState::Running {
