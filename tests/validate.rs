@@ -91,7 +91,7 @@ fn a_verify_job_that_does_not_exist_is_located_in_the_pipeline() {
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("policies/pipeline.yaml:34:9: environments[1].verify[0].job: environments/staging/verify/smoke.yaml does not exist"),
+        out.contains("policies/pipeline.yaml:34:16: environments[1].verify[0].job: environments/staging/verify/smoke.yaml does not exist"),
         "{out}"
     );
 }
@@ -214,7 +214,7 @@ fn json_output_lists_diagnostics_for_scripts() {
         v["diagnostics"][0]["field"],
         "environments[2].approvals.count"
     );
-    assert_eq!(v["diagnostics"][0]["line"], 37);
+    assert_eq!(v["diagnostics"][0]["line"], 40);
 }
 
 #[test]
