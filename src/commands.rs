@@ -24,12 +24,21 @@ use crate::config::pipeline::Environment;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "camelCase")]
 pub enum Command {
-    Promote { env: String },
-    Rollback { env: String, to: Option<String> },
+    Promote {
+        env: String,
+    },
+    Rollback {
+        env: String,
+        to: Option<String>,
+    },
     /// Run the environment's verification (`verify:` Jobs) again for the digest this PR
     /// promoted, as a new attempt. Without an environment: the PR's own environment.
-    Retry { env: Option<String> },
-    Hold { reason: Option<String> },
+    Retry {
+        env: Option<String>,
+    },
+    Hold {
+        reason: Option<String>,
+    },
     Unhold,
     Status,
     Help,
@@ -486,7 +495,10 @@ mod tests {
                 Some(&prod),
             )
             .unwrap_err();
-            assert!(refused.to_string().contains("needs Write access"), "{refused}");
+            assert!(
+                refused.to_string().contains("needs Write access"),
+                "{refused}"
+            );
             assert!(matches!(
                 authorize(&retry, &actor("dev", Permission::Write, &[]), Some(&prod)),
                 Err(Refusal::NotApprover { .. })

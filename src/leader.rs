@@ -336,7 +336,11 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(bad(5, 5).contains("less than the duration"), "{}", bad(5, 5));
+        assert!(
+            bad(5, 5).contains("less than the duration"),
+            "{}",
+            bad(5, 5)
+        );
         assert!(bad(5, 0).contains("at least 1s"));
         let fractional = ok
             .clone()
@@ -347,7 +351,9 @@ mod tests {
         assert!(!fractional.is_transient());
         let nobody = LeaseConfig::new("ns", "baton", "").check().unwrap_err();
         assert!(
-            nobody.to_string().starts_with("Lease/ns/baton: identity is empty"),
+            nobody
+                .to_string()
+                .starts_with("Lease/ns/baton: identity is empty"),
             "{nobody}"
         );
     }

@@ -169,8 +169,14 @@ async fn a_passing_smoke_job_yields_passed_with_its_duration() {
             "{name}={value} missing from {env:?}"
         );
     }
-    assert_eq!(live["metadata"]["labels"][verify::LABEL_DIGEST], "111111111111");
-    assert_eq!(live["metadata"]["annotations"][verify::ANNOTATION_DIGEST], D1);
+    assert_eq!(
+        live["metadata"]["labels"][verify::LABEL_DIGEST],
+        "111111111111"
+    );
+    assert_eq!(
+        live["metadata"]["annotations"][verify::ANNOTATION_DIGEST],
+        D1
+    );
 }
 
 #[tokio::test]
@@ -180,7 +186,10 @@ async fn a_failing_job_yields_failed_with_the_tail_of_its_log() {
         "smoke",
         &[
             ("SIM_JOB_FAIL", "true"),
-            ("SIM_JOB_LOG", "GET http://web/healthz: expected 200, got 503"),
+            (
+                "SIM_JOB_LOG",
+                "GET http://web/healthz: expected 200, got 503",
+            ),
         ],
         "",
         Duration::from_secs(20),
@@ -352,7 +361,12 @@ async fn old_runs_are_garbage_collected_down_to_the_history_bound() {
 async fn a_job_that_does_not_finish_in_time_yields_timed_out_and_stays_so() {
     let (cluster, ctx) = start(Duration::from_millis(50)).await;
     // A suspended Job never runs in the sim.
-    let stuck = job("stuck", &[], "  suspend: true\n", Duration::from_millis(300));
+    let stuck = job(
+        "stuck",
+        &[],
+        "  suspend: true\n",
+        Duration::from_millis(300),
+    );
     let staging = Env::new("staging");
     let report = verify_with(
         &ctx,

@@ -107,7 +107,10 @@ fn a_verify_job_outside_the_repo_is_refused() {
     );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("environments[1].verify[0].job: \"../smoke.yaml\" leaves the config repo"), "{out}");
+    assert!(
+        out.contains("environments[1].verify[0].job: \"../smoke.yaml\" leaves the config repo"),
+        "{out}"
+    );
 }
 
 #[test]

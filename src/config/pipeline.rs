@@ -464,12 +464,18 @@ environments:
         let p = Pipeline::parse("p.yaml", &text).unwrap().pipeline;
         let staging = p.environment("staging").unwrap();
         assert_eq!(staging.verify.len(), 2);
-        assert_eq!(staging.verify[0].job, "environments/staging/verify/smoke.yaml");
+        assert_eq!(
+            staging.verify[0].job,
+            "environments/staging/verify/smoke.yaml"
+        );
         assert_eq!(staging.verify[0].timeout().as_secs(), 120);
         assert_eq!(staging.verify[1].timeout(), VerifyStep::DEFAULT_TIMEOUT);
         assert_eq!(staging.verify_status_context(), "baton/staging/verify");
         assert!(p.environment("dev").unwrap().verify.is_empty());
-        assert_eq!(p.app("web").unwrap().verify.as_ref().unwrap().cosign_key, "keys/ci.pub");
+        assert_eq!(
+            p.app("web").unwrap().verify.as_ref().unwrap().cosign_key,
+            "keys/ci.pub"
+        );
     }
 
     #[test]

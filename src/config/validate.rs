@@ -297,7 +297,9 @@ impl Validator<'_> {
                 Err(e) => self.error(&field, format!("cannot read {}: {e}", step.job)),
                 Ok(text) => {
                     let file = step.job.trim_start_matches("./").to_string();
-                    if let Err(d) = crate::reconcile::verify::VerifyJob::parse(&file, &text, step.timeout()) {
+                    if let Err(d) =
+                        crate::reconcile::verify::VerifyJob::parse(&file, &text, step.timeout())
+                    {
                         self.out.push(d);
                     }
                 }

@@ -125,7 +125,12 @@ impl VerifyJob {
     /// diagnostics.
     pub fn parse(file: &str, text: &str, timeout: Duration) -> Result<Self, Diagnostic> {
         let tree = yaml::parse(text).map_err(|e| {
-            Diagnostic::new(file, Some(e.pos), "", format!("invalid YAML: {}", e.message))
+            Diagnostic::new(
+                file,
+                Some(e.pos),
+                "",
+                format!("invalid YAML: {}", e.message),
+            )
         })?;
         let at = |path: &str| Some(tree.lookup(path).0.pos);
         let field = |path: &str| tree.get(path).and_then(yaml::Node::as_str);
@@ -144,9 +149,8 @@ impl VerifyJob {
                 ));
             }
         }
-        let value: Value = yaml_serde::from_str(text).map_err(|e| {
-            Diagnostic::new(file, Some(tree.pos), "", format!("invalid YAML: {e}"))
-        })?;
+        let value: Value = yaml_serde::from_str(text)
+            .map_err(|e| Diagnostic::new(file, Some(tree.pos), "", format!("invalid YAML: {e}")))?;
         let mut manifest: Job = serde_json::from_value(value).map_err(|e| {
             Diagnostic::new(
                 file,
@@ -266,7 +270,10 @@ impl Outcome {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -363,7 +370,10 @@ impl VerifyReport {
                 j.file
             ));
             if let Some(tail) = tail {
-                out.push_str(&format!("```\n{}\n```\n", tail.trim_end().replace("```", "ˋˋˋ")));
+                out.push_str(&format!(
+                    "```\n{}\n```\n",
+                    tail.trim_end().replace("```", "ˋˋˋ")
+                ));
             }
         }
         out
@@ -508,7 +518,10 @@ pub enum RunState {
 /// conditions (`DeadlineExceeded` counts as timed out).
 pub fn run_state(job: &Job) -> RunState {
     let annotations = job.metadata.annotations.as_ref();
-    if annotations.and_then(|a| a.get(ANNOTATION_OUTCOME)).map(String::as_str) == Some("timed-out")
+    if annotations
+        .and_then(|a| a.get(ANNOTATION_OUTCOME))
+        .map(String::as_str)
+        == Some("timed-out")
     {
         return RunState::TimedOut;
     }
@@ -657,7 +670,11 @@ async fn run_one(
 ) -> Result<JobReport, ReconcileError> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &job.namespace);
     let desired = run_object(job, env, run);
-    let name = desired.metadata.name.clone().expect("run_object names the Job");
+    let name = desired
+        .metadata
+        .name
+        .clone()
+        .expect("run_object names the Job");
     let object = format!("Job/{}/{name}", job.namespace);
     let api_err = |action: &'static str| {
         let object = object.clone();
@@ -784,15 +801,12 @@ async fn log_tail(ctx: &Context, job: &Job, lines: usize) -> Option<String> {
         .await
         .map_err(|e| tracing::debug!(error = %super::error::describe(&e), "no pods for the verify run's log"))
         .ok()?;
-    let pod = list
-        .items
-        .into_iter()
-        .max_by_key(|p| {
-            p.metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_millisecond())
-        })?;
+    let pod = list.items.into_iter().max_by_key(|p| {
+        p.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+    })?;
     let pod_name = pod.metadata.name?;
     let params = LogParams {
         tail_lines: Some(lines as i64),
@@ -864,7 +878,12 @@ spec:
 ";
 
     fn smoke() -> VerifyJob {
-        VerifyJob::parse("environments/staging/verify/smoke.yaml", SMOKE, Duration::from_secs(600)).unwrap()
+        VerifyJob::parse(
+            "environments/staging/verify/smoke.yaml",
+            SMOKE,
+            Duration::from_secs(600),
+        )
+        .unwrap()
     }
 
     fn run(attempt: u32) -> VerifyRun {
@@ -873,7 +892,10 @@ spec:
 
     #[test]
     fn run_names_are_dns_labels_that_name_env_job_digest_and_attempt() {
-        assert_eq!(run_name("staging", "smoke", DIGEST, 1), "staging-smoke-abcdef012345-1");
+        assert_eq!(
+            run_name("staging", "smoke", DIGEST, 1),
+            "staging-smoke-abcdef012345-1"
+        );
         let long = run_name(&"e".repeat(63), &"j".repeat(63), DIGEST, 12);
         assert!(long.len() <= 63 && is_dns_label(&long), "{long}");
         assert!(long.ends_with("-abcdef012345-12"), "{long}");
@@ -885,18 +907,40 @@ spec:
     #[test]
     fn a_manifest_must_be_a_named_batch_v1_job_with_containers() {
         let job = smoke();
-        assert_eq!((job.name.as_str(), job.namespace.as_str()), ("smoke", "shop-staging"));
-        let d = VerifyJob::parse("x.yaml", &SMOKE.replace("kind: Job", "kind: Deployment"), Duration::ZERO)
-            .unwrap_err();
+        assert_eq!(
+            (job.name.as_str(), job.namespace.as_str()),
+            ("smoke", "shop-staging")
+        );
+        let d = VerifyJob::parse(
+            "x.yaml",
+            &SMOKE.replace("kind: Job", "kind: Deployment"),
+            Duration::ZERO,
+        )
+        .unwrap_err();
         assert_eq!((d.line, d.column), (Some(2), Some(7)), "{d}");
-        assert!(d.to_string().starts_with("x.yaml:2:7: kind: is batch/v1 Deployment; a verify step must be a batch/v1 Job"), "{d}");
-        let d = VerifyJob::parse("x.yaml", &SMOKE.replace("  name: smoke\n", ""), Duration::ZERO).unwrap_err();
+        assert!(
+            d.to_string().starts_with(
+                "x.yaml:2:7: kind: is batch/v1 Deployment; a verify step must be a batch/v1 Job"
+            ),
+            "{d}"
+        );
+        let d = VerifyJob::parse(
+            "x.yaml",
+            &SMOKE.replace("  name: smoke\n", ""),
+            Duration::ZERO,
+        )
+        .unwrap_err();
         assert!(d.message.contains("must be set to a DNS label"), "{d}");
         let d = VerifyJob::parse("x.yaml", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n      containers: []\n", Duration::ZERO).unwrap_err();
         assert!(d.message.contains("no containers"), "{d}");
         let d = VerifyJob::parse("x.yaml", "kind: [", Duration::ZERO).unwrap_err();
         assert!(d.message.starts_with("invalid YAML"), "{d}");
-        let d = VerifyJob::parse("x.yaml", &SMOKE.replace("restartPolicy: Never", "restartPolicy: [1]"), Duration::ZERO).unwrap_err();
+        let d = VerifyJob::parse(
+            "x.yaml",
+            &SMOKE.replace("restartPolicy: Never", "restartPolicy: [1]"),
+            Duration::ZERO,
+        )
+        .unwrap_err();
         assert!(d.message.contains("not a valid batch/v1 Job"), "{d}");
     }
 
@@ -906,7 +950,10 @@ spec:
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["metadata"]["name"], "staging-smoke-abcdef012345-2");
         assert_eq!(v["metadata"]["namespace"], "shop-staging");
-        for labels in [&v["metadata"]["labels"], &v["spec"]["template"]["metadata"]["labels"]] {
+        for labels in [
+            &v["metadata"]["labels"],
+            &v["spec"]["template"]["metadata"]["labels"],
+        ] {
             assert_eq!(labels[LABEL_ENV], "staging");
             assert_eq!(labels[LABEL_JOB], "smoke");
             assert_eq!(labels[LABEL_DIGEST], "abcdef012345");
@@ -925,7 +972,10 @@ spec:
         assert_eq!(env["BATON_ENV"], "staging");
         assert_eq!(env["BATON_DIGEST"], DIGEST);
         assert_eq!(env["BATON_APP"], "web");
-        assert_eq!(env["BATON_TAG"], "1.5.0", "baton's value replaces the manifest's");
+        assert_eq!(
+            env["BATON_TAG"], "1.5.0",
+            "baton's value replaces the manifest's"
+        );
         assert_eq!(env["BATON_ATTEMPT"], "2");
         assert_eq!(env["TARGET"], "http://web");
     }
@@ -940,16 +990,42 @@ spec:
 
     #[test]
     fn run_state_reads_conditions_and_the_timed_out_mark() {
-        let complete = job_with(json!({"startTime": "2026-01-01T00:00:01Z", "completionTime": "2026-01-01T00:00:13Z",
-            "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}), json!({}));
-        assert_eq!(run_state(&complete), RunState::Complete { duration: Duration::from_secs(12) });
-        let failed = job_with(json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}), json!({}));
-        assert_eq!(run_state(&failed), RunState::Failed { reason: "BackoffLimitExceeded".into(), message: "Job has reached the specified backoff limit".into() });
-        let deadline = job_with(json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}), json!({}));
+        let complete = job_with(
+            json!({"startTime": "2026-01-01T00:00:01Z", "completionTime": "2026-01-01T00:00:13Z",
+            "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}),
+            json!({}),
+        );
+        assert_eq!(
+            run_state(&complete),
+            RunState::Complete {
+                duration: Duration::from_secs(12)
+            }
+        );
+        let failed = job_with(
+            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
+            json!({}),
+        );
+        assert_eq!(
+            run_state(&failed),
+            RunState::Failed {
+                reason: "BackoffLimitExceeded".into(),
+                message: "Job has reached the specified backoff limit".into()
+            }
+        );
+        let deadline = job_with(
+            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}),
+            json!({}),
+        );
         assert_eq!(run_state(&deadline), RunState::TimedOut);
-        let marked = job_with(json!({"conditions": [{"type": "Complete", "status": "True"}]}), json!({ANNOTATION_OUTCOME: "timed-out"}));
+        let marked = job_with(
+            json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+            json!({ANNOTATION_OUTCOME: "timed-out"}),
+        );
         assert_eq!(run_state(&marked), RunState::TimedOut);
-        let running = job_with(json!({"active": 1, "conditions": [{"type": "Complete", "status": "False"}]}), json!({}));
+        let running = job_with(
+            json!({"active": 1, "conditions": [{"type": "Complete", "status": "False"}]}),
+            json!({}),
+        );
         assert_eq!(run_state(&running), RunState::Running);
     }
 
@@ -957,9 +1033,15 @@ spec:
     fn the_timeout_counts_from_the_jobs_creation() {
         let job = job_with(json!({}), json!({}));
         let now = "2026-01-01T00:04:00Z".parse().unwrap();
-        assert_eq!(remaining(&job, Duration::from_secs(600), now), Duration::from_secs(360));
+        assert_eq!(
+            remaining(&job, Duration::from_secs(600), now),
+            Duration::from_secs(360)
+        );
         let later = "2026-01-01T01:00:00Z".parse().unwrap();
-        assert_eq!(remaining(&job, Duration::from_secs(600), later), Duration::ZERO);
+        assert_eq!(
+            remaining(&job, Duration::from_secs(600), later),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -967,8 +1049,9 @@ spec:
         let at = |name: &str, secs: i64| {
             let mut j = Job::default();
             j.metadata.name = Some(name.into());
-            j.metadata.creation_timestamp =
-                Some(Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap()));
+            j.metadata.creation_timestamp = Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+            ));
             j
         };
         let runs = vec![at("a", 1), at("b", 2), at("c", 3), at("d", 4), at("e", 5)];
@@ -986,9 +1069,16 @@ spec:
     fn tails_keep_the_last_lines_within_a_bound() {
         assert_eq!(tail("1\n2\n3\n4\n", 2), "3\n4");
         assert_eq!(tail("only", 5), "only");
-        let long = (0..2000).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
+        let long = (0..2000)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let t = tail(&long, 1000);
-        assert!(t.len() <= 4096 && t.ends_with("line 1999") && t.starts_with("line "), "{}", &t[..20]);
+        assert!(
+            t.len() <= 4096 && t.ends_with("line 1999") && t.starts_with("line "),
+            "{}",
+            &t[..20]
+        );
     }
 
     #[test]
@@ -999,16 +1089,35 @@ spec:
             digest: DIGEST.into(),
             attempt: 1,
             jobs: vec![
-                JobReport { job: "smoke".into(), file: "environments/staging/verify/smoke.yaml".into(), namespace: "shop-staging".into(), run: "staging-smoke-abcdef012345-1".into(),
-                    outcome: Outcome::Passed { duration: Duration::from_secs(12) } },
-                JobReport { job: "e2e".into(), file: "environments/staging/verify/e2e.yaml".into(), namespace: "shop-staging".into(), run: "staging-e2e-abcdef012345-1".into(),
-                    outcome: Outcome::Failed { reason: "BackoffLimitExceeded".into(), message: "Job has reached the specified backoff limit".into(), log_tail: Some("GET /health 503\n".into()) } },
+                JobReport {
+                    job: "smoke".into(),
+                    file: "environments/staging/verify/smoke.yaml".into(),
+                    namespace: "shop-staging".into(),
+                    run: "staging-smoke-abcdef012345-1".into(),
+                    outcome: Outcome::Passed {
+                        duration: Duration::from_secs(12),
+                    },
+                },
+                JobReport {
+                    job: "e2e".into(),
+                    file: "environments/staging/verify/e2e.yaml".into(),
+                    namespace: "shop-staging".into(),
+                    run: "staging-e2e-abcdef012345-1".into(),
+                    outcome: Outcome::Failed {
+                        reason: "BackoffLimitExceeded".into(),
+                        message: "Job has reached the specified backoff limit".into(),
+                        log_tail: Some("GET /health 503\n".into()),
+                    },
+                },
             ],
             finished_at: Utc::now(),
         };
         assert!(!report.passed());
         assert_eq!(report.status_context(), "baton/staging/verify");
-        assert_eq!(report.summary(), "verification failed: smoke (12s), e2e: BackoffLimitExceeded");
+        assert_eq!(
+            report.summary(),
+            "verification failed: smoke (12s), e2e: BackoffLimitExceeded"
+        );
         let md = report.markdown();
         assert!(md.contains("**e2e** (`Job/shop-staging/staging-e2e-abcdef012345-1`, from `environments/staging/verify/e2e.yaml`): Job has reached"), "{md}");
         assert!(md.contains("```\nGET /health 503\n```"), "{md}");
