@@ -517,7 +517,8 @@ fn rel_display(repo: &Path, path: &Path) -> String {
         .replace('\\', "/")
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS-1123 label: lowercase letters, digits and '-', at most 63, no '-' at either end.
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -4,7 +4,8 @@
 //! ```no_run
 //! # async fn demo(ctx: &baton::reconcile::Context, repo: &std::path::Path, env: &baton::config::Environment) -> Result<(), Box<dyn std::error::Error>> {
 //! use baton::reconcile::{Env, verify::{VerifyJob, VerifyRun, verify}};
-//! let jobs = VerifyJob::load_all(repo, env)?; // the manifests at the merged commit
+//! // The manifests at the merged commit; a Diagnostic (file:line:col) when one is broken.
+//! let jobs = VerifyJob::load_all(repo, env).map_err(|d| d.to_string())?;
 //! let run = VerifyRun::new("web", "sha256:…", Some("1.5.0".into()), 1);
 //! let report = verify(ctx, &Env::new(&env.name), &jobs, &run).await?;
 //! println!("{}", report.summary());
@@ -44,6 +45,7 @@ use sha2::{Digest as _, Sha256};
 use super::{Context, Env, ReconcileError, retrying};
 use crate::config::Diagnostic;
 use crate::config::pipeline::{Environment, VerifyStep};
+use crate::config::validate::is_dns_label;
 use crate::yaml;
 
 /// The environment a run verifies.
@@ -428,15 +430,6 @@ fn sanitize(s: &str) -> String {
     } else {
         trimmed.to_string()
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// The labels every run of `job` in `env` carries (without digest and attempt): the selector
