@@ -125,9 +125,20 @@ async fn a_passing_smoke_job_yields_passed_with_its_duration() {
         panic!("one job report: {report:?}")
     };
     assert_eq!(only.run, "staging-smoke-111111111111-1");
-    let Outcome::Passed { duration } = only.outcome else {
+    let Outcome::Passed {
+        duration,
+        completed_at,
+    } = only.outcome
+    else {
         panic!("{:?}", only.outcome)
     };
+    // The next environment's soak counts from the Job's completion.
+    assert_eq!(report.passed_at(), Some(completed_at));
+    let age = chrono::Utc::now() - completed_at;
+    assert!(
+        age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::seconds(3),
+        "{age}"
+    );
     // The sim stamps start and completion in whole seconds around a 1.1 s run.
     assert!(
         duration >= Duration::from_secs(1) && duration <= Duration::from_secs(3),
@@ -267,8 +278,10 @@ async fn the_same_run_asked_twice_or_after_a_restart_does_not_create_a_second_jo
 
     assert_eq!(cluster.counts().get("create", "jobs"), 1);
     assert_eq!(runs_of(&cluster, "smoke").len(), 1);
+    // The same result, completion time included (read from the Job, not from the clock).
     assert_eq!(again.jobs, first.jobs);
     assert_eq!(after_restart.jobs, first.jobs);
+    assert_eq!(after_restart.passed_at(), first.passed_at());
 }
 
 #[tokio::test]

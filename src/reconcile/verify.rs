@@ -236,10 +236,12 @@ impl VerifyRun {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "camelCase")]
 pub enum Outcome {
-    /// The Job completed.
+    /// The Job completed: how long it ran, and when it completed (from the Job's status, so
+    /// the same after a restart).
     Passed {
         #[serde(with = "secs")]
         duration: Duration,
+        completed_at: DateTime<Utc>,
     },
     /// The Job failed: its condition's reason and message, and the end of its pod's log.
     Failed {
@@ -319,6 +321,22 @@ impl VerifyReport {
         self.jobs.iter().all(|j| j.outcome.passed())
     }
 
+    /// When verification passed: the last job's completion (`None` unless every job passed).
+    /// The next environment's soak counts from here.
+    pub fn passed_at(&self) -> Option<DateTime<Utc>> {
+        if !self.passed() {
+            return None;
+        }
+        self.jobs
+            .iter()
+            .filter_map(|j| match j.outcome {
+                Outcome::Passed { completed_at, .. } => Some(completed_at),
+                _ => None,
+            })
+            .max()
+            .or(Some(self.finished_at))
+    }
+
     /// The status/check context: `baton/<env>/verify`.
     pub fn status_context(&self) -> String {
         format!("baton/{}/verify", self.env)
@@ -331,7 +349,9 @@ impl VerifyReport {
             .jobs
             .iter()
             .map(|j| match &j.outcome {
-                Outcome::Passed { duration } => format!("{} ({})", j.job, super::human(*duration)),
+                Outcome::Passed { duration, .. } => {
+                    format!("{} ({})", j.job, super::human(*duration))
+                }
                 Outcome::Failed { reason, .. } => format!("{}: {reason}", j.job),
                 Outcome::TimedOut { after, .. } => {
                     format!("{}: timed out after {}", j.job, super::human(*after))
@@ -502,8 +522,14 @@ pub fn run_object(job: &VerifyJob, env: &str, run: &VerifyRun) -> Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
     Running,
-    Complete { duration: Duration },
-    Failed { reason: String, message: String },
+    Complete {
+        duration: Duration,
+        completed_at: Option<DateTime<Utc>>,
+    },
+    Failed {
+        reason: String,
+        message: String,
+    },
     TimedOut,
 }
 
@@ -541,7 +567,11 @@ pub fn run_state(job: &Job) -> RunState {
                     (Some(s), Some(e)) if e >= s => Duration::from_millis((e - s) as u64),
                     _ => Duration::ZERO,
                 };
-                return RunState::Complete { duration };
+                let completed_at = end.and_then(DateTime::from_timestamp_millis);
+                return RunState::Complete {
+                    duration,
+                    completed_at,
+                };
             }
             "Failed" if c.reason.as_deref() == Some("DeadlineExceeded") => {
                 return RunState::TimedOut;
@@ -704,7 +734,16 @@ async fn run_one(
     };
 
     let outcome = match settle(ctx, &api, &name, live, left, options.poll).await? {
-        (RunState::Complete { duration }, _) => Outcome::Passed { duration },
+        (
+            RunState::Complete {
+                duration,
+                completed_at,
+            },
+            _,
+        ) => Outcome::Passed {
+            duration,
+            completed_at: completed_at.unwrap_or_else(Utc::now),
+        },
         (RunState::Failed { reason, message }, live) => Outcome::Failed {
             reason,
             message,
@@ -991,7 +1030,8 @@ spec:
         assert_eq!(
             run_state(&complete),
             RunState::Complete {
-                duration: Duration::from_secs(12)
+                duration: Duration::from_secs(12),
+                completed_at: Some("2026-01-01T00:00:13Z".parse().unwrap()),
             }
         );
         let failed = job_with(
@@ -1089,6 +1129,7 @@ spec:
                     run: "staging-smoke-abcdef012345-1".into(),
                     outcome: Outcome::Passed {
                         duration: Duration::from_secs(12),
+                        completed_at: Utc::now(),
                     },
                 },
                 JobReport {
@@ -1106,6 +1147,7 @@ spec:
             finished_at: Utc::now(),
         };
         assert!(!report.passed());
+        assert_eq!(report.passed_at(), None);
         assert_eq!(report.status_context(), "baton/staging/verify");
         assert_eq!(
             report.summary(),
