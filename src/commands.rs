@@ -3,6 +3,7 @@
 //! ```text
 //! /promote <env>
 //! /rollback <env> [to <tag|digest>]
+//! /retry [env]
 //! /hold [reason]
 //! /unhold
 //! /status
@@ -23,9 +24,21 @@ use crate::config::pipeline::Environment;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "camelCase")]
 pub enum Command {
-    Promote { env: String },
-    Rollback { env: String, to: Option<String> },
-    Hold { reason: Option<String> },
+    Promote {
+        env: String,
+    },
+    Rollback {
+        env: String,
+        to: Option<String>,
+    },
+    /// Run the environment's verification (`verify:` Jobs) again for the digest this PR
+    /// promoted, as a new attempt. Without an environment: the PR's own environment.
+    Retry {
+        env: Option<String>,
+    },
+    Hold {
+        reason: Option<String>,
+    },
     Unhold,
     Status,
     Help,
@@ -54,6 +67,7 @@ pub const HELP: &str = "\
 |---|---|---|
 | `/promote <env>` | merge this promotion once every other gate passes | write access (and the environment's approvers) |
 | `/rollback <env> [to <tag\\|digest>]` | open a PR restoring the previous healthy release (or the named one) | write access (and the environment's approvers) |
+| `/retry [env]` | run the environment's verification Jobs again for this PR's release (default: the PR's environment) | write access (and the environment's approvers) |
 | `/hold [reason]` | stop this promotion from merging (label `baton:hold`) | triage access or more |
 | `/unhold` | release a hold | write access (and the environment's approvers) |
 | `/status` | post the gate table now | anyone |
@@ -65,6 +79,7 @@ impl Command {
         match self {
             Self::Promote { .. } => "promote",
             Self::Rollback { .. } => "rollback",
+            Self::Retry { .. } => "retry",
             Self::Hold { .. } => "hold",
             Self::Unhold => "unhold",
             Self::Status => "status",
@@ -76,6 +91,7 @@ impl Command {
     pub fn environment(&self) -> Option<&str> {
         match self {
             Self::Promote { env } | Self::Rollback { env, .. } => Some(env),
+            Self::Retry { env } => env.as_deref(),
             _ => None,
         }
     }
@@ -87,6 +103,8 @@ impl fmt::Display for Command {
             Self::Promote { env } => write!(f, "/promote {env}"),
             Self::Rollback { env, to: None } => write!(f, "/rollback {env}"),
             Self::Rollback { env, to: Some(to) } => write!(f, "/rollback {env} to {to}"),
+            Self::Retry { env: None } => f.write_str("/retry"),
+            Self::Retry { env: Some(env) } => write!(f, "/retry {env}"),
             Self::Hold { reason: None } => f.write_str("/hold"),
             Self::Hold { reason: Some(r) } => write!(f, "/hold {r}"),
             Self::Unhold => f.write_str("/unhold"),
@@ -171,6 +189,13 @@ fn parse_line(rest: &str) -> Option<Parsed> {
                 "/rollback <env> [to <tag|digest>]",
             ),
         },
+        "retry" => match args.as_slice() {
+            [] => Ok(Command::Retry { env: None }),
+            [env] => Ok(Command::Retry {
+                env: Some(env.to_string()),
+            }),
+            _ => usage("retry", "takes at most one environment", "/retry [env]"),
+        },
         "hold" => {
             let reason = args.join(" ");
             Ok(Command::Hold {
@@ -250,7 +275,10 @@ pub fn authorize(
     env: Option<&Environment>,
 ) -> Result<(), Refusal> {
     let needed = match command {
-        Command::Promote { .. } | Command::Rollback { .. } | Command::Unhold => Permission::Write,
+        Command::Promote { .. }
+        | Command::Rollback { .. }
+        | Command::Retry { .. }
+        | Command::Unhold => Permission::Write,
         Command::Hold { .. } => Permission::Triage,
         Command::Status | Command::Help => Permission::None,
     };
@@ -324,6 +352,13 @@ mod tests {
             })
         );
         assert_eq!(one("/hold"), Ok(Command::Hold { reason: None }));
+        assert_eq!(one("/retry"), Ok(Command::Retry { env: None }));
+        assert_eq!(
+            one("/retry staging"),
+            Ok(Command::Retry {
+                env: Some("staging".into())
+            })
+        );
         assert_eq!(one("/unhold"), Ok(Command::Unhold));
         assert_eq!(one("/status"), Ok(Command::Status));
         assert_eq!(one("/help"), Ok(Command::Help));
@@ -346,6 +381,11 @@ mod tests {
         );
         assert!(one("/rollback prod from 1.0").is_err());
         assert!(one("/unhold now").is_err());
+        let e = one("/retry staging now").unwrap_err().to_string();
+        assert!(
+            e.contains("takes at most one environment") && e.contains("/retry [env]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -433,6 +473,48 @@ mod tests {
     }
 
     #[test]
+    fn retry_is_authorized_like_promote() {
+        let prod = env(&["@shop/release-managers"]);
+        for retry in [
+            Command::Retry { env: None },
+            Command::Retry {
+                env: Some("prod".into()),
+            },
+        ] {
+            assert_eq!(
+                authorize(
+                    &retry,
+                    &actor("rm", Permission::Write, &["@shop/release-managers"]),
+                    Some(&prod)
+                ),
+                Ok(())
+            );
+            let refused = authorize(
+                &retry,
+                &actor("t", Permission::Triage, &["@shop/release-managers"]),
+                Some(&prod),
+            )
+            .unwrap_err();
+            assert!(
+                refused.to_string().contains("needs Write access"),
+                "{refused}"
+            );
+            assert!(matches!(
+                authorize(&retry, &actor("dev", Permission::Write, &[]), Some(&prod)),
+                Err(Refusal::NotApprover { .. })
+            ));
+        }
+        assert_eq!(
+            Command::Retry {
+                env: Some("prod".into())
+            }
+            .environment(),
+            Some("prod")
+        );
+        assert_eq!(Command::Retry { env: None }.environment(), None);
+    }
+
+    #[test]
     fn hold_needs_triage_and_status_needs_nothing() {
         let hold = Command::Hold { reason: None };
         assert!(authorize(&hold, &actor("x", Permission::Read, &[]), None).is_err());
@@ -456,6 +538,7 @@ mod tests {
                 .prop_map(|(env, to)| Command::Rollback { env, to }),
             proptest::option::of("[a-zA-Z0-9]{1,8}( [a-zA-Z0-9,.]{1,8}){0,3}")
                 .prop_map(|reason| Command::Hold { reason }),
+            proptest::option::of(env).prop_map(|env| Command::Retry { env }),
             Just(Command::Unhold),
             Just(Command::Status),
             Just(Command::Help),

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod forge;
 pub mod gitrepo;
 pub mod image;
+pub mod leader;
 pub mod logging;
 pub mod promote;
 pub mod reconcile;

@@ -78,10 +78,56 @@ fn a_window_that_does_not_parse_is_located() {
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("policies/pipeline.yaml:39:15: environments[2].windows[0]: invalid window"),
+        out.contains("policies/pipeline.yaml:42:15: environments[2].windows[0]: invalid window"),
         "{out}"
     );
     assert!(out.contains("unknown time zone \"Europe/Berlni\""), "{out}");
+}
+
+#[test]
+fn a_verify_job_that_does_not_exist_is_located_in_the_pipeline() {
+    let repo = example_repo();
+    std::fs::remove_file(repo.path().join("environments/staging/verify/smoke.yaml")).unwrap();
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("policies/pipeline.yaml:34:16: environments[1].verify[0].job: environments/staging/verify/smoke.yaml does not exist"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_verify_job_outside_the_repo_is_refused() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "job: environments/staging/verify/smoke.yaml",
+        "job: ../smoke.yaml",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("environments[1].verify[0].job: \"../smoke.yaml\" leaves the config repo"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_verify_manifest_that_is_not_a_job_names_its_file_and_line() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "environments/staging/verify/smoke.yaml",
+        "kind: Job",
+        "kind: Deployment",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("environments/staging/verify/smoke.yaml:7:7: kind: is batch/v1 Deployment; a verify step must be a batch/v1 Job"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -171,7 +217,7 @@ fn json_output_lists_diagnostics_for_scripts() {
         v["diagnostics"][0]["field"],
         "environments[2].approvals.count"
     );
-    assert_eq!(v["diagnostics"][0]["line"], 37);
+    assert_eq!(v["diagnostics"][0]["line"], 40);
 }
 
 #[test]

@@ -184,6 +184,34 @@ pub struct Environment {
     /// How promotion PRs are merged.
     #[serde(default)]
     pub merge_method: MergeMethod,
+    /// Acceptance tests: Kubernetes Jobs run in this environment's cluster after each
+    /// promoted digest's rollout is healthy. The next environment's soak counts only from
+    /// when they passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<VerifyStep>,
+}
+
+/// One acceptance test of an environment: `{ job: environments/staging/verify/smoke.yaml,
+/// timeout: 10m }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerifyStep {
+    /// A `batch/v1` Job manifest, relative to the config repo root. Keep it out of the
+    /// environment's kustomization, or it would also be applied as part of the environment.
+    pub job: String,
+    /// How long one run may take, from the Job's creation (default [`VerifyStep::DEFAULT_TIMEOUT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+impl VerifyStep {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .map(|t| t.as_duration())
+            .unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
 }
 
 /// Required approvals.
@@ -242,6 +270,11 @@ impl Environment {
     /// The status/check context this environment reports under.
     pub fn status_context(&self) -> String {
         format!("baton/{}", self.name)
+    }
+
+    /// The status/check context of this environment's acceptance tests.
+    pub fn verify_status_context(&self) -> String {
+        format!("baton/{}/verify", self.name)
     }
 }
 
@@ -416,6 +449,47 @@ environments:
         assert_eq!(d.line, Some(16), "{d}");
         assert!(d.message.contains("did you mean `soak`?"), "{d}");
         assert!(d.field.starts_with("environments[2]"), "{d}");
+    }
+
+    #[test]
+    fn verify_steps_parse_next_to_an_apps_signature_check() {
+        let text = SMALL.replace(
+            "    soak: 10m\n",
+            "    soak: 10m\n    verify:\n      - { job: environments/staging/verify/smoke.yaml, timeout: 2m }\n      - job: environments/staging/verify/e2e.yaml\n",
+        ) + "";
+        let text = text.replace(
+            "    bless: { semver: \">=1.0.0\" }\n",
+            "    bless: { semver: \">=1.0.0\" }\n    verify: { cosignKey: keys/ci.pub }\n",
+        );
+        let p = Pipeline::parse("p.yaml", &text).unwrap().pipeline;
+        let staging = p.environment("staging").unwrap();
+        assert_eq!(staging.verify.len(), 2);
+        assert_eq!(
+            staging.verify[0].job,
+            "environments/staging/verify/smoke.yaml"
+        );
+        assert_eq!(staging.verify[0].timeout().as_secs(), 120);
+        assert_eq!(staging.verify[1].timeout(), VerifyStep::DEFAULT_TIMEOUT);
+        assert_eq!(staging.verify_status_context(), "baton/staging/verify");
+        assert!(p.environment("dev").unwrap().verify.is_empty());
+        assert_eq!(
+            p.app("web").unwrap().verify.as_ref().unwrap().cosign_key,
+            "keys/ci.pub"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_verify_step_is_located_and_a_fix_suggested() {
+        let text = SMALL.replace(
+            "    soak: 10m\n",
+            "    soak: 10m\n    verify:\n      - { job: smoke.yaml, timout: 2m }\n",
+        );
+        let Err(LoadError::Invalid(d)) = Pipeline::parse("policies/pipeline.yaml", &text) else {
+            panic!("expected a schema error")
+        };
+        assert!(d.message.contains("did you mean `timeout`?"), "{d}");
+        assert_eq!(d.line, Some(18), "{d}");
+        assert!(d.field.starts_with("environments[2].verify[0]"), "{d}");
     }
 
     #[test]

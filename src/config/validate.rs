@@ -264,10 +264,52 @@ impl Validator<'_> {
                 self.error(&format!("{base}.copyTo"), format!("{target:?} is not a registry repository prefix, e.g. prod-registry.example.com/shop"));
             }
             self.environment_dir(i, env);
+            self.verify_steps(i, env);
         }
         self.cycles(&envs);
         if !envs.iter().any(|e| e.after.is_none()) {
             self.error("environments", "every environment has after:, so none can receive new releases; the first environment must have no after:");
+        }
+    }
+
+    /// Each verify step names a `batch/v1` Job manifest inside the repo that parses.
+    fn verify_steps(&mut self, i: usize, env: &super::pipeline::Environment) {
+        for (j, step) in env.verify.iter().enumerate() {
+            let field = format!("environments[{i}].verify[{j}].job");
+            let path = match resolve_in_repo(self.repo, &step.job) {
+                Ok(path) => path,
+                Err(why) => {
+                    self.error(&field, why);
+                    continue;
+                }
+            };
+            if !path.is_file() {
+                self.error(
+                    &field,
+                    format!(
+                        "{} does not exist; write a batch/v1 Job manifest there (outside the environment's kustomization)",
+                        step.job
+                    ),
+                );
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Err(e) => self.error(&field, format!("cannot read {}: {e}", step.job)),
+                Ok(text) => {
+                    let file = step.job.trim_start_matches("./").to_string();
+                    if let Err(d) =
+                        crate::reconcile::verify::VerifyJob::parse(&file, &text, step.timeout())
+                    {
+                        self.out.push(d);
+                    }
+                }
+            }
+            if step.timeout().is_zero() {
+                self.error(
+                    &format!("environments[{i}].verify[{j}].timeout"),
+                    "must be more than 0s",
+                );
+            }
         }
     }
 
@@ -475,7 +517,8 @@ fn rel_display(repo: &Path, path: &Path) -> String {
         .replace('\\', "/")
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS-1123 label: lowercase letters, digits and '-', at most 63, no '-' at either end.
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

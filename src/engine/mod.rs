@@ -602,6 +602,8 @@ impl<F: Forge> Engine<F> {
                 "`/rollback {env}` is not available on a promotion PR yet; revert by running `baton bump {env} {} <previous digest> --write` and opening a PR.",
                 o.state.app
             ),
+            // Placeholder until the service wires verification (reconcile::verify) to /retry.
+            Command::Retry { .. } => "`/retry` re-runs an environment's verification Jobs; this bot does not run verification yet.".to_string(),
             Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
             Command::Help => commands::HELP.to_string(),
         })

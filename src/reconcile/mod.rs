@@ -35,6 +35,7 @@ pub mod order;
 pub mod prune;
 pub mod report;
 pub mod runner;
+pub mod verify;
 pub mod wait;
 
 use std::collections::{BTreeSet, HashMap};
