@@ -120,6 +120,22 @@ pub struct RunArgs {
         value_name = "FILE"
     )]
     pub config: PathBuf,
+    /// Elect a leader among replicas on a Kubernetes Lease; only the leader acts and reports
+    /// ready. The Lease lives in the cluster marked `inCluster: true` (else the first one).
+    #[arg(long, env = "BATON_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, env = "BATON_LEASE_NAME", default_value = "baton-leader")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: that cluster's `namespace` in baton.yaml).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a dead leader's lease blocks the others (whole seconds).
+    #[arg(long, env = "BATON_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: crate::config::HumanDuration,
+    /// This replica's identity among the candidates (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -623,13 +639,44 @@ async fn shutdown_signal() {
 
 fn run_service(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
+    let leader = args.leader_election.then(|| crate::service::LeaderOptions {
+        lease_name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: args.identity.clone().unwrap_or_else(host_name),
+        lease_duration: args.lease_duration.0,
+    });
     runtime()?.block_on(async {
-        let service =
-            crate::service::Service::start(cfg, crate::service::RunOptions::default()).await?;
+        let service = crate::service::Service::start(
+            cfg,
+            crate::service::RunOptions {
+                leader,
+                ..Default::default()
+            },
+        )
+        .await?;
         eprintln!("baton listening on http://{}", service.local_addr());
-        service.run(shutdown_signal()).await;
-        anyhow::Ok(ExitCode::SUCCESS)
+        match service.run(shutdown_signal()).await {
+            crate::service::Exit::Shutdown => anyhow::Ok(ExitCode::SUCCESS),
+            crate::service::Exit::LostLeadership => {
+                eprintln!("error: lost the leader lease to another replica; exiting to rejoin as a follower");
+                anyhow::Ok(ExitCode::from(1))
+            }
+        }
     })
+}
+
+/// The host name (a pod's name in Kubernetes), for the lease identity.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("baton-{}", std::process::id()))
 }
 
 fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {

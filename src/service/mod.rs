@@ -69,6 +69,29 @@ pub enum ServiceError {
 pub struct RunOptions {
     /// Reconciler behaviour for every cluster (namespace, timeouts, prune).
     pub reconcile: reconcile::Options,
+    /// Leader election among replicas; `None`: this process always acts.
+    pub leader: Option<LeaderOptions>,
+}
+
+/// Leader election on a `Lease` (see [`crate::leader`]). The Lease lives in the cluster baton
+/// runs in: the one configured with `inCluster: true`, else the first one in `baton.yaml`.
+#[derive(Debug, Clone)]
+pub struct LeaderOptions {
+    pub lease_name: String,
+    /// The Lease's namespace; default: that cluster's `namespace`.
+    pub namespace: Option<String>,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    pub lease_duration: Duration,
+}
+
+/// How [`Service::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Shutdown,
+    /// Another replica took the lease; this one stopped acting (restart to campaign again).
+    LostLeadership,
 }
 
 impl RunOptions {
@@ -79,6 +102,7 @@ impl RunOptions {
                 health_timeout: Duration::from_secs(60),
                 ..Default::default()
             },
+            leader: None,
         }
     }
 }
@@ -117,6 +141,7 @@ pub struct Service {
     /// Environment → index into `runners`.
     env_runner: BTreeMap<String, usize>,
     repo_slug: String,
+    leader: Option<(kube::Client, crate::leader::LeaseConfig)>,
     listener: tokio::net::TcpListener,
 }
 
@@ -191,6 +216,36 @@ impl Service {
         };
         let mut runners = Vec::new();
         let mut env_runner = BTreeMap::new();
+        let lease_cluster = cfg
+            .clusters
+            .iter()
+            .find(|(_, c)| c.in_cluster)
+            .or_else(|| cfg.clusters.iter().next())
+            .map(|(name, c)| (name.clone(), c.clone()));
+        let leader = match (&options.leader, lease_cluster) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ServiceError::Config(
+                    "leader election needs a cluster for its Lease; define one under clusters:"
+                        .into(),
+                ));
+            }
+            (Some(l), Some((name, cluster_cfg))) => {
+                let ctx = cluster_context(&name, &cluster_cfg, options.reconcile.clone()).await?;
+                let namespace = l
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| cluster_cfg.namespace.clone());
+                let duration = Duration::from_secs(l.lease_duration.as_secs().max(2));
+                let grace = Duration::from_secs((duration.as_secs() / 3).max(1));
+                let lease = crate::leader::LeaseConfig::new(namespace, &l.lease_name, &l.identity)
+                    .with_timing(duration, grace);
+                lease
+                    .check()
+                    .map_err(|e| ServiceError::Config(format!("leader election: {e}")))?;
+                Some((ctx.client.clone(), lease))
+            }
+        };
         for (cluster, envs) in by_cluster {
             let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
                 ServiceError::Config(format!(
@@ -238,6 +293,7 @@ impl Service {
             runners,
             env_runner,
             repo_slug,
+            leader,
             listener,
         })
     }
@@ -247,8 +303,10 @@ impl Service {
         self.listener.local_addr().unwrap_or(self.cfg.listen)
     }
 
-    /// Run until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+    /// Run until `shutdown` resolves, or until another replica takes the lease. With leader
+    /// election, the server answers at once (a follower is alive but not ready) and the loops
+    /// start only once this replica leads.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Exit {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = {
             let rx = stop_rx.clone();
@@ -275,6 +333,40 @@ impl Service {
             })
         };
 
+        let mut shutdown = std::pin::pin!(shutdown);
+        let leadership = match &self.leader {
+            None => None,
+            Some((client, lease)) => {
+                ensure_namespace(client, &lease.namespace).await;
+                match crate::leader::Leadership::start(client.clone(), lease.clone()) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        tracing::error!(error = %e, "leader election cannot start");
+                        let _ = stop_tx.send(true);
+                        let _ = server.await;
+                        return Exit::Shutdown;
+                    }
+                }
+            }
+        };
+        if let Some(l) = &leadership {
+            tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
+            let mut leading = l.subscribe();
+            let leads = tokio::select! {
+                r = leading.wait_for(|v| *v) => r.is_ok(),
+                _ = &mut shutdown => false,
+            };
+            if !leads {
+                let _ = stop_tx.send(true);
+                if let Some(l) = leadership {
+                    l.release().await;
+                }
+                let _ = server.await;
+                return Exit::Shutdown;
+            }
+            tracing::info!("leading: starting the loops");
+        }
+
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut runner_tasks = Vec::new();
         for r in &self.runners {
@@ -299,8 +391,28 @@ impl Service {
         let reports = tokio::spawn(loops.clone().report_loop(out_rx));
         let promote = tokio::spawn(loops.clone().promotion_loop(stop_rx.clone()));
 
-        shutdown.await;
-        tracing::info!("shutting down: finishing the step in flight");
+        let lost = async {
+            match &leadership {
+                Some(l) => {
+                    let mut leading = l.subscribe();
+                    let lost = leading.wait_for(|v| !*v).await.is_ok();
+                    if !lost {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let exit = tokio::select! {
+            _ = &mut shutdown => Exit::Shutdown,
+            _ = lost => Exit::LostLeadership,
+        };
+        match exit {
+            Exit::Shutdown => tracing::info!("shutting down: finishing the step in flight"),
+            Exit::LostLeadership => {
+                tracing::error!("lost the lease to another replica; stopping")
+            }
+        }
         let _ = stop_tx.send(true);
         self.state.ready.store(false, Ordering::SeqCst);
         let _ = promote.await;
@@ -308,8 +420,12 @@ impl Service {
             let _ = t.await;
         }
         let _ = reports.await;
+        if let Some(l) = leadership {
+            l.release().await;
+        }
         let _ = server.await;
         tracing::info!("baton stopped");
+        exit
     }
 }
 
@@ -548,6 +664,29 @@ impl Loops {
             }
             tokio::task::block_in_place(|| self.refresh_view());
         }
+    }
+}
+
+/// Create the lease's namespace if it is missing (in Kubernetes it is the release namespace,
+/// which exists; elsewhere, e.g. the sandbox, it may not).
+async fn ensure_namespace(client: &kube::Client, namespace: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    if api.get_opt(namespace).await.ok().flatten().is_some() {
+        return;
+    }
+    let ns = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace }
+    });
+    if let Err(e) = api
+        .patch(
+            namespace,
+            &kube::api::PatchParams::apply("baton"),
+            &kube::api::Patch::Apply(ns),
+        )
+        .await
+    {
+        tracing::warn!(%namespace, error = %e, "cannot create the lease namespace");
     }
 }
 
