@@ -8,7 +8,10 @@
 //! killed at any point never answers, opens, merges or comments twice — at worst it skips
 //! an answer.
 
+pub mod rollout;
 pub mod text;
+
+pub use rollout::{AppRollout, Rolled, RollbackRequest, Rollout, RolloutState};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,11 +24,12 @@ use crate::config::pipeline::Pipeline;
 use crate::forge::{self, CommentInfo, Forge, ForgeError, NewPullRequest, PullRequestInfo};
 use crate::gitrepo::bump;
 use crate::gitrepo::files::Files;
+use crate::gitrepo::history::{self, Entry};
 use crate::gitrepo::repo::{ConfigRepo, GitError, Pushed};
 use crate::gitrepo::trailers::Promotion;
-use crate::image::Pinned;
+use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
-use crate::promote::gates::HOLD_LABEL;
+use crate::promote::gates::{HOLD_LABEL, ROLLBACK_LABEL};
 use crate::promote::plan::{self, Action, Release};
 use crate::promote::policy::PolicySource;
 use crate::promote::state::{CommandEvent, Deployment, PullRequest};
@@ -88,6 +92,15 @@ pub enum Outcome {
         comment: u64,
         command: String,
     },
+    /// A rollout was reported on a promotion (`pr` when the merge names one).
+    Reported {
+        pr: Option<u64>,
+        env: String,
+        app: String,
+        state: String,
+    },
+    /// A rollback PR was opened.
+    RollbackOpened { pr: u64, env: String, app: String },
     /// An action failed; the next pass retries it.
     Failed {
         env: String,
@@ -103,7 +116,14 @@ struct RepoView {
     pinned: BTreeMap<(String, String), Pinned>,
     /// Per promotion branch: what its tip pins and when it was committed.
     branches: BTreeMap<String, (Option<Pinned>, DateTime<Utc>)>,
+    /// Promotions recorded on the config branch, newest first (the last [`HISTORY_DEPTH`]).
+    history: std::sync::Arc<Vec<Entry>>,
+    /// Digests held back from (env, app) by rollbacks.
+    held: BTreeMap<(String, String), BTreeSet<Digest>>,
 }
+
+/// How many promotions back the engine reads history (rollback targets and holds).
+const HISTORY_DEPTH: usize = 1000;
 
 /// An open promotion PR with everything read about it.
 #[derive(Clone)]
@@ -120,6 +140,8 @@ pub struct Engine<F> {
     repo: Mutex<ConfigRepo>,
     /// How many times a push to the config branch may race before the pass gives up.
     pub push_attempts: usize,
+    /// The promotions read from history at a config branch tip, to read them once per tip.
+    history: Mutex<Option<(git2::Oid, std::sync::Arc<Vec<Entry>>)>>,
 }
 
 impl<F: Forge> Engine<F> {
@@ -128,6 +150,7 @@ impl<F: Forge> Engine<F> {
             forge,
             repo: Mutex::new(repo),
             push_attempts: 3,
+            history: Mutex::new(None),
         }
     }
 
@@ -184,12 +207,42 @@ impl<F: Forge> Engine<F> {
                 }
             }
         }
+        let history = self.history_at(&repo, tip)?;
+        let held = plan::held_digests(history.iter().map(|e| &e.promotion));
         Ok(RepoView {
             pipeline,
             policies,
             pinned,
             branches,
+            history,
+            held,
         })
+    }
+
+    fn history_at(
+        &self,
+        repo: &ConfigRepo,
+        tip: git2::Oid,
+    ) -> Result<std::sync::Arc<Vec<Entry>>, EngineError> {
+        let mut cache = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, entries)) = cache.as_ref()
+            && *at == tip
+        {
+            return Ok(entries.clone());
+        }
+        let filter = history::Filter {
+            limit: Some(HISTORY_DEPTH),
+            ..Default::default()
+        };
+        let entries = std::sync::Arc::new(history::read(repo.git(), tip, &filter).map_err(
+            |e| GitError::Git {
+                op: "history",
+                message: e.message().into(),
+                transient: false,
+            },
+        )?);
+        *cache = Some((tip, entries.clone()));
+        Ok(entries)
     }
 
     async fn teams(
@@ -287,35 +340,16 @@ impl<F: Forge> Engine<F> {
                     c.author == self.forge.bot_login() && c.body.starts_with(text::STATUS_MARKER)
                 })
                 .cloned();
-            let mut events = Vec::new();
-            let mut hold_reason = None;
-            for c in comments
-                .iter()
-                .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login())
-            {
-                for parsed in commands::parse_comment(&c.body) {
-                    let Ok(command) = parsed else { continue };
-                    if let Command::Hold { reason } = &command {
-                        hold_reason = Some(format!(
-                            "@{}{}",
-                            c.author,
-                            reason
-                                .as_ref()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    let actor = self.actor(&c.author, teams, &mut permissions).await?;
-                    events.push(CommandEvent {
-                        comment_id: c.id,
-                        command,
-                        actor,
-                        at: c.created_at,
-                    });
-                }
-            }
+            let (events, hold_reason) = self
+                .command_events(&comments, teams, &mut permissions)
+                .await?;
             let reviews = self.forge.reviews(info.number).await?;
             let checks = self.forge.checks(&info.head_sha).await?;
+            let mut labels = info.labels.clone();
+            if rollout::is_rollback_pr(&info) && !labels.iter().any(|l| l == ROLLBACK_LABEL) {
+                // Opened, but killed before its labels were added: still a rollback.
+                labels.push(ROLLBACK_LABEL.to_string());
+            }
             let state = PullRequest {
                 number: info.number,
                 app: app.to_string(),
@@ -324,7 +358,7 @@ impl<F: Forge> Engine<F> {
                 tag: pin.tag.clone(),
                 head_sha: info.head_sha.clone(),
                 head_pushed_at: pushed_at,
-                labels: info.labels.clone(),
+                labels,
                 hold_reason,
                 reviews,
                 checks,
@@ -340,6 +374,119 @@ impl<F: Forge> Engine<F> {
         Ok(out)
     }
 
+    /// The commands in people's comments, with their authors, and the latest `/hold` reason.
+    async fn command_events(
+        &self,
+        comments: &[CommentInfo],
+        teams: &BTreeMap<String, BTreeSet<String>>,
+        permissions: &mut BTreeMap<String, Permission>,
+    ) -> Result<(Vec<CommandEvent>, Option<String>), EngineError> {
+        let mut events = Vec::new();
+        let mut hold_reason = None;
+        for c in comments
+            .iter()
+            .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login())
+        {
+            for parsed in commands::parse_comment(&c.body) {
+                let Ok(command) = parsed else { continue };
+                if let Command::Hold { reason } = &command {
+                    hold_reason = Some(format!(
+                        "@{}{}",
+                        c.author,
+                        reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                let actor = self.actor(&c.author, teams, permissions).await?;
+                events.push(CommandEvent {
+                    comment_id: c.id,
+                    command,
+                    actor,
+                    at: c.created_at,
+                });
+            }
+        }
+        Ok((events, hold_reason))
+    }
+
+    /// Answer new commands on a promotion PR that is no longer open (merged or closed):
+    /// where people comment `/rollback <env>` after a bad rollout. Open PRs are answered by
+    /// [`Engine::run_once`]; call this for `issue_comment` events on other PRs. Commands are
+    /// recorded as handled in the PR's status comment, as on open PRs, so each is answered
+    /// once.
+    pub async fn answer_pr(&self, number: u64) -> Result<Vec<Outcome>, EngineError> {
+        let info = self.forge.pull_request(number).await?;
+        if info.state == forge::PrState::Open {
+            return Ok(Vec::new());
+        }
+        let Some((env, app)) = forge::parse_promotion_branch(&info.head_ref)
+            .map(|(e, a)| (e.to_string(), a.to_string()))
+        else {
+            return Ok(Vec::new());
+        };
+        let comments = self.forge.comments(number).await?;
+        let bot = self.forge.bot_login();
+        let handled = comments
+            .iter()
+            .find(|c| c.author == bot && c.body.starts_with(text::STATUS_MARKER))
+            .map(|s| text::handled_ids(&s.body))
+            .unwrap_or_default();
+        let fresh = comments.iter().any(|c| {
+            !c.author_is_bot
+                && c.author != bot
+                && !handled.contains(&c.id)
+                && !commands::parse_comment(&c.body).is_empty()
+        });
+        if !fresh {
+            return Ok(Vec::new());
+        }
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        let Some(pin) = view
+            .history
+            .iter()
+            .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env)
+            .map(|e| Pinned {
+                tag: e.promotion.tag.clone(),
+                digest: e.promotion.to.clone(),
+            })
+            .or_else(|| view.pinned.get(&(env.clone(), app.clone())).cloned())
+        else {
+            return Ok(Vec::new());
+        };
+        let teams = self.teams(&view.pipeline).await?;
+        let (events, _) = self
+            .command_events(&comments, &teams, &mut BTreeMap::new())
+            .await?;
+        let status = comments
+            .iter()
+            .find(|c| c.author == bot && c.body.starts_with(text::STATUS_MARKER))
+            .cloned();
+        let mut o = Observed {
+            state: PullRequest {
+                number,
+                app,
+                env,
+                digest: pin.digest,
+                tag: pin.tag,
+                head_sha: info.head_sha.clone(),
+                head_pushed_at: DateTime::<Utc>::MIN_UTC,
+                labels: info.labels.clone(),
+                hold_reason: None,
+                reviews: vec![],
+                checks: vec![],
+                commands: events,
+            },
+            info,
+            status,
+            comments,
+        };
+        let mut outcomes = Vec::new();
+        self.answer_commands(&view, &mut o, &mut outcomes).await?;
+        Ok(outcomes)
+    }
+
     /// One pass: observe, answer new commands, plan, act. `releases` are the registry's newest
     /// blessed digests per app; `deployments` what each environment runs (from the
     /// reconciler).
@@ -350,11 +497,17 @@ impl<F: Forge> Engine<F> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, EngineError> {
         // git2 blocks; keep the runtime's other tasks (the webhook server) running.
-        let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let (mut observed, teams) = self.observe(&view).await?;
+        let mut view = tokio::task::block_in_place(|| self.read_repo())?;
+        let (mut observed, mut teams) = self.observe(&view).await?;
         let mut outcomes = Vec::new();
+        let mut changed = false;
         for o in &mut observed {
-            self.answer_commands(&view, o, &mut outcomes).await?;
+            changed |= self.answer_commands(&view, o, &mut outcomes).await?;
+        }
+        if changed {
+            // A `/rollback` opened a PR and may have closed one: plan from what is there now.
+            view = tokio::task::block_in_place(|| self.read_repo())?;
+            (observed, teams) = self.observe(&view).await?;
         }
         let actions = self.plan_from(&view, &observed, &teams, releases, deployments, now);
         for action in actions {
@@ -464,17 +617,19 @@ impl<F: Forge> Engine<F> {
             teams,
             bot_login: self.forge.bot_login(),
             policies: &view.policies,
+            held: &view.held,
         })
     }
 
     /// Handle the commands of comments not yet recorded as handled: record them in the
-    /// status comment first, then apply and answer.
+    /// status comment first, then apply and answer. Returns whether a command changed the
+    /// set of PRs (a `/rollback`).
     async fn answer_commands(
         &self,
         view: &RepoView,
         o: &mut Observed,
         outcomes: &mut Vec<Outcome>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let handled = o
             .status
             .as_ref()
@@ -490,8 +645,9 @@ impl<F: Forge> Engine<F> {
             .cloned()
             .collect();
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
+        let mut changed = false;
         let mut now_handled = handled.clone();
         now_handled.extend(fresh.iter().map(|c| c.id));
         let events = o
@@ -524,9 +680,19 @@ impl<F: Forge> Engine<F> {
                             permission: Permission::None,
                             teams: vec![],
                         });
+                        // A rollback is authorized by the environment it rolls back.
+                        let env_cfg = match &command {
+                            Command::Rollback { env, .. } => view.pipeline.environment(env),
+                            _ => env_cfg,
+                        };
                         match commands::authorize(&command, &actor, env_cfg) {
                             Err(refusal) => refusal.to_string(),
-                            Ok(()) => self.apply_command(o, &command, &actor).await?,
+                            Ok(()) => {
+                                let (reply, did) =
+                                    self.apply_command(view, o, &command, &actor).await?;
+                                changed |= did;
+                                reply
+                            }
                         }
                     }
                 };
@@ -538,16 +704,61 @@ impl<F: Forge> Engine<F> {
                 });
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
+    /// Apply an authorized command; the reply, and whether it changed the set of PRs.
     async fn apply_command(
         &self,
+        view: &RepoView,
         o: &mut Observed,
         command: &Command,
         actor: &Actor,
-    ) -> Result<String, EngineError> {
-        Ok(match command {
+    ) -> Result<(String, bool), EngineError> {
+        if let Command::Rollback { env, to } = command {
+            let request = RollbackRequest {
+                env: env.clone(),
+                app: o.state.app.clone(),
+                to: to.clone(),
+                bad: None,
+                by: Some(actor.login.clone()),
+                why: format!("`{command}` by @{} on #{}", actor.login, o.info.number),
+            };
+            return Ok(match self.roll_back(view, &request).await? {
+                Rolled::Opened { pr, to, bad } => (
+                    format!(
+                        "Rolling back {} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
+                        o.state.app,
+                        rollout::describe(&to),
+                        bad.short()
+                    ),
+                    true,
+                ),
+                Rolled::AlreadyOpen { pr } => (
+                    format!(
+                        "A rollback of {} in {env} is already open: #{pr}.",
+                        o.state.app
+                    ),
+                    false,
+                ),
+                Rolled::Nothing(why) => (format!("Nothing to roll back: {why}."), false),
+            });
+        }
+        if o.info.state != forge::PrState::Open
+            && matches!(
+                command,
+                Command::Promote { .. } | Command::Hold { .. } | Command::Unhold
+            )
+        {
+            return Ok((
+                format!(
+                    "#{} is no longer open; `{command}` applies to open promotion PRs. To undo this promotion, comment `/rollback {}`.",
+                    o.info.number, o.state.env
+                ),
+                false,
+            ));
+        }
+        let reply = match command {
             Command::Hold { reason } => {
                 self.forge.add_labels(o.info.number, &[HOLD_LABEL.to_string()]).await?;
                 if !o.state.labels.iter().any(|l| l == HOLD_LABEL) {
@@ -566,13 +777,11 @@ impl<F: Forge> Engine<F> {
                 format!("This PR promotes to {}, not {env}; comment `/promote {}` here or `/promote {env}` on the {env} PR.", o.state.env, o.state.env)
             }
             Command::Promote { env } => format!("`/promote {env}` by @{} recorded: it merges as soon as every other gate passes.", actor.login),
-            Command::Rollback { env, .. } => format!(
-                "`/rollback {env}` is not available on a promotion PR yet; revert by running `baton bump {env} {} <previous digest> --write` and opening a PR.",
-                o.state.app
-            ),
+            Command::Rollback { .. } => unreachable!("handled above"),
             Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
             Command::Help => commands::HELP.to_string(),
-        })
+        };
+        Ok((reply, false))
     }
 
     async fn write_status(
@@ -808,20 +1017,41 @@ impl<F: Forge> Engine<F> {
                     })
                     .map(|c| c.actor.login.clone())
                     .unwrap_or_else(|| self.forge.bot_login().to_string());
+                let rollback = crate::promote::gates::is_rollback(&o.state)
+                    .then(|| rollout::parse_rollback_marker(&o.info.body))
+                    .flatten();
+                let from = view
+                    .pinned
+                    .get(&(env.clone(), app.clone()))
+                    .map(|p| p.digest.clone());
+                let promoted_by = match &rollback {
+                    Some((_, Some(by))) => by.clone(),
+                    _ => promoted_by,
+                };
                 let promotion = Promotion {
                     app: app.clone(),
                     environment: env.clone(),
-                    from: view
-                        .pinned
-                        .get(&(env.clone(), app.clone()))
-                        .map(|p| p.digest.clone()),
+                    // A rollback records what it rolled back even if its marker was lost.
+                    rollback_of: rollback
+                        .as_ref()
+                        .map(|(bad, _)| bad.clone())
+                        .or_else(|| {
+                            crate::promote::gates::is_rollback(&o.state)
+                                .then(|| from.clone())
+                                .flatten()
+                        }),
+                    from,
                     to: to.digest.clone(),
                     tag: to.tag.clone(),
                     approved_by: evaluation.approvers.clone(),
                     promoted_by: Some(promoted_by),
                     pull_request: Some(pr),
                 };
-                let subject = text::merge_subject(&app, &env, &to, pr);
+                let subject = if promotion.is_rollback() {
+                    format!("{} (#{pr})", rollout::rollback_title(&app, &env, &to))
+                } else {
+                    text::merge_subject(&app, &env, &to, pr)
+                };
                 let message =
                     promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
                 let message = message.trim_start().to_string();

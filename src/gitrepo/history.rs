@@ -119,7 +119,12 @@ pub fn table(entries: &[Entry]) -> String {
                 p.approved_by.join(",")
             },
             p.promoted_by.clone().unwrap_or_else(|| "-".into()),
-            p.pull_request.map_or("-".into(), |n| format!("#{n}")),
+            match (p.pull_request, p.is_rollback()) {
+                (Some(n), true) => format!("#{n} (rollback)"),
+                (None, true) => "(rollback)".into(),
+                (Some(n), false) => format!("#{n}"),
+                (None, false) => "-".into(),
+            },
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())
