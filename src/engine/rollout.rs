@@ -726,6 +726,15 @@ impl<F: Forge> Engine<F> {
                 }
             },
         };
+        let target = match target {
+            Pinned { tag: None, digest } => {
+                let tag = tokio::task::block_in_place(|| {
+                    self.tag_before(view, env, app, &bad, &digest)
+                });
+                Pinned { tag, digest }
+            }
+            t => t,
+        };
         if target.digest == current.digest {
             return Ok(Rolled::Nothing(format!(
                 "{env} already runs {}",
@@ -813,6 +822,30 @@ impl<F: Forge> Engine<F> {
             to: target,
             bad,
         })
+    }
+
+    /// The tag Git recorded next to `digest` in `env` just before `bad` was promoted (a
+    /// digest pinned before baton's first promotion has no trailer to name its tag).
+    fn tag_before(
+        &self,
+        view: &RepoView,
+        env: &str,
+        app: &str,
+        bad: &Digest,
+        digest: &Digest,
+    ) -> Option<String> {
+        let entry = view.history.iter().find(|e| {
+            e.promotion.environment == env && e.promotion.app == app && e.promotion.to == *bad
+        })?;
+        let repo = self.repo();
+        let oid = git2::Oid::from_str(&entry.commit).ok()?;
+        let parent = repo.git().find_commit(oid).ok()?.parent_id(0).ok()?;
+        let files = repo.files_at(parent).ok()?;
+        bump::current(&files, &view.pipeline, env, app)
+            .ok()
+            .flatten()
+            .filter(|p| p.digest == *digest)
+            .and_then(|p| p.tag)
     }
 
     /// The newest candidate whose promotion has a success status for `env`; else the newest
