@@ -4,11 +4,12 @@
 //! as plain values (no cluster); every step runs on a fresh engine, as after a restart.
 
 mod common;
+mod reconcile_support;
 
 use std::collections::BTreeMap;
 
 use baton::config::Secret;
-use baton::engine::{AppRollout, Engine, Outcome, Rolled, RollbackRequest, Rollout, RolloutState};
+use baton::engine::{AppRollout, Engine, Outcome, RollbackRequest, Rolled, Rollout, RolloutState};
 use baton::forge::Forge as _;
 use baton::forge::github::{GitHubAuth, GitHubForge, GitHubOptions};
 use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
@@ -166,7 +167,11 @@ impl World {
 
     fn pr_for(&self, env: &str, app: &str) -> sim::forge::PullView {
         let mut prs = self.open_prs(&format!("baton/{env}/{app}"));
-        assert_eq!(prs.len(), 1, "expected one open PR for {env}/{app}: {prs:?}");
+        assert_eq!(
+            prs.len(),
+            1,
+            "expected one open PR for {env}/{app}: {prs:?}"
+        );
         prs.remove(0)
     }
 
@@ -574,4 +579,160 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
             .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "prod")),
         "{out:?}"
     );
+}
+
+/// Render `env` at `commit` of the config repo and reconcile it into the cluster.
+async fn reconcile_at(
+    w: &World,
+    env: &str,
+    commit: &str,
+    ctx: &baton::reconcile::Context,
+) -> Result<baton::reconcile::Report, baton::reconcile::ReconcileError> {
+    let checkout = w.dir.path().join(format!("checkout-{}", &commit[..7]));
+    git(
+        w.dir.path(),
+        &[
+            "clone",
+            "-q",
+            w.forge.repo_path(OWNER, REPO).to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    git(&checkout, &["checkout", "-q", commit]);
+    let env = baton::reconcile::Env::new(env);
+    let objects = baton::reconcile::render_input(
+        &env,
+        commit,
+        &checkout,
+        &checkout.join(format!("environments/{}", env.name)),
+    )?;
+    baton::reconcile::reconcile(&env, &objects, commit, ctx).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr() {
+    let mut w = World::new().await;
+    let (cluster, ctx) = reconcile_support::start_with(
+        sim::cluster::ClusterConfig {
+            rollout_duration: std::time::Duration::from_millis(200),
+            progress_deadline: std::time::Duration::from_millis(1_000),
+            ..Default::default()
+        },
+        reconcile_support::options(),
+    )
+    .await;
+    let pipeline_text = git(
+        &w.forge.repo_path(OWNER, REPO),
+        &["show", "main:policies/pipeline.yaml"],
+    );
+    let pipeline = baton::config::Pipeline::parse("policies/pipeline.yaml", &pipeline_text)
+        .unwrap()
+        .pipeline;
+
+    let (good, good_sha, good_pr) = w.to_dev("1.5.0").await;
+    let result = reconcile_at(&w, "dev", &good_sha, &ctx).await;
+    let rollout = Rollout::from_result("dev", &good_sha, &result, &pipeline);
+    assert!(
+        matches!(&rollout.state, RolloutState::Healthy { summary, .. } if summary.contains("Deployment/web: 1/1 replicas available")),
+        "{rollout:?}"
+    );
+    assert!(
+        rollout
+            .apps
+            .iter()
+            .any(|a| a.app == "web" && a.digest == good && a.state == DeployState::Healthy),
+        "{rollout:?}"
+    );
+    w.report(&rollout).await;
+    assert_eq!(w.status(&good_sha, "dev").await, Some(CheckState::Success));
+    assert!(
+        w.timeline(good_pr)
+            .iter()
+            .any(|l| l.starts_with("healthy in")),
+        "{:?}",
+        w.timeline(good_pr)
+    );
+
+    let (bad, bad_sha, bad_pr) = w.to_dev("1.6.0").await;
+    cluster.mark_broken(bad.as_str());
+    let result = reconcile_at(&w, "dev", &bad_sha, &ctx).await;
+    let rollout = Rollout::from_result("dev", &bad_sha, &result, &pipeline);
+    let RolloutState::Failed { reasons } = &rollout.state else {
+        panic!("{rollout:?}")
+    };
+    assert!(
+        reasons[0].starts_with("Deployment/shop-dev/web: ProgressDeadlineExceeded"),
+        "{reasons:?}"
+    );
+    let out = w.report(&rollout).await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::RollbackOpened { env, app, .. } if env == "dev" && app == "web")),
+        "{out:?}"
+    );
+    assert_eq!(w.status(&bad_sha, "dev").await, Some(CheckState::Failure));
+    let rollback = w.pr_for("dev", "web");
+    assert!(rollback.title.contains(good.short()), "{}", rollback.title);
+    assert!(
+        w.timeline(bad_pr)
+            .iter()
+            .any(|l| l.starts_with("failed: Deployment/shop-dev/web: ProgressDeadlineExceeded")),
+        "{:?}",
+        w.timeline(bad_pr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_on_an_open_promotion_pr_replaces_it_and_the_newer_release_comes_back_after() {
+    let mut w = World::new().await;
+    let (current, _, _) = w.to_dev("1.5.0").await;
+    w.release("web", "1.6.0");
+    w.pass().await;
+    let open = w.pr_for("dev", "web");
+    assert!(open.title.contains("1.6.0"), "{}", open.title);
+
+    w.forge
+        .comment_as("alice", OWNER, REPO, open.number, "/rollback dev")
+        .unwrap();
+    let out = w.pass().await;
+    // Closed with a word, replaced by the rollback, which dev auto-merges in the same pass.
+    assert!(
+        !w.forge.pull(OWNER, REPO, open.number).unwrap().open,
+        "#{} still open",
+        open.number
+    );
+    let merged = out
+        .iter()
+        .find_map(|o| match o {
+            Outcome::Merged { pr, .. } => Some(*pr),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("nothing merged: {out:?}"));
+    assert!(merged > open.number);
+    let p = w.last_promotion();
+    assert_eq!(p.rollback_of.as_ref(), Some(&current));
+    assert_eq!(p.tag.as_deref(), Some("1.4.0"), "the release before 1.5.0");
+    assert_eq!(p.promoted_by.as_deref(), Some("alice"));
+    let replies = w.replies(open.number);
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with("Closed: web in dev is being rolled back")),
+        "{replies:?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with(&format!("Rolling back web in dev: #{merged}"))),
+        "{replies:?}"
+    );
+
+    // 1.5.0 is held; 1.6.0 was never rolled back, so it is proposed again.
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "dev")),
+        "{out:?}"
+    );
+    assert!(w.pr_for("dev", "web").title.contains("1.6.0"));
 }

@@ -11,7 +11,7 @@
 pub mod rollout;
 pub mod text;
 
-pub use rollout::{AppRollout, Rolled, RollbackRequest, Rollout, RolloutState};
+pub use rollout::{AppRollout, RollbackRequest, Rolled, Rollout, RolloutState};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -100,7 +100,11 @@ pub enum Outcome {
         state: String,
     },
     /// A rollback PR was opened.
-    RollbackOpened { pr: u64, env: String, app: String },
+    RollbackOpened {
+        pr: u64,
+        env: String,
+        app: String,
+    },
     /// An action failed; the next pass retries it.
     Failed {
         env: String,
@@ -234,13 +238,14 @@ impl<F: Forge> Engine<F> {
             limit: Some(HISTORY_DEPTH),
             ..Default::default()
         };
-        let entries = std::sync::Arc::new(history::read(repo.git(), tip, &filter).map_err(
-            |e| GitError::Git {
-                op: "history",
-                message: e.message().into(),
-                transient: false,
-            },
-        )?);
+        let entries =
+            std::sync::Arc::new(history::read(repo.git(), tip, &filter).map_err(|e| {
+                GitError::Git {
+                    op: "history",
+                    message: e.message().into(),
+                    transient: false,
+                }
+            })?);
         *cache = Some((tip, entries.clone()));
         Ok(entries)
     }
@@ -1032,14 +1037,11 @@ impl<F: Forge> Engine<F> {
                     app: app.clone(),
                     environment: env.clone(),
                     // A rollback records what it rolled back even if its marker was lost.
-                    rollback_of: rollback
-                        .as_ref()
-                        .map(|(bad, _)| bad.clone())
-                        .or_else(|| {
-                            crate::promote::gates::is_rollback(&o.state)
-                                .then(|| from.clone())
-                                .flatten()
-                        }),
+                    rollback_of: rollback.as_ref().map(|(bad, _)| bad.clone()).or_else(|| {
+                        crate::promote::gates::is_rollback(&o.state)
+                            .then(|| from.clone())
+                            .flatten()
+                    }),
                     from,
                     to: to.digest.clone(),
                     tag: to.tag.clone(),

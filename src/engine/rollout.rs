@@ -652,8 +652,7 @@ impl<F: Forge> Engine<F> {
                 self.forge.update_comment(s.id, &body).await?;
             }
             None => {
-                let body =
-                    text::status_comment(app, env, headline, None, &fresh, &BTreeSet::new());
+                let body = text::status_comment(app, env, headline, None, &fresh, &BTreeSet::new());
                 self.forge.create_comment(pr, &body).await?;
             }
         }
@@ -685,9 +684,7 @@ impl<F: Forge> Engine<F> {
             )));
         };
         let Some(current) = view.pinned.get(&(env.to_string(), app.to_string())) else {
-            return Ok(Rolled::Nothing(format!(
-                "{env} pins no digest for {app}"
-            )));
+            return Ok(Rolled::Nothing(format!("{env} pins no digest for {app}")));
         };
         let bad = req.bad.clone().unwrap_or_else(|| current.digest.clone());
         if current.digest != bad {
@@ -715,7 +712,10 @@ impl<F: Forge> Engine<F> {
                 Err(why) => return Ok(Rolled::Nothing(why)),
             },
             None => match self
-                .previous_healthy(rollback_candidates(&view.history, env, app, &bad, held), env)
+                .previous_healthy(
+                    rollback_candidates(&view.history, env, app, &bad, held),
+                    env,
+                )
                 .await?
             {
                 Some(t) => t,
@@ -728,9 +728,8 @@ impl<F: Forge> Engine<F> {
         };
         let target = match target {
             Pinned { tag: None, digest } => {
-                let tag = tokio::task::block_in_place(|| {
-                    self.tag_before(view, env, app, &bad, &digest)
-                });
+                let tag =
+                    tokio::task::block_in_place(|| self.tag_before(view, env, app, &bad, &digest));
                 Pinned { tag, digest }
             }
             t => t,

@@ -735,7 +735,10 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
         assert!(eval(&p, &prod(), frozen_night, None).mergeable());
         p.labels.push(HOLD_LABEL.into());
         assert_eq!(
-            eval(&p, &prod(), frozen_night, None).blocking().unwrap().gate,
+            eval(&p, &prod(), frozen_night, None)
+                .blocking()
+                .unwrap()
+                .gate,
             Gate::Hold
         );
     }

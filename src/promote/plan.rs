@@ -249,10 +249,10 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                 // A rollback PR is never updated or superseded by a newer release.
                 (Some(pr), Some(w)) if w.digest != pr.digest && !is_rollback(pr) => {
                     actions.push(Action::Update {
-                    pr: pr.number,
-                    env: env.name.clone(),
-                    app: app.clone(),
-                    to: w.into(),
+                        pr: pr.number,
+                        env: env.name.clone(),
+                        app: app.clone(),
+                        to: w.into(),
                         superseded: PinnedOut {
                             tag: pr.tag.clone(),
                             digest: pr.digest.to_string(),
@@ -666,8 +666,7 @@ environments:
                 digest: d("1.1.0"),
             },
         );
-        w.held
-            .insert(key("dev"), BTreeSet::from([d("1.1.0")]));
+        w.held.insert(key("dev"), BTreeSet::from([d("1.1.0")]));
         assert_eq!(w.plan(), vec![]);
         w.releases.insert(
             "web".into(),
@@ -688,7 +687,8 @@ environments:
         let mut w = World::new();
         // staging runs 1.1.0 (failed); the rollback PR restores 1.0.0.
         w.pinned.insert(key("staging"), pinned("1.1.0"));
-        w.deployments.insert(key("dev"), healthy("dev", "1.2.0", 600));
+        w.deployments
+            .insert(key("dev"), healthy("dev", "1.2.0", 600));
         w.pinned.insert(key("dev"), pinned("1.2.0"));
         let mut rollback = pr(8, "staging", "1.0.0");
         rollback.labels = vec![gates::ROLLBACK_LABEL.into()];
