@@ -222,7 +222,7 @@ impl World {
     }
 
     /// Promote `tag` of web to dev (open, then auto-merge); the merge commit and PR number.
-    async fn to_dev(&mut self, tag: &str) -> (Digest, String, u64) {
+    async fn promote_to_dev(&mut self, tag: &str) -> (Digest, String, u64) {
         let v = self.release("web", tag);
         self.pass().await;
         let pr = self.pr_for("dev", "web").number;
@@ -261,7 +261,7 @@ fn healthy_state() -> RolloutState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_rollout_sets_the_status_and_one_timeline_line_and_a_repeat_writes_nothing() {
     let mut w = World::new().await;
-    let (v, sha, pr) = w.to_dev("1.5.0").await;
+    let (v, sha, pr) = w.promote_to_dev("1.5.0").await;
 
     let applying = rollout(
         "dev",
@@ -307,7 +307,7 @@ async fn a_healthy_rollout_sets_the_status_and_one_timeline_line_and_a_repeat_wr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_rollout_opens_one_rollback_pr_and_the_rolled_back_digest_is_held() {
     let mut w = World::new().await;
-    let (good, good_sha, _) = w.to_dev("1.5.0").await;
+    let (good, good_sha, _) = w.promote_to_dev("1.5.0").await;
     let healthy = rollout(
         "dev",
         &good_sha,
@@ -316,7 +316,7 @@ async fn a_failed_rollout_opens_one_rollback_pr_and_the_rolled_back_digest_is_he
     );
     w.report(&healthy).await;
 
-    let (bad, bad_sha, bad_pr) = w.to_dev("1.6.0").await;
+    let (bad, bad_sha, bad_pr) = w.promote_to_dev("1.6.0").await;
     let failed = rollout(
         "dev",
         &bad_sha,
@@ -629,7 +629,7 @@ async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr()
         .unwrap()
         .pipeline;
 
-    let (good, good_sha, good_pr) = w.to_dev("1.5.0").await;
+    let (good, good_sha, good_pr) = w.promote_to_dev("1.5.0").await;
     let result = reconcile_at(&w, "dev", &good_sha, &ctx).await;
     let rollout = Rollout::from_result("dev", &good_sha, &result, &pipeline);
     assert!(
@@ -653,7 +653,7 @@ async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr()
         w.timeline(good_pr)
     );
 
-    let (bad, bad_sha, bad_pr) = w.to_dev("1.6.0").await;
+    let (bad, bad_sha, bad_pr) = w.promote_to_dev("1.6.0").await;
     cluster.mark_broken(bad.as_str());
     let result = reconcile_at(&w, "dev", &bad_sha, &ctx).await;
     let rollout = Rollout::from_result("dev", &bad_sha, &result, &pipeline);
@@ -685,7 +685,7 @@ async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_on_an_open_promotion_pr_replaces_it_and_the_newer_release_comes_back_after() {
     let mut w = World::new().await;
-    let (current, _, _) = w.to_dev("1.5.0").await;
+    let (current, _, _) = w.promote_to_dev("1.5.0").await;
     w.release("web", "1.6.0");
     w.pass().await;
     let open = w.pr_for("dev", "web");

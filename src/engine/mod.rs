@@ -7,6 +7,11 @@
 //! comments are recorded in the PR's status comment *before* the answer is posted, so a bot
 //! killed at any point never answers, opens, merges or comments twice — at worst it skips
 //! an answer.
+//!
+//! After the merge, [`rollout`] reports each rollout ([`Engine::report_rollout`]: commit
+//! status `baton/<env>` and the PR's timeline) and rolls back ([`Engine::roll_back_now`],
+//! `/rollback`, `onFailure: rollback`). Commands on PRs that are no longer open are answered by
+//! [`Engine::answer_pr`].
 
 pub mod rollout;
 pub mod text;
