@@ -643,7 +643,16 @@ async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr()
             .any(|a| a.app == "web" && a.digest == good && a.state == DeployState::Healthy),
         "{rollout:?}"
     );
-    w.report(&rollout).await;
+    // What the service loop calls with a runner outcome.
+    let out = w
+        .engine()
+        .report_reconcile("dev", &good_sha, &result, w.now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[..], [Outcome::Reported { pr: Some(n), .. }] if *n == good_pr),
+        "{out:?}"
+    );
     assert_eq!(w.status(&good_sha, "dev").await, Some(CheckState::Success));
     assert!(
         w.timeline(good_pr)
@@ -735,4 +744,33 @@ async fn rollback_on_an_open_promotion_pr_replaces_it_and_the_newer_release_come
         "{out:?}"
     );
     assert!(w.pr_for("dev", "web").title.contains("1.6.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_cannot_be_applied_fails_its_status_but_is_not_rolled_back() {
+    let mut w = World::new().await;
+    let (_, sha, pr) = w.promote_to_dev("1.5.0").await;
+    let invalid = Rollout {
+        env: "dev".into(),
+        commit: sha.clone(),
+        state: RolloutState::Invalid {
+            reason: "environment dev did not render at abc: environments/dev/kustomization.yaml:3: unknown field".into(),
+        },
+        apps: vec![],
+    };
+    let out = w.report(&invalid).await;
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Outcome::RollbackOpened { .. })),
+        "{out:?}"
+    );
+    assert_eq!(w.status(&sha, "dev").await, Some(CheckState::Failure));
+    assert!(w.open_prs("baton/dev/web").is_empty());
+    assert!(
+        w.timeline(pr)
+            .iter()
+            .any(|l| l.starts_with("not applied: environment dev did not render")),
+        "{:?}",
+        w.timeline(pr)
+    );
 }

@@ -175,18 +175,13 @@ impl<F: Forge> Engine<F> {
         let repo = self.repo();
         let tip = repo.fetch()?;
         let files = repo.files_at(tip)?;
-        let bad = |message: String| EngineError::Pipeline {
-            commit: tip.to_string(),
-            message,
-        };
-        let text = files
-            .read(crate::config::pipeline::PIPELINE_FILE)
-            .map_err(&bad)?
-            .ok_or_else(|| bad("the file does not exist".into()))?;
-        let pipeline = Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
-            .map_err(|e| bad(e.to_string()))?
-            .pipeline;
-        let policies = crate::config::validate::read_policies(&files).map_err(&bad)?;
+        let pipeline = load_pipeline(&files, tip)?;
+        let policies = crate::config::validate::read_policies(&files).map_err(|message| {
+            EngineError::Pipeline {
+                commit: tip.to_string(),
+                message,
+            }
+        })?;
         let mut pinned = BTreeMap::new();
         for env in &pipeline.environments {
             for app in pipeline.apps.keys() {
@@ -1106,6 +1101,23 @@ impl<F: Forge> Engine<F> {
             }
         }
     }
+}
+
+/// `policies/pipeline.yaml` of a commit.
+fn load_pipeline(files: &dyn Files, commit: git2::Oid) -> Result<Pipeline, EngineError> {
+    let bad = |message: String| EngineError::Pipeline {
+        commit: commit.to_string(),
+        message,
+    };
+    let text = files
+        .read(crate::config::pipeline::PIPELINE_FILE)
+        .map_err(bad)?
+        .ok_or_else(|| bad("the file does not exist".into()))?;
+    Ok(
+        Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
+            .map_err(|e| bad(e.to_string()))?
+            .pipeline,
+    )
 }
 
 fn now_text() -> String {

@@ -592,9 +592,31 @@ impl<F: Forge> Engine<F> {
         Ok(outcomes)
     }
 
-    /// The promotions of `env` reachable from `commit`, newest first.
-    fn promotions_at(&self, commit: &str, env: &str) -> Result<Vec<Entry>, EngineError> {
-        let repo = self.repo();
+    /// Report a reconcile of `env` at `commit`: [`Rollout::from_result`] with the pipeline of
+    /// that commit, then [`Engine::report_rollout`]. What the service loop calls for each
+    /// `reconcile::runner::Outcome` that has a commit.
+    pub async fn report_reconcile(
+        &self,
+        env: &str,
+        commit: &str,
+        result: &Result<Report, ReconcileError>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let pipeline = tokio::task::block_in_place(|| {
+            let repo = self.repo();
+            let oid = self.local_commit(&repo, commit)?;
+            super::load_pipeline(&repo.files_at(oid)?, oid)
+        })?;
+        let rollout = Rollout::from_result(env, commit, result, &pipeline);
+        self.report_rollout(&rollout, now).await
+    }
+
+    /// `commit` in the local clone, fetching once if it is not there yet.
+    fn local_commit(
+        &self,
+        repo: &crate::gitrepo::repo::ConfigRepo,
+        commit: &str,
+    ) -> Result<git2::Oid, EngineError> {
         let oid = git2::Oid::from_str(commit).map_err(|e| GitError::Git {
             op: "read",
             message: format!("{commit}: {}", e.message()),
@@ -603,6 +625,13 @@ impl<F: Forge> Engine<F> {
         if repo.git().find_commit(oid).is_err() {
             repo.fetch()?;
         }
+        Ok(oid)
+    }
+
+    /// The promotions of `env` reachable from `commit`, newest first.
+    fn promotions_at(&self, commit: &str, env: &str) -> Result<Vec<Entry>, EngineError> {
+        let repo = self.repo();
+        let oid = self.local_commit(&repo, commit)?;
         let filter = history::Filter {
             environment: Some(env.to_string()),
             limit: Some(REPORT_DEPTH),
@@ -982,6 +1011,59 @@ mod tests {
         let bare = text::status_comment("web", "dev", "Waiting", None, &[], &BTreeSet::new());
         let next = with_events(&bare, "Applying.", &["applying abc".into()]);
         assert_eq!(text::timeline(&next), vec!["applying abc"]);
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::parse(
+            "p",
+            "apiVersion: baton.dev/v1\nkind: Pipeline\napps:\n  web: { image: reg/web, bless: { semver: \">=1.0.0\" } }\nenvironments: [{ name: dev }]\n",
+        )
+        .unwrap()
+        .pipeline
+    }
+
+    #[test]
+    fn reconcile_errors_map_to_applying_failed_or_invalid() {
+        let p = pipeline();
+        let transient: Result<Report, _> = Err(ReconcileError::CrdNotEstablished {
+            name: "widgets.example.com".into(),
+            waited: Duration::from_secs(5),
+        });
+        assert_eq!(
+            Rollout::from_result("dev", "abc", &transient, &p).state,
+            RolloutState::Applying
+        );
+        let apply: Result<Report, _> = Err(ReconcileError::Apply {
+            failures: vec![crate::reconcile::error::ObjectFailure {
+                object: "Deployment/shop/web".into(),
+                message: "spec.selector: field is immutable".into(),
+                transient: false,
+            }],
+            total: 3,
+        });
+        let r = Rollout::from_result("dev", "abc", &apply, &p);
+        assert_eq!(
+            r.state,
+            RolloutState::Failed {
+                reasons: vec!["Deployment/shop/web: spec.selector: field is immutable".into()]
+            }
+        );
+        assert!(r.failed("web"), "an apply failure fails every app");
+        let render: Result<Report, _> = Err(ReconcileError::Render {
+            env: "dev".into(),
+            commit: "abc".into(),
+            source: "environments/dev/kustomization.yaml:3: unknown field `resourcez`".into(),
+        });
+        let r = Rollout::from_result("dev", "abc", &render, &p);
+        assert!(
+            matches!(&r.state, RolloutState::Invalid { reason } if reason.contains("kustomization.yaml:3")),
+            "{r:?}"
+        );
+        assert!(
+            !r.failed("web"),
+            "nothing was applied: nothing to roll back"
+        );
+        assert_eq!(r.status().state, StatusState::Failure);
     }
 
     #[test]
