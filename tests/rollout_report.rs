@@ -281,11 +281,14 @@ async fn a_healthy_rollout_sets_the_status_and_one_timeline_line_and_a_repeat_wr
     assert_eq!(w.status(&sha, "dev").await, Some(CheckState::Success));
     let timeline = w.timeline(pr);
     assert!(timeline[0].starts_with("merged as"), "{timeline:?}");
-    assert_eq!(timeline[1], format!("applying {}", &sha[..7]));
+    assert_eq!(
+        timeline[1],
+        format!("applying {} (2026-11-24 09:00 UTC)", &sha[..7])
+    );
     assert_eq!(
         timeline[2],
         format!(
-            "healthy in 42s: Deployment/web: 3/3 replicas available on `{}`",
+            "healthy in 42s: Deployment/web: 3/3 replicas available on `{}` (2026-11-24 09:00 UTC)",
             v.short()
         )
     );

@@ -481,14 +481,12 @@ pub fn named_target(history: &[Entry], app: &str, target: &str) -> Result<Pinned
 
 impl<F: Forge> Engine<F> {
     /// Report a rollout on the forge (see the module docs). Idempotent: reporting the same
-    /// state again makes no forge write. `now` stamps nothing yet; it is the clock for
-    /// decisions, as in [`Engine::run_once`].
+    /// state again makes no forge write. `now` stamps the timeline lines.
     pub async fn report_rollout(
         &self,
         rollout: &Rollout,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, EngineError> {
-        let _ = now;
         let context = status_context(&rollout.env);
         let want = rollout.check_state();
         let on_commit = self.forge.checks(&rollout.commit).await?;
@@ -530,7 +528,11 @@ impl<F: Forge> Engine<F> {
                     &p.app,
                     &rollout.env,
                     &rollout.headline(),
-                    &[rollout.timeline_line(&p.to)],
+                    &[format!(
+                        "{} ({})",
+                        rollout.timeline_line(&p.to),
+                        now.format("%Y-%m-%d %H:%M UTC")
+                    )],
                 )
                 .await?;
             }

@@ -259,6 +259,20 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                         },
                     })
                 }
+                (Some(pr), _)
+                    if !is_rollback(pr) && held.is_some_and(|h| h.contains(&pr.digest)) =>
+                {
+                    actions.push(Action::Close {
+                        pr: pr.number,
+                        env: env.name.clone(),
+                        app: app.clone(),
+                        reason: format!(
+                            "{} was rolled back from {}; a newer release will be proposed",
+                            pr.digest.short(),
+                            env.name
+                        ),
+                    })
+                }
                 (Some(pr), _) => {
                     let previous = env
                         .after
@@ -677,6 +691,37 @@ environments:
         );
         assert!(
             matches!(&w.plan()[..], [Action::Open { env, to, .. }] if env == "dev" && to.tag.as_deref() == Some("1.2.0")),
+            "{:?}",
+            w.plan()
+        );
+    }
+
+    #[test]
+    fn an_open_pr_for_a_held_digest_is_closed_unless_a_newer_release_replaces_it() {
+        let mut w = World::new();
+        w.held.insert(key("dev"), BTreeSet::from([d("1.1.0")]));
+        w.open.push(pr(5, "dev", "1.1.0"));
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        assert!(
+            matches!(&w.plan()[..], [Action::Close { pr: 5, reason, .. }] if reason.contains("rolled back")),
+            "{:?}",
+            w.plan()
+        );
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.2.0".into()),
+                digest: d("1.2.0"),
+            },
+        );
+        assert!(
+            matches!(&w.plan()[..], [Action::Update { pr: 5, .. }]),
             "{:?}",
             w.plan()
         );
