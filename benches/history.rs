@@ -35,6 +35,7 @@ fn main() {
             approved_by: vec!["alice".into(), "bob".into()],
             promoted_by: Some("carol".into()),
             pull_request: Some(i as u64 + 1),
+            rollback_of: None,
         };
         let msg = p.commit_message(
             &format!("Merge pull request #{} from shop/baton/x", i + 1),

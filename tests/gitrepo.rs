@@ -95,6 +95,7 @@ fn a_bump_is_committed_with_trailers_and_changes_only_the_image_lines() {
         approved_by: vec![],
         promoted_by: Some("baton[bot]".into()),
         pull_request: Some(7),
+        rollback_of: None,
     };
     let message = promotion.commit_message("promote web to dev: 9.9.9", "");
     let pushed = repo

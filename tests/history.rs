@@ -27,6 +27,7 @@ fn promotion(app: &str, env: &str, n: u8, pr: u64) -> Promotion {
             "baton[bot]".into()
         }),
         pull_request: Some(pr),
+        rollback_of: None,
     }
 }
 

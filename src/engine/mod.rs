@@ -7,8 +7,16 @@
 //! comments are recorded in the PR's status comment *before* the answer is posted, so a bot
 //! killed at any point never answers, opens, merges or comments twice — at worst it skips
 //! an answer.
+//!
+//! After the merge, [`rollout`] reports each rollout ([`Engine::report_rollout`]: commit
+//! status `baton/<env>` and the PR's timeline) and rolls back ([`Engine::roll_back_now`],
+//! `/rollback`, `onFailure: rollback`). Commands on PRs that are no longer open are answered by
+//! [`Engine::answer_pr`].
 
+pub mod rollout;
 pub mod text;
+
+pub use rollout::{AppRollout, RollbackRequest, Rolled, Rollout, RolloutState};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,11 +29,12 @@ use crate::config::pipeline::Pipeline;
 use crate::forge::{self, CommentInfo, Forge, ForgeError, NewPullRequest, PullRequestInfo};
 use crate::gitrepo::bump;
 use crate::gitrepo::files::Files;
+use crate::gitrepo::history::{self, Entry};
 use crate::gitrepo::repo::{ConfigRepo, GitError, Pushed};
 use crate::gitrepo::trailers::Promotion;
-use crate::image::Pinned;
+use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
-use crate::promote::gates::HOLD_LABEL;
+use crate::promote::gates::{HOLD_LABEL, ROLLBACK_LABEL};
 use crate::promote::plan::{self, Action, Release};
 use crate::promote::policy::PolicySource;
 use crate::promote::state::{CommandEvent, Deployment, PullRequest};
@@ -88,6 +97,19 @@ pub enum Outcome {
         comment: u64,
         command: String,
     },
+    /// A rollout was reported on a promotion (`pr` when the merge names one).
+    Reported {
+        pr: Option<u64>,
+        env: String,
+        app: String,
+        state: String,
+    },
+    /// A rollback PR was opened.
+    RollbackOpened {
+        pr: u64,
+        env: String,
+        app: String,
+    },
     /// An action failed; the next pass retries it.
     Failed {
         env: String,
@@ -112,7 +134,14 @@ struct RepoView {
     pinned: BTreeMap<(String, String), Pinned>,
     /// Per promotion branch: what its tip pins and when it was committed.
     branches: BTreeMap<String, (Option<Pinned>, DateTime<Utc>)>,
+    /// Promotions recorded on the config branch, newest first (the last [`HISTORY_DEPTH`]).
+    history: std::sync::Arc<Vec<Entry>>,
+    /// Digests held back from (env, app) by rollbacks.
+    held: BTreeMap<(String, String), BTreeSet<Digest>>,
 }
+
+/// How many promotions back the engine reads history (rollback targets and holds).
+const HISTORY_DEPTH: usize = 1000;
 
 /// An open promotion PR with everything read about it.
 #[derive(Clone)]
@@ -131,6 +160,8 @@ pub struct Engine<F> {
     snapshot: Mutex<Snapshot>,
     /// How many times a push to the config branch may race before the pass gives up.
     pub push_attempts: usize,
+    /// The promotions read from history at a config branch tip, to read them once per tip.
+    history: Mutex<Option<(git2::Oid, std::sync::Arc<Vec<Entry>>)>>,
 }
 
 impl<F: Forge> Engine<F> {
@@ -140,6 +171,7 @@ impl<F: Forge> Engine<F> {
             repo: Mutex::new(repo),
             push_attempts: 3,
             snapshot: Mutex::default(),
+            history: Mutex::new(None),
         }
     }
 
@@ -168,18 +200,13 @@ impl<F: Forge> Engine<F> {
         let repo = self.repo();
         let tip = repo.fetch()?;
         let files = repo.files_at(tip)?;
-        let bad = |message: String| EngineError::Pipeline {
-            commit: tip.to_string(),
-            message,
-        };
-        let text = files
-            .read(crate::config::pipeline::PIPELINE_FILE)
-            .map_err(&bad)?
-            .ok_or_else(|| bad("the file does not exist".into()))?;
-        let pipeline = Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
-            .map_err(|e| bad(e.to_string()))?
-            .pipeline;
-        let policies = crate::config::validate::read_policies(&files).map_err(&bad)?;
+        let pipeline = load_pipeline(&files, tip)?;
+        let policies = crate::config::validate::read_policies(&files).map_err(|message| {
+            EngineError::Pipeline {
+                commit: tip.to_string(),
+                message,
+            }
+        })?;
         let mut pinned = BTreeMap::new();
         for env in &pipeline.environments {
             for app in pipeline.apps.keys() {
@@ -209,12 +236,43 @@ impl<F: Forge> Engine<F> {
                 }
             }
         }
+        let history = self.history_at(&repo, tip)?;
+        let held = plan::held_digests(history.iter().map(|e| &e.promotion));
         Ok(RepoView {
             pipeline,
             policies,
             pinned,
             branches,
+            history,
+            held,
         })
+    }
+
+    fn history_at(
+        &self,
+        repo: &ConfigRepo,
+        tip: git2::Oid,
+    ) -> Result<std::sync::Arc<Vec<Entry>>, EngineError> {
+        let mut cache = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, entries)) = cache.as_ref()
+            && *at == tip
+        {
+            return Ok(entries.clone());
+        }
+        let filter = history::Filter {
+            limit: Some(HISTORY_DEPTH),
+            ..Default::default()
+        };
+        let entries =
+            std::sync::Arc::new(history::read(repo.git(), tip, &filter).map_err(|e| {
+                GitError::Git {
+                    op: "history",
+                    message: e.message().into(),
+                    transient: false,
+                }
+            })?);
+        *cache = Some((tip, entries.clone()));
+        Ok(entries)
     }
 
     async fn teams(
@@ -312,35 +370,16 @@ impl<F: Forge> Engine<F> {
                     c.author == self.forge.bot_login() && c.body.starts_with(text::STATUS_MARKER)
                 })
                 .cloned();
-            let mut events = Vec::new();
-            let mut hold_reason = None;
-            for c in comments
-                .iter()
-                .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login())
-            {
-                for parsed in commands::parse_comment(&c.body) {
-                    let Ok(command) = parsed else { continue };
-                    if let Command::Hold { reason } = &command {
-                        hold_reason = Some(format!(
-                            "@{}{}",
-                            c.author,
-                            reason
-                                .as_ref()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    let actor = self.actor(&c.author, teams, &mut permissions).await?;
-                    events.push(CommandEvent {
-                        comment_id: c.id,
-                        command,
-                        actor,
-                        at: c.created_at,
-                    });
-                }
-            }
+            let (events, hold_reason) = self
+                .command_events(&comments, teams, &mut permissions)
+                .await?;
             let reviews = self.forge.reviews(info.number).await?;
             let checks = self.forge.checks(&info.head_sha).await?;
+            let mut labels = info.labels.clone();
+            if rollout::is_rollback_pr(&info) && !labels.iter().any(|l| l == ROLLBACK_LABEL) {
+                // Opened, but killed before its labels were added: still a rollback.
+                labels.push(ROLLBACK_LABEL.to_string());
+            }
             let state = PullRequest {
                 number: info.number,
                 app: app.to_string(),
@@ -349,7 +388,7 @@ impl<F: Forge> Engine<F> {
                 tag: pin.tag.clone(),
                 head_sha: info.head_sha.clone(),
                 head_pushed_at: pushed_at,
-                labels: info.labels.clone(),
+                labels,
                 hold_reason,
                 reviews,
                 checks,
@@ -365,6 +404,119 @@ impl<F: Forge> Engine<F> {
         Ok(out)
     }
 
+    /// The commands in people's comments, with their authors, and the latest `/hold` reason.
+    async fn command_events(
+        &self,
+        comments: &[CommentInfo],
+        teams: &BTreeMap<String, BTreeSet<String>>,
+        permissions: &mut BTreeMap<String, Permission>,
+    ) -> Result<(Vec<CommandEvent>, Option<String>), EngineError> {
+        let mut events = Vec::new();
+        let mut hold_reason = None;
+        for c in comments
+            .iter()
+            .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login())
+        {
+            for parsed in commands::parse_comment(&c.body) {
+                let Ok(command) = parsed else { continue };
+                if let Command::Hold { reason } = &command {
+                    hold_reason = Some(format!(
+                        "@{}{}",
+                        c.author,
+                        reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                let actor = self.actor(&c.author, teams, permissions).await?;
+                events.push(CommandEvent {
+                    comment_id: c.id,
+                    command,
+                    actor,
+                    at: c.created_at,
+                });
+            }
+        }
+        Ok((events, hold_reason))
+    }
+
+    /// Answer new commands on a promotion PR that is no longer open (merged or closed):
+    /// where people comment `/rollback <env>` after a bad rollout. Open PRs are answered by
+    /// [`Engine::run_once`]; call this for `issue_comment` events on other PRs. Commands are
+    /// recorded as handled in the PR's status comment, as on open PRs, so each is answered
+    /// once.
+    pub async fn answer_pr(&self, number: u64) -> Result<Vec<Outcome>, EngineError> {
+        let info = self.forge.pull_request(number).await?;
+        if info.state == forge::PrState::Open {
+            return Ok(Vec::new());
+        }
+        let Some((env, app)) = forge::parse_promotion_branch(&info.head_ref)
+            .map(|(e, a)| (e.to_string(), a.to_string()))
+        else {
+            return Ok(Vec::new());
+        };
+        let comments = self.forge.comments(number).await?;
+        let bot = self.forge.bot_login();
+        let handled = comments
+            .iter()
+            .find(|c| c.author == bot && c.body.starts_with(text::STATUS_MARKER))
+            .map(|s| text::handled_ids(&s.body))
+            .unwrap_or_default();
+        let fresh = comments.iter().any(|c| {
+            !c.author_is_bot
+                && c.author != bot
+                && !handled.contains(&c.id)
+                && !commands::parse_comment(&c.body).is_empty()
+        });
+        if !fresh {
+            return Ok(Vec::new());
+        }
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        let Some(pin) = view
+            .history
+            .iter()
+            .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env)
+            .map(|e| Pinned {
+                tag: e.promotion.tag.clone(),
+                digest: e.promotion.to.clone(),
+            })
+            .or_else(|| view.pinned.get(&(env.clone(), app.clone())).cloned())
+        else {
+            return Ok(Vec::new());
+        };
+        let teams = self.teams(&view.pipeline).await?;
+        let (events, _) = self
+            .command_events(&comments, &teams, &mut BTreeMap::new())
+            .await?;
+        let status = comments
+            .iter()
+            .find(|c| c.author == bot && c.body.starts_with(text::STATUS_MARKER))
+            .cloned();
+        let mut o = Observed {
+            state: PullRequest {
+                number,
+                app,
+                env,
+                digest: pin.digest,
+                tag: pin.tag,
+                head_sha: info.head_sha.clone(),
+                head_pushed_at: DateTime::<Utc>::MIN_UTC,
+                labels: info.labels.clone(),
+                hold_reason: None,
+                reviews: vec![],
+                checks: vec![],
+                commands: events,
+            },
+            info,
+            status,
+            comments,
+        };
+        let mut outcomes = Vec::new();
+        self.answer_commands(&view, &mut o, &mut outcomes).await?;
+        Ok(outcomes)
+    }
+
     /// One pass: observe, answer new commands, plan, act. `releases` are the registry's newest
     /// blessed digests per app; `deployments` what each environment runs (from the
     /// reconciler).
@@ -375,8 +527,18 @@ impl<F: Forge> Engine<F> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, EngineError> {
         // git2 blocks; keep the runtime's other tasks (the webhook server) running.
-        let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let (mut observed, teams) = self.observe(&view).await?;
+        let mut view = tokio::task::block_in_place(|| self.read_repo())?;
+        let (mut observed, mut teams) = self.observe(&view).await?;
+        let mut outcomes = Vec::new();
+        let mut changed = false;
+        for o in &mut observed {
+            changed |= self.answer_commands(&view, o, &mut outcomes).await?;
+        }
+        if changed {
+            // A `/rollback` opened a PR and may have closed one: plan from what is there now.
+            view = tokio::task::block_in_place(|| self.read_repo())?;
+            (observed, teams) = self.observe(&view).await?;
+        }
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Snapshot {
             pinned: view.pinned.clone(),
             open: observed
@@ -384,10 +546,6 @@ impl<F: Forge> Engine<F> {
                 .map(|o| (o.state.clone(), o.info.html_url.clone()))
                 .collect(),
         };
-        let mut outcomes = Vec::new();
-        for o in &mut observed {
-            self.answer_commands(&view, o, &mut outcomes).await?;
-        }
         let actions = self.plan_from(&view, &observed, &teams, releases, deployments, now);
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
@@ -496,17 +654,19 @@ impl<F: Forge> Engine<F> {
             teams,
             bot_login: self.forge.bot_login(),
             policies: &view.policies,
+            held: &view.held,
         })
     }
 
     /// Handle the commands of comments not yet recorded as handled: record them in the
-    /// status comment first, then apply and answer.
+    /// status comment first, then apply and answer. Returns whether a command changed the
+    /// set of PRs (a `/rollback`).
     async fn answer_commands(
         &self,
         view: &RepoView,
         o: &mut Observed,
         outcomes: &mut Vec<Outcome>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let handled = o
             .status
             .as_ref()
@@ -522,8 +682,9 @@ impl<F: Forge> Engine<F> {
             .cloned()
             .collect();
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
+        let mut changed = false;
         let mut now_handled = handled.clone();
         now_handled.extend(fresh.iter().map(|c| c.id));
         let events = o
@@ -556,9 +717,19 @@ impl<F: Forge> Engine<F> {
                             permission: Permission::None,
                             teams: vec![],
                         });
+                        // A rollback is authorized by the environment it rolls back.
+                        let env_cfg = match &command {
+                            Command::Rollback { env, .. } => view.pipeline.environment(env),
+                            _ => env_cfg,
+                        };
                         match commands::authorize(&command, &actor, env_cfg) {
                             Err(refusal) => refusal.to_string(),
-                            Ok(()) => self.apply_command(o, &command, &actor).await?,
+                            Ok(()) => {
+                                let (reply, did) =
+                                    self.apply_command(view, o, &command, &actor).await?;
+                                changed |= did;
+                                reply
+                            }
                         }
                     }
                 };
@@ -570,16 +741,61 @@ impl<F: Forge> Engine<F> {
                 });
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
+    /// Apply an authorized command; the reply, and whether it changed the set of PRs.
     async fn apply_command(
         &self,
+        view: &RepoView,
         o: &mut Observed,
         command: &Command,
         actor: &Actor,
-    ) -> Result<String, EngineError> {
-        Ok(match command {
+    ) -> Result<(String, bool), EngineError> {
+        if let Command::Rollback { env, to } = command {
+            let request = RollbackRequest {
+                env: env.clone(),
+                app: o.state.app.clone(),
+                to: to.clone(),
+                bad: None,
+                by: Some(actor.login.clone()),
+                why: format!("`{command}` by @{} on #{}", actor.login, o.info.number),
+            };
+            return Ok(match self.roll_back(view, &request).await? {
+                Rolled::Opened { pr, to, bad } => (
+                    format!(
+                        "Rolling back {} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
+                        o.state.app,
+                        rollout::describe(&to),
+                        bad.short()
+                    ),
+                    true,
+                ),
+                Rolled::AlreadyOpen { pr } => (
+                    format!(
+                        "A rollback of {} in {env} is already open: #{pr}.",
+                        o.state.app
+                    ),
+                    false,
+                ),
+                Rolled::Nothing(why) => (format!("Nothing to roll back: {why}."), false),
+            });
+        }
+        if o.info.state != forge::PrState::Open
+            && matches!(
+                command,
+                Command::Promote { .. } | Command::Hold { .. } | Command::Unhold
+            )
+        {
+            return Ok((
+                format!(
+                    "#{} is no longer open; `{command}` applies to open promotion PRs. To undo this promotion, comment `/rollback {}`.",
+                    o.info.number, o.state.env
+                ),
+                false,
+            ));
+        }
+        let reply = match command {
             Command::Hold { reason } => {
                 self.forge.add_labels(o.info.number, &[HOLD_LABEL.to_string()]).await?;
                 if !o.state.labels.iter().any(|l| l == HOLD_LABEL) {
@@ -598,15 +814,13 @@ impl<F: Forge> Engine<F> {
                 format!("This PR promotes to {}, not {env}; comment `/promote {}` here or `/promote {env}` on the {env} PR.", o.state.env, o.state.env)
             }
             Command::Promote { env } => format!("`/promote {env}` by @{} recorded: it merges as soon as every other gate passes.", actor.login),
-            Command::Rollback { env, .. } => format!(
-                "`/rollback {env}` is not available on a promotion PR yet; revert by running `baton bump {env} {} <previous digest> --write` and opening a PR.",
-                o.state.app
-            ),
+            Command::Rollback { .. } => unreachable!("handled above"),
             // Placeholder until the service wires verification (reconcile::verify) to /retry.
             Command::Retry { .. } => "`/retry` re-runs an environment's verification Jobs; this bot does not run verification yet.".to_string(),
             Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
             Command::Help => commands::HELP.to_string(),
-        })
+        };
+        Ok((reply, false))
     }
 
     async fn write_status(
@@ -842,20 +1056,38 @@ impl<F: Forge> Engine<F> {
                     })
                     .map(|c| c.actor.login.clone())
                     .unwrap_or_else(|| self.forge.bot_login().to_string());
+                let rollback = crate::promote::gates::is_rollback(&o.state)
+                    .then(|| rollout::parse_rollback_marker(&o.info.body))
+                    .flatten();
+                let from = view
+                    .pinned
+                    .get(&(env.clone(), app.clone()))
+                    .map(|p| p.digest.clone());
+                let promoted_by = match &rollback {
+                    Some((_, Some(by))) => by.clone(),
+                    _ => promoted_by,
+                };
                 let promotion = Promotion {
                     app: app.clone(),
                     environment: env.clone(),
-                    from: view
-                        .pinned
-                        .get(&(env.clone(), app.clone()))
-                        .map(|p| p.digest.clone()),
+                    // A rollback records what it rolled back even if its marker was lost.
+                    rollback_of: rollback.as_ref().map(|(bad, _)| bad.clone()).or_else(|| {
+                        crate::promote::gates::is_rollback(&o.state)
+                            .then(|| from.clone())
+                            .flatten()
+                    }),
+                    from,
                     to: to.digest.clone(),
                     tag: to.tag.clone(),
                     approved_by: evaluation.approvers.clone(),
                     promoted_by: Some(promoted_by),
                     pull_request: Some(pr),
                 };
-                let subject = text::merge_subject(&app, &env, &to, pr);
+                let subject = if promotion.is_rollback() {
+                    format!("{} (#{pr})", rollout::rollback_title(&app, &env, &to))
+                } else {
+                    text::merge_subject(&app, &env, &to, pr)
+                };
                 let message =
                     promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
                 let message = message.trim_start().to_string();
@@ -903,6 +1135,23 @@ impl<F: Forge> Engine<F> {
             }
         }
     }
+}
+
+/// `policies/pipeline.yaml` of a commit.
+fn load_pipeline(files: &dyn Files, commit: git2::Oid) -> Result<Pipeline, EngineError> {
+    let bad = |message: String| EngineError::Pipeline {
+        commit: commit.to_string(),
+        message,
+    };
+    let text = files
+        .read(crate::config::pipeline::PIPELINE_FILE)
+        .map_err(bad)?
+        .ok_or_else(|| bad("the file does not exist".into()))?;
+    Ok(
+        Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
+            .map_err(|e| bad(e.to_string()))?
+            .pipeline,
+    )
 }
 
 fn now_text() -> String {

@@ -119,7 +119,12 @@ pub fn table(entries: &[Entry]) -> String {
                 p.approved_by.join(",")
             },
             p.promoted_by.clone().unwrap_or_else(|| "-".into()),
-            p.pull_request.map_or("-".into(), |n| format!("#{n}")),
+            match (p.pull_request, p.is_rollback()) {
+                (Some(n), true) => format!("#{n} (rollback)"),
+                (None, true) => "(rollback)".into(),
+                (Some(n), false) => format!("#{n}"),
+                (None, false) => "-".into(),
+            },
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -136,4 +141,33 @@ pub fn table(entries: &[Entry]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Digest;
+
+    #[test]
+    fn the_table_marks_rollbacks_in_the_pr_column() {
+        let entry = |pr, rollback_of: Option<Digest>| Entry {
+            time: Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+            commit: "c".into(),
+            promotion: Promotion {
+                app: "web".into(),
+                environment: "prod".into(),
+                from: None,
+                to: Digest::of(b"v1"),
+                tag: Some("1.0.0".into()),
+                approved_by: vec![],
+                promoted_by: None,
+                pull_request: Some(pr),
+                rollback_of,
+            },
+        };
+        let out = table(&[entry(12, Some(Digest::of(b"v2"))), entry(11, None)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].ends_with("#12 (rollback)"), "{out}");
+        assert!(lines[2].ends_with("#11"), "{out}");
+    }
 }

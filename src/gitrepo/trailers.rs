@@ -21,6 +21,10 @@ pub struct Promotion {
     pub approved_by: Vec<String>,
     pub promoted_by: Option<String>,
     pub pull_request: Option<u64>,
+    /// Set on a rollback: the digest it rolled back. The planner holds that digest back from
+    /// the environment (see `promote::plan::held_digests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<Digest>,
 }
 
 pub const APP: &str = "Baton-App";
@@ -31,6 +35,7 @@ pub const TAG: &str = "Baton-Tag";
 pub const APPROVED_BY: &str = "Baton-Approved-By";
 pub const PROMOTED_BY: &str = "Baton-Promoted-By";
 pub const PULL_REQUEST: &str = "Baton-Pull-Request";
+pub const ROLLBACK_OF: &str = "Baton-Rollback-Of";
 
 impl Promotion {
     /// The trailer block, one `Key: value` per line, ending with a newline.
@@ -57,6 +62,9 @@ impl Promotion {
         if let Some(pr) = self.pull_request {
             line(PULL_REQUEST, &format!("#{pr}"));
         }
+        if let Some(bad) = &self.rollback_of {
+            line(ROLLBACK_OF, bad.as_str());
+        }
         out
     }
 
@@ -79,6 +87,7 @@ impl Promotion {
         let last = message.trim_end().rsplit("\n\n").next()?;
         let (mut app, mut env, mut from, mut to, mut tag, mut approved, mut promoted, mut pr) =
             (None, None, None, None, None, Vec::new(), None, None);
+        let mut rollback_of = None;
         for line in last.lines() {
             let Some((key, value)) = line.split_once(": ") else {
                 continue;
@@ -99,6 +108,7 @@ impl Promotion {
                 }
                 PROMOTED_BY => promoted = Some(value.to_string()),
                 PULL_REQUEST => pr = value.trim_start_matches('#').parse().ok(),
+                ROLLBACK_OF => rollback_of = value.parse().ok(),
                 _ => {}
             }
         }
@@ -111,7 +121,13 @@ impl Promotion {
             approved_by: approved,
             promoted_by: promoted,
             pull_request: pr,
+            rollback_of,
         })
+    }
+
+    /// Whether this commit rolled an environment back.
+    pub fn is_rollback(&self) -> bool {
+        self.rollback_of.is_some()
     }
 }
 
@@ -129,6 +145,7 @@ mod tests {
             approved_by: vec!["alice".into(), "bob".into()],
             promoted_by: Some("carol".into()),
             pull_request: Some(42),
+            rollback_of: None,
         }
     }
 
@@ -141,6 +158,20 @@ mod tests {
         );
         assert_eq!(Promotion::parse(&msg), Some(p));
         assert!(msg.ends_with("Baton-Pull-Request: #42\n"));
+    }
+
+    #[test]
+    fn a_rollback_records_the_digest_it_rolled_back() {
+        let p = Promotion {
+            rollback_of: Some(Digest::of(b"broken")),
+            ..sample()
+        };
+        let msg = p.commit_message("rollback web in prod", "");
+        assert!(msg.contains(&format!("Baton-Rollback-Of: {}", Digest::of(b"broken"))));
+        let back = Promotion::parse(&msg).unwrap();
+        assert!(back.is_rollback());
+        assert_eq!(back, p);
+        assert!(!sample().is_rollback());
     }
 
     #[test]

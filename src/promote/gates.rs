@@ -15,6 +15,15 @@ use crate::image::Digest;
 /// The label that holds a promotion.
 pub const HOLD_LABEL: &str = "baton:hold";
 
+/// The label of a rollback PR: the planner never updates or supersedes it, and its gates skip
+/// soak, windows, freezes and the `/promote` command.
+pub const ROLLBACK_LABEL: &str = "baton:rollback";
+
+/// Whether a PR is a rollback.
+pub fn is_rollback(pr: &PullRequest) -> bool {
+    pr.labels.iter().any(|l| l == ROLLBACK_LABEL)
+}
+
 /// Which gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -135,9 +144,28 @@ pub struct Context<'a> {
 
 /// Evaluate every gate that applies to `pr` in its environment.
 pub fn evaluate(pr: &PullRequest, ctx: &Context<'_>) -> Evaluation {
-    let mut results = vec![hold(pr), freeze(ctx), window(ctx)];
+    // A rollback restores a release the environment ran before: soak (it soaked once),
+    // windows and freezes (restoring service is what a freeze protects) and the `/promote`
+    // command (the rollback itself was commanded, or ordered by `onFailure`) do not apply.
+    // Hold, checks, approvals and policy still do. docs/decisions.md explains why.
+    let rollback = is_rollback(pr);
+    let skipped = |gate, why: &str| result(gate, Verdict::Passed, format!("skipped: {why}"), None);
+    let mut results = vec![hold(pr)];
+    if rollback {
+        results.push(skipped(Gate::Freeze, "rollbacks are not frozen"));
+        if !ctx.env.windows.is_empty() {
+            results.push(skipped(Gate::Window, "rollbacks merge outside windows"));
+        }
+    } else {
+        results.push(freeze(ctx));
+        results.push(window(ctx));
+    }
     if ctx.env.after.is_some() {
-        results.push(soak(pr, ctx));
+        results.push(if rollback {
+            skipped(Gate::Soak, "a rollback restores a release that ran before")
+        } else {
+            soak(pr, ctx)
+        });
     }
     if !ctx.env.required_checks.is_empty() {
         results.push(checks(pr, ctx.env));
@@ -145,7 +173,7 @@ pub fn evaluate(pr: &PullRequest, ctx: &Context<'_>) -> Evaluation {
     if ctx.env.approvals.is_some() || !ctx.env.auto_merge {
         results.push(approvals(pr, ctx));
     }
-    if ctx.env.command == CommandGate::Required {
+    if ctx.env.command == CommandGate::Required && !rollback {
         results.push(command(pr, ctx));
     }
     if !ctx.policies.is_empty() {
@@ -686,6 +714,33 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
             at: t(9, 10),
         }];
         p
+    }
+
+    #[test]
+    fn a_rollback_skips_soak_windows_freezes_and_the_command_but_not_approvals_or_hold() {
+        let mut p = pr();
+        p.labels = vec![ROLLBACK_LABEL.into()];
+        // In the freeze, outside any window, nothing soaked, no /promote.
+        let frozen_night = Utc.with_ymd_and_hms(2026, 12, 24, 2, 0, 0).unwrap();
+        let e = eval(&p, &prod(), frozen_night, None);
+        for gate in [Gate::Freeze, Gate::Window, Gate::Soak] {
+            let (v, reason) = verdict(&e, gate);
+            assert_eq!(v, Verdict::Passed, "{gate:?}: {reason}");
+            assert!(reason.starts_with("skipped"), "{reason}");
+        }
+        assert!(e.results.iter().all(|r| r.gate != Gate::Command), "{e:?}");
+        assert_eq!(e.blocking().unwrap().gate, Gate::Approvals);
+
+        p.reviews = ready_pr().reviews;
+        assert!(eval(&p, &prod(), frozen_night, None).mergeable());
+        p.labels.push(HOLD_LABEL.into());
+        assert_eq!(
+            eval(&p, &prod(), frozen_night, None)
+                .blocking()
+                .unwrap()
+                .gate,
+            Gate::Hold
+        );
     }
 
     #[test]

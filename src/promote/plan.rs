@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::gates::{self, Context, Evaluation};
+use super::gates::{self, Context, Evaluation, is_rollback};
 use super::state::{DeployState, Deployment, PullRequest};
 use crate::config::pipeline::Pipeline;
+use crate::gitrepo::trailers::Promotion;
 use crate::image::{Digest, Pinned};
 
 /// The newest blessed release of an app, from the registry.
@@ -38,6 +39,9 @@ pub struct Inputs<'a> {
     pub bot_login: &'a str,
     /// `policies/*.rego` of the config branch.
     pub policies: &'a [super::policy::PolicySource],
+    /// Digests rolled back out of an environment, by (env, app): never proposed there again
+    /// (from [`held_digests`]).
+    pub held: &'a BTreeMap<(String, String), BTreeSet<Digest>>,
 }
 
 /// Something the engine should do.
@@ -164,6 +168,36 @@ fn is_older(candidate: &Release, pinned: &Pinned) -> bool {
     }
 }
 
+/// The digests each (env, app) holds back after rollbacks, from its promotions newest first
+/// (the config branch history). A rollback's `Baton-Rollback-Of` digest stays held until a
+/// promotion that is not a rollback lands in that environment (a newer release flowed, so the
+/// hold has done its job), or a later rollback restores that very digest on purpose
+/// (`/rollback <env> to <digest>`). Consecutive rollbacks add up: rolling back twice holds
+/// both digests.
+pub fn held_digests<'a>(
+    newest_first: impl IntoIterator<Item = &'a Promotion>,
+) -> BTreeMap<(String, String), BTreeSet<Digest>> {
+    let mut held: BTreeMap<(String, String), BTreeSet<Digest>> = BTreeMap::new();
+    let mut restored: BTreeMap<(String, String), BTreeSet<Digest>> = BTreeMap::new();
+    let mut settled: BTreeSet<(String, String)> = BTreeSet::new();
+    for p in newest_first {
+        let key = (p.environment.clone(), p.app.clone());
+        if settled.contains(&key) {
+            continue;
+        }
+        let Some(bad) = &p.rollback_of else {
+            settled.insert(key);
+            continue;
+        };
+        let restored = restored.entry(key.clone()).or_default();
+        restored.insert(p.to.clone());
+        if !restored.contains(bad) {
+            held.entry(key).or_default().insert(bad.clone());
+        }
+    }
+    held
+}
+
 /// Plan every (environment, app) of the pipeline.
 pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -178,7 +212,8 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
         for app in inputs.pipeline.apps.keys() {
             let key = (env.name.clone(), app.clone());
             let mut prs = by_key.remove(&key).unwrap_or_default();
-            prs.sort_by_key(|p| p.number);
+            // A rollback PR is the one that stays when there are several.
+            prs.sort_by_key(|p| (!is_rollback(p), p.number));
             // One PR per (app, env): any extra (from an older bug or a person) is closed.
             for extra in prs.iter().skip(1) {
                 actions.push(Action::Close {
@@ -190,9 +225,11 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
             }
             let pinned = inputs.pinned.get(&key);
             let want = desired(inputs, env, app);
-            let want_new = want
-                .as_ref()
-                .filter(|w| pinned.is_none_or(|p| p.digest != w.digest && !is_older(w, p)));
+            let held = inputs.held.get(&key);
+            let want_new = want.as_ref().filter(|w| {
+                pinned.is_none_or(|p| p.digest != w.digest && !is_older(w, p))
+                    && held.is_none_or(|h| !h.contains(&w.digest))
+            });
             match (prs.first(), want_new) {
                 (None, None) => {}
                 (None, Some(w)) => actions.push(Action::Open {
@@ -209,16 +246,33 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                         reason: format!("{} already runs {} in Git", env.name, pr.digest.short()),
                     })
                 }
-                (Some(pr), Some(w)) if w.digest != pr.digest => actions.push(Action::Update {
-                    pr: pr.number,
-                    env: env.name.clone(),
-                    app: app.clone(),
-                    to: w.into(),
-                    superseded: PinnedOut {
-                        tag: pr.tag.clone(),
-                        digest: pr.digest.to_string(),
-                    },
-                }),
+                // A rollback PR is never updated or superseded by a newer release.
+                (Some(pr), Some(w)) if w.digest != pr.digest && !is_rollback(pr) => {
+                    actions.push(Action::Update {
+                        pr: pr.number,
+                        env: env.name.clone(),
+                        app: app.clone(),
+                        to: w.into(),
+                        superseded: PinnedOut {
+                            tag: pr.tag.clone(),
+                            digest: pr.digest.to_string(),
+                        },
+                    })
+                }
+                (Some(pr), _)
+                    if !is_rollback(pr) && held.is_some_and(|h| h.contains(&pr.digest)) =>
+                {
+                    actions.push(Action::Close {
+                        pr: pr.number,
+                        env: env.name.clone(),
+                        app: app.clone(),
+                        reason: format!(
+                            "{} was rolled back from {}; a newer release will be proposed",
+                            pr.digest.short(),
+                            env.name
+                        ),
+                    })
+                }
                 (Some(pr), _) => {
                     let previous = env
                         .after
@@ -349,6 +403,7 @@ environments:
         deployments: BTreeMap<(String, String), Deployment>,
         open: Vec<PullRequest>,
         teams: BTreeMap<String, BTreeSet<String>>,
+        held: BTreeMap<(String, String), BTreeSet<Digest>>,
     }
 
     impl World {
@@ -360,6 +415,7 @@ environments:
                 deployments: BTreeMap::new(),
                 open: vec![],
                 teams: BTreeMap::new(),
+                held: BTreeMap::new(),
             };
             for env in ["dev", "staging", "prod"] {
                 w.pinned.insert(key(env), pinned("1.0.0"));
@@ -386,6 +442,7 @@ environments:
                 teams: &self.teams,
                 bot_login: "baton[bot]",
                 policies: &[],
+                held: &self.held,
             })
         }
     }
@@ -556,6 +613,150 @@ environments:
                 .any(|a| matches!(a, Action::Open { env, .. } if env == "staging")),
             "{:?}",
             w.plan()
+        );
+    }
+
+    fn promotion(env: &str, to: &str, rollback_of: Option<&str>) -> Promotion {
+        Promotion {
+            app: "web".into(),
+            environment: env.into(),
+            from: None,
+            to: d(to),
+            tag: Some(to.into()),
+            approved_by: vec![],
+            promoted_by: None,
+            pull_request: None,
+            rollback_of: rollback_of.map(d),
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_digest_is_held_until_a_normal_promotion_or_a_deliberate_restore() {
+        // Newest first: prod rolled back 1.1.0 to 1.0.0; dev has nothing to hold.
+        let history = [
+            promotion("prod", "1.0.0", Some("1.1.0")),
+            promotion("dev", "1.1.0", None),
+            promotion("prod", "1.1.0", None),
+        ];
+        let held = held_digests(&history);
+        assert_eq!(held.get(&key("prod")), Some(&BTreeSet::from([d("1.1.0")])));
+        assert_eq!(held.get(&key("dev")), None);
+
+        // Two rollbacks in a row hold both digests.
+        let twice = [
+            promotion("prod", "0.9.0", Some("1.0.0")),
+            promotion("prod", "1.0.0", Some("1.1.0")),
+        ];
+        assert_eq!(
+            held_digests(&twice).get(&key("prod")),
+            Some(&BTreeSet::from([d("1.0.0"), d("1.1.0")]))
+        );
+
+        // `/rollback prod to 1.1.0` restores the held digest on purpose: no longer held.
+        let restored = [
+            promotion("prod", "1.1.0", Some("1.0.0")),
+            promotion("prod", "1.0.0", Some("1.1.0")),
+        ];
+        assert_eq!(
+            held_digests(&restored).get(&key("prod")),
+            Some(&BTreeSet::from([d("1.0.0")]))
+        );
+
+        // A normal promotion after the rollback ends the hold.
+        let moved_on = [
+            promotion("prod", "1.2.0", None),
+            promotion("prod", "1.0.0", Some("1.1.0")),
+        ];
+        assert_eq!(held_digests(&moved_on).get(&key("prod")), None);
+    }
+
+    #[test]
+    fn a_held_digest_is_not_proposed_again_but_a_newer_one_flows() {
+        let mut w = World::new();
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        w.held.insert(key("dev"), BTreeSet::from([d("1.1.0")]));
+        assert_eq!(w.plan(), vec![]);
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.2.0".into()),
+                digest: d("1.2.0"),
+            },
+        );
+        assert!(
+            matches!(&w.plan()[..], [Action::Open { env, to, .. }] if env == "dev" && to.tag.as_deref() == Some("1.2.0")),
+            "{:?}",
+            w.plan()
+        );
+    }
+
+    #[test]
+    fn an_open_pr_for_a_held_digest_is_closed_unless_a_newer_release_replaces_it() {
+        let mut w = World::new();
+        w.held.insert(key("dev"), BTreeSet::from([d("1.1.0")]));
+        w.open.push(pr(5, "dev", "1.1.0"));
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.1.0".into()),
+                digest: d("1.1.0"),
+            },
+        );
+        assert!(
+            matches!(&w.plan()[..], [Action::Close { pr: 5, reason, .. }] if reason.contains("rolled back")),
+            "{:?}",
+            w.plan()
+        );
+        w.releases.insert(
+            "web".into(),
+            Release {
+                tag: Some("1.2.0".into()),
+                digest: d("1.2.0"),
+            },
+        );
+        assert!(
+            matches!(&w.plan()[..], [Action::Update { pr: 5, .. }]),
+            "{:?}",
+            w.plan()
+        );
+    }
+
+    #[test]
+    fn a_rollback_pr_is_never_updated_by_a_newer_release_and_merges_without_soak() {
+        let mut w = World::new();
+        // staging runs 1.1.0 (failed); the rollback PR restores 1.0.0.
+        w.pinned.insert(key("staging"), pinned("1.1.0"));
+        w.deployments
+            .insert(key("dev"), healthy("dev", "1.2.0", 600));
+        w.pinned.insert(key("dev"), pinned("1.2.0"));
+        let mut rollback = pr(8, "staging", "1.0.0");
+        rollback.labels = vec![gates::ROLLBACK_LABEL.into()];
+        w.open.push(rollback);
+        let actions = w.plan();
+        assert!(
+            matches!(&actions[..], [Action::Merge { pr: 8, .. }]),
+            "{actions:?}"
+        );
+        // A promotion PR opened for the same pair (by a person) is the extra one.
+        w.open.push(pr(5, "staging", "1.2.0"));
+        let actions = w.plan();
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Close { pr: 5, .. })),
+            "{actions:?}"
+        );
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Merge { pr: 8, .. })),
+            "{actions:?}"
         );
     }
 

@@ -202,6 +202,8 @@ impl Metrics {
                 Outcome::Merged { env, app, .. } => (env, app, "merged"),
                 Outcome::Closed { env, app, .. } => (env, app, "closed"),
                 Outcome::Failed { env, app, .. } => (env, app, "failed"),
+                Outcome::RollbackOpened { env, app, .. } => (env, app, "rollback_opened"),
+                Outcome::Reported { .. } => continue,
                 Outcome::Waiting { env, blocking, .. } => {
                     // `gate: reason`, as the engine words it.
                     let gate = blocking

@@ -1,0 +1,1133 @@
+//! After the merge: report each rollout on the forge, and roll back.
+//!
+//! [`Engine::report_rollout`] takes a [`Rollout`] (what the reconciler found at a commit of
+//! the config branch, built with [`Rollout::from_result`]) and
+//! - sets the commit status `baton/<env>` on that commit and on the merge commits of the
+//!   promotions it brought to the environment (pending while applying, success when healthy,
+//!   failure with the failing objects and reasons);
+//! - adds one line per state to the timeline in each of those promotion PRs' status comment
+//!   (merged → applying → healthy in 42s: … on sha256:…), each kind of line once;
+//! - when the rollout failed and the environment says `onFailure: rollback`, opens a rollback
+//!   PR ([`Engine::roll_back`]) and says so on the failed PR.
+//!
+//! Reports are idempotent without any memory: the commit status on the reported commit is the
+//! cursor. It is written last, so when it already has the reported state everything before it
+//! was done, and the report costs one read and no write. Timeline lines are added only when
+//! their kind is missing; a rollback is not opened twice because the open rollback PR (or the
+//! environment no longer pinning the failed digest) is found first.
+//!
+//! A rollback PR is a promotion PR on the usual branch `baton/<env>/<app>` labelled
+//! `baton:rollback`; its body carries a marker naming the digest it rolls back, which the merge
+//! writes as the `Baton-Rollback-Of` trailer. The planner then holds that digest back from the
+//! environment (`promote::plan::held_digests`), from Git alone.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineError, Outcome, RepoView, text};
+use crate::config::pipeline::{OnFailure, Pipeline};
+use crate::forge::{self, Forge, NewPullRequest, PullRequestInfo, StatusState, StatusUpdate};
+use crate::gitrepo::bump;
+use crate::gitrepo::history::{self, Entry};
+use crate::gitrepo::repo::GitError;
+use crate::image::{Digest, Pinned};
+use crate::promote::gates::ROLLBACK_LABEL;
+use crate::promote::state::{CheckState, DeployState};
+use crate::reconcile::{HealthStatus, ReconcileError, Report};
+
+/// GitHub cuts commit status descriptions at 140 characters.
+pub const STATUS_DESCRIPTION_LIMIT: usize = 140;
+
+/// How many promotions back a report looks for PRs not yet reported terminal.
+const REPORT_DEPTH: usize = 20;
+/// How many earlier releases a rollback checks for a success status.
+const ROLLBACK_CANDIDATES: usize = 10;
+
+const ROLLBACK_MARKER: &str = "<!-- baton:rollback ";
+
+/// Where a rollout of an environment stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutState {
+    /// Applied (or being applied) and not yet healthy; also a transient error being retried.
+    Applying,
+    /// Every object healthy. `summary` is short: `Deployment/web: 3/3 replicas available`.
+    Healthy { took: Duration, summary: String },
+    /// Objects failed (their health, or the apply itself): one reason per object.
+    Failed { reasons: Vec<String> },
+    /// The commit could not be applied at all (render, invalid objects, unknown kinds);
+    /// nothing changed in the cluster, so nothing is rolled back.
+    Invalid { reason: String },
+}
+
+/// What an environment runs of one app after a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRollout {
+    pub app: String,
+    pub digest: Digest,
+    pub state: DeployState,
+}
+
+/// One rollout of an environment at a commit of the config branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    pub env: String,
+    /// The config branch commit that was reconciled.
+    pub commit: String,
+    pub state: RolloutState,
+    /// The pipeline's apps the environment runs, with their state (empty when unknown).
+    pub apps: Vec<AppRollout>,
+}
+
+impl Rollout {
+    /// The rollout a reconcile result describes. Transient errors read as still applying
+    /// (the reconciler retries); permanent errors before anything changed are `Invalid`.
+    pub fn from_result(
+        env: &str,
+        commit: &str,
+        result: &Result<Report, ReconcileError>,
+        pipeline: &Pipeline,
+    ) -> Self {
+        let (state, apps) = match result {
+            Err(e) if e.is_transient() => (RolloutState::Applying, vec![]),
+            Err(ReconcileError::Apply { failures, .. }) => (
+                RolloutState::Failed {
+                    reasons: failures.iter().map(|f| f.to_string()).collect(),
+                },
+                vec![],
+            ),
+            Err(e) => (
+                RolloutState::Invalid {
+                    reason: e.to_string(),
+                },
+                vec![],
+            ),
+            Ok(report) => {
+                let apps = report
+                    .deployments(pipeline)
+                    .into_iter()
+                    .map(|d| AppRollout {
+                        app: d.app,
+                        digest: d.digest,
+                        state: d.state,
+                    })
+                    .collect();
+                let state = match report.health.state {
+                    DeployState::Healthy => RolloutState::Healthy {
+                        took: (report.finished_at - report.started_at)
+                            .to_std()
+                            .unwrap_or_default(),
+                        summary: healthy_summary(report),
+                    },
+                    DeployState::Progressing => RolloutState::Applying,
+                    DeployState::Failed => RolloutState::Failed {
+                        reasons: report
+                            .health
+                            .unhealthy
+                            .iter()
+                            .filter(|o| o.health.status == HealthStatus::Failed)
+                            .map(|o| {
+                                format!("{}: {}: {}", o.object, o.health.reason, o.health.message)
+                            })
+                            .collect(),
+                    },
+                };
+                (state, apps)
+            }
+        };
+        Self {
+            env: env.to_string(),
+            commit: commit.to_string(),
+            state,
+            apps,
+        }
+    }
+
+    /// The commit status this rollout sets.
+    pub fn status(&self) -> StatusUpdate {
+        let (state, description) = match &self.state {
+            RolloutState::Applying => (
+                StatusState::Pending,
+                format!("applying {}", short_sha(&self.commit)),
+            ),
+            RolloutState::Healthy { took, summary } => (
+                StatusState::Success,
+                format!("healthy in {}: {summary}", seconds(*took)),
+            ),
+            RolloutState::Failed { reasons } => (
+                StatusState::Failure,
+                format!("failed: {}", reasons.join("; ")),
+            ),
+            RolloutState::Invalid { reason } => (
+                StatusState::Failure,
+                format!("not applied: {}", reason.lines().next().unwrap_or("")),
+            ),
+        };
+        StatusUpdate {
+            context: status_context(&self.env),
+            state,
+            description: clip(&description, STATUS_DESCRIPTION_LIMIT),
+            target_url: None,
+        }
+    }
+
+    fn check_state(&self) -> CheckState {
+        match self.state {
+            RolloutState::Applying => CheckState::Pending,
+            RolloutState::Healthy { .. } => CheckState::Success,
+            RolloutState::Failed { .. } | RolloutState::Invalid { .. } => CheckState::Failure,
+        }
+    }
+
+    /// Whether the promotion of `app` to `to` is what this rollout runs (unknown: yes).
+    fn runs(&self, app: &str, to: &Digest) -> bool {
+        if self.apps.is_empty() {
+            return true;
+        }
+        self.apps.iter().any(|a| a.app == app && a.digest == *to)
+    }
+
+    /// Whether `app` failed in this rollout (unknown per app: the whole rollout failed).
+    fn failed(&self, app: &str) -> bool {
+        matches!(self.state, RolloutState::Failed { .. })
+            && (self.apps.is_empty()
+                || self
+                    .apps
+                    .iter()
+                    .any(|a| a.app == app && a.state == DeployState::Failed))
+    }
+
+    /// The timeline line for a promotion of `to` in this rollout.
+    fn timeline_line(&self, to: &Digest) -> String {
+        match &self.state {
+            RolloutState::Applying => format!("applying {}", short_sha(&self.commit)),
+            RolloutState::Healthy { took, summary } => format!(
+                "healthy in {}: {summary} on `{}`",
+                seconds(*took),
+                to.short()
+            ),
+            RolloutState::Failed { reasons } => format!("failed: {}", reasons.join("; ")),
+            RolloutState::Invalid { reason } => {
+                format!("not applied: {}", reason.lines().next().unwrap_or(""))
+            }
+        }
+    }
+
+    fn headline(&self) -> String {
+        match &self.state {
+            RolloutState::Applying => format!("Merged; applying to {}.", self.env),
+            RolloutState::Healthy { .. } => format!("Healthy in {}.", self.env),
+            RolloutState::Failed { .. } => format!("The rollout to {} failed.", self.env),
+            RolloutState::Invalid { .. } => format!(
+                "{} could not be applied; the cluster was left as it was. Fix the config repo.",
+                self.env
+            ),
+        }
+    }
+}
+
+fn status_context(env: &str) -> String {
+    format!("baton/{env}")
+}
+
+/// `Deployment/web: 3/3 replicas available` for the objects that run images, at most three.
+fn healthy_summary(report: &Report) -> String {
+    let workloads: Vec<String> = report
+        .objects
+        .iter()
+        .filter(|o| !o.images.is_empty())
+        .map(|o| format!("{}/{}: {}", o.object.kind, o.object.name, o.health.message))
+        .collect();
+    match workloads.len() {
+        0 => format!("{} object(s)", report.objects.len()),
+        n if n <= 3 => workloads.join("; "),
+        n => format!("{}; and {} more", workloads[..3].join("; "), n - 3),
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 120 => format!("{s}s"),
+        s => format!("{}m{:02}s", s / 60, s % 60),
+    }
+}
+
+fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// Cut to `limit` characters, ending with `…` when cut.
+pub fn clip(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The kinds of timeline lines a report writes; each is written once per PR.
+const LINE_KINDS: [&str; 6] = [
+    "applying",
+    "healthy",
+    "failed",
+    "not applied",
+    "rolling back",
+    "no automatic rollback",
+];
+
+fn kind_of(line: &str) -> Option<&'static str> {
+    LINE_KINDS.iter().copied().find(|k| line.starts_with(k))
+}
+
+/// A status comment with `headline` as its headline and `lines` appended to its timeline;
+/// everything else (the gate table, the handled-command marker) kept as it is.
+pub fn with_events(body: &str, headline: &str, lines: &[String]) -> String {
+    let mut out: Vec<String> = body.lines().map(String::from).collect();
+    // The headline is the first text line after the `### baton` title.
+    if let Some(title) = out.iter().position(|l| l.starts_with("### baton"))
+        && let Some(h) = out
+            .iter()
+            .skip(title + 1)
+            .position(|l| !l.trim().is_empty())
+            .map(|i| i + title + 1)
+        && !out[h].starts_with('|')
+        && !out[h].starts_with("<!--")
+        && out[h] != "**Timeline**"
+    {
+        out[h] = headline.to_string();
+    }
+    let new: Vec<String> = lines.iter().map(|l| format!("- {l}")).collect();
+    match out.iter().position(|l| l.trim() == "**Timeline**") {
+        Some(t) => {
+            let mut end = t + 1;
+            while end < out.len() && (out[end].trim().is_empty() || out[end].starts_with("- ")) {
+                if out[end].starts_with("- ") {
+                    end += 1;
+                    continue;
+                }
+                // A blank line: part of the section only if items follow.
+                if out.get(end + 1).is_some_and(|l| l.starts_with("- ")) {
+                    end += 1;
+                } else {
+                    break;
+                }
+            }
+            out.splice(end..end, new);
+        }
+        None => {
+            let at = out
+                .iter()
+                .position(|l| l.starts_with("<!-- baton:handled"))
+                .unwrap_or(out.len());
+            let mut section = vec!["**Timeline**".to_string(), String::new()];
+            section.extend(new);
+            section.push(String::new());
+            out.splice(at..at, section);
+        }
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+/// The rollback marker in a rollback PR's body: the digest rolled back and who asked.
+pub fn rollback_marker(bad: &Digest, by: Option<&str>) -> String {
+    match by {
+        Some(login) => format!("{ROLLBACK_MARKER}of={bad} by={login} -->"),
+        None => format!("{ROLLBACK_MARKER}of={bad} -->"),
+    }
+}
+
+/// The digest a rollback PR rolls back and who asked for it, from its body.
+pub fn parse_rollback_marker(body: &str) -> Option<(Digest, Option<String>)> {
+    let line = body
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(ROLLBACK_MARKER))?;
+    let mut bad = None;
+    let mut by = None;
+    for word in line.trim_end_matches("-->").split_whitespace() {
+        if let Some(d) = word.strip_prefix("of=") {
+            bad = d.parse().ok();
+        } else if let Some(l) = word.strip_prefix("by=") {
+            by = Some(l.to_string());
+        }
+    }
+    Some((bad?, by))
+}
+
+/// `rollback web in prod to 1.3.0 (sha256:0123456789ab)`.
+pub fn rollback_title(app: &str, env: &str, to: &Pinned) -> String {
+    match &to.tag {
+        Some(tag) => format!("rollback {app} in {env} to {tag} ({})", to.digest.short()),
+        None => format!("rollback {app} in {env} to {}", to.digest.short()),
+    }
+}
+
+/// `` `1.3.0` (`sha256:0123456789ab`) ``.
+pub(super) fn describe(p: &Pinned) -> String {
+    match &p.tag {
+        Some(t) => format!("`{t}` (`{}`)", p.digest.short()),
+        None => format!("`{}`", p.digest.short()),
+    }
+}
+
+/// What to roll back, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRequest {
+    pub env: String,
+    pub app: String,
+    /// A tag or digest to restore; `None`: the previous healthy release from history.
+    pub to: Option<String>,
+    /// The digest being rolled back; `None`: whatever the environment pins now.
+    pub bad: Option<Digest>,
+    /// Who asked (`None`: the bot, by `onFailure: rollback`).
+    pub by: Option<String>,
+    /// One sentence for the PR body: `` `/rollback prod` by @dana on #12 ``.
+    pub why: String,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rolled {
+    /// A rollback PR was opened.
+    Opened { pr: u64, to: Pinned, bad: Digest },
+    /// One is already open for this app and environment.
+    AlreadyOpen { pr: u64 },
+    /// Nothing to do, and why (posted to the PR).
+    Nothing(String),
+}
+
+/// One candidate release for a rollback, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub pinned: Pinned,
+    /// The merge commit that promoted it to the environment, when history has one.
+    pub commit: Option<String>,
+}
+
+/// The releases `env` ran for `app` before `bad`, newest first, from its promotions in
+/// history (newest first): each promotion's `Baton-To` and `Baton-From`, without `bad` and
+/// without digests held back by earlier rollbacks. Pure.
+pub fn rollback_candidates(
+    history: &[Entry],
+    env: &str,
+    app: &str,
+    bad: &Digest,
+    held: Option<&BTreeSet<Digest>>,
+) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let tag_of = |d: &Digest| {
+        history
+            .iter()
+            .find(|e| e.promotion.app == app && e.promotion.to == *d)
+            .and_then(|e| e.promotion.tag.clone())
+    };
+    let mut push = |digest: &Digest, commit: Option<&str>| {
+        if digest == bad || held.is_some_and(|h| h.contains(digest)) {
+            return;
+        }
+        match out.iter_mut().find(|c| c.pinned.digest == *digest) {
+            Some(c) => {
+                if c.commit.is_none() {
+                    c.commit = commit.map(String::from);
+                }
+            }
+            None => out.push(Candidate {
+                pinned: Pinned {
+                    tag: tag_of(digest),
+                    digest: digest.clone(),
+                },
+                commit: commit.map(String::from),
+            }),
+        }
+    };
+    for e in history
+        .iter()
+        .filter(|e| e.promotion.environment == env && e.promotion.app == app)
+    {
+        push(&e.promotion.to, Some(&e.commit));
+        if let Some(from) = &e.promotion.from {
+            push(from, None);
+        }
+    }
+    out
+}
+
+/// The release `/rollback <env> to <target>` names: a digest, or a tag some promotion of the
+/// app recorded (in any environment). Pure.
+pub fn named_target(history: &[Entry], app: &str, target: &str) -> Result<Pinned, String> {
+    if let Ok(digest) = target.parse::<Digest>() {
+        let tag = history
+            .iter()
+            .find(|e| e.promotion.app == app && e.promotion.to == digest)
+            .and_then(|e| e.promotion.tag.clone());
+        return Ok(Pinned { tag, digest });
+    }
+    history
+        .iter()
+        .find(|e| e.promotion.app == app && e.promotion.tag.as_deref() == Some(target))
+        .map(|e| Pinned {
+            tag: e.promotion.tag.clone(),
+            digest: e.promotion.to.clone(),
+        })
+        .ok_or_else(|| {
+            format!(
+                "no promotion of {app} tagged `{target}` is in the config repo's history; name its digest instead (`sha256:…`)"
+            )
+        })
+}
+
+impl<F: Forge> Engine<F> {
+    /// Report a rollout on the forge (see the module docs). Idempotent: reporting the same
+    /// state again makes no forge write. `now` stamps the timeline lines.
+    pub async fn report_rollout(
+        &self,
+        rollout: &Rollout,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let context = status_context(&rollout.env);
+        let want = rollout.check_state();
+        let on_commit = self.forge.checks(&rollout.commit).await?;
+        if state_of(&on_commit, &context) == Some(want) {
+            return Ok(Vec::new());
+        }
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        let promotions =
+            tokio::task::block_in_place(|| self.promotions_at(&rollout.commit, &rollout.env))?;
+        // The promotions this state concerns: back from the commit to the first whose merge
+        // commit already has a final status for this environment.
+        let mut included: Vec<(Entry, Option<CheckState>)> = Vec::new();
+        for entry in promotions.into_iter().take(REPORT_DEPTH) {
+            let current = if entry.commit == rollout.commit {
+                state_of(&on_commit, &context)
+            } else {
+                let s = state_of(&self.forge.checks(&entry.commit).await?, &context);
+                if matches!(s, Some(CheckState::Success | CheckState::Failure)) {
+                    break;
+                }
+                s
+            };
+            included.push((entry, current));
+        }
+        let on_failure = view
+            .pipeline
+            .environment(&rollout.env)
+            .map(|e| e.on_failure)
+            .unwrap_or_default();
+        let mut outcomes = Vec::new();
+        for (entry, _) in &included {
+            let p = &entry.promotion;
+            if !rollout.runs(&p.app, &p.to) {
+                continue;
+            }
+            if let Some(pr) = p.pull_request {
+                self.add_timeline(
+                    pr,
+                    &p.app,
+                    &rollout.env,
+                    &rollout.headline(),
+                    &[format!(
+                        "{} ({})",
+                        rollout.timeline_line(&p.to),
+                        now.format("%Y-%m-%d %H:%M UTC")
+                    )],
+                )
+                .await?;
+            }
+            outcomes.push(Outcome::Reported {
+                pr: p.pull_request,
+                env: rollout.env.clone(),
+                app: p.app.clone(),
+                state: rollout.status().description,
+            });
+            if on_failure == OnFailure::Rollback && rollout.failed(&p.app) {
+                let request = RollbackRequest {
+                    env: rollout.env.clone(),
+                    app: p.app.clone(),
+                    to: None,
+                    bad: Some(p.to.clone()),
+                    by: None,
+                    why: match p.pull_request {
+                        Some(pr) => format!(
+                            "`onFailure: rollback` in {}: the rollout of #{pr} failed",
+                            rollout.env
+                        ),
+                        None => format!(
+                            "`onFailure: rollback` in {}: the rollout failed",
+                            rollout.env
+                        ),
+                    },
+                };
+                match self.roll_back(&view, &request).await? {
+                    Rolled::Opened { pr, .. } => outcomes.push(Outcome::RollbackOpened {
+                        pr,
+                        env: rollout.env.clone(),
+                        app: p.app.clone(),
+                    }),
+                    Rolled::AlreadyOpen { .. } => {}
+                    Rolled::Nothing(why) => {
+                        tracing::warn!(env = %rollout.env, app = %p.app, %why, "no automatic rollback");
+                        if let Some(pr) = p.pull_request {
+                            self.add_timeline(
+                                pr,
+                                &p.app,
+                                &rollout.env,
+                                &rollout.headline(),
+                                &[format!("no automatic rollback: {why}")],
+                            )
+                            .await?;
+                        }
+                    }
+                }
+            }
+        }
+        // Statuses last: the one on the reported commit is what marks this report done.
+        let status = rollout.status();
+        for (entry, current) in &included {
+            if entry.commit != rollout.commit && *current != Some(want) {
+                self.forge.set_status(&entry.commit, &status).await?;
+            }
+        }
+        self.forge.set_status(&rollout.commit, &status).await?;
+        Ok(outcomes)
+    }
+
+    /// Report a reconcile of `env` at `commit`: [`Rollout::from_result`] with the pipeline of
+    /// that commit, then [`Engine::report_rollout`]. What the service loop calls for each
+    /// `reconcile::runner::Outcome` that has a commit.
+    pub async fn report_reconcile(
+        &self,
+        env: &str,
+        commit: &str,
+        result: &Result<Report, ReconcileError>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let pipeline = tokio::task::block_in_place(|| {
+            let repo = self.repo();
+            let oid = self.local_commit(&repo, commit)?;
+            super::load_pipeline(&repo.files_at(oid)?, oid)
+        })?;
+        let rollout = Rollout::from_result(env, commit, result, &pipeline);
+        self.report_rollout(&rollout, now).await
+    }
+
+    /// `commit` in the local clone, fetching once if it is not there yet.
+    fn local_commit(
+        &self,
+        repo: &crate::gitrepo::repo::ConfigRepo,
+        commit: &str,
+    ) -> Result<git2::Oid, EngineError> {
+        let oid = git2::Oid::from_str(commit).map_err(|e| GitError::Git {
+            op: "read",
+            message: format!("{commit}: {}", e.message()),
+            transient: false,
+        })?;
+        if repo.git().find_commit(oid).is_err() {
+            repo.fetch()?;
+        }
+        Ok(oid)
+    }
+
+    /// The promotions of `env` reachable from `commit`, newest first.
+    fn promotions_at(&self, commit: &str, env: &str) -> Result<Vec<Entry>, EngineError> {
+        let repo = self.repo();
+        let oid = self.local_commit(&repo, commit)?;
+        let filter = history::Filter {
+            environment: Some(env.to_string()),
+            limit: Some(REPORT_DEPTH),
+            ..Default::default()
+        };
+        history::read(repo.git(), oid, &filter).map_err(|e| {
+            GitError::Git {
+                op: "history",
+                message: format!("{commit}: {}", e.message()),
+                transient: false,
+            }
+            .into()
+        })
+    }
+
+    /// Add `lines` to the timeline of a PR's status comment (creating it if the PR has none),
+    /// skipping lines whose kind is already there. Returns whether it wrote.
+    pub(super) async fn add_timeline(
+        &self,
+        pr: u64,
+        app: &str,
+        env: &str,
+        headline: &str,
+        lines: &[String],
+    ) -> Result<bool, EngineError> {
+        let comments = self.forge.comments(pr).await?;
+        let status = comments.iter().find(|c| {
+            c.author == self.forge.bot_login() && c.body.starts_with(text::STATUS_MARKER)
+        });
+        let existing = status.map(|s| text::timeline(&s.body)).unwrap_or_default();
+        let fresh: Vec<String> = lines
+            .iter()
+            .filter(|l| {
+                let kind = kind_of(l);
+                !existing
+                    .iter()
+                    .any(|e| *e == **l || (kind.is_some() && kind_of(e) == kind))
+            })
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(false);
+        }
+        match status {
+            Some(s) => {
+                let body = with_events(&s.body, headline, &fresh);
+                self.forge.update_comment(s.id, &body).await?;
+            }
+            None => {
+                let body = text::status_comment(app, env, headline, None, &fresh, &BTreeSet::new());
+                self.forge.create_comment(pr, &body).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Open a PR restoring an earlier release of an app in an environment, unless one is
+    /// open already or there is nothing to restore. An open promotion PR for the same app and
+    /// environment is closed first (one open PR per pair: the rollback takes the branch).
+    pub async fn roll_back_now(&self, request: &RollbackRequest) -> Result<Rolled, EngineError> {
+        let view = tokio::task::block_in_place(|| self.read_repo())?;
+        self.roll_back(&view, request).await
+    }
+
+    pub(super) async fn roll_back(
+        &self,
+        view: &RepoView,
+        req: &RollbackRequest,
+    ) -> Result<Rolled, EngineError> {
+        let (env, app) = (req.env.as_str(), req.app.as_str());
+        if view.pipeline.environment(env).is_none() {
+            return Ok(Rolled::Nothing(format!(
+                "policies/pipeline.yaml has no environment `{env}`"
+            )));
+        }
+        let Some(app_cfg) = view.pipeline.app(app) else {
+            return Ok(Rolled::Nothing(format!(
+                "policies/pipeline.yaml has no app `{app}`"
+            )));
+        };
+        let Some(current) = view.pinned.get(&(env.to_string(), app.to_string())) else {
+            return Ok(Rolled::Nothing(format!("{env} pins no digest for {app}")));
+        };
+        let bad = req.bad.clone().unwrap_or_else(|| current.digest.clone());
+        if current.digest != bad {
+            return Ok(Rolled::Nothing(format!(
+                "{env} no longer runs `{}`: it pins {}",
+                bad.short(),
+                describe(current)
+            )));
+        }
+        let branch = forge::promotion_branch(env, app);
+        let open: Vec<PullRequestInfo> = self
+            .forge
+            .open_promotion_prs()
+            .await?
+            .into_iter()
+            .filter(|p| p.head_ref == branch)
+            .collect();
+        if let Some(p) = open.iter().find(|p| is_rollback_pr(p)) {
+            return Ok(Rolled::AlreadyOpen { pr: p.number });
+        }
+        let held = view.held.get(&(env.to_string(), app.to_string()));
+        let target = match &req.to {
+            Some(named) => match named_target(&view.history, app, named) {
+                Ok(t) => t,
+                Err(why) => return Ok(Rolled::Nothing(why)),
+            },
+            None => match self
+                .previous_healthy(
+                    rollback_candidates(&view.history, env, app, &bad, held),
+                    env,
+                )
+                .await?
+            {
+                Some(t) => t,
+                None => {
+                    return Ok(Rolled::Nothing(format!(
+                        "the config repo's history has no earlier release of {app} in {env}; name one with `/rollback {env} to <tag|digest>`"
+                    )));
+                }
+            },
+        };
+        let target = match target {
+            Pinned { tag: None, digest } => {
+                let tag =
+                    tokio::task::block_in_place(|| self.tag_before(view, env, app, &bad, &digest));
+                Pinned { tag, digest }
+            }
+            t => t,
+        };
+        if target.digest == current.digest {
+            return Ok(Rolled::Nothing(format!(
+                "{env} already runs {}",
+                describe(&target)
+            )));
+        }
+        let failed_pr = view
+            .history
+            .iter()
+            .find(|e| {
+                e.promotion.environment == env && e.promotion.app == app && e.promotion.to == bad
+            })
+            .and_then(|e| e.promotion.pull_request);
+        for p in &open {
+            self.forge
+                .create_comment(
+                    p.number,
+                    &format!(
+                        "Closed: {app} in {env} is being rolled back to {} ({}), and the rollback takes this PR's branch (one open PR per app and environment). A newer release gets a new PR once the rollback has merged.",
+                        describe(&target),
+                        req.why
+                    ),
+                )
+                .await?;
+            self.forge.close_pull_request(p.number).await?;
+        }
+        let title = rollback_title(app, env, &target);
+        let mut diff = String::new();
+        tokio::task::block_in_place(|| {
+            self.repo()
+                .publish_branch(&branch, &title, &mut |files| {
+                    let change = bump::plan(files, &view.pipeline, env, app, &target)?;
+                    diff = change.unified_diff();
+                    Ok(vec![change])
+                })
+                .map(drop)
+        })?;
+        let body = rollback_body(
+            app,
+            env,
+            &app_cfg.image,
+            current,
+            &target,
+            req,
+            failed_pr,
+            &diff,
+        );
+        let base = self.repo().branch().to_string();
+        let opened = self
+            .forge
+            .open_pull_request(&NewPullRequest {
+                head: branch,
+                base,
+                title,
+                body,
+                labels: vec![
+                    forge::PROMOTION_LABEL.to_string(),
+                    forge::env_label(env),
+                    ROLLBACK_LABEL.to_string(),
+                ],
+            })
+            .await?;
+        tracing::info!(pr = opened.number, %env, %app, to = %target.digest, bad = %bad, "opened rollback PR");
+        if let Some(failed) = failed_pr {
+            self.add_timeline(
+                failed,
+                app,
+                env,
+                &format!(
+                    "Rolled back: #{} restores {} in {env}.",
+                    opened.number,
+                    describe(&target)
+                ),
+                &[format!(
+                    "rolling back: #{} restores {}; `{}` is held back from {env}",
+                    opened.number,
+                    describe(&target),
+                    bad.short()
+                )],
+            )
+            .await?;
+        }
+        Ok(Rolled::Opened {
+            pr: opened.number,
+            to: target,
+            bad,
+        })
+    }
+
+    /// The tag Git recorded next to `digest` in `env` just before `bad` was promoted (a
+    /// digest pinned before baton's first promotion has no trailer to name its tag).
+    fn tag_before(
+        &self,
+        view: &RepoView,
+        env: &str,
+        app: &str,
+        bad: &Digest,
+        digest: &Digest,
+    ) -> Option<String> {
+        let entry = view.history.iter().find(|e| {
+            e.promotion.environment == env && e.promotion.app == app && e.promotion.to == *bad
+        })?;
+        let repo = self.repo();
+        let oid = git2::Oid::from_str(&entry.commit).ok()?;
+        let parent = repo.git().find_commit(oid).ok()?.parent_id(0).ok()?;
+        let files = repo.files_at(parent).ok()?;
+        bump::current(&files, &view.pipeline, env, app)
+            .ok()
+            .flatten()
+            .filter(|p| p.digest == *digest)
+            .and_then(|p| p.tag)
+    }
+
+    /// The newest candidate whose promotion has a success status for `env`; else the newest
+    /// that never failed there.
+    async fn previous_healthy(
+        &self,
+        candidates: Vec<Candidate>,
+        env: &str,
+    ) -> Result<Option<Pinned>, EngineError> {
+        let context = status_context(env);
+        let mut fallback = None;
+        for c in candidates.into_iter().take(ROLLBACK_CANDIDATES) {
+            let state = match &c.commit {
+                Some(commit) => state_of(&self.forge.checks(commit).await?, &context),
+                None => None,
+            };
+            match state {
+                Some(CheckState::Success) => return Ok(Some(c.pinned)),
+                Some(CheckState::Failure) => {}
+                _ => {
+                    if fallback.is_none() {
+                        fallback = Some(c.pinned);
+                    }
+                }
+            }
+        }
+        Ok(fallback)
+    }
+}
+
+/// Whether an open PR is a rollback (by label, or by the body marker should the labels not
+/// have been added yet).
+pub fn is_rollback_pr(pr: &PullRequestInfo) -> bool {
+    pr.labels.iter().any(|l| l == ROLLBACK_LABEL) || parse_rollback_marker(&pr.body).is_some()
+}
+
+fn state_of(checks: &[crate::promote::state::Check], context: &str) -> Option<CheckState> {
+    checks
+        .iter()
+        .find(|c| c.context == context)
+        .map(|c| c.state)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rollback_body(
+    app: &str,
+    env: &str,
+    image: &str,
+    from: &Pinned,
+    to: &Pinned,
+    req: &RollbackRequest,
+    failed_pr: Option<u64>,
+    diff: &str,
+) -> String {
+    let mut out = format!(
+        "Rolls **{app}** in **{env}** back.\n\n| | tag and digest |\n|---|---|\n| from | {} |\n| to | {} |\n\n",
+        describe(from),
+        describe(to)
+    );
+    out.push_str(&format!("Image: `{image}@{}`\n\n", to.digest));
+    out.push_str(&format!("Why: {}.", req.why));
+    if let Some(pr) = failed_pr {
+        out.push_str(&format!(" It rolls back #{pr}."));
+    }
+    out.push_str(&format!(
+        "\n\nOnce merged, `{}` is held back from {env}: baton will not propose it there again, while a newer release flows as usual (`/rollback {env} to {}` restores it on purpose).\n\n",
+        from.digest.short(),
+        from.digest
+    ));
+    out.push_str("A rollback skips soak, promotion windows, freezes and the `/promote` command; a hold, required checks, approvals and policies still apply. Its gates are in baton's status comment below.\n\n");
+    if !diff.is_empty() {
+        out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
+        out.push_str(diff);
+        if !diff.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("```\n</details>\n\n");
+    }
+    out.push_str(&rollback_marker(&from.digest, req.by.as_deref()));
+    out.push('\n');
+    // The marker is at the end; truncating would drop it, so cut the diff instead.
+    if out.len() > text::BODY_LIMIT {
+        let without_diff = rollback_body(app, env, image, from, to, req, failed_pr, "");
+        return without_diff;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitrepo::trailers::Promotion;
+
+    fn d(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
+    fn entry(env: &str, to: &str, from: Option<&str>, commit: &str) -> Entry {
+        Entry {
+            time: Utc::now(),
+            commit: commit.into(),
+            promotion: Promotion {
+                app: "web".into(),
+                environment: env.into(),
+                from: from.map(d),
+                to: d(to),
+                tag: Some(to.into()),
+                approved_by: vec![],
+                promoted_by: None,
+                pull_request: Some(1),
+                rollback_of: None,
+            },
+        }
+    }
+
+    #[test]
+    fn timeline_lines_are_appended_keeping_the_gate_table_and_handled_ids() {
+        let body = text::status_comment(
+            "web",
+            "dev",
+            "Merged; the environment is applied next.",
+            None,
+            &["merged as abc1234".to_string()],
+            &BTreeSet::from([5]),
+        );
+        let next = with_events(&body, "Healthy in dev.", &["healthy in 4s: ok".into()]);
+        assert_eq!(
+            text::timeline(&next),
+            vec!["merged as abc1234", "healthy in 4s: ok"]
+        );
+        assert_eq!(text::handled_ids(&next), BTreeSet::from([5]));
+        assert!(next.contains("\nHealthy in dev.\n"), "{next}");
+        assert!(!next.contains("applied next"), "{next}");
+
+        let bare = text::status_comment("web", "dev", "Waiting", None, &[], &BTreeSet::new());
+        let next = with_events(&bare, "Applying.", &["applying abc".into()]);
+        assert_eq!(text::timeline(&next), vec!["applying abc"]);
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::parse(
+            "p",
+            "apiVersion: baton.dev/v1\nkind: Pipeline\napps:\n  web: { image: reg/web, bless: { semver: \">=1.0.0\" } }\nenvironments: [{ name: dev }]\n",
+        )
+        .unwrap()
+        .pipeline
+    }
+
+    #[test]
+    fn reconcile_errors_map_to_applying_failed_or_invalid() {
+        let p = pipeline();
+        let transient: Result<Report, _> = Err(ReconcileError::CrdNotEstablished {
+            name: "widgets.example.com".into(),
+            waited: Duration::from_secs(5),
+        });
+        assert_eq!(
+            Rollout::from_result("dev", "abc", &transient, &p).state,
+            RolloutState::Applying
+        );
+        let apply: Result<Report, _> = Err(ReconcileError::Apply {
+            failures: vec![crate::reconcile::error::ObjectFailure {
+                object: "Deployment/shop/web".into(),
+                message: "spec.selector: field is immutable".into(),
+                transient: false,
+            }],
+            total: 3,
+        });
+        let r = Rollout::from_result("dev", "abc", &apply, &p);
+        assert_eq!(
+            r.state,
+            RolloutState::Failed {
+                reasons: vec!["Deployment/shop/web: spec.selector: field is immutable".into()]
+            }
+        );
+        assert!(r.failed("web"), "an apply failure fails every app");
+        let render: Result<Report, _> = Err(ReconcileError::Render {
+            env: "dev".into(),
+            commit: "abc".into(),
+            source: "environments/dev/kustomization.yaml:3: unknown field `resourcez`".into(),
+        });
+        let r = Rollout::from_result("dev", "abc", &render, &p);
+        assert!(
+            matches!(&r.state, RolloutState::Invalid { reason } if reason.contains("kustomization.yaml:3")),
+            "{r:?}"
+        );
+        assert!(
+            !r.failed("web"),
+            "nothing was applied: nothing to roll back"
+        );
+        assert_eq!(r.status().state, StatusState::Failure);
+    }
+
+    #[test]
+    fn status_descriptions_fit_githubs_limit() {
+        let rollout = Rollout {
+            env: "prod".into(),
+            commit: "0123456789abcdef".into(),
+            state: RolloutState::Failed {
+                reasons: vec!["Deployment/shop/web: ProgressDeadlineExceeded: x".repeat(10)],
+            },
+            apps: vec![],
+        };
+        let s = rollout.status();
+        assert_eq!(s.state, StatusState::Failure);
+        assert_eq!(s.context, "baton/prod");
+        assert_eq!(s.description.chars().count(), STATUS_DESCRIPTION_LIMIT);
+        assert!(s.description.starts_with("failed: Deployment/shop/web"));
+    }
+
+    #[test]
+    fn the_rollback_marker_round_trips() {
+        let body = format!("text\n\n{}\n", rollback_marker(&d("bad"), Some("dana")));
+        assert_eq!(
+            parse_rollback_marker(&body),
+            Some((d("bad"), Some("dana".into())))
+        );
+        let body = rollback_marker(&d("bad"), None);
+        assert_eq!(parse_rollback_marker(&body), Some((d("bad"), None)));
+        assert_eq!(parse_rollback_marker("no marker"), None);
+    }
+
+    #[test]
+    fn rollback_candidates_are_earlier_releases_newest_first_without_held_ones() {
+        // Newest first: 1.2.0 (bad), 1.1.0, 1.0.0 in prod; 1.3.0 in dev only.
+        let history = [
+            entry("dev", "1.3.0", Some("1.2.0"), "c4"),
+            entry("prod", "1.2.0", Some("1.1.0"), "c3"),
+            entry("prod", "1.1.0", Some("1.0.0"), "c2"),
+            entry("prod", "1.0.0", Some("0.9.0"), "c1"),
+        ];
+        let c = rollback_candidates(&history, "prod", "web", &d("1.2.0"), None);
+        let tags: Vec<_> = c.iter().map(|c| c.pinned.tag.as_deref()).collect();
+        assert_eq!(tags, vec![Some("1.1.0"), Some("1.0.0"), None]);
+        assert_eq!(c[0].commit.as_deref(), Some("c2"));
+        assert_eq!(c[2].pinned.digest, d("0.9.0"));
+        assert_eq!(c[2].commit, None);
+
+        let held = BTreeSet::from([d("1.1.0")]);
+        let c = rollback_candidates(&history, "prod", "web", &d("1.2.0"), Some(&held));
+        assert_eq!(c[0].pinned.tag.as_deref(), Some("1.0.0"));
+    }
+
+    #[test]
+    fn a_named_target_is_a_digest_or_a_recorded_tag() {
+        let history = [entry("dev", "1.3.0", None, "c1")];
+        assert_eq!(
+            named_target(&history, "web", "1.3.0").unwrap().digest,
+            d("1.3.0")
+        );
+        let by_digest = named_target(&history, "web", d("1.3.0").as_str()).unwrap();
+        assert_eq!(by_digest.tag.as_deref(), Some("1.3.0"));
+        let err = named_target(&history, "web", "9.9.9").unwrap_err();
+        assert!(err.contains("tagged `9.9.9`"), "{err}");
+    }
+}
