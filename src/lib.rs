@@ -14,6 +14,7 @@ pub mod forge;
 pub mod gitrepo;
 pub mod image;
 pub mod logging;
+pub mod prcheck;
 pub mod promote;
 pub mod reconcile;
 pub mod registry;
