@@ -150,7 +150,7 @@ pub fn unified(env: &str, before: &[Object], after: &[Object], limit: usize) -> 
             continue;
         }
         let text = |o: Option<&&Object>| {
-            o.map(|o| render::to_yaml_document(&o.value))
+            o.map(|o| render::to_yaml_document(&redacted(o)))
                 .unwrap_or_default()
         };
         let (bt, at) = (text(b), text(a));
@@ -166,6 +166,34 @@ pub fn unified(env: &str, before: &[Object], after: &[Object], limit: usize) -> 
         out.push_str(&piece);
     }
     cut(out, limit, env)
+}
+
+/// The object as shown in a diff: a Secret's values are replaced by a hash prefix, so that a
+/// change is visible without its content (PR bodies are read by everyone with read access).
+fn redacted(o: &Object) -> Value {
+    let mut v = o.value.clone();
+    if o.id.kind == "Secret" && o.id.group.is_empty() {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(m)) = v.get_mut(field) {
+                for value in m.values_mut() {
+                    let digest = crate::image::Digest::of(value.to_string().as_bytes());
+                    *value = Value::String(format!("(redacted, {})", digest.short()));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// A Markdown code fence longer than any run of backticks in `text`.
+pub fn fence(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    "`".repeat((longest + 1).max(3))
 }
 
 /// Cut `text` at the last line boundary under `limit` bytes, with a pointer to the full output.
@@ -272,6 +300,29 @@ mod tests {
         assert!(text.contains("--- a/apps/v1/Deployment shop/web"), "{text}");
         assert!(text.contains("-  replicas: 1\n+  replicas: 3\n"), "{text}");
         assert_eq!(unified("staging", &before, &before, 10_000), "");
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_the_diff_but_their_change_does() {
+        let secret = |v: &str| Object {
+            id: ObjectId {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Secret".into(),
+                namespace: "shop".into(),
+                name: "db".into(),
+            },
+            value: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": v}}),
+        };
+        let text = unified("dev", &[secret("aHVudGVyMg==")], &[secret("c3dvcmRmaXNo")], 10_000);
+        assert!(!text.contains("aHVudGVyMg==") && !text.contains("c3dvcmRmaXNo"), "{text}");
+        assert!(text.contains("-  password: (redacted, sha256:"), "{text}");
+    }
+
+    #[test]
+    fn fences_are_longer_than_any_backtick_run_inside() {
+        assert_eq!(fence("plain"), "```");
+        assert_eq!(fence("a ```` b"), "`````");
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn comment(report: &Report) -> String {
             short(&report.base_sha)
         ));
     }
-    let footer = "\n<sub>Edited in place on every push.</sub>\n";
+    let footer = "<sub>Edited in place on every push.</sub>\n";
     for env in &report.envs {
         let mut section = String::new();
         if env.diff.is_empty() {
