@@ -174,7 +174,9 @@ async fn a_human_pr_that_breaks_a_kustomization_fails_naming_the_file_and_line()
         "dana/typo",
         &[(STAGING, "replicas:\n", "replicas: [\n")],
     );
-    let pr = w.open_pr("dana", "dana/typo", "staging: more replicas").await;
+    let pr = w
+        .open_pr("dana", "dana/typo", "staging: more replicas")
+        .await;
 
     let out = w.check().await;
     assert_eq!(
@@ -221,12 +223,10 @@ async fn a_human_pr_that_breaks_a_kustomization_fails_naming_the_file_and_line()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edits() {
     let mut w = World::new().await;
-    let first = w.push(
-        "dana",
-        "dana/scale",
-        &[(STAGING, "count: 2", "count: 3")],
-    );
-    let pr = w.open_pr("dana", "dana/scale", "staging: 3 web replicas").await;
+    let first = w.push("dana", "dana/scale", &[(STAGING, "count: 2", "count: 3")]);
+    let pr = w
+        .open_pr("dana", "dana/scale", "staging: 3 web replicas")
+        .await;
 
     let out = w.check().await;
     assert_eq!(
@@ -252,11 +252,7 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
     );
 
     // A second push changes prod too: the same comment is edited, none is added.
-    let second = w.push(
-        "dana",
-        "dana/scale",
-        &[(PROD, "count: 3", "count: 4")],
-    );
+    let second = w.push("dana", "dana/scale", &[(PROD, "count: 3", "count: 4")]);
     assert_ne!(first, second);
     let out = w.check().await;
     assert_eq!(
@@ -294,7 +290,7 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_open_pr_is_listed_and_pull_heads_are_fetchable_under_refs_pull() {
+async fn every_open_pr_is_listed_one_can_be_checked_by_number_and_pull_heads_are_fetchable() {
     let mut w = World::new().await;
     let sha = w.push("dana", "dana/a", &[(STAGING, "count: 2", "count: 4")]);
     let pr = w.open_pr("dana", "dana/a", "four").await;
@@ -310,6 +306,22 @@ async fn every_open_pr_is_listed_and_pull_heads_are_fetchable_under_refs_pull() 
             listed[0].author.as_str()
         ),
         (pr, sha.as_str(), "dana/a", "main", "dana")
+    );
+
+    // The service loop spawns the checker: its futures must be Send.
+    fn assert_send<T: Send>(_: &T) {}
+    let checker = Checker::new(w.repo());
+    let gh = w.gh();
+    assert_send(&checker.run_once(&gh));
+    assert_send(&checker.check_pull_request(&gh, pr));
+    let out = checker.check_pull_request(&gh, pr).await.unwrap();
+    assert_eq!(
+        out,
+        Some(CheckOutcome::Checked {
+            pr,
+            sha: sha.clone(),
+            passed: true
+        })
     );
 
     let repo = w.repo();
@@ -338,12 +350,7 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
         let engine = Engine::new(w.gh(), w.repo());
         let releases = releases.clone();
         let deployments = deployments.clone();
-        async move {
-            engine
-                .run_once(&releases, &deployments, now)
-                .await
-                .unwrap()
-        }
+        async move { engine.run_once(&releases, &deployments, now).await.unwrap() }
     };
     pass(&mut w, &deployments).await; // dev PR
     pass(&mut w, &deployments).await; // dev merged (no required checks)
@@ -370,11 +377,18 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
         .find(|p| p.open && p.head_ref == "baton/staging/web")
         .unwrap();
     // The body folds the rendered manifest diff of staging: the Deployment's image moves.
-    let body = w.forge.pull(OWNER, REPO, staging.number).unwrap().body.unwrap_or_default();
+    let body = w
+        .forge
+        .pull(OWNER, REPO, staging.number)
+        .unwrap()
+        .body
+        .unwrap_or_default();
     assert!(
         body.contains("<details><summary>Rendered manifests of staging")
             && body.contains("Deployment shop-staging/web")
-            && body.contains(&format!("+        image: registry.example.com/shop/web:1.5.0@{digest}")),
+            && body.contains(&format!(
+                "+        image: registry.example.com/shop/web:1.5.0@{digest}"
+            )),
         "{body}"
     );
 

@@ -229,7 +229,16 @@ mod tests {
             Ok(rendered),
         );
         insta::assert_snapshot!(b);
-        let failed = body("web", "staging", "reg/web", None, &to, None, "", Err("environments/staging/kustomization.yaml:3: invalid YAML"));
+        let failed = body(
+            "web",
+            "staging",
+            "reg/web",
+            None,
+            &to,
+            None,
+            "",
+            Err("environments/staging/kustomization.yaml:3: invalid YAML"),
+        );
         assert!(failed.contains("The rendered manifests of staging could not be compared: environments/staging/kustomization.yaml:3"), "{failed}");
     }
 
@@ -238,7 +247,16 @@ mod tests {
         let objects = "+x\n".repeat(30_000);
         let cut = crate::prcheck::diff::cut(objects, RENDERED_LIMIT, "prod");
         let config = "+y\n".repeat(5_000);
-        let b = body("web", "prod", "reg/web", None, &pin("1"), None, &config, Ok(&cut));
+        let b = body(
+            "web",
+            "prod",
+            "reg/web",
+            None,
+            &pin("1"),
+            None,
+            &config,
+            Ok(&cut),
+        );
         assert!(b.len() <= BODY_LIMIT, "{}", b.len());
         assert!(b.contains("run `baton render prod` for the full output"));
         assert!(b.contains("</details>\n\nThe gates"), "the body is not cut");
@@ -247,7 +265,16 @@ mod tests {
     #[test]
     fn long_bodies_are_truncated_under_githubs_limit() {
         let diff = "+x\n".repeat(40_000);
-        let b = body("web", "dev", "reg/web", None, &pin("1"), None, &diff, Ok(""));
+        let b = body(
+            "web",
+            "dev",
+            "reg/web",
+            None,
+            &pin("1"),
+            None,
+            &diff,
+            Ok(""),
+        );
         assert!(b.len() <= BODY_LIMIT, "{}", b.len());
         assert!(b.ends_with("run `baton render` for the full output)\n"));
     }

@@ -39,8 +39,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    CommentInfo, CommitStatus, Forge, ForgeError, Merged, NewPullRequest, PrState, PullRequestInfo, Result,
-    StatusState, StatusUpdate,
+    CommentInfo, CommitStatus, Forge, ForgeError, Merged, NewPullRequest, PrState, PullRequestInfo,
+    Result, StatusState, StatusUpdate,
 };
 use crate::commands::Permission;
 use crate::config::pipeline::MergeMethod;

@@ -314,8 +314,16 @@ mod tests {
             },
             value: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": v}}),
         };
-        let text = unified("dev", &[secret("aHVudGVyMg==")], &[secret("c3dvcmRmaXNo")], 10_000);
-        assert!(!text.contains("aHVudGVyMg==") && !text.contains("c3dvcmRmaXNo"), "{text}");
+        let text = unified(
+            "dev",
+            &[secret("aHVudGVyMg==")],
+            &[secret("c3dvcmRmaXNo")],
+            10_000,
+        );
+        assert!(
+            !text.contains("aHVudGVyMg==") && !text.contains("c3dvcmRmaXNo"),
+            "{text}"
+        );
         assert!(text.contains("-  password: (redacted, sha256:"), "{text}");
     }
 

@@ -98,7 +98,12 @@ pub fn description(report: &Report) -> String {
 
 /// `+1 ~2 -0`.
 fn counts(d: &EnvDiff) -> String {
-    format!("+{} ~{} -{}", d.added.len(), d.changed.len(), d.removed.len())
+    format!(
+        "+{} ~{} -{}",
+        d.added.len(),
+        d.changed.len(),
+        d.removed.len()
+    )
 }
 
 fn image_line(i: &ImageChange) -> String {
