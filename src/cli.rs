@@ -90,6 +90,32 @@ pub enum Command {
     /// `environments/<name>`). Prints a YAML stream (or a JSON `List` with -o json).
     /// Exit status: 0 when rendered, 1 when the tree does not render, 2 on usage errors.
     Render(RenderArgs),
+
+    /// Run the `baton/validate` check on the open pull requests to the config branch now (or
+    /// on one), as the bot does: validate and render every environment at each head, post the
+    /// commit status and the one summary comment. Heads already checked are skipped.
+    ///
+    /// Needs a runtime config (baton.yaml). Exit status: 0 when every checked head passed,
+    /// 1 when one failed or could not be checked, 2 on usage errors.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The runtime config.
+    #[arg(
+        long,
+        env = "BATON_CONFIG",
+        default_value = "baton.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// Only this pull request.
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 /// Output of `baton render`.
@@ -187,6 +213,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan(&args),
         Command::Registry(args) => Ok(registry(&cli.global, args)),
         Command::Render(args) => render(&cli.global, &args),
+        Command::Check(args) => check(&args),
     };
     match result {
         Ok(code) => code,
@@ -443,6 +470,96 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config repo clone under the workdir (`clone` names its directory) and the GitHub forge
+/// the runtime config describes.
+fn connect(
+    cfg: &crate::config::RuntimeConfig,
+    clone: &str,
+) -> anyhow::Result<(
+    crate::gitrepo::repo::ConfigRepo,
+    crate::forge::github::GitHubForge,
+)> {
+    let repo_slug = cfg.github_repository().ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
+            cfg.repo.url
+        )
+    })?;
+    let auth = crate::gitrepo::repo::Auth::from_config(cfg)?;
+    let repo = crate::gitrepo::repo::ConfigRepo::open(
+        &cfg.workdir.join(clone),
+        crate::gitrepo::repo::Remote {
+            url: cfg.repo.url.clone(),
+            branch: cfg.repo.branch.clone(),
+            auth,
+        },
+        crate::gitrepo::repo::Identity::default(),
+    )?;
+    let forge = crate::forge::github::GitHubForge::from_config(
+        &cfg.github,
+        &repo_slug,
+        cfg.github.bot_login.clone(),
+    )?;
+    Ok((repo, forge))
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    use crate::prcheck::CheckOutcome;
+    let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = runtime.block_on(async {
+        let (repo, forge) = connect(&cfg, "prcheck.git")?;
+        let checker = crate::prcheck::Checker::new(repo);
+        let outcomes = match args.pr {
+            Some(n) => match checker.check_pull_request(&forge, n).await? {
+                Some(o) => vec![o],
+                None => anyhow::bail!(
+                    "PR #{n} is not an open pull request to {}; nothing to check",
+                    cfg.repo.branch
+                ),
+            },
+            None => checker.run_once(&forge).await?,
+        };
+        anyhow::Ok(outcomes)
+    })?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+        Output::Table if outcomes.is_empty() => {
+            println!("no open pull request to {}", cfg.repo.branch)
+        }
+        Output::Table => {
+            for o in &outcomes {
+                match o {
+                    CheckOutcome::Checked { pr, sha, passed } => println!(
+                        "#{pr} {}: {}",
+                        &sha[..sha.len().min(7)],
+                        if *passed { "passed" } else { "failed" }
+                    ),
+                    CheckOutcome::AlreadyChecked { pr, sha } => {
+                        println!("#{pr} {}: already checked", &sha[..sha.len().min(7)])
+                    }
+                    CheckOutcome::Failed { pr, error } => {
+                        println!("#{pr}: could not be checked: {error}")
+                    }
+                }
+            }
+        }
+    }
+    let bad = outcomes.iter().any(|o| {
+        matches!(
+            o,
+            CheckOutcome::Checked { passed: false, .. } | CheckOutcome::Failed { .. }
+        )
+    });
+    Ok(if bad {
+        ExitCode::from(EXIT_PROBLEM)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     use crate::promote::plan::Action;
     let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
@@ -456,27 +573,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let actions = runtime.block_on(async {
-        let repo_slug = cfg.github_repository().ok_or_else(|| {
-            anyhow::anyhow!(
-                "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
-                cfg.repo.url
-            )
-        })?;
-        let auth = crate::gitrepo::repo::Auth::from_config(&cfg)?;
-        let repo = crate::gitrepo::repo::ConfigRepo::open(
-            &cfg.workdir.join("repo.git"),
-            crate::gitrepo::repo::Remote {
-                url: cfg.repo.url.clone(),
-                branch: cfg.repo.branch.clone(),
-                auth,
-            },
-            crate::gitrepo::repo::Identity::default(),
-        )?;
-        let forge = crate::forge::github::GitHubForge::from_config(
-            &cfg.github,
-            &repo_slug,
-            cfg.github.bot_login.clone(),
-        )?;
+        let (repo, forge) = connect(&cfg, "repo.git")?;
         let engine = crate::engine::Engine::new(forge, repo);
         let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)?;
         if let Some(path) = &cfg.docker_config {

@@ -427,3 +427,58 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_check_runs_the_check_from_the_command_line() {
+    let mut w = World::new().await;
+    let sha = w.push("dana", "dana/cli", &[(STAGING, "count: 2", "count: 5")]);
+    let pr = w.open_pr("dana", "dana/cli", "five").await;
+    let config = w.dir.path().join("baton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: CHECK_TEST_TOKEN }}\nworkdir: {}\n",
+            w.forge.git_url(OWNER, REPO),
+            w.forge.url(),
+            w.dir.path().join("work").display()
+        ),
+    )
+    .unwrap();
+    let token = w.forge.bot_token();
+    let run = move |args: Vec<String>| {
+        let token = token.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(&args)
+                .env("CHECK_TEST_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    let args = vec![
+        "check".to_string(),
+        "--config".into(),
+        config.to_str().unwrap().into(),
+        "--pr".into(),
+        pr.to_string(),
+        "-o".into(),
+        "json".into(),
+    ];
+    let out = run(args.clone()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"kind": "checked", "pr": pr, "sha": sha, "passed": true}])
+    );
+    assert_eq!(w.validate_status(&sha).await.state, StatusState::Success);
+
+    let out = run(args).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["kind"], "alreadyChecked");
+}
