@@ -244,6 +244,13 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
     assert_eq!(comments.len(), 1, "{comments:?}");
     let (id, body) = &comments[0];
     assert!(
+        status
+            .target_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with(&format!("/pull/{pr}#issuecomment-{id}"))),
+        "the status links to the summary comment: {status:?}"
+    );
+    assert!(
         body.contains("#### staging — 0 added, 1 changed, 0 removed")
             && body.contains("- changed `Deployment shop-staging/web`")
             && body.contains("#### dev — no change")
@@ -481,4 +488,51 @@ async fn baton_check_runs_the_check_from_the_command_line() {
     let out = run(args).await.unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json[0]["kind"], "alreadyChecked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_dies_between_comment_and_status_finishes_without_a_second_comment() {
+    let mut w = World::new().await;
+    let sha = w.push("dana", "dana/crash", &[(STAGING, "count: 2", "count: 6")]);
+    let pr = w.open_pr("dana", "dana/crash", "six").await;
+
+    // The status write fails for good: the pass ends after the comment was posted.
+    w.forge.inject(
+        sim::forge::Fault::server_error(502)
+            .on("POST /repos/{owner}/{repo}/statuses/{sha}")
+            .times(100),
+    );
+    let quick = GitHubForge::new(
+        &w.forge.url(),
+        "shop/config",
+        GitHubAuth::Token(Secret::new(w.forge.bot_token())),
+        w.forge.bot_login(),
+        GitHubOptions {
+            max_retries: 0,
+            ..GitHubOptions::default()
+        },
+    )
+    .unwrap();
+    let err = Checker::new(w.repo()).run_once(&quick).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(w.bot_comments(pr).len(), 1);
+    w.forge.clear_faults();
+
+    w.forge.reset_calls();
+    let out = w.check().await;
+    assert_eq!(
+        out,
+        vec![CheckOutcome::Checked {
+            pr,
+            sha: sha.clone(),
+            passed: true
+        }]
+    );
+    assert_eq!(w.bot_comments(pr).len(), 1, "still one comment");
+    assert_eq!(
+        w.writes(),
+        BTreeMap::from([("POST /repos/{owner}/{repo}/statuses/{sha}".to_string(), 1)]),
+        "only the status is written; the comment already says the same"
+    );
+    assert_eq!(w.validate_status(&sha).await.state, StatusState::Success);
 }

@@ -1058,6 +1058,7 @@ impl Forge for GitHubForge {
                 context: s.context,
                 description: s.description.unwrap_or_default(),
                 creator: s.creator.map(|u| u.login).unwrap_or_default(),
+                target_url: s.target_url,
             })
             .collect())
     }
@@ -1490,6 +1491,8 @@ struct GhStatus {
     description: Option<String>,
     #[serde(default)]
     creator: Option<GhUser>,
+    #[serde(default)]
+    target_url: Option<String>,
     created_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
 }
@@ -1549,6 +1552,7 @@ mod tests {
             updated_at: t(at),
             description: None,
             creator: None,
+            target_url: None,
         }
     }
 

@@ -112,6 +112,7 @@ pub struct CommitStatus {
     pub description: String,
     /// The login that set it.
     pub creator: String,
+    pub target_url: Option<String>,
 }
 
 /// What a merge produced.

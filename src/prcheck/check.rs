@@ -151,12 +151,16 @@ impl Checker {
         // comment only when the check fails.
         let own_promotion = forge::parse_promotion_branch(&pr.head_ref).is_some()
             && pr.author.eq_ignore_ascii_case(forge.bot_login());
+        let mut target_url = (!pr.html_url.is_empty()).then(|| pr.html_url.clone());
         if report.passed() && own_promotion {
             tracing::debug!(pr = pr.number, "promotion PR passed; no summary comment");
         } else {
             let body = summary::comment(&report);
             let comments = forge.comments(pr.number).await?;
-            upsert_comment(forge, pr.number, &comments, &body).await?;
+            let id = upsert_comment(forge, pr.number, &comments, &body).await?;
+            if let Some(url) = &mut target_url {
+                url.push_str(&format!("#issuecomment-{id}"));
+            }
         }
         let status = StatusUpdate {
             context: super::CONTEXT.to_string(),
@@ -166,7 +170,7 @@ impl Checker {
                 StatusState::Failure
             },
             description: summary::description(&report),
-            target_url: (!pr.html_url.is_empty()).then(|| pr.html_url.clone()),
+            target_url,
         };
         forge.set_status(&pr.head_sha, &status).await?;
         tracing::info!(pr = pr.number, sha = %pr.head_sha, passed = report.passed(), "config-repo PR checked");
@@ -257,20 +261,20 @@ impl Checker {
 }
 
 /// Create baton's check comment on the PR, or edit the one already there; writes nothing when
-/// it already says `body`.
+/// it already says `body`. Returns the comment's id.
 async fn upsert_comment<F: Forge>(
     forge: &F,
     pr: u64,
     comments: &[CommentInfo],
     body: &str,
-) -> Result<(), ForgeError> {
+) -> Result<u64, ForgeError> {
     let existing = comments.iter().find(|c| {
         c.author.eq_ignore_ascii_case(forge.bot_login()) && c.body.starts_with(summary::MARKER)
     });
     match existing {
-        Some(c) if c.body == body => Ok(()),
-        Some(c) => forge.update_comment(c.id, body).await,
-        None => forge.create_comment(pr, body).await.map(drop),
+        Some(c) if c.body == body => Ok(c.id),
+        Some(c) => forge.update_comment(c.id, body).await.map(|()| c.id),
+        None => forge.create_comment(pr, body).await,
     }
 }
 
