@@ -292,7 +292,17 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
             sha: second.clone()
         }]
     );
-    assert!(w.writes().is_empty(), "no writes: {:?}", w.writes());
+    assert_eq!(
+        w.forge.calls(),
+        BTreeMap::from([
+            ("GET /repos/{owner}/{repo}/pulls".to_string(), 1),
+            (
+                "GET /repos/{owner}/{repo}/commits/{ref}/statuses".to_string(),
+                1
+            ),
+        ]),
+        "an idle pass: one PR list, one status read per PR, no Git fetch, no writes"
+    );
     assert_eq!(w.bot_comments(pr).len(), 1);
 }
 
