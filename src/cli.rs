@@ -108,6 +108,14 @@ pub enum Command {
     /// rolls back a broken one, prints the history, and exits: 0 when the story completed,
     /// 1 with the step that failed otherwise. Without --demo, runs until Ctrl-C.
     Sandbox(SandboxArgs),
+
+    /// Run the `baton/validate` check on the open pull requests to the config branch now (or
+    /// on one), as the bot does: validate and render every environment at each head, post the
+    /// commit status and the one summary comment. Heads already checked are skipped.
+    ///
+    /// Needs a runtime config (baton.yaml). Exit status: 0 when every checked head passed,
+    /// 1 when one failed or could not be checked, 2 on usage errors.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +160,24 @@ pub struct SandboxArgs {
     /// Keep the sandbox's files (config repo, baton.yaml, workdir) in this directory.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The runtime config.
+    #[arg(
+        long,
+        env = "BATON_CONFIG",
+        default_value = "baton.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// Only this pull request.
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 /// Output of `baton render`.
@@ -255,6 +281,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render(&cli.global, &args),
         Command::Run(args) => run_service(&args),
         Command::Sandbox(args) => sandbox(&args),
+        Command::Check(args) => check(&args),
     };
     match result {
         Ok(code) => code,
@@ -511,6 +538,96 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config repo clone under the workdir (`clone` names its directory) and the GitHub forge
+/// the runtime config describes.
+fn connect(
+    cfg: &crate::config::RuntimeConfig,
+    clone: &str,
+) -> anyhow::Result<(
+    crate::gitrepo::repo::ConfigRepo,
+    crate::forge::github::GitHubForge,
+)> {
+    let repo_slug = cfg.github_repository().ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
+            cfg.repo.url
+        )
+    })?;
+    let auth = crate::gitrepo::repo::Auth::from_config(cfg)?;
+    let repo = crate::gitrepo::repo::ConfigRepo::open(
+        &cfg.workdir.join(clone),
+        crate::gitrepo::repo::Remote {
+            url: cfg.repo.url.clone(),
+            branch: cfg.repo.branch.clone(),
+            auth,
+        },
+        crate::gitrepo::repo::Identity::default(),
+    )?;
+    let forge = crate::forge::github::GitHubForge::from_config(
+        &cfg.github,
+        &repo_slug,
+        cfg.github.bot_login.clone(),
+    )?;
+    Ok((repo, forge))
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    use crate::prcheck::CheckOutcome;
+    let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = runtime.block_on(async {
+        let (repo, forge) = connect(&cfg, "prcheck.git")?;
+        let checker = crate::prcheck::Checker::new(repo);
+        let outcomes = match args.pr {
+            Some(n) => match checker.check_pull_request(&forge, n).await? {
+                Some(o) => vec![o],
+                None => anyhow::bail!(
+                    "PR #{n} is not an open pull request to {}; nothing to check",
+                    cfg.repo.branch
+                ),
+            },
+            None => checker.run_once(&forge).await?,
+        };
+        anyhow::Ok(outcomes)
+    })?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+        Output::Table if outcomes.is_empty() => {
+            println!("no open pull request to {}", cfg.repo.branch)
+        }
+        Output::Table => {
+            for o in &outcomes {
+                match o {
+                    CheckOutcome::Checked { pr, sha, passed } => println!(
+                        "#{pr} {}: {}",
+                        &sha[..sha.len().min(7)],
+                        if *passed { "passed" } else { "failed" }
+                    ),
+                    CheckOutcome::AlreadyChecked { pr, sha } => {
+                        println!("#{pr} {}: already checked", &sha[..sha.len().min(7)])
+                    }
+                    CheckOutcome::Failed { pr, error } => {
+                        println!("#{pr}: could not be checked: {error}")
+                    }
+                }
+            }
+        }
+    }
+    let bad = outcomes.iter().any(|o| {
+        matches!(
+            o,
+            CheckOutcome::Checked { passed: false, .. } | CheckOutcome::Failed { .. }
+        )
+    });
+    Ok(if bad {
+        ExitCode::from(EXIT_PROBLEM)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     use crate::promote::plan::Action;
     let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
@@ -524,27 +641,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let actions = runtime.block_on(async {
-        let repo_slug = cfg.github_repository().ok_or_else(|| {
-            anyhow::anyhow!(
-                "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
-                cfg.repo.url
-            )
-        })?;
-        let auth = crate::gitrepo::repo::Auth::from_config(&cfg)?;
-        let repo = crate::gitrepo::repo::ConfigRepo::open(
-            &cfg.workdir.join("repo.git"),
-            crate::gitrepo::repo::Remote {
-                url: cfg.repo.url.clone(),
-                branch: cfg.repo.branch.clone(),
-                auth,
-            },
-            crate::gitrepo::repo::Identity::default(),
-        )?;
-        let forge = crate::forge::github::GitHubForge::from_config(
-            &cfg.github,
-            &repo_slug,
-            cfg.github.bot_login.clone(),
-        )?;
+        let (repo, forge) = connect(&cfg, "repo.git")?;
         let engine = crate::engine::Engine::new(forge, repo);
         let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)?;
         if let Some(path) = &cfg.docker_config {

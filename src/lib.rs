@@ -15,6 +15,7 @@ pub mod gitrepo;
 pub mod image;
 pub mod leader;
 pub mod logging;
+pub mod prcheck;
 pub mod promote;
 pub mod reconcile;
 pub mod registry;

@@ -867,7 +867,7 @@ impl<F: Forge> Engine<F> {
         app: &str,
         to: &Pinned,
         message: &str,
-    ) -> Result<(Pushed, String), EngineError> {
+    ) -> Result<(Pushed, String, Result<String, String>), EngineError> {
         let repo = self.repo();
         let mut diff = String::new();
         let pushed =
@@ -876,7 +876,25 @@ impl<F: Forge> Engine<F> {
                 diff = change.unified_diff();
                 Ok(vec![change])
             })?;
-        Ok((pushed, diff))
+        let head = match &pushed {
+            Pushed::Committed { commit, .. } => *commit,
+            Pushed::Unchanged { tip } => *tip,
+        };
+        let rendered = match view.pipeline.environment(env) {
+            Some(e) => crate::prcheck::rendered_diff(
+                &repo,
+                env,
+                &e.path(),
+                repo.tip()?,
+                head,
+                text::RENDERED_LIMIT,
+            ),
+            None => Err(format!("environment {env} is not in the pipeline")),
+        };
+        if let Err(e) = &rendered {
+            tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
+        }
+        Ok((pushed, diff, rendered))
     }
 
     async fn act(
@@ -892,7 +910,7 @@ impl<F: Forge> Engine<F> {
                 let from = from.as_ref().map(pinned_of);
                 let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
                 let title = text::title(&app, &env, &to);
-                let (_, diff) =
+                let (_, diff, rendered) =
                     tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
                 let body = text::body(
                     &app,
@@ -902,6 +920,7 @@ impl<F: Forge> Engine<F> {
                     &to,
                     app_cfg.source.as_deref(),
                     &diff,
+                    rendered.as_deref().map_err(String::as_str),
                 );
                 let base = self.repo().branch().to_string();
                 let pr = self
@@ -932,7 +951,7 @@ impl<F: Forge> Engine<F> {
                 let old = pinned_of(&superseded);
                 let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
                 let title = text::title(&app, &env, &to);
-                let (_, diff) =
+                let (_, diff, rendered) =
                     tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
                 let from = view.pinned.get(&(env.clone(), app.clone()));
                 let body = text::body(
@@ -943,6 +962,7 @@ impl<F: Forge> Engine<F> {
                     &to,
                     app_cfg.source.as_deref(),
                     &diff,
+                    rendered.as_deref().map_err(String::as_str),
                 );
                 self.forge.update_pull_request(pr, &title, &body).await?;
                 if let Some(o) = find(pr) {

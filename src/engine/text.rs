@@ -14,6 +14,10 @@ const HANDLED_PREFIX: &str = "<!-- baton:handled ";
 /// GitHub refuses bodies above 65,536 characters; stay well under.
 pub const BODY_LIMIT: usize = 60_000;
 
+/// The rendered manifest diff in a PR body is cut at this size, so that the body as a whole
+/// stays under [`BODY_LIMIT`].
+pub const RENDERED_LIMIT: usize = 40_000;
+
 /// `promote web to prod: 1.4.0 (sha256:0123456789ab)`.
 pub fn title(app: &str, env: &str, to: &Pinned) -> String {
     match &to.tag {
@@ -29,7 +33,9 @@ fn describe(p: &Pinned) -> String {
     }
 }
 
-/// The PR body.
+/// The PR body. `diff` is the change to the config repo; `rendered` the diff of the
+/// environment's rendered manifests (already cut), or why it could not be computed.
+#[allow(clippy::too_many_arguments)]
 pub fn body(
     app: &str,
     env: &str,
@@ -38,6 +44,7 @@ pub fn body(
     to: &Pinned,
     source: Option<&str>,
     diff: &str,
+    rendered: Result<&str, &str>,
 ) -> String {
     let mut out = format!("Promotes **{app}** to **{env}**.\n\n| | tag and digest |\n|---|---|\n");
     out.push_str(&format!(
@@ -58,6 +65,25 @@ pub fn body(
             out.push('\n');
         }
         out.push_str("```\n</details>\n\n");
+    }
+    match rendered {
+        Ok("") => out.push_str(&format!(
+            "The rendered manifests of {env} do not change.\n\n"
+        )),
+        Ok(rendered) => {
+            let fence = crate::prcheck::diff::fence(rendered);
+            out.push_str(&format!(
+                "<details><summary>Rendered manifests of {env} (what is applied to the cluster)</summary>\n\n{fence}diff\n"
+            ));
+            out.push_str(rendered);
+            if !rendered.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("{fence}\n</details>\n\n"));
+        }
+        Err(why) => out.push_str(&format!(
+            "The rendered manifests of {env} could not be compared: {why}\n\n"
+        )),
     }
     out.push_str("The gates and their state are in baton's status comment below. Commands: `/promote <env>`, `/hold [reason]`, `/unhold`, `/status`, `/help`.\n");
     truncate(
@@ -187,9 +213,68 @@ mod tests {
     }
 
     #[test]
+    fn the_body_folds_the_config_change_and_the_rendered_manifest_diff() {
+        let from = pin("1.4.0");
+        let to = pin("1.5.0");
+        let config = "--- a/environments/staging/kustomization.yaml\n+++ b/environments/staging/kustomization.yaml\n@@ -1 +1 @@\n-    newTag: \"1.4.0\"\n+    newTag: \"1.5.0\"\n";
+        let rendered = "--- a/apps/v1/Deployment shop-staging/web\n+++ b/apps/v1/Deployment shop-staging/web\n@@ -1 +1 @@\n-        image: reg/web:1.4.0\n+        image: reg/web:1.5.0\n";
+        let b = body(
+            "web",
+            "staging",
+            "reg/web",
+            Some(&from),
+            &to,
+            Some("https://github.com/shop/web"),
+            config,
+            Ok(rendered),
+        );
+        insta::assert_snapshot!(b);
+        let failed = body(
+            "web",
+            "staging",
+            "reg/web",
+            None,
+            &to,
+            None,
+            "",
+            Err("environments/staging/kustomization.yaml:3: invalid YAML"),
+        );
+        assert!(failed.contains("The rendered manifests of staging could not be compared: environments/staging/kustomization.yaml:3"), "{failed}");
+    }
+
+    #[test]
+    fn a_rendered_diff_cut_at_its_limit_keeps_the_body_under_githubs_limit() {
+        let objects = "+x\n".repeat(30_000);
+        let cut = crate::prcheck::diff::cut(objects, RENDERED_LIMIT, "prod");
+        let config = "+y\n".repeat(5_000);
+        let b = body(
+            "web",
+            "prod",
+            "reg/web",
+            None,
+            &pin("1"),
+            None,
+            &config,
+            Ok(&cut),
+        );
+        assert!(b.len() <= BODY_LIMIT, "{}", b.len());
+        assert!(b.contains("run `baton render prod` for the full output"));
+        assert!(b.contains("</details>\n\nThe gates"), "the body is not cut");
+    }
+
+    #[test]
     fn long_bodies_are_truncated_under_githubs_limit() {
         let diff = "+x\n".repeat(40_000);
-        let b = body("web", "dev", "reg/web", None, &pin("1"), None, &diff);
+        let b = body(
+            "web",
+            "dev",
+            "reg/web",
+            None,
+            &pin("1"),
+            None,
+            &diff,
+            Ok(""),
+        );
         assert!(b.len() <= BODY_LIMIT, "{}", b.len());
         assert!(b.ends_with("run `baton render` for the full output)\n"));
     }

@@ -39,8 +39,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    CommentInfo, Forge, ForgeError, Merged, NewPullRequest, PrState, PullRequestInfo, Result,
-    StatusState, StatusUpdate,
+    CommentInfo, CommitStatus, Forge, ForgeError, Merged, NewPullRequest, PrState, PullRequestInfo,
+    Result, StatusState, StatusUpdate,
 };
 use crate::commands::Permission;
 use crate::config::pipeline::MergeMethod;
@@ -782,6 +782,14 @@ impl Forge for GitHubForge {
         Ok(out)
     }
 
+    async fn open_pull_requests(&self) -> Result<Vec<PullRequestInfo>> {
+        let path = self.repo_path("/pulls?state=open&per_page=100");
+        let pulls: Vec<GhPull> = self.list(ROUTE_PULLS, path).await?;
+        let mut out: Vec<_> = pulls.into_iter().map(|p| self.pull_info(p)).collect();
+        out.sort_by_key(|p| p.number);
+        Ok(out)
+    }
+
     async fn pull_request(&self, number: u64) -> Result<PullRequestInfo> {
         let path = self.repo_path(&format!("/pulls/{number}"));
         let pull: GhPull = self.json(&Call::get(ROUTE_PULL, path)).await?;
@@ -1029,6 +1037,30 @@ impl Forge for GitHubForge {
             Some(body),
         );
         self.ok(&call).await.map(drop)
+    }
+
+    async fn statuses(&self, sha: &str) -> Result<Vec<CommitStatus>> {
+        let listed: Vec<GhStatus> = self
+            .json(&Call::get(
+                "/repos/{owner}/{repo}/commits/{ref}/statuses",
+                self.repo_path(&format!("/commits/{}/statuses?per_page=100", seg(sha))),
+            ))
+            .await?;
+        Ok(listed
+            .into_iter()
+            .map(|s| CommitStatus {
+                state: match s.state.as_str() {
+                    "success" => StatusState::Success,
+                    "pending" => StatusState::Pending,
+                    "failure" => StatusState::Failure,
+                    _ => StatusState::Error,
+                },
+                context: s.context,
+                description: s.description.unwrap_or_default(),
+                creator: s.creator.map(|u| u.login).unwrap_or_default(),
+                target_url: s.target_url,
+            })
+            .collect())
     }
 
     async fn permission(&self, login: &str) -> Result<Permission> {
@@ -1455,6 +1487,12 @@ struct GhStatus {
     id: u64,
     context: String,
     state: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    creator: Option<GhUser>,
+    #[serde(default)]
+    target_url: Option<String>,
     created_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
 }
@@ -1512,6 +1550,9 @@ mod tests {
             state: state.into(),
             created_at: t(at),
             updated_at: t(at),
+            description: None,
+            creator: None,
+            target_url: None,
         }
     }
 

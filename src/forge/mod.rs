@@ -103,6 +103,18 @@ pub struct StatusUpdate {
     pub target_url: Option<String>,
 }
 
+/// A commit status as listed, with who set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitStatus {
+    pub context: String,
+    pub state: StatusState,
+    pub description: String,
+    /// The login that set it.
+    pub creator: String,
+    pub target_url: Option<String>,
+}
+
 /// What a merge produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
@@ -153,6 +165,9 @@ pub trait Forge: Send + Sync {
 
     /// Open PRs whose head branch is `baton/…`.
     fn open_promotion_prs(&self) -> impl Future<Output = Result<Vec<PullRequestInfo>>> + Send;
+    /// Every open PR of the repository, whoever opened it (the config-repo PR check reads
+    /// them all), by number.
+    fn open_pull_requests(&self) -> impl Future<Output = Result<Vec<PullRequestInfo>>> + Send;
     /// One PR.
     fn pull_request(&self, number: u64) -> impl Future<Output = Result<PullRequestInfo>> + Send;
     /// Open a PR (labels are added after creation).
@@ -194,6 +209,8 @@ pub trait Forge: Send + Sync {
         sha: &str,
         status: &StatusUpdate,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Commit statuses on a commit, newest first, with their creators (the most recent 100).
+    fn statuses(&self, sha: &str) -> impl Future<Output = Result<Vec<CommitStatus>>> + Send;
 
     /// The user's permission on the repository.
     fn permission(&self, login: &str) -> impl Future<Output = Result<Permission>> + Send;

@@ -258,6 +258,39 @@ impl ConfigRepo {
         self.tip()
     }
 
+    /// Fetch the heads of pull requests (`refs/pull/<n>/head`, where GitHub keeps them for
+    /// PRs from forks too) to `refs/remotes/origin/pull/<n>`.
+    pub fn fetch_pull_heads(&self) -> Result<(), GitError> {
+        let secret = remote_secret(&self.remote);
+        let mut remote = self
+            .repo
+            .find_remote(ORIGIN)
+            .map_err(git_err("fetch", secret))?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks());
+        remote
+            .fetch(
+                &["+refs/pull/*/head:refs/remotes/origin/pull/*"],
+                Some(&mut opts),
+                None,
+            )
+            .map_err(git_err("fetch", secret))
+    }
+
+    /// Whether the clone has the commit.
+    pub fn has_commit(&self, oid: Oid) -> bool {
+        self.repo.find_commit(oid).is_ok()
+    }
+
+    /// The best common ancestor of two commits, if they have one.
+    pub fn merge_base(&self, a: Oid, b: Oid) -> Result<Option<Oid>, GitError> {
+        match self.repo.merge_base(a, b) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(git_err("merge-base", None)(e)),
+        }
+    }
+
     /// The config branch tip as last fetched.
     pub fn tip(&self) -> Result<Oid, GitError> {
         self.remote_branch(&self.remote.branch)?

@@ -50,6 +50,19 @@ pub(crate) fn resolve_commit(path: &Path, rev: &str) -> Option<String> {
     None
 }
 
+/// Point `refs/pull/<number>/head` at a pull's head commit, as GitHub does for every pull, so
+/// that clients can fetch a pull's head without knowing its branch.
+pub(crate) fn set_pull_head(path: &Path, number: u64, sha: &str) -> Result<(), git2::Error> {
+    let repo = open(path)?;
+    repo.reference(
+        &format!("refs/pull/{number}/head"),
+        Oid::from_str(sha)?,
+        true,
+        "pull head",
+    )?;
+    Ok(())
+}
+
 /// Whether `sha` names an existing commit.
 pub(crate) fn commit_exists(path: &Path, sha: &str) -> bool {
     let Ok(repo) = open(path) else { return false };

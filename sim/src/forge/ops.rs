@@ -248,6 +248,7 @@ pub(crate) fn on_push(inner: &Inner, notice: PushNotice) {
     let repo = st.repo(&notice.owner, &notice.repo).expect("checked above");
     let sh = shapes(inner, &st);
     for (number, before, after) in synced {
+        let _ = gitops::set_pull_head(&path, number, &after);
         let issue = &repo.issues[&number];
         emit(
             inner,
@@ -407,6 +408,12 @@ pub(crate) fn create_pull(
         },
     );
     let r = repo_ref(&st, owner, repo)?;
+    let head_sha = r.issues[&number]
+        .pull
+        .as_ref()
+        .map(|p| p.head_sha.clone())
+        .unwrap_or_default();
+    gitops::set_pull_head(&path, number, &head_sha).map_err(git_err)?;
     let pr = shapes(inner, &st).pull(r, &r.issues[&number]);
     emit(
         inner,
