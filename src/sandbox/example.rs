@@ -48,6 +48,10 @@ pub const FILES: &[(&str, &str)] = &[
         "environments/staging/namespace.yaml",
         include_str!("../../environments/staging/namespace.yaml"),
     ),
+    (
+        "environments/staging/verify/smoke.yaml",
+        include_str!("../../environments/staging/verify/smoke.yaml"),
+    ),
     ("keys/ci.pub", include_str!("../../keys/ci.pub")),
     (
         "policies/pipeline.yaml",

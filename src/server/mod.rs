@@ -49,6 +49,9 @@ pub struct AppState {
     pub registry_hmac: Option<Secret>,
     /// Registry push hints received and not yet consumed by the registry watcher.
     pub registry_hints: std::sync::Mutex<Vec<crate::registry::webhook::PushHint>>,
+    /// Pull requests commented on since the engine last looked (a command typed on a merged
+    /// or closed PR, e.g. `/rollback prod`, is answered only when asked for by number).
+    pub commented: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// What the status page and `/api/v1/state` show; replaced whole by the service.
     view: std::sync::RwLock<Arc<StatusView>>,
     /// Where `/api/v1/history` reads from; until set, it answers 503.
@@ -77,6 +80,7 @@ impl AppState {
             registry_token: None,
             registry_hmac: None,
             registry_hints: std::sync::Mutex::new(Vec::new()),
+            commented: std::sync::Mutex::default(),
             view: std::sync::RwLock::new(Arc::new(StatusView::default())),
             history: std::sync::RwLock::new(None),
         }
@@ -106,6 +110,13 @@ impl AppState {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         )
+    }
+
+    /// Take the pull requests commented on since the last call.
+    pub fn take_commented(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.commented.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -297,6 +308,13 @@ async fn github_webhook(
         }
         Ok(ev) => {
             tracing::debug!(?ev, "GitHub webhook");
+            if let github::Event::IssueComment { pr: Some(n), .. } = &ev {
+                state
+                    .commented
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(*n);
+            }
             state.metrics.webhook("github", "accepted");
             state.nudge.notify_one();
             (StatusCode::ACCEPTED, "accepted\n")

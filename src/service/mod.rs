@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,6 +135,7 @@ pub struct Service {
     pub shared: Arc<Shared>,
     engine: Arc<Engine<GitHubForge>>,
     scanner: Arc<Scanner>,
+    checker: Arc<crate::prcheck::Checker>,
     source: Arc<TipSource>,
     runners: Vec<Arc<Runner<SourceFn>>>,
     /// Environment → index into `runners`.
@@ -168,9 +168,15 @@ impl Service {
         )?;
         let reconcile_repo = ConfigRepo::open(
             &cfg.workdir.join("reconcile.git"),
-            remote,
+            remote.clone(),
             Identity::default(),
         )?;
+        let checker_repo = ConfigRepo::open(
+            &cfg.workdir.join("prcheck.git"),
+            remote.clone(),
+            Identity::default(),
+        )?;
+        let checker = Arc::new(crate::prcheck::Checker::new(checker_repo));
         let source = Arc::new(TipSource::new(reconcile_repo, cfg.workdir.join("trees")));
         let (_, pipeline) = tokio::task::block_in_place(|| source.refresh())
             .map_err(|e| ServiceError::Pipeline(e.to_string()))?;
@@ -289,6 +295,7 @@ impl Service {
             shared: Arc::new(Shared::default()),
             engine,
             scanner,
+            checker,
             source,
             runners,
             env_runner,
@@ -380,6 +387,7 @@ impl Service {
             shared: self.shared.clone(),
             engine: self.engine.clone(),
             scanner: self.scanner.clone(),
+            checker: self.checker.clone(),
             source: self.source.clone(),
             runners: self.runners.clone(),
             env_runner: self.env_runner.clone(),
@@ -414,7 +422,7 @@ impl Service {
             }
         }
         let _ = stop_tx.send(true);
-        self.state.ready.store(false, Ordering::SeqCst);
+        self.state.set_ready(false);
         let _ = promote.await;
         for t in runner_tasks {
             let _ = t.await;
@@ -436,6 +444,7 @@ struct Loops {
     shared: Arc<Shared>,
     engine: Arc<Engine<GitHubForge>>,
     scanner: Arc<Scanner>,
+    checker: Arc<crate::prcheck::Checker>,
     source: Arc<TipSource>,
     runners: Vec<Arc<Runner<SourceFn>>>,
     env_runner: BTreeMap<String, usize>,
@@ -575,7 +584,7 @@ impl Loops {
             {
                 Ok(outcomes) => {
                     failures = 0;
-                    self.state.ready.store(true, Ordering::SeqCst);
+                    self.state.set_ready(true);
                     self.handle(&outcomes);
                     plan_every
                 }
@@ -595,6 +604,26 @@ impl Loops {
                     wait
                 }
             };
+            // Commands typed on merged or closed promotion PRs (`/rollback prod`).
+            for pr in self.state.take_commented() {
+                match self.engine.answer_pr(pr).await {
+                    Ok(outcomes) => self.handle(&outcomes),
+                    Err(e) => tracing::warn!(pr, error = %e, "cannot answer a command"),
+                }
+            }
+            // The `baton/validate` check on every open PR's head (skips heads already checked).
+            match self.checker.run_once(self.engine.forge()).await {
+                Ok(checked) => {
+                    if checked
+                        .iter()
+                        .any(|c| matches!(c, crate::prcheck::CheckOutcome::Checked { .. }))
+                    {
+                        // A new check result may open a gate.
+                        self.state.nudge.notify_one();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "baton/validate check failed"),
+            }
             tokio::task::block_in_place(|| self.refresh_view());
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
             if let Some(tip) = self.engine.config_tip()
@@ -618,8 +647,11 @@ impl Loops {
     /// environment's config, so reconcile it now.
     fn handle(&self, outcomes: &[Outcome]) {
         for o in outcomes {
-            if let Outcome::Merged { env, .. } = o {
-                self.trigger(env);
+            match o {
+                Outcome::Merged { env, .. } => self.trigger(env),
+                // Plan again at once: the rollback PR may merge in the next pass.
+                Outcome::RollbackOpened { .. } => self.state.nudge.notify_one(),
+                _ => {}
             }
         }
     }
@@ -660,6 +692,19 @@ impl Loops {
                 }
                 Err(e) => {
                     tracing::warn!(env = %outcome.env, error = %e, "reconcile failed");
+                }
+            }
+            // Report on GitHub: commit status baton/<env>, PR timelines, rollbacks.
+            if let Some(commit) = &outcome.commit {
+                match self
+                    .engine
+                    .report_reconcile(&outcome.env, commit, &outcome.result, Utc::now())
+                    .await
+                {
+                    Ok(outcomes) => self.handle(&outcomes),
+                    Err(e) => {
+                        tracing::warn!(env = %outcome.env, error = %e, "cannot report the rollout")
+                    }
                 }
             }
             tokio::task::block_in_place(|| self.refresh_view());
