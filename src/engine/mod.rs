@@ -15,6 +15,7 @@
 
 pub mod rollout;
 pub mod text;
+pub mod verification;
 
 pub use rollout::{AppRollout, RollbackRequest, Rolled, Rollout, RolloutState};
 
@@ -106,6 +107,12 @@ pub enum Outcome {
     },
     /// A rollback PR was opened.
     RollbackOpened {
+        pr: u64,
+        env: String,
+        app: String,
+    },
+    /// `/retry` asked to run `env`'s verification of `app` again.
+    RetryRequested {
         pr: u64,
         env: String,
         app: String,
@@ -728,6 +735,15 @@ impl<F: Forge> Engine<F> {
                                 let (reply, did) =
                                     self.apply_command(view, o, &command, &actor).await?;
                                 changed |= did;
+                                if let Command::Retry { env } = &command
+                                    && o.info.state != forge::PrState::Open
+                                {
+                                    outcomes.push(Outcome::RetryRequested {
+                                        pr: o.info.number,
+                                        env: env.clone().unwrap_or_else(|| o.state.env.clone()),
+                                        app: o.state.app.clone(),
+                                    });
+                                }
                                 reply
                             }
                         }
@@ -815,8 +831,16 @@ impl<F: Forge> Engine<F> {
             }
             Command::Promote { env } => format!("`/promote {env}` by @{} recorded: it merges as soon as every other gate passes.", actor.login),
             Command::Rollback { .. } => unreachable!("handled above"),
-            // Placeholder until the service wires verification (reconcile::verify) to /retry.
-            Command::Retry { .. } => "`/retry` re-runs an environment's verification Jobs; this bot does not run verification yet.".to_string(),
+            Command::Retry { .. } if o.info.state == forge::PrState::Open => format!(
+                "Verification runs after this PR merges and {} is healthy in {}; `/retry` then runs it again.",
+                o.state.app, o.state.env
+            ),
+            Command::Retry { env } => format!(
+                "`/retry` by @{}: running the verification of {} in {} again; the result follows here.",
+                actor.login,
+                o.state.app,
+                env.as_deref().unwrap_or(&o.state.env)
+            ),
             Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
             Command::Help => commands::HELP.to_string(),
         };

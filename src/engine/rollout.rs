@@ -268,7 +268,9 @@ pub fn clip(text: &str, limit: usize) -> String {
 }
 
 /// The kinds of timeline lines a report writes; each is written once per PR.
-const LINE_KINDS: [&str; 6] = [
+const LINE_KINDS: [&str; 8] = [
+    "verified",
+    "verification failed",
     "applying",
     "healthy",
     "failed",
@@ -631,7 +633,7 @@ impl<F: Forge> Engine<F> {
     }
 
     /// The promotions of `env` reachable from `commit`, newest first.
-    fn promotions_at(&self, commit: &str, env: &str) -> Result<Vec<Entry>, EngineError> {
+    pub(super) fn promotions_at(&self, commit: &str, env: &str) -> Result<Vec<Entry>, EngineError> {
         let repo = self.repo();
         let oid = self.local_commit(&repo, commit)?;
         let filter = history::Filter {

@@ -30,7 +30,7 @@ pub const STEPS: [&str; 9] = [
     "a blessed image is pushed: web 1.1.0",
     "dev: promotion PR opened and auto-merged",
     "dev: rollout healthy on 1.1.0",
-    "staging: PR after dev soaked, merged once baton/validate passed, healthy",
+    "staging: PR after dev soaked, merged once baton/validate passed, healthy, smoke test passed",
     "prod: PR waits for approvals and /promote prod",
     "prod: two release managers approve, alice comments /promote prod; merged and healthy",
     "a broken release (web 1.2.0) reaches dev, fails, and is rolled back",
@@ -258,6 +258,34 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     )
     .await?;
     s.say(format!("#{n} merged; staging: web 1.1.0 rolled out"));
+    let verified = s
+        .wait(
+            "staging's smoke test (a verification Job) passed",
+            || {
+                sb.forge
+                    .comments(OWNER, REPO, n)
+                    .into_iter()
+                    .filter(|c| c.body.contains("baton:status"))
+                    .flat_map(|c| {
+                        c.body
+                            .lines()
+                            .filter(|l| l.starts_with("- verified"))
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                    })
+                    .next()
+            },
+            || {
+                sb.forge
+                    .comments(OWNER, REPO, n)
+                    .into_iter()
+                    .map(|c| c.body)
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            },
+        )
+        .await?;
+    s.say(format!("#{n}: {}", verified.trim_start_matches("- ")));
 
     s.begin(6);
     let prod = s
@@ -285,9 +313,12 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     if pr_for(sb, "prod", "baton:promotion", n - 1).is_some_and(|p| p.merged) {
         return Err(s.fail(format!("#{n} merged without approvals")));
     }
+    // The status comment: a `### baton` title, then the headline saying what it waits for.
     let headline = waiting
         .lines()
-        .find(|l| !l.trim().is_empty() && !l.starts_with("<!--"))
+        .skip_while(|l| !l.starts_with("### baton"))
+        .skip(1)
+        .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .to_string();
     s.say(format!("#{n} waits: {headline}"));

@@ -108,6 +108,7 @@ mod tests {
             approved_by: vec![],
             promoted_by: None,
             pull_request: Some(n),
+            rollback_of: None,
         };
         format!("Promote web to {env}\n\n{}", p.trailer_block())
     }

@@ -203,7 +203,7 @@ impl Metrics {
                 Outcome::Closed { env, app, .. } => (env, app, "closed"),
                 Outcome::Failed { env, app, .. } => (env, app, "failed"),
                 Outcome::RollbackOpened { env, app, .. } => (env, app, "rollback_opened"),
-                Outcome::Reported { .. } => continue,
+                Outcome::Reported { .. } | Outcome::RetryRequested { .. } => continue,
                 Outcome::Waiting { env, blocking, .. } => {
                     // `gate: reason`, as the engine words it.
                     let gate = blocking

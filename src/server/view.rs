@@ -507,6 +507,7 @@ environments:
             approved_by: vec![],
             promoted_by: Some("alice".into()),
             pull_request: Some(pr),
+            rollback_of: None,
         };
         let history = vec![
             Entry {

@@ -36,6 +36,7 @@ use crate::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
 use crate::promote::plan::Release;
 use crate::promote::state::Deployment;
 use crate::reconcile::runner::{self, Input, Runner, Schedule};
+use crate::reconcile::verify::{VerifyJob, VerifyReport, VerifyRun};
 use crate::reconcile::{self, Env, ReconcileError, Report};
 use crate::registry::scan::Scanner;
 use crate::server::AppState;
@@ -114,16 +115,43 @@ type SourceFn = Box<dyn Fn(Env) -> BoxFuture<'static, Result<Input, ReconcileErr
 pub struct Shared {
     pub reports: Mutex<BTreeMap<String, Report>>,
     pub releases: Mutex<BTreeMap<String, Release>>,
+    /// The latest verification per (env, app).
+    pub verifications: Mutex<BTreeMap<(String, String), VerifyReport>>,
+    /// `/retry`: the verification attempt to run per (env, app, digest) (default 1).
+    pub attempts: Mutex<BTreeMap<(String, String, String), u32>>,
 }
 
 impl Shared {
-    /// What each environment runs, for the planner's soak gate.
+    /// What each environment runs, for the planner's soak gate. In an environment with
+    /// `verify:` steps, a digest counts as healthy only from the time its verification
+    /// passed; until then it is not healthy yet, and a failed verification is a failure.
     pub fn deployments(&self, pipeline: &Pipeline) -> BTreeMap<(String, String), Deployment> {
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let verifications = self.verifications.lock().unwrap_or_else(|e| e.into_inner());
         reports
             .values()
             .flat_map(|r| r.deployments(pipeline))
-            .map(|d| ((d.env.clone(), d.app.clone()), d))
+            .map(|mut d| {
+                let verified = pipeline
+                    .environment(&d.env)
+                    .is_some_and(|e| !e.verify.is_empty());
+                if verified {
+                    let report = verifications
+                        .get(&(d.env.clone(), d.app.clone()))
+                        .filter(|r| r.digest == d.digest.to_string());
+                    match report {
+                        Some(r) if r.passed() => {
+                            d.healthy_since = d.healthy_since.max(r.passed_at());
+                        }
+                        Some(_) => {
+                            d.state = crate::promote::state::DeployState::Failed;
+                            d.healthy_since = None;
+                        }
+                        None => d.healthy_since = None,
+                    }
+                }
+                ((d.env.clone(), d.app.clone()), d)
+            })
             .collect()
     }
 }
@@ -140,6 +168,8 @@ pub struct Service {
     runners: Vec<Arc<Runner<SourceFn>>>,
     /// Environment → index into `runners`.
     env_runner: BTreeMap<String, usize>,
+    /// Environment → its cluster's reconcile context (verification Jobs run there).
+    contexts: BTreeMap<String, Arc<reconcile::Context>>,
     repo_slug: String,
     leader: Option<(kube::Client, crate::leader::LeaseConfig)>,
     listener: tokio::net::TcpListener,
@@ -222,6 +252,7 @@ impl Service {
         };
         let mut runners = Vec::new();
         let mut env_runner = BTreeMap::new();
+        let mut contexts = BTreeMap::new();
         let lease_cluster = cfg
             .clusters
             .iter()
@@ -264,6 +295,7 @@ impl Service {
             let ctx = Arc::new(cluster_context(&cluster, cluster_cfg, opts).await?);
             for e in &envs {
                 env_runner.insert(e.name.clone(), runners.len());
+                contexts.insert(e.name.clone(), ctx.clone());
             }
             let src = source.clone();
             let f: SourceFn = Box::new(move |env: Env| {
@@ -299,6 +331,7 @@ impl Service {
             source,
             runners,
             env_runner,
+            contexts,
             repo_slug,
             leader,
             listener,
@@ -391,6 +424,8 @@ impl Service {
             source: self.source.clone(),
             runners: self.runners.clone(),
             env_runner: self.env_runner.clone(),
+            contexts: self.contexts.clone(),
+            in_flight: Mutex::new(std::collections::BTreeSet::new()),
             repo_slug: self.repo_slug.clone(),
             last_outcomes: Mutex::new(Vec::new()),
             reconciles: Mutex::new(BTreeMap::new()),
@@ -448,6 +483,9 @@ struct Loops {
     source: Arc<TipSource>,
     runners: Vec<Arc<Runner<SourceFn>>>,
     env_runner: BTreeMap<String, usize>,
+    contexts: BTreeMap<String, Arc<reconcile::Context>>,
+    /// Verifications running: (env, app, digest, attempt).
+    in_flight: Mutex<std::collections::BTreeSet<(String, String, String, u32)>>,
     repo_slug: String,
     /// The last pass's outcomes (the blocking gate of each waiting PR).
     last_outcomes: Mutex<Vec<Outcome>>,
@@ -512,6 +550,7 @@ impl Loops {
     }
 
     fn trigger(&self, env: &str) {
+        self.source.invalidate();
         if let Some(&i) = self.env_runner.get(env) {
             self.runners[i].trigger(env);
         }
@@ -651,8 +690,131 @@ impl Loops {
                 Outcome::Merged { env, .. } => self.trigger(env),
                 // Plan again at once: the rollback PR may merge in the next pass.
                 Outcome::RollbackOpened { .. } => self.state.nudge.notify_one(),
+                Outcome::RetryRequested { env, app, .. } => {
+                    let digest = self
+                        .shared
+                        .reports
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(env)
+                        .zip(self.source.pipeline())
+                        .and_then(|(r, p)| {
+                            r.deployments(&p)
+                                .into_iter()
+                                .find(|d| d.app == *app)
+                                .map(|d| d.digest.to_string())
+                        });
+                    if let Some(digest) = digest {
+                        *self
+                            .shared
+                            .attempts
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry((env.clone(), app.clone(), digest))
+                            .or_insert(1) += 1;
+                        self.trigger(env);
+                    }
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// After a healthy rollout in an environment with `verify:` steps, run its acceptance
+    /// Jobs for each app's digest (once per digest and attempt), in the background, then report.
+    fn maybe_verify(self: &Arc<Self>, commit: &str, report: &Report) {
+        use crate::promote::state::DeployState;
+        let Some(pipeline) = self.source.pipeline() else {
+            return;
+        };
+        let Some(env_cfg) = pipeline.environment(&report.env).cloned() else {
+            return;
+        };
+        if env_cfg.verify.is_empty() || report.health.state != DeployState::Healthy {
+            return;
+        }
+        let Some(ctx) = self.contexts.get(&report.env).cloned() else {
+            return;
+        };
+        let pinned = self.engine.snapshot().pinned;
+        for d in report.deployments(&pipeline) {
+            if d.state != DeployState::Healthy {
+                continue;
+            }
+            let digest = d.digest.to_string();
+            let attempt = self
+                .shared
+                .attempts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(d.env.clone(), d.app.clone(), digest.clone()))
+                .copied()
+                .unwrap_or(1);
+            let done = self
+                .shared
+                .verifications
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(d.env.clone(), d.app.clone()))
+                .is_some_and(|r| r.digest == digest && r.attempt == attempt);
+            let key = (d.env.clone(), d.app.clone(), digest.clone(), attempt);
+            if done
+                || !self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone())
+            {
+                continue;
+            }
+            let tag = pinned
+                .get(&(d.env.clone(), d.app.clone()))
+                .filter(|p| p.digest == d.digest)
+                .and_then(|p| p.tag.clone());
+            let this = self.clone();
+            let commit = commit.to_string();
+            let env_cfg = env_cfg.clone();
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let jobs = VerifyJob::load_all(&this.source.tree(&commit), &env_cfg);
+                let result = match jobs {
+                    Err(d) => Err(d.to_string()),
+                    Ok(jobs) => {
+                        let run = VerifyRun::new(&key.1, &key.2, tag, key.3);
+                        crate::reconcile::verify::verify(&ctx, &Env::new(&key.0), &jobs, &run)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                };
+                match result {
+                    Ok(report) => {
+                        tracing::info!(env = %key.0, app = %key.1, "{}", report.summary());
+                        this.shared
+                            .verifications
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((key.0.clone(), key.1.clone()), report.clone());
+                        match this
+                            .engine
+                            .report_verification(&commit, &report, env_cfg.on_failure)
+                            .await
+                        {
+                            Ok(outcomes) => this.handle(&outcomes),
+                            Err(e) => {
+                                tracing::warn!(env = %key.0, error = %e, "cannot report the verification")
+                            }
+                        }
+                        this.state.nudge.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(env = %key.0, app = %key.1, error = %e, "verification could not run; retried on the next resync")
+                    }
+                }
+                this.in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            });
         }
     }
 
@@ -693,6 +855,9 @@ impl Loops {
                 Err(e) => {
                     tracing::warn!(env = %outcome.env, error = %e, "reconcile failed");
                 }
+            }
+            if let (Some(commit), Ok(report)) = (&outcome.commit, &outcome.result) {
+                self.maybe_verify(commit, report);
             }
             // Report on GitHub: commit status baton/<env>, PR timelines, rollbacks.
             if let Some(commit) = &outcome.commit {

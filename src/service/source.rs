@@ -18,6 +18,8 @@ pub const FETCH_REUSE: Duration = Duration::from_millis(500);
 const KEEP_TREES: usize = 4;
 
 struct Tip {
+    /// [`TipSource::generation`] when this fetch started.
+    generation: u64,
     commit: String,
     fetched: Instant,
     pipeline: Option<Arc<Pipeline>>,
@@ -29,6 +31,8 @@ pub struct TipSource {
     repo: Mutex<ConfigRepo>,
     trees: PathBuf,
     tip: Mutex<Option<Tip>>,
+    /// Bumped by [`TipSource::invalidate`]; a fetch started before the bump is not reused.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Why the tip could not be read.
@@ -62,7 +66,15 @@ impl TipSource {
             repo: Mutex::new(repo),
             trees,
             tip: Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Make the next [`TipSource::refresh`] fetch, even if the last fetch is fresh (the
+    /// branch is known to have moved).
+    pub fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The pipeline at the last fetched tip, if it loaded.
@@ -81,9 +93,11 @@ impl TipSource {
 
     /// Fetch (unless a fetch is fresh), export the tip and load its pipeline. Blocking.
     pub fn refresh(&self) -> Result<(String, Arc<Pipeline>), SourceError> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         {
             let tip = self.lock_tip();
             if let Some(t) = tip.as_ref()
+                && t.generation == generation
                 && t.fetched.elapsed() < FETCH_REUSE
             {
                 return match (&t.pipeline, &t.pipeline_error) {
@@ -120,6 +134,7 @@ impl TipSource {
             Err(e) => (None, Some(e.to_string())),
         };
         *tip = Some(Tip {
+            generation,
             commit: commit.clone(),
             fetched: Instant::now(),
             pipeline: pipeline.clone(),
