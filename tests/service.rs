@@ -1,0 +1,320 @@
+//! The service (`baton run`'s loops) against the stand-ins: what happens around a release that
+//! the story in `tests/e2e.rs` does not show. A failing acceptance test in staging blocks prod,
+//! is reported on the PR with its log tail, rolls staging back (`onFailure: rollback`), and
+//! `/retry` runs it again; and two `baton run` replicas with leader election hand over when
+//! the leader dies.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton::sandbox::{
+    OWNER, REPO, Sandbox, SandboxError, SandboxOptions, image_config, seed_files,
+};
+use baton::service::RunOptions;
+
+/// Poll `probe` (every 50 ms) until it yields, at most `timeout`; `what` names the wait.
+async fn wait<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    seen: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}; seen: {}",
+            seen()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pulls(sb: &Sandbox) -> String {
+    sb.forge
+        .pulls(OWNER, REPO)
+        .iter()
+        .map(|p| {
+            format!(
+                "#{} {} [{}] merged={}",
+                p.number,
+                p.title,
+                p.labels.join(","),
+                p.merged
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The example, with staging's smoke test made to fail and `onFailure: rollback` in staging.
+async fn failing_smoke_sandbox() -> Sandbox {
+    Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
+        let created = chrono::Utc::now() - chrono::Duration::days(1);
+        let mut initial = std::collections::BTreeMap::new();
+        for (app, tag) in [("web", "1.0.0"), ("worker", "release-2.0.0")] {
+            let config = image_config(&format!("shop/{app}"), tag, created);
+            let layer = format!("{app} {tag}");
+            let digest = registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
+            registry.push_image(&format!("prod-shop/{app}"), tag, &config, &[layer.as_bytes()]);
+            initial.insert(app.to_string(), digest);
+        }
+        seed_files(seed, &registry.host(), Duration::from_secs(2), &initial)?;
+        let edit = |file: &str, from: &str, to: &str| -> Result<(), SandboxError> {
+            let p = seed.join(file);
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.contains(from), "{file} lacks {from:?}");
+            std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+            Ok(())
+        };
+        edit(
+            "environments/staging/verify/smoke.yaml",
+            "          command: [\"sh\", \"-c\"]\n",
+            "          command: [\"sh\", \"-c\"]\n          env:\n            - { name: SIM_JOB_FAIL, value: \"true\" }\n            - { name: SIM_JOB_LOG, value: \"GET /healthz: 503 Service Unavailable\" }\n",
+        )?;
+        edit(
+            "policies/pipeline.yaml",
+            "    mergeMethod: squash\n",
+            "    mergeMethod: squash\n    onFailure: rollback\n",
+        )?;
+        Ok(initial)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_smoke_test_blocks_prod_reports_its_log_tail_rolls_staging_back_and_retry_runs_it_again()
+ {
+    baton::tls::install_crypto_provider();
+    let sb = failing_smoke_sandbox().await;
+    let service = sb.start_baton(RunOptions::sandbox()).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(service.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    let good = sb.push("web", "1.1.0");
+    let short = &good["sha256:".len().."sha256:".len() + 12];
+    let staging = wait(
+        "the staging promotion merged",
+        Duration::from_secs(60),
+        || {
+            sb.forge.pulls(OWNER, REPO).into_iter().find(|p| {
+                p.merged
+                    && p.labels.iter().any(|l| l == "env:staging")
+                    && p.title.contains(short)
+                    && !p.labels.iter().any(|l| l == "baton:rollback")
+            })
+        },
+        || pulls(&sb),
+    )
+    .await;
+
+    // The failure and its log tail are on the staging PR, once.
+    let tail = wait(
+        "the verification failure comment on the staging PR",
+        Duration::from_secs(60),
+        || {
+            sb.forge
+                .comments(OWNER, REPO, staging.number)
+                .into_iter()
+                .find(|c| c.body.contains("baton:verify staging web"))
+        },
+        || format!("{:?}", sb.forge.comments(OWNER, REPO, staging.number)),
+    )
+    .await;
+    assert!(
+        tail.body.contains("503 Service Unavailable"),
+        "the comment carries the Job's log tail: {}",
+        tail.body
+    );
+
+    // staging is rolled back to 1.0.0 and prod never gets a PR for 1.1.0.
+    let rollback = wait(
+        "a staging rollback PR, merged",
+        Duration::from_secs(60),
+        || {
+            sb.forge.pulls(OWNER, REPO).into_iter().find(|p| {
+                p.merged
+                    && p.labels.iter().any(|l| l == "env:staging")
+                    && p.labels.iter().any(|l| l == "baton:rollback")
+            })
+        },
+        || pulls(&sb),
+    )
+    .await;
+    assert!(rollback.number > staging.number);
+    assert!(
+        !sb.forge
+            .pulls(OWNER, REPO)
+            .iter()
+            .any(|p| p.labels.iter().any(|l| l == "env:prod")),
+        "prod got a PR although staging's verification failed: {}",
+        pulls(&sb)
+    );
+
+    // `/retry` on the staging PR by a release manager runs attempt 2 (a new Job).
+    let jobs = |attempt: &str| {
+        sb.cluster
+            .list("batch/v1", "Job", Some("shop-staging"))
+            .into_iter()
+            .filter(|j| {
+                j.pointer("/metadata/labels/baton.dev~1verify-attempt")
+                    .and_then(|v| v.as_str())
+                    == Some(attempt)
+            })
+            .count()
+    };
+    assert_eq!(jobs("2"), 0);
+    // Retry needs staging to run the verified digest again; it runs 1.0.0 after the
+    // rollback, whose verification is attempt 1 of that digest. Retry it.
+    sb.forge
+        .comment_as("alice", OWNER, REPO, rollback.number, "/retry")
+        .unwrap();
+    wait(
+        "a second verification attempt in staging",
+        Duration::from_secs(60),
+        || (jobs("2") > 0).then_some(()),
+        || {
+            format!(
+                "{} Jobs; comments on #{}: {:?}",
+                sb.cluster
+                    .list("batch/v1", "Job", Some("shop-staging"))
+                    .len(),
+                rollback.number,
+                sb.forge.comments(OWNER, REPO, rollback.number)
+            )
+        },
+    )
+    .await;
+    let _ = stop_tx.send(());
+    running.await.unwrap();
+}
+
+/// A `baton run` child process, killed when dropped.
+struct Replica {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn replica(sb: &Sandbox, identity: &str) -> Replica {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "run",
+            "--config",
+            sb.config_file.to_str().unwrap(),
+            "--leader-election",
+            "--lease-duration",
+            "3s",
+            "--identity",
+            identity,
+        ])
+        .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BATON_WORKDIR", sb.dir.join(format!("work-{identity}")))
+        .env("RUST_LOG", "warn")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("BATON_LEASE_NAME")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Replica { child, port }
+}
+
+/// `/readyz` status code, or `None` when nothing answers.
+fn readyz(port: u16) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_replicas_only_the_leader_is_ready_and_a_follower_takes_over_when_it_dies() {
+    baton::tls::install_crypto_provider();
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let a = replica(&sb, "replica-a");
+    let b = replica(&sb, "replica-b");
+    let holder = || {
+        sb.cluster
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "baton-system",
+                "baton-leader",
+            )
+            .and_then(|l| {
+                l.pointer("/spec/holderIdentity")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+    };
+    let ready = |r: &Replica| readyz(r.port) == Some(200);
+    let leader = wait(
+        "one replica leading and ready",
+        Duration::from_secs(60),
+        || holder().filter(|_| ready(&a) || ready(&b)),
+        || {
+            format!(
+                "lease {:?}, readyz a {:?} b {:?}",
+                holder(),
+                readyz(a.port),
+                readyz(b.port)
+            )
+        },
+    )
+    .await;
+    let (mut leading, following) = if leader == "replica-a" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(ready(&leading), "the lease holder {leader} is not ready");
+    assert_eq!(
+        readyz(following.port),
+        Some(503),
+        "the follower must be alive but not ready"
+    );
+
+    // The leader dies without releasing its lease (SIGKILL).
+    let _ = leading.child.kill();
+    let _ = leading.child.wait();
+    let died = Instant::now();
+    wait(
+        "the follower taking over",
+        Duration::from_secs(30),
+        || (holder().as_deref() != Some(leader.as_str()) && ready(&following)).then_some(()),
+        || format!("lease {:?}, readyz {:?}", holder(), readyz(following.port)),
+    )
+    .await;
+    let took = died.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "takeover took {took:?} with a 3 s lease"
+    );
+}
