@@ -104,6 +104,7 @@ fn seeded_view() -> StatusView {
             approved_by: vec![],
             promoted_by: Some("baton".into()),
             pull_request: Some(41),
+            rollback_of: None,
         },
     }];
     let reconciles = BTreeMap::from([(
