@@ -628,7 +628,8 @@ impl Loops {
                     plan_every
                 }
                 Err(e) => {
-                    self.state.metrics.plan_failures.inc();
+                    // GitHub or Git unreachable: not ready until a pass succeeds again.
+                    self.state.set_ready(false);
                     failures += 1;
                     let wait = crate::reconcile::error::backoff(
                         failures,
