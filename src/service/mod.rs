@@ -615,16 +615,25 @@ impl Loops {
                 Some(p) => self.shared.deployments(&p),
                 None => BTreeMap::new(),
             };
-            self.state.metrics.plan_passes.inc();
-            let wait = match self
+            let result = self
                 .engine
                 .run_once(&releases, &deployments, Utc::now())
-                .await
-            {
+                .await;
+            self.state.metrics.promotion_pass(&result);
+            self.state.metrics.forge_calls(
+                "github",
+                &self.engine.forge().calls(),
+                self.engine.forge().rate_limit(),
+            );
+            self.state
+                .metrics
+                .registry_calls(&self.scanner.client().stats());
+            let wait = match result {
                 Ok(outcomes) => {
                     failures = 0;
                     self.state.set_ready(true);
                     self.handle(&outcomes);
+                    *self.last_outcomes.lock().unwrap_or_else(|e| e.into_inner()) = outcomes;
                     plan_every
                 }
                 Err(e) => {
