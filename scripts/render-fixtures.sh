@@ -73,7 +73,7 @@ if [ "$mode" = check ] && [ "$#" -eq 0 ]; then
   cargo build --quiet --bin baton
   for env in environments/*/; do
     env=$(basename "$env")
-    if ! diff -u <(kubectl kustomize "environments/$env" 2>/dev/null) <(target/debug/baton --repo . render "$env") >/tmp/render-env-$$.diff; then
+    if ! diff -u <(kubectl kustomize "environments/$env" 2>/dev/null) <("${CARGO_TARGET_DIR:-target}/debug/baton" --repo . render "$env") >/tmp/render-env-$$.diff; then
       echo "FAIL environments/$env: baton render differs from kubectl kustomize:"
       head -40 /tmp/render-env-$$.diff
       failed=1

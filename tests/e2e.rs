@@ -168,7 +168,10 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
         .pointer("/spec/template/spec/containers/0/image")
         .and_then(|v| v.as_str())
         .unwrap();
-    assert!(image.contains("/prod-shop/web@sha256:"), "{image}");
+    assert!(
+        image.contains("/prod-shop/web:1.1.0@sha256:"),
+        "prod pins its own copy by digest: {image}"
+    );
 
     // The service: metrics count the promotions; SIGTERM stops it cleanly.
     let metrics = get(&format!("{base}/metrics")).unwrap();
