@@ -71,7 +71,7 @@ impl Schedule {
 }
 
 /// Drives reconciles of a cluster's environments. `source` produces an environment's input
-/// (the lead wires the render of the config branch tip here).
+/// (`baton run` renders the config branch tip: `service::TipSource`).
 pub struct Runner<F> {
     ctx: Arc<Context>,
     source: Arc<F>,
