@@ -117,8 +117,10 @@ pub struct Shared {
     pub releases: Mutex<BTreeMap<String, Release>>,
     /// The latest verification per (env, app).
     pub verifications: Mutex<BTreeMap<(String, String), VerifyReport>>,
-    /// `/retry`: the verification attempt to run per (env, app, digest) (default 1).
+    /// The verification attempt to run per (env, app, digest) (default 1).
     pub attempts: Mutex<BTreeMap<(String, String, String), u32>>,
+    /// `/retry` asked for, not yet started: (env, app).
+    pub retries: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Shared {
@@ -701,29 +703,14 @@ impl Loops {
                 // Plan again at once: the rollback PR may merge in the next pass.
                 Outcome::RollbackOpened { .. } => self.state.nudge.notify_one(),
                 Outcome::RetryRequested { env, app, .. } => {
-                    let digest = self
-                        .shared
-                        .reports
+                    // Run again whatever digest the environment runs once its current
+                    // verification is done (see `maybe_verify`).
+                    self.shared
+                        .retries
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .get(env)
-                        .zip(self.source.pipeline())
-                        .and_then(|(r, p)| {
-                            r.deployments(&p)
-                                .into_iter()
-                                .find(|d| d.app == *app)
-                                .map(|d| d.digest.to_string())
-                        });
-                    if let Some(digest) = digest {
-                        *self
-                            .shared
-                            .attempts
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry((env.clone(), app.clone(), digest))
-                            .or_insert(1) += 1;
-                        self.trigger(env);
-                    }
+                        .insert((env.clone(), app.clone()));
+                    self.trigger(env);
                 }
                 _ => {}
             }
@@ -752,21 +739,36 @@ impl Loops {
                 continue;
             }
             let digest = d.digest.to_string();
-            let attempt = self
+            let pair = (d.env.clone(), d.app.clone());
+            let mut attempts = self
                 .shared
                 .attempts
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&(d.env.clone(), d.app.clone(), digest.clone()))
-                .copied()
-                .unwrap_or(1);
-            let done = self
+                .unwrap_or_else(|e| e.into_inner());
+            let attempt = attempts
+                .entry((d.env.clone(), d.app.clone(), digest.clone()))
+                .or_insert(1);
+            let mut done = self
                 .shared
                 .verifications
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&(d.env.clone(), d.app.clone()))
-                .is_some_and(|r| r.digest == digest && r.attempt == attempt);
+                .get(&pair)
+                .is_some_and(|r| r.digest == digest && r.attempt == *attempt);
+            // A `/retry` starts the next attempt once the current one has finished.
+            if done
+                && self
+                    .shared
+                    .retries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pair)
+            {
+                *attempt += 1;
+                done = false;
+            }
+            let attempt = *attempt;
+            drop(attempts);
             let key = (d.env.clone(), d.app.clone(), digest.clone(), attempt);
             if done
                 || !self
@@ -824,6 +826,16 @@ impl Loops {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&key);
+                // A `/retry` that arrived while this attempt ran: start the next one now.
+                let retry = this
+                    .shared
+                    .retries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&(key.0.clone(), key.1.clone()));
+                if retry {
+                    this.trigger(&key.0);
+                }
             });
         }
     }
