@@ -1345,12 +1345,11 @@ fn statuses_and_own_runs(
     runs: Vec<GhCheckRun>,
     bot_login: &str,
 ) -> Vec<CommitStatus> {
-    let mut all: Vec<(Option<DateTime<Utc>>, u8, CommitStatus)> = Vec::new();
+    let mut all: Vec<((Option<DateTime<Utc>>, u8, u64), CommitStatus)> = Vec::new();
     for s in statuses {
         let at = s.updated_at.or(s.created_at);
         all.push((
-            at,
-            0,
+            (at, 0, s.id),
             CommitStatus {
                 state: match s.state.as_str() {
                     "success" => StatusState::Success,
@@ -1368,8 +1367,7 @@ fn statuses_and_own_runs(
     for r in runs {
         let at = r.completed_at.or(r.started_at);
         all.push((
-            at,
-            1,
+            (at, 1, r.id),
             CommitStatus {
                 state: match check_run_state(&r.status, r.conclusion.as_deref()) {
                     CheckState::Success => StatusState::Success,
@@ -1383,9 +1381,9 @@ fn statuses_and_own_runs(
             },
         ));
     }
-    // Stable: statuses keep GitHub's newest-first order among themselves.
-    all.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
-    all.into_iter().map(|(_, _, s)| s).collect()
+    // Stable: statuses of one time and id (ids missing) keep GitHub's newest-first order.
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.into_iter().map(|(_, s)| s).collect()
 }
 
 /// Who a review request for `approvers` (`approvals.from`) asks: logins as users, `@org/slug`
@@ -1612,14 +1610,29 @@ struct Answer {
 }
 
 impl Answer {
-    /// GitHub's `message`, or the start of the body.
+    /// GitHub's `message` with the messages of its validation `errors` (a `422` says
+    /// "Validation Failed" and why in `errors`), or the start of the body.
     fn message(&self) -> String {
         #[derive(Deserialize)]
         struct Message {
             message: String,
+            /// Objects with a `message`, or (in some answers) plain strings.
+            #[serde(default)]
+            errors: Vec<Value>,
         }
         match serde_json::from_str::<Message>(&self.body) {
-            Ok(m) => m.message,
+            Ok(m) => {
+                let details: Vec<&str> = m
+                    .errors
+                    .iter()
+                    .filter_map(|e| e.get("message").unwrap_or(e).as_str())
+                    .collect();
+                if details.is_empty() {
+                    m.message
+                } else {
+                    format!("{}: {}", m.message, details.join("; "))
+                }
+            }
             Err(_) => truncate_chars(self.body.trim(), 200),
         }
     }
