@@ -12,8 +12,10 @@
 //!   the caller can requeue instead of blocking;
 //! - `5xx` and transport failures are retried with exponential backoff, a bounded number of
 //!   times, then become [`ForgeError::Unavailable`]; writes whose effect is ambiguous after such
-//!   a failure (opening a PR, posting a comment, merging) first look whether the earlier attempt
-//!   went through, so a retry never duplicates them;
+//!   a failure (opening a PR, posting a comment, merging, creating a check run) first look
+//!   whether the earlier attempt went through, so a retry never duplicates them;
+//! - with App credentials, `set_status` writes check runs (one per name and commit, updated in
+//!   place) instead of commit statuses, and `statuses` reads them back as statuses;
 //! - reads are conditional (`If-None-Match` with the last `ETag`): GitHub answers `304` without
 //!   charging the rate limit, so an idle re-plan costs next to nothing;
 //! - responses are read as JSON into small local types, which tolerate fields octocrab's models
