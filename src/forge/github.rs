@@ -1265,6 +1265,9 @@ impl Forge for GitHubForge {
     }
 }
 
+/// What orders two reports: time, then check run (1) over status (0), then id.
+type Rank = (Option<DateTime<Utc>>, u8, u64);
+
 /// A check run as `set_status` writes it for a [`StatusUpdate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CheckRunWrite {
@@ -1347,7 +1350,7 @@ fn statuses_and_own_runs(
     runs: Vec<GhCheckRun>,
     bot_login: &str,
 ) -> Vec<CommitStatus> {
-    let mut all: Vec<((Option<DateTime<Utc>>, u8, u64), CommitStatus)> = Vec::new();
+    let mut all: Vec<(Rank, CommitStatus)> = Vec::new();
     for s in statuses {
         let at = s.updated_at.or(s.created_at);
         all.push((
@@ -1384,7 +1387,7 @@ fn statuses_and_own_runs(
         ));
     }
     // Stable: statuses of one time and id (ids missing) keep GitHub's newest-first order.
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
     all.into_iter().map(|(_, s)| s).collect()
 }
 
@@ -1424,8 +1427,6 @@ fn review_request(approvers: &[String], owner: &str, author: &str) -> ReviewRequ
 /// Statuses and check runs, one per context or name: the latest, preferring a check run over a
 /// status of the same name when they tie.
 fn merge_checks(statuses: Vec<GhStatus>, runs: Vec<GhCheckRun>) -> Vec<Check> {
-    /// What orders two reports of one name: time, then check run over status, then id.
-    type Rank = (Option<DateTime<Utc>>, u8, u64);
     let mut latest: BTreeMap<String, (Rank, CheckState)> = BTreeMap::new();
     let mut keep = |name: String, rank: Rank, state: CheckState| {
         if latest.get(&name).is_none_or(|(old, _)| *old < rank) {
