@@ -941,3 +941,179 @@ async fn long_lists_are_read_page_by_page_and_re_read_not_modified() {
         "both pages, with the next link remembered"
     );
 }
+
+#[tokio::test]
+async fn approvers_are_requested_as_users_and_team_slugs_and_asking_again_changes_nothing() {
+    let (sim, gh) = setup().await;
+    sim.add_user("alice", SimPermission::Write);
+    sim.add_team(OWNER, "release-managers", &["alice"]);
+    let pr = gh
+        .open_pull_request(&promotion("baton/dev/web"))
+        .await
+        .unwrap();
+    let approvers: Vec<String> = ["alice", "@shop/release-managers", "@elsewhere/ops"]
+        .map(String::from)
+        .into();
+    const ROUTE: &str = "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers";
+
+    gh.request_reviewers(pr.number, &approvers).await.unwrap();
+    gh.request_reviewers(pr.number, &approvers).await.unwrap();
+    let pull = sim.pull(OWNER, REPO, pr.number).unwrap();
+    assert_eq!(pull.requested_reviewers, ["alice"]);
+    assert_eq!(pull.requested_teams, ["release-managers"]);
+    assert_eq!(gh.calls().by_route[ROUTE], 2);
+
+    // Nobody GitHub could ask: no call at all.
+    gh.request_reviewers(pr.number, &["@elsewhere/ops".to_owned()])
+        .await
+        .unwrap();
+    gh.request_reviewers(pr.number, &[]).await.unwrap();
+    assert_eq!(gh.calls().by_route[ROUTE], 2);
+
+    // Someone who is not a collaborator: GitHub refuses the request, and says why.
+    let err = gh
+        .request_reviewers(pr.number, &["mallory".to_owned()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("collaborator"), "{err}");
+}
+
+fn app_client(sim: &Sim) -> GitHubForge {
+    GitHubForge::new(
+        &sim.url(),
+        &format!("{OWNER}/{REPO}"),
+        GitHubAuth::App {
+            app_id: 4242,
+            installation_id: 77,
+            private_key: Secret::new(APP_KEY),
+        },
+        sim.bot_login(),
+        options(),
+    )
+    .unwrap()
+}
+
+/// Every check run on `sha` as GitHub lists them with `filter=all`: `(name, status, conclusion)`.
+async fn all_check_runs(sim: &Sim, sha: &str) -> Vec<(String, String, Option<String>)> {
+    let url = format!(
+        "{}/repos/{OWNER}/{REPO}/commits/{sha}/check-runs?filter=all&per_page=100",
+        sim.url()
+    );
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(sim.bot_token())
+        .header("user-agent", "baton-test")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["check_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+                r["conclusion"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn as_an_app_set_status_keeps_one_check_run_per_name_and_reads_it_back() {
+    let sim = Sim::start().await.unwrap();
+    sim.create_repo_with_files(OWNER, REPO, "main", &[(FILE, "images: []\n")])
+        .unwrap();
+    let head = branch(&sim, "baton/dev/web", "sha256:aa");
+    let gh = app_client(&sim);
+    let status = |state, description: &str| StatusUpdate {
+        context: "baton/dev".into(),
+        state,
+        description: description.into(),
+        target_url: Some("https://baton.example/dev".into()),
+    };
+    const CREATE: &str = "POST /repos/{owner}/{repo}/check-runs";
+    const UPDATE: &str = "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}";
+    let count = |route: &str| gh.calls().by_route.get(route).copied().unwrap_or(0);
+    let run = |status: &str, conclusion: Option<&str>| {
+        vec![(
+            "baton/dev".to_owned(),
+            status.to_owned(),
+            conclusion.map(str::to_owned),
+        )]
+    };
+
+    gh.set_status(&head, &status(StatusState::Pending, "applying"))
+        .await
+        .unwrap();
+    assert_eq!(all_check_runs(&sim, &head).await, run("in_progress", None));
+    assert_eq!(count(CREATE), 1);
+
+    // The same report again writes nothing.
+    let writes = gh.calls().writes();
+    gh.set_status(&head, &status(StatusState::Pending, "applying"))
+        .await
+        .unwrap();
+    assert_eq!(gh.calls().writes(), writes);
+    assert_eq!(all_check_runs(&sim, &head).await.len(), 1);
+
+    // A changed state updates that run.
+    gh.set_status(&head, &status(StatusState::Success, "healthy in 42s"))
+        .await
+        .unwrap();
+    assert_eq!(
+        all_check_runs(&sim, &head).await,
+        run("completed", Some("success"))
+    );
+    assert_eq!((count(CREATE), count(UPDATE)), (1, 1));
+    assert!(
+        !gh.calls()
+            .by_route
+            .contains_key("POST /repos/{owner}/{repo}/statuses/{sha}"),
+        "an App writes check runs, not commit statuses"
+    );
+
+    // Both readers see it: the gates' checks and the "already reported" statuses.
+    let checks = gh.checks(&head).await.unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.context == "baton/dev" && c.state == CheckState::Success),
+        "{checks:?}"
+    );
+    let statuses = gh.statuses(&head).await.unwrap();
+    let own = statuses
+        .iter()
+        .find(|s| s.context == "baton/dev")
+        .expect("the check run reads back as a status");
+    assert_eq!(own.state, StatusState::Success);
+    assert_eq!(own.description, "healthy in 42s");
+    assert_eq!(own.creator, "baton[bot]");
+    assert_eq!(own.target_url.as_deref(), Some("https://baton.example/dev"));
+
+    // Back to pending (a re-apply): a finished run cannot be reopened, so a new one becomes
+    // the latest, and both readers follow it.
+    gh.set_status(&head, &status(StatusState::Pending, "applying again"))
+        .await
+        .unwrap();
+    assert_eq!(count(CREATE), 2);
+    let checks = gh.checks(&head).await.unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.context == "baton/dev" && c.state == CheckState::Pending),
+        "{checks:?}"
+    );
+    let statuses = gh.statuses(&head).await.unwrap();
+    let own = statuses.iter().find(|s| s.context == "baton/dev").unwrap();
+    assert_eq!(
+        (own.state, own.description.as_str()),
+        (StatusState::Pending, "applying again")
+    );
+}

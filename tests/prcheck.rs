@@ -28,6 +28,8 @@ struct World {
     dir: tempfile::TempDir,
     clones: usize,
     tokens: BTreeMap<String, String>,
+    /// Talk to GitHub as the App (installation tokens) instead of with the bot's token.
+    as_app: bool,
 }
 
 impl World {
@@ -50,6 +52,7 @@ impl World {
             dir: tempfile::tempdir().unwrap(),
             clones: 0,
             tokens,
+            as_app: false,
         }
     }
 
@@ -76,7 +79,17 @@ impl World {
         GitHubForge::new(
             &self.forge.url(),
             "shop/config",
-            GitHubAuth::Token(Secret::new(self.forge.bot_token())),
+            if self.as_app {
+                GitHubAuth::App {
+                    app_id: 4242,
+                    installation_id: 77,
+                    private_key: Secret::new(include_str!(
+                        "../sim/tests/fixtures/test-app-key.pem"
+                    )),
+                }
+            } else {
+                GitHubAuth::Token(Secret::new(self.forge.bot_token()))
+            },
             self.forge.bot_login(),
             GitHubOptions::default(),
         )
@@ -304,6 +317,50 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
         "an idle pass: one PR list, one status read per PR, no Git fetch, no writes"
     );
     assert_eq!(w.bot_comments(pr).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_github_app_the_result_is_a_check_run_that_a_restart_sees_as_already_checked() {
+    let mut w = World::new().await;
+    w.as_app = true;
+    let head = w.push("dana", "dana/scale", &[(STAGING, "count: 2", "count: 3")]);
+    let pr = w
+        .open_pr("dana", "dana/scale", "staging: 3 web replicas")
+        .await;
+    let out = w.check().await;
+    assert_eq!(
+        out,
+        vec![CheckOutcome::Checked {
+            pr,
+            sha: head.clone(),
+            passed: true
+        }]
+    );
+    let status = w.validate_status(&head).await;
+    assert_eq!(status.state, StatusState::Success, "{status:?}");
+    assert_eq!(status.description, "valid; staging +0 ~1 -0");
+    assert_eq!(status.creator, w.forge.bot_login());
+    let writes = w.writes();
+    assert_eq!(
+        writes.get("POST /repos/{owner}/{repo}/check-runs"),
+        Some(&1),
+        "{writes:?}"
+    );
+    assert!(
+        !writes.contains_key("POST /repos/{owner}/{repo}/statuses/{sha}"),
+        "{writes:?}"
+    );
+
+    // Unchanged head, new process: the check run is found, nothing is written.
+    w.forge.reset_calls();
+    let out = w.check().await;
+    assert_eq!(out, vec![CheckOutcome::AlreadyChecked { pr, sha: head }]);
+    let writes: Vec<_> = w
+        .writes()
+        .into_keys()
+        .filter(|k| !k.ends_with("/access_tokens"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

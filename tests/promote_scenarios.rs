@@ -474,6 +474,69 @@ async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_comm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prod_pr_asks_the_release_managers_for_review_once() {
+    const ROUTE: &str = "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers";
+    let mut w = World::new().await;
+    let (_, prod) = to_prod(&mut w).await;
+    assert_eq!(prod.requested_teams, ["release-managers"]);
+    assert!(prod.requested_reviewers.is_empty());
+    // dev and staging name no approvers: nobody was asked there.
+    let earlier: Vec<_> = w
+        .forge
+        .pulls(OWNER, REPO)
+        .into_iter()
+        .filter(|p| p.number != prod.number)
+        .collect();
+    assert_eq!(earlier.len(), 2, "{earlier:?}");
+    assert!(
+        earlier
+            .iter()
+            .all(|p| p.requested_reviewers.is_empty() && p.requested_teams.is_empty())
+    );
+    assert_eq!(w.forge.calls()[ROUTE], 1);
+
+    // Later passes (each a restart) do not ask again.
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.forge.calls()[ROUTE], 1);
+    assert_eq!(
+        w.pr_for("prod", "web").requested_teams,
+        ["release-managers"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_request_github_refuses_leaves_the_prod_pr_open_and_is_not_repeated() {
+    const ROUTE: &str = "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers";
+    let mut w = World::new().await;
+    let pipeline = w.main_file("policies/pipeline.yaml").replace(
+        r#"from: ["@shop/release-managers"]"#,
+        r#"from: ["@shop/release-managers", "mallory"]"#,
+    );
+    assert!(pipeline.contains("mallory"), "{pipeline}");
+    w.forge
+        .commit_files(
+            OWNER,
+            REPO,
+            "main",
+            &[("policies/pipeline.yaml", &pipeline)],
+            "prod approvers name someone without access",
+        )
+        .unwrap();
+    let (_, prod) = to_prod(&mut w).await;
+    assert!(prod.open);
+    // GitHub refuses the whole request when one person named is not a collaborator.
+    assert!(prod.requested_teams.is_empty() && prod.requested_reviewers.is_empty());
+    assert_eq!(w.forge.calls()[ROUTE], 1);
+    let out = w.pass().await;
+    assert!(
+        !out.iter().any(|o| matches!(o, Outcome::Failed { .. })),
+        "{out:?}"
+    );
+    assert_eq!(w.forge.calls()[ROUTE], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_blocks_a_merge_until_unhold() {
     let mut w = World::new().await;
     w.release("web", "1.5.0");

@@ -884,6 +884,23 @@ impl<F: Forge> Engine<F> {
         Ok(())
     }
 
+    /// Ask the environment's approvers (`approvals.from`) to review the PR just opened. Done
+    /// on opening only, so an idle pass costs nothing: a bot killed between opening and asking
+    /// leaves the PR without requested reviewers (their approvals count all the same). A
+    /// refusal (someone named is not a collaborator) is logged, not a failed step: the PR is
+    /// open either way.
+    async fn request_approvers(&self, pipeline: &Pipeline, env: &str, pr: u64) {
+        let Some(approvals) = pipeline.environment(env).and_then(|e| e.approvals.as_ref()) else {
+            return;
+        };
+        if approvals.from.is_empty() {
+            return;
+        }
+        if let Err(e) = self.forge.request_reviewers(pr, &approvals.from).await {
+            tracing::warn!(pr, %env, approvers = ?approvals.from, error = %e, "could not request reviews from the approvers; are they collaborators of the config repo?");
+        }
+    }
+
     fn publish(
         &self,
         view: &RepoView,
@@ -958,6 +975,8 @@ impl<F: Forge> Engine<F> {
                     })
                     .await?;
                 tracing::info!(pr = pr.number, %env, %app, "opened promotion PR");
+                self.request_approvers(&view.pipeline, &env, pr.number)
+                    .await;
                 Ok(Some(Outcome::Opened {
                     pr: pr.number,
                     env,

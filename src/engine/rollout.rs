@@ -830,6 +830,8 @@ impl<F: Forge> Engine<F> {
             })
             .await?;
         tracing::info!(pr = opened.number, %env, %app, to = %target.digest, bad = %bad, "opened rollback PR");
+        self.request_approvers(&view.pipeline, env, opened.number)
+            .await;
         if let Some(failed) = failed_pr {
             self.add_timeline(
                 failed,

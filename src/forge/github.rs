@@ -12,8 +12,10 @@
 //!   the caller can requeue instead of blocking;
 //! - `5xx` and transport failures are retried with exponential backoff, a bounded number of
 //!   times, then become [`ForgeError::Unavailable`]; writes whose effect is ambiguous after such
-//!   a failure (opening a PR, posting a comment, merging) first look whether the earlier attempt
-//!   went through, so a retry never duplicates them;
+//!   a failure (opening a PR, posting a comment, merging, creating a check run) first look
+//!   whether the earlier attempt went through, so a retry never duplicates them;
+//! - with App credentials, `set_status` writes check runs (one per name and commit, updated in
+//!   place) instead of commit statuses, and `statuses` reads them back as statuses;
 //! - reads are conditional (`If-None-Match` with the last `ETag`): GitHub answers `304` without
 //!   charging the rate limit, so an idle re-plan costs next to nothing;
 //! - responses are read as JSON into small local types, which tolerate fields octocrab's models
@@ -170,6 +172,7 @@ pub struct GitHubForge {
 /// An installation's token bookkeeping: one refresh at a time, and the last token seen so that a
 /// refresh can be counted.
 struct AppState {
+    app_id: u64,
     installation_id: u64,
     last_token: tokio::sync::Mutex<Option<SecretString>>,
 }
@@ -317,6 +320,7 @@ impl GitHubForge {
                 (
                     crab,
                     Some(AppState {
+                        app_id,
                         installation_id,
                         last_token: tokio::sync::Mutex::new(None),
                     }),
@@ -748,6 +752,103 @@ impl GitHubForge {
             .map(|c| c.id))
     }
 
+    /// `set_status` with a token: a commit status (GitHub keeps every one; the newest per
+    /// context counts).
+    async fn set_commit_status(&self, sha: &str, status: &StatusUpdate) -> Result<()> {
+        let state = match status.state {
+            StatusState::Pending => "pending",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+        };
+        let mut body = json!({
+            "state": state,
+            "context": status.context,
+            "description": truncate_chars(&status.description, STATUS_DESCRIPTION_LIMIT),
+        });
+        if let Some(url) = &status.target_url {
+            body["target_url"] = json!(url);
+        }
+        let call = Call::new(
+            Method::POST,
+            "/repos/{owner}/{repo}/statuses/{sha}",
+            self.repo_path(&format!("/statuses/{}", seg(sha))),
+            Some(body),
+        );
+        self.ok(&call).await.map(drop)
+    }
+
+    /// `set_status` as a GitHub App: the App's check run named after the context on `sha`.
+    /// The latest such run is read first: when it already says the same, nothing is written;
+    /// otherwise it is updated, or a run is created when there is none, or when a finished run
+    /// would have to go back to in progress (a new run, which becomes the latest). A create
+    /// whose answer was lost is found by the next read, not made twice.
+    async fn set_check_run(&self, app_id: u64, sha: &str, status: &StatusUpdate) -> Result<()> {
+        let wanted = CheckRunWrite::of(status);
+        let mut failures = 0;
+        loop {
+            let current = self
+                .own_check_runs(app_id, sha, Some(&status.context))
+                .await?
+                .into_iter()
+                .max_by_key(|r| r.id);
+            let call = match current {
+                Some(run) if wanted.is_written(&run) => return Ok(()),
+                Some(run) if run.status != "completed" || wanted.conclusion.is_some() => Call::new(
+                    Method::PATCH,
+                    "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+                    self.repo_path(&format!("/check-runs/{}", run.id)),
+                    Some(wanted.body(None)),
+                ),
+                _ => Call::new(
+                    Method::POST,
+                    "/repos/{owner}/{repo}/check-runs",
+                    self.repo_path("/check-runs"),
+                    Some(wanted.body(Some(sha))),
+                )
+                .no_retry(),
+            };
+            match self.ok(&call).await {
+                Ok(_) => return Ok(()),
+                Err(ForgeError::Unavailable { .. })
+                    if call.method == Method::POST && failures < self.options.max_retries =>
+                {
+                    failures += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.backoff(failures)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// This App's latest check runs on `sha` (of one name, or all), newest first as listed.
+    async fn own_check_runs(
+        &self,
+        app_id: u64,
+        sha: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<GhCheckRun>> {
+        let route = "/repos/{owner}/{repo}/commits/{ref}/check-runs";
+        let name = name
+            .map(|n| format!("&check_name={}", query(n)))
+            .unwrap_or_default();
+        let path = self.repo_path(&format!(
+            "/commits/{}/check-runs?app_id={app_id}{name}&filter=latest&per_page=100",
+            seg(sha)
+        ));
+        let mut runs = Vec::new();
+        for answer in self.pages(route, path).await? {
+            let page: GhCheckRuns = answer.parse(&Call::get(route, String::new()))?;
+            runs.extend(
+                page.check_runs
+                    .into_iter()
+                    .filter(|r| r.app.as_ref().is_some_and(|a| a.id == app_id)),
+            );
+        }
+        Ok(runs)
+    }
+
     async fn labels_added(&self, number: u64, labels: &[String]) -> Result<Vec<String>> {
         let call = Call::new(
             Method::POST,
@@ -888,6 +989,23 @@ impl Forge for GitHubForge {
         }
     }
 
+    async fn request_reviewers(&self, number: u64, approvers: &[String]) -> Result<()> {
+        let request = review_request(approvers, &self.owner, &self.bot_login);
+        if !request.skipped.is_empty() {
+            tracing::warn!(pr = number, skipped = ?request.skipped, "cannot request these reviewers: GitHub asks only teams of the repository's organization, never the PR's author");
+        }
+        if request.users.is_empty() && request.teams.is_empty() {
+            return Ok(());
+        }
+        let call = Call::new(
+            Method::POST,
+            "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+            self.repo_path(&format!("/pulls/{number}/requested_reviewers")),
+            Some(json!({ "reviewers": request.users, "team_reviewers": request.teams })),
+        );
+        self.ok(&call).await.map(drop)
+    }
+
     async fn reviews(&self, number: u64) -> Result<Vec<Review>> {
         let path = self.repo_path(&format!("/pulls/{number}/reviews?per_page=100"));
         let reviews: Vec<GhReview> = self
@@ -1016,27 +1134,10 @@ impl Forge for GitHubForge {
     }
 
     async fn set_status(&self, sha: &str, status: &StatusUpdate) -> Result<()> {
-        let state = match status.state {
-            StatusState::Pending => "pending",
-            StatusState::Success => "success",
-            StatusState::Failure => "failure",
-            StatusState::Error => "error",
-        };
-        let mut body = json!({
-            "state": state,
-            "context": status.context,
-            "description": truncate_chars(&status.description, STATUS_DESCRIPTION_LIMIT),
-        });
-        if let Some(url) = &status.target_url {
-            body["target_url"] = json!(url);
+        match &self.app {
+            Some(app) => self.set_check_run(app.app_id, sha, status).await,
+            None => self.set_commit_status(sha, status).await,
         }
-        let call = Call::new(
-            Method::POST,
-            "/repos/{owner}/{repo}/statuses/{sha}",
-            self.repo_path(&format!("/statuses/{}", seg(sha))),
-            Some(body),
-        );
-        self.ok(&call).await.map(drop)
     }
 
     async fn statuses(&self, sha: &str) -> Result<Vec<CommitStatus>> {
@@ -1046,21 +1147,11 @@ impl Forge for GitHubForge {
                 self.repo_path(&format!("/commits/{}/statuses?per_page=100", seg(sha))),
             ))
             .await?;
-        Ok(listed
-            .into_iter()
-            .map(|s| CommitStatus {
-                state: match s.state.as_str() {
-                    "success" => StatusState::Success,
-                    "pending" => StatusState::Pending,
-                    "failure" => StatusState::Failure,
-                    _ => StatusState::Error,
-                },
-                context: s.context,
-                description: s.description.unwrap_or_default(),
-                creator: s.creator.map(|u| u.login).unwrap_or_default(),
-                target_url: s.target_url,
-            })
-            .collect())
+        let runs = match &self.app {
+            Some(app) => self.own_check_runs(app.app_id, sha, None).await?,
+            None => Vec::new(),
+        };
+        Ok(statuses_and_own_runs(listed, runs, &self.bot_login))
     }
 
     async fn permission(&self, login: &str) -> Result<Permission> {
@@ -1174,11 +1265,168 @@ impl Forge for GitHubForge {
     }
 }
 
+/// What orders two reports: time, then check run (1) over status (0), then id.
+type Rank = (Option<DateTime<Utc>>, u8, u64);
+
+/// A check run as `set_status` writes it for a [`StatusUpdate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CheckRunWrite {
+    name: String,
+    /// `in_progress` or `completed`.
+    status: &'static str,
+    /// `success` or `failure` when completed (a status `error` is a `failure`: check runs
+    /// have no error).
+    conclusion: Option<&'static str>,
+    /// The description, cut like a commit status's, so that it reads back the same.
+    title: String,
+    /// The whole description (GitHub requires a summary; an empty description is the title).
+    summary: String,
+    details_url: Option<String>,
+}
+
+impl CheckRunWrite {
+    fn of(status: &StatusUpdate) -> Self {
+        let (state, conclusion) = match status.state {
+            StatusState::Pending => ("in_progress", None),
+            StatusState::Success => ("completed", Some("success")),
+            StatusState::Failure | StatusState::Error => ("completed", Some("failure")),
+        };
+        let title = match truncate_chars(&status.description, STATUS_DESCRIPTION_LIMIT) {
+            t if t.is_empty() => format!("{}: {}", status.context, conclusion.unwrap_or(state)),
+            t => t,
+        };
+        let summary = match status.description.as_str() {
+            "" => title.clone(),
+            d => d.to_owned(),
+        };
+        Self {
+            name: status.context.clone(),
+            status: state,
+            conclusion,
+            title,
+            summary,
+            details_url: status.target_url.clone(),
+        }
+    }
+
+    /// Whether `run` already says all of this.
+    fn is_written(&self, run: &GhCheckRun) -> bool {
+        let output = run.output.as_ref();
+        run.name == self.name
+            && run.status == self.status
+            && run.conclusion.as_deref() == self.conclusion
+            && output.and_then(|o| o.title.as_deref()) == Some(self.title.as_str())
+            && output.and_then(|o| o.summary.as_deref()) == Some(self.summary.as_str())
+            && (self.details_url.is_none() || run.details_url == self.details_url)
+    }
+
+    /// The create (with `head_sha`) or update body.
+    fn body(&self, head_sha: Option<&str>) -> Value {
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut body = json!({
+            "name": self.name,
+            "status": self.status,
+            "output": { "title": self.title, "summary": self.summary },
+        });
+        if let Some(sha) = head_sha {
+            body["head_sha"] = json!(sha);
+            body["started_at"] = json!(now);
+        }
+        if let Some(c) = self.conclusion {
+            body["conclusion"] = json!(c);
+            body["completed_at"] = json!(now);
+        }
+        if let Some(url) = &self.details_url {
+            body["details_url"] = json!(url);
+        }
+        body
+    }
+}
+
+/// Commit statuses and the bot's own check runs (what `set_status` writes as an App) as one
+/// list of [`CommitStatus`], newest first (a check run before a status of the same time).
+fn statuses_and_own_runs(
+    statuses: Vec<GhStatus>,
+    runs: Vec<GhCheckRun>,
+    bot_login: &str,
+) -> Vec<CommitStatus> {
+    let mut all: Vec<(Rank, CommitStatus)> = Vec::new();
+    for s in statuses {
+        let at = s.updated_at.or(s.created_at);
+        all.push((
+            (at, 0, s.id),
+            CommitStatus {
+                state: match s.state.as_str() {
+                    "success" => StatusState::Success,
+                    "pending" => StatusState::Pending,
+                    "failure" => StatusState::Failure,
+                    _ => StatusState::Error,
+                },
+                context: s.context,
+                description: s.description.unwrap_or_default(),
+                creator: s.creator.map(|u| u.login).unwrap_or_default(),
+                target_url: s.target_url,
+            },
+        ));
+    }
+    for r in runs {
+        let at = r.completed_at.or(r.started_at);
+        all.push((
+            (at, 1, r.id),
+            CommitStatus {
+                state: match check_run_state(&r.status, r.conclusion.as_deref()) {
+                    CheckState::Success => StatusState::Success,
+                    CheckState::Pending => StatusState::Pending,
+                    CheckState::Failure => StatusState::Failure,
+                },
+                context: r.name,
+                description: r.output.and_then(|o| o.title).unwrap_or_default(),
+                creator: bot_login.to_owned(),
+                target_url: r.details_url,
+            },
+        ));
+    }
+    // Stable: statuses of one time and id (ids missing) keep GitHub's newest-first order.
+    all.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+    all.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Who a review request for `approvers` (`approvals.from`) asks: logins as users, `@org/slug`
+/// as the team `slug` when `org` is the repository's `owner`. Teams of other organizations
+/// (GitHub cannot request them) and `author` (GitHub refuses to ask a PR's author) are
+/// `skipped`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ReviewRequest {
+    users: Vec<String>,
+    teams: Vec<String>,
+    skipped: Vec<String>,
+}
+
+fn review_request(approvers: &[String], owner: &str, author: &str) -> ReviewRequest {
+    let mut out = ReviewRequest::default();
+    for who in approvers {
+        let (list, name) = match who.strip_prefix('@') {
+            Some(team) => match team.split_once('/') {
+                Some((org, slug)) if org.eq_ignore_ascii_case(owner) && !slug.is_empty() => {
+                    (&mut out.teams, slug)
+                }
+                _ => (&mut out.skipped, who.as_str()),
+            },
+            None if who.eq_ignore_ascii_case(author) || who.is_empty() => {
+                (&mut out.skipped, who.as_str())
+            }
+            None => (&mut out.users, who.as_str()),
+        };
+        if !list.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            list.push(name.to_owned());
+        }
+    }
+    out
+}
+
 /// Statuses and check runs, one per context or name: the latest, preferring a check run over a
 /// status of the same name when they tie.
 fn merge_checks(statuses: Vec<GhStatus>, runs: Vec<GhCheckRun>) -> Vec<Check> {
-    /// What orders two reports of one name: time, then check run over status, then id.
-    type Rank = (Option<DateTime<Utc>>, u8, u64);
     let mut latest: BTreeMap<String, (Rank, CheckState)> = BTreeMap::new();
     let mut keep = |name: String, rank: Rank, state: CheckState| {
         if latest.get(&name).is_none_or(|(old, _)| *old < rank) {
@@ -1365,14 +1613,29 @@ struct Answer {
 }
 
 impl Answer {
-    /// GitHub's `message`, or the start of the body.
+    /// GitHub's `message` with the messages of its validation `errors` (a `422` says
+    /// "Validation Failed" and why in `errors`), or the start of the body.
     fn message(&self) -> String {
         #[derive(Deserialize)]
         struct Message {
             message: String,
+            /// Objects with a `message`, or (in some answers) plain strings.
+            #[serde(default)]
+            errors: Vec<Value>,
         }
         match serde_json::from_str::<Message>(&self.body) {
-            Ok(m) => m.message,
+            Ok(m) => {
+                let details: Vec<&str> = m
+                    .errors
+                    .iter()
+                    .filter_map(|e| e.get("message").unwrap_or(e).as_str())
+                    .collect();
+                if details.is_empty() {
+                    m.message
+                } else {
+                    format!("{}: {}", m.message, details.join("; "))
+                }
+            }
             Err(_) => truncate_chars(self.body.trim(), 200),
         }
     }
@@ -1511,6 +1774,23 @@ struct GhCheckRun {
     conclusion: Option<String>,
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    details_url: Option<String>,
+    #[serde(default)]
+    output: Option<GhCheckOutput>,
+    #[serde(default)]
+    app: Option<GhApp>,
+}
+
+#[derive(Deserialize)]
+struct GhCheckOutput {
+    title: Option<String>,
+    summary: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GhApp {
+    id: u64,
 }
 
 #[derive(Deserialize)]
@@ -1540,6 +1820,9 @@ mod tests {
             conclusion: conclusion.map(Into::into),
             started_at: t(at),
             completed_at: None,
+            details_url: None,
+            output: None,
+            app: None,
         }
     }
 
@@ -1650,6 +1933,117 @@ mod tests {
         assert_eq!(seg("needs review"), "needs%20review");
         assert_eq!(seg("renovate[bot]"), "renovate%5Bbot%5D");
         assert_eq!(query("shop:baton/dev/web"), "shop:baton%2Fdev%2Fweb");
+    }
+
+    #[test]
+    fn approvers_become_users_and_team_slugs_of_the_repository_owner() {
+        let from: Vec<String> = [
+            "alice",
+            "@shop/release-managers",
+            "@Shop/sre",
+            "@other-org/ops",
+            "baton[bot]",
+            "ALICE",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            review_request(&from, "shop", "baton[bot]"),
+            ReviewRequest {
+                users: vec!["alice".into()],
+                teams: vec!["release-managers".into(), "sre".into()],
+                skipped: vec!["@other-org/ops".into(), "baton[bot]".into()],
+            }
+        );
+        assert_eq!(review_request(&[], "shop", "x"), ReviewRequest::default());
+    }
+
+    fn update(state: StatusState, description: &str) -> StatusUpdate {
+        StatusUpdate {
+            context: "baton/dev".into(),
+            state,
+            description: description.into(),
+            target_url: None,
+        }
+    }
+
+    #[test]
+    fn a_status_becomes_a_check_run_that_reads_back_as_the_same_status() {
+        let long = "x".repeat(200);
+        for (state, status, conclusion) in [
+            (StatusState::Pending, "in_progress", None),
+            (StatusState::Success, "completed", Some("success")),
+            (StatusState::Failure, "completed", Some("failure")),
+            (StatusState::Error, "completed", Some("failure")),
+        ] {
+            let w = CheckRunWrite::of(&update(state, &long));
+            assert_eq!((w.status, w.conclusion), (status, conclusion));
+            assert_eq!(w.title.chars().count(), STATUS_DESCRIPTION_LIMIT);
+            assert_eq!(w.summary, long, "the summary keeps it all");
+            let body = w.body(Some("abc"));
+            assert_eq!(body["head_sha"], "abc");
+            assert_eq!(body["conclusion"].as_str(), conclusion);
+            assert!(w.body(None).get("head_sha").is_none());
+
+            let run: GhCheckRun = serde_json::from_value(json!({
+                "id": 1, "name": "baton/dev", "status": status, "conclusion": conclusion,
+                "started_at": "2026-01-01T10:00:00Z", "completed_at": null,
+                "output": {"title": w.title, "summary": w.summary}, "app": {"id": 7},
+            }))
+            .unwrap();
+            assert!(w.is_written(&run));
+            let read = statuses_and_own_runs(vec![], vec![run], "baton[bot]");
+            assert_eq!(read[0].context, "baton/dev");
+            assert_eq!(read[0].creator, "baton[bot]");
+            assert_eq!(read[0].description, w.title);
+            let expected = if state == StatusState::Error {
+                StatusState::Failure
+            } else {
+                state
+            };
+            assert_eq!(read[0].state, expected);
+        }
+        let pending = CheckRunWrite::of(&update(StatusState::Pending, "applying"));
+        let success = CheckRunWrite::of(&update(StatusState::Success, "applying"));
+        let run: GhCheckRun = serde_json::from_value(json!({
+            "id": 1, "name": "baton/dev", "status": "in_progress", "conclusion": null,
+            "started_at": null, "completed_at": null,
+            "output": {"title": "applying", "summary": "applying"},
+        }))
+        .unwrap();
+        assert!(pending.is_written(&run));
+        assert!(!success.is_written(&run));
+        assert_eq!(
+            CheckRunWrite::of(&update(StatusState::Success, "")).title,
+            "baton/dev: success"
+        );
+    }
+
+    #[test]
+    fn own_check_runs_and_statuses_read_newest_first() {
+        let mut old = status(1, "baton/dev", "failure", "2026-01-01T10:00:00Z");
+        old.creator = Some(GhUser {
+            login: "baton[bot]".into(),
+            kind: "Bot".into(),
+        });
+        let newer = status(2, "ci", "success", "2026-01-01T12:00:00Z");
+        let run = run(
+            10,
+            "baton/dev",
+            "completed",
+            Some("success"),
+            "2026-01-01T11:00:00Z",
+        );
+        let read = statuses_and_own_runs(vec![newer, old], vec![run], "baton[bot]");
+        let got: Vec<_> = read.iter().map(|s| (s.context.as_str(), s.state)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ci", StatusState::Success),
+                ("baton/dev", StatusState::Success),
+                ("baton/dev", StatusState::Failure),
+            ]
+        );
     }
 
     #[test]

@@ -188,6 +188,15 @@ pub trait Forge: Send + Sync {
     -> impl Future<Output = Result<()>> + Send;
     /// Remove a label; removing an absent one is not an error.
     fn remove_label(&self, number: u64, label: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Ask `approvers` to review the PR, written as in `approvals.from`: logins, and teams as
+    /// `@org/slug`. Requesting someone already requested changes nothing. Teams of another
+    /// organization than the repository's (GitHub cannot request them) and the bot itself are
+    /// left out; when nobody is left, no call is made.
+    fn request_reviewers(
+        &self,
+        number: u64,
+        approvers: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Submitted reviews, with each reviewer's permission.
     fn reviews(&self, number: u64) -> impl Future<Output = Result<Vec<Review>>> + Send;
@@ -204,12 +213,15 @@ pub trait Forge: Send + Sync {
 
     /// Statuses and check runs on a commit, the latest per context.
     fn checks(&self, sha: &str) -> impl Future<Output = Result<Vec<Check>>> + Send;
+    /// Report `status` on a commit: a commit status, or (where the forge prefers them) a
+    /// check run named after the context, kept one per name and commit.
     fn set_status(
         &self,
         sha: &str,
         status: &StatusUpdate,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Commit statuses on a commit, newest first, with their creators (the most recent 100).
+    /// Whatever [`Forge::set_status`] wrote is among them, also where it wrote a check run.
     fn statuses(&self, sha: &str) -> impl Future<Output = Result<Vec<CommitStatus>>> + Send;
 
     /// The user's permission on the repository.

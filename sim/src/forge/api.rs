@@ -947,6 +947,13 @@ async fn commit_subresource(
                 let items: Vec<Value> = runs
                     .into_iter()
                     .filter(|c| q.get("check_name").is_none_or(|n| &c.name == n))
+                    .filter(|c| {
+                        let id = match c.app {
+                            AppRef::Bot => st.app_id,
+                            AppRef::Ci => super::state::CI_APP_ID,
+                        };
+                        q.get("app_id").is_none_or(|want| *want == id.to_string())
+                    })
                     .filter(|c| q.get("status").is_none_or(|s| &c.status == s))
                     .map(|c| sh.check_run(r, c))
                     .collect();

@@ -489,7 +489,11 @@ impl Shapes<'_> {
                 self.st.bot_login.trim_end_matches("[bot]").to_owned(),
                 self.st.bot_login.trim_end_matches("[bot]").to_owned(),
             ),
-            AppRef::Ci => (4343, "sim-ci".to_owned(), "Sim CI".to_owned()),
+            AppRef::Ci => (
+                super::state::CI_APP_ID,
+                "sim-ci".to_owned(),
+                "Sim CI".to_owned(),
+            ),
         };
         json!({
             "id": id,

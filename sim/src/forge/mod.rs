@@ -272,6 +272,8 @@ pub struct PullView {
     pub labels: Vec<String>,
     pub merge_commit_sha: Option<String>,
     pub requested_reviewers: Vec<String>,
+    /// Slugs of the teams asked to review.
+    pub requested_teams: Vec<String>,
 }
 
 /// An issue or pull-request comment as the control surface reports it.

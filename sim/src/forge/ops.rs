@@ -1574,6 +1574,7 @@ pub(crate) fn pull_view(inner: &Inner, owner: &str, repo: &str, number: u64) -> 
         labels: issue.labels.clone(),
         merge_commit_sha: p.merge_commit_sha.clone(),
         requested_reviewers: p.requested_reviewers.clone(),
+        requested_teams: p.requested_teams.clone(),
     })
 }
 

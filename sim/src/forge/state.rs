@@ -205,6 +205,9 @@ pub(crate) enum AppRef {
     Ci,
 }
 
+/// The simulated CI app's id (the bot's is [`State::app_id`]).
+pub(crate) const CI_APP_ID: u64 = 4343;
+
 #[derive(Debug, Clone)]
 pub(crate) struct CheckRun {
     pub id: u64,
