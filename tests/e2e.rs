@@ -133,6 +133,15 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
     );
     assert_eq!(prod.promotion.tag.as_deref(), Some("1.1.0"), "{text}");
 
+    // PR bodies: where the release came from (OCI labels), with the commits since the
+    // pinned release.
+    let first = sb.forge.pull(OWNER, REPO, 1).unwrap();
+    let body = first.body.unwrap_or_default();
+    assert!(
+        body.contains("/commit/") && body.contains("/compare/"),
+        "the first PR links the revision and the commits since the pinned one:\n{body}"
+    );
+
     // GitHub: one status comment per promotion PR, never two.
     for pr in sb.forge.pulls(OWNER, REPO) {
         let status_comments = sb

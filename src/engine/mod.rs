@@ -169,6 +169,9 @@ pub struct Engine<F> {
     pub push_attempts: usize,
     /// The promotions read from history at a config branch tip, to read them once per tip.
     history: Mutex<Option<(git2::Oid, std::sync::Arc<Vec<Entry>>)>>,
+    /// What the registry said about digests it blessed (OCI annotations/labels), for PR
+    /// bodies: `digest` → (revision, source).
+    provenance: Mutex<BTreeMap<String, (Option<String>, Option<String>)>>,
 }
 
 impl<F: Forge> Engine<F> {
@@ -179,6 +182,7 @@ impl<F: Forge> Engine<F> {
             push_attempts: 3,
             snapshot: Mutex::default(),
             history: Mutex::new(None),
+            provenance: Mutex::default(),
         }
     }
 
@@ -192,6 +196,26 @@ impl<F: Forge> Engine<F> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Where a release came from, for its PR body: the source repository (the image's
+    /// `org.opencontainers.image.source`, else the pipeline's `source:`) and the revisions of
+    /// the two digests when the registry told them.
+    fn provenance_of(
+        &self,
+        configured: Option<&str>,
+        from: Option<&crate::image::Digest>,
+        to: &Pinned,
+    ) -> text::Provenance {
+        let known = self.provenance.lock().unwrap_or_else(|e| e.into_inner());
+        let of = |d: &crate::image::Digest| known.get(&d.to_string()).cloned();
+        let (to_revision, to_source) = of(&to.digest).unwrap_or_default();
+        let from_revision = from.and_then(of).and_then(|(r, _)| r);
+        text::Provenance {
+            source: to_source.or_else(|| configured.map(String::from)),
+            from_revision,
+            to_revision,
+        }
     }
 
     /// The config branch tip as of the last pass (`None` before the first fetch).
@@ -613,6 +637,17 @@ impl<F: Forge> Engine<F> {
                     if let Some(c) = scan.newest
                         && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
                     {
+                        if let Some(meta) = &c.meta
+                            && (meta.revision.is_some() || meta.source.is_some())
+                        {
+                            self.provenance
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(
+                                    c.digest.clone().unwrap_or_default(),
+                                    (meta.revision.clone(), meta.source.clone()),
+                                );
+                        }
                         releases.insert(
                             name.clone(),
                             Release {
@@ -959,7 +994,11 @@ impl<F: Forge> Engine<F> {
                     &app_cfg.image,
                     from.as_ref(),
                     &to,
-                    app_cfg.source.as_deref(),
+                    &self.provenance_of(
+                        app_cfg.source.as_deref(),
+                        from.as_ref().map(|p| &p.digest),
+                        &to,
+                    ),
                     &diff,
                     rendered.as_deref().map_err(String::as_str),
                 );
@@ -1003,7 +1042,7 @@ impl<F: Forge> Engine<F> {
                     &app_cfg.image,
                     from,
                     &to,
-                    app_cfg.source.as_deref(),
+                    &self.provenance_of(app_cfg.source.as_deref(), from.map(|p| &p.digest), &to),
                     &diff,
                     rendered.as_deref().map_err(String::as_str),
                 );

@@ -33,6 +33,47 @@ fn describe(p: &Pinned) -> String {
     }
 }
 
+/// Where a release came from (the image's OCI annotations, or the pipeline's `source:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The source repository, e.g. `https://github.com/shop/web`.
+    pub source: Option<String>,
+    /// The revision (commit) the pinned digest was built from, when known.
+    pub from_revision: Option<String>,
+    /// The revision the promoted digest was built from.
+    pub to_revision: Option<String>,
+}
+
+impl Provenance {
+    /// `source: <repo> · revision <sha> · commits <compare link>`, as far as known.
+    fn line(&self) -> Option<String> {
+        let web = self
+            .source
+            .as_deref()
+            .map(|s| s.trim_end_matches(".git").trim_end_matches('/'))
+            .filter(|s| s.starts_with("https://") || s.starts_with("http://"));
+        let mut parts = Vec::new();
+        if let Some(src) = &self.source {
+            parts.push(format!("source: {src}"));
+        }
+        if let Some(rev) = &self.to_revision {
+            let short = &rev[..rev.len().min(12)];
+            match web {
+                Some(w) => parts.push(format!("revision [`{short}`]({w}/commit/{rev})")),
+                None => parts.push(format!("revision `{short}`")),
+            }
+        }
+        if let (Some(w), Some(old), Some(new)) = (web, &self.from_revision, &self.to_revision)
+            && old != new
+        {
+            parts.push(format!(
+                "[commits since the pinned release]({w}/compare/{old}...{new})"
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+}
+
 /// The PR body. `diff` is the change to the config repo; `rendered` the diff of the
 /// environment's rendered manifests (already cut), or why it could not be computed.
 #[allow(clippy::too_many_arguments)]
@@ -42,7 +83,7 @@ pub fn body(
     image: &str,
     from: Option<&Pinned>,
     to: &Pinned,
-    source: Option<&str>,
+    provenance: &Provenance,
     diff: &str,
     rendered: Result<&str, &str>,
 ) -> String {
@@ -54,8 +95,8 @@ pub fn body(
     ));
     out.push_str(&format!("| to | {} |\n\n", describe(to)));
     out.push_str(&format!("Image: `{image}@{}`", to.digest));
-    if let Some(src) = source {
-        out.push_str(&format!(" · source: {src}"));
+    if let Some(line) = provenance.line() {
+        out.push_str(&format!(" · {line}"));
     }
     out.push_str("\n\n");
     if !diff.is_empty() {
@@ -224,7 +265,10 @@ mod tests {
             "reg/web",
             Some(&from),
             &to,
-            Some("https://github.com/shop/web"),
+            &Provenance {
+                source: Some("https://github.com/shop/web".into()),
+                ..Default::default()
+            },
             config,
             Ok(rendered),
         );
@@ -235,7 +279,7 @@ mod tests {
             "reg/web",
             None,
             &to,
-            None,
+            &Provenance::default(),
             "",
             Err("environments/staging/kustomization.yaml:3: invalid YAML"),
         );
@@ -253,13 +297,51 @@ mod tests {
             "reg/web",
             None,
             &pin("1"),
-            None,
+            &Provenance::default(),
             &config,
             Ok(&cut),
         );
         assert!(b.len() <= BODY_LIMIT, "{}", b.len());
         assert!(b.contains("run `baton render prod` for the full output"));
         assert!(b.contains("</details>\n\nThe gates"), "the body is not cut");
+    }
+
+    #[test]
+    fn the_body_links_the_revision_and_the_commits_since_the_pinned_release() {
+        let p = Provenance {
+            source: Some("https://github.com/shop/web.git".into()),
+            from_revision: Some("a".repeat(40)),
+            to_revision: Some("b".repeat(40)),
+        };
+        let b = body("web", "dev", "reg/web", None, &pin("1"), &p, "", Ok(""));
+        let (a, bb) = ("a".repeat(40), "b".repeat(40));
+        assert!(
+            b.contains(&format!(
+                "revision [`bbbbbbbbbbbb`](https://github.com/shop/web/commit/{bb})"
+            )),
+            "{b}"
+        );
+        assert!(
+            b.contains(&format!("(https://github.com/shop/web/compare/{a}...{bb})")),
+            "{b}"
+        );
+        let only_source = Provenance {
+            source: Some("git@github.com:shop/web.git".into()),
+            to_revision: Some("c".repeat(40)),
+            ..Default::default()
+        };
+        let b = body(
+            "web",
+            "dev",
+            "reg/web",
+            None,
+            &pin("1"),
+            &only_source,
+            "",
+            Ok(""),
+        );
+        assert!(b.contains("revision `cccccccccccc`"), "{b}");
+        assert!(!b.contains("compare"), "{b}");
     }
 
     #[test]
@@ -271,7 +353,7 @@ mod tests {
             "reg/web",
             None,
             &pin("1"),
-            None,
+            &Provenance::default(),
             &diff,
             Ok(""),
         );

@@ -81,6 +81,8 @@ pub struct Sandbox {
 /// An image config blob: unique per (repo, tag), with the creation time the `newest: created`
 /// blessing rule reads.
 pub fn image_config(repo: &str, tag: &str, created: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    let digest = crate::image::Digest::of(format!("{repo}@{tag}").as_bytes()).to_string();
+    let revision = &digest["sha256:".len().."sha256:".len() + 40];
     serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
@@ -88,6 +90,8 @@ pub fn image_config(repo: &str, tag: &str, created: chrono::DateTime<chrono::Utc
         "config": { "Labels": {
             "org.opencontainers.image.source": format!("https://github.com/{repo}"),
             "org.opencontainers.image.version": tag,
+            // A made-up commit, as CI would stamp the real one.
+            "org.opencontainers.image.revision": revision,
         }},
         "rootfs": { "type": "layers", "diff_ids": [] },
     })
