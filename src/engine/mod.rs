@@ -125,6 +125,9 @@ pub enum Outcome {
     },
 }
 
+/// An image's `org.opencontainers.image.revision` and `.source`, when its registry says.
+type RevisionAndSource = (Option<String>, Option<String>);
+
 /// What a pass saw, kept for the status page.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -171,7 +174,7 @@ pub struct Engine<F> {
     history: Mutex<Option<(git2::Oid, std::sync::Arc<Vec<Entry>>)>>,
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
-    provenance: Mutex<BTreeMap<String, (Option<String>, Option<String>)>>,
+    provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
 }
 
 impl<F: Forge> Engine<F> {
