@@ -768,6 +768,19 @@ impl<F: Forge> Engine<F> {
                 });
             }
         }
+        if changed {
+            // A rollback wrote its line into this PR's status comment: keep it.
+            let bot = self.forge.bot_login().to_string();
+            if let Some(s) = self
+                .forge
+                .comments(o.info.number)
+                .await?
+                .into_iter()
+                .find(|c| c.author == bot && c.body.starts_with(text::STATUS_MARKER))
+            {
+                o.status = Some(s);
+            }
+        }
         let events = o
             .status
             .as_ref()
