@@ -12,24 +12,17 @@
 //! once instead of being repaired inside it: what is tested is the restart.
 
 mod common;
+mod promote_support;
 
 use std::collections::BTreeMap;
 
-use baton::config::Secret;
-use baton::engine::{Engine, text};
-use baton::forge::github::{GitHubAuth, GitHubForge, GitHubOptions};
-use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
+use baton::engine::text;
+use baton::forge::github::GitHubOptions;
 use baton::gitrepo::trailers::Promotion;
-use baton::image::Digest;
-use baton::promote::plan::Release;
-use baton::promote::state::{DeployState, Deployment};
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::{example_files, git};
-use sim::forge::{Fault, Forge, Permission, ReviewState};
+use chrono::Duration;
+use promote_support::{OWNER, REPO, STATUS_MARKER, World};
+use sim::forge::{Fault, ReviewState};
 
-const OWNER: &str = "shop";
-const REPO: &str = "config";
-const STATUS_MARKER: &str = "<!-- baton:status -->";
 /// Passes one phase may take to settle (a crash costs one; a phase needs at most three).
 const MAX_PASSES: usize = 8;
 
@@ -46,223 +39,100 @@ impl std::fmt::Display for Step {
     }
 }
 
-struct World {
-    forge: Forge,
-    dir: tempfile::TempDir,
-    passes: usize,
-    releases: BTreeMap<String, Release>,
-    deployments: BTreeMap<(String, String), Deployment>,
-    now: DateTime<Utc>,
+/// A world whose engines' clients retry nothing, so a lost answer ends the pass where it
+/// happened.
+async fn world() -> World {
+    let mut w = World::new().await;
+    w.options = GitHubOptions {
+        max_retries: 0,
+        ..GitHubOptions::default()
+    };
+    w
 }
 
-impl World {
-    async fn new() -> Self {
-        let forge = Forge::start().await.unwrap();
-        let files = example_files();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
-            .collect();
-        forge
-            .create_repo_with_files(OWNER, REPO, "main", &refs)
-            .unwrap();
-        for (login, perm) in [
-            ("alice", Permission::Write),
-            ("bob", Permission::Write),
-            ("carol", Permission::Maintain),
-            ("dev", Permission::Write),
-            ("ci", Permission::Write),
-        ] {
-            forge.add_user(login, perm);
-        }
-        forge.add_team("shop", "release-managers", &["alice", "bob", "carol"]);
-        Self {
-            forge,
-            dir: tempfile::tempdir().unwrap(),
-            passes: 0,
-            releases: BTreeMap::new(),
-            deployments: BTreeMap::new(),
-            // Tuesday 2026-11-24 10:00 in Berlin: inside prod's window, outside the freeze.
-            now: Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+/// Run passes, each with a new engine, until one succeeds without writing. A failed pass
+/// (the injected crash) is followed by a restart. Returns how many passes failed.
+async fn settle(w: &mut World, phase: &str) -> Result<usize, String> {
+    let mut failed = 0;
+    for _ in 0..MAX_PASSES {
+        let before = w.write_calls();
+        let engine = w.engine();
+        let result = engine.run_once(&w.releases, &w.deployments, w.now).await;
+        drop(engine);
+        match result {
+            Ok(_) if w.write_calls() == before => return Ok(failed),
+            Ok(_) => {}
+            Err(_) => failed += 1,
         }
     }
+    Err(format!(
+        "{phase}: still writing after {MAX_PASSES} passes: {:?}",
+        w.write_calls()
+    ))
+}
 
-    /// A brand-new engine, as after a restart: a fresh clone and a fresh client that does not
-    /// retry, so a lost answer ends the pass where it happened.
-    fn engine(&mut self) -> Engine<GitHubForge> {
-        self.passes += 1;
-        let token = Secret::new(self.forge.bot_token());
-        let repo = ConfigRepo::open(
-            &self.dir.path().join(format!("clone-{}", self.passes)),
-            Remote {
-                url: self.forge.git_url(OWNER, REPO),
-                branch: "main".into(),
-                auth: Auth::Token(token.clone()),
-            },
-            Identity::default(),
+/// Run passes until a PR from `baton/<env>/<app>` is open (the next pass could merge it).
+async fn until_open(w: &mut World, env: &str, app: &str) -> Result<u64, String> {
+    let head = format!("baton/{env}/{app}");
+    for _ in 0..MAX_PASSES {
+        let engine = w.engine();
+        let _ = engine.run_once(&w.releases, &w.deployments, w.now).await;
+        drop(engine);
+        if let Some(p) = w.open_prs_from(&head).first() {
+            return Ok(p.number);
+        }
+    }
+    Err(format!("no PR from {head} after {MAX_PASSES} passes"))
+}
+
+/// CI reports the required check `baton/validate` green on the open PR of `app` to `env`.
+fn pass_checks(w: &World, env: &str, app: &str) -> Result<u64, String> {
+    let head = format!("baton/{env}/{app}");
+    let pr = w
+        .open_prs_from(&head)
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no open PR from {head}"))?;
+    w.forge
+        .set_status_as(
+            "ci",
+            OWNER,
+            REPO,
+            &pr.head_sha,
+            "baton/validate",
+            "success",
         )
-        .unwrap();
-        let forge = GitHubForge::new(
-            &self.forge.url(),
-            "shop/config",
-            GitHubAuth::Token(token),
-            self.forge.bot_login(),
-            GitHubOptions {
-                max_retries: 0,
-                ..GitHubOptions::default()
-            },
-        )
-        .unwrap();
-        Engine::new(forge, repo)
-    }
+        .map_err(|e| e.to_string())?;
+    Ok(pr.number)
+}
 
-    /// The bot's write calls so far, by route (a Git fetch is a POST to git-upload-pack but
-    /// reads).
-    fn writes(&self) -> BTreeMap<String, u64> {
-        self.forge
-            .calls()
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("GET ") && !k.ends_with("/git-upload-pack"))
-            .collect()
+/// What the run left behind, in a form two runs can be compared by.
+fn outcome(w: &World) -> Outcome {
+    let mut prs = BTreeMap::new();
+    for p in w.forge.pulls(OWNER, REPO) {
+        let mine = w.bot_comments(p.number);
+        let mut labels = p.labels.clone();
+        labels.sort();
+        prs.entry(p.head_ref.clone())
+            .or_insert_with(Vec::new)
+            .push(Pr {
+                number: p.number,
+                title: p.title,
+                open: p.open,
+                merged: p.merged,
+                labels,
+                status_comments: mine.iter().filter(|b| b.starts_with(STATUS_MARKER)).count(),
+                answers: mine.iter().filter_map(|b| text::answered(b)).collect(),
+                replies: mine
+                    .iter()
+                    .filter(|b| !b.starts_with(STATUS_MARKER))
+                    .map(|b| without_markers(b))
+                    .collect(),
+            });
     }
-
-    /// Run passes, each with a new engine, until one succeeds without writing. A failed pass
-    /// (the injected crash) is followed by a restart. Returns how many passes failed.
-    async fn settle(&mut self, phase: &str) -> Result<usize, String> {
-        let mut failed = 0;
-        for _ in 0..MAX_PASSES {
-            let before = self.writes();
-            let engine = self.engine();
-            let result = engine
-                .run_once(&self.releases, &self.deployments, self.now)
-                .await;
-            drop(engine);
-            match result {
-                Ok(_) if self.writes() == before => return Ok(failed),
-                Ok(_) => {}
-                Err(_) => failed += 1,
-            }
-        }
-        Err(format!(
-            "{phase}: still writing after {MAX_PASSES} passes: {:?}",
-            self.writes()
-        ))
-    }
-
-    /// Run passes until a PR from `baton/<env>/<app>` is open (the next pass could merge it).
-    async fn until_open(&mut self, env: &str, app: &str) -> Result<u64, String> {
-        for _ in 0..MAX_PASSES {
-            let engine = self.engine();
-            let _ = engine
-                .run_once(&self.releases, &self.deployments, self.now)
-                .await;
-            drop(engine);
-            if let Some(n) = self.open_pr(env, app) {
-                return Ok(n);
-            }
-        }
-        Err(format!(
-            "no PR for {env}/{app} opened after {MAX_PASSES} passes"
-        ))
-    }
-
-    fn release(&mut self, app: &str, tag: &str) -> Digest {
-        let digest = Digest::of(format!("{app}:{tag}").as_bytes());
-        self.releases.insert(
-            app.into(),
-            Release {
-                tag: Some(tag.into()),
-                digest: digest.clone(),
-            },
-        );
-        digest
-    }
-
-    fn healthy(&mut self, env: &str, app: &str, digest: &Digest, since: Duration) {
-        self.deployments.insert(
-            (env.into(), app.into()),
-            Deployment {
-                env: env.into(),
-                app: app.into(),
-                digest: digest.clone(),
-                state: DeployState::Healthy,
-                healthy_since: Some(self.now - since),
-            },
-        );
-    }
-
-    fn open_pr(&self, env: &str, app: &str) -> Option<u64> {
-        let head = format!("baton/{env}/{app}");
-        self.forge
-            .pulls(OWNER, REPO)
-            .into_iter()
-            .find(|p| p.open && p.head_ref == head)
-            .map(|p| p.number)
-    }
-
-    fn pass_checks(&self, env: &str, app: &str) -> Result<u64, String> {
-        let head = format!("baton/{env}/{app}");
-        let pr = self
-            .forge
-            .pulls(OWNER, REPO)
-            .into_iter()
-            .find(|p| p.open && p.head_ref == head)
-            .ok_or_else(|| format!("no open PR for {head}"))?;
-        self.forge
-            .set_status_as(
-                "ci",
-                OWNER,
-                REPO,
-                &pr.head_sha,
-                "baton/validate",
-                "success",
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(pr.number)
-    }
-
-    /// What the run left behind, in a form two runs can be compared by.
-    fn outcome(&self) -> Outcome {
-        let bot = self.forge.bot_login();
-        let mut prs = BTreeMap::new();
-        for p in self.forge.pulls(OWNER, REPO) {
-            let comments = self.forge.comments(OWNER, REPO, p.number);
-            let mine: Vec<String> = comments
-                .into_iter()
-                .filter(|c| c.user == bot)
-                .map(|c| c.body)
-                .collect();
-            let mut labels = p.labels.clone();
-            labels.sort();
-            prs.entry(p.head_ref.clone())
-                .or_insert_with(Vec::new)
-                .push(Pr {
-                    number: p.number,
-                    title: p.title,
-                    open: p.open,
-                    merged: p.merged,
-                    labels,
-                    status_comments: mine.iter().filter(|b| b.starts_with(STATUS_MARKER)).count(),
-                    answers: mine
-                        .iter()
-                        .filter_map(|b| text::answered(b))
-                        .collect(),
-                    replies: mine
-                        .iter()
-                        .filter(|b| !b.starts_with(STATUS_MARKER))
-                        .map(|b| without_markers(b))
-                        .collect(),
-                });
-        }
-        let log = git(
-            &self.forge.repo_path(OWNER, REPO),
-            &["log", "--format=%B%x00", "main"],
-        );
-        let promotions = log
-            .split('\0')
-            .filter_map(Promotion::parse)
-            .collect::<Vec<_>>();
-        Outcome { prs, promotions }
+    Outcome {
+        prs,
+        promotions: w.promotions(),
     }
 }
 
@@ -386,44 +256,43 @@ impl Outcome {
 /// approvals and `/promote prod`), then 1.6.0 to dev, held with `/hold` before it merges.
 async fn promotion(w: &mut World) -> Result<(), String> {
     let v15 = w.release("web", "1.5.0");
-    w.settle("dev: open and auto-merge").await?;
+    settle(w, "dev: open and auto-merge").await?;
 
     w.healthy("dev", "web", &v15, Duration::minutes(15));
-    w.settle("staging: open").await?;
-    w.pass_checks("staging", "web")?;
-    w.settle("staging: merge on a green check").await?;
+    settle(w, "staging: open").await?;
+    pass_checks(w, "staging", "web")?;
+    settle(w, "staging: merge on a green check").await?;
 
     w.healthy("staging", "web", &v15, Duration::hours(2));
-    w.settle("prod: open").await?;
-    let prod = w.pass_checks("prod", "web")?;
+    settle(w, "prod: open").await?;
+    let prod = pass_checks(w, "prod", "web")?;
     for who in ["alice", "bob"] {
         w.forge
             .review_as(who, OWNER, REPO, prod, ReviewState::Approved, "")
             .map_err(|e| e.to_string())?;
     }
-    w.settle("prod: approved, waiting for /promote").await?;
+    settle(w, "prod: approved, waiting for /promote").await?;
     w.forge
         .comment_as("carol", OWNER, REPO, prod, "/promote prod")
         .map_err(|e| e.to_string())?;
-    w.settle("prod: /promote prod and merge").await?;
+    settle(w, "prod: /promote prod and merge").await?;
 
     w.release("web", "1.6.0");
-    let dev = w.until_open("dev", "web").await?;
+    let dev = until_open(w, "dev", "web").await?;
     w.forge
         .comment_as("dev", OWNER, REPO, dev, "/hold checking the migration")
         .map_err(|e| e.to_string())?;
-    w.settle("dev: /hold").await?;
+    settle(w, "dev: /hold").await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_write_of_a_promotion_duplicates_nothing() {
-    baton::tls::install_crypto_provider();
     let started = std::time::Instant::now();
 
-    let mut clean = World::new().await;
+    let mut clean = world().await;
     promotion(&mut clean).await.unwrap();
-    let expected = clean.outcome();
+    let expected = outcome(&clean);
     let problems = expected.duplicates();
     assert!(problems.is_empty(), "the clean run: {problems:#?}");
     assert_eq!(
@@ -431,7 +300,7 @@ async fn a_crash_after_any_write_of_a_promotion_duplicates_nothing() {
         3,
         "dev, staging and prod: {expected:#?}"
     );
-    let writes = clean.writes();
+    let writes = clean.write_calls();
     for route in writes.keys() {
         let overlapping: Vec<_> = writes
             .keys()
@@ -513,7 +382,7 @@ async fn a_crash_after_any_write_of_a_promotion_duplicates_nothing() {
 /// what went wrong, each line naming the step.
 async fn crash_at(k: usize, step: &Step, expected: &Outcome) -> Vec<String> {
     let what = format!("step {k} (lost answer to {step})");
-    let mut w = World::new().await;
+    let mut w = world().await;
     w.forge.inject(
         Fault::lost_response(500)
             .on(step.route.clone())
@@ -528,18 +397,18 @@ async fn crash_at(k: usize, step: &Step, expected: &Outcome) -> Vec<String> {
     if made <= u64::from(step.occurrence) {
         failures.push(format!("{what}: the call was made only {made} times"));
     }
-    let mut outcome = w.outcome();
+    let mut found = outcome(&w);
     if step.route.ends_with("/merge") {
         // The merge stands but the bot died before writing "Merged" on the PR; the PR is
         // closed now, so passes no longer look at it. The rollout report adds the status
         // comment (`Engine::report_rollout` creates it when missing). Lost, not duplicated.
-        for pr in outcome.prs.values_mut().flatten() {
+        for pr in found.prs.values_mut().flatten() {
             if pr.merged && pr.status_comments == 0 {
                 pr.status_comments = 1;
             }
         }
     }
-    for d in outcome.differences(expected) {
+    for d in found.differences(expected) {
         failures.push(format!("{what}: {d}"));
     }
     failures
