@@ -389,10 +389,7 @@ impl<F: Forge> Engine<F> {
             if rollout::is_rollback_pr(&info) {
                 wanted.push(ROLLBACK_LABEL.to_string());
             }
-            let missing: Vec<String> = wanted
-                .into_iter()
-                .filter(|w| !labels.contains(w))
-                .collect();
+            let missing: Vec<String> = wanted.into_iter().filter(|w| !labels.contains(w)).collect();
             if !missing.is_empty() {
                 // Opened, but killed before its labels were added: add them now.
                 self.forge.add_labels(info.number, &missing).await?;
@@ -532,6 +529,18 @@ impl<F: Forge> Engine<F> {
         };
         let mut outcomes = Vec::new();
         self.answer_commands(&view, &mut o, &mut outcomes).await?;
+        Ok(outcomes)
+    }
+
+    /// Answer commands left unanswered on the `limit` most recently closed or merged
+    /// promotion PRs. Call it once when the bot starts: a bot killed while it handled a command
+    /// there (a `/rollback` closes the PR it was typed on before it opens the rollback) finishes
+    /// it, since the webhook that named the PR is not delivered again.
+    pub async fn answer_recently_closed(&self, limit: u8) -> Result<Vec<Outcome>, EngineError> {
+        let mut outcomes = Vec::new();
+        for pr in self.forge.recently_closed_promotion_prs(limit).await? {
+            outcomes.extend(self.answer_pr(pr.number).await?);
+        }
         Ok(outcomes)
     }
 

@@ -155,7 +155,10 @@ pub fn answer(reply: &str, comment: u64, index: usize) -> String {
 
 /// Which command a bot comment answers: `(comment id, command index)`, from [`answer`].
 pub fn answered(body: &str) -> Option<(u64, usize)> {
-    let rest = body.lines().rev().find_map(|l| l.trim().strip_prefix(ANSWER_PREFIX))?;
+    let rest = body
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(ANSWER_PREFIX))?;
     let (comment, index) = rest.trim_end_matches("-->").trim().split_once('.')?;
     Some((comment.parse().ok()?, index.parse().ok()?))
 }

@@ -223,10 +223,13 @@ fn router(inner: Arc<Inner>, git: GitService) -> Router {
             inner.clone(),
             mw::github,
         ))
-        .merge(git.router().route_layer(axum::middleware::from_fn_with_state(
-            inner.clone(),
-            mw::git_faults,
-        )))
+        .merge(
+            git.router()
+                .route_layer(axum::middleware::from_fn_with_state(
+                    inner.clone(),
+                    mw::git_faults,
+                )),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             inner.clone(),
             mw::count,

@@ -333,7 +333,12 @@ pub(crate) async fn git_faults(
         }
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "text/plain")], "Server Error").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "Server Error",
+    )
+        .into_response()
 }
 
 /// A body-less response with GitHub headers, for 204s.

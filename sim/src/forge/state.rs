@@ -527,10 +527,19 @@ mod tests {
         let mut st = State::new("baton[bot]");
         st.faults
             .push(Fault::server_error(502).times(2).on("/merge"));
-        assert_eq!(st.take_fault("GET /repos/{owner}/{repo}/pulls", false), None);
+        assert_eq!(
+            st.take_fault("GET /repos/{owner}/{repo}/pulls", false),
+            None
+        );
         let merge = "PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge";
-        assert_eq!(st.take_fault(merge, false), Some(FaultKind::ServerError(502)));
-        assert_eq!(st.take_fault(merge, false), Some(FaultKind::ServerError(502)));
+        assert_eq!(
+            st.take_fault(merge, false),
+            Some(FaultKind::ServerError(502))
+        );
+        assert_eq!(
+            st.take_fault(merge, false),
+            Some(FaultKind::ServerError(502))
+        );
         assert_eq!(st.take_fault(merge, false), None);
     }
 
@@ -540,10 +549,16 @@ mod tests {
         st.faults
             .push(Fault::lost_response(500).on("/comments").after(2));
         let post = "POST /repos/{owner}/{repo}/issues/{issue_number}/comments";
-        assert_eq!(st.take_fault("GET /repos/{owner}/{repo}/pulls", false), None);
+        assert_eq!(
+            st.take_fault("GET /repos/{owner}/{repo}/pulls", false),
+            None
+        );
         assert_eq!(st.take_fault(post, false), None);
         assert_eq!(st.take_fault(post, false), None);
-        assert_eq!(st.take_fault(post, false), Some(FaultKind::LostResponse(500)));
+        assert_eq!(
+            st.take_fault(post, false),
+            Some(FaultKind::LostResponse(500))
+        );
         assert_eq!(st.take_fault(post, false), None);
     }
 
@@ -551,9 +566,13 @@ mod tests {
     fn git_calls_only_meet_faults_that_name_their_route() {
         let mut st = State::new("baton[bot]");
         st.faults.push(Fault::server_error(502));
-        st.faults.push(Fault::lost_response(500).on("/git-receive-pack"));
+        st.faults
+            .push(Fault::lost_response(500).on("/git-receive-pack"));
         let push = "POST /{owner}/{repo}/git-receive-pack";
-        assert_eq!(st.take_fault(push, true), Some(FaultKind::LostResponse(500)));
+        assert_eq!(
+            st.take_fault(push, true),
+            Some(FaultKind::LostResponse(500))
+        );
         assert_eq!(st.take_fault(push, true), None);
         assert_eq!(
             st.take_fault("GET /repos/{owner}/{repo}", false),
