@@ -4,118 +4,46 @@
 //! as plain values (no cluster); every step runs on a fresh engine, as after a restart.
 
 mod common;
+mod promote_support;
 mod reconcile_support;
 
-use std::collections::BTreeMap;
-
-use baton::config::Secret;
-use baton::engine::{AppRollout, Engine, Outcome, RollbackRequest, Rolled, Rollout, RolloutState};
+use baton::engine::{AppRollout, Outcome, RollbackRequest, Rolled, Rollout, RolloutState};
 use baton::forge::Forge as _;
-use baton::forge::github::{GitHubAuth, GitHubForge, GitHubOptions};
-use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
-use baton::gitrepo::trailers::Promotion;
 use baton::image::Digest;
-use baton::promote::plan::Release;
-use baton::promote::state::{CheckState, DeployState, Deployment};
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::{example_files, git};
-use sim::forge::{Forge, Permission, ReviewState};
+use baton::promote::state::{CheckState, DeployState};
+use chrono::{Duration, TimeZone, Utc};
+use common::git;
+use promote_support::{OWNER, REPO, tuesday_morning};
+use sim::forge::ReviewState;
 
-const OWNER: &str = "shop";
-const REPO: &str = "config";
+/// The shared promotion world with `onFailure: rollback` in dev too, plus rollout reports.
+struct World(promote_support::World);
 
-/// Tuesday 2026-11-24 10:00 in Berlin: inside prod's window, outside the freeze.
-fn tuesday_morning() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()
+impl std::ops::Deref for World {
+    type Target = promote_support::World;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-struct World {
-    forge: Forge,
-    dir: tempfile::TempDir,
-    passes: usize,
-    releases: BTreeMap<String, Release>,
-    deployments: BTreeMap<(String, String), Deployment>,
-    now: DateTime<Utc>,
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl World {
-    /// The example config repo, with `onFailure: rollback` in dev too.
     async fn new() -> Self {
-        let forge = Forge::start().await.unwrap();
-        let files: Vec<(String, String)> = example_files()
-            .into_iter()
-            .map(|(p, t)| {
-                let t = if p == "policies/pipeline.yaml" {
-                    t.replacen(
-                        "    autoMerge: true\n",
-                        "    autoMerge: true\n    onFailure: rollback\n",
-                        1,
-                    )
-                } else {
-                    t
-                };
-                (p, t)
+        Self(
+            promote_support::World::with_pipeline(|t| {
+                t.replacen(
+                    "    autoMerge: true\n",
+                    "    autoMerge: true\n    onFailure: rollback\n",
+                    1,
+                )
             })
-            .collect();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
-            .collect();
-        forge
-            .create_repo_with_files(OWNER, REPO, "main", &refs)
-            .unwrap();
-        for (login, perm) in [
-            ("alice", Permission::Write),
-            ("bob", Permission::Write),
-            ("carol", Permission::Maintain),
-            ("eve", Permission::Read),
-            ("ci", Permission::Write),
-        ] {
-            forge.add_user(login, perm);
-        }
-        forge.add_team("shop", "release-managers", &["alice", "bob", "carol"]);
-        Self {
-            forge,
-            dir: tempfile::tempdir().unwrap(),
-            passes: 0,
-            releases: BTreeMap::new(),
-            deployments: BTreeMap::new(),
-            now: tuesday_morning(),
-        }
-    }
-
-    /// A brand-new engine, as after a restart.
-    fn engine(&mut self) -> Engine<GitHubForge> {
-        baton::tls::install_crypto_provider();
-        self.passes += 1;
-        let token = Secret::new(self.forge.bot_token());
-        let repo = ConfigRepo::open(
-            &self.dir.path().join(format!("clone-{}", self.passes)),
-            Remote {
-                url: self.forge.git_url(OWNER, REPO),
-                branch: "main".into(),
-                auth: Auth::Token(token.clone()),
-            },
-            Identity::default(),
+            .await,
         )
-        .unwrap();
-        let forge = GitHubForge::new(
-            &self.forge.url(),
-            "shop/config",
-            GitHubAuth::Token(token),
-            self.forge.bot_login(),
-            GitHubOptions::default(),
-        )
-        .unwrap();
-        Engine::new(forge, repo)
-    }
-
-    async fn pass(&mut self) -> Vec<Outcome> {
-        let engine = self.engine();
-        engine
-            .run_once(&self.releases, &self.deployments, self.now)
-            .await
-            .unwrap()
     }
 
     async fn report(&mut self, rollout: &Rollout) -> Vec<Outcome> {
@@ -132,93 +60,8 @@ impl World {
             .map(|c| c.state)
     }
 
-    fn release(&mut self, app: &str, tag: &str) -> Digest {
-        let digest = Digest::of(format!("{app}:{tag}").as_bytes());
-        self.releases.insert(
-            app.into(),
-            Release {
-                tag: Some(tag.into()),
-                digest: digest.clone(),
-            },
-        );
-        digest
-    }
-
-    fn healthy(&mut self, env: &str, app: &str, digest: &Digest, since: Duration) {
-        self.deployments.insert(
-            (env.into(), app.into()),
-            Deployment {
-                env: env.into(),
-                app: app.into(),
-                digest: digest.clone(),
-                state: DeployState::Healthy,
-                healthy_since: Some(self.now - since),
-            },
-        );
-    }
-
     fn open_prs(&self, head: &str) -> Vec<sim::forge::PullView> {
-        self.forge
-            .pulls(OWNER, REPO)
-            .into_iter()
-            .filter(|p| p.open && p.head_ref == head)
-            .collect()
-    }
-
-    fn pr_for(&self, env: &str, app: &str) -> sim::forge::PullView {
-        let mut prs = self.open_prs(&format!("baton/{env}/{app}"));
-        assert_eq!(
-            prs.len(),
-            1,
-            "expected one open PR for {env}/{app}: {prs:?}"
-        );
-        prs.remove(0)
-    }
-
-    fn last_promotion(&self) -> Promotion {
-        let msg = git(
-            &self.forge.repo_path(OWNER, REPO),
-            &["log", "-1", "--format=%B", "main"],
-        );
-        Promotion::parse(&msg).unwrap_or_else(|| panic!("no trailers in {msg}"))
-    }
-
-    fn writes(&self) -> u64 {
-        self.forge
-            .calls()
-            .iter()
-            .filter(|(k, _)| !k.starts_with("GET ") && !k.ends_with("/git-upload-pack"))
-            .map(|(_, n)| *n)
-            .sum()
-    }
-
-    fn status_comment(&self, pr: u64) -> String {
-        let mut status: Vec<String> = self
-            .forge
-            .comments(OWNER, REPO, pr)
-            .into_iter()
-            .filter(|c| {
-                c.user == self.forge.bot_login() && c.body.starts_with("<!-- baton:status -->")
-            })
-            .map(|c| c.body)
-            .collect();
-        assert_eq!(status.len(), 1, "one status comment on #{pr}: {status:?}");
-        status.remove(0)
-    }
-
-    fn timeline(&self, pr: u64) -> Vec<String> {
-        baton::engine::text::timeline(&self.status_comment(pr))
-    }
-
-    fn replies(&self, pr: u64) -> Vec<String> {
-        self.forge
-            .comments(OWNER, REPO, pr)
-            .into_iter()
-            .filter(|c| {
-                c.user == self.forge.bot_login() && !c.body.starts_with("<!-- baton:status -->")
-            })
-            .map(|c| c.body)
-            .collect()
+        self.0.open_prs_from(head)
     }
 
     /// Promote `tag` of web to dev (open, then auto-merge); the merge commit and PR number.

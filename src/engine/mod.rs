@@ -3,10 +3,12 @@
 //! from the forge, handles new slash-commands, asks `promote::plan` what to do, and does it.
 //!
 //! Every pass rebuilds its view from Git and the forge; nothing is remembered between passes
-//! except caches. The only bookkeeping lives on GitHub itself: the ids of handled command
-//! comments are recorded in the PR's status comment *before* the answer is posted, so a bot
-//! killed at any point never answers, opens, merges or comments twice — at worst it skips
-//! an answer.
+//! except caches. The only bookkeeping lives on GitHub itself: each answer to a command names
+//! the command it answers (a hidden marker), and the ids of command comments that are fully
+//! answered are then recorded in the PR's status comment. A command's effects (a label, a
+//! rollback PR) are idempotent, so a bot killed between a command's effect and its answer
+//! applies it again and answers it once; one killed after the answer finds the answer. Nothing
+//! is opened, merged, answered or commented twice (`tests/crash_safety.rs`).
 //!
 //! After the merge, [`rollout`] reports each rollout ([`Engine::report_rollout`]: commit
 //! status `baton/<env>` and the PR's timeline) and rolls back ([`Engine::roll_back_now`],
@@ -410,9 +412,15 @@ impl<F: Forge> Engine<F> {
             let reviews = self.forge.reviews(info.number).await?;
             let checks = self.forge.checks(&info.head_sha).await?;
             let mut labels = info.labels.clone();
-            if rollout::is_rollback_pr(&info) && !labels.iter().any(|l| l == ROLLBACK_LABEL) {
-                // Opened, but killed before its labels were added: still a rollback.
-                labels.push(ROLLBACK_LABEL.to_string());
+            let mut wanted = vec![forge::PROMOTION_LABEL.to_string(), forge::env_label(env)];
+            if rollout::is_rollback_pr(&info) {
+                wanted.push(ROLLBACK_LABEL.to_string());
+            }
+            let missing: Vec<String> = wanted.into_iter().filter(|w| !labels.contains(w)).collect();
+            if !missing.is_empty() {
+                // Opened, but killed before its labels were added: add them now.
+                self.forge.add_labels(info.number, &missing).await?;
+                labels.extend(missing);
             }
             let state = PullRequest {
                 number: info.number,
@@ -548,6 +556,18 @@ impl<F: Forge> Engine<F> {
         };
         let mut outcomes = Vec::new();
         self.answer_commands(&view, &mut o, &mut outcomes).await?;
+        Ok(outcomes)
+    }
+
+    /// Answer commands left unanswered on the `limit` most recently closed or merged
+    /// promotion PRs. Call it once when the bot starts: a bot killed while it handled a command
+    /// there (a `/rollback` closes the PR it was typed on before it opens the rollback) finishes
+    /// it, since the webhook that named the PR is not delivered again.
+    pub async fn answer_recently_closed(&self, limit: u8) -> Result<Vec<Outcome>, EngineError> {
+        let mut outcomes = Vec::new();
+        for pr in self.forge.recently_closed_promotion_prs(limit).await? {
+            outcomes.extend(self.answer_pr(pr.number).await?);
+        }
         Ok(outcomes)
     }
 
@@ -703,9 +723,9 @@ impl<F: Forge> Engine<F> {
         })
     }
 
-    /// Handle the commands of comments not yet recorded as handled: record them in the
-    /// status comment first, then apply and answer. Returns whether a command changed the
-    /// set of PRs (a `/rollback`).
+    /// Handle the commands of comments not yet recorded as handled: apply and answer each
+    /// command that has no answer yet, then record the comments as handled in the status
+    /// comment. Returns whether a command changed the set of PRs (a `/rollback`).
     async fn answer_commands(
         &self,
         view: &RepoView,
@@ -729,25 +749,23 @@ impl<F: Forge> Engine<F> {
         if fresh.is_empty() {
             return Ok(false);
         }
+        // Answers posted by a bot killed before it recorded them as handled.
+        let answered: BTreeSet<(u64, usize)> = o
+            .comments
+            .iter()
+            .filter(|c| c.author == self.forge.bot_login())
+            .filter_map(|c| text::answered(&c.body))
+            .collect();
         let mut changed = false;
         let mut now_handled = handled.clone();
         now_handled.extend(fresh.iter().map(|c| c.id));
-        let events = o
-            .status
-            .as_ref()
-            .map(|s| text::timeline(&s.body))
-            .unwrap_or_default();
-        let headline = o
-            .status
-            .as_ref()
-            .map(|s| headline_of(&s.body))
-            .unwrap_or_else(|| "Planning…".into());
-        self.write_status(o, &headline, None, &events, &now_handled)
-            .await?;
         let env_cfg = view.pipeline.environment(&o.state.env);
         for c in fresh {
             let _ = self.forge.react(c.id, "eyes").await;
-            for parsed in commands::parse_comment(&c.body) {
+            for (index, parsed) in commands::parse_comment(&c.body).into_iter().enumerate() {
+                if answered.contains(&(c.id, index)) {
+                    continue;
+                }
                 let reply = match parsed {
                     Err(e) => format!("{e}\n\n{}", commands::HELP),
                     Ok(command) => {
@@ -787,7 +805,9 @@ impl<F: Forge> Engine<F> {
                         }
                     }
                 };
-                self.forge.create_comment(o.info.number, &reply).await?;
+                self.forge
+                    .create_comment(o.info.number, &text::answer(&reply, c.id, index))
+                    .await?;
                 outcomes.push(Outcome::Answered {
                     pr: o.info.number,
                     comment: c.id,
@@ -795,6 +815,31 @@ impl<F: Forge> Engine<F> {
                 });
             }
         }
+        if changed {
+            // A rollback wrote its line into this PR's status comment: keep it.
+            let bot = self.forge.bot_login().to_string();
+            if let Some(s) = self
+                .forge
+                .comments(o.info.number)
+                .await?
+                .into_iter()
+                .find(|c| c.author == bot && c.body.starts_with(text::STATUS_MARKER))
+            {
+                o.status = Some(s);
+            }
+        }
+        let events = o
+            .status
+            .as_ref()
+            .map(|s| text::timeline(&s.body))
+            .unwrap_or_default();
+        let headline = o
+            .status
+            .as_ref()
+            .map(|s| headline_of(&s.body))
+            .unwrap_or_else(|| "Planning…".into());
+        self.write_status(o, &headline, None, &events, &now_handled)
+            .await?;
         Ok(changed)
     }
 

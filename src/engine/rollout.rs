@@ -781,16 +781,21 @@ impl<F: Forge> Engine<F> {
             })
             .and_then(|e| e.promotion.pull_request);
         for p in &open {
-            self.forge
-                .create_comment(
-                    p.number,
-                    &format!(
-                        "Closed: {app} in {env} is being rolled back to {} ({}), and the rollback takes this PR's branch (one open PR per app and environment). A newer release gets a new PR once the rollback has merged.",
-                        describe(&target),
-                        req.why
-                    ),
-                )
-                .await?;
+            let note = format!(
+                "Closed: {app} in {env} is being rolled back to {} ({}), and the rollback takes this PR's branch (one open PR per app and environment). A newer release gets a new PR once the rollback has merged.",
+                describe(&target),
+                req.why
+            );
+            // A bot killed between this comment and the close says it once.
+            let said = self
+                .forge
+                .comments(p.number)
+                .await?
+                .iter()
+                .any(|c| c.author == self.forge.bot_login() && c.body == note);
+            if !said {
+                self.forge.create_comment(p.number, &note).await?;
+            }
             self.forge.close_pull_request(p.number).await?;
         }
         let title = rollback_title(app, env, &target);

@@ -1,6 +1,7 @@
 //! What the bot writes on GitHub: PR titles and bodies, the one status comment per PR, and
 //! command replies. Pure string building; the status comment also carries the ids of the
-//! comments whose commands were handled, so that a restarted bot never answers twice.
+//! comments whose commands were handled, and each reply names the command it answers, so that
+//! a restarted bot answers every command exactly once.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +11,7 @@ use crate::promote::Evaluation;
 /// Marks the bot's status comment on a PR.
 pub const STATUS_MARKER: &str = "<!-- baton:status -->";
 const HANDLED_PREFIX: &str = "<!-- baton:handled ";
+const ANSWER_PREFIX: &str = "<!-- baton:answer ";
 
 /// GitHub refuses bodies above 65,536 characters; stay well under.
 pub const BODY_LIMIT: usize = 60_000;
@@ -187,6 +189,21 @@ pub fn handled_ids(status_body: &str) -> BTreeSet<u64> {
         .unwrap_or_default()
 }
 
+/// A reply to the `index`-th command (from 0) of comment `comment`, marked as its answer.
+pub fn answer(reply: &str, comment: u64, index: usize) -> String {
+    format!("{reply}\n\n{ANSWER_PREFIX}{comment}.{index} -->")
+}
+
+/// Which command a bot comment answers: `(comment id, command index)`, from [`answer`].
+pub fn answered(body: &str) -> Option<(u64, usize)> {
+    let rest = body
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(ANSWER_PREFIX))?;
+    let (comment, index) = rest.trim_end_matches("-->").trim().split_once('.')?;
+    Some((comment.parse().ok()?, index.parse().ok()?))
+}
+
 /// The timeline lines already in a status comment, to keep them across edits.
 pub fn timeline(status_body: &str) -> Vec<String> {
     let mut lines = status_body
@@ -251,6 +268,8 @@ mod tests {
         assert_eq!(handled_ids(&body), handled);
         assert_eq!(timeline(&body), events);
         assert_eq!(handled_ids("no marker"), BTreeSet::new());
+        assert_eq!(answered(&answer("Held by @dev.", 1234, 1)), Some((1234, 1)));
+        assert_eq!(answered("Held by @dev."), None);
     }
 
     #[test]

@@ -883,6 +883,19 @@ impl Forge for GitHubForge {
         Ok(out)
     }
 
+    async fn recently_closed_promotion_prs(&self, limit: u8) -> Result<Vec<PullRequestInfo>> {
+        let path = self.repo_path(&format!(
+            "/pulls?state=closed&sort=updated&direction=desc&per_page={}",
+            limit.clamp(1, 100)
+        ));
+        let pulls: Vec<GhPull> = self.json(&Call::get(ROUTE_PULLS, path)).await?;
+        Ok(pulls
+            .into_iter()
+            .filter(|p| p.head.ref_.starts_with("baton/") && self.is_own_head(p))
+            .map(|p| self.pull_info(p))
+            .collect())
+    }
+
     async fn open_pull_requests(&self) -> Result<Vec<PullRequestInfo>> {
         let path = self.repo_path("/pulls?state=open&per_page=100");
         let pulls: Vec<GhPull> = self.list(ROUTE_PULLS, path).await?;

@@ -165,6 +165,13 @@ pub trait Forge: Send + Sync {
 
     /// Open PRs whose head branch is `baton/…`.
     fn open_promotion_prs(&self) -> impl Future<Output = Result<Vec<PullRequestInfo>>> + Send;
+    /// The `limit` most recently updated closed (or merged) PRs whose head branch is
+    /// `baton/…`, newest first: one page, for a restarted bot to find commands it was
+    /// answering when it died.
+    fn recently_closed_promotion_prs(
+        &self,
+        limit: u8,
+    ) -> impl Future<Output = Result<Vec<PullRequestInfo>>> + Send;
     /// Every open PR of the repository, whoever opened it (the config-repo PR check reads
     /// them all), by number.
     fn open_pull_requests(&self) -> impl Future<Output = Result<Vec<PullRequestInfo>>> + Send;

@@ -572,6 +572,8 @@ impl Loops {
         let mut last_scan: Option<tokio::time::Instant> = None;
         let mut last_tip: Option<String> = None;
         let mut failures = 0u32;
+        // Commands a previous run died handling on PRs it had closed (until it succeeds once).
+        let mut swept_closed = false;
         loop {
             if *stop.borrow() {
                 return;
@@ -655,6 +657,15 @@ impl Loops {
                     wait
                 }
             };
+            if !swept_closed {
+                match self.engine.answer_recently_closed(10).await {
+                    Ok(outcomes) => {
+                        swept_closed = true;
+                        self.handle(&outcomes);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read recently closed PRs"),
+                }
+            }
             // Commands typed on merged or closed promotion PRs (`/rollback prod`).
             for pr in self.state.take_commented() {
                 match self.engine.answer_pr(pr).await {

@@ -232,7 +232,7 @@ async fn add_hook(State(inner): S, b: Bytes) -> R {
 
 #[derive(Deserialize)]
 struct NewFault {
-    /// `server_error`, `secondary_rate_limit` or `slow`.
+    /// `server_error`, `secondary_rate_limit`, `slow` or `lost_response`.
     kind: String,
     status: Option<u16>,
     retry_after: Option<u64>,
@@ -240,6 +240,8 @@ struct NewFault {
     #[serde(default = "one")]
     times: u32,
     route: Option<String>,
+    #[serde(default)]
+    after: u32,
 }
 
 fn one() -> u32 {
@@ -255,10 +257,11 @@ async fn add_fault(State(inner): S, b: Bytes) -> R {
             retry_after_secs: f.retry_after.unwrap_or(60),
         },
         "slow" => FaultKind::Slow(Duration::from_millis(f.delay_ms.unwrap_or(1000))),
+        "lost_response" => FaultKind::LostResponse(f.status.unwrap_or(502)),
         _ => {
             return Err(Error::new(
                 422,
-                "kind must be server_error, secondary_rate_limit or slow",
+                "kind must be server_error, secondary_rate_limit, slow or lost_response",
             ));
         }
     };
@@ -266,6 +269,7 @@ async fn add_fault(State(inner): S, b: Bytes) -> R {
         kind,
         times: f.times,
         route: f.route,
+        after: f.after,
     });
     ok(StatusCode::CREATED, json!({"queued": true}))
 }

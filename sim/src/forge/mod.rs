@@ -223,7 +223,13 @@ fn router(inner: Arc<Inner>, git: GitService) -> Router {
             inner.clone(),
             mw::github,
         ))
-        .merge(git.router())
+        .merge(
+            git.router()
+                .route_layer(axum::middleware::from_fn_with_state(
+                    inner.clone(),
+                    mw::git_faults,
+                )),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             inner.clone(),
             mw::count,
@@ -519,7 +525,8 @@ impl ForgeHandle {
         });
     }
 
-    /// Queue a fault for upcoming REST calls (faults are served in the order queued).
+    /// Queue a fault for upcoming calls (faults are served in the order queued). REST calls meet
+    /// every fault; Git smart-HTTP calls only faults whose route matches theirs.
     pub fn inject(&self, fault: Fault) {
         self.inner.lock().faults.push(fault);
     }

@@ -154,7 +154,8 @@ pub(crate) async fn github(
     };
 
     // Faults.
-    let fault = inner.lock().take_fault(&key);
+    let fault = inner.lock().take_fault(&key, false);
+    let mut lost = None;
     match fault {
         Some(FaultKind::ServerError(status)) => {
             let mut r = Error::new(status, "Server Error").into_response();
@@ -176,6 +177,7 @@ pub(crate) async fn github(
             return r;
         }
         Some(FaultKind::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(FaultKind::LostResponse(status)) => lost = Some(status),
         None => {}
     }
 
@@ -231,6 +233,10 @@ pub(crate) async fn github(
         .flatten();
     let is_get = request.method() == Method::GET;
     let mut response = next.run(request).await;
+    if let Some(status) = lost {
+        // The handler ran and its write stands; the client never sees the answer.
+        response = Error::new(status, "Server Error").into_response();
+    }
     if is_get && response.status() == StatusCode::OK {
         response = with_etag(&inner, response, conditional).await;
     }
@@ -301,6 +307,38 @@ fn stamp(inner: &Inner, response: &mut Response) {
     if let Ok(v) = HeaderValue::from_str(&format!("SIM:{id:08X}")) {
         h.insert("x-github-request-id", v);
     }
+}
+
+/// Injected faults for Git smart HTTP (only faults that name a route reach it). A lost response
+/// lets the push land, then answers `500` as if the connection dropped before the reply.
+pub(crate) async fn git_faults(
+    State(inner): State<Arc<Inner>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let key = route_key(&request);
+    let fault = inner.lock().take_fault(&key, true);
+    let status = match fault {
+        None => return next.run(request).await,
+        Some(FaultKind::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            return next.run(request).await;
+        }
+        Some(FaultKind::LostResponse(status)) => {
+            drop(next.run(request).await);
+            status
+        }
+        Some(FaultKind::ServerError(status) | FaultKind::SecondaryRateLimit { status, .. }) => {
+            status
+        }
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "Server Error",
+    )
+        .into_response()
 }
 
 /// A body-less response with GitHub headers, for 204s.

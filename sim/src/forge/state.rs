@@ -260,6 +260,10 @@ pub enum FaultKind {
     SecondaryRateLimit { status: u16, retry_after_secs: u64 },
     /// Wait this long, then answer normally.
     Slow(Duration),
+    /// Serve the call (its write is applied), then throw the answer away and answer with this
+    /// 5xx instead: the connection that dropped after the server committed, which is what a
+    /// client sees when it is killed between its write and the reply.
+    LostResponse(u16),
 }
 
 /// A fault with how often it fires and which calls it applies to.
@@ -270,6 +274,8 @@ pub struct Fault {
     pub times: u32,
     /// Only calls whose counter key (`"GET /repos/{owner}/{repo}/pulls"`) contains this.
     pub route: Option<String>,
+    /// How many matching calls pass untouched before the fault fires.
+    pub after: u32,
 }
 
 impl Fault {
@@ -279,6 +285,7 @@ impl Fault {
             kind: FaultKind::ServerError(status),
             times: 1,
             route: None,
+            after: 0,
         }
     }
 
@@ -291,6 +298,7 @@ impl Fault {
             },
             times: 1,
             route: None,
+            after: 0,
         }
     }
 
@@ -300,7 +308,26 @@ impl Fault {
             kind: FaultKind::Slow(delay),
             times: 1,
             route: None,
+            after: 0,
         }
+    }
+
+    /// One call is served (its write is applied), but the client gets this 5xx instead of the
+    /// answer: a crash or dropped connection after the server committed the write.
+    pub fn lost_response(status: u16) -> Self {
+        Self {
+            kind: FaultKind::LostResponse(status),
+            times: 1,
+            route: None,
+            after: 0,
+        }
+    }
+
+    /// Let the first `n` matching calls through untouched, then fire (e.g. the third merge:
+    /// `.on("/merge").after(2)`).
+    pub fn after(mut self, n: u32) -> Self {
+        self.after = n;
+        self
     }
 
     /// Affect the next `n` matching calls instead of one.
@@ -457,12 +484,26 @@ impl State {
         self.repos.get_mut(&(owner.to_owned(), name.to_owned()))
     }
 
-    /// Take the first fault matching `key`, using one of its `times`.
-    pub fn take_fault(&mut self, key: &str) -> Option<FaultKind> {
-        let i = self
-            .faults
-            .iter()
-            .position(|f| f.route.as_deref().is_none_or(|r| key.contains(r)))?;
+    /// Take the first fault matching `key` that is due, using one of its `times`. Matching
+    /// faults still waiting (`after`) count this call. `git` calls (smart HTTP) only match
+    /// faults that name a route, so a fault queued for "the next call" stays a REST fault.
+    pub fn take_fault(&mut self, key: &str, git: bool) -> Option<FaultKind> {
+        let mut due = None;
+        for (i, f) in self.faults.iter_mut().enumerate() {
+            let matches = match f.route.as_deref() {
+                Some(r) => key.contains(r),
+                None => !git,
+            };
+            if !matches {
+                continue;
+            }
+            if f.after > 0 {
+                f.after -= 1;
+            } else if due.is_none() {
+                due = Some(i);
+            }
+        }
+        let i = due?;
         let kind = self.faults[i].kind.clone();
         self.faults[i].times = self.faults[i].times.saturating_sub(1);
         if self.faults[i].times == 0 {
@@ -489,11 +530,57 @@ mod tests {
         let mut st = State::new("baton[bot]");
         st.faults
             .push(Fault::server_error(502).times(2).on("/merge"));
-        assert_eq!(st.take_fault("GET /repos/{owner}/{repo}/pulls"), None);
+        assert_eq!(
+            st.take_fault("GET /repos/{owner}/{repo}/pulls", false),
+            None
+        );
         let merge = "PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge";
-        assert_eq!(st.take_fault(merge), Some(FaultKind::ServerError(502)));
-        assert_eq!(st.take_fault(merge), Some(FaultKind::ServerError(502)));
-        assert_eq!(st.take_fault(merge), None);
+        assert_eq!(
+            st.take_fault(merge, false),
+            Some(FaultKind::ServerError(502))
+        );
+        assert_eq!(
+            st.take_fault(merge, false),
+            Some(FaultKind::ServerError(502))
+        );
+        assert_eq!(st.take_fault(merge, false), None);
+    }
+
+    #[test]
+    fn a_fault_with_after_lets_that_many_matching_calls_through_first() {
+        let mut st = State::new("baton[bot]");
+        st.faults
+            .push(Fault::lost_response(500).on("/comments").after(2));
+        let post = "POST /repos/{owner}/{repo}/issues/{issue_number}/comments";
+        assert_eq!(
+            st.take_fault("GET /repos/{owner}/{repo}/pulls", false),
+            None
+        );
+        assert_eq!(st.take_fault(post, false), None);
+        assert_eq!(st.take_fault(post, false), None);
+        assert_eq!(
+            st.take_fault(post, false),
+            Some(FaultKind::LostResponse(500))
+        );
+        assert_eq!(st.take_fault(post, false), None);
+    }
+
+    #[test]
+    fn git_calls_only_meet_faults_that_name_their_route() {
+        let mut st = State::new("baton[bot]");
+        st.faults.push(Fault::server_error(502));
+        st.faults
+            .push(Fault::lost_response(500).on("/git-receive-pack"));
+        let push = "POST /{owner}/{repo}/git-receive-pack";
+        assert_eq!(
+            st.take_fault(push, true),
+            Some(FaultKind::LostResponse(500))
+        );
+        assert_eq!(st.take_fault(push, true), None);
+        assert_eq!(
+            st.take_fault("GET /repos/{owner}/{repo}", false),
+            Some(FaultKind::ServerError(502))
+        );
     }
 
     #[test]
