@@ -337,7 +337,8 @@ impl Fault {
     }
 
     /// Only affect calls whose route key contains `route`, e.g. `"PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge"`
-    /// or just `"/merge"`.
+    /// or just `"/merge"`; a route ending in `$` must equal the whole key
+    /// (`"POST /repos/{owner}/{repo}/pulls$"` leaves `.../requested_reviewers` alone).
     pub fn on(mut self, route: impl Into<String>) -> Self {
         self.route = Some(route.into());
         self
@@ -491,7 +492,11 @@ impl State {
         let mut due = None;
         for (i, f) in self.faults.iter_mut().enumerate() {
             let matches = match f.route.as_deref() {
-                Some(r) => key.contains(r),
+                // `…$`: the whole key; otherwise any key containing it.
+                Some(r) => match r.strip_suffix('$') {
+                    Some(whole) => key == whole,
+                    None => key.contains(r),
+                },
                 None => !git,
             };
             if !matches {
