@@ -101,6 +101,18 @@ fn dev_runs(sb: &Sandbox, digest: &str) -> bool {
         && n("/status/observedGeneration") == n("/metadata/generation")
         && n("/status/availableReplicas") == n("/spec/replicas")
         && n("/status/updatedReplicas") == n("/spec/replicas")
+        && rolled_out(&d)
+}
+
+/// The Deployment controller says the new ReplicaSet is available: the rollout of the current
+/// template finished (not merely started).
+fn rolled_out(d: &serde_json::Value) -> bool {
+    d.pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Progressing" && c["reason"] == "NewReplicaSetAvailable")
+        })
 }
 
 async fn latency(pushes: usize) {

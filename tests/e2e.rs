@@ -168,6 +168,15 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
         "a PR was duplicated: {opened:?}"
     );
 
+    // One rollback, not a cascade: the rolled-back-to release is judged on its own rollout.
+    let rollbacks = sb
+        .forge
+        .pulls(OWNER, REPO)
+        .into_iter()
+        .filter(|p| p.labels.iter().any(|l| l == "baton:rollback"))
+        .count();
+    assert_eq!(rollbacks, 1, "{:#?}", sb.forge.pulls(OWNER, REPO));
+
     // The cluster: prod runs the promoted digest from its own registry copy.
     let web = sb
         .cluster

@@ -130,6 +130,11 @@ fn stale_generation(object: &Value) -> Option<Health> {
 }
 
 fn deployment(d: &Value) -> Health {
+    // Conditions describe the generation the controller last saw: right after a new template is
+    // applied (a rollback after a failed rollout), the old `ProgressDeadlineExceeded` is stale.
+    if let Some(h) = stale_generation(d) {
+        return h;
+    }
     if let Some(c) = condition(d, "Progressing")
         && c["status"] == "False"
         && c["reason"] == "ProgressDeadlineExceeded"
@@ -143,9 +148,6 @@ fn deployment(d: &Value) -> Health {
                 message
             },
         );
-    }
-    if let Some(h) = stale_generation(d) {
-        return h;
     }
     if d.pointer("/spec/paused") == Some(&Value::Bool(true)) {
         return Health::healthy("Paused", "rollout is paused");
@@ -605,6 +607,20 @@ mod tests {
                 "ReplicaSet \"web-7c9f\" has timed out progressing."
             )
         );
+    }
+
+    #[test]
+    fn a_deadline_from_the_previous_generation_does_not_fail_a_new_rollout() {
+        // A rollback applied over a failed rollout: generation 3, the controller's last word
+        // (about generation 2) is still ProgressDeadlineExceeded.
+        let d = deployment(
+            3,
+            json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1, "availableReplicas": 3,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
+        );
+        let h = assess(&d);
+        assert_eq!(h.status, HealthStatus::Progressing, "{h:?}");
+        assert_eq!(h.reason, "ObservedGenerationStale");
     }
 
     #[test]

@@ -152,7 +152,15 @@ fn web(sb: &Sandbox, env: &str) -> Option<(String, bool)> {
         .unwrap_or(1);
     let done = n("/status/observedGeneration") == n("/metadata/generation")
         && n("/status/updatedReplicas") == want
-        && n("/status/availableReplicas") == want;
+        && n("/status/availableReplicas") == want
+        // The controller says the new ReplicaSet is available: the rollout finished.
+        && d.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c["type"] == "Progressing" && c["reason"] == "NewReplicaSetAvailable"
+                })
+            });
     Some((image, done))
 }
 
