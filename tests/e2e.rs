@@ -142,6 +142,21 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
         "the first PR links the revision and the commits since the pinned one:\n{body}"
     );
 
+    // The merged PR's status comment is the rollout's timeline: applying, then healthy.
+    let status = sb
+        .forge
+        .comments(OWNER, REPO, 1)
+        .into_iter()
+        .find(|c| c.body.contains("<!-- baton:status -->"))
+        .map(|c| c.body)
+        .unwrap_or_default();
+    let applying = status.find("- applying");
+    let healthy = status.find("- healthy in");
+    assert!(
+        applying.is_some() && healthy.is_some() && applying < healthy,
+        "dev PR timeline: {status}"
+    );
+
     // GitHub: one status comment per promotion PR, never two.
     for pr in sb.forge.pulls(OWNER, REPO) {
         let status_comments = sb

@@ -254,6 +254,7 @@ impl Service {
         };
         let mut runners = Vec::new();
         let mut env_runner = BTreeMap::new();
+        let announced: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let mut contexts = BTreeMap::new();
         let lease_cluster = cfg
             .clusters
@@ -300,10 +301,15 @@ impl Service {
                 contexts.insert(e.name.clone(), ctx.clone());
             }
             let src = source.clone();
+            let engine = engine.clone();
+            let announced = announced.clone();
             let f: SourceFn = Box::new(move |env: Env| {
                 let src = src.clone();
+                let engine = engine.clone();
+                let announced = announced.clone();
                 Box::pin(async move {
-                    tokio::task::spawn_blocking(move || src.input(&env))
+                    let name = env.name.clone();
+                    let input = tokio::task::spawn_blocking(move || src.input(&env))
                         .await
                         .unwrap_or_else(|e| {
                             Err(ReconcileError::Source {
@@ -311,7 +317,9 @@ impl Service {
                                 message: format!("the render task failed: {e}"),
                                 transient: true,
                             })
-                        })
+                        })?;
+                    announce_applying(&engine, &announced, &name, &input.commit).await;
+                    Ok(input)
                 })
             });
             runners.push(Arc::new(Runner::new(ctx, envs, schedule.clone(), f)));
@@ -907,6 +915,43 @@ impl Loops {
             }
             tokio::task::block_in_place(|| self.refresh_view());
         }
+    }
+}
+
+/// Before the first apply of a new commit to an environment: commit status `baton/<env>`
+/// pending and "applying" on the PR, unless that commit already has a `baton/<env>` status (a
+/// restart re-reconciling what was reported). Best effort: a failure here never blocks the
+/// apply, and the report after the reconcile sets the final state.
+async fn announce_applying(
+    engine: &Engine<GitHubForge>,
+    announced: &Mutex<BTreeMap<String, String>>,
+    env: &str,
+    commit: &str,
+) {
+    {
+        let mut seen = announced.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.get(env).map(String::as_str) == Some(commit) {
+            return;
+        }
+        seen.insert(env.to_string(), commit.to_string());
+    }
+    let context = format!("baton/{env}");
+    match crate::forge::Forge::statuses(engine.forge(), commit).await {
+        Ok(statuses) if statuses.iter().any(|s| s.context == context) => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::debug!(%env, error = %e, "cannot read statuses; not announcing the apply");
+            return;
+        }
+    }
+    let rollout = crate::engine::Rollout {
+        env: env.to_string(),
+        commit: commit.to_string(),
+        state: crate::engine::RolloutState::Applying,
+        apps: Vec::new(),
+    };
+    if let Err(e) = engine.report_rollout(&rollout, Utc::now()).await {
+        tracing::debug!(%env, error = %e, "cannot announce the apply");
     }
 }
 
