@@ -262,41 +262,6 @@ async fn a_failed_rollout_opens_one_rollback_pr_and_the_rolled_back_digest_is_he
     assert!(w.pr_for("dev", "web").title.contains(newer.short()));
 }
 
-/// Everything up to an open prod PR for web 1.5.0, checks green.
-async fn to_prod(w: &mut World) -> (Digest, u64) {
-    let v = w.release("web", "1.5.0");
-    w.pass().await;
-    w.pass().await;
-    w.healthy("dev", "web", &v, Duration::minutes(15));
-    w.pass().await;
-    let staging = w.pr_for("staging", "web");
-    w.forge
-        .set_status_as(
-            "ci",
-            OWNER,
-            REPO,
-            &staging.head_sha,
-            "baton/validate",
-            "success",
-        )
-        .unwrap();
-    w.pass().await;
-    w.healthy("staging", "web", &v, Duration::hours(2));
-    w.pass().await;
-    let prod = w.pr_for("prod", "web");
-    w.forge
-        .set_status_as(
-            "ci",
-            OWNER,
-            REPO,
-            &prod.head_sha,
-            "baton/validate",
-            "success",
-        )
-        .unwrap();
-    (v, prod.number)
-}
-
 fn approve(w: &World, pr: u64) {
     for who in ["alice", "bob"] {
         w.forge
@@ -309,7 +274,8 @@ fn approve(w: &World, pr: u64) {
 async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_waits_for_approvals()
 {
     let mut w = World::new().await;
-    let (v, prod_pr) = to_prod(&mut w).await;
+    let (v, prod_pr) = w.to_prod().await;
+    let prod_pr = prod_pr.number;
     approve(&w, prod_pr);
     w.forge
         .comment_as("carol", OWNER, REPO, prod_pr, "/promote prod")
