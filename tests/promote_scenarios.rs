@@ -165,7 +165,7 @@ async fn staging_follows_after_soak_and_a_newer_digest_updates_the_same_pr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_command() {
     let mut w = World::new().await;
-    let (v, prod) = w.to_prod().await;
+    let (v, prod) = w.walk_to_prod().await;
     assert!(
         prod.title.contains("promote web to prod: 1.5.0"),
         "{}",
@@ -258,7 +258,7 @@ async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_comm
 async fn the_prod_pr_asks_the_release_managers_for_review_once() {
     const ROUTE: &str = "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers";
     let mut w = World::new().await;
-    let (_, prod) = w.to_prod().await;
+    let (_, prod) = w.walk_to_prod().await;
     assert_eq!(prod.requested_teams, ["release-managers"]);
     assert!(prod.requested_reviewers.is_empty());
     // dev and staging name no approvers: nobody was asked there.
@@ -304,7 +304,7 @@ async fn a_review_request_github_refuses_leaves_the_prod_pr_open_and_is_not_repe
             "prod approvers name someone without access",
         )
         .unwrap();
-    let (_, prod) = w.to_prod().await;
+    let (_, prod) = w.walk_to_prod().await;
     assert!(prod.open);
     // GitHub refuses the whole request when one person named is not a collaborator.
     assert!(prod.requested_teams.is_empty() && prod.requested_reviewers.is_empty());
@@ -358,7 +358,7 @@ async fn hold_blocks_a_merge_until_unhold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freeze_and_a_rego_rule_hold_prod_back() {
     let mut w = World::new().await;
-    let (_, prod) = w.to_prod().await;
+    let (_, prod) = w.walk_to_prod().await;
     w.forge
         .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
         .unwrap();

@@ -274,7 +274,7 @@ fn approve(w: &World, pr: u64) {
 async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_waits_for_approvals()
 {
     let mut w = World::new().await;
-    let (v, prod_pr) = w.to_prod().await;
+    let (v, prod_pr) = w.walk_to_prod().await;
     let prod_pr = prod_pr.number;
     approve(&w, prod_pr);
     w.forge

@@ -232,7 +232,7 @@ impl World {
 
     /// Walk web 1.5.0 through dev and staging (soaked, checks green) so that prod has a PR,
     /// whose checks are green too.
-    pub async fn to_prod(&mut self) -> (Digest, PullView) {
+    pub async fn walk_to_prod(&mut self) -> (Digest, PullView) {
         let v = self.release("web", "1.5.0");
         self.pass().await;
         self.pass().await;
