@@ -206,6 +206,19 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
         "prod pins its own copy by digest: {image}"
     );
 
+    // The status page's state: prod's cell shows the promoted tag and its last deploy.
+    let state: serde_json::Value =
+        serde_json::from_str(&get(&format!("{base}/api/v1/state")).unwrap()).unwrap();
+    let prod_web = state["apps"]
+        .as_array()
+        .and_then(|apps| apps.iter().find(|a| a["name"] == "web"))
+        .and_then(|a| a["cells"].as_array())
+        .and_then(|cells| cells.iter().find(|c| c["env"] == "prod"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(prod_web["pinned"]["tag"], "1.1.0", "{state:#}");
+    assert!(prod_web["lastDeploy"].is_object(), "{state:#}");
+
     // The service: metrics count the promotions; SIGTERM stops it cleanly.
     let metrics = get(&format!("{base}/metrics")).unwrap();
     assert!(metrics.contains("result=\"merged\""), "{metrics}");

@@ -160,19 +160,7 @@ impl Shared {
 
 /// A started service: the listener is bound, clients are built, nothing runs yet.
 pub struct Service {
-    cfg: RuntimeConfig,
-    pub state: Arc<AppState>,
-    pub shared: Arc<Shared>,
-    engine: Arc<Engine<GitHubForge>>,
-    scanner: Arc<Scanner>,
-    checker: Arc<crate::prcheck::Checker>,
-    source: Arc<TipSource>,
-    runners: Vec<Arc<Runner<SourceFn>>>,
-    /// Environment → index into `runners`.
-    env_runner: BTreeMap<String, usize>,
-    /// Environment → its cluster's reconcile context (verification Jobs run there).
-    contexts: BTreeMap<String, Arc<reconcile::Context>>,
-    repo_slug: String,
+    loops: Arc<Loops>,
     leader: Option<(kube::Client, crate::leader::LeaseConfig)>,
     listener: tokio::net::TcpListener,
 }
@@ -331,7 +319,7 @@ impl Service {
                 addr: cfg.listen,
                 source,
             })?;
-        Ok(Self {
+        let loops = Arc::new(Loops {
             cfg,
             state,
             shared: Arc::new(Shared::default()),
@@ -342,7 +330,14 @@ impl Service {
             runners,
             env_runner,
             contexts,
+            in_flight: Mutex::new(std::collections::BTreeSet::new()),
             repo_slug,
+            history: Mutex::new(None),
+            last_outcomes: Mutex::new(Vec::new()),
+            reconciles: Mutex::new(BTreeMap::new()),
+        });
+        Ok(Self {
+            loops,
             leader,
             listener,
         })
@@ -350,7 +345,7 @@ impl Service {
 
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.cfg.listen)
+        self.listener.local_addr().unwrap_or(self.loops.cfg.listen)
     }
 
     /// Run until `shutdown` resolves, or until another replica takes the lease. With leader
@@ -367,10 +362,10 @@ impl Service {
                 }
             }
         };
-        tracing::info!(addr = %self.local_addr(), repo = %self.cfg.repo.url, "baton is running");
+        tracing::info!(addr = %self.local_addr(), repo = %self.loops.cfg.repo.url, "baton is running");
 
         let server = {
-            let app = crate::server::app(self.state.clone());
+            let app = crate::server::app(self.loops.state.clone());
             let stop = stopped();
             let listener = self.listener;
             tokio::spawn(async move {
@@ -419,28 +414,12 @@ impl Service {
 
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut runner_tasks = Vec::new();
-        for r in &self.runners {
+        for r in &self.loops.runners {
             runner_tasks.push(tokio::spawn(r.clone().run(out_tx.clone(), stopped())));
         }
         drop(out_tx);
 
-        let loops = Loops {
-            cfg: self.cfg.clone(),
-            state: self.state.clone(),
-            shared: self.shared.clone(),
-            engine: self.engine.clone(),
-            scanner: self.scanner.clone(),
-            checker: self.checker.clone(),
-            source: self.source.clone(),
-            runners: self.runners.clone(),
-            env_runner: self.env_runner.clone(),
-            contexts: self.contexts.clone(),
-            in_flight: Mutex::new(std::collections::BTreeSet::new()),
-            repo_slug: self.repo_slug.clone(),
-            last_outcomes: Mutex::new(Vec::new()),
-            reconciles: Mutex::new(BTreeMap::new()),
-        };
-        let loops = Arc::new(loops);
+        let loops = self.loops.clone();
         let reports = tokio::spawn(loops.clone().report_loop(out_rx));
         let promote = tokio::spawn(loops.clone().promotion_loop(stop_rx.clone()));
 
@@ -467,7 +446,7 @@ impl Service {
             }
         }
         let _ = stop_tx.send(true);
-        self.state.set_ready(false);
+        self.loops.state.set_ready(false);
         let _ = promote.await;
         for t in runner_tasks {
             let _ = t.await;
@@ -481,6 +460,9 @@ impl Service {
         exit
     }
 }
+
+/// Promotions from Git, newest first.
+type Promotions = Arc<Vec<crate::gitrepo::history::Entry>>;
 
 /// What the loops need, shared between their tasks.
 struct Loops {
@@ -497,12 +479,42 @@ struct Loops {
     /// Verifications running: (env, app, digest, attempt).
     in_flight: Mutex<std::collections::BTreeSet<(String, String, String, u32)>>,
     repo_slug: String,
+    /// Promotions read from Git, by the tip they were read at.
+    history: Mutex<Option<(Option<String>, Promotions)>>,
     /// The last pass's outcomes (the blocking gate of each waiting PR).
     last_outcomes: Mutex<Vec<Outcome>>,
     reconciles: Mutex<BTreeMap<String, crate::server::view::ReconcileSummary>>,
 }
 
 impl Loops {
+    /// The newest promotions (for each cell's last deploy), read again only when the tip of the
+    /// reconcilers' clone moved: the view is rebuilt after every pass and every reconcile.
+    fn recent_history(&self) -> Promotions {
+        let tip = self.source.commit();
+        let mut cache = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, entries)) = cache.as_ref()
+            && *at == tip
+        {
+            return entries.clone();
+        }
+        let source = crate::server::history::GitHistory::new(
+            self.cfg.workdir.join("reconcile.git"),
+            self.cfg.repo.branch.clone(),
+        );
+        let entries = Arc::new(
+            crate::server::history::HistorySource::read(
+                &source,
+                &crate::gitrepo::history::Filter {
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_default(),
+        );
+        *cache = Some((tip, entries.clone()));
+        entries
+    }
+
     /// Rebuild the status page's view from what the loops know now.
     fn refresh_view(&self) {
         use crate::server::view;
@@ -519,18 +531,7 @@ impl Loops {
             &mut open,
             &self.last_outcomes.lock().unwrap_or_else(|e| e.into_inner()),
         );
-        let history = crate::server::history::GitHistory::new(
-            self.cfg.workdir.join("reconcile.git"),
-            self.cfg.repo.branch.clone(),
-        );
-        let entries = crate::server::history::HistorySource::read(
-            &history,
-            &crate::gitrepo::history::Filter {
-                limit: Some(1000),
-                ..Default::default()
-            },
-        )
-        .unwrap_or_default();
+        let entries = self.recent_history();
         let repo = view::RepoInfo {
             name: self.repo_slug.clone(),
             branch: self.cfg.repo.branch.clone(),

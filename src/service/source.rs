@@ -77,6 +77,11 @@ impl TipSource {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The tip as last fetched.
+    pub fn commit(&self) -> Option<String> {
+        self.lock_tip().as_ref().map(|t| t.commit.clone())
+    }
+
     /// The pipeline at the last fetched tip, if it loaded.
     pub fn pipeline(&self) -> Option<Arc<Pipeline>> {
         self.lock_tip().as_ref().and_then(|t| t.pipeline.clone())
