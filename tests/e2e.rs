@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,40 +45,16 @@ impl Baton {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `url`, bounded; the body on 200.
-fn get(url: &str) -> Option<String> {
-    let mut stream =
-        std::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next()?).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let (host, path) = url
-        .trim_start_matches("http://")
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))?;
-    use std::io::Write;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+/// GET `path` from baton on `port`: the body on 200.
+fn get(port: u16, path: &str) -> Option<String> {
+    common::http_get(port, path).and_then(|(code, body)| (code == 200).then_some(body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_rolled_back() {
     baton::tls::install_crypto_provider();
     let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let log = sb.dir.join("baton-run.log");
     let child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["run", "--config", sb.config_file.to_str().unwrap()])
@@ -91,9 +66,8 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
         .spawn()
         .unwrap();
     let mut baton = Baton { child, log };
-    let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&format!("{base}/healthz")).is_none() {
+    while get(port, "/healthz").is_none() {
         assert!(
             Instant::now() < deadline,
             "baton run did not serve /healthz within 60s:\n{}",
@@ -208,7 +182,7 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
 
     // The status page's state: prod's cell shows the promoted tag and its last deploy.
     let state: serde_json::Value =
-        serde_json::from_str(&get(&format!("{base}/api/v1/state")).unwrap()).unwrap();
+        serde_json::from_str(&get(port, "/api/v1/state").unwrap()).unwrap();
     let prod_web = state["apps"]
         .as_array()
         .and_then(|apps| apps.iter().find(|a| a["name"] == "web"))
@@ -220,7 +194,7 @@ async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_
     assert!(prod_web["lastDeploy"].is_object(), "{state:#}");
 
     // The service: metrics count the promotions; SIGTERM stops it cleanly.
-    let metrics = get(&format!("{base}/metrics")).unwrap();
+    let metrics = get(port, "/metrics").unwrap();
     assert!(metrics.contains("result=\"merged\""), "{metrics}");
     let status = baton.terminate(Duration::from_secs(30));
     assert!(
