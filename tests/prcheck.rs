@@ -17,7 +17,7 @@ use baton::prcheck::{CheckOutcome, Checker};
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{Duration, TimeZone, Utc};
-use common::{example_files, git};
+use common::{example_files, git, seed_repo};
 use sim::forge::{Forge, Permission};
 
 const OWNER: &str = "shop";
@@ -35,14 +35,7 @@ struct World {
 impl World {
     async fn new() -> Self {
         let forge = Forge::start().await.unwrap();
-        let files = example_files();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
-            .collect();
-        forge
-            .create_repo_with_files(OWNER, REPO, "main", &refs)
-            .unwrap();
+        seed_repo(&forge, OWNER, REPO, &example_files());
         let mut tokens = BTreeMap::new();
         for (login, perm) in [("dana", Permission::Write), ("ci", Permission::Write)] {
             tokens.insert(login.to_string(), forge.add_user(login, perm));

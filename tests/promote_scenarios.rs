@@ -3,12 +3,9 @@
 //! (new clone, new client), so each test also proves that a restart between any two steps
 //! neither duplicates nor loses work.
 
-mod common;
-mod promote_support;
-
 use baton::engine::Outcome;
+use baton_test_support::promote::{OWNER, REPO, World, tuesday_morning};
 use chrono::{Duration, TimeZone, Utc};
-use promote_support::{OWNER, REPO, World, tuesday_morning};
 use sim::forge::ReviewState;
 
 fn count(outcomes: &[Outcome], f: impl Fn(&Outcome) -> bool) -> usize {

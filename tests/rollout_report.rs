@@ -3,24 +3,22 @@
 //! rollback's `Baton-Rollback-Of` trailer puts on the rolled-back digest. Rollouts are built
 //! as plain values (no cluster); every step runs on a fresh engine, as after a restart.
 
-mod common;
-mod promote_support;
 mod reconcile_support;
 
 use baton::engine::{AppRollout, Outcome, RollbackRequest, Rolled, Rollout, RolloutState};
 use baton::forge::Forge as _;
 use baton::image::Digest;
 use baton::promote::state::{CheckState, DeployState};
+use baton_test_support::example::git;
+use baton_test_support::promote::{self as shared, OWNER, REPO, tuesday_morning};
 use chrono::{Duration, TimeZone, Utc};
-use common::git;
-use promote_support::{OWNER, REPO, tuesday_morning};
 use sim::forge::ReviewState;
 
 /// The shared promotion world with `onFailure: rollback` in dev too, plus rollout reports.
-struct World(promote_support::World);
+struct World(shared::World);
 
 impl std::ops::Deref for World {
-    type Target = promote_support::World;
+    type Target = shared::World;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -35,7 +33,7 @@ impl std::ops::DerefMut for World {
 impl World {
     async fn new() -> Self {
         Self(
-            promote_support::World::with_pipeline(|t| {
+            shared::World::with_pipeline(|t| {
                 t.replacen(
                     "    autoMerge: true\n",
                     "    autoMerge: true\n    onFailure: rollback\n",

@@ -13,26 +13,16 @@ use baton::sandbox::{
     OWNER, REPO, Sandbox, SandboxError, SandboxOptions, image_config, seed_files,
 };
 use baton::service::RunOptions;
+use baton_test_support::net::wait_for;
 
 /// Poll `probe` (every 50 ms) until it yields, at most `timeout`; `what` names the wait.
 async fn wait<T>(
     what: &str,
     timeout: Duration,
-    mut probe: impl FnMut() -> Option<T>,
+    probe: impl FnMut() -> Option<T>,
     seen: impl Fn() -> String,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {timeout:?}; seen: {}",
-            seen()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(what, timeout, Duration::from_millis(50), probe, seen).await
 }
 
 fn pulls(sb: &Sandbox) -> String {
