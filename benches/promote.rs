@@ -20,8 +20,7 @@ use baton::engine::{Engine, Outcome};
 use baton::forge::github::{CallStats, GitHubForge};
 use baton::image::Digest;
 use baton_test_support::example::example_files;
-use baton_test_support::promote::{OWNER, REPO, Workdir, World};
-use sim::forge::ReviewState;
+use baton_test_support::promote::{Workdir, World, merged, opened, waiting_on};
 
 const RUNS: usize = 5;
 
@@ -227,17 +226,6 @@ async fn settle(w: &mut World) {
     panic!("the world does not settle: {:?}", w.forge.calls());
 }
 
-fn merged(out: &[Outcome], env: &str) -> bool {
-    out.iter()
-        .any(|o| matches!(o, Outcome::Merged { env: e, .. } if e == env))
-}
-
-fn opened(out: &[Outcome], env: &str) -> usize {
-    out.iter()
-        .filter(|o| matches!(o, Outcome::Opened { env: e, .. } if e == env))
-        .count()
-}
-
 /// Scenario 1: a new release to dev, open pass then merge pass.
 async fn dev_promotion(mode: Mode) -> (Tally, Duration) {
     let mut w = world(2).await;
@@ -286,20 +274,9 @@ async fn prod_promotion(mode: Mode) -> (Tally, Duration) {
     let prod = w.pr_for("prod", "web");
     w.validate_passes(&prod.head_sha);
     let (out, t2) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
-    assert!(
-        out.iter().any(
-            |o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with("approvals"))
-        ),
-        "{out:?}"
-    );
-    for who in ["alice", "bob"] {
-        w.forge
-            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
-            .unwrap();
-    }
-    w.forge
-        .comment_as("carol", OWNER, REPO, prod.number, "/promote prod")
-        .unwrap();
+    assert!(waiting_on(&out, "approvals"), "{out:?}");
+    w.team_approves(prod.number);
+    w.comment("carol", prod.number, "/promote prod");
     let (out, t3) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert!(merged(&out, "prod"), "{out:?}");
     (tally, t1 + t2 + t3)
@@ -321,9 +298,7 @@ async fn idle(mode: Mode, held: usize, later: chrono::Duration) -> (Tally, Durat
         }
         assert_eq!(opened(&pass(&mut w).await, "dev"), held);
         for p in w.open_prs() {
-            w.forge
-                .comment_as("dev", OWNER, REPO, p.number, "/hold benchmark")
-                .unwrap();
+            w.comment("dev", p.number, "/hold benchmark");
         }
     }
     settle(&mut w).await;

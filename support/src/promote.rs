@@ -15,7 +15,7 @@ use baton::image::Digest;
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sim::forge::{Forge, Permission, PullView};
+use sim::forge::{Forge, Permission, PullView, ReviewState};
 
 use crate::example::{example_files, git, seed_repo};
 
@@ -274,6 +274,20 @@ impl World {
         (v, prod)
     }
 
+    /// `who` approves `pr` at its head.
+    pub fn approve(&self, who: &str, pr: u64) {
+        self.forge
+            .review_as(who, OWNER, REPO, pr, ReviewState::Approved, "")
+            .unwrap();
+    }
+
+    /// The two release managers prod needs (alice and bob) approve `pr`.
+    pub fn team_approves(&self, pr: u64) {
+        for who in ["alice", "bob"] {
+            self.approve(who, pr);
+        }
+    }
+
     /// `who` comments `body` on `pr`; the comment id.
     pub fn comment(&self, who: &str, pr: u64, body: &str) -> u64 {
         self.forge.comment_as(who, OWNER, REPO, pr, body).unwrap()
@@ -313,4 +327,23 @@ impl World {
     pub fn timeline(&self, pr: u64) -> Vec<String> {
         baton::engine::text::timeline(&self.status_comment(pr))
     }
+}
+
+/// Whether a pass merged a PR to `env`.
+pub fn merged(out: &[Outcome], env: &str) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Outcome::Merged { env: e, .. } if e == env))
+}
+
+/// How many PRs to `env` a pass opened.
+pub fn opened(out: &[Outcome], env: &str) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Outcome::Opened { env: e, .. } if e == env))
+        .count()
+}
+
+/// Whether a pass left a PR waiting on a gate whose description starts with `gate`.
+pub fn waiting_on(out: &[Outcome], gate: &str) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with(gate)))
 }
