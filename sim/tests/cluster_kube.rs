@@ -336,11 +336,7 @@ async fn a_watcher_sees_applies_and_deletes_and_recovers_from_a_disconnect() {
 
 #[tokio::test]
 async fn a_broken_image_ends_the_rollout_with_progress_deadline_exceeded() {
-    let config = ClusterConfig {
-        rollout_duration: Duration::from_millis(100),
-        progress_deadline: Duration::from_millis(400),
-        ..Default::default()
-    };
+    let config = ClusterConfig::rollouts(Duration::from_millis(100), Duration::from_millis(400));
     let cluster = Cluster::start_with(config).await.unwrap();
     let deployments: Api<Deployment> = Api::default_namespaced(client(&cluster));
     apply_obj(&deployments, "web", deployment("shop/web@sha256:aaaa", 2)).await;

@@ -182,11 +182,7 @@ async fn kubectl_server_side_apply_creates_and_a_second_manager_conflicts_until_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollout_status_waits_for_a_healthy_rollout_and_reports_a_broken_one() {
-    let config = ClusterConfig {
-        rollout_duration: Duration::from_millis(200),
-        progress_deadline: Duration::from_millis(800),
-        ..Default::default()
-    };
+    let config = ClusterConfig::rollouts(Duration::from_millis(200), Duration::from_millis(800));
     let cluster = Cluster::start_with(config).await.unwrap();
     let kubectl = Kubectl::new(&cluster);
     kubectl.apply("ns.yaml", NAMESPACE, &[]).await;
