@@ -419,7 +419,7 @@ impl Builder {
         field: &str,
     ) -> Result<(), RenderError> {
         let at = Location::at(&k.file, p.line);
-        let (text, source) = match (&p.path, &p.patch) {
+        let (text, source, from_file) = match (&p.path, &p.patch) {
             (Some(_), Some(_)) => {
                 return Err(RenderError::invalid(
                     at,
@@ -439,14 +439,21 @@ impl Builder {
                     self.loader
                         .resolve(&dir.abs, path, &at, &format!("{field}.path"), false)?;
                 let text = self.loader.read_text(&r, &at)?;
-                (text.to_string(), Location::file(&r.rel))
+                (text.to_string(), Location::file(&r.rel), true)
             }
-            (None, Some(patch)) => (patch.clone(), Location::at(&k.file, p.patch_line)),
+            (None, Some(patch)) => (patch.clone(), Location::at(&k.file, p.patch_line), false),
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(RenderError::invalid(at, field, "the patch is empty"));
         }
+        // kustomize compares `test` values with the patch's own JSON text only when the patch
+        // is JSON as written (an inline patch is trimmed first, a file is not).
+        let raw_json = if from_file {
+            text.starts_with('[')
+        } else {
+            trimmed.starts_with('[')
+        };
         let json_ops = if trimmed.starts_with('[') {
             let v: Value = serde_json::from_str(trimmed).map_err(|e| RenderError::Yaml {
                 at: source.clone(),
@@ -471,9 +478,17 @@ impl Builder {
             }
         };
         if let Some(ops) = json_ops {
-            let ops = jsonpatch::decode(&ops).map_err(|e| {
+            let ops = jsonpatch::decode(&ops, raw_json).map_err(|e| {
                 RenderError::build(source.clone(), format!("invalid JSON patch: {e}"))
             })?;
+            if ops.ops.is_empty() {
+                let why = if field == "patchesJson6902" {
+                    "patch appears to be empty"
+                } else {
+                    "illegally qualifies as both an SM and JSON patch (an empty list)"
+                };
+                return Err(RenderError::invalid(at, field, why));
+            }
             let Some(target) = &p.target else {
                 return Err(RenderError::invalid(
                     at,
@@ -481,18 +496,31 @@ impl Builder {
                     "a JSON 6902 patch needs a `target`",
                 ));
             };
+            if field == "patchesJson6902" && target.name.is_empty() {
+                return Err(RenderError::invalid(
+                    at,
+                    format!("{field}.target.name"),
+                    "must specify the target name",
+                ));
+            }
             let sel =
                 Selector::new(target).map_err(|e| RenderError::invalid(at.clone(), field, e))?;
             for r in ra.iter_mut().filter(|r| !r.is_empty() && sel.matches(r)) {
+                // `patches` records the previous id first; `patchesJson6902` does not. Either
+                // way the patch sees kustomize's build annotations, so `add` to
+                // /metadata/annotations/x works exactly where kustomize's does.
                 if field == "patches" {
                     r.store_previous_id();
                 }
-                jsonpatch::apply(&mut r.value, &ops).map_err(|e| {
-                    RenderError::build(
-                        at.clone(),
-                        format!("JSON patch on {} (from {}): {e}", r.cur_id(), r.origin),
-                    )
-                })?;
+                let id = r.cur_id();
+                let origin = r.origin.clone();
+                r.with_build_annotations(|v| jsonpatch::apply(v, &ops))
+                    .map_err(|e| {
+                        RenderError::build(
+                            at.clone(),
+                            format!("JSON patch on {id} (from {origin}): {e}"),
+                        )
+                    })?;
             }
             return Ok(());
         }
@@ -762,7 +790,10 @@ fn absorb(
     mut new: Resource,
 ) -> Result<(), RenderError> {
     let id = new.cur_id();
-    let behavior = new.behavior.unwrap_or_default();
+    let behavior = match new.behavior.unwrap_or_default() {
+        Behavior::Unspecified => Behavior::Create,
+        b => b,
+    };
     let matches = matching(ra, index, &id);
     match (matches.as_slice(), behavior) {
         ([], Behavior::Create) => {

@@ -265,7 +265,8 @@ pub fn generate(
     res.behavior = Some(match spec.behavior.as_str() {
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        _ => Behavior::Create,
+        "create" => Behavior::Create,
+        _ => Behavior::Unspecified,
     });
     Ok(res)
 }

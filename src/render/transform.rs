@@ -76,9 +76,13 @@ pub fn namespace(
                 }
             }
         }
+        // kustomize renames only `apiVersion: v1` Namespaces; a `Namespace` kind of another
+        // group is an ordinary object.
+        let core_namespace = r.api_version() == "v1";
         for spec in fieldspec::namespace_fields()
             .iter()
             .filter(|s| fieldspec::matches_gvk(s, &gvk))
+            .filter(|s| core_namespace || s.path != "metadata/name")
         {
             let result = fieldspec::visit(&mut r.value, spec, Create::Scalar, &mut |node| {
                 if node.is_object() || node.is_array() {
