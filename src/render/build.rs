@@ -15,6 +15,7 @@ use super::loader::{Loader, Resolved};
 use super::merge;
 use super::nameref;
 use super::order;
+use super::replace;
 use super::resource::{Behavior, ResId, Resource, scalar_text};
 use super::schema;
 use super::select::Selector;
@@ -407,6 +408,16 @@ impl Builder {
         }
         transform::replicas(ra, &k.replicas, &k.file)?;
         transform::images(ra, k)?;
+        if !k.replacements.is_empty() {
+            let loader = &mut self.loader;
+            let reps = replace::collect(&k.replacements, |path, line| {
+                let at = Location::at(&k.file, line);
+                let r = loader.resolve(&dir.abs, path, &at, "replacements.path", false)?;
+                let text = loader.read_text(&r, &at)?;
+                Ok((text.to_string(), r.rel))
+            })?;
+            replace::apply(ra, &reps)?;
+        }
         Ok(())
     }
 

@@ -149,12 +149,12 @@ pub struct Kustomization {
     pub secret_generator: Vec<GeneratorSpec>,
     pub generator_options: Option<GeneratorOptions>,
     pub sort_options: Option<SortOrder>,
+    pub replacements: Vec<super::replace::Entry>,
 }
 
 /// Fields kustomize has and baton does not implement, with the reason given to the user.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("openapi", "custom OpenAPI schemas are not implemented"),
-    ("replacements", "replacements are not implemented"),
     (
         "vars",
         "vars are deprecated in kustomize and not implemented",
@@ -205,10 +205,11 @@ const KNOWN: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "sortOptions",
+    "replacements",
 ];
 
-struct Dec<'a> {
-    file: &'a Path,
+pub(super) struct Dec<'a> {
+    pub(super) file: &'a Path,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -223,15 +224,15 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl Dec<'_> {
-    fn at(&self, line: usize) -> Location {
+    pub(super) fn at(&self, line: usize) -> Location {
         Location::at(self.file, line)
     }
 
-    fn err(&self, raw: &Raw, field: &str, message: impl Into<String>) -> RenderError {
+    pub(super) fn err(&self, raw: &Raw, field: &str, message: impl Into<String>) -> RenderError {
         RenderError::invalid(self.at(raw.line()), field, message)
     }
 
-    fn scalar(&self, raw: &Raw, field: &str) -> Result<Value, RenderError> {
+    pub(super) fn scalar(&self, raw: &Raw, field: &str) -> Result<Value, RenderError> {
         match raw {
             Raw::Scalar { .. } => raw
                 .to_plain_value(Dialect::Yaml11)
@@ -241,7 +242,7 @@ impl Dec<'_> {
         }
     }
 
-    fn string(&self, raw: &Raw, field: &str) -> Result<String, RenderError> {
+    pub(super) fn string(&self, raw: &Raw, field: &str) -> Result<String, RenderError> {
         match self.scalar(raw, field)? {
             Value::Null => Ok(String::new()),
             Value::String(s) => Ok(s),
@@ -257,7 +258,7 @@ impl Dec<'_> {
         }
     }
 
-    fn boolean(&self, raw: &Raw, field: &str) -> Result<bool, RenderError> {
+    pub(super) fn boolean(&self, raw: &Raw, field: &str) -> Result<bool, RenderError> {
         match self.scalar(raw, field)? {
             Value::Null => Ok(false),
             Value::Bool(b) => Ok(b),
@@ -269,7 +270,7 @@ impl Dec<'_> {
         }
     }
 
-    fn int(&self, raw: &Raw, field: &str) -> Result<i64, RenderError> {
+    pub(super) fn int(&self, raw: &Raw, field: &str) -> Result<i64, RenderError> {
         match self.scalar(raw, field)? {
             Value::Null => Ok(0),
             Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or_default()),
@@ -281,7 +282,7 @@ impl Dec<'_> {
         }
     }
 
-    fn list<'r>(&self, raw: &'r Raw, field: &str) -> Result<&'r [Raw], RenderError> {
+    pub(super) fn list<'r>(&self, raw: &'r Raw, field: &str) -> Result<&'r [Raw], RenderError> {
         match raw {
             Raw::Seq { items, .. } => Ok(items),
             _ if raw.is_null() => Ok(&[]),
@@ -289,7 +290,11 @@ impl Dec<'_> {
         }
     }
 
-    fn strings(&self, raw: &Raw, field: &str) -> Result<Vec<Spanned<String>>, RenderError> {
+    pub(super) fn strings(
+        &self,
+        raw: &Raw,
+        field: &str,
+    ) -> Result<Vec<Spanned<String>>, RenderError> {
         self.list(raw, field)?
             .iter()
             .map(|item| {
@@ -301,7 +306,7 @@ impl Dec<'_> {
             .collect()
     }
 
-    fn plain_strings(&self, raw: &Raw, field: &str) -> Result<Vec<String>, RenderError> {
+    pub(super) fn plain_strings(&self, raw: &Raw, field: &str) -> Result<Vec<String>, RenderError> {
         Ok(self
             .strings(raw, field)?
             .into_iter()
@@ -309,7 +314,11 @@ impl Dec<'_> {
             .collect())
     }
 
-    fn string_map(&self, raw: &Raw, field: &str) -> Result<BTreeMap<String, String>, RenderError> {
+    pub(super) fn string_map(
+        &self,
+        raw: &Raw,
+        field: &str,
+    ) -> Result<BTreeMap<String, String>, RenderError> {
         if raw.is_null() {
             return Ok(BTreeMap::new());
         }
@@ -330,7 +339,7 @@ impl Dec<'_> {
 
     /// The entries of a mapping, checked against `allowed` (case-insensitively, like Go's
     /// JSON decoder), keyed by the canonical name.
-    fn fields<'r>(
+    pub(super) fn fields<'r>(
         &self,
         raw: &'r Raw,
         field: &str,
@@ -710,6 +719,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
         secret_generator: Vec::new(),
         generator_options: None,
         sort_options: None,
+        replacements: Vec::new(),
     };
     let mut bases = Vec::new();
     let mut image_tags = Vec::new();
@@ -793,6 +803,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             }
             "generatorOptions" => k.generator_options = d.generator_options(v, name)?,
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
+            "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
             _ => {} // an empty unsupported field
         }
     }
