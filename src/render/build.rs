@@ -15,6 +15,7 @@ use super::loader::{Loader, Resolved};
 use super::merge;
 use super::nameref;
 use super::order;
+use super::plugins;
 use super::replace;
 use super::resource::{Behavior, ResId, Resource, scalar_text};
 use super::schema;
@@ -55,12 +56,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
     b.accumulate(&k, &entry, &mut resources)?;
     resources.retain(|r| !r.is_empty());
 
-    for r in resources.iter_mut().filter(|r| r.needs_hash) {
-        let hash = generate::content_hash(&r.value);
-        r.store_previous_id();
-        let name = format!("{}-{hash}", r.name());
-        r.set_name(name);
-    }
+    add_hashes(&mut resources);
     nameref::fix(&mut resources)?;
     resources.retain(|r| {
         r.value
@@ -77,6 +73,21 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
         fold_next_lines(&mut r.value);
     }
     Ok(resources)
+}
+
+/// Append content hashes to the names of generated objects that want one.
+fn add_hashes(resources: &mut [Resource]) {
+    for r in resources
+        .iter_mut()
+        .filter(|r| r.needs_hash && !r.is_empty())
+    {
+        let hash = generate::content_hash(&r.value);
+        r.store_previous_id();
+        let name = format!("{}-{hash}", r.name());
+        r.set_name(name);
+        // kustomize leaves the request in place: a HashTransformer plugin's hash gets the
+        // final hash appended again at the end of the build.
+    }
 }
 
 /// kustomize's last step reads its JSON back with a YAML 1.1 parser, for which U+0085 (NEXT
@@ -260,6 +271,20 @@ impl Builder {
             )?;
             absorb(ra, &mut index, res)?;
         }
+        for entry in plugins::in_kustomize_order(&k.generators) {
+            for plugin in self.load_plugins(k, dir, entry, "generators")? {
+                if let plugins::Config::Generate(spec) = &plugin.config {
+                    let res = generate::generate(
+                        &mut self.loader,
+                        &dir.abs,
+                        &plugin.at.file,
+                        spec,
+                        None,
+                    )?;
+                    absorb(ra, &mut index, res)?;
+                }
+            }
+        }
         for entry in &k.components {
             let at = Location::at(&k.file, entry.line);
             let r = self
@@ -418,7 +443,68 @@ impl Builder {
             })?;
             replace::apply(ra, &reps)?;
         }
+        for entry in plugins::in_kustomize_order(&k.transformers) {
+            for plugin in self.load_plugins(k, dir, entry, "transformers")? {
+                match &plugin.config {
+                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra)?,
+                    plugins::Config::SetEntries {
+                        specs,
+                        entries,
+                        what,
+                    } => transform::set_map_entries(ra, specs, entries, what)?,
+                    plugins::Config::PrefixSuffix {
+                        prefix,
+                        suffix,
+                        specs,
+                    } => transform::prefix_suffix_for(ra, prefix, suffix, specs),
+                    plugins::Config::Hash => add_hashes(ra),
+                    plugins::Config::Generate(_) => {}
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The built-in plugin configurations of one `generators`/`transformers` entry: inline
+    /// text, a file of documents, or a directory whose kustomization renders to them.
+    fn load_plugins(
+        &mut self,
+        k: &Kustomization,
+        dir: &Resolved,
+        entry: &kustomization::Spanned<String>,
+        field: &str,
+    ) -> Result<Vec<plugins::Plugin>, RenderError> {
+        let at = Location::at(&k.file, entry.line);
+        let mut docs: Vec<(Value, Location)> = Vec::new();
+        if plugins::is_inline(&entry.value) {
+            let parsed = value::parse_stream(&entry.value).map_err(|e| RenderError::Yaml {
+                at: offset_line(&at, e.line),
+                message: e.message,
+            })?;
+            for d in parsed.iter().filter(|d| !d.is_null()) {
+                let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+                    at: offset_line(&at, e.line),
+                    message: e.message,
+                })?;
+                docs.push((v, at.clone()));
+            }
+        } else {
+            let r = self
+                .loader
+                .resolve(&dir.abs, &entry.value, &at, field, true)?;
+            let loaded = if r.is_dir {
+                let sub = self.load(&r, Kind::Kustomization, &at, field)?;
+                let mut sub_ra = Vec::new();
+                self.accumulate(&sub, &r, &mut sub_ra)?;
+                sub_ra
+            } else {
+                self.load_resources(&r, &at)?
+            };
+            docs.extend(loaded.into_iter().map(|r| (r.value, r.origin)));
+        }
+        docs.iter()
+            .map(|(v, at)| plugins::parse(v, at, field))
+            .collect()
     }
 
     fn apply_patch(

@@ -150,6 +150,39 @@ pub struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     pub sort_options: Option<SortOrder>,
     pub replacements: Vec<super::replace::Entry>,
+    /// Built-in plugin configurations: file paths, directories or inline documents.
+    pub generators: Vec<Spanned<String>>,
+    pub transformers: Vec<Spanned<String>>,
+}
+
+impl Kustomization {
+    /// A kustomization with no fields set (to run one built-in through its field).
+    pub fn empty(file: &Path) -> Self {
+        Kustomization {
+            file: file.to_path_buf(),
+            kind: Kind::Kustomization,
+            name_prefix: String::new(),
+            name_suffix: String::new(),
+            namespace: String::new(),
+            common_labels: BTreeMap::new(),
+            labels: Vec::new(),
+            common_annotations: BTreeMap::new(),
+            patches_strategic_merge: Vec::new(),
+            patches_json6902: Vec::new(),
+            patches: Vec::new(),
+            images: Vec::new(),
+            replicas: Vec::new(),
+            resources: Vec::new(),
+            components: Vec::new(),
+            config_map_generator: Vec::new(),
+            secret_generator: Vec::new(),
+            generator_options: None,
+            sort_options: None,
+            replacements: Vec::new(),
+            generators: Vec::new(),
+            transformers: Vec::new(),
+        }
+    }
 }
 
 /// Fields kustomize has and baton does not implement, with the reason given to the user.
@@ -163,11 +196,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "configurations",
         "custom transformer configurations are not implemented",
-    ),
-    ("generators", "generator plugins would run arbitrary code"),
-    (
-        "transformers",
-        "transformer plugins would run arbitrary code",
     ),
     ("validators", "validator plugins would run arbitrary code"),
     ("helmCharts", "Helm inflation runs the helm binary"),
@@ -206,6 +234,8 @@ const KNOWN: &[&str] = &[
     "generatorOptions",
     "sortOptions",
     "replacements",
+    "generators",
+    "transformers",
 ];
 
 pub(super) struct Dec<'a> {
@@ -699,28 +729,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
     let mut allowed: Vec<&'static str> = KNOWN.to_vec();
     allowed.extend(UNSUPPORTED.iter().map(|(f, _)| *f));
 
-    let mut k = Kustomization {
-        file: file.to_path_buf(),
-        kind: Kind::Kustomization,
-        name_prefix: String::new(),
-        name_suffix: String::new(),
-        namespace: String::new(),
-        common_labels: BTreeMap::new(),
-        labels: Vec::new(),
-        common_annotations: BTreeMap::new(),
-        patches_strategic_merge: Vec::new(),
-        patches_json6902: Vec::new(),
-        patches: Vec::new(),
-        images: Vec::new(),
-        replicas: Vec::new(),
-        resources: Vec::new(),
-        components: Vec::new(),
-        config_map_generator: Vec::new(),
-        secret_generator: Vec::new(),
-        generator_options: None,
-        sort_options: None,
-        replacements: Vec::new(),
-    };
+    let mut k = Kustomization::empty(file);
     let mut bases = Vec::new();
     let mut image_tags = Vec::new();
     let mut meaningful = false;
@@ -804,6 +813,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             "generatorOptions" => k.generator_options = d.generator_options(v, name)?,
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
             "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
+            "generators" => k.generators = d.strings(v, name)?,
+            "transformers" => k.transformers = d.strings(v, name)?,
             _ => {} // an empty unsupported field
         }
     }

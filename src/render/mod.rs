@@ -46,6 +46,7 @@ mod loader;
 mod merge;
 mod nameref;
 mod order;
+mod plugins;
 mod replace;
 mod resource;
 mod schema;

@@ -252,6 +252,19 @@ pub fn parse_entries(d: &Dec<'_>, raw: &Raw, field: &str) -> Result<Vec<Entry>, 
     Ok(out)
 }
 
+/// The `replacements` of a `ReplacementTransformer` configuration (given as JSON text).
+pub fn parse_inline_json(text: &str, file: &Path, line: usize) -> Result<Vec<Entry>, RenderError> {
+    let docs = value::parse_stream(text).map_err(|e| RenderError::Yaml {
+        at: Location::at(file, line),
+        message: e.message,
+    })?;
+    let d = Dec { file };
+    match docs.iter().find(|d| !d.is_null()) {
+        None => Ok(Vec::new()),
+        Some(root) => parse_entries(&d, root, "replacements"),
+    }
+}
+
 /// A file named by a `replacements[].path`: one replacement, or a list of them.
 pub fn parse_file(text: &str, file: &Path) -> Result<Vec<Replacement>, RenderError> {
     let docs = value::parse_stream(text).map_err(|e| RenderError::Yaml {
