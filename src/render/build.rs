@@ -56,6 +56,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
     b.accumulate(&k, &entry, &mut resources)?;
     resources.retain(|r| !r.is_empty());
 
+    add_build_metadata(&mut resources, &k, &entry.rel);
     add_hashes(&mut resources);
     nameref::fix(&mut resources)?;
     resources.retain(|r| {
@@ -73,6 +74,57 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
         fold_next_lines(&mut r.value);
     }
     Ok(resources)
+}
+
+/// `buildMetadata` of the top kustomization: kustomize's origin annotation (paths relative to
+/// the top directory) and managed-by label (with the version string `kubectl kustomize`
+/// reports for its embedded kustomize).
+fn add_build_metadata(resources: &mut [Resource], k: &Kustomization, top: &Path) {
+    let has = |o: &str| k.build_metadata.iter().any(|m| m.value == o);
+    let (origin, managed) = (has("originAnnotations"), has("managedByLabel"));
+    for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+        if origin {
+            let rel = relative_to(&r.origin.file, top);
+            let text = match &r.configured_by {
+                Some(by) => format!("configuredIn: {rel}\nconfiguredBy:\n{by}"),
+                None => format!("path: {rel}\n"),
+            };
+            let meta = r.metadata_mut();
+            let ann = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(a) = ann {
+                a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+            }
+        }
+        if managed {
+            let meta = r.metadata_mut();
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(l) = labels {
+                l.insert(
+                    "app.kubernetes.io/managed-by".into(),
+                    Value::String("kustomize-(devel)".into()),
+                );
+            }
+        }
+    }
+}
+
+/// `path` (relative to the repo root) as seen from directory `dir` (also repo-relative).
+fn relative_to(path: &Path, dir: &Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let d: Vec<_> = dir.components().collect();
+    let common = p.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..d.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    out.display().to_string()
 }
 
 /// Append content hashes to the names of generated objects that want one.
@@ -274,13 +326,22 @@ impl Builder {
         for entry in plugins::in_kustomize_order(&k.generators) {
             for plugin in self.load_plugins(k, dir, entry, "generators")? {
                 if let plugins::Config::Generate(spec) = &plugin.config {
-                    let res = generate::generate(
+                    let mut res = generate::generate(
                         &mut self.loader,
                         &dir.abs,
                         &plugin.at.file,
                         spec,
                         None,
                     )?;
+                    let mut by = format!(
+                        "  apiVersion: builtin\n  kind: {}Generator\n  name: {}\n",
+                        res.kind(),
+                        spec.name
+                    );
+                    if !spec.namespace.is_empty() {
+                        by.push_str(&format!("  namespace: {}\n", spec.namespace));
+                    }
+                    res.configured_by = Some(by);
                     absorb(ra, &mut index, res)?;
                 }
             }

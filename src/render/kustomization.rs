@@ -153,6 +153,9 @@ pub struct Kustomization {
     /// Built-in plugin configurations: file paths, directories or inline documents.
     pub generators: Vec<Spanned<String>>,
     pub transformers: Vec<Spanned<String>>,
+    /// `managedByLabel`, `originAnnotations` (honoured on the top kustomization only, as in
+    /// kustomize).
+    pub build_metadata: Vec<Spanned<String>>,
 }
 
 impl Kustomization {
@@ -181,6 +184,7 @@ impl Kustomization {
             replacements: Vec::new(),
             generators: Vec::new(),
             transformers: Vec::new(),
+            build_metadata: Vec::new(),
         }
     }
 }
@@ -203,10 +207,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "helmChartInflationGenerator",
         "Helm inflation runs the helm binary",
-    ),
-    (
-        "buildMetadata",
-        "origin and managed-by annotations are not implemented",
     ),
 ];
 
@@ -236,6 +236,7 @@ const KNOWN: &[&str] = &[
     "replacements",
     "generators",
     "transformers",
+    "buildMetadata",
 ];
 
 pub(super) struct Dec<'a> {
@@ -815,6 +816,31 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
             "generators" => k.generators = d.strings(v, name)?,
             "transformers" => k.transformers = d.strings(v, name)?,
+            "buildMetadata" => {
+                k.build_metadata = d.strings(v, name)?;
+                for m in &k.build_metadata {
+                    match m.value.as_str() {
+                        "managedByLabel" | "originAnnotations" => {}
+                        "transformerAnnotations" => {
+                            return Err(RenderError::Unsupported {
+                                at: Location::at(file, m.line),
+                                field: "buildMetadata: transformerAnnotations".into(),
+                                why: "the per-transformer history annotation is not implemented"
+                                    .into(),
+                            });
+                        }
+                        other => {
+                            return Err(RenderError::invalid(
+                                Location::at(file, m.line),
+                                name,
+                                format!(
+                                    "unknown option {other:?}; use managedByLabel, originAnnotations or transformerAnnotations"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
             _ => {} // an empty unsupported field
         }
     }

@@ -162,6 +162,8 @@ pub struct Resource {
     pub needs_hash: bool,
     /// Set on generated resources.
     pub behavior: Option<Behavior>,
+    /// For generated objects: the `configuredBy` lines of kustomize's origin annotation.
+    pub configured_by: Option<String>,
 }
 
 impl Resource {
@@ -174,6 +176,7 @@ impl Resource {
             suffixes: Vec::new(),
             needs_hash: false,
             behavior: None,
+            configured_by: None,
         }
     }
 
