@@ -22,20 +22,27 @@ use super::schema;
 use super::select::Selector;
 use super::transform;
 use super::value::{self, Dialect, Raw};
+use super::vars;
 
 pub struct Builder {
     loader: Loader,
     /// Directories being built, for cycle detection.
     stack: Vec<PathBuf>,
+    /// `vars` of every kustomization in the tree, resolved once at the end.
+    vars: Vec<vars::Var>,
+    /// What `kubectl kustomize` would print on stderr.
+    warnings: Vec<String>,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
-pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
+pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>), RenderError> {
     let loader = Loader::new(repo_root)?;
     let entry = loader.resolve_entry(dir)?;
     let mut b = Builder {
         loader,
         stack: Vec::new(),
+        vars: Vec::new(),
+        warnings: Vec::new(),
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -59,6 +66,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
     add_build_metadata(&mut resources, &k, &entry.rel);
     add_hashes(&mut resources);
     nameref::fix(&mut resources)?;
+    vars::resolve(&mut resources, &b.vars)?;
     resources.retain(|r| {
         r.value
             .get("metadata")
@@ -73,7 +81,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
         stringify_annotations(&mut r.value);
         fold_next_lines(&mut r.value);
     }
-    Ok(resources)
+    Ok((resources, b.warnings))
 }
 
 /// `buildMetadata` of the top kustomization: kustomize's origin annotation (paths relative to
@@ -362,7 +370,20 @@ impl Builder {
             let ck = self.load(&r, Kind::Component, &at, "components")?;
             self.accumulate(&ck, &r, ra)?;
         }
-        self.transform(k, dir, ra)
+        self.transform(k, dir, ra)?;
+        if !k.vars.is_empty() {
+            self.warnings.push(vars::DEPRECATION.to_string());
+        }
+        for v in &k.vars {
+            if self.vars.iter().any(|x| x.name == v.name) {
+                return Err(RenderError::build(
+                    v.at.clone(),
+                    format!("var '{}' already encountered", v.name),
+                ));
+            }
+            self.vars.push(v.clone());
+        }
+        Ok(())
     }
 
     /// Read the resources of one file: every non-empty document; `*List` kinds expand into

@@ -156,6 +156,7 @@ pub struct Kustomization {
     /// `managedByLabel`, `originAnnotations` (honoured on the top kustomization only, as in
     /// kustomize).
     pub build_metadata: Vec<Spanned<String>>,
+    pub vars: Vec<super::vars::Var>,
 }
 
 impl Kustomization {
@@ -185,6 +186,7 @@ impl Kustomization {
             generators: Vec::new(),
             transformers: Vec::new(),
             build_metadata: Vec::new(),
+            vars: Vec::new(),
         }
     }
 }
@@ -192,10 +194,6 @@ impl Kustomization {
 /// Fields kustomize has and baton does not implement, with the reason given to the user.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("openapi", "custom OpenAPI schemas are not implemented"),
-    (
-        "vars",
-        "vars are deprecated in kustomize and not implemented",
-    ),
     ("crds", "CRD-declared name references are not implemented"),
     (
         "configurations",
@@ -237,6 +235,7 @@ const KNOWN: &[&str] = &[
     "generators",
     "transformers",
     "buildMetadata",
+    "vars",
 ];
 
 pub(super) struct Dec<'a> {
@@ -814,6 +813,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             "generatorOptions" => k.generator_options = d.generator_options(v, name)?,
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
             "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
+            "vars" => k.vars = super::vars::parse(&d, v, name)?,
             "generators" => k.generators = d.strings(v, name)?,
             "transformers" => k.transformers = d.strings(v, name)?,
             "buildMetadata" => {

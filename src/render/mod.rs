@@ -53,6 +53,7 @@ mod schema;
 mod select;
 mod transform;
 pub mod value;
+mod vars;
 
 use std::fmt;
 use std::path::Path;
@@ -104,8 +105,17 @@ pub struct Object {
 /// Render the kustomization in `dir` — relative to `repo_root`, or absolute inside it.
 /// Nothing outside `repo_root` is read.
 pub fn render(repo_root: &Path, dir: &Path) -> Result<Vec<Object>, RenderError> {
-    let resources = build::run(repo_root, dir)?;
-    Ok(resources
+    render_with_warnings(repo_root, dir).map(|(objects, _)| objects)
+}
+
+/// [`render`], plus the warnings `kubectl kustomize` prints on stderr for the same tree
+/// (deprecated `vars`), for callers that show them.
+pub fn render_with_warnings(
+    repo_root: &Path,
+    dir: &Path,
+) -> Result<(Vec<Object>, Vec<String>), RenderError> {
+    let (resources, warnings) = build::run(repo_root, dir)?;
+    let objects = resources
         .into_iter()
         .map(|r| {
             let id = r.cur_id();
@@ -120,7 +130,8 @@ pub fn render(repo_root: &Path, dir: &Path) -> Result<Vec<Object>, RenderError> 
                 value: r.value,
             }
         })
-        .collect())
+        .collect();
+    Ok((objects, warnings))
 }
 
 /// The objects as a YAML stream, formatted exactly like `kubectl kustomize` output.
