@@ -103,7 +103,7 @@ pub struct Replacement {
 /// A `replacements` entry: inline, or a file holding one replacement or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Inline(Replacement),
+    Inline(Box<Replacement>),
     Path { path: String, line: usize },
 }
 
@@ -111,12 +111,15 @@ const DEFAULT_FIELD_PATH: &str = "metadata.name";
 
 // ---- parsing -------------------------------------------------------------------------------
 
+/// The fields of a selector other than the id ones, by canonical name.
+type OtherFields = Vec<(&'static str, Raw)>;
+
 fn id_fields(
     d: &Dec<'_>,
     raw: &Raw,
     field: &str,
     extra: &[&'static str],
-) -> Result<(IdSelector, Vec<(&'static str, Raw)>), RenderError> {
+) -> Result<(IdSelector, OtherFields), RenderError> {
     let mut allowed = vec!["group", "version", "kind", "name", "namespace"];
     allowed.extend_from_slice(extra);
     let mut id = IdSelector::default();
@@ -247,7 +250,7 @@ pub fn parse_entries(d: &Dec<'_>, raw: &Raw, field: &str) -> Result<Vec<Entry>, 
                 continue;
             }
         }
-        out.push(Entry::Inline(replacement(d, item, field)?));
+        out.push(Entry::Inline(Box::new(replacement(d, item, field)?)));
     }
     Ok(out)
 }
@@ -685,7 +688,7 @@ pub fn collect(
     let mut out = Vec::new();
     for e in entries {
         match e {
-            Entry::Inline(r) => out.push(r.clone()),
+            Entry::Inline(r) => out.push((**r).clone()),
             Entry::Path { path, line } => {
                 let (text, rel) = load(path, *line)?;
                 out.extend(parse_file(&text, &rel)?);
