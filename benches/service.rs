@@ -225,8 +225,12 @@ fn proc_status(pid: u32, key: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-async fn memory(apps: usize) {
-    let sb = Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
+async fn memory(apps: usize, kube_assets: Option<std::path::PathBuf>) {
+    let options = SandboxOptions {
+        kube_assets,
+        ..SandboxOptions::default()
+    };
+    let sb = Sandbox::start_with(&options, |registry, seed| {
         Ok::<_, SandboxError>(fleet(apps, registry, seed))
     })
     .await
@@ -260,12 +264,36 @@ async fn memory(apps: usize) {
     )
     .await;
     let pid = baton.0.id();
+    let on = if sb.cluster.is_real() {
+        "a real control plane"
+    } else {
+        "the stand-in"
+    };
     println!(
-        "baton run, {apps} apps × 3 environments ({want} Deployments): applied and healthy in {:.1}s; VmRSS {}, VmHWM {}",
+        "baton run on {on}, {apps} apps × 3 environments ({want} Deployments): applied and healthy in {:.1}s; VmRSS {}, VmHWM {}",
         applied.as_secs_f64(),
         proc_status(pid, "VmRSS:"),
         proc_status(pid, "VmHWM:")
     );
+    if let Some(cp) = sb.cluster.control_plane() {
+        // The sandbox's baton authenticates as the administrator; nothing else writes as it.
+        // Observe one whole resync interval (the sandbox's is 30 s) plus a margin.
+        let before = cp.writes_by("admin").len();
+        let window = Duration::from_secs(40);
+        tokio::time::sleep(window).await;
+        let writes = cp.writes_by("admin");
+        println!(
+            "real control plane: started in {:.1}s; idle writes by baton over {}s (a resync included): {}{}",
+            cp.started_in().as_secs_f64(),
+            window.as_secs(),
+            writes.len() - before,
+            writes[before..]
+                .iter()
+                .take(5)
+                .map(|w| format!("\n  {w}"))
+                .collect::<String>()
+        );
+    }
 }
 
 fn main() {
@@ -285,6 +313,8 @@ fn main() {
         rt.block_on(latency(pushes));
     }
     if only.as_deref().is_none_or(|o| o == "memory") {
-        rt.block_on(memory(apps));
+        // `--kube-assets DIR`: the same on a real control plane.
+        let assets = arg("--kube-assets");
+        rt.block_on(memory(apps, assets.map(Into::into)));
     }
 }
