@@ -526,6 +526,11 @@ impl FaultProxy {
         self.faults.lock().unwrap().push(fault);
     }
 
+    /// Stop failing requests.
+    pub fn clear(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
     pub fn page_tags(&self, size: usize) {
         *self.page_tags.lock().unwrap() = Some(size);
     }
