@@ -26,14 +26,14 @@ fn the_copy_to_pipeline_example_parses_and_copies_prod_to_its_registry() {
         let p = Pipeline::parse("docs/registry.md", &yaml)
             .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
             .pipeline;
-        let route = baton::engine::copy::route(&p, "prod", "web")
+        let route = baton::registry::copier::route(&p, "prod", "web")
             .expect("prod has copyTo")
             .unwrap();
         assert_eq!(
             route.target.to_string(),
             "prod-registry.example.com/shop/web"
         );
-        assert!(baton::engine::copy::route(&p, "staging", "web").is_none());
+        assert!(baton::registry::copier::route(&p, "staging", "web").is_none());
     }
 }
 

@@ -16,6 +16,7 @@ use baton::forge::github::{GitHubAuth, GitHubForge};
 use baton::gitrepo::files::FsFiles;
 use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
 use baton::gitrepo::trailers::Promotion;
+use baton::prcheck::{CheckOutcome, Checker};
 use baton::promote::plan::Release;
 use baton::registry::cosign::{self, CosignKey, SignatureStatus, simple_signing_payload};
 use baton::registry::{ClientOptions, Credential, CredentialStore, RegistryClient, RetryPolicy};
@@ -183,7 +184,8 @@ impl World {
         d
     }
 
-    fn engine(&mut self) -> Engine<GitHubForge> {
+    /// A fresh clone of the config repo and a GitHub client, as after a restart.
+    fn clients(&mut self) -> (ConfigRepo, GitHubForge) {
         self.passes += 1;
         let token = Secret::new(self.forge.bot_token());
         let repo = ConfigRepo::open(
@@ -204,7 +206,22 @@ impl World {
             Default::default(),
         )
         .unwrap();
+        (repo, forge)
+    }
+
+    fn engine(&mut self) -> Engine<GitHubForge> {
+        let (repo, forge) = self.clients();
         Engine::new(forge, repo).with_copier(self.copier.clone())
+    }
+
+    /// `baton/validate` on every open PR, with the copy check.
+    async fn validate(&mut self) -> Vec<CheckOutcome> {
+        let (repo, forge) = self.clients();
+        Checker::new(repo)
+            .with_copier(self.copier.clone())
+            .run_once(&forge)
+            .await
+            .unwrap()
     }
 
     async fn pass(&mut self) -> Vec<Outcome> {
@@ -451,7 +468,7 @@ async fn a_failed_copy_is_a_gate_with_its_reason_retried_with_backoff_never_skip
     });
     let copier = Arc::new({
         let mut c = Copier::new(client(PASSWORD, &w.dst_addr));
-        c.backoff = baton::engine::copy::Backoff {
+        c.backoff = baton::registry::copier::Backoff {
             first: Duration::from_secs(2),
             max: Duration::from_secs(2),
         };
@@ -588,4 +605,55 @@ async fn a_rollback_to_a_release_missing_from_the_target_copies_it_again() {
         "the rollback's digest was copied again"
     );
     assert!(w.status(pr).contains("- copied `"), "{}", w.status(pr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_validate_fails_a_promotion_whose_image_can_no_longer_be_copied() {
+    let mut w = World::new().await;
+    w.push_release("1.4.0", false).await;
+    w.pass().await;
+    let pr = w.pr();
+    let checked = w.validate().await;
+    assert_eq!(
+        checked,
+        vec![CheckOutcome::Checked {
+            pr: pr.number,
+            sha: pr.head_sha.clone(),
+            passed: true
+        }]
+    );
+
+    // A newer release updates the PR; its image is deleted from the source before the check.
+    let d = w.push_release("1.5.0", false).await;
+    w.pass().await;
+    let pr = w.pr();
+    let gone = reqwest::Client::new()
+        .delete(format!("http://{}/v2/team/web/manifests/{d}", w.src.addr))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success());
+    let checked = w.validate().await;
+    assert_eq!(
+        checked,
+        vec![CheckOutcome::Checked {
+            pr: pr.number,
+            sha: pr.head_sha.clone(),
+            passed: false
+        }]
+    );
+    let comment = w
+        .forge
+        .comments(OWNER, REPO, pr.number)
+        .into_iter()
+        .map(|c| c.body)
+        .find(|b| b.contains("copyTo:"))
+        .unwrap_or_default();
+    assert!(
+        comment.contains(&format!(
+            "copyTo: `{}/team/web@{d}` is not in its registry, so it cannot be copied to `{}/prod/web`",
+            w.src.addr, w.dst_addr
+        )),
+        "{comment}"
+    );
 }

@@ -1,26 +1,18 @@
-//! The copy step of environments with `copyTo`: the image a promotion pins
+//! The copy step of environments with `copyTo`, in the engine: the image a promotion pins
 //! (`<copyTo>/<name>@<digest>`) is copied there from the app's registry once every other gate
 //! of the PR has passed and before the merge, so the target registry holds only approved
-//! images and the merged pin never names an image that is not there.
+//! images and the merged pin never names an image that is not there. The registry work is
+//! [`Copier`]'s; this module turns it into the `copy` gate, the PR body's copy section and the
+//! timeline line.
 //!
-//! - While the other gates wait, [`Copier::preflight`] checks that the source image is still
-//!   there and that the target accepts pushes (cached for [`PREFLIGHT_TTL`]); the result is the
-//!   `copy` gate on the PR.
-//! - At the merge, [`Copier::copy`] copies the index, every platform manifest, the blobs
-//!   (mounted across repositories on one registry), the cosign `.sig`/`.att`/`.sbom` tags and
-//!   OCI referrers, then reads the digests back from the target. A failure is the `copy` gate
-//!   with its reason; it is retried with backoff, never skipped.
-//! - [`Copier::ensure`] makes sure a digest the config branch already pins exists in the
-//!   target (a rollback to an old release, a registry that lost it, a repo adopted with pins
-//!   already in place), copying it again when missing. The reconcilers call it before they
-//!   apply an environment with `copyTo`.
-//!
-//! What is remembered (digests known present, failures and their backoff, preflight results)
-//! is a cache: a restarted bot checks again.
-
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! - While the other gates wait, [`Copier::preflight`]: is the source image still there, does
+//!   the target accept pushes?
+//! - At the merge, [`Copier::copy`]: the index, every platform manifest, the blobs, the cosign
+//!   tags and OCI referrers, verified by digest (and by signature with the app's key). A
+//!   failure is the `copy` gate with its reason; it is retried with backoff, never skipped.
+//! - [`pinned_routes`] + [`Copier::ensure_pinned`]: what the reconcilers run before they apply
+//!   an environment with `copyTo` (a rollback to an old release, a registry that lost it, a
+//!   repo adopted with pins already in place).
 
 use chrono::{DateTime, Utc};
 
@@ -29,317 +21,73 @@ use crate::config::pipeline::Pipeline;
 use crate::forge::Forge;
 use crate::gitrepo::files::Files as _;
 use crate::promote::gates::{Gate, GateResult, Verdict};
-use crate::registry::cosign::{CosignKey, SignatureStatus};
-use crate::registry::{
-    CopyOptions, CopyReport, RegistryClient, RegistryError, Repo, copy_destination, copy_image,
-};
+use crate::registry::CopyReport;
+use crate::registry::copier::{CopyFailure, Readiness, Route, route};
+use crate::registry::cosign::CosignKey;
 
-/// How long a preflight result is reused (a waiting PR is re-planned on every pass).
-pub const PREFLIGHT_TTL: Duration = Duration::from_secs(60);
+pub use crate::registry::copier::Copier;
 
-/// Where an environment gets an app's image from, and where it puts it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub source: Repo,
-    pub target: Repo,
-}
-
-/// The copy route of `app` into `env`, when `env` has `copyTo`.
-pub fn route(pipeline: &Pipeline, env: &str, app: &str) -> Option<Result<Route, RegistryError>> {
-    let copy_to = pipeline.environment(env)?.copy_to.as_ref()?;
-    let image = &pipeline.app(app)?.image;
-    Some(Repo::parse(image).and_then(|source| {
-        let target = copy_destination(copy_to, &source)?;
-        Ok(Route { source, target })
-    }))
-}
-
-/// A copy that did not happen (now, or on its last attempt).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyFailure {
-    pub reason: String,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// When the next attempt is made.
-    pub retry_at: DateTime<Utc>,
-    /// Whether retrying can help without someone changing something (an outage) or not (a
-    /// refused credential, a missing source image); it is retried either way.
-    pub transient: bool,
-}
-
-impl CopyFailure {
-    /// The `copy` gate for this failure.
-    pub fn gate(&self, route: &Route, digest: &str) -> GateResult {
-        GateResult {
-            gate: Gate::Copy,
-            verdict: if self.transient {
+/// The `copy` gate for a preflight result.
+pub fn readiness_gate(route: &Route, digest: &str, readiness: &Readiness) -> GateResult {
+    let source = route.source.at(digest);
+    let (verdict, reason) = match readiness {
+        Readiness::Ready {
+            already_there: true,
+        } => (
+            Verdict::Passed,
+            format!("`{source}` is already in `{}`", route.target),
+        ),
+        Readiness::Ready {
+            already_there: false,
+        } => (
+            Verdict::Passed,
+            format!(
+                "`{source}` is there and `{}` accepts pushes; it is copied once every other gate passes",
+                route.target
+            ),
+        ),
+        Readiness::SourceMissing => (
+            Verdict::Blocked,
+            format!(
+                "`{source}` is no longer in its registry, so it cannot be copied to `{}`; push it again or promote another release",
+                route.target
+            ),
+        ),
+        Readiness::Problem { reason, transient } => (
+            if *transient {
                 Verdict::Waiting
             } else {
                 Verdict::Blocked
             },
-            reason: format!(
-                "copying `{}` to `{}` failed (attempt {}): {}; retrying at {}",
-                route.source.at(digest),
-                route.target,
-                self.attempts,
-                self.reason,
-                self.retry_at.format("%H:%M:%S UTC")
-            ),
-            recheck_at: Some(self.retry_at),
-        }
+            reason.clone(),
+        ),
+    };
+    GateResult {
+        gate: Gate::Copy,
+        verdict,
+        reason,
+        recheck_at: None,
     }
 }
 
-/// How failed copies are retried.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    pub first: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            first: Duration::from_secs(10),
-            max: Duration::from_secs(600),
-        }
-    }
-}
-
-impl Backoff {
-    fn after(&self, attempts: u32) -> Duration {
-        let factor = 1u32 << attempts.saturating_sub(1).min(16);
-        self.first.saturating_mul(factor).min(self.max)
-    }
-}
-
-struct Failed {
-    failure: CopyFailure,
-    retry_at: Instant,
-}
-
-/// Copies images to `copyTo` registries; shared by the engine (copy before merge) and the
-/// reconcilers (ensure before apply).
-pub struct Copier {
-    client: RegistryClient,
-    pub backoff: Backoff,
-    /// `target@digest` known to be in the target (content-addressed).
-    present: Mutex<HashSet<String>>,
-    /// Failed copies by (env, app, digest).
-    failures: Mutex<BTreeMap<(String, String, String), Failed>>,
-    /// Preflight results by `source@digest target`.
-    preflights: Mutex<HashMap<String, (Instant, GateResult)>>,
-}
-
-impl std::fmt::Debug for Copier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Copier").finish_non_exhaustive()
-    }
-}
-
-impl Copier {
-    pub fn new(client: RegistryClient) -> Self {
-        Self {
-            client,
-            backoff: Backoff::default(),
-            present: Mutex::default(),
-            failures: Mutex::default(),
-            preflights: Mutex::default(),
-        }
-    }
-
-    pub fn client(&self) -> &RegistryClient {
-        &self.client
-    }
-
-    /// The `copy` gate while other gates wait: is the source still there, and does the target
-    /// accept pushes?
-    pub async fn preflight(&self, route: &Route, digest: &str) -> GateResult {
-        let key = format!("{} {}", route.source.at(digest), route.target);
-        if let Some((at, result)) = lock(&self.preflights).get(&key)
-            && at.elapsed() < PREFLIGHT_TTL
-        {
-            return result.clone();
-        }
-        let result = self.check(route, digest).await;
-        lock(&self.preflights).insert(key, (Instant::now(), result.clone()));
-        result
-    }
-
-    async fn check(&self, route: &Route, digest: &str) -> GateResult {
-        let gate = |verdict, reason: String| GateResult {
-            gate: Gate::Copy,
-            verdict,
-            reason,
-            recheck_at: None,
-        };
-        let source = route.source.at(digest);
-        match self.client.head_manifest(&route.source, digest).await {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {
-                return gate(
-                    Verdict::Blocked,
-                    format!(
-                        "`{source}` is no longer in its registry, so it cannot be copied to `{}`; push it again or promote another release",
-                        route.target
-                    ),
-                );
-            }
-            Err(e) => {
-                return gate(
-                    if e.is_transient() {
-                        Verdict::Waiting
-                    } else {
-                        Verdict::Blocked
-                    },
-                    format!("cannot check `{source}`: {e}"),
-                );
-            }
-        }
-        if self.known_present(&route.target, digest) {
-            return gate(
-                Verdict::Passed,
-                format!("`{source}` is already in `{}`", route.target),
-            );
-        }
-        match self.client.check_push(&route.target).await {
-            Ok(()) => gate(
-                Verdict::Passed,
-                format!(
-                    "`{source}` is there and `{}` accepts pushes; it is copied once every other gate passes",
-                    route.target
-                ),
-            ),
-            Err(e) => gate(
-                if e.is_transient() {
-                    Verdict::Waiting
-                } else {
-                    Verdict::Blocked
-                },
-                format!("`{}` cannot be pushed to: {e}", route.target),
-            ),
-        }
-    }
-
-    /// The last failure of (env, app, digest), if its retry time has not come yet.
-    pub fn deferred(&self, env: &str, app: &str, digest: &str) -> Option<CopyFailure> {
-        lock(&self.failures)
-            .get(&(env.to_string(), app.to_string(), digest.to_string()))
-            .filter(|f| f.retry_at > Instant::now())
-            .map(|f| f.failure.clone())
-    }
-
-    /// Copy `digest` for a promotion of `app` to `env` (tagging the copy `tag`), verify it by
-    /// digest and, with `key`, its signature on the copy. A failure is remembered with its
-    /// backoff: until then, [`Copier::deferred`] answers it without trying.
-    pub async fn copy(
-        &self,
-        env: &str,
-        app: &str,
-        route: &Route,
-        digest: &str,
-        tag: Option<&str>,
-        key: Option<&CosignKey>,
-    ) -> Result<CopyReport, CopyFailure> {
-        if let Some(f) = self.deferred(env, app, digest) {
-            return Err(f);
-        }
-        let id = (env.to_string(), app.to_string(), digest.to_string());
-        match self.copy_verified(route, digest, tag, key).await {
-            Ok(report) => {
-                lock(&self.failures).remove(&id);
-                lock(&self.present).insert(route.target.at(digest));
-                tracing::info!(%env, %app, source = %report.source, target = %report.target, summary = %report.summary(), "copied image");
-                Ok(report)
-            }
-            Err((reason, transient)) => {
-                let mut failures = lock(&self.failures);
-                let attempts = failures.get(&id).map_or(0, |f| f.failure.attempts) + 1;
-                let wait = self.backoff.after(attempts);
-                let failure = CopyFailure {
-                    reason,
-                    attempts,
-                    retry_at: Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
-                    transient,
-                };
-                tracing::warn!(%env, %app, source = %route.source.at(digest), target = %route.target, attempts, reason = %failure.reason, retry_in = ?wait, "copy failed");
-                failures.insert(
-                    id,
-                    Failed {
-                        failure: failure.clone(),
-                        retry_at: Instant::now() + wait,
-                    },
-                );
-                Err(failure)
-            }
-        }
-    }
-
-    async fn copy_verified(
-        &self,
-        route: &Route,
-        digest: &str,
-        tag: Option<&str>,
-        key: Option<&CosignKey>,
-    ) -> Result<CopyReport, (String, bool)> {
-        let options = CopyOptions {
-            tag: tag.map(String::from),
-            signatures: true,
-        };
-        let report = copy_image(&self.client, &route.source, digest, &route.target, &options)
-            .await
-            .map_err(|e| (e.to_string(), e.is_transient()))?;
-        if let Some(key) = key {
-            match crate::registry::cosign::verify_image(&self.client, &route.target, digest, key)
-                .await
-            {
-                Ok(SignatureStatus::Verified { .. }) => {}
-                Ok(other) => {
-                    return Err((
-                        format!("the copy's signature does not verify with the app's key: {other}"),
-                        false,
-                    ));
-                }
-                Err(e) => return Err((e.to_string(), e.is_transient())),
-            }
-        }
-        Ok(report)
-    }
-
-    fn known_present(&self, target: &Repo, digest: &str) -> bool {
-        lock(&self.present).contains(&target.at(digest))
-    }
-
-    /// Make sure the target has `digest` (pinned on the config branch): `None` when it is there,
-    /// the copy's report when it had to be copied.
-    pub async fn ensure(
-        &self,
-        route: &Route,
-        digest: &str,
-        tag: Option<&str>,
-    ) -> Result<Option<CopyReport>, RegistryError> {
-        if self.known_present(&route.target, digest) {
-            return Ok(None);
-        }
-        match self.client.head_manifest(&route.target, digest).await {
-            Ok(head) if head.digest == digest => {
-                lock(&self.present).insert(route.target.at(digest));
-                return Ok(None);
-            }
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        let options = CopyOptions {
-            tag: tag.map(String::from),
-            signatures: true,
-        };
-        let report =
-            copy_image(&self.client, &route.source, digest, &route.target, &options).await?;
-        lock(&self.present).insert(route.target.at(digest));
-        tracing::info!(source = %report.source, target = %report.target, summary = %report.summary(), "copied a pinned image missing from its copyTo registry");
-        Ok(Some(report))
+/// The `copy` gate for a failed copy.
+pub fn failure_gate(route: &Route, digest: &str, failure: &CopyFailure) -> GateResult {
+    GateResult {
+        gate: Gate::Copy,
+        verdict: if failure.transient {
+            Verdict::Waiting
+        } else {
+            Verdict::Blocked
+        },
+        reason: format!(
+            "copying `{}` to `{}` failed (attempt {}): {}; retrying at {}",
+            route.source.at(digest),
+            route.target,
+            failure.attempts,
+            failure.reason,
+            failure.retry_at.format("%H:%M:%S UTC")
+        ),
+        recheck_at: Some(failure.retry_at),
     }
 }
 
@@ -392,7 +140,8 @@ impl<F: Forge> Engine<F> {
         let (gate, section) = match found {
             Err(gate) => (gate, None),
             Ok((copier, route)) => {
-                let gate = copier.preflight(&route, &digest).await;
+                let gate =
+                    readiness_gate(&route, &digest, &copier.preflight(&route, &digest).await);
                 let section = match copier.deferred(&o.state.env, &o.state.app, &digest) {
                     Some(f) => failed_section(&route, &digest, &f),
                     None => pending_section(&route, &digest, &gate),
@@ -457,7 +206,7 @@ impl<F: Forge> Engine<F> {
             Err(failure) => {
                 self.set_copy_section(o, &failed_section(&route, &digest, &failure))
                     .await?;
-                Ok(BeforeMerge::Failed(failure.gate(&route, &digest)))
+                Ok(BeforeMerge::Failed(failure_gate(&route, &digest, &failure)))
             }
         }
     }
@@ -514,36 +263,6 @@ pub fn pinned_routes(
         }
     }
     Ok(out)
-}
-
-impl Copier {
-    /// [`Copier::ensure`] for every image `env` pins, before the reconciler applies it: an
-    /// environment never runs a pin whose image is not in its `copyTo` registry.
-    pub async fn ensure_pinned(
-        &self,
-        env: &str,
-        pins: &[(Route, crate::image::Pinned)],
-    ) -> Result<Vec<CopyReport>, String> {
-        let mut copied = Vec::new();
-        for (route, pin) in pins {
-            let digest = pin.digest.to_string();
-            match self.ensure(route, &digest, pin.tag.as_deref()).await {
-                Ok(Some(report)) => copied.push(report),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "{env} pins `{}`, which is not in its copyTo registry and cannot be copied there: {e}",
-                        route.target.at(&digest)
-                    ));
-                }
-            }
-        }
-        Ok(copied)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The PR body's copy section, between markers, so that it is replaced in place.
@@ -607,6 +326,7 @@ pub fn failed_section(route: &Route, digest: &str, failure: &CopyFailure) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Repo;
 
     fn web_route() -> Route {
         Route {
@@ -631,18 +351,6 @@ mod tests {
     }
 
     #[test]
-    fn failures_back_off_doubling_up_to_the_cap() {
-        let b = Backoff {
-            first: Duration::from_secs(10),
-            max: Duration::from_secs(60),
-        };
-        assert_eq!(b.after(1), Duration::from_secs(10));
-        assert_eq!(b.after(2), Duration::from_secs(20));
-        assert_eq!(b.after(3), Duration::from_secs(40));
-        assert_eq!(b.after(4), Duration::from_secs(60));
-    }
-
-    #[test]
     fn a_failure_is_a_gate_naming_source_target_attempt_and_retry() {
         let f = CopyFailure {
             reason: "registry prod.io refused access".into(),
@@ -650,26 +358,12 @@ mod tests {
             retry_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 10, 0, 20).unwrap(),
             transient: false,
         };
-        let g = f.gate(&web_route(), "sha256:aa");
+        let g = failure_gate(&web_route(), "sha256:aa", &f);
         assert_eq!(g.gate, Gate::Copy);
         assert_eq!(g.verdict, Verdict::Blocked);
         assert_eq!(
             g.reason,
             "copying `r.io/shop/web@sha256:aa` to `prod.io/shop/web` failed (attempt 2): registry prod.io refused access; retrying at 10:00:20 UTC"
         );
-    }
-
-    #[test]
-    fn only_environments_with_copy_to_have_a_route() {
-        let p = Pipeline::parse(
-            "p.yaml",
-            "apiVersion: baton.dev/v1\nkind: Pipeline\napps:\n  web:\n    image: r.io/team/web\n    bless: { semver: \">=1.0.0\" }\nenvironments:\n  - name: dev\n  - name: prod\n    after: dev\n    copyTo: prod.io/shop\n",
-        )
-        .unwrap()
-        .pipeline;
-        assert!(route(&p, "dev", "web").is_none());
-        let r = route(&p, "prod", "web").unwrap().unwrap();
-        assert_eq!(r.source, Repo::new("r.io", "team/web"));
-        assert_eq!(r.target, Repo::new("prod.io", "shop/web"));
     }
 }

@@ -197,7 +197,7 @@ impl Service {
             remote.clone(),
             Identity::default(),
         )?;
-        let checker = Arc::new(crate::prcheck::Checker::new(checker_repo));
+
         let source = Arc::new(TipSource::new(reconcile_repo, cfg.workdir.join("trees")));
         let (_, pipeline) = tokio::task::block_in_place(|| source.refresh())
             .map_err(|e| ServiceError::Pipeline(e.to_string()))?;
@@ -212,6 +212,8 @@ impl Service {
         let client = crate::registry::client::RegistryClient::new(store, Default::default());
         let copier = Arc::new(Copier::new(client.clone()));
         let scanner = Arc::new(Scanner::new(client, Default::default()));
+        let checker =
+            Arc::new(crate::prcheck::Checker::new(checker_repo).with_copier(copier.clone()));
 
         let forge =
             GitHubForge::from_config(&cfg.github, &repo_slug, cfg.github.bot_login.clone())?;
