@@ -713,6 +713,8 @@ impl RegistryClient {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
                 reauthenticated = true;
+                // Rotated credentials: read the file or ask the helper again.
+                self.inner.credentials.invalidate(&repo.registry);
                 if self
                     .learn_challenge(repo, &access, what, resp.headers())
                     .await?
@@ -742,7 +744,7 @@ impl RegistryClient {
         tokio::time::sleep(d).await;
     }
 
-    fn credential(&self, registry: &str) -> Option<&Credential> {
+    fn credential(&self, registry: &str) -> Option<Credential> {
         self.inner.credentials.get(registry)
     }
 
@@ -891,7 +893,7 @@ impl RegistryClient {
             let mut req = self.inner.http.get(realm).query(&query);
             if let Some(h) = self
                 .credential(&repo.registry)
-                .and_then(Credential::basic_header)
+                .and_then(|c| c.basic_header())
             {
                 req = req.header(header::AUTHORIZATION, h);
             }
@@ -910,6 +912,9 @@ impl RegistryClient {
             }
         };
         let status = resp.status();
+        if matches!(status.as_u16(), 401 | 403) {
+            self.inner.credentials.invalidate(&repo.registry);
+        }
         if !status.is_success() {
             let reason = match status.as_u16() {
                 401 | 403 => format!(
