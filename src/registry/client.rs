@@ -696,6 +696,11 @@ impl RegistryClient {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
+            // Credentials go out only once the registry asked for them (or as a static token).
+            let with_credentials = self
+                .lock_auth()
+                .get(&repo.registry)
+                .is_some_and(|h| h.scheme.is_some());
             let req = self
                 .authorize(repo, &access, what, make(&self.inner.http))
                 .await?;
@@ -713,8 +718,10 @@ impl RegistryClient {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
                 reauthenticated = true;
-                // Rotated credentials: read the file or ask the helper again.
-                self.inner.credentials.invalidate(&repo.registry);
+                if with_credentials {
+                    // Refused: rotated credentials? Read the file or ask the helper again.
+                    self.inner.credentials.invalidate(&repo.registry);
+                }
                 if self
                     .learn_challenge(repo, &access, what, resp.headers())
                     .await?
