@@ -197,7 +197,8 @@ async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_comm
     // prod pulls its own copy (copyTo), pinned at the same digest.
     let k = w.main_file("environments/prod/kustomization.yaml");
     assert!(
-        k.contains("newName: prod-registry.example.com/shop/web") && k.contains(v.as_str()),
+        k.contains(&format!("newName: {}/prod-shop/web", w.registry.host()))
+            && k.contains(v.as_str()),
         "{k}"
     );
 

@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 
 const USER: &str = "ci-bot";
 const PASSWORD: &str = "correct-horse-battery-staple";
+const GHCR_TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyz";
 
 fn pipeline(image: &str) -> Pipeline {
     Pipeline::parse(
@@ -209,7 +210,16 @@ async fn issue_token(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
     );
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+    // What a `token:` (GHCR-style) sends: the token as the password of the default user.
+    let token = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{GHCR_TOKEN}",
+            baton::registry::auth::TOKEN_USERNAME
+        ))
+    );
+    let sent = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if sent != Some(expected.as_str()) && sent != Some(token.as_str()) {
         return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
     }
     let access: Vec<serde_json::Value> = query
@@ -239,8 +249,8 @@ async fn issue_token(
     axum::Json(serde_json::json!({"token": token, "expires_in": 300})).into_response()
 }
 
-#[tokio::test]
-async fn the_bearer_token_flow_works_and_tokens_are_reused_across_scans() {
+/// A `docker-registry` with `auth: token`, and the token server it trusts.
+async fn token_registry() -> (TestRegistry, TokenServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (key_pem, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
     let status = std::process::Command::new("openssl")
@@ -286,6 +296,12 @@ async fn the_bearer_token_flow_works_and_tokens_are_reused_across_scans() {
         token: Some((format!("http://{token_addr}/token"), cert)),
         ..RegistryOptions::default()
     });
+    (reg, ts, dir)
+}
+
+#[tokio::test]
+async fn the_bearer_token_flow_works_and_tokens_are_reused_across_scans() {
+    let (reg, _ts, _dir) = token_registry().await;
     let push = Pusher::with_auth(&reg.addr, RegistryAuth::Basic(USER.into(), PASSWORD.into()));
     let d = push
         .push("shop/web", "1.0.0", &image("t", &ImageOpts::default()))
@@ -314,4 +330,152 @@ async fn the_bearer_token_flow_works_and_tokens_are_reused_across_scans() {
     let text = format!("{e} {e:?}");
     assert!(text.contains("refused the credentials"), "{text}");
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
+}
+
+#[tokio::test]
+async fn a_ghcr_style_token_goes_through_the_token_endpoint_as_basic() {
+    let (reg, ts, dir) = token_registry().await;
+    let push = Pusher::with_auth(&reg.addr, RegistryAuth::Basic(USER.into(), PASSWORD.into()));
+    let d = push
+        .push("shop/web", "1.0.0", &image("g", &ImageOpts::default()))
+        .await;
+    let file = dir.path().join("ghcr-token");
+    std::fs::write(&file, GHCR_TOKEN).unwrap();
+    let cfg: indexmap::IndexMap<String, baton::registry::auth::CredentialConfig> =
+        yaml_serde::from_str(&format!(
+            "\"{}\": {{ token: {{ file: {} }} }}",
+            reg.addr,
+            file.display()
+        ))
+        .unwrap();
+    let before = ts.requests.load(Ordering::SeqCst);
+    let s = Scanner::new(
+        RegistryClient::new(
+            CredentialStore::from_config(&cfg).unwrap(),
+            ClientOptions::default(),
+        ),
+        ScanOptions::default(),
+    );
+    let got = scan_web(&s, &pipeline(&reg.image("shop/web")))
+        .await
+        .unwrap();
+    assert_eq!(got.newest.unwrap().digest, Some(d));
+    assert_eq!(ts.requests.load(Ordering::SeqCst), before + 1);
+    assert_eq!(s.client().stats().get(&reg.addr, RequestKind::Token), 1);
+}
+
+/// A credential helper script in `dir` answering `user` with the password in `dir/secret`,
+/// logging each call to `dir/calls`.
+fn helper_script(dir: &std::path::Path, user: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = format!(
+        "#!/bin/sh\nread server\necho \"$1 $server\" >> {d}/calls\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"%s\"}}' \"$server\" \"$(cat {d}/secret)\"\n",
+        d = dir.display()
+    );
+    let p = dir.join("docker-credential-rotating");
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test]
+async fn a_helper_whose_password_rotates_with_the_registrys_htpasswd_keeps_scans_working() {
+    let reg = TestRegistry::start_with(RegistryOptions {
+        htpasswd: Some((USER.into(), "first-password".into())),
+        ..RegistryOptions::default()
+    });
+    let push = Pusher::with_auth(
+        &reg.addr,
+        RegistryAuth::Basic(USER.into(), "first-password".into()),
+    );
+    let d = push
+        .push("web", "1.0.0", &image("h", &ImageOpts::default()))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    helper_script(dir.path(), USER);
+    std::fs::write(dir.path().join("secret"), "first-password").unwrap();
+    let docker = dir.path().join("config.json");
+    std::fs::write(
+        &docker,
+        format!(r#"{{"credHelpers":{{"{}":"rotating"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let mut store = CredentialStore::new();
+    store.set_helper_dir(dir.path());
+    store.merge_docker_config(&docker).unwrap();
+    let s = Scanner::new(
+        RegistryClient::new(store, ClientOptions::default()),
+        ScanOptions::default(),
+    );
+    let p = pipeline(&reg.image("web"));
+    assert_eq!(
+        scan_web(&s, &p).await.unwrap().newest.unwrap().digest,
+        Some(d.clone())
+    );
+    let calls = || {
+        std::fs::read_to_string(dir.path().join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(calls(), 1);
+    assert_eq!(
+        scan_web(&s, &p).await.unwrap().newest.unwrap().digest,
+        Some(d.clone())
+    );
+    assert_eq!(calls(), 1, "the helper's answer is kept");
+
+    // The password rotates (as ECR's does every 12 hours) while the scanner keeps running.
+    reg.set_htpasswd(USER, "second-password");
+    std::fs::write(dir.path().join("secret"), "second-password").unwrap();
+    let got = scan_web(&s, &p).await;
+    assert_eq!(got.unwrap().newest.unwrap().digest, Some(d));
+    assert_eq!(calls(), 2, "refused once, the helper is asked again");
+}
+
+#[tokio::test]
+async fn a_password_file_rotated_with_the_registrys_htpasswd_is_read_again() {
+    let reg = TestRegistry::start_with(RegistryOptions {
+        htpasswd: Some((USER.into(), "first-password".into())),
+        ..RegistryOptions::default()
+    });
+    let push = Pusher::with_auth(
+        &reg.addr,
+        RegistryAuth::Basic(USER.into(), "first-password".into()),
+    );
+    let d = push
+        .push("web", "1.0.0", &image("f", &ImageOpts::default()))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "first-password").unwrap();
+    let cfg: indexmap::IndexMap<String, baton::registry::auth::CredentialConfig> =
+        yaml_serde::from_str(&format!(
+            "\"{}\": {{ username: {USER}, password: {{ file: {} }} }}",
+            reg.addr,
+            file.display()
+        ))
+        .unwrap();
+    let s = Scanner::new(
+        RegistryClient::new(
+            CredentialStore::from_config(&cfg).unwrap(),
+            ClientOptions::default(),
+        ),
+        ScanOptions::default(),
+    );
+    let p = pipeline(&reg.image("web"));
+    assert_eq!(
+        scan_web(&s, &p).await.unwrap().newest.unwrap().digest,
+        Some(d.clone())
+    );
+
+    reg.set_htpasswd(USER, "the-rotated-password");
+    std::fs::write(&file, "the-rotated-password").unwrap();
+    let before = s.client().stats();
+    let got = scan_web(&s, &p).await;
+    assert_eq!(got.unwrap().newest.unwrap().digest, Some(d));
+    assert_eq!(
+        s.client().stats().since(&before).total(),
+        1,
+        "the new password went out with the first request: no refusal round trip"
+    );
 }

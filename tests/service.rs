@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton::sandbox::{
-    OWNER, REPO, Sandbox, SandboxError, SandboxOptions, image_config, seed_files,
+    OWNER, REPO, Sandbox, SandboxError, SandboxOptions, push_initial_images, seed_files,
 };
 use baton::service::RunOptions;
 use baton_test_support::net::wait_for;
@@ -58,15 +58,7 @@ fn pulls(sb: &Sandbox) -> String {
 /// The example, with staging's smoke test made to fail and `onFailure: rollback` in staging.
 async fn failing_smoke_sandbox() -> Sandbox {
     Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
-        let created = chrono::Utc::now() - chrono::Duration::days(1);
-        let mut initial = std::collections::BTreeMap::new();
-        for (app, tag) in [("web", "1.0.0"), ("worker", "release-2.0.0")] {
-            let config = image_config(&format!("shop/{app}"), tag, created);
-            let layer = format!("{app} {tag}");
-            let digest = registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
-            registry.push_image(&format!("prod-shop/{app}"), tag, &config, &[layer.as_bytes()]);
-            initial.insert(app.to_string(), digest);
-        }
+        let initial = push_initial_images(registry);
         seed_files(seed, &registry.host(), Duration::from_secs(2), &initial)?;
         let edit = |file: &str, from: &str, to: &str| -> Result<(), SandboxError> {
             let p = seed.join(file);

@@ -53,6 +53,9 @@ pub struct RuntimeConfig {
 /// registry.example.com: { username: ci, password: { env: REGISTRY_PASSWORD } }
 /// ghcr.io: { token: { file: /run/secrets/ghcr-token } }
 /// ```
+/// A `token` (a GitHub token for GHCR, a robot token) is a password: it goes to the
+/// registry's token endpoint with HTTP Basic (username `username`, default `baton`) through the
+/// normal challenge, never straight into a `Bearer` header.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CredentialConfig {

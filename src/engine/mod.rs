@@ -15,6 +15,7 @@
 //! `/rollback`, `onFailure: rollback`). Commands on PRs that are no longer open are answered by
 //! [`Engine::answer_pr`].
 
+pub mod copy;
 pub mod rollout;
 pub mod text;
 pub mod verification;
@@ -177,6 +178,9 @@ pub struct Engine<F> {
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
+    /// Copies images to environments' `copyTo` registries before their PRs merge. Without
+    /// one, such PRs wait at the `copy` gate.
+    copier: Option<std::sync::Arc<copy::Copier>>,
 }
 
 impl<F: Forge> Engine<F> {
@@ -188,7 +192,14 @@ impl<F: Forge> Engine<F> {
             snapshot: Mutex::default(),
             history: Mutex::new(None),
             provenance: Mutex::default(),
+            copier: None,
         }
+    }
+
+    /// Copy images for environments with `copyTo` with `copier` (see [`copy`]).
+    pub fn with_copier(mut self, copier: std::sync::Arc<copy::Copier>) -> Self {
+        self.copier = Some(copier);
+        self
     }
 
     pub fn forge(&self) -> &F {
@@ -1151,6 +1162,10 @@ impl<F: Forge> Engine<F> {
             } => {
                 let Some(o) = find(pr) else { return Ok(None) };
                 let mut o = o.clone();
+                let mut evaluation = evaluation;
+                if let Some(gate) = self.copy_preflight(view, &mut o).await? {
+                    evaluation.results.push(gate);
+                }
                 let blocking = evaluation
                     .blocking()
                     .map(|g| format!("{}: {}", g.gate.title(), g.reason))
@@ -1238,6 +1253,48 @@ impl<F: Forge> Engine<F> {
                 } else {
                     text::merge_subject(&app, &env, &to, pr)
                 };
+                let mut o = o.clone();
+                let mut evaluation = evaluation;
+                let copied = match self.copy_before_merge(view, &mut o).await? {
+                    copy::BeforeMerge::NotNeeded => None,
+                    copy::BeforeMerge::Copied(line) => {
+                        evaluation.results.push(crate::promote::gates::GateResult {
+                            gate: crate::promote::gates::Gate::Copy,
+                            verdict: crate::promote::gates::Verdict::Passed,
+                            reason: line.clone(),
+                            recheck_at: None,
+                        });
+                        Some(line)
+                    }
+                    copy::BeforeMerge::Failed(gate) => {
+                        let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
+                        evaluation.results.push(gate);
+                        let events = o
+                            .status
+                            .as_ref()
+                            .map(|s| text::timeline(&s.body))
+                            .unwrap_or_default();
+                        let handled = o
+                            .status
+                            .as_ref()
+                            .map(|s| text::handled_ids(&s.body))
+                            .unwrap_or_default();
+                        self.write_status(
+                            &mut o,
+                            &format!("Waiting — {blocking}"),
+                            Some(&evaluation),
+                            &events,
+                            &handled,
+                        )
+                        .await?;
+                        return Ok(Some(Outcome::Waiting {
+                            pr,
+                            env,
+                            app,
+                            blocking,
+                        }));
+                    }
+                };
                 let message =
                     promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
                 let message = message.trim_start().to_string();
@@ -1251,12 +1308,12 @@ impl<F: Forge> Engine<F> {
                         &message,
                     )
                     .await?;
-                let mut o = o.clone();
                 let mut events = o
                     .status
                     .as_ref()
                     .map(|s| text::timeline(&s.body))
                     .unwrap_or_default();
+                events.extend(copied);
                 events.push(format!(
                     "merged as {} ({})",
                     &merged.sha[..merged.sha.len().min(7)],

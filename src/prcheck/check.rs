@@ -13,7 +13,11 @@ use super::summary::{self, EnvReport, Problem, Report};
 use crate::config::pipeline::Pipeline;
 use crate::forge::{self, CommentInfo, Forge, ForgeError, PullRequestInfo, StatusState};
 use crate::forge::{PrState, StatusUpdate};
+use crate::gitrepo::bump;
+use crate::gitrepo::files::{Files, FsFiles};
 use crate::gitrepo::repo::{ConfigRepo, GitError};
+use crate::registry::copier::Route;
+use crate::registry::copier::{Copier, Readiness, route};
 use crate::render::{self, Object};
 
 /// Why a check could not be made. Each variant knows whether a later attempt may succeed.
@@ -59,7 +63,12 @@ pub enum CheckOutcome {
 /// own, so it never races the engine's).
 pub struct Checker {
     repo: Mutex<ConfigRepo>,
+    /// Checks that images moving into `copyTo` environments can be copied there.
+    copier: Option<std::sync::Arc<Copier>>,
 }
+
+/// An image a PR moves into an environment with `copyTo`: (env, route, digest).
+type CopyCheck = (String, Route, String);
 
 /// Renders of the base side, shared by the PRs of one pass (most share the branch tip).
 type BaseCache = HashMap<(Oid, String), Result<Vec<Object>, String>>;
@@ -68,7 +77,17 @@ impl Checker {
     pub fn new(repo: ConfigRepo) -> Self {
         Self {
             repo: Mutex::new(repo),
+            copier: None,
         }
+    }
+
+    /// Also check, for every image a PR moves into an environment with `copyTo`, that the
+    /// source still has it and the target accepts pushes: a vanished image or a refused
+    /// credential fails the check. (An outage does not: the promotion's `copy` gate shows it,
+    /// and a head is checked only once.)
+    pub fn with_copier(mut self, copier: std::sync::Arc<Copier>) -> Self {
+        self.copier = Some(copier);
+        self
     }
 
     fn repo(&self) -> std::sync::MutexGuard<'_, ConfigRepo> {
@@ -140,13 +159,37 @@ impl Checker {
                 sha: pr.head_sha.clone(),
             });
         }
-        let report = tokio::task::block_in_place(|| {
+        let (mut report, copies) = tokio::task::block_in_place(|| {
             if !*fetched {
                 self.repo().fetch()?;
                 *fetched = true;
             }
             self.evaluate(pr, cache)
         })?;
+        if let Some(copier) = &self.copier {
+            for (env, route, digest) in copies {
+                let text = match copier.preflight(&route, &digest).await {
+                    Readiness::Ready { .. } => continue,
+                    Readiness::Problem {
+                        reason,
+                        transient: true,
+                    } => {
+                        tracing::warn!(pr = pr.number, %env, %reason, "cannot check the copy target now");
+                        continue;
+                    }
+                    Readiness::SourceMissing => format!(
+                        "copyTo: `{}` is not in its registry, so it cannot be copied to `{}`",
+                        route.source.at(&digest),
+                        route.target
+                    ),
+                    Readiness::Problem { reason, .. } => format!("copyTo: {reason}"),
+                };
+                report.problems.push(Problem {
+                    env: Some(env),
+                    text,
+                });
+            }
+        }
         // The bot's own promotion PRs carry the rendered diff in their body; they get a
         // comment only when the check fails.
         let own_promotion = forge::parse_promotion_branch(&pr.head_ref).is_some()
@@ -182,7 +225,11 @@ impl Checker {
     }
 
     /// Validate and render the PR head, and compare every environment with the merge base.
-    fn evaluate(&self, pr: &PullRequestInfo, cache: &mut BaseCache) -> Result<Report, CheckError> {
+    fn evaluate(
+        &self,
+        pr: &PullRequestInfo,
+        cache: &mut BaseCache,
+    ) -> Result<(Report, Vec<CopyCheck>), CheckError> {
         let repo = self.repo();
         let missing = || CheckError::MissingHead {
             pr: pr.number,
@@ -213,7 +260,16 @@ impl Checker {
             envs: Vec::new(),
         };
         let Ok(loaded) = Pipeline::load(dir.path()) else {
-            return Ok(report);
+            return Ok((report, Vec::new()));
+        };
+        let copies = if self.copier.is_some() {
+            moved_into_copy_to(
+                &loaded.pipeline,
+                &FsFiles(dir.path()),
+                &repo.files_at(base)?,
+            )
+        } else {
+            Vec::new()
         };
         let mut base_dir = None;
         for env in loaded.pipeline.promotion_order() {
@@ -256,8 +312,31 @@ impl Checker {
                 note,
             });
         }
-        Ok(report)
+        Ok((report, copies))
     }
+}
+
+/// The images `head` pins in environments with `copyTo` that `base` does not.
+fn moved_into_copy_to(pipeline: &Pipeline, head: &dyn Files, base: &dyn Files) -> Vec<CopyCheck> {
+    let mut out = Vec::new();
+    for env in &pipeline.environments {
+        for app in pipeline.apps.keys() {
+            let Some(Ok(route)) = route(pipeline, &env.name, app) else {
+                continue;
+            };
+            let pin = |files: &dyn Files| {
+                bump::current(files, pipeline, &env.name, app)
+                    .ok()
+                    .flatten()
+            };
+            if let Some(now) = pin(head)
+                && pin(base).map(|p| p.digest) != Some(now.digest.clone())
+            {
+                out.push((env.name.clone(), route, now.digest.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// Create baton's check comment on the PR, or edit the one already there; writes nothing when

@@ -36,6 +36,9 @@ pub enum Gate {
     Approvals,
     Command,
     Policy,
+    /// The environment's `copyTo`: the image can be copied (while other gates wait), then was
+    /// copied and verified (before the merge). Evaluated by the engine, which does the I/O.
+    Copy,
 }
 
 impl Gate {
@@ -49,6 +52,7 @@ impl Gate {
             Self::Approvals => "approvals",
             Self::Command => "command",
             Self::Policy => "policy",
+            Self::Copy => "copy",
         }
     }
 }

@@ -462,6 +462,20 @@ impl RegistryClient {
         self.location(repo, what, &resp)
     }
 
+    /// Whether `repo` accepts pushes with the configured credentials: opens an upload session
+    /// and cancels it (nothing is written).
+    pub async fn check_push(&self, repo: &Repo) -> Result<(), RegistryError> {
+        let what = format!("an upload to {repo}");
+        let location = self.start_upload(repo, &what).await?;
+        // Cancelling is a courtesy: registries expire abandoned sessions.
+        let _ = self
+            .execute(repo, RequestKind::BlobUpload, Access::Push, &what, |c| {
+                c.delete(&location)
+            })
+            .await;
+        Ok(())
+    }
+
     /// Finish an upload session with the whole blob in one `PUT`. The body is consumed, so
     /// this request is not retried here; callers retry the whole transfer.
     pub async fn finish_upload(
@@ -517,8 +531,9 @@ impl RegistryClient {
             .unwrap_or_else(|| sha256_digest(&bytes)))
     }
 
-    /// The OCI referrers API. `None` when the registry does not implement it (`404`), which is
-    /// remembered so that later calls to that registry cost nothing.
+    /// The OCI referrers API. `None` when the registry does not implement it (`404`, `400`,
+    /// `405`), which is remembered so that later calls to that registry cost nothing, or
+    /// refuses it (`403`).
     pub async fn referrers(
         &self,
         repo: &Repo,
@@ -541,9 +556,16 @@ impl RegistryClient {
                 }
             })
             .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            self.lock_no_referrers().insert(repo.registry.clone());
-            return Ok(None);
+        match resp.status() {
+            // No referrers API (distribution 2.8 answers 404; others 400 or 405).
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+                self.lock_no_referrers().insert(repo.registry.clone());
+                return Ok(None);
+            }
+            // Some registries refuse the endpoint to tokens scoped for pulls; the tag schemes
+            // still work there.
+            StatusCode::FORBIDDEN => return Ok(None),
+            _ => {}
         }
         let resp = self.check(repo, &what, resp).await?;
         let body = self.read_limited(repo, &what, resp).await?;
@@ -674,6 +696,11 @@ impl RegistryClient {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
+            // Credentials go out only once the registry asked for them (or as a static token).
+            let with_credentials = self
+                .lock_auth()
+                .get(&repo.registry)
+                .is_some_and(|h| h.scheme.is_some());
             let req = self
                 .authorize(repo, &access, what, make(&self.inner.http))
                 .await?;
@@ -691,6 +718,10 @@ impl RegistryClient {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
                 reauthenticated = true;
+                if with_credentials {
+                    // Refused: rotated credentials? Read the file or ask the helper again.
+                    self.inner.credentials.invalidate(&repo.registry);
+                }
                 if self
                     .learn_challenge(repo, &access, what, resp.headers())
                     .await?
@@ -720,7 +751,7 @@ impl RegistryClient {
         tokio::time::sleep(d).await;
     }
 
-    fn credential(&self, registry: &str) -> Option<&Credential> {
+    fn credential(&self, registry: &str) -> Option<Credential> {
         self.inner.credentials.get(registry)
     }
 
@@ -869,7 +900,7 @@ impl RegistryClient {
             let mut req = self.inner.http.get(realm).query(&query);
             if let Some(h) = self
                 .credential(&repo.registry)
-                .and_then(Credential::basic_header)
+                .and_then(|c| c.basic_header())
             {
                 req = req.header(header::AUTHORIZATION, h);
             }
@@ -888,6 +919,9 @@ impl RegistryClient {
             }
         };
         let status = resp.status();
+        if matches!(status.as_u16(), 401 | 403) {
+            self.inner.credentials.invalidate(&repo.registry);
+        }
         if !status.is_success() {
             let reason = match status.as_u16() {
                 401 | 403 => format!(

@@ -7,7 +7,8 @@
 //! - [`RegistryClient`]: the HTTP protocol with anonymous, Basic and Bearer-token auth
 //!   ([`auth`]), retries with backoff, and request counters ([`metrics`]).
 //! - [`webhook`]: registry webhooks parsed into [`webhook::PushHint`]s.
-//! - [`copy`]: copy an image by digest to an environment's `copyTo` registry.
+//! - [`copy`]: copy an image by digest to an environment's `copyTo` registry; [`copier`]:
+//!   when it can be copied, copies with backoff, and makes sure pinned copies exist.
 //! - [`report`]: the `baton registry scan` table and JSON.
 //!
 //! The module decides nothing about promotion: it reports what the registries hold.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod bless;
 pub mod client;
+pub mod copier;
 pub mod copy;
 pub mod cosign;
 pub mod error;

@@ -25,17 +25,128 @@ pub struct DemoError {
 }
 
 /// The steps, in order (numbered in the output).
-pub const STEPS: [&str; 9] = [
+pub const STEPS: [&str; 11] = [
     "baton applies every environment",
     "a blessed image is pushed: web 1.1.0",
     "dev: promotion PR opened and auto-merged",
     "dev: rollout healthy on 1.1.0",
     "staging: PR after dev soaked, merged once baton/validate passed, healthy, smoke test passed",
     "prod: PR waits for approvals and /promote prod",
-    "prod: two release managers approve, alice comments /promote prod; merged and healthy",
+    "prod: two release managers approve, alice comments /promote prod",
+    "prod: every gate passed; baton copies web 1.1.0 to the prod registry by digest, then merges",
+    "prod: rollout healthy on its own registry copy",
     "a broken release (web 1.2.0) reaches dev, fails, and is rolled back",
     "the audit log: baton history",
 ];
+
+/// Workload kinds whose pod templates name images.
+const WORKLOADS: [(&str, &str); 7] = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("v1", "Pod"),
+];
+
+/// The container images an object names (pod templates of any depth, pods).
+pub fn container_images(value: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "containers" || k == "initContainers" || k == "ephemeralContainers" {
+                        for c in v.as_array().into_iter().flatten() {
+                            if let Some(image) = c.get("image").and_then(Value::as_str) {
+                                out.push(image.to_string());
+                            }
+                        }
+                    } else {
+                        walk(v, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out
+}
+
+/// Every container image named by an object in the cluster stand-in: `(object, image)`.
+pub fn cluster_images(sb: &Sandbox) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (api_version, kind) in WORKLOADS {
+        for object in sb.cluster.list(api_version, kind, None) {
+            let name = format!(
+                "{kind}/{}/{}",
+                object["metadata"]["namespace"].as_str().unwrap_or(""),
+                object["metadata"]["name"].as_str().unwrap_or("")
+            );
+            out.extend(
+                container_images(&object)
+                    .into_iter()
+                    .map(|i| (name.clone(), i)),
+            );
+        }
+    }
+    out
+}
+
+/// The image references in the cluster stand-in that do not resolve (a manifest `HEAD` by
+/// digest, else by tag) in their registry, with why. The invariant that keeps a pin from ever
+/// naming an image that is not there (`copyTo` copies before the merge).
+pub async fn unresolved_images(sb: &Sandbox) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut checked = std::collections::BTreeMap::<String, Option<String>>::new();
+    let mut out = Vec::new();
+    for (object, image) in cluster_images(sb) {
+        if !checked.contains_key(&image) {
+            let problem = head_image(&http, &image).await.err();
+            checked.insert(image.clone(), problem);
+        }
+        if let Some(Some(problem)) = checked.get(&image) {
+            out.push(format!("{object}: {image}: {problem}"));
+        }
+    }
+    out
+}
+
+/// `HEAD` an image reference's manifest (by digest when it has one) in its local registry:
+/// `Err` says why it does not resolve.
+pub async fn head_image(http: &reqwest::Client, image: &str) -> Result<(), String> {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let (host, path) = name
+        .split_once('/')
+        .ok_or_else(|| "no registry host".to_string())?;
+    if !(host.starts_with("127.") || host.starts_with("localhost")) {
+        return Err(format!("{host} is not a local registry"));
+    }
+    let (repo, tag) = match path.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t)),
+        _ => (path, None),
+    };
+    let reference = digest.or(tag).unwrap_or("latest");
+    let resp = http
+        .head(format!("http://{host}/v2/{repo}/manifests/{reference}"))
+        .header(
+            reqwest::header::ACCEPT,
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+        )
+        .send()
+        .await
+        .map_err(|e| format!("registry unreachable: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    Ok(())
+}
 
 struct Story<W: Write> {
     out: W,
@@ -44,6 +155,18 @@ struct Story<W: Write> {
 }
 
 impl<W: Write> Story<W> {
+    /// The invariant after every step: every image the clusters run resolves in its registry.
+    async fn images_resolve(&self, sb: &Sandbox) -> Result<(), DemoError> {
+        let unresolved = unresolved_images(sb).await;
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        Err(self.fail(format!(
+            "image references in the cluster do not resolve in their registry: {}",
+            unresolved.join("; ")
+        )))
+    }
+
     fn begin(&mut self, step: usize) {
         self.step = step;
         let _ = writeln!(
@@ -202,6 +325,14 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         .await?;
         s.say(format!("{env}: web 1.0.0 ({}) healthy", short(&initial)));
     }
+    if sb.registry.digest("prod-shop/web", "1.0.0").as_deref() == Some(initial.as_str()) {
+        s.say(format!(
+            "prod pins {}/prod-shop/web (copyTo); baton copied 1.0.0 there before applying prod",
+            sb.registry.host()
+        ));
+    }
+
+    s.images_resolve(sb).await?;
 
     s.begin(2);
     let pushed = Instant::now();
@@ -210,6 +341,8 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         "pushed {}/shop/web:1.1.0 = {good}; the registry notifies baton",
         sb.registry.host()
     ));
+
+    s.images_resolve(sb).await?;
 
     s.begin(3);
     let dev = s
@@ -234,6 +367,8 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     .await?;
     s.say(format!("#{n} merged by baton (autoMerge)"));
 
+    s.images_resolve(sb).await?;
+
     s.begin(4);
     s.wait(
         "dev running 1.1.0",
@@ -242,6 +377,8 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     )
     .await?;
     s.say(format!("dev: web 1.1.0 ({}) rolled out", short(&good)));
+
+    s.images_resolve(sb).await?;
 
     s.begin(5);
     let staging = s
@@ -295,6 +432,8 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         .await?;
     s.say(format!("#{n}: {}", verified.trim_start_matches("- ")));
 
+    s.images_resolve(sb).await?;
+
     s.begin(6);
     let prod = s
         .wait(
@@ -331,6 +470,8 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         .to_string();
     s.say(format!("#{n} waits: {headline}"));
 
+    s.images_resolve(sb).await?;
+
     s.begin(7);
     for person in RELEASE_MANAGERS {
         sb.forge
@@ -342,21 +483,47 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         .comment_as(RELEASE_MANAGERS[0], OWNER, REPO, n, "/promote prod")
         .map_err(|e| s.fail(format!("cannot comment on #{n}: {e:?}")))?;
     s.say(format!("{} commented /promote prod", RELEASE_MANAGERS[0]));
+    s.images_resolve(sb).await?;
+
+    s.begin(8);
+    let status_of = |n: u64| {
+        sb.forge
+            .comments(OWNER, REPO, n)
+            .into_iter()
+            .find(|c| c.body.contains("baton:status"))
+            .map(|c| c.body)
+            .unwrap_or_default()
+    };
+    let copied = s
+        .wait(
+            "the prod PR's timeline says the image was copied",
+            || {
+                status_of(n)
+                    .lines()
+                    .find(|l| l.starts_with("- copied"))
+                    .map(|l| l.trim_start_matches("- ").to_string())
+            },
+            || format!("{}; status comment: {}", describe_pulls(sb), status_of(n)),
+        )
+        .await?;
+    s.say(format!("#{n}: {copied}"));
+    let copy = format!("{}/prod-shop/web", sb.registry.host());
+    if sb.registry.digest("prod-shop/web", "1.1.0").as_deref() != Some(good.as_str()) {
+        return Err(s.fail(format!(
+            "{copy}:1.1.0 is not {good} in the registry after the copy"
+        )));
+    }
+    s.say(format!("{copy}:1.1.0 = {} is there", short(&good)));
     s.wait(
         "the prod PR merged",
         || pr_for(sb, "prod", "baton:promotion", n - 1).filter(|p| p.merged),
-        || {
-            let status = sb
-                .forge
-                .comments(OWNER, REPO, n)
-                .into_iter()
-                .find(|c| c.body.contains("baton:status"))
-                .map(|c| c.body)
-                .unwrap_or_default();
-            format!("{}; status comment: {status}", describe_pulls(sb))
-        },
+        || format!("{}; status comment: {}", describe_pulls(sb), status_of(n)),
     )
     .await?;
+    s.say(format!("#{n} merged after the copy"));
+    s.images_resolve(sb).await?;
+
+    s.begin(9);
     s.wait(
         "prod running 1.1.0 from its own registry copy",
         || {
@@ -367,11 +534,10 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         || describe_web(sb, "prod"),
     )
     .await?;
-    s.say(format!(
-        "#{n} merged; prod: web 1.1.0 rolled out from prod-shop/web"
-    ));
+    s.say("prod: web 1.1.0 rolled out from prod-shop/web");
+    s.images_resolve(sb).await?;
 
-    s.begin(8);
+    s.begin(10);
     let before = pulls(sb).iter().map(|p| p.number).max().unwrap_or(0);
     let bad = sb.push("web", "1.2.0");
     if let Err(e) = sb.cluster.mark_broken(&bad) {
@@ -410,7 +576,9 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     .await?;
     s.say("dev: back on web 1.1.0 and healthy");
 
-    s.begin(9);
+    s.images_resolve(sb).await?;
+
+    s.begin(11);
     let repo = git2::Repository::open_bare(sb.forge.repo_path(OWNER, REPO))
         .map_err(|e| s.fail(format!("cannot open the config repo: {e}")))?;
     let tip = repo
@@ -424,6 +592,11 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
             return Err(s.fail(format!("no promotion to {env} in the history")));
         }
     }
+    let images = cluster_images(sb).len();
+    s.images_resolve(sb).await?;
+    s.say(format!(
+        "after every step, every image reference in the cluster ({images} now) resolved in its registry"
+    ));
     let _ = writeln!(
         s.out,
         "[{:>5.1}s] the story is complete",

@@ -114,22 +114,7 @@ impl Sandbox {
     pub async fn start(options: &SandboxOptions) -> Result<Self, SandboxError> {
         let soak = options.soak;
         Self::start_with(options, move |registry, seed| {
-            // Images the environments start on (and prod's copies, as copyTo would have made).
-            let created = chrono::Utc::now() - chrono::Duration::days(1);
-            let mut initial = std::collections::BTreeMap::new();
-            for (app, tag) in [("web", "1.0.0"), ("worker", "release-2.0.0")] {
-                let config = image_config(&format!("shop/{app}"), tag, created);
-                let layer = format!("{app} {tag}");
-                let digest =
-                    registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
-                registry.push_image(
-                    &format!("prod-shop/{app}"),
-                    tag,
-                    &config,
-                    &[layer.as_bytes()],
-                );
-                initial.insert(app.to_string(), digest);
-            }
+            let initial = push_initial_images(registry);
             seed_files(seed, &registry.host(), soak, &initial)?;
             Ok(initial)
         })
@@ -287,6 +272,36 @@ impl Sandbox {
     }
 }
 
+/// The images the sandbox starts with, pushed to the registry stand-in as CI would: web 1.0.0
+/// and worker release-2.0.0 (what every environment runs at first; returns `app → digest`),
+/// and the staging smoke test's tool image ([`SMOKE_IMAGE`]). Prod's copies are not pushed:
+/// baton copies what prod pins to `prod-shop/` before it applies prod.
+pub fn push_initial_images(
+    registry: &sim::registry::Registry,
+) -> std::collections::BTreeMap<String, String> {
+    let created = chrono::Utc::now() - chrono::Duration::days(1);
+    let mut initial = std::collections::BTreeMap::new();
+    for (app, tag) in [("web", "1.0.0"), ("worker", "release-2.0.0")] {
+        let config = image_config(&format!("shop/{app}"), tag, created);
+        let layer = format!("{app} {tag}");
+        let digest = registry.push_image(&format!("shop/{app}"), tag, &config, &[layer.as_bytes()]);
+        initial.insert(app.to_string(), digest);
+    }
+    let (repo, tag) = SMOKE_IMAGE;
+    registry.push_image(
+        repo,
+        tag,
+        &image_config(repo, tag, created),
+        &[b"a stand-in for curl".as_slice()],
+    );
+    initial
+}
+
+/// The example's smoke test runs `curlimages/curl:8.10.1` from Docker Hub; the sandbox runs
+/// a stand-in from its own registry, so that every image its clusters run resolves there.
+pub const SMOKE_IMAGE: (&str, &str) = ("tools/curl", "8.10.1");
+const EXAMPLE_SMOKE_IMAGE: &str = "curlimages/curl:8.10.1";
+
 /// Replace `from` with `to` in `text`, failing when `from` is missing (the example changed and
 /// the sandbox must follow).
 /// On a real cluster a failed rollout is declared by the Deployment controller after the
@@ -320,7 +335,7 @@ fn replace(file: &str, text: &str, from: &str, to: &str) -> Result<String, Sandb
 }
 
 /// Write the example config repo to `seed`, adapted to the stand-ins: images in the local
-/// registry, soaks shortened, prod's windows, freezes and weekend rule lifted (so that the
+/// registry (the smoke test's tool image too), soaks shortened, prod's windows, freezes and weekend rule lifted (so that the
 /// demo runs at any hour), worker's signature check off (the sandbox has no CI key), dev
 /// rolling back a failed rollout, and every environment pinned to the `initial` digests.
 pub fn seed_files(
@@ -340,6 +355,14 @@ pub fn seed_files(
                 "registry.example.com/shop",
                 &format!("{registry_host}/shop"),
             );
+        if *path == "environments/staging/verify/smoke.yaml" {
+            text = replace(
+                path,
+                &text,
+                EXAMPLE_SMOKE_IMAGE,
+                &format!("{registry_host}/{}:{}", SMOKE_IMAGE.0, SMOKE_IMAGE.1),
+            )?;
+        }
         if *path == "policies/pipeline.yaml" {
             text = replace(path, &text, "soak: 10m", &format!("soak: {soak}"))?;
             text = replace(path, &text, "soak: 1h", &format!("soak: {soak}"))?;

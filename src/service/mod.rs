@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::RuntimeConfig;
 use crate::config::pipeline::Pipeline;
+use crate::engine::copy::Copier;
 use crate::engine::{Engine, Outcome};
 use crate::forge::github::GitHubForge;
 use crate::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
@@ -196,14 +197,10 @@ impl Service {
             remote.clone(),
             Identity::default(),
         )?;
-        let checker = Arc::new(crate::prcheck::Checker::new(checker_repo));
+
         let source = Arc::new(TipSource::new(reconcile_repo, cfg.workdir.join("trees")));
         let (_, pipeline) = tokio::task::block_in_place(|| source.refresh())
             .map_err(|e| ServiceError::Pipeline(e.to_string()))?;
-
-        let forge =
-            GitHubForge::from_config(&cfg.github, &repo_slug, cfg.github.bot_login.clone())?;
-        let engine = Arc::new(Engine::new(forge, engine_repo));
 
         let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)
             .map_err(|e| ServiceError::Config(format!("registries: {e}")))?;
@@ -213,7 +210,14 @@ impl Service {
                 .map_err(|e| ServiceError::Config(format!("dockerConfig: {e}")))?;
         }
         let client = crate::registry::client::RegistryClient::new(store, Default::default());
+        let copier = Arc::new(Copier::new(client.clone()));
         let scanner = Arc::new(Scanner::new(client, Default::default()));
+        let checker =
+            Arc::new(crate::prcheck::Checker::new(checker_repo).with_copier(copier.clone()));
+
+        let forge =
+            GitHubForge::from_config(&cfg.github, &repo_slug, cfg.github.bot_login.clone())?;
+        let engine = Arc::new(Engine::new(forge, engine_repo).with_copier(copier.clone()));
 
         let webhook_secret = cfg
             .github
@@ -291,13 +295,16 @@ impl Service {
             let src = source.clone();
             let engine = engine.clone();
             let announced = announced.clone();
+            let copier = copier.clone();
             let f: SourceFn = Box::new(move |env: Env| {
                 let src = src.clone();
                 let engine = engine.clone();
                 let announced = announced.clone();
+                let copier = copier.clone();
                 Box::pin(async move {
                     let name = env.name.clone();
-                    let input = tokio::task::spawn_blocking(move || src.input(&env))
+                    let render = src.clone();
+                    let input = tokio::task::spawn_blocking(move || render.input(&env))
                         .await
                         .unwrap_or_else(|e| {
                             Err(ReconcileError::Source {
@@ -306,6 +313,7 @@ impl Service {
                                 transient: true,
                             })
                         })?;
+                    ensure_copies(&copier, &src, &name, &input.commit).await?;
                     announce_applying(&engine, &announced, &name, &input.commit).await;
                     Ok(input)
                 })
@@ -459,6 +467,36 @@ impl Service {
         tracing::info!("baton stopped");
         exit
     }
+}
+
+/// Before an environment with `copyTo` is applied: every image it pins is in its `copyTo`
+/// registry (copied again when missing). Until it is, nothing is applied.
+async fn ensure_copies(
+    copier: &Copier,
+    source: &TipSource,
+    env: &str,
+    commit: &str,
+) -> Result<(), ReconcileError> {
+    let Some(pipeline) = source.pipeline() else {
+        return Ok(());
+    };
+    let tree = source.tree(commit);
+    let pins =
+        crate::engine::copy::pinned_routes(&pipeline, &crate::gitrepo::files::FsFiles(&tree), env)
+            .map_err(|message| ReconcileError::Source {
+                env: env.to_string(),
+                message,
+                transient: false,
+            })?;
+    copier
+        .ensure_pinned(env, &pins)
+        .await
+        .map(|_| ())
+        .map_err(|message| ReconcileError::Source {
+            env: env.to_string(),
+            message,
+            transient: true,
+        })
 }
 
 /// Promotions from Git, newest first.

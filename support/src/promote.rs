@@ -1,10 +1,18 @@
 //! The promotion world of the scenario tests and the promotion bench: the GitHub stand-in
-//! holding the example config repo, the people and teams its pipeline names, the registry's
-//! releases and the reconciler's deployments as plain values, and a brand-new engine (fresh
-//! client; a fresh clone unless asked to keep the last workdir) for every pass, as after a
-//! restart.
+//! holding the example config repo, the people and teams its pipeline names, a registry
+//! stand-in holding the releases (the example's images moved there: `<registry>/shop/<app>`,
+//! prod's `copyTo` `<registry>/prod-shop`), the registry's newest releases and the reconciler's
+//! deployments as plain values, and a brand-new engine (fresh client; a fresh clone unless asked
+//! to keep the last workdir) for every pass, as after a restart.
+//!
+//! The invariant after every pass: every image the config branch pins for any environment
+//! (rendered, as the reconciler would apply it) resolves in its registry. Prod's copies are
+//! never pushed by the world: the copies the example starts with are made once by baton's own
+//! pre-apply step ([`baton::engine::copy::Copier::ensure_pinned`]), as a reconciler does on
+//! its first start, and every later one by the engine before its merge.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use baton::config::Secret;
 use baton::engine::{Engine, Outcome};
@@ -17,7 +25,44 @@ use baton::promote::state::{DeployState, Deployment};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sim::forge::{Forge, Permission, PullView, ReviewState};
 
+use baton::engine::copy::{Copier, pinned_routes};
+use baton::gitrepo::files::FsFiles;
+use baton::registry::RegistryClient;
+use baton::sandbox::demo::{container_images, head_image};
+
 use crate::example::{example_files, git, seed_repo};
+
+/// Push `shop/<app>:<tag>` (content derived from both) to the registry; its digest.
+pub fn push_image(registry: &sim::registry::Registry, app: &str, tag: &str) -> String {
+    let repo = format!("shop/{app}");
+    let created = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let config = baton::sandbox::image_config(&repo, tag, created);
+    let layer = format!("{app} {tag}");
+    registry.push_image(&repo, tag, &config, &[layer.as_bytes()])
+}
+
+/// The example pins made-up digests; push each pinned `app:tag` to the registry and pin the
+/// digest it got instead (the tags stay as the example has them).
+fn repin_to_pushed_images(
+    registry: &sim::registry::Registry,
+    mut files: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let re = regex::Regex::new(
+        r#"(?m)^(\s*- name: [^\n]*/shop/(\w+)\n(?:\s+newName: [^\n]*\n)?\s+newTag: "?([^"\n]+)"?\n\s+digest: )(sha256:[0-9a-f]{64})"#,
+    )
+    .unwrap();
+    for (path, text) in &mut files {
+        if !path.ends_with("kustomization.yaml") || !path.starts_with("environments/") {
+            continue;
+        }
+        *text = re
+            .replace_all(text, |c: &regex::Captures| {
+                format!("{}{}", &c[1], push_image(registry, &c[2], &c[3]))
+            })
+            .into_owned();
+    }
+    files
+}
 
 pub const OWNER: &str = "shop";
 pub const REPO: &str = "config";
@@ -39,6 +84,7 @@ pub enum Workdir {
 
 pub struct World {
     pub forge: Forge,
+    pub registry: sim::registry::Registry,
     pub dir: tempfile::TempDir,
     /// Workdirs made so far; the last one is [`Workdir::Kept`].
     pub workdirs: usize,
@@ -71,11 +117,28 @@ impl World {
         Self::with_files(&files).await
     }
 
-    /// A config repo of `files` (repo-relative path, text), with the example's people.
+    /// A config repo of `files` (repo-relative path, text), with the example's people; the
+    /// example's registries are moved to the world's registry stand-in and every pinned release
+    /// is pushed there.
     pub async fn with_files(files: &[(String, String)]) -> Self {
         baton::tls::install_crypto_provider();
         let forge = Forge::start().await.unwrap();
-        seed_repo(&forge, OWNER, REPO, files);
+        let registry = sim::registry::Registry::start().await.unwrap();
+        let host = registry.host();
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, t)| {
+                let t = t
+                    .replace(
+                        "prod-registry.example.com/shop",
+                        &format!("{host}/prod-shop"),
+                    )
+                    .replace("registry.example.com/shop", &format!("{host}/shop"));
+                (p.clone(), t)
+            })
+            .collect();
+        let files = repin_to_pushed_images(&registry, files);
+        seed_repo(&forge, OWNER, REPO, &files);
         for (login, perm) in [
             ("alice", Permission::Write),
             ("bob", Permission::Write),
@@ -87,16 +150,92 @@ impl World {
             forge.add_user(login, perm);
         }
         forge.add_team("shop", "release-managers", &["alice", "bob", "carol"]);
-        Self {
+        let w = Self {
             forge,
+            registry,
             dir: tempfile::tempdir().unwrap(),
             workdirs: 0,
             releases: BTreeMap::new(),
             deployments: BTreeMap::new(),
             now: tuesday_morning(),
             options: GitHubOptions::default(),
+        };
+        w.copy_pinned_images().await;
+        w.assert_images_resolve().await;
+        w
+    }
+    /// A registry client for the world's registry stand-in, as after a restart.
+    pub fn copier(&self) -> Arc<Copier> {
+        Arc::new(Copier::new(RegistryClient::anonymous()))
+    }
+
+    /// What a reconciler does before it applies an environment with `copyTo`: copy what the
+    /// config branch pins there and the target lacks (baton's own code path).
+    pub async fn copy_pinned_images(&self) {
+        let tree = self.export_main();
+        let pipeline = baton::config::Pipeline::load(tree.path()).unwrap().pipeline;
+        let copier = self.copier();
+        for env in &pipeline.environments {
+            let pins = pinned_routes(&pipeline, &FsFiles(tree.path()), &env.name).unwrap();
+            copier.ensure_pinned(&env.name, &pins).await.unwrap();
         }
     }
+
+    /// The config branch exported to a temporary directory.
+    fn export_main(&self) -> tempfile::TempDir {
+        let out = tempfile::tempdir().unwrap();
+        let archive = std::process::Command::new("git")
+            .args(["archive", "--format=tar", "main"])
+            .current_dir(self.forge.repo_path(OWNER, REPO))
+            .output()
+            .unwrap();
+        assert!(archive.status.success());
+        let mut tar = std::process::Command::new("tar")
+            .args(["-x", "-C"])
+            .arg(out.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        tar.stdin
+            .take()
+            .unwrap()
+            .write_all(&archive.stdout)
+            .unwrap();
+        assert!(tar.wait().unwrap().success());
+        out
+    }
+
+    /// Every image reference the config branch's environments render to (what the
+    /// reconcilers apply) that does not resolve in its registry.
+    pub async fn unresolved_images(&self) -> Vec<String> {
+        let tree = self.export_main();
+        let pipeline = baton::config::Pipeline::load(tree.path()).unwrap().pipeline;
+        let mut images = std::collections::BTreeSet::new();
+        for env in &pipeline.environments {
+            for object in baton::render::render(tree.path(), &env.path()).unwrap() {
+                images.extend(container_images(&object.value));
+            }
+        }
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        for image in &images {
+            if let Err(why) = head_image(&http, image).await {
+                out.push(format!("{image}: {why}"));
+            }
+        }
+        out
+    }
+
+    /// The invariant after every step: nothing the config branch pins is missing.
+    pub async fn assert_images_resolve(&self) {
+        let unresolved = self.unresolved_images().await;
+        assert!(
+            unresolved.is_empty(),
+            "pinned on the config branch but not in the registry: {unresolved:#?}"
+        );
+    }
+
 
     /// A brand-new engine, as after a restart: a fresh clone and a fresh client.
     pub fn engine(&mut self) -> Engine<GitHubForge> {
@@ -127,16 +266,18 @@ impl World {
             self.options.clone(),
         )
         .unwrap();
-        Engine::new(forge, repo)
+        Engine::new(forge, repo).with_copier(self.copier())
     }
 
     /// One promotion pass of `engine` on the world's releases, deployments and clock; panics
     /// if it fails.
     pub async fn run(&self, engine: &Engine<GitHubForge>) -> Vec<Outcome> {
-        engine
+        let out = engine
             .run_once(&self.releases, &self.deployments, self.now)
             .await
-            .unwrap()
+            .unwrap();
+        self.assert_images_resolve().await;
+        out
     }
 
     /// One promotion pass on a new engine with a fresh clone; panics if it fails.
@@ -150,9 +291,9 @@ impl World {
         self.run(&engine).await
     }
 
-    /// The registry's newest blessed release of `app` is now `tag` (digest derived from it).
+    /// CI pushes `tag` of `app` to the registry and it becomes the newest blessed release.
     pub fn release(&mut self, app: &str, tag: &str) -> Digest {
-        let digest = Digest::of(format!("{app}:{tag}").as_bytes());
+        let digest: Digest = push_image(&self.registry, app, tag).parse().unwrap();
         self.releases.insert(
             app.into(),
             Release {

@@ -141,6 +141,20 @@ impl TestRegistry {
         }
     }
 
+    /// Replace the registry's htpasswd file with one user (the registry reads it again when it
+    /// changes).
+    pub fn set_htpasswd(&self, user: &str, pass: &str) {
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, pass])
+            .output()
+            .expect("htpasswd (apt-get install -y apache2-utils)");
+        assert!(out.status.success());
+        let file = self._dir.path().join("htpasswd");
+        let tmp = self._dir.path().join("htpasswd.new");
+        std::fs::write(&tmp, out.stdout).unwrap();
+        std::fs::rename(tmp, file).unwrap();
+    }
+
     pub fn image(&self, repository: &str) -> String {
         format!("{}/{repository}", self.addr)
     }
@@ -524,6 +538,11 @@ impl FaultProxy {
 
     pub fn inject(&self, fault: Fault) {
         self.faults.lock().unwrap().push(fault);
+    }
+
+    /// Stop failing requests.
+    pub fn clear(&self) {
+        self.faults.lock().unwrap().clear();
     }
 
     pub fn page_tags(&self, size: usize) {

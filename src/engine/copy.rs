@@ -1,0 +1,369 @@
+//! The copy step of environments with `copyTo`, in the engine: the image a promotion pins
+//! (`<copyTo>/<name>@<digest>`) is copied there from the app's registry once every other gate
+//! of the PR has passed and before the merge, so the target registry holds only approved
+//! images and the merged pin never names an image that is not there. The registry work is
+//! [`Copier`]'s; this module turns it into the `copy` gate, the PR body's copy section and the
+//! timeline line.
+//!
+//! - While the other gates wait, [`Copier::preflight`]: is the source image still there, does
+//!   the target accept pushes?
+//! - At the merge, [`Copier::copy`]: the index, every platform manifest, the blobs, the cosign
+//!   tags and OCI referrers, verified by digest (and by signature with the app's key). A
+//!   failure is the `copy` gate with its reason; it is retried with backoff, never skipped.
+//! - [`pinned_routes`] + [`Copier::ensure_pinned`]: what the reconcilers run before they apply
+//!   an environment with `copyTo` (a rollback to an old release, a registry that lost it, a
+//!   repo adopted with pins already in place).
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineError, Observed, RepoView};
+use crate::config::pipeline::Pipeline;
+use crate::forge::Forge;
+use crate::gitrepo::files::Files as _;
+use crate::promote::gates::{Gate, GateResult, Verdict};
+use crate::registry::CopyReport;
+use crate::registry::copier::{CopyFailure, Readiness, Route, route};
+use crate::registry::cosign::CosignKey;
+
+pub use crate::registry::copier::Copier;
+
+/// The `copy` gate for a preflight result.
+pub fn readiness_gate(route: &Route, digest: &str, readiness: &Readiness) -> GateResult {
+    let source = route.source.at(digest);
+    let (verdict, reason) = match readiness {
+        Readiness::Ready {
+            already_there: true,
+        } => (
+            Verdict::Passed,
+            format!("`{source}` is already in `{}`", route.target),
+        ),
+        Readiness::Ready {
+            already_there: false,
+        } => (
+            Verdict::Passed,
+            format!(
+                "`{source}` is there and `{}` accepts pushes; it is copied once every other gate passes",
+                route.target
+            ),
+        ),
+        Readiness::SourceMissing => (
+            Verdict::Blocked,
+            format!(
+                "`{source}` is no longer in its registry, so it cannot be copied to `{}`; push it again or promote another release",
+                route.target
+            ),
+        ),
+        Readiness::Problem { reason, transient } => (
+            if *transient {
+                Verdict::Waiting
+            } else {
+                Verdict::Blocked
+            },
+            reason.clone(),
+        ),
+    };
+    GateResult {
+        gate: Gate::Copy,
+        verdict,
+        reason,
+        recheck_at: None,
+    }
+}
+
+/// The `copy` gate for a failed copy.
+pub fn failure_gate(route: &Route, digest: &str, failure: &CopyFailure) -> GateResult {
+    GateResult {
+        gate: Gate::Copy,
+        verdict: if failure.transient {
+            Verdict::Waiting
+        } else {
+            Verdict::Blocked
+        },
+        reason: format!(
+            "copying `{}` to `{}` failed (attempt {}): {}; retrying at {}",
+            route.source.at(digest),
+            route.target,
+            failure.attempts,
+            failure.reason,
+            failure.retry_at.format("%H:%M:%S UTC")
+        ),
+        recheck_at: Some(failure.retry_at),
+    }
+}
+
+/// What the copy step before a merge did.
+pub(super) enum BeforeMerge {
+    /// The environment has no `copyTo`.
+    NotNeeded,
+    /// Copied and verified: the timeline line.
+    Copied(String),
+    /// Not copied: the `copy` gate saying why.
+    Failed(GateResult),
+}
+
+impl<F: Forge> Engine<F> {
+    /// The copy route of an observed PR, or the `copy` gate saying why there is none.
+    fn copy_route(
+        &self,
+        view: &RepoView,
+        o: &Observed,
+    ) -> Option<Result<(&Copier, Route), GateResult>> {
+        let blocked = |reason: String| GateResult {
+            gate: Gate::Copy,
+            verdict: Verdict::Blocked,
+            reason,
+            recheck_at: None,
+        };
+        let route = match route(&view.pipeline, &o.state.env, &o.state.app)? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(blocked(format!("cannot name the copy: {e}")))),
+        };
+        Some(match self.copier.as_deref() {
+            Some(c) => Ok((c, route)),
+            None => Err(blocked(
+                "baton runs without a registry client and cannot copy to `copyTo`".into(),
+            )),
+        })
+    }
+
+    /// While other gates wait: the `copy` gate (source there, target accepts pushes), written
+    /// into the PR body's copy section too.
+    pub(super) async fn copy_preflight(
+        &self,
+        view: &RepoView,
+        o: &mut Observed,
+    ) -> Result<Option<GateResult>, EngineError> {
+        let Some(found) = self.copy_route(view, o) else {
+            return Ok(None);
+        };
+        let digest = o.state.digest.to_string();
+        let (gate, section) = match found {
+            Err(gate) => (gate, None),
+            Ok((copier, route)) => {
+                let gate =
+                    readiness_gate(&route, &digest, &copier.preflight(&route, &digest).await);
+                let section = match copier.deferred(&o.state.env, &o.state.app, &digest) {
+                    Some(f) => failed_section(&route, &digest, &f),
+                    None => pending_section(&route, &digest, &gate),
+                };
+                (gate, Some(section))
+            }
+        };
+        if let Some(section) = section {
+            self.set_copy_section(o, &section).await?;
+        }
+        Ok(Some(gate))
+    }
+
+    /// Before a merge: copy the PR's digest to the environment's `copyTo` and verify it.
+    pub(super) async fn copy_before_merge(
+        &self,
+        view: &RepoView,
+        o: &mut Observed,
+    ) -> Result<BeforeMerge, EngineError> {
+        let Some(found) = self.copy_route(view, o) else {
+            return Ok(BeforeMerge::NotNeeded);
+        };
+        let (copier, route) = match found {
+            Ok(found) => found,
+            Err(gate) => return Ok(BeforeMerge::Failed(gate)),
+        };
+        let digest = o.state.digest.to_string();
+        let key = match self.cosign_key(view, &o.state.app) {
+            Ok(key) => key,
+            Err(reason) => {
+                return Ok(BeforeMerge::Failed(GateResult {
+                    gate: Gate::Copy,
+                    verdict: Verdict::Blocked,
+                    reason,
+                    recheck_at: None,
+                }));
+            }
+        };
+        match copier
+            .copy(
+                &o.state.env,
+                &o.state.app,
+                &route,
+                &digest,
+                o.state.tag.as_deref(),
+                key.as_ref(),
+            )
+            .await
+        {
+            Ok(report) => {
+                let now = Utc::now();
+                self.set_copy_section(o, &copied_section(&route, &report, now))
+                    .await?;
+                Ok(BeforeMerge::Copied(format!(
+                    "copied `{}` to `{}` ({}) ({})",
+                    route.source.at(&digest),
+                    route.target,
+                    report.summary(),
+                    now.format("%Y-%m-%d %H:%M UTC")
+                )))
+            }
+            Err(failure) => {
+                self.set_copy_section(o, &failed_section(&route, &digest, &failure))
+                    .await?;
+                Ok(BeforeMerge::Failed(failure_gate(&route, &digest, &failure)))
+            }
+        }
+    }
+
+    /// The app's cosign key at the config branch tip, when its pipeline asks for signatures.
+    fn cosign_key(&self, view: &RepoView, app: &str) -> Result<Option<CosignKey>, String> {
+        let Some(verify) = view.pipeline.app(app).and_then(|a| a.verify.as_ref()) else {
+            return Ok(None);
+        };
+        let pem = tokio::task::block_in_place(|| {
+            let repo = self.repo();
+            let files = repo.files_at(repo.tip()?)?;
+            Ok::<_, EngineError>(files.read(&verify.cosign_key).ok().flatten())
+        })
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "the cosign key {} is not in the config repo",
+                verify.cosign_key
+            )
+        })?;
+        CosignKey::from_pem(&pem, &verify.cosign_key)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Write the PR body's copy section, when it changed.
+    async fn set_copy_section(&self, o: &mut Observed, section: &str) -> Result<(), EngineError> {
+        let body = with_section(&o.info.body, section);
+        if body != o.info.body {
+            self.forge
+                .update_pull_request(o.info.number, &o.info.title, &body)
+                .await?;
+            o.info.body = body;
+        }
+        Ok(())
+    }
+}
+
+/// The copy routes and pins of every app `env` pins, when `env` has `copyTo`.
+pub fn pinned_routes(
+    pipeline: &Pipeline,
+    files: &dyn crate::gitrepo::files::Files,
+    env: &str,
+) -> Result<Vec<(Route, crate::image::Pinned)>, String> {
+    let mut out = Vec::new();
+    for app in pipeline.apps.keys() {
+        let Some(route) = route(pipeline, env, app) else {
+            return Ok(out);
+        };
+        let route = route.map_err(|e| format!("copyTo of {env}: {e}"))?;
+        if let Ok(Some(pin)) = crate::gitrepo::bump::current(files, pipeline, env, app) {
+            out.push((route, pin));
+        }
+    }
+    Ok(out)
+}
+
+/// The PR body's copy section, between markers, so that it is replaced in place.
+pub const SECTION_START: &str = "<!-- baton:copy -->";
+const SECTION_END: &str = "<!-- /baton:copy -->";
+
+/// `body` with its copy section set to `section`.
+pub fn with_section(body: &str, section: &str) -> String {
+    let block = format!("{SECTION_START}\n{}\n{SECTION_END}", section.trim_end());
+    match (body.find(SECTION_START), body.find(SECTION_END)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{block}{}", &body[..a], &body[b + SECTION_END.len()..])
+        }
+        _ => format!("{}\n\n{block}\n", body.trim_end()),
+    }
+}
+
+/// The copy section while the other gates wait.
+pub fn pending_section(route: &Route, digest: &str, check: &GateResult) -> String {
+    format!(
+        "**Copy to `{}`** (`copyTo`): `{}` is copied there by digest once every other gate passes, before the merge.\nCheck: {} {}",
+        route.target,
+        route.source.at(digest),
+        match check.verdict {
+            Verdict::Passed => "✅",
+            Verdict::Waiting => "⏳",
+            Verdict::Blocked => "⛔",
+        },
+        check.reason
+    )
+}
+
+/// The copy section once copied.
+pub fn copied_section(route: &Route, report: &CopyReport, at: DateTime<Utc>) -> String {
+    format!(
+        "**Copied** `{}` → `{}` at {} ({}); verified by digest{}.",
+        route.source.at(&report.digest),
+        route.target.at(&report.digest),
+        at.format("%Y-%m-%d %H:%M:%S UTC"),
+        report.summary(),
+        if report.signature.is_some() {
+            ", signature copied"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The copy section after a failed attempt.
+pub fn failed_section(route: &Route, digest: &str, failure: &CopyFailure) -> String {
+    format!(
+        "**Copy to `{}` failed** (attempt {}): {}. Retrying at {}; the PR merges only once `{}` is copied.",
+        route.target,
+        failure.attempts,
+        failure.reason,
+        failure.retry_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        route.source.at(digest)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Repo;
+
+    fn web_route() -> Route {
+        Route {
+            source: Repo::new("r.io", "shop/web"),
+            target: Repo::new("prod.io", "shop/web"),
+        }
+    }
+
+    #[test]
+    fn the_copy_section_is_appended_once_then_replaced_in_place() {
+        let body = "Promotes **web** to **prod**.\n\nImage: `r.io/shop/web@sha256:aa`\n";
+        let first = with_section(body, "pending");
+        assert!(first.starts_with(body.trim_end()));
+        assert_eq!(first.matches(SECTION_START).count(), 1);
+        let second = with_section(&first, "copied");
+        assert_eq!(second.matches(SECTION_START).count(), 1);
+        assert!(
+            second.contains("copied") && !second.contains("pending"),
+            "{second}"
+        );
+        assert_eq!(with_section(&second, "copied"), second);
+    }
+
+    #[test]
+    fn a_failure_is_a_gate_naming_source_target_attempt_and_retry() {
+        let f = CopyFailure {
+            reason: "registry prod.io refused access".into(),
+            attempts: 2,
+            retry_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 10, 0, 20).unwrap(),
+            transient: false,
+        };
+        let g = failure_gate(&web_route(), "sha256:aa", &f);
+        assert_eq!(g.gate, Gate::Copy);
+        assert_eq!(g.verdict, Verdict::Blocked);
+        assert_eq!(
+            g.reason,
+            "copying `r.io/shop/web@sha256:aa` to `prod.io/shop/web` failed (attempt 2): registry prod.io refused access; retrying at 10:00:20 UTC"
+        );
+    }
+}
