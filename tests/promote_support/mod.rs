@@ -15,7 +15,7 @@ use baton::image::Digest;
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sim::forge::{Forge, Permission, PullView};
+use sim::forge::{Forge, ForgeOptions, Permission, PullView};
 
 use crate::common::{example_files, git};
 
@@ -37,7 +37,13 @@ pub struct World {
     pub now: DateTime<Utc>,
     /// The GitHub client options of every engine built from now on.
     pub options: GitHubOptions,
+    /// Passes run as the GitHub App (installation tokens for REST and Git, the login asked of
+    /// GitHub) instead of with the bot's fixed token.
+    pub app_auth: bool,
 }
+
+/// The stand-in's App (id 4242, installation 77) signs its JWTs with this key.
+pub const APP_KEY: &str = include_str!("../../sim/tests/fixtures/test-app-key.pem");
 
 impl World {
     /// The example config repo as it is.
@@ -47,8 +53,14 @@ impl World {
 
     /// The example config repo with `policies/pipeline.yaml` passed through `edit`.
     pub async fn with_pipeline(edit: impl FnOnce(String) -> String) -> Self {
+        Self::with_forge(ForgeOptions::default(), edit).await
+    }
+
+    /// A stand-in started with `options` (e.g. another bot login), holding the example config
+    /// repo with `policies/pipeline.yaml` passed through `edit`.
+    pub async fn with_forge(options: ForgeOptions, edit: impl FnOnce(String) -> String) -> Self {
         baton::tls::install_crypto_provider();
-        let forge = Forge::start().await.unwrap();
+        let forge = Forge::start_with(options).await.unwrap();
         let mut edit = Some(edit);
         let files: Vec<(String, String)> = example_files()
             .into_iter()
@@ -86,6 +98,7 @@ impl World {
             deployments: BTreeMap::new(),
             now: tuesday_morning(),
             options: GitHubOptions::default(),
+            app_auth: false,
         }
     }
 
@@ -114,9 +127,44 @@ impl World {
         Engine::new(forge, repo)
     }
 
+    /// A brand-new engine acting as the GitHub App, built as `baton run` builds it: the forge
+    /// asks GitHub who it is (`GET /app`), and Git uses the installation token.
+    pub async fn app_engine(&mut self) -> Engine<GitHubForge> {
+        self.passes += 1;
+        let key = self.dir.path().join("app-key.pem");
+        std::fs::write(&key, APP_KEY).unwrap();
+        let config = baton::config::runtime::GitHubConfig {
+            api_url: self.forge.url(),
+            app: Some(baton::config::runtime::GitHubApp {
+                app_id: 4242,
+                installation_id: 77,
+                private_key: baton::config::secret::SecretRef::from_file(&key),
+            }),
+            ..Default::default()
+        };
+        let forge = GitHubForge::connect_with(&config, "shop/config", self.options.clone())
+            .await
+            .unwrap();
+        let repo = ConfigRepo::open(
+            &self.dir.path().join(format!("clone-{}", self.passes)),
+            Remote {
+                url: self.forge.git_url(OWNER, REPO),
+                branch: "main".into(),
+                auth: forge.git_auth(),
+            },
+            Identity::default(),
+        )
+        .unwrap();
+        Engine::new(forge, repo)
+    }
+
     /// One promotion pass on a new engine; panics if it fails.
     pub async fn pass(&mut self) -> Vec<Outcome> {
-        let engine = self.engine();
+        let engine = if self.app_auth {
+            self.app_engine().await
+        } else {
+            self.engine()
+        };
         engine
             .run_once(&self.releases, &self.deployments, self.now)
             .await

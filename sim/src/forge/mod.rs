@@ -177,6 +177,7 @@ impl Forge {
             state::Token {
                 login: options.bot_login.clone(),
                 kind: state::TokenKind::Installation,
+                expires: None,
             },
         );
         let inner = Arc::new(Inner {
@@ -249,7 +250,7 @@ impl GitAccess for ForgeAccess {
             return Access::Unauthorized;
         };
         let st = inner.lock();
-        let Some(t) = token.and_then(|t| st.tokens.get(t)) else {
+        let Some(t) = token.and_then(|t| st.token(t)) else {
             return Access::Unauthorized;
         };
         let need = match op {
@@ -407,6 +408,7 @@ impl ForgeHandle {
             state::Token {
                 login: login.to_owned(),
                 kind: state::TokenKind::Personal,
+                expires: None,
             },
         );
         token
@@ -421,8 +423,25 @@ impl ForgeHandle {
             state::Token {
                 login,
                 kind: state::TokenKind::Installation,
+                expires: None,
             },
         );
+    }
+
+    /// How long installation tokens minted from now on work, for REST and for Git (GitHub: one
+    /// hour, the default). The fixed [`ForgeHandle::bot_token`] never expires.
+    pub fn set_installation_token_ttl(&self, ttl: Duration) {
+        self.inner.lock().installation_token_ttl = ttl;
+    }
+
+    /// How many installation tokens the App has minted (`POST .../access_tokens` answered).
+    pub fn minted_tokens(&self) -> usize {
+        self.inner
+            .lock()
+            .tokens
+            .values()
+            .filter(|t| t.expires.is_some())
+            .count()
     }
 
     /// Create team `org/slug` (if missing) and make `members` its members.
@@ -564,6 +583,17 @@ impl ForgeHandle {
     /// Start counting from zero.
     pub fn reset_calls(&self) {
         self.inner.lock().calls.clear();
+    }
+
+    /// Keep every REST request and its answer from now on (or stop), for
+    /// [`crate::contract::check_exchanges`].
+    pub fn record_exchanges(&self, on: bool) {
+        self.inner.lock().recording = on;
+    }
+
+    /// The REST exchanges kept since recording started, oldest first (and forget them).
+    pub fn take_exchanges(&self) -> Vec<crate::contract::Exchange> {
+        std::mem::take(&mut self.inner.lock().exchanges)
     }
 
     /// Webhook deliveries attempted so far, oldest first.
