@@ -390,6 +390,9 @@ fn recorded(scenario: &str) -> Vec<Recorded> {
         .collect()
 }
 
+/// What a replay server was sent: `METHOD /path` and the JSON body.
+type Sent = Arc<Mutex<Vec<(String, Option<Value>)>>>;
+
 /// A server that answers with the recorded exchanges, in order, and remembers what it was sent;
 /// a request that is not the next recorded one gets a 599 and fails the test.
 async fn replay(
@@ -399,7 +402,7 @@ async fn replay(
     use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
     use axum::response::IntoResponse;
     let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(exchanges)));
-    let seen: Arc<Mutex<Vec<(String, Option<Value>)>>> = Arc::default();
+    let seen: Sent = Arc::default();
     let seen2 = seen.clone();
     let app = axum::Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
         let queue = queue.clone();
