@@ -1,7 +1,8 @@
 //! baton as a GitHub App against the stricter stand-in: it learns its login from GitHub
 //! (`GET /app` → `<slug>[bot]`, `GET /user` for a token), refuses a configured login GitHub
 //! disagrees with, and uses the installation token, renewed before it expires, for REST and for
-//! Git, without writing it anywhere.
+//! Git, without writing it anywhere. And GitHub's own branch rules: merges the stand-in refuses
+//! as GitHub would, explained once on the PR and retried with backoff.
 
 mod common;
 mod promote_support;
@@ -17,7 +18,7 @@ use baton::forge::github::{GitHubForge, GitHubOptions};
 use baton::forge::{Forge, ForgeError};
 use chrono::Duration as Age;
 use promote_support::{APP_KEY, OWNER, REPO, World};
-use sim::forge::{ForgeOptions, Permission, ReviewState};
+use sim::forge::{ForgeOptions, Permission, Protection, ReviewState};
 
 const LOGIN: &str = "shipit[bot]";
 
@@ -252,4 +253,244 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(!logged.is_empty(), "logs were captured");
     assert!(!logged.contains("ghs_"), "a token was logged");
+}
+
+/// GitHub's rules on `main` that the pipeline does not know: three approvals where prod asks
+/// for two. The merge GitHub refuses is explained once in the status comment, the PR stays
+/// open, and baton tries again after a minute, then two, not on every pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
+    const MERGE: &str = "PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge";
+    let mut w = World::new().await;
+    let (_, prod) = w.walk_to_prod().await;
+    let merges_before = w.forge.calls().get(MERGE).copied().unwrap_or(0);
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            Protection {
+                ruleset: true,
+                required_approving_reviews: 3,
+                dismiss_stale_reviews: true,
+                ..Protection::default()
+            },
+        )
+        .unwrap();
+    for who in ["alice", "bob"] {
+        w.forge
+            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
+            .unwrap();
+    }
+    w.comment("carol", prod.number, "/promote prod");
+    w.now += Age::minutes(1);
+    let outcomes = w.pass().await;
+    assert!(
+        outcomes.iter().any(|o| matches!(o, baton::engine::Outcome::Waiting { blocking, .. } if blocking.contains("GitHub refused the merge"))),
+        "{outcomes:?}"
+    );
+    let calls = |w: &World| w.forge.calls().get(MERGE).copied().unwrap_or(0) - merges_before;
+    assert_eq!(calls(&w), 1);
+    assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().open);
+    let status = w.status_comment(prod.number);
+    assert_eq!(
+        status.matches("GitHub refused the merge of").count(),
+        1,
+        "{status}"
+    );
+    assert!(
+        status.contains("At least 3 approving reviews are required"),
+        "{status}"
+    );
+    assert!(
+        status.contains("approvals.count"),
+        "says what to do: {status}"
+    );
+    assert!(status.contains("(attempt 1)"), "{status}");
+
+    // Within the backoff: no merge attempt, nothing written.
+    let writes = w.writes();
+    for _ in 0..3 {
+        w.now += Age::seconds(15);
+        w.pass().await;
+    }
+    assert_eq!(calls(&w), 1, "no retry on every pass");
+    assert_eq!(w.writes(), writes, "nothing written while backing off");
+
+    // After the minute: one more try, the same line updated, not a second one.
+    w.now += Age::seconds(30);
+    w.pass().await;
+    assert_eq!(calls(&w), 2);
+    let status = w.status_comment(prod.number);
+    assert_eq!(
+        status.matches("GitHub refused the merge of").count(),
+        1,
+        "{status}"
+    );
+    assert!(status.contains("(attempt 2)"), "{status}");
+    w.now += Age::seconds(90);
+    w.pass().await;
+    assert_eq!(calls(&w), 2, "the second backoff is two minutes");
+
+    // A third approval satisfies GitHub: the next try merges, with the trailers.
+    w.forge
+        .review_as("carol", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.now += Age::minutes(1);
+    w.pass().await;
+    assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
+    assert_eq!(w.last_promotion().environment, "prod");
+}
+
+/// The stand-in enforces GitHub's branch rules on merges, with GitHub's wording, and answers
+/// `mergeable: null` on the first read after a push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stand_in_refuses_merges_that_break_branch_rules() {
+    use baton::config::pipeline::MergeMethod;
+    let w = World::new().await;
+    let gh = {
+        baton::forge::github::GitHubForge::new(
+            &w.forge.url(),
+            "shop/config",
+            baton::forge::github::GitHubAuth::Token(baton::config::Secret::new(
+                w.forge.bot_token(),
+            )),
+            w.forge.bot_login(),
+            GitHubOptions::default(),
+        )
+        .unwrap()
+    };
+    let repo = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let main = repo.refname_to_id("refs/heads/main").unwrap();
+    repo.reference("refs/heads/feature", main, true, "t")
+        .unwrap();
+    let head = w
+        .forge
+        .commit_files(OWNER, REPO, "feature", &[("x.txt", "x")], "x")
+        .unwrap();
+    let pr = gh
+        .open_pull_request(&baton::forge::NewPullRequest {
+            head: "feature".into(),
+            base: "main".into(),
+            title: "t".into(),
+            body: String::new(),
+            labels: vec![],
+        })
+        .await
+        .unwrap();
+    // GitHub computes mergeability after a push: null first, then known.
+    let raw = |n: u64| {
+        let url = format!("{}/repos/{OWNER}/{REPO}/pulls/{n}", w.forge.url());
+        let token = w.forge.bot_token();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(raw(pr.number).await["mergeable"], serde_json::Value::Null);
+    assert_eq!(raw(pr.number).await["mergeable"], true);
+
+    let refused = |rules: Protection, method: MergeMethod| {
+        w.forge.protect_branch(OWNER, REPO, "main", rules).unwrap();
+        let gh = &gh;
+        let head = head.clone();
+        async move {
+            match gh.merge(pr.number, &head, method, "t", "m").await {
+                Err(ForgeError::MergeRefused { reason, .. }) => reason,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    };
+    let queue = refused(
+        Protection {
+            ruleset: true,
+            merge_queue: true,
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(
+        queue.contains("Repository rule violations found") && queue.contains("merge queue"),
+        "{queue}"
+    );
+    let method = refused(
+        Protection {
+            allowed_merge_methods: vec!["squash".into()],
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert_eq!(method, "Merge commits are not allowed on this repository.");
+    let reviews = refused(
+        Protection {
+            required_approving_reviews: 1,
+            dismiss_stale_reviews: true,
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(
+        reviews.contains("At least 1 approving review is required"),
+        "{reviews}"
+    );
+    let checks = refused(
+        Protection {
+            required_status_checks: vec!["ci".into()],
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert_eq!(checks, "Required status check \"ci\" is expected.");
+    w.forge
+        .set_status_as("baton[bot]", OWNER, REPO, &head, "ci", "failure")
+        .unwrap();
+    let failing = refused(
+        Protection {
+            required_status_checks: vec!["ci".into()],
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(failing.contains("is failing"), "{failing}");
+    let signed = refused(
+        Protection {
+            required_signatures: true,
+            ..Protection::default()
+        },
+        MergeMethod::Squash,
+    )
+    .await;
+    assert_eq!(signed, "Commits must have verified signatures.");
+    // main moves on: with "up to date" required, the head is behind.
+    w.forge
+        .commit_files(OWNER, REPO, "main", &[("y.txt", "y")], "y")
+        .unwrap();
+    let behind = refused(
+        Protection {
+            strict: true,
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(behind.contains("up to date"), "{behind}");
+    // With the rules lifted, the merge goes through.
+    w.forge
+        .protect_branch(OWNER, REPO, "main", Protection::default())
+        .unwrap();
+    gh.merge(pr.number, &head, MergeMethod::Merge, "t", "m")
+        .await
+        .unwrap();
 }

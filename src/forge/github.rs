@@ -1331,10 +1331,12 @@ impl Forge for GitHubForge {
                     pr: number,
                     reason: format!("its head is no longer {sha} ({})", answer.message()),
                 }),
-                StatusCode::METHOD_NOT_ALLOWED => Err(ForgeError::NotMergeable {
-                    pr: number,
-                    reason: answer.message(),
-                }),
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNPROCESSABLE_ENTITY => {
+                    Err(ForgeError::MergeRefused {
+                        pr: number,
+                        reason: answer.message(),
+                    })
+                }
                 _ => Err(answer.error(&call)),
             };
         }

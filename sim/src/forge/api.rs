@@ -403,15 +403,34 @@ async fn create_pull(
     ok(StatusCode::CREATED, pr)
 }
 
+/// One pull. The first read after its head moved answers `mergeable: null` (state `unknown`),
+/// as GitHub does while it computes mergeability in the background; later reads have it.
 async fn get_pull(State(inner): S, Path((owner, repo, n)): Path<(String, String, u64)>) -> R {
-    let st = inner.lock();
-    let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
-    let i = r
-        .issues
-        .get(&n)
-        .filter(|i| i.pull.is_some())
-        .ok_or_else(Error::not_found)?;
-    ok(StatusCode::OK, shapes(&inner, &st).pull(r, i))
+    let mut st = inner.lock();
+    let (mut pull, head, computed) = {
+        let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+        let i = r
+            .issues
+            .get(&n)
+            .filter(|i| i.pull.is_some())
+            .ok_or_else(Error::not_found)?;
+        let sh = shapes(&inner, &st);
+        let head = sh.pull_head_sha(r, i);
+        let computed = i.pull.as_ref().and_then(|p| p.mergeable_for.as_deref()) == Some(&head);
+        (sh.pull(r, i), head, computed)
+    };
+    if !computed && pull["state"] == "open" {
+        pull["mergeable"] = Value::Null;
+        pull["mergeable_state"] = json!("unknown");
+        if let Some(p) = st
+            .repo_mut(&owner, &repo)
+            .and_then(|r| r.issues.get_mut(&n))
+            .and_then(|i| i.pull.as_mut())
+        {
+            p.mergeable_for = Some(head);
+        }
+    }
+    ok(StatusCode::OK, pull)
 }
 
 #[derive(Deserialize)]

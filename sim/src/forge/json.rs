@@ -333,6 +333,13 @@ impl Shapes<'_> {
         match gitops::mergeable(&path, &base, &head) {
             Ok(false) => (json!(false), "dirty"),
             Ok(true) if p.draft => (json!(true), "draft"),
+            Ok(true)
+                if ["merge", "squash"].iter().all(|m| {
+                    super::protect::refusal(self.st, &path, r, i, &head, &base, m).is_some()
+                }) =>
+            {
+                (json!(true), "blocked")
+            }
             Ok(true) => {
                 let state = combined_state(&latest_statuses(r, &head));
                 let checks_bad = latest_check_runs(r, &head).iter().any(|c| {

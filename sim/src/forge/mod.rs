@@ -18,6 +18,7 @@ mod hooks;
 mod json;
 mod mw;
 mod ops;
+mod protect;
 mod state;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::Server;
 use crate::git::{Access, GitAccess, GitOp, GitService};
 
+pub use protect::Protection;
 pub use state::{Delivery, Fault, FaultKind, Permission, ReviewState};
 
 /// The bot's login unless [`ForgeOptions::bot_login`] says otherwise.
@@ -442,6 +444,22 @@ impl ForgeHandle {
             .values()
             .filter(|t| t.expires.is_some())
             .count()
+    }
+
+    /// Protect `branch` with `rules` (branch protection, or a ruleset when `rules.ruleset`);
+    /// merges that break them are refused with GitHub's `405`. `Protection::default()` lifts
+    /// every rule.
+    pub fn protect_branch(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        rules: Protection,
+    ) -> Result<(), Error> {
+        let mut st = self.inner.lock();
+        let r = st.repo_mut(owner, repo).ok_or_else(Error::not_found)?;
+        r.protection.insert(branch.to_owned(), rules);
+        Ok(())
     }
 
     /// Create team `org/slug` (if missing) and make `members` its members.

@@ -163,6 +163,9 @@ pub(crate) struct Pull {
     /// Team slugs (in the repository owner's organization).
     pub requested_teams: Vec<String>,
     pub reviews: Vec<Review>,
+    /// The head GitHub has computed `mergeable` for; a read for another head answers `null`
+    /// first, as GitHub does while it computes.
+    pub mergeable_for: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +260,8 @@ pub(crate) struct Repo {
     pub statuses: Vec<StatusRec>,
     pub check_runs: Vec<CheckRun>,
     pub check_suites: Vec<CheckSuite>,
+    /// Branch protection or ruleset rules by branch.
+    pub protection: BTreeMap<String, super::protect::Protection>,
 }
 
 /// A fault waiting to be served instead of (or before) a real response.
