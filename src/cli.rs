@@ -545,21 +545,27 @@ fn bump(global: &GlobalArgs, args: &BumpArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The config repo clone under the workdir (`clone` names its directory) and the GitHub forge
-/// the runtime config describes.
-fn connect(
+/// the runtime config describes (its login asked of GitHub; Git over https with the forge's
+/// credentials unless baton.yaml names its own).
+async fn connect(
     cfg: &crate::config::RuntimeConfig,
     clone: &str,
 ) -> anyhow::Result<(
     crate::gitrepo::repo::ConfigRepo,
     crate::forge::github::GitHubForge,
 )> {
+    use crate::gitrepo::repo::Auth;
     let repo_slug = cfg.github_repository().ok_or_else(|| {
         anyhow::anyhow!(
             "cannot tell the GitHub repository from repo.url {:?}; set github.repository",
             cfg.repo.url
         )
     })?;
-    let auth = crate::gitrepo::repo::Auth::from_config(cfg)?;
+    let forge = crate::forge::github::GitHubForge::connect(&cfg.github, &repo_slug).await?;
+    let auth = match Auth::from_config(cfg)? {
+        Auth::None if cfg.repo.url.starts_with("http") => forge.git_auth(),
+        auth => auth,
+    };
     let repo = crate::gitrepo::repo::ConfigRepo::open(
         &cfg.workdir.join(clone),
         crate::gitrepo::repo::Remote {
@@ -568,11 +574,6 @@ fn connect(
             auth,
         },
         crate::gitrepo::repo::Identity::default(),
-    )?;
-    let forge = crate::forge::github::GitHubForge::from_config(
-        &cfg.github,
-        &repo_slug,
-        cfg.github.bot_login.clone(),
     )?;
     Ok((repo, forge))
 }
@@ -584,7 +585,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let outcomes = runtime.block_on(async {
-        let (repo, forge) = connect(&cfg, "prcheck.git")?;
+        let (repo, forge) = connect(&cfg, "prcheck.git").await?;
         let checker = crate::prcheck::Checker::new(repo);
         let outcomes = match args.pr {
             Some(n) => match checker.check_pull_request(&forge, n).await? {
@@ -647,7 +648,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let actions = runtime.block_on(async {
-        let (repo, forge) = connect(&cfg, "repo.git")?;
+        let (repo, forge) = connect(&cfg, "repo.git").await?;
         let engine = crate::engine::Engine::new(forge, repo);
         let mut store = crate::registry::auth::CredentialStore::from_config(&cfg.registries)?;
         if let Some(path) = &cfg.docker_config {

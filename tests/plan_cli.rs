@@ -36,7 +36,7 @@ async fn plan_proposes_the_newest_blessed_release_for_dev_and_changes_nothing() 
     std::fs::write(
         &config,
         format!(
-            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: PLAN_TEST_TOKEN }}\nworkdir: {}\n",
+            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: PLAN_TEST_TOKEN }}\n  botLogin: baton[bot]\nworkdir: {}\n",
             forge.git_url("shop", "config"),
             forge.url(),
             dir.path().join("work").display()

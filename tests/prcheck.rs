@@ -475,7 +475,7 @@ async fn baton_check_runs_the_check_from_the_command_line() {
     std::fs::write(
         &config,
         format!(
-            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: CHECK_TEST_TOKEN }}\nworkdir: {}\n",
+            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: CHECK_TEST_TOKEN }}\n  botLogin: baton[bot]\nworkdir: {}\n",
             w.forge.git_url(OWNER, REPO),
             w.forge.url(),
             w.dir.path().join("work").display()

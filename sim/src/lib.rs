@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 pub mod cluster;
+pub mod contract;
 pub mod forge;
 pub mod git;
 pub mod registry;

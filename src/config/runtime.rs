@@ -108,10 +108,12 @@ pub struct GitHubConfig {
     pub app: Option<GitHubApp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
-    /// The login the bot's comments and reviews appear under: `<app-slug>[bot]` for a GitHub
-    /// App, the user's login for a token.
-    #[serde(default = "default_bot_login")]
-    pub bot_login: String,
+    /// The login the bot's comments and reviews appear under. baton asks GitHub at start
+    /// (`<app-slug>[bot]` for a GitHub App, the user's login for a token); when set, this must
+    /// agree with GitHub's answer or baton stops. Needed only for an installation token given
+    /// as `token:`, whose owner GitHub does not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_login: Option<String>,
 }
 
 impl Default for GitHubConfig {
@@ -122,13 +124,9 @@ impl Default for GitHubConfig {
             token: None,
             app: None,
             webhook_secret: None,
-            bot_login: default_bot_login(),
+            bot_login: None,
         }
     }
-}
-
-fn default_bot_login() -> String {
-    "baton[bot]".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -382,7 +380,7 @@ mod tests {
             .and_then(|s| s.split("```").next())
             .expect("a yaml block");
         let c = RuntimeConfig::parse("README.md", yaml, []).unwrap();
-        assert_eq!(c.github.bot_login, "baton[bot]");
+        assert_eq!(c.github.bot_login, None, "asked of GitHub at start");
         assert_eq!(c.registries.len(), 2);
         assert!(c.clusters["prod"].in_cluster);
     }

@@ -16,6 +16,7 @@
 //! [`Engine::answer_pr`].
 
 pub mod copy;
+pub mod refusal;
 pub mod rollout;
 pub mod text;
 pub mod verification;
@@ -614,7 +615,7 @@ impl<F: Forge> Engine<F> {
         let actions = self.plan_from(&view, &observed, &teams, releases, deployments, now);
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
-            match self.act(&view, &observed, action).await {
+            match self.act(&view, &observed, action, now).await {
                 Ok(Some(o)) => outcomes.push(o),
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
@@ -1037,6 +1038,7 @@ impl<F: Forge> Engine<F> {
         view: &RepoView,
         observed: &[Observed],
         action: Action,
+        now: DateTime<Utc>,
     ) -> Result<Option<Outcome>, EngineError> {
         let find = |pr: u64| observed.iter().find(|o| o.info.number == pr);
         match action {
@@ -1298,32 +1300,79 @@ impl<F: Forge> Engine<F> {
                 let message =
                     promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
                 let message = message.trim_start().to_string();
-                let merged = self
-                    .forge
-                    .merge(
-                        pr,
-                        &o.state.head_sha,
-                        env_cfg.merge_method,
-                        &subject,
-                        &message,
-                    )
-                    .await?;
                 let mut events = o
                     .status
                     .as_ref()
                     .map(|s| text::timeline(&s.body))
                     .unwrap_or_default();
                 events.extend(copied);
-                events.push(format!(
-                    "merged as {} ({})",
-                    &merged.sha[..merged.sha.len().min(7)],
-                    now_text()
-                ));
                 let handled = o
                     .status
                     .as_ref()
                     .map(|s| text::handled_ids(&s.body))
                     .unwrap_or_default();
+                let head = o.state.head_sha.clone();
+                let previous = refusal::latest(&events, &head);
+                if let Some((_, r)) = &previous
+                    && r.next_try > now
+                {
+                    // GitHub refused this head; wait out the backoff (the comment is unchanged).
+                    let blocking = refusal::blocking(r);
+                    self.write_status(
+                        &mut o,
+                        &format!("Waiting — {blocking}"),
+                        Some(&evaluation),
+                        &events,
+                        &handled,
+                    )
+                    .await?;
+                    return Ok(Some(Outcome::Waiting {
+                        pr,
+                        env,
+                        app,
+                        blocking,
+                    }));
+                }
+                let merged = match self
+                    .forge
+                    .merge(pr, &head, env_cfg.merge_method, &subject, &message)
+                    .await
+                {
+                    Ok(merged) => merged,
+                    Err(ForgeError::MergeRefused { reason, .. }) => {
+                        let attempt = previous.as_ref().map_or(1, |(_, r)| r.attempt + 1);
+                        let next_try = now + refusal::backoff(attempt);
+                        let line = refusal::line(&head, attempt, &reason, next_try);
+                        let blocking = refusal::parse(&line)
+                            .map(|r| refusal::blocking(&r))
+                            .unwrap_or_else(|| format!("GitHub refused the merge: {reason}"));
+                        match &previous {
+                            Some((i, _)) => events[*i] = line,
+                            None => events.push(line),
+                        }
+                        tracing::warn!(pr, %env, %app, %reason, attempt, %next_try, "GitHub refused the merge");
+                        self.write_status(
+                            &mut o,
+                            &format!("Waiting — {blocking}"),
+                            Some(&evaluation),
+                            &events,
+                            &handled,
+                        )
+                        .await?;
+                        return Ok(Some(Outcome::Waiting {
+                            pr,
+                            env,
+                            app,
+                            blocking,
+                        }));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                events.push(format!(
+                    "merged as {} ({})",
+                    &merged.sha[..merged.sha.len().min(7)],
+                    now_text()
+                ));
                 self.write_status(
                     &mut o,
                     "Merged; the environment is applied next.",

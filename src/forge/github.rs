@@ -24,17 +24,20 @@
 //! Secrets (the token, the App key, minted installation tokens) are held by octocrab or in
 //! [`Secret`]s and never appear in errors, logs or `Debug` output.
 
+mod credentials;
+
+pub use credentials::GitHubAuth;
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::header::{ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, LINK};
 use http::{Method, StatusCode};
 use octocrab::Octocrab;
-use octocrab::models::{AppId, InstallationId};
-use octocrab::secrecy::{ExposeSecret, SecretString};
+use octocrab::models::AppId;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -56,20 +59,6 @@ const STATUS_DESCRIPTION_LIMIT: usize = 140;
 const MAX_PAGES: usize = 50;
 /// Conditional-request cache entries kept at most; the cache is emptied when it grows past this.
 const MAX_CACHED: usize = 4096;
-
-/// How baton authenticates to GitHub.
-#[derive(Debug, Clone)]
-pub enum GitHubAuth {
-    /// A personal access token or any other bearer token.
-    Token(Secret),
-    /// A GitHub App installation: the App's JWT (signed with `private_key`, PEM) mints
-    /// installation tokens, renewed before they expire.
-    App {
-        app_id: u64,
-        installation_id: u64,
-        private_key: Secret,
-    },
-}
 
 /// Retry and wait bounds. The defaults suit production; tests shrink them.
 #[derive(Debug, Clone)]
@@ -154,27 +143,21 @@ impl CallStats {
 
 /// The GitHub forge for one repository.
 pub struct GitHubForge {
-    crab: Octocrab,
+    crab: Arc<Octocrab>,
     api_url: String,
     owner: String,
     repo: String,
     bot_login: String,
-    app: Option<AppState>,
+    app: Option<Arc<credentials::AppTokens>>,
+    /// The token, for Git (`git_auth`), when not an App.
+    token: Option<Secret>,
     options: GitHubOptions,
-    counts: Mutex<BTreeMap<String, u64>>,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
     not_modified: AtomicU64,
     retries: AtomicU64,
     rate: Mutex<Option<RateLimitStatus>>,
     etags: Mutex<HashMap<String, Cached>>,
     permissions: Mutex<HashMap<String, (Permission, Instant)>>,
-}
-
-/// An installation's token bookkeeping: one refresh at a time, and the last token seen so that a
-/// refresh can be counted.
-struct AppState {
-    app_id: u64,
-    installation_id: u64,
-    last_token: tokio::sync::Mutex<Option<SecretString>>,
 }
 
 #[derive(Clone)]
@@ -207,7 +190,8 @@ fn config_error(message: impl Into<String>) -> ForgeError {
 }
 
 impl GitHubForge {
-    /// The forge described by the runtime config: `repository` is `owner/name` (see
+    /// The forge described by the runtime config, with the bot's login given rather than asked
+    /// of GitHub (production uses [`GitHubForge::connect`]): `repository` is `owner/name` (see
     /// `RuntimeConfig::github_repository`), `bot_login` the login baton's comments appear
     /// under (`<app-slug>[bot]` for an App). Secrets are read now. Needs a Tokio runtime.
     pub fn from_config(
@@ -276,26 +260,36 @@ impl GitHubForge {
         // octocrab's client needs a process-default rustls provider.
         crate::tls::install_crypto_provider();
         let api_url = api_url.trim_end_matches('/').to_owned();
-        let builder = Octocrab::builder()
-            .base_uri(api_url.as_str())
-            .map_err(|_| config_error(format!("github.apiUrl `{api_url}` is not a URL")))?
-            // Retries are baton's (counted, with backoff and bounded rate-limit waits).
-            .add_retry_config(RetryConfig::None)
-            .set_connect_timeout(Some(options.timeout))
-            .set_read_timeout(Some(options.timeout))
-            .set_write_timeout(Some(options.timeout));
+        let builder = || {
+            Ok::<_, ForgeError>(
+                Octocrab::builder()
+                    .base_uri(api_url.as_str())
+                    .map_err(|_| config_error(format!("github.apiUrl `{api_url}` is not a URL")))?
+                    // Retries are baton's (counted, with backoff and bounded rate-limit waits).
+                    .add_retry_config(RetryConfig::None)
+                    .set_connect_timeout(Some(options.timeout))
+                    .set_read_timeout(Some(options.timeout))
+                    .set_write_timeout(Some(options.timeout)),
+            )
+        };
+        let build_error = |e: octocrab::Error| {
+            config_error(format!(
+                "cannot build the GitHub client: {}",
+                first_line(&e)
+            ))
+        };
+        let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+        let token = match &auth {
+            GitHubAuth::Token(t) => Some(t.clone()),
+            GitHubAuth::App { .. } => None,
+        };
         let (crab, app) = match auth {
             GitHubAuth::Token(token) => {
-                let crab = builder
+                let crab = builder()?
                     .personal_token(token.expose().to_owned())
                     .build()
-                    .map_err(|e| {
-                        config_error(format!(
-                            "cannot build the GitHub client: {}",
-                            first_line(&e)
-                        ))
-                    })?;
-                (crab, None)
+                    .map_err(build_error)?;
+                (Arc::new(crab), None)
             }
             GitHubAuth::App {
                 app_id,
@@ -306,25 +300,22 @@ impl GitHubForge {
                     .map_err(|_| {
                         config_error("github.app.privateKey is not an RSA private key in PEM form")
                     })?;
-                let app_crab = builder.app(AppId(app_id), key).build().map_err(|e| {
-                    config_error(format!(
-                        "cannot build the GitHub client: {}",
-                        first_line(&e)
-                    ))
-                })?;
-                let crab = app_crab
-                    .installation(InstallationId(installation_id))
-                    .map_err(|e| {
-                        config_error(format!("GitHub App installation: {}", first_line(&e)))
-                    })?;
-                (
-                    crab,
-                    Some(AppState {
-                        app_id,
-                        installation_id,
-                        last_token: tokio::sync::Mutex::new(None),
-                    }),
-                )
+                // The App (JWT) mints installation tokens; the REST client sends the current one
+                // itself, so that baton alone decides when to renew it (and counts it).
+                let app_crab = builder()?
+                    .app(AppId(app_id), key)
+                    .build()
+                    .map_err(build_error)?;
+                let crab = Arc::new(builder()?.build().map_err(build_error)?);
+                let tokens = credentials::AppTokens::new(
+                    app_id,
+                    installation_id,
+                    app_crab,
+                    chrono::Duration::from_std(options.token_refresh_margin)
+                        .unwrap_or(chrono::Duration::minutes(5)),
+                    counts.clone(),
+                );
+                (crab, Some(Arc::new(tokens)))
             }
         };
         Ok(Self {
@@ -334,14 +325,104 @@ impl GitHubForge {
             repo: repo.to_owned(),
             bot_login: bot_login.into(),
             app,
+            token,
             options,
-            counts: Mutex::default(),
+            counts,
             not_modified: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             rate: Mutex::default(),
             etags: Mutex::default(),
             permissions: Mutex::default(),
         })
+    }
+
+    /// The forge the runtime config describes, with the bot's login asked of GitHub
+    /// ([`GitHubForge::identify`]); `github.botLogin`, when set, must agree with it.
+    pub async fn connect(config: &GitHubConfig, repository: &str) -> Result<Self> {
+        Self::connect_with(config, repository, GitHubOptions::default()).await
+    }
+
+    /// [`GitHubForge::connect`] with explicit retry and wait bounds.
+    pub async fn connect_with(
+        config: &GitHubConfig,
+        repository: &str,
+        options: GitHubOptions,
+    ) -> Result<Self> {
+        let configured = config.bot_login.clone().unwrap_or_default();
+        Self::from_config_with(config, repository, configured, options)?
+            .identify(config.bot_login.as_deref())
+            .await
+    }
+
+    /// Who these credentials act as, asked of GitHub: `<app-slug>[bot]` for an App
+    /// (`GET /app`), the user's login for a token (`GET /user`). `None` when GitHub does not
+    /// say: `GET /user` answers `403` to an installation token used as a plain token.
+    pub async fn whoami(&self) -> Result<Option<String>> {
+        if let Some(app) = &self.app {
+            self.count(&Method::GET, "/app");
+            let what = "GET /app";
+            let request = app
+                .app_crab
+                .build_request(
+                    http::Request::builder().method(Method::GET).uri("/app"),
+                    None::<&()>,
+                )
+                .map_err(|e| ForgeError::Other {
+                    what: what.into(),
+                    message: first_line(&e),
+                })?;
+            let response = app
+                .app_crab
+                .execute(request)
+                .await
+                .map_err(|e| map_octocrab_error(what, e))?;
+            let status = response.status();
+            let body = app
+                .app_crab
+                .body_to_string(response)
+                .await
+                .map_err(|e| map_octocrab_error(what, e))?;
+            let answer = Answer {
+                status,
+                headers: HeaderMap::new(),
+                body,
+            };
+            let call = Call::get("/app", "/app".into());
+            if !status.is_success() {
+                return Err(answer.error(&call));
+            }
+            let me: GhAppInfo = answer.parse(&call)?;
+            return Ok(Some(credentials::app_login(&me.slug)));
+        }
+        let call = Call::get("/user", "/user".into());
+        let answer = self.send(&call).await?;
+        match answer.status {
+            s if s.is_success() => Ok(Some(answer.parse::<GhUser>(&call)?.login)),
+            StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(answer.error(&call)),
+        }
+    }
+
+    /// Learn the bot's login from GitHub ([`GitHubForge::whoami`]) and use it from now on.
+    /// `configured` (`github.botLogin`) is an override that must agree with GitHub; it is
+    /// needed only where GitHub cannot say (an installation token given as `github.token`).
+    pub async fn identify(mut self, configured: Option<&str>) -> Result<Self> {
+        let asked = self.whoami().await?;
+        self.bot_login = credentials::agreed_login(asked, configured)?;
+        tracing::info!(login = %self.bot_login, "GitHub identity");
+        Ok(self)
+    }
+
+    /// Credentials for Git over https that act as this forge does: the token itself, or, for an
+    /// App, the installation token, renewed before it expires (shared with the REST client).
+    pub fn git_auth(&self) -> crate::gitrepo::repo::Auth {
+        match (&self.app, &self.token) {
+            (Some(app), _) => {
+                crate::gitrepo::repo::Auth::Source(Arc::new(credentials::GitTokens(app.clone())))
+            }
+            (None, Some(token)) => crate::gitrepo::repo::Auth::Token(token.clone()),
+            (None, None) => crate::gitrepo::repo::Auth::None,
+        }
     }
 
     /// `owner/name`.
@@ -388,8 +469,8 @@ impl GitHubForge {
         let mut limited = 0u32;
         loop {
             self.wait_for_primary_reset(call).await?;
-            let outcome = match self.ensure_token().await {
-                Ok(()) => self.attempt(call).await,
+            let outcome = match self.installation_token().await {
+                Ok(token) => self.attempt(call, token.as_ref()).await,
                 Err(e) => Err(e),
             };
             let retry_in = match outcome {
@@ -460,40 +541,16 @@ impl GitHubForge {
         Ok(())
     }
 
-    /// Renew the installation token when it expires within the margin (one renewal at a time),
-    /// and count the renewal as the call it is.
-    async fn ensure_token(&self) -> Result<()> {
-        let Some(app) = &self.app else {
-            return Ok(());
-        };
-        let mut last = app.last_token.lock().await;
-        let margin = chrono::Duration::from_std(self.options.token_refresh_margin)
-            .unwrap_or(chrono::Duration::minutes(5));
-        let token = self
-            .crab
-            .installation_token_with_buffer(margin)
-            .await
-            .map_err(|e| {
-                map_octocrab_error("POST /app/installations/{installation_id}/access_tokens", e)
-            })?;
-        let renewed = last
-            .as_ref()
-            .is_none_or(|t| t.expose_secret() != token.expose_secret());
-        if renewed {
-            self.count(
-                &Method::POST,
-                "/app/installations/{installation_id}/access_tokens",
-            );
-            tracing::debug!(
-                installation = app.installation_id,
-                "minted a GitHub installation token"
-            );
-            *last = Some(token);
+    /// As an App, the installation token, renewed when it expires within the margin (one renewal
+    /// at a time, counted as the call it is).
+    async fn installation_token(&self) -> Result<Option<Secret>> {
+        match &self.app {
+            Some(app) => app.current().await.map(Some),
+            None => Ok(None),
         }
-        Ok(())
     }
 
-    async fn attempt(&self, call: &Call) -> Result<Answer> {
+    async fn attempt(&self, call: &Call, token: Option<&Secret>) -> Result<Answer> {
         let cached = (call.conditional && self.options.conditional_requests)
             .then(|| lock(&self.etags).get(&call.path).cloned())
             .flatten();
@@ -502,6 +559,12 @@ impl GitHubForge {
             .uri(call.path.as_str());
         if let Some(c) = &cached {
             builder = builder.header(IF_NONE_MATCH, c.etag.clone());
+        }
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| config_error("the installation token is not a header value"))?;
+            value.set_sensitive(true);
+            builder = builder.header(http::header::AUTHORIZATION, value);
         }
         let request = self
             .crab
@@ -1268,10 +1331,12 @@ impl Forge for GitHubForge {
                     pr: number,
                     reason: format!("its head is no longer {sha} ({})", answer.message()),
                 }),
-                StatusCode::METHOD_NOT_ALLOWED => Err(ForgeError::NotMergeable {
-                    pr: number,
-                    reason: answer.message(),
-                }),
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNPROCESSABLE_ENTITY => {
+                    Err(ForgeError::MergeRefused {
+                        pr: number,
+                        reason: answer.message(),
+                    })
+                }
                 _ => Err(answer.error(&call)),
             };
         }
@@ -1810,6 +1875,11 @@ struct GhApp {
 struct GhPermission {
     permission: String,
     role_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GhAppInfo {
+    slug: String,
 }
 
 #[derive(Deserialize)]

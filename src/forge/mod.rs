@@ -127,9 +127,14 @@ pub enum ForgeError {
     /// Rate limited; retry after the given time.
     #[error("GitHub rate limit: retry after {retry_after:?}")]
     RateLimited { retry_after: Option<DateTime<Utc>> },
-    /// The PR cannot be merged as asked (head moved, conflicts, not mergeable).
+    /// The PR cannot be merged as asked: its head moved (the next pass plans again).
     #[error("PR #{pr} cannot be merged: {reason}")]
     NotMergeable { pr: u64, reason: String },
+    /// GitHub refused the merge (`405`/`422`): branch protection, a ruleset, a merge method
+    /// the repository does not allow, a required merge queue, conflicts. `reason` is GitHub's.
+    /// Retrying at once changes nothing; someone has to act, or time has to pass.
+    #[error("GitHub refused to merge PR #{pr}: {reason}")]
+    MergeRefused { pr: u64, reason: String },
     /// Something does not exist.
     #[error("{0} not found")]
     NotFound(String),

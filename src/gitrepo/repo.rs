@@ -3,17 +3,28 @@
 //! sync); pushes that retry on a non-fast-forward by re-applying the (idempotent) edit on the
 //! new tip.
 //!
-//! Credentials: https with a token in GitHub's `x-access-token:<token>` form, ssh with a key
-//! file, or none for local paths. Tokens never appear in errors or logs.
+//! Credentials: https with a token in GitHub's `x-access-token:<token>` form (a fixed one, or one
+//! asked of a [`TokenSource`] for every operation, such as a GitHub App's installation token,
+//! which expires after an hour), ssh with a key file, or none for local paths. Tokens are handed
+//! to libgit2's credential callback only: never written into the remote URL, the clone's config,
+//! an error or a log line.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use git2::{Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository};
 
 use super::bump::FileChange;
 use super::files::TreeFiles;
 use crate::config::secret::Secret;
+
+/// Where a short-lived https token comes from: asked once per Git operation that needs
+/// credentials, so that it may renew the token before it expires.
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A token valid for at least the next few minutes, or why there is none.
+    fn token(&self) -> Result<Secret, String>;
+}
 
 /// How to authenticate to the remote.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +34,9 @@ pub enum Auth {
     None,
     /// https with a token (GitHub: personal, fine-grained or installation token).
     Token(Secret),
+    /// https with a token asked of its source for every operation (a GitHub App's installation
+    /// token, renewed before it expires).
+    Source(Arc<dyn TokenSource>),
     /// ssh with a private key file.
     Ssh {
         key: PathBuf,
@@ -220,6 +234,12 @@ impl ConfigRepo {
             }
             match &auth {
                 Auth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+                    Cred::userpass_plaintext("x-access-token", token.expose())
+                }
+                Auth::Source(source) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+                    let token = source.token().map_err(|e| {
+                        git2::Error::from_str(&format!("no token for Git over https: {e}"))
+                    })?;
                     Cred::userpass_plaintext("x-access-token", token.expose())
                 }
                 Auth::Ssh { key, passphrase } if allowed.contains(CredentialType::SSH_KEY) => {

@@ -176,7 +176,13 @@ impl Service {
                 cfg.repo.url
             ))
         })?;
-        let auth = Auth::from_config(&cfg).map_err(|e| ServiceError::Config(e.to_string()))?;
+        // Who baton is comes from GitHub; the Git credentials follow the forge's (an App's
+        // installation token, renewed before it expires) unless baton.yaml names its own.
+        let forge = GitHubForge::connect(&cfg.github, &repo_slug).await?;
+        let auth = match Auth::from_config(&cfg).map_err(|e| ServiceError::Config(e.to_string()))? {
+            Auth::None if cfg.repo.url.starts_with("http") => forge.git_auth(),
+            auth => auth,
+        };
         let remote = Remote {
             url: cfg.repo.url.clone(),
             branch: cfg.repo.branch.clone(),
@@ -215,8 +221,7 @@ impl Service {
         let checker =
             Arc::new(crate::prcheck::Checker::new(checker_repo).with_copier(copier.clone()));
 
-        let forge =
-            GitHubForge::from_config(&cfg.github, &repo_slug, cfg.github.bot_login.clone())?;
+        let bot_login = crate::forge::Forge::bot_login(&forge).to_owned();
         let engine = Arc::new(Engine::new(forge, engine_repo).with_copier(copier.clone()));
 
         let webhook_secret = cfg
@@ -226,7 +231,7 @@ impl Service {
             .map(|s| s.resolve())
             .transpose()
             .map_err(|e| ServiceError::Config(format!("github.webhookSecret: {e}")))?;
-        let state = Arc::new(AppState::new(webhook_secret, cfg.github.bot_login.clone()));
+        let state = Arc::new(AppState::new(webhook_secret, bot_login));
         state.set_history(Arc::new(crate::server::history::GitHistory::new(
             cfg.workdir.join("reconcile.git"),
             cfg.repo.branch.clone(),

@@ -23,7 +23,7 @@ use baton::image::Digest;
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sim::forge::{Forge, Permission, PullView, ReviewState};
+use sim::forge::{Forge, ForgeOptions, Permission, PullView, ReviewState};
 
 use baton::engine::copy::{Copier, pinned_routes};
 use baton::gitrepo::files::FsFiles;
@@ -93,7 +93,13 @@ pub struct World {
     pub now: DateTime<Utc>,
     /// The GitHub client options of every engine built from now on.
     pub options: GitHubOptions,
+    /// Passes run as the GitHub App (installation tokens for REST and Git, the login asked of
+    /// GitHub) instead of with the bot's fixed token.
+    pub app_auth: bool,
 }
+
+/// The stand-in's App (id 4242, installation 77) signs its JWTs with this key.
+pub const APP_KEY: &str = include_str!("../../sim/tests/fixtures/test-app-key.pem");
 
 impl World {
     /// The example config repo as it is.
@@ -103,6 +109,12 @@ impl World {
 
     /// The example config repo with `policies/pipeline.yaml` passed through `edit`.
     pub async fn with_pipeline(edit: impl FnOnce(String) -> String) -> Self {
+        Self::with_forge(ForgeOptions::default(), edit).await
+    }
+
+    /// A stand-in started with `options` (e.g. another bot login), holding the example config
+    /// repo with `policies/pipeline.yaml` passed through `edit`.
+    pub async fn with_forge(options: ForgeOptions, edit: impl FnOnce(String) -> String) -> Self {
         let mut edit = Some(edit);
         let files: Vec<(String, String)> = example_files()
             .into_iter()
@@ -114,15 +126,20 @@ impl World {
                 }
             })
             .collect();
-        Self::with_files(&files).await
+        Self::with_files_on(options, &files).await
     }
 
     /// A config repo of `files` (repo-relative path, text), with the example's people; the
     /// example's registries are moved to the world's registry stand-in and every pinned release
     /// is pushed there.
     pub async fn with_files(files: &[(String, String)]) -> Self {
+        Self::with_files_on(ForgeOptions::default(), files).await
+    }
+
+    /// [`World::with_files`] on a stand-in started with `options`.
+    pub async fn with_files_on(options: ForgeOptions, files: &[(String, String)]) -> Self {
         baton::tls::install_crypto_provider();
-        let forge = Forge::start().await.unwrap();
+        let forge = Forge::start_with(options).await.unwrap();
         let registry = sim::registry::Registry::start().await.unwrap();
         let host = registry.host();
         let files: Vec<(String, String)> = files
@@ -159,6 +176,7 @@ impl World {
             deployments: BTreeMap::new(),
             now: tuesday_morning(),
             options: GitHubOptions::default(),
+            app_auth: false,
         };
         w.copy_pinned_images().await;
         w.assert_images_resolve().await;
@@ -269,6 +287,37 @@ impl World {
         Engine::new(forge, repo).with_copier(self.copier())
     }
 
+    /// A brand-new engine acting as the GitHub App, built as `baton run` builds it: the forge
+    /// asks GitHub who it is (`GET /app`), and Git uses the installation token.
+    pub async fn app_engine(&mut self) -> Engine<GitHubForge> {
+        self.workdirs += 1;
+        let key = self.dir.path().join("app-key.pem");
+        std::fs::write(&key, APP_KEY).unwrap();
+        let config = baton::config::runtime::GitHubConfig {
+            api_url: self.forge.url(),
+            app: Some(baton::config::runtime::GitHubApp {
+                app_id: 4242,
+                installation_id: 77,
+                private_key: baton::config::secret::SecretRef::from_file(&key),
+            }),
+            ..Default::default()
+        };
+        let forge = GitHubForge::connect_with(&config, &format!("{OWNER}/{REPO}"), self.options.clone())
+            .await
+            .unwrap();
+        let repo = ConfigRepo::open(
+            &self.dir.path().join(format!("clone-{}", self.workdirs)),
+            Remote {
+                url: self.forge.git_url(OWNER, REPO),
+                branch: "main".into(),
+                auth: forge.git_auth(),
+            },
+            Identity::default(),
+        )
+        .unwrap();
+        Engine::new(forge, repo).with_copier(self.copier())
+    }
+
     /// One promotion pass of `engine` on the world's releases, deployments and clock; panics
     /// if it fails.
     pub async fn run(&self, engine: &Engine<GitHubForge>) -> Vec<Outcome> {
@@ -287,7 +336,11 @@ impl World {
 
     /// One promotion pass on a new engine whose clone is in `workdir`; panics if it fails.
     pub async fn pass_in(&mut self, workdir: Workdir) -> Vec<Outcome> {
-        let engine = self.engine_in(workdir);
+        let engine = if self.app_auth {
+            self.app_engine().await
+        } else {
+            self.engine_in(workdir)
+        };
         self.run(&engine).await
     }
 

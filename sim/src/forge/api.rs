@@ -212,7 +212,26 @@ async fn current_user(State(inner): S, Extension(me): Me) -> R {
         return Err(Error::new(403, "Resource not accessible by integration"));
     }
     let st = inner.lock();
-    ok(StatusCode::OK, shapes(&inner, &st).user(&me.login))
+    // The public profile GitHub answers `/user` with (the simple user plus these).
+    let mut user = shapes(&inner, &st).user(&me.login);
+    for (k, v) in [
+        ("name", Value::Null),
+        ("company", Value::Null),
+        ("blog", json!("")),
+        ("location", Value::Null),
+        ("email", Value::Null),
+        ("hireable", Value::Null),
+        ("bio", Value::Null),
+        ("public_repos", json!(0)),
+        ("public_gists", json!(0)),
+        ("followers", json!(0)),
+        ("following", json!(0)),
+        ("created_at", json!("2024-01-01T00:00:00Z")),
+        ("updated_at", json!("2024-01-01T00:00:00Z")),
+    ] {
+        user[k] = v;
+    }
+    ok(StatusCode::OK, user)
 }
 
 fn require_app(me: &Principal) -> Result<(), Error> {
@@ -263,7 +282,8 @@ async fn repo_installation(
     ok(StatusCode::OK, installation(&inner))
 }
 
-/// Mint a fresh installation token acting as the bot (valid for an hour, as on GitHub).
+/// Mint a fresh installation token acting as the bot, valid for the installation token lifetime
+/// (an hour, as on GitHub, unless a test shortened it).
 async fn access_token(State(inner): S, Extension(me): Me, Path(id): Path<u64>) -> R {
     require_app(&me)?;
     let mut st = inner.lock();
@@ -273,14 +293,18 @@ async fn access_token(State(inner): S, Extension(me): Me, Path(id): Path<u64>) -
     let n = st.id();
     let token = format!("ghs_sim{n:032}");
     let login = st.bot_login.clone();
+    let ttl = st.installation_token_ttl;
     st.tokens.insert(
         token.clone(),
         super::state::Token {
             login,
             kind: super::state::TokenKind::Installation,
+            expires: Some(std::time::Instant::now() + ttl),
         },
     );
-    let expires = super::json::ts(Utc::now() + chrono::Duration::hours(1));
+    let expires = super::json::ts(
+        Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1)),
+    );
     ok(
         StatusCode::CREATED,
         json!({"token": token, "expires_at": expires, "permissions": {"checks": "write", "contents": "write", "pull_requests": "write", "statuses": "write"}, "repository_selection": "all"}),
@@ -379,15 +403,34 @@ async fn create_pull(
     ok(StatusCode::CREATED, pr)
 }
 
+/// One pull. The first read after its head moved answers `mergeable: null` (state `unknown`),
+/// as GitHub does while it computes mergeability in the background; later reads have it.
 async fn get_pull(State(inner): S, Path((owner, repo, n)): Path<(String, String, u64)>) -> R {
-    let st = inner.lock();
-    let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
-    let i = r
-        .issues
-        .get(&n)
-        .filter(|i| i.pull.is_some())
-        .ok_or_else(Error::not_found)?;
-    ok(StatusCode::OK, shapes(&inner, &st).pull(r, i))
+    let mut st = inner.lock();
+    let (mut pull, head, computed) = {
+        let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+        let i = r
+            .issues
+            .get(&n)
+            .filter(|i| i.pull.is_some())
+            .ok_or_else(Error::not_found)?;
+        let sh = shapes(&inner, &st);
+        let head = sh.pull_head_sha(r, i);
+        let computed = i.pull.as_ref().and_then(|p| p.mergeable_for.as_deref()) == Some(&head);
+        (sh.pull(r, i), head, computed)
+    };
+    if !computed && pull["state"] == "open" {
+        pull["mergeable"] = Value::Null;
+        pull["mergeable_state"] = json!("unknown");
+        if let Some(p) = st
+            .repo_mut(&owner, &repo)
+            .and_then(|r| r.issues.get_mut(&n))
+            .and_then(|i| i.pull.as_mut())
+        {
+            p.mergeable_for = Some(head);
+        }
+    }
+    ok(StatusCode::OK, pull)
 }
 
 #[derive(Deserialize)]

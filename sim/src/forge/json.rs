@@ -109,6 +109,32 @@ impl Shapes<'_> {
             "pulls_url": format!("{u}/pulls{{/number}}"),
             "statuses_url": format!("{u}/statuses/{{sha}}"),
             "teams_url": format!("{u}/teams"),
+            "assignees_url": format!("{u}/assignees{{/user}}"),
+            "blobs_url": format!("{u}/git/blobs{{/sha}}"),
+            "contributors_url": format!("{u}/contributors"),
+            "deployments_url": format!("{u}/deployments"),
+            "downloads_url": format!("{u}/downloads"),
+            "events_url": format!("{u}/events"),
+            "forks_url": format!("{u}/forks"),
+            "git_commits_url": format!("{u}/git/commits{{/sha}}"),
+            "git_tags_url": format!("{u}/git/tags{{/sha}}"),
+            "issue_events_url": format!("{u}/issues/events{{/number}}"),
+            "keys_url": format!("{u}/keys{{/key_id}}"),
+            "languages_url": format!("{u}/languages"),
+            "merges_url": format!("{u}/merges"),
+            "milestones_url": format!("{u}/milestones{{/number}}"),
+            "notifications_url": format!("{u}/notifications{{?since,all,participating}}"),
+            "releases_url": format!("{u}/releases{{/id}}"),
+            "stargazers_url": format!("{u}/stargazers"),
+            "subscribers_url": format!("{u}/subscribers"),
+            "subscription_url": format!("{u}/subscription"),
+            "tags_url": format!("{u}/tags"),
+            "trees_url": format!("{u}/git/trees{{/sha}}"),
+            "mirror_url": null,
+            "license": null,
+            "forks": 0,
+            "open_issues": r.issues.values().filter(|i| i.open).count(),
+            "watchers": 0,
             "clone_url": format!("{b}/{full}.git"),
             "git_url": format!("{b}/{full}.git"),
             "ssh_url": format!("git@127.0.0.1:{full}.git"),
@@ -159,6 +185,16 @@ impl Shapes<'_> {
             "color": l.color,
             "default": false,
         })
+    }
+
+    /// A label as embedded in a pull request, where GitHub's description requires
+    /// `description` as a string (not nullable): a label without one has `""` there.
+    fn pull_label(&self, r: &Repo, l: &LabelDef) -> Value {
+        let mut v = self.label(r, l);
+        if l.description.is_none() {
+            v["description"] = json!("");
+        }
+        v
     }
 
     pub fn issue_labels(&self, r: &Repo, i: &Issue) -> Vec<Value> {
@@ -297,6 +333,13 @@ impl Shapes<'_> {
         match gitops::mergeable(&path, &base, &head) {
             Ok(false) => (json!(false), "dirty"),
             Ok(true) if p.draft => (json!(true), "draft"),
+            Ok(true)
+                if ["merge", "squash"].iter().all(|m| {
+                    super::protect::refusal(self.st, &path, r, i, &head, &base, m).is_some()
+                }) =>
+            {
+                (json!(true), "blocked")
+            }
             Ok(true) => {
                 let state = combined_state(&latest_statuses(r, &head));
                 let checks_bad = latest_check_runs(r, &head).iter().any(|c| {
@@ -343,6 +386,7 @@ impl Shapes<'_> {
             "permission": "pull",
             "members_url": format!("{u}/members{{/member}}"),
             "repositories_url": format!("{u}/repos"),
+            "type": "organization",
             "parent": null,
         })
     }
@@ -388,7 +432,12 @@ impl Shapes<'_> {
             "title": i.title,
             "user": self.user(&i.author),
             "body": i.body,
-            "labels": self.issue_labels(r, i),
+            "labels": i
+                .labels
+                .iter()
+                .filter_map(|n| r.labels.iter().find(|l| &l.name == n))
+                .map(|l| self.pull_label(r, l))
+                .collect::<Vec<_>>(),
             "milestone": null,
             "active_lock_reason": null,
             "created_at": ts(i.created_at),

@@ -18,6 +18,7 @@ mod hooks;
 mod json;
 mod mw;
 mod ops;
+mod protect;
 mod state;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::Server;
 use crate::git::{Access, GitAccess, GitOp, GitService};
 
+pub use protect::Protection;
 pub use state::{Delivery, Fault, FaultKind, Permission, ReviewState};
 
 /// The bot's login unless [`ForgeOptions::bot_login`] says otherwise.
@@ -177,6 +179,7 @@ impl Forge {
             state::Token {
                 login: options.bot_login.clone(),
                 kind: state::TokenKind::Installation,
+                expires: None,
             },
         );
         let inner = Arc::new(Inner {
@@ -249,7 +252,7 @@ impl GitAccess for ForgeAccess {
             return Access::Unauthorized;
         };
         let st = inner.lock();
-        let Some(t) = token.and_then(|t| st.tokens.get(t)) else {
+        let Some(t) = token.and_then(|t| st.token(t)) else {
             return Access::Unauthorized;
         };
         let need = match op {
@@ -407,6 +410,7 @@ impl ForgeHandle {
             state::Token {
                 login: login.to_owned(),
                 kind: state::TokenKind::Personal,
+                expires: None,
             },
         );
         token
@@ -421,8 +425,41 @@ impl ForgeHandle {
             state::Token {
                 login,
                 kind: state::TokenKind::Installation,
+                expires: None,
             },
         );
+    }
+
+    /// How long installation tokens minted from now on work, for REST and for Git (GitHub: one
+    /// hour, the default). The fixed [`ForgeHandle::bot_token`] never expires.
+    pub fn set_installation_token_ttl(&self, ttl: Duration) {
+        self.inner.lock().installation_token_ttl = ttl;
+    }
+
+    /// How many installation tokens the App has minted (`POST .../access_tokens` answered).
+    pub fn minted_tokens(&self) -> usize {
+        self.inner
+            .lock()
+            .tokens
+            .values()
+            .filter(|t| t.expires.is_some())
+            .count()
+    }
+
+    /// Protect `branch` with `rules` (branch protection, or a ruleset when `rules.ruleset`);
+    /// merges that break them are refused with GitHub's `405`. `Protection::default()` lifts
+    /// every rule.
+    pub fn protect_branch(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        rules: Protection,
+    ) -> Result<(), Error> {
+        let mut st = self.inner.lock();
+        let r = st.repo_mut(owner, repo).ok_or_else(Error::not_found)?;
+        r.protection.insert(branch.to_owned(), rules);
+        Ok(())
     }
 
     /// Create team `org/slug` (if missing) and make `members` its members.
@@ -564,6 +601,17 @@ impl ForgeHandle {
     /// Start counting from zero.
     pub fn reset_calls(&self) {
         self.inner.lock().calls.clear();
+    }
+
+    /// Keep every REST request and its answer from now on (or stop), for
+    /// [`crate::contract::check_exchanges`].
+    pub fn record_exchanges(&self, on: bool) {
+        self.inner.lock().recording = on;
+    }
+
+    /// The REST exchanges kept since recording started, oldest first (and forget them).
+    pub fn take_exchanges(&self) -> Vec<crate::contract::Exchange> {
+        std::mem::take(&mut self.inner.lock().exchanges)
     }
 
     /// Webhook deliveries attempted so far, oldest first.

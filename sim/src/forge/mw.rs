@@ -111,12 +111,44 @@ fn unauthorized(message: &str) -> Response {
     Error::new(401, message).into_response()
 }
 
-/// The GitHub layer for REST routes.
+/// The GitHub layer for REST routes; while recording, the exchange is kept for contract checks.
 pub(crate) async fn github(
     State(inner): State<Arc<Inner>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    if !inner.lock().recording {
+        return serve(inner, request, next).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Error::new(400, "Problems parsing JSON").into_response();
+    };
+    let mut exchange = crate::contract::Exchange {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        request: serde_json::from_slice(&bytes).ok(),
+        status: 0,
+        response: None,
+    };
+    let response = serve(
+        inner.clone(),
+        Request::from_parts(parts, Body::from(bytes)),
+        next,
+    )
+    .await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    exchange.status = parts.status.as_u16();
+    exchange.response = serde_json::from_slice(&bytes).ok();
+    inner.lock().exchanges.push(exchange);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn serve(inner: Arc<Inner>, mut request: Request, next: Next) -> Response {
     let key = route_key(&request);
     let template = key
         .split_once(' ')
@@ -138,7 +170,7 @@ pub(crate) async fn github(
                 }),
                 _ => return unauthorized("A JSON web token could not be decoded"),
             },
-            Some(t) => match st.tokens.get(t) {
+            Some(t) => match st.token(t) {
                 Some(tok) => Some(Principal {
                     login: tok.login.clone(),
                     kind: match tok.kind {

@@ -121,6 +121,7 @@ pub(crate) fn create_repo(
             statuses: Vec::new(),
             check_runs: Vec::new(),
             check_suites: Vec::new(),
+            protection: Default::default(),
         },
     );
     Ok(())
@@ -404,6 +405,7 @@ pub(crate) fn create_pull(
                 requested_reviewers: Vec::new(),
                 requested_teams: Vec::new(),
                 reviews: Vec::new(),
+                mergeable_for: None,
             }),
         },
     );
@@ -624,6 +626,21 @@ pub(crate) fn merge_pull(
     }
     let base_sha = gitops::branch_sha(&path, &base_ref)
         .ok_or_else(|| Error::new(405, "Pull Request is not mergeable"))?;
+    {
+        let r = repo_ref(&st, owner, repo)?;
+        let method = req.method.as_deref().unwrap_or("merge");
+        if let Some(refused) = super::protect::refusal(
+            &st,
+            &path,
+            r,
+            &r.issues[&number],
+            &head_sha,
+            &base_sha,
+            method,
+        ) {
+            return Err(refused);
+        }
+    }
     let (default_title, default_message) = match method {
         Method::Merge => (
             format!("Merge pull request #{number} from {owner}/{head_ref}"),

@@ -101,6 +101,14 @@ pub(crate) enum TokenKind {
 pub(crate) struct Token {
     pub login: String,
     pub kind: TokenKind,
+    /// When a minted installation token stops working (REST and Git); `None`: never.
+    pub expires: Option<Instant>,
+}
+
+impl Token {
+    pub fn is_live(&self) -> bool {
+        self.expires.is_none_or(|at| Instant::now() < at)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +163,9 @@ pub(crate) struct Pull {
     /// Team slugs (in the repository owner's organization).
     pub requested_teams: Vec<String>,
     pub reviews: Vec<Review>,
+    /// The head GitHub has computed `mergeable` for; a read for another head answers `null`
+    /// first, as GitHub does while it computes.
+    pub mergeable_for: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +260,8 @@ pub(crate) struct Repo {
     pub statuses: Vec<StatusRec>,
     pub check_runs: Vec<CheckRun>,
     pub check_suites: Vec<CheckSuite>,
+    /// Branch protection or ruleset rules by branch.
+    pub protection: BTreeMap<String, super::protect::Protection>,
 }
 
 /// A fault waiting to be served instead of (or before) a real response.
@@ -411,6 +424,8 @@ pub(crate) struct State {
     pub bot_login: String,
     pub app_id: u64,
     pub installation_id: u64,
+    /// How long a minted installation token works (GitHub: one hour).
+    pub installation_token_ttl: Duration,
     pub users: BTreeMap<String, User>,
     pub tokens: HashMap<String, Token>,
     pub teams: BTreeMap<(String, String), Team>,
@@ -421,6 +436,9 @@ pub(crate) struct State {
     pub rate: RateLimit,
     pub calls: BTreeMap<String, u64>,
     pub deliveries: Vec<Delivery>,
+    /// Whether REST exchanges are kept in `exchanges` (for contract checks).
+    pub recording: bool,
+    pub exchanges: Vec<crate::contract::Exchange>,
 }
 
 impl State {
@@ -430,6 +448,7 @@ impl State {
             bot_login: bot_login.to_owned(),
             app_id: 4242,
             installation_id: 77,
+            installation_token_ttl: Duration::from_secs(3600),
             users: BTreeMap::new(),
             tokens: HashMap::new(),
             teams: BTreeMap::new(),
@@ -440,7 +459,14 @@ impl State {
             rate: RateLimit::new(5000),
             calls: BTreeMap::new(),
             deliveries: Vec::new(),
+            recording: false,
+            exchanges: Vec::new(),
         }
+    }
+
+    /// The live token `t` (an expired one is as unknown as a wrong one, as on GitHub).
+    pub fn token(&self, t: &str) -> Option<&Token> {
+        self.tokens.get(t).filter(|t| t.is_live())
     }
 
     pub fn id(&mut self) -> u64 {

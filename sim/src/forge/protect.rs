@@ -1,0 +1,142 @@
+//! Branch protection and rulesets on a base branch, as GitHub enforces them when a pull request
+//! is merged: required approving reviews (count, stale approvals dismissed on push), required
+//! status checks (and "up to date with the base"), allowed merge methods, signed commits, and
+//! a required merge queue. A refusal is GitHub's `405` with its wording.
+
+use super::json::{latest_check_runs, latest_statuses};
+use super::state::{Issue, Repo, ReviewState, State};
+use super::{Error, Permission, gitops};
+
+/// The rules on one branch. Set with `ForgeHandle::protect_branch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Protection {
+    /// Where GitHub keeps them: a repository ruleset (`true`) or classic branch protection. The
+    /// wording of refusals differs ("Repository rule violations found").
+    pub ruleset: bool,
+    /// Approving reviews needed from people with write access (not the author).
+    pub required_approving_reviews: u32,
+    /// Approvals of an older head do not count.
+    pub dismiss_stale_reviews: bool,
+    /// Reported as configured; not enforced (the stand-in has no CODEOWNERS).
+    pub require_code_owner_reviews: bool,
+    /// Contexts (statuses or check runs) that must have passed on the head.
+    pub required_status_checks: Vec<String>,
+    /// The head must contain the base branch tip.
+    pub strict: bool,
+    /// `merge`, `squash`, `rebase`; empty: whatever the repository allows.
+    pub allowed_merge_methods: Vec<String>,
+    /// Every commit the merge brings in must be signed (verified).
+    pub required_signatures: bool,
+    /// Merges go through the merge queue; `PUT .../merge` is refused.
+    pub merge_queue: bool,
+}
+
+/// Why GitHub refuses to merge `issue` with `method` now, if it does.
+pub(crate) fn refusal(
+    st: &State,
+    path: &std::path::Path,
+    r: &Repo,
+    issue: &Issue,
+    head: &str,
+    base: &str,
+    method: &str,
+) -> Option<Error> {
+    let p = issue.pull.as_ref()?;
+    let rules = r.protection.get(&p.base_ref)?;
+    let refuse = |why: String| {
+        let message = if rules.ruleset {
+            format!("Repository rule violations found\n\n{why}\n\n")
+        } else {
+            why
+        };
+        Some(Error::new(405, message))
+    };
+    if rules.merge_queue {
+        return refuse("Changes must be made through the merge queue".into());
+    }
+    if !rules.allowed_merge_methods.is_empty()
+        && !rules.allowed_merge_methods.iter().any(|m| m == method)
+    {
+        return refuse(match method {
+            "squash" => "Squash merges are not allowed on this repository.".into(),
+            "rebase" => "Rebase merges are not allowed on this repository.".into(),
+            _ => "Merge commits are not allowed on this repository.".into(),
+        });
+    }
+    let needed = rules.required_approving_reviews;
+    if needed > 0 {
+        let mut latest: std::collections::BTreeMap<&str, (&str, ReviewState)> = Default::default();
+        for rv in &p.reviews {
+            if rv.state != ReviewState::Commented {
+                latest.insert(&rv.user, (&rv.commit_id, rv.state));
+            }
+        }
+        let approvals = latest
+            .iter()
+            .filter(|(user, (commit, state))| {
+                *state == ReviewState::Approved
+                    && **user != issue.author
+                    && st.permission(user) >= Permission::Write
+                    && (!rules.dismiss_stale_reviews || *commit == head)
+            })
+            .count() as u32;
+        if approvals < needed {
+            return refuse(format!(
+                "At least {needed} approving review{} required by reviewers with write access.",
+                if needed == 1 { " is" } else { "s are" }
+            ));
+        }
+    }
+    for context in &rules.required_status_checks {
+        let status = latest_statuses(r, head)
+            .into_iter()
+            .find(|s| &s.context == context)
+            .map(|s| s.state.as_str() == "success");
+        let run = latest_check_runs(r, head)
+            .into_iter()
+            .find(|c| &c.name == context)
+            .map(|c| {
+                c.status == "completed"
+                    && matches!(
+                        c.conclusion.as_deref(),
+                        Some("success" | "neutral" | "skipped")
+                    )
+            });
+        match status.or(run) {
+            Some(true) => {}
+            Some(false) => {
+                return refuse(format!("Required status check \"{context}\" is failing."));
+            }
+            None => return refuse(format!("Required status check \"{context}\" is expected.")),
+        }
+    }
+    if rules.strict && base != head && !gitops::is_ancestor(path, base, head) {
+        return refuse("Head branch is not up to date with the base branch.".into());
+    }
+    if rules.required_signatures && !signed(path, base, head) {
+        return refuse("Commits must have verified signatures.".into());
+    }
+    None
+}
+
+/// Whether every commit on `head` that `base` lacks is signed (or made by GitHub itself).
+fn signed(path: &std::path::Path, base: &str, head: &str) -> bool {
+    let Ok(repo) = gitops::open(path) else {
+        return false;
+    };
+    let (Ok(head), Ok(base)) = (git2::Oid::from_str(head), git2::Oid::from_str(base)) else {
+        return false;
+    };
+    let Ok(mut walk) = repo.revwalk() else {
+        return false;
+    };
+    if walk.push(head).is_err() || walk.hide(base).is_err() {
+        return false;
+    }
+    walk.flatten().all(|oid| {
+        repo.find_commit(oid).is_ok_and(|c| {
+            c.header_field_bytes("gpgsig").is_ok()
+                || c.committer().email() == Ok("noreply@github.com")
+        })
+    })
+}

@@ -1,0 +1,496 @@
+//! baton as a GitHub App against the stricter stand-in: it learns its login from GitHub
+//! (`GET /app` → `<slug>[bot]`, `GET /user` for a token), refuses a configured login GitHub
+//! disagrees with, and uses the installation token, renewed before it expires, for REST and for
+//! Git, without writing it anywhere. And GitHub's own branch rules: merges the stand-in refuses
+//! as GitHub would, explained once on the PR and retried with backoff.
+
+mod common;
+use baton_test_support::promote as promote_support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton::config::runtime::{GitHubApp, GitHubConfig};
+use baton::config::secret::SecretRef;
+use baton::forge::github::{GitHubForge, GitHubOptions};
+use baton::forge::{Forge, ForgeError};
+use chrono::Duration as Age;
+use promote_support::{APP_KEY, OWNER, REPO, World};
+use sim::forge::{ForgeOptions, Permission, Protection, ReviewState};
+
+const LOGIN: &str = "shipit[bot]";
+
+/// Everything logged by any test of this binary, to look for tokens in.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .try_init();
+        buffer
+    })
+    .clone()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn app_world() -> World {
+    let options = ForgeOptions {
+        bot_login: LOGIN.into(),
+        ..ForgeOptions::default()
+    };
+    let mut w = World::with_forge(options, |t| t).await;
+    w.app_auth = true;
+    w
+}
+
+fn app_config(w: &World, bot_login: Option<&str>) -> GitHubConfig {
+    let key = w.dir.path().join("key.pem");
+    std::fs::write(&key, APP_KEY).unwrap();
+    GitHubConfig {
+        api_url: w.forge.url(),
+        app: Some(GitHubApp {
+            app_id: 4242,
+            installation_id: 77,
+            private_key: SecretRef::from_file(&key),
+        }),
+        bot_login: bot_login.map(Into::into),
+        ..GitHubConfig::default()
+    }
+}
+
+/// What the bot has written that an idle pass must not add to: its comments per PR, statuses
+/// and check runs per commit, reactions.
+fn footprint(w: &World) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (route, n) in w.write_calls() {
+        // Minting a token is not a change on the repository.
+        if !route.contains("/access_tokens") {
+            out.insert(route, n);
+        }
+    }
+    for pr in w.forge.pulls(OWNER, REPO) {
+        out.insert(
+            format!("comments on #{}", pr.number),
+            w.bot_comments(pr.number).len() as u64,
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_promotion_as_an_app_with_its_own_login_repeats_nothing_over_ten_idle_passes() {
+    let mut w = app_world().await;
+    let (_, prod) = w.walk_to_prod().await;
+    for who in ["alice", "bob"] {
+        w.forge
+            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
+            .unwrap();
+    }
+    w.comment("carol", prod.number, "/promote prod");
+    w.now += Age::minutes(1);
+    w.pass().await;
+    let merged = w.forge.pull(OWNER, REPO, prod.number).unwrap();
+    assert!(merged.merged, "the prod PR merged");
+    let promotion = w.last_promotion();
+    assert_eq!(promotion.environment, "prod");
+    assert_eq!(promotion.promoted_by.as_deref(), Some("carol"));
+
+    // Everything the bot wrote is under the login GitHub gave it.
+    let comments = w.forge.comments(OWNER, REPO, prod.number);
+    assert!(comments.iter().any(|c| c.user == LOGIN));
+    assert!(comments.iter().all(|c| c.user != "baton[bot]"));
+    assert_eq!(
+        w.replies(prod.number).len(),
+        1,
+        "the /promote is answered once"
+    );
+    w.status_comment(prod.number);
+
+    let before = footprint(&w);
+    for _ in 0..10 {
+        w.now += Age::minutes(5);
+        let outcomes = w.pass().await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| !matches!(o, baton::engine::Outcome::Answered { .. })),
+            "{outcomes:?}"
+        );
+    }
+    assert_eq!(
+        footprint(&w),
+        before,
+        "idle passes wrote comments, statuses, check runs or answers again"
+    );
+    for pr in w.forge.pulls(OWNER, REPO) {
+        w.status_comment(pr.number);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_learns_its_login_from_github_and_stops_when_the_configured_one_disagrees() {
+    let w = app_world().await;
+    let gh = GitHubForge::connect(&app_config(&w, None), "shop/config")
+        .await
+        .unwrap();
+    assert_eq!(gh.bot_login(), LOGIN);
+    assert_eq!(gh.calls().by_route["GET /app"], 1);
+
+    let agreeing = GitHubForge::connect(&app_config(&w, Some("ShipIt[bot]")), "shop/config")
+        .await
+        .unwrap();
+    assert_eq!(agreeing.bot_login(), LOGIN);
+
+    let err = GitHubForge::connect(&app_config(&w, Some("baton[bot]")), "shop/config")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForgeError::Config(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("baton[bot]") && text.contains(LOGIN) && text.contains("github.botLogin"),
+        "{text}"
+    );
+
+    // A person's token: GET /user names them.
+    let token = w.forge.add_user("deployer", Permission::Write);
+    let file = w.dir.path().join("token");
+    std::fs::write(&file, &token).unwrap();
+    let person = GitHubConfig {
+        api_url: w.forge.url(),
+        token: Some(SecretRef::from_file(&file)),
+        ..GitHubConfig::default()
+    };
+    let gh = GitHubForge::connect(&person, "shop/config").await.unwrap();
+    assert_eq!(gh.bot_login(), "deployer");
+
+    // An installation token given as a token: GitHub does not say whose; the login must be
+    // configured, and is then taken as given.
+    std::fs::write(&file, w.forge.bot_token()).unwrap();
+    let err = GitHubForge::connect(&person, "shop/config")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("github.botLogin"), "{err}");
+    let pinned = GitHubConfig {
+        bot_login: Some(LOGIN.into()),
+        ..person
+    };
+    let gh = GitHubForge::connect(&pinned, "shop/config").await.unwrap();
+    assert_eq!(gh.bot_login(), LOGIN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_it_down() {
+    let logs = captured_logs();
+    let mut w = app_world().await;
+    // Tokens live 3 s here (an hour on GitHub); baton renews them 1 s before they expire.
+    w.forge.set_installation_token_ttl(Duration::from_secs(3));
+    w.options = GitHubOptions {
+        token_refresh_margin: Duration::from_secs(1),
+        ..GitHubOptions::default()
+    };
+    let engine = w.app_engine().await;
+    let clone = w.dir.path().join(format!("clone-{}", w.passes));
+    let v1 = w.release("web", "1.5.0");
+    engine
+        .run_once(&w.releases, &w.deployments, w.now)
+        .await
+        .unwrap();
+    assert!(w.pr_for("dev", "web").open, "opened with a push");
+
+    // One long run: passes go on past two token lifetimes; each fetches with Git first.
+    let start = Instant::now();
+    let mut passes = 0;
+    while start.elapsed() < Duration::from_secs(7) {
+        assert!(passes < 2000, "bounded");
+        engine
+            .run_once(&w.releases, &w.deployments, w.now)
+            .await
+            .unwrap();
+        passes += 1;
+    }
+    // A newer release is pushed with whatever token is current now.
+    let v2 = w.release("web", "1.6.0");
+    engine
+        .run_once(&w.releases, &w.deployments, w.now)
+        .await
+        .unwrap();
+    let pr = w.pr_for("dev", "web");
+    assert!(
+        w.forge.calls()["POST /{owner}/{repo}/git-receive-pack"] >= 2,
+        "pushed twice"
+    );
+    assert_ne!(v1, v2);
+    let minted =
+        engine.forge().calls().by_route["POST /app/installations/{installation_id}/access_tokens"];
+    assert!(minted >= 3, "renewed as tokens expired: {minted} minted");
+    assert_eq!(w.forge.minted_tokens() as u64, minted);
+    assert!(pr.title.contains("1.6.0"), "{}", pr.title);
+
+    // No token in the remote URL, the clone's config, or a log line.
+    let config = std::fs::read_to_string(clone.join("config")).unwrap();
+    assert!(config.contains(&w.forge.git_url(OWNER, REPO)), "{config}");
+    assert!(
+        !config.contains("ghs_") && !config.contains('@'),
+        "{config}"
+    );
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!logged.is_empty(), "logs were captured");
+    assert!(!logged.contains("ghs_"), "a token was logged");
+}
+
+/// GitHub's rules on `main` that the pipeline does not know: three approvals where prod asks
+/// for two. The merge GitHub refuses is explained once in the status comment, the PR stays
+/// open, and baton tries again after a minute, then two, not on every pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
+    const MERGE: &str = "PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge";
+    let mut w = World::new().await;
+    let (_, prod) = w.walk_to_prod().await;
+    let merges_before = w.forge.calls().get(MERGE).copied().unwrap_or(0);
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            Protection {
+                ruleset: true,
+                required_approving_reviews: 3,
+                dismiss_stale_reviews: true,
+                ..Protection::default()
+            },
+        )
+        .unwrap();
+    for who in ["alice", "bob"] {
+        w.forge
+            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
+            .unwrap();
+    }
+    w.comment("carol", prod.number, "/promote prod");
+    w.now += Age::minutes(1);
+    let outcomes = w.pass().await;
+    assert!(
+        outcomes.iter().any(|o| matches!(o, baton::engine::Outcome::Waiting { blocking, .. } if blocking.contains("GitHub refused the merge"))),
+        "{outcomes:?}"
+    );
+    let calls = |w: &World| w.forge.calls().get(MERGE).copied().unwrap_or(0) - merges_before;
+    assert_eq!(calls(&w), 1);
+    assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().open);
+    let status = w.status_comment(prod.number);
+    assert_eq!(
+        status.matches("GitHub refused the merge of").count(),
+        1,
+        "{status}"
+    );
+    assert!(
+        status.contains("At least 3 approving reviews are required"),
+        "{status}"
+    );
+    assert!(
+        status.contains("approvals.count"),
+        "says what to do: {status}"
+    );
+    assert!(status.contains("(attempt 1)"), "{status}");
+
+    // Within the backoff: no merge attempt, nothing written.
+    let writes = w.writes();
+    for _ in 0..3 {
+        w.now += Age::seconds(15);
+        w.pass().await;
+    }
+    assert_eq!(calls(&w), 1, "no retry on every pass");
+    assert_eq!(w.writes(), writes, "nothing written while backing off");
+
+    // After the minute: one more try, the same line updated, not a second one.
+    w.now += Age::seconds(30);
+    w.pass().await;
+    assert_eq!(calls(&w), 2);
+    let status = w.status_comment(prod.number);
+    assert_eq!(
+        status.matches("GitHub refused the merge of").count(),
+        1,
+        "{status}"
+    );
+    assert!(status.contains("(attempt 2)"), "{status}");
+    w.now += Age::seconds(90);
+    w.pass().await;
+    assert_eq!(calls(&w), 2, "the second backoff is two minutes");
+
+    // A third approval satisfies GitHub: the next try merges, with the trailers.
+    w.forge
+        .review_as("carol", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.now += Age::minutes(1);
+    w.pass().await;
+    assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
+    assert_eq!(w.last_promotion().environment, "prod");
+}
+
+/// The stand-in enforces GitHub's branch rules on merges, with GitHub's wording, and answers
+/// `mergeable: null` on the first read after a push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stand_in_refuses_merges_that_break_branch_rules() {
+    use baton::config::pipeline::MergeMethod;
+    let w = World::new().await;
+    let gh = {
+        baton::forge::github::GitHubForge::new(
+            &w.forge.url(),
+            "shop/config",
+            baton::forge::github::GitHubAuth::Token(baton::config::Secret::new(
+                w.forge.bot_token(),
+            )),
+            w.forge.bot_login(),
+            GitHubOptions::default(),
+        )
+        .unwrap()
+    };
+    let repo = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let main = repo.refname_to_id("refs/heads/main").unwrap();
+    repo.reference("refs/heads/feature", main, true, "t")
+        .unwrap();
+    let head = w
+        .forge
+        .commit_files(OWNER, REPO, "feature", &[("x.txt", "x")], "x")
+        .unwrap();
+    let pr = gh
+        .open_pull_request(&baton::forge::NewPullRequest {
+            head: "feature".into(),
+            base: "main".into(),
+            title: "t".into(),
+            body: String::new(),
+            labels: vec![],
+        })
+        .await
+        .unwrap();
+    // GitHub computes mergeability after a push: null first, then known.
+    let raw = |n: u64| {
+        let url = format!("{}/repos/{OWNER}/{REPO}/pulls/{n}", w.forge.url());
+        let token = w.forge.bot_token();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(raw(pr.number).await["mergeable"], serde_json::Value::Null);
+    assert_eq!(raw(pr.number).await["mergeable"], true);
+
+    let refused = |rules: Protection, method: MergeMethod| {
+        w.forge.protect_branch(OWNER, REPO, "main", rules).unwrap();
+        let gh = &gh;
+        let head = head.clone();
+        async move {
+            match gh.merge(pr.number, &head, method, "t", "m").await {
+                Err(ForgeError::MergeRefused { reason, .. }) => reason,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    };
+    let queue = refused(
+        Protection {
+            ruleset: true,
+            merge_queue: true,
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(
+        queue.contains("Repository rule violations found") && queue.contains("merge queue"),
+        "{queue}"
+    );
+    let method = refused(
+        Protection {
+            allowed_merge_methods: vec!["squash".into()],
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert_eq!(method, "Merge commits are not allowed on this repository.");
+    let reviews = refused(
+        Protection {
+            required_approving_reviews: 1,
+            dismiss_stale_reviews: true,
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(
+        reviews.contains("At least 1 approving review is required"),
+        "{reviews}"
+    );
+    let checks = refused(
+        Protection {
+            required_status_checks: vec!["ci".into()],
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert_eq!(checks, "Required status check \"ci\" is expected.");
+    w.forge
+        .set_status_as("baton[bot]", OWNER, REPO, &head, "ci", "failure")
+        .unwrap();
+    let failing = refused(
+        Protection {
+            required_status_checks: vec!["ci".into()],
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(failing.contains("is failing"), "{failing}");
+    let signed = refused(
+        Protection {
+            required_signatures: true,
+            ..Protection::default()
+        },
+        MergeMethod::Squash,
+    )
+    .await;
+    assert_eq!(signed, "Commits must have verified signatures.");
+    // main moves on: with "up to date" required, the head is behind.
+    w.forge
+        .commit_files(OWNER, REPO, "main", &[("y.txt", "y")], "y")
+        .unwrap();
+    let behind = refused(
+        Protection {
+            strict: true,
+            ..Protection::default()
+        },
+        MergeMethod::Merge,
+    )
+    .await;
+    assert!(behind.contains("up to date"), "{behind}");
+    // With the rules lifted, the merge goes through.
+    w.forge
+        .protect_branch(OWNER, REPO, "main", Protection::default())
+        .unwrap();
+    gh.merge(pr.number, &head, MergeMethod::Merge, "t", "m")
+        .await
+        .unwrap();
+}
