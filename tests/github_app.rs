@@ -206,7 +206,7 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
         ..GitHubOptions::default()
     };
     let engine = w.app_engine().await;
-    let clone = w.dir.path().join(format!("clone-{}", w.passes));
+    let clone = w.dir.path().join(format!("clone-{}", w.workdirs));
     let v1 = w.release("web", "1.5.0");
     engine
         .run_once(&w.releases, &w.deployments, w.now)
