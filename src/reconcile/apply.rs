@@ -146,22 +146,25 @@ pub fn live_id(resource: &ApiResource, object: &Value) -> ObjectId {
     }
 }
 
-/// The environment's live objects of the given kinds: one (paged) list per kind, across
-/// namespaces, selected by the environment label.
+/// The environment's live objects of the planned objects' kinds, selected by the environment
+/// label: one (paged) list per kind across namespaces, or per kind and namespace under a
+/// namespaces [`super::Scope`].
 pub async fn list_live(
     ctx: &Context,
     env: &str,
-    kinds: &[Kind],
+    planned: &[Planned],
 ) -> Result<HashMap<ObjectId, Value>, ReconcileError> {
     let selector = format!("{ENV_LABEL}={env}");
-    let mut seen = BTreeSet::new();
     let mut live = HashMap::new();
-    for kind in kinds {
-        let r = &kind.resource;
-        if !seen.insert((r.group.clone(), r.version.clone(), r.plural.clone())) {
-            continue;
-        }
-        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), r);
+    let targets = ctx
+        .options
+        .scope
+        .list_targets(planned.iter().filter_map(|p| {
+            let kind = p.kind.as_ref()?;
+            Some((&kind.resource, p.object.namespace.as_deref()))
+        }));
+    for (r, namespace) in &targets {
+        let api = dynamic_api(ctx, r, namespace.as_deref());
         let mut token: Option<String> = None;
         loop {
             let mut params = ListParams::default().labels(&selector).limit(500);
@@ -172,7 +175,10 @@ pub async fn list_live(
                 .await
                 .map_err(|source| ReconcileError::Api {
                     action: "listing",
-                    object: format!("{} ({})", r.plural, r.api_version),
+                    object: match namespace {
+                        Some(ns) => format!("{} ({}) in namespace {ns}", r.plural, r.api_version),
+                        None => format!("{} ({})", r.plural, r.api_version),
+                    },
                     source,
                 })?;
             token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
