@@ -87,7 +87,8 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_and_crds_come_first_then_rbac_config_services_workloads_and_the_rest() {
+    fn namespaces_and_crds_come_first_then_roles_their_bindings_config_services_workloads_and_the_rest()
+     {
         let mut ids = vec![
             id("example.com", "Widget", "w"),
             id("autoscaling", "HorizontalPodAutoscaler", "web"),
@@ -111,8 +112,8 @@ mod tests {
             [
                 "Namespace",
                 "CustomResourceDefinition",
-                "Role",
                 "ServiceAccount",
+                "Role",
                 "RoleBinding",
                 "ConfigMap",
                 "Service",
@@ -121,5 +122,12 @@ mod tests {
                 "Widget"
             ]
         );
+        // A stage is applied concurrently: bindings need a stage after their roles'.
+        let rbac = "rbac.authorization.k8s.io";
+        for role in ["Role", "ClusterRole"] {
+            for binding in ["RoleBinding", "ClusterRoleBinding"] {
+                assert!(stage(rbac, role) < stage(rbac, binding), "{role} {binding}");
+            }
+        }
     }
 }
