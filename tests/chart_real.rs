@@ -544,7 +544,7 @@ async fn an_apps_role_applies_through_the_charts_identity_and_one_granting_more_
         "the greedy Role applied once baton may bind and escalate",
         Duration::from_secs(20),
         async || reconcile(&env, &greedy, "2", &ctx).await.ok(),
-        || String::new(),
+        String::new,
     )
     .await;
     assert_eq!(report.objects.len(), 5, "{}", report.summary());
