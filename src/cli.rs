@@ -963,7 +963,10 @@ fn render_dir(repo: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
 
 fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let dir = render_dir(&global.repo, &args.target)?;
-    let objects = crate::render::render(&global.repo, &dir)?;
+    let (objects, warnings) = crate::render::render_with_warnings(&global.repo, &dir)?;
+    for w in warnings {
+        eprintln!("{w}");
+    }
     let text = match args.output {
         RenderOutput::Yaml => crate::render::to_yaml_stream(&objects),
         RenderOutput::Json => {

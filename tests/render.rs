@@ -140,3 +140,20 @@ fn rendering_is_deterministic_across_runs() {
         assert_eq!(a, b, "{}", name(&case));
     }
 }
+
+#[test]
+fn vars_carry_kustomizes_deprecation_warning() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render/fixtures");
+    let (_, warnings) =
+        render::render_with_warnings(&root.join("vars-in-base-and-overlay"), Path::new("."))
+            .unwrap();
+    // One per kustomization with vars (the overlay and its base), as kubectl kustomize prints.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("'vars' is deprecated. Please use 'replacements' instead."));
+    let (_, none) = render::render_with_warnings(
+        &root.join("replacements-field-paths-and-options"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}

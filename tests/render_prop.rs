@@ -3,7 +3,9 @@
 //! a second overlay on top):
 //! - rendering is deterministic: the same tree renders to the same bytes every time;
 //! - rendering is idempotent: rendering the rendered stream again (as a plain resource file)
-//!   gives the same stream back, so parsing and printing agree with each other.
+//!   gives the same stream back, so parsing and printing agree with each other;
+//! - JSON patches that add annotations, replacements, built-in plugin configurations and vars
+//!   do what they say on every tree, and kustomize's build annotations never leak out.
 
 use std::path::Path;
 
@@ -54,6 +56,15 @@ struct Overlay {
     merge_config: bool,
     patch_replicas: Option<u8>,
     json_patch: bool,
+    /// A JSON patch adding an annotation to every Deployment (kustomize's build annotations
+    /// make the parent exist under `patches:`).
+    annotate: bool,
+    /// A replacement copying the first app's image into an annotation of every Deployment.
+    replace_image: bool,
+    /// A built-in LabelTransformer configuration, inline.
+    label_plugin: bool,
+    /// A var naming the first app's Deployment, referenced from the base.
+    var: bool,
 }
 
 fn app() -> impl Strategy<Value = App> {
@@ -86,6 +97,7 @@ fn overlay() -> impl Strategy<Value = Overlay> {
         any::<bool>(),
         prop::option::of(1u8..9),
         any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -98,6 +110,7 @@ fn overlay() -> impl Strategy<Value = Overlay> {
                 merge_config,
                 patch_replicas,
                 json_patch,
+                (annotate, replace_image, label_plugin, var),
             )| Overlay {
                 prefix,
                 suffix,
@@ -108,6 +121,10 @@ fn overlay() -> impl Strategy<Value = Overlay> {
                 merge_config,
                 patch_replicas,
                 json_patch,
+                annotate,
+                replace_image,
+                label_plugin,
+                var,
             },
         )
 }
@@ -130,7 +147,7 @@ fn build_tree(root: &Path, apps: &[App], overlays: &[Overlay]) -> String {
         let n = &a.name;
         base += &format!("- {n}.yaml\n");
         let mut docs = format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {n}\n  annotations:\n    odd: {odd}\nspec:\n  replicas: {r}\n  selector:\n    matchLabels: {{app: {n}}}\n  template:\n    metadata:\n      labels: {{app: {n}}}\n    spec:\n      containers:\n      - name: {n}\n        image: registry.example.com/{n}:1.0\n        env:\n        - name: ODD\n          value: {odd}\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {n}\n  annotations:\n    odd: {odd}\nspec:\n  replicas: {r}\n  selector:\n    matchLabels: {{app: {n}}}\n  template:\n    metadata:\n      labels: {{app: {n}}}\n    spec:\n      containers:\n      - name: {n}\n        image: registry.example.com/{n}:1.0\n        env:\n        - name: ODD\n          value: {odd}\n        - name: REF\n          value: $(VAR0)-$(VAR1)-$(VAR2)\n",
             odd = a.odd_value,
             r = a.replicas
         );
@@ -208,8 +225,30 @@ fn build_tree(root: &Path, apps: &[App], overlays: &[Overlay]) -> String {
                 "- target:\n    kind: Deployment\n  patch: |-\n    - op: add\n      path: /metadata/labels\n      value: {{patched: \"{i}\"}}\n"
             );
         }
+        if o.annotate {
+            patches += &format!(
+                "- target:\n    kind: Deployment\n  patch: |-\n    - op: add\n      path: /metadata/annotations/overlay{i}\n      value: added\n"
+            );
+        }
         if !patches.is_empty() {
             k += &format!("patches:\n{patches}");
+        }
+        if o.replace_image {
+            k += &format!(
+                "replacements:\n- source:\n    kind: Deployment\n    name: {n}\n    fieldPath: spec.template.spec.containers.0.image\n  targets:\n  - select:\n      kind: Deployment\n    fieldPaths: [metadata.annotations.image-copy]\n    options: {{create: true}}\n",
+                n = apps[0].name
+            );
+        }
+        if o.label_plugin {
+            k += &format!(
+                "transformers:\n- |-\n  apiVersion: builtin\n  kind: LabelTransformer\n  metadata:\n    name: plugin{i}\n  labels:\n    plugin{i}: \"on\"\n  fieldSpecs:\n  - path: metadata/labels\n    create: true\n"
+            );
+        }
+        if o.var {
+            k += &format!(
+                "vars:\n- name: VAR{i}\n  objref:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {}\n",
+                apps[0].name
+            );
         }
         write(root, &format!("{dir}/kustomization.yaml"), &k);
         below = dir;
@@ -231,6 +270,48 @@ proptest! {
         let text = render::to_yaml_stream(&first);
         let again = render::to_yaml_stream(&render::render(tmp.path(), Path::new(&top)).unwrap());
         prop_assert_eq!(&text, &again, "two renders of the same tree differ");
+        prop_assert!(!text.contains("internal.config.kubernetes.io"), "build annotations leaked:\n{}", text);
+
+        let deployments: Vec<&serde_json::Value> = first
+            .iter()
+            .filter(|o| o.id.kind == "Deployment")
+            .map(|o| &o.value)
+            .collect();
+        for (i, o) in overlays.iter().enumerate() {
+            for d in &deployments {
+                let ann = &d["metadata"]["annotations"];
+                if o.annotate {
+                    prop_assert_eq!(&ann[format!("overlay{i}")], "added");
+                }
+                // A later overlay's JSON patch replaces metadata.labels wholesale.
+                if o.label_plugin && !overlays[i + 1..].iter().any(|l| l.json_patch) {
+                    prop_assert_eq!(&d["metadata"]["labels"][format!("plugin{i}")], "on");
+                }
+            }
+            if o.var {
+                let first_app = first
+                    .iter()
+                    .find(|x| x.id.kind == "Deployment" && x.value["spec"]["template"]["spec"]["containers"][0]["name"] == apps[0].name.as_str())
+                    .unwrap();
+                let refs = deployments.iter().map(|d| d["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"].as_str().unwrap_or_default().to_string());
+                for r in refs {
+                    prop_assert!(r.contains(&first_app.id.name), "VAR{} not replaced by {}: {}", i, first_app.id.name, r);
+                }
+            }
+        }
+        if overlays.iter().any(|o| o.replace_image) {
+            let source = deployments
+                .iter()
+                .find(|d| d["spec"]["template"]["spec"]["containers"][0]["name"] == apps[0].name.as_str())
+                .unwrap();
+            let image = &source["spec"]["template"]["spec"]["containers"][0]["image"];
+            // The last overlay with a replacement wins; images may change after it, so only
+            // check that some image of the first app was copied.
+            for d in &deployments {
+                let copy = d["metadata"]["annotations"]["image-copy"].as_str().unwrap_or_default();
+                prop_assert!(copy.starts_with(&format!("registry.example.com/{}:", apps[0].name)), "image-copy {:?} (source image {})", copy, image);
+            }
+        }
 
         // Render the output again, as a plain resource file.
         write(tmp.path(), "rerender/all.yaml", &text);

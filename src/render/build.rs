@@ -15,25 +15,34 @@ use super::loader::{Loader, Resolved};
 use super::merge;
 use super::nameref;
 use super::order;
+use super::plugins;
+use super::replace;
 use super::resource::{Behavior, ResId, Resource, scalar_text};
 use super::schema;
 use super::select::Selector;
 use super::transform;
 use super::value::{self, Dialect, Raw};
+use super::vars;
 
 pub struct Builder {
     loader: Loader,
     /// Directories being built, for cycle detection.
     stack: Vec<PathBuf>,
+    /// `vars` of every kustomization in the tree, resolved once at the end.
+    vars: Vec<vars::Var>,
+    /// What `kubectl kustomize` would print on stderr.
+    warnings: Vec<String>,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
-pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
+pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>), RenderError> {
     let loader = Loader::new(repo_root)?;
     let entry = loader.resolve_entry(dir)?;
     let mut b = Builder {
         loader,
         stack: Vec::new(),
+        vars: Vec::new(),
+        warnings: Vec::new(),
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -54,13 +63,10 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
     b.accumulate(&k, &entry, &mut resources)?;
     resources.retain(|r| !r.is_empty());
 
-    for r in resources.iter_mut().filter(|r| r.needs_hash) {
-        let hash = generate::content_hash(&r.value);
-        r.store_previous_id();
-        let name = format!("{}-{hash}", r.name());
-        r.set_name(name);
-    }
+    add_build_metadata(&mut resources, &k, &entry.rel);
+    add_hashes(&mut resources);
     nameref::fix(&mut resources)?;
+    vars::resolve(&mut resources, &b.vars)?;
     resources.retain(|r| {
         r.value
             .get("metadata")
@@ -75,7 +81,73 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<Vec<Resource>, RenderError> {
         stringify_annotations(&mut r.value);
         fold_next_lines(&mut r.value);
     }
-    Ok(resources)
+    Ok((resources, b.warnings))
+}
+
+/// `buildMetadata` of the top kustomization: kustomize's origin annotation (paths relative to
+/// the top directory) and managed-by label (with the version string `kubectl kustomize`
+/// reports for its embedded kustomize).
+fn add_build_metadata(resources: &mut [Resource], k: &Kustomization, top: &Path) {
+    let has = |o: &str| k.build_metadata.iter().any(|m| m.value == o);
+    let (origin, managed) = (has("originAnnotations"), has("managedByLabel"));
+    for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+        if origin {
+            let rel = relative_to(&r.origin.file, top);
+            let text = match &r.configured_by {
+                Some(by) => format!("configuredIn: {rel}\nconfiguredBy:\n{by}"),
+                None => format!("path: {rel}\n"),
+            };
+            let meta = r.metadata_mut();
+            let ann = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(a) = ann {
+                a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+            }
+        }
+        if managed {
+            let meta = r.metadata_mut();
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(l) = labels {
+                l.insert(
+                    "app.kubernetes.io/managed-by".into(),
+                    Value::String("kustomize-(devel)".into()),
+                );
+            }
+        }
+    }
+}
+
+/// `path` (relative to the repo root) as seen from directory `dir` (also repo-relative).
+fn relative_to(path: &Path, dir: &Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let d: Vec<_> = dir.components().collect();
+    let common = p.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..d.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    out.display().to_string()
+}
+
+/// Append content hashes to the names of generated objects that want one.
+fn add_hashes(resources: &mut [Resource]) {
+    for r in resources
+        .iter_mut()
+        .filter(|r| r.needs_hash && !r.is_empty())
+    {
+        let hash = generate::content_hash(&r.value);
+        r.store_previous_id();
+        let name = format!("{}-{hash}", r.name());
+        r.set_name(name);
+        // kustomize leaves the request in place: a HashTransformer plugin's hash gets the
+        // final hash appended again at the end of the build.
+    }
 }
 
 /// kustomize's last step reads its JSON back with a YAML 1.1 parser, for which U+0085 (NEXT
@@ -259,6 +331,29 @@ impl Builder {
             )?;
             absorb(ra, &mut index, res)?;
         }
+        for entry in plugins::in_kustomize_order(&k.generators) {
+            for plugin in self.load_plugins(k, dir, entry, "generators")? {
+                if let plugins::Config::Generate(spec) = &plugin.config {
+                    let mut res = generate::generate(
+                        &mut self.loader,
+                        &dir.abs,
+                        &plugin.at.file,
+                        spec,
+                        None,
+                    )?;
+                    let mut by = format!(
+                        "  apiVersion: builtin\n  kind: {}Generator\n  name: {}\n",
+                        res.kind(),
+                        spec.name
+                    );
+                    if !spec.namespace.is_empty() {
+                        by.push_str(&format!("  namespace: {}\n", spec.namespace));
+                    }
+                    res.configured_by = Some(by);
+                    absorb(ra, &mut index, res)?;
+                }
+            }
+        }
         for entry in &k.components {
             let at = Location::at(&k.file, entry.line);
             let r = self
@@ -275,7 +370,20 @@ impl Builder {
             let ck = self.load(&r, Kind::Component, &at, "components")?;
             self.accumulate(&ck, &r, ra)?;
         }
-        self.transform(k, dir, ra)
+        self.transform(k, dir, ra)?;
+        if !k.vars.is_empty() {
+            self.warnings.push(vars::DEPRECATION.to_string());
+        }
+        for v in &k.vars {
+            if self.vars.iter().any(|x| x.name == v.name) {
+                return Err(RenderError::build(
+                    v.at.clone(),
+                    format!("var '{}' already encountered", v.name),
+                ));
+            }
+            self.vars.push(v.clone());
+        }
+        Ok(())
     }
 
     /// Read the resources of one file: every non-empty document; `*List` kinds expand into
@@ -407,7 +515,78 @@ impl Builder {
         }
         transform::replicas(ra, &k.replicas, &k.file)?;
         transform::images(ra, k)?;
+        if !k.replacements.is_empty() {
+            let loader = &mut self.loader;
+            let reps = replace::collect(&k.replacements, |path, line| {
+                let at = Location::at(&k.file, line);
+                let r = loader.resolve(&dir.abs, path, &at, "replacements.path", false)?;
+                let text = loader.read_text(&r, &at)?;
+                Ok((text.to_string(), r.rel))
+            })?;
+            replace::apply(ra, &reps)?;
+        }
+        for entry in plugins::in_kustomize_order(&k.transformers) {
+            for plugin in self.load_plugins(k, dir, entry, "transformers")? {
+                match &plugin.config {
+                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra)?,
+                    plugins::Config::SetEntries {
+                        specs,
+                        entries,
+                        what,
+                    } => transform::set_map_entries(ra, specs, entries, what)?,
+                    plugins::Config::PrefixSuffix {
+                        prefix,
+                        suffix,
+                        specs,
+                    } => transform::prefix_suffix_for(ra, prefix, suffix, specs),
+                    plugins::Config::Hash => add_hashes(ra),
+                    plugins::Config::Generate(_) => {}
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The built-in plugin configurations of one `generators`/`transformers` entry: inline
+    /// text, a file of documents, or a directory whose kustomization renders to them.
+    fn load_plugins(
+        &mut self,
+        k: &Kustomization,
+        dir: &Resolved,
+        entry: &kustomization::Spanned<String>,
+        field: &str,
+    ) -> Result<Vec<plugins::Plugin>, RenderError> {
+        let at = Location::at(&k.file, entry.line);
+        let mut docs: Vec<(Value, Location)> = Vec::new();
+        if plugins::is_inline(&entry.value) {
+            let parsed = value::parse_stream(&entry.value).map_err(|e| RenderError::Yaml {
+                at: offset_line(&at, e.line),
+                message: e.message,
+            })?;
+            for d in parsed.iter().filter(|d| !d.is_null()) {
+                let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+                    at: offset_line(&at, e.line),
+                    message: e.message,
+                })?;
+                docs.push((v, at.clone()));
+            }
+        } else {
+            let r = self
+                .loader
+                .resolve(&dir.abs, &entry.value, &at, field, true)?;
+            let loaded = if r.is_dir {
+                let sub = self.load(&r, Kind::Kustomization, &at, field)?;
+                let mut sub_ra = Vec::new();
+                self.accumulate(&sub, &r, &mut sub_ra)?;
+                sub_ra
+            } else {
+                self.load_resources(&r, &at)?
+            };
+            docs.extend(loaded.into_iter().map(|r| (r.value, r.origin)));
+        }
+        docs.iter()
+            .map(|(v, at)| plugins::parse(v, at, field))
+            .collect()
     }
 
     fn apply_patch(
@@ -419,7 +598,7 @@ impl Builder {
         field: &str,
     ) -> Result<(), RenderError> {
         let at = Location::at(&k.file, p.line);
-        let (text, source) = match (&p.path, &p.patch) {
+        let (text, source, from_file) = match (&p.path, &p.patch) {
             (Some(_), Some(_)) => {
                 return Err(RenderError::invalid(
                     at,
@@ -439,14 +618,21 @@ impl Builder {
                     self.loader
                         .resolve(&dir.abs, path, &at, &format!("{field}.path"), false)?;
                 let text = self.loader.read_text(&r, &at)?;
-                (text.to_string(), Location::file(&r.rel))
+                (text.to_string(), Location::file(&r.rel), true)
             }
-            (None, Some(patch)) => (patch.clone(), Location::at(&k.file, p.patch_line)),
+            (None, Some(patch)) => (patch.clone(), Location::at(&k.file, p.patch_line), false),
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(RenderError::invalid(at, field, "the patch is empty"));
         }
+        // kustomize compares `test` values with the patch's own JSON text only when the patch
+        // is JSON as written (an inline patch is trimmed first, a file is not).
+        let raw_json = if from_file {
+            text.starts_with('[')
+        } else {
+            trimmed.starts_with('[')
+        };
         let json_ops = if trimmed.starts_with('[') {
             let v: Value = serde_json::from_str(trimmed).map_err(|e| RenderError::Yaml {
                 at: source.clone(),
@@ -471,9 +657,17 @@ impl Builder {
             }
         };
         if let Some(ops) = json_ops {
-            let ops = jsonpatch::decode(&ops).map_err(|e| {
+            let ops = jsonpatch::decode(&ops, raw_json).map_err(|e| {
                 RenderError::build(source.clone(), format!("invalid JSON patch: {e}"))
             })?;
+            if ops.ops.is_empty() {
+                let why = if field == "patchesJson6902" {
+                    "patch appears to be empty"
+                } else {
+                    "illegally qualifies as both an SM and JSON patch (an empty list)"
+                };
+                return Err(RenderError::invalid(at, field, why));
+            }
             let Some(target) = &p.target else {
                 return Err(RenderError::invalid(
                     at,
@@ -481,18 +675,31 @@ impl Builder {
                     "a JSON 6902 patch needs a `target`",
                 ));
             };
+            if field == "patchesJson6902" && target.name.is_empty() {
+                return Err(RenderError::invalid(
+                    at,
+                    format!("{field}.target.name"),
+                    "must specify the target name",
+                ));
+            }
             let sel =
                 Selector::new(target).map_err(|e| RenderError::invalid(at.clone(), field, e))?;
             for r in ra.iter_mut().filter(|r| !r.is_empty() && sel.matches(r)) {
+                // `patches` records the previous id first; `patchesJson6902` does not. Either
+                // way the patch sees kustomize's build annotations, so `add` to
+                // /metadata/annotations/x works exactly where kustomize's does.
                 if field == "patches" {
                     r.store_previous_id();
                 }
-                jsonpatch::apply(&mut r.value, &ops).map_err(|e| {
-                    RenderError::build(
-                        at.clone(),
-                        format!("JSON patch on {} (from {}): {e}", r.cur_id(), r.origin),
-                    )
-                })?;
+                let id = r.cur_id();
+                let origin = r.origin.clone();
+                r.with_build_annotations(|v| jsonpatch::apply(v, &ops))
+                    .map_err(|e| {
+                        RenderError::build(
+                            at.clone(),
+                            format!("JSON patch on {id} (from {origin}): {e}"),
+                        )
+                    })?;
             }
             return Ok(());
         }
@@ -762,7 +969,10 @@ fn absorb(
     mut new: Resource,
 ) -> Result<(), RenderError> {
     let id = new.cur_id();
-    let behavior = new.behavior.unwrap_or_default();
+    let behavior = match new.behavior.unwrap_or_default() {
+        Behavior::Unspecified => Behavior::Create,
+        b => b,
+    };
     let matches = matching(ra, index, &id);
     match (matches.as_slice(), behavior) {
         ([], Behavior::Create) => {

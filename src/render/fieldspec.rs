@@ -670,6 +670,18 @@ fn build_name_references() -> Vec<BackRef> {
             kind: "PriorityClass",
             referrers: workload_field("priorityClassName", &workloads),
         },
+        BackRef {
+            group: "admissionregistration.k8s.io",
+            version: "",
+            kind: "ValidatingAdmissionPolicy",
+            referrers: vec![fs(
+                "spec/policyName",
+                "admissionregistration.k8s.io",
+                "",
+                "ValidatingAdmissionPolicyBinding",
+                false,
+            )],
+        },
         // kustomize's table names the group `networking.k8s.io/v1`, which matches nothing;
         // kept as is so that IngressClass references behave exactly as in kustomize.
         BackRef {

@@ -261,11 +261,13 @@ pub fn generate(
         obj.insert("immutable".into(), json!(true));
     }
     let mut res = Resource::new(Value::Object(obj), at);
+    res.configured_by = Some(format!("  apiVersion: builtin\n  kind: {kind}Generator\n"));
     res.needs_hash = !options.disable_name_suffix_hash;
     res.behavior = Some(match spec.behavior.as_str() {
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        _ => Behavior::Create,
+        "create" => Behavior::Create,
+        _ => Behavior::Unspecified,
     });
     Ok(res)
 }

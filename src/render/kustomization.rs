@@ -149,25 +149,55 @@ pub struct Kustomization {
     pub secret_generator: Vec<GeneratorSpec>,
     pub generator_options: Option<GeneratorOptions>,
     pub sort_options: Option<SortOrder>,
+    pub replacements: Vec<super::replace::Entry>,
+    /// Built-in plugin configurations: file paths, directories or inline documents.
+    pub generators: Vec<Spanned<String>>,
+    pub transformers: Vec<Spanned<String>>,
+    /// `managedByLabel`, `originAnnotations` (honoured on the top kustomization only, as in
+    /// kustomize).
+    pub build_metadata: Vec<Spanned<String>>,
+    pub vars: Vec<super::vars::Var>,
+}
+
+impl Kustomization {
+    /// A kustomization with no fields set (to run one built-in through its field).
+    pub fn empty(file: &Path) -> Self {
+        Kustomization {
+            file: file.to_path_buf(),
+            kind: Kind::Kustomization,
+            name_prefix: String::new(),
+            name_suffix: String::new(),
+            namespace: String::new(),
+            common_labels: BTreeMap::new(),
+            labels: Vec::new(),
+            common_annotations: BTreeMap::new(),
+            patches_strategic_merge: Vec::new(),
+            patches_json6902: Vec::new(),
+            patches: Vec::new(),
+            images: Vec::new(),
+            replicas: Vec::new(),
+            resources: Vec::new(),
+            components: Vec::new(),
+            config_map_generator: Vec::new(),
+            secret_generator: Vec::new(),
+            generator_options: None,
+            sort_options: None,
+            replacements: Vec::new(),
+            generators: Vec::new(),
+            transformers: Vec::new(),
+            build_metadata: Vec::new(),
+            vars: Vec::new(),
+        }
+    }
 }
 
 /// Fields kustomize has and baton does not implement, with the reason given to the user.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("openapi", "custom OpenAPI schemas are not implemented"),
-    ("replacements", "replacements are not implemented"),
-    (
-        "vars",
-        "vars are deprecated in kustomize and not implemented",
-    ),
     ("crds", "CRD-declared name references are not implemented"),
     (
         "configurations",
         "custom transformer configurations are not implemented",
-    ),
-    ("generators", "generator plugins would run arbitrary code"),
-    (
-        "transformers",
-        "transformer plugins would run arbitrary code",
     ),
     ("validators", "validator plugins would run arbitrary code"),
     ("helmCharts", "Helm inflation runs the helm binary"),
@@ -175,10 +205,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "helmChartInflationGenerator",
         "Helm inflation runs the helm binary",
-    ),
-    (
-        "buildMetadata",
-        "origin and managed-by annotations are not implemented",
     ),
 ];
 
@@ -205,10 +231,15 @@ const KNOWN: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "sortOptions",
+    "replacements",
+    "generators",
+    "transformers",
+    "buildMetadata",
+    "vars",
 ];
 
-struct Dec<'a> {
-    file: &'a Path,
+pub(super) struct Dec<'a> {
+    pub(super) file: &'a Path,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -223,15 +254,15 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl Dec<'_> {
-    fn at(&self, line: usize) -> Location {
+    pub(super) fn at(&self, line: usize) -> Location {
         Location::at(self.file, line)
     }
 
-    fn err(&self, raw: &Raw, field: &str, message: impl Into<String>) -> RenderError {
+    pub(super) fn err(&self, raw: &Raw, field: &str, message: impl Into<String>) -> RenderError {
         RenderError::invalid(self.at(raw.line()), field, message)
     }
 
-    fn scalar(&self, raw: &Raw, field: &str) -> Result<Value, RenderError> {
+    pub(super) fn scalar(&self, raw: &Raw, field: &str) -> Result<Value, RenderError> {
         match raw {
             Raw::Scalar { .. } => raw
                 .to_plain_value(Dialect::Yaml11)
@@ -241,7 +272,7 @@ impl Dec<'_> {
         }
     }
 
-    fn string(&self, raw: &Raw, field: &str) -> Result<String, RenderError> {
+    pub(super) fn string(&self, raw: &Raw, field: &str) -> Result<String, RenderError> {
         match self.scalar(raw, field)? {
             Value::Null => Ok(String::new()),
             Value::String(s) => Ok(s),
@@ -257,7 +288,7 @@ impl Dec<'_> {
         }
     }
 
-    fn boolean(&self, raw: &Raw, field: &str) -> Result<bool, RenderError> {
+    pub(super) fn boolean(&self, raw: &Raw, field: &str) -> Result<bool, RenderError> {
         match self.scalar(raw, field)? {
             Value::Null => Ok(false),
             Value::Bool(b) => Ok(b),
@@ -269,7 +300,7 @@ impl Dec<'_> {
         }
     }
 
-    fn int(&self, raw: &Raw, field: &str) -> Result<i64, RenderError> {
+    pub(super) fn int(&self, raw: &Raw, field: &str) -> Result<i64, RenderError> {
         match self.scalar(raw, field)? {
             Value::Null => Ok(0),
             Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or_default()),
@@ -281,7 +312,7 @@ impl Dec<'_> {
         }
     }
 
-    fn list<'r>(&self, raw: &'r Raw, field: &str) -> Result<&'r [Raw], RenderError> {
+    pub(super) fn list<'r>(&self, raw: &'r Raw, field: &str) -> Result<&'r [Raw], RenderError> {
         match raw {
             Raw::Seq { items, .. } => Ok(items),
             _ if raw.is_null() => Ok(&[]),
@@ -289,7 +320,11 @@ impl Dec<'_> {
         }
     }
 
-    fn strings(&self, raw: &Raw, field: &str) -> Result<Vec<Spanned<String>>, RenderError> {
+    pub(super) fn strings(
+        &self,
+        raw: &Raw,
+        field: &str,
+    ) -> Result<Vec<Spanned<String>>, RenderError> {
         self.list(raw, field)?
             .iter()
             .map(|item| {
@@ -301,7 +336,7 @@ impl Dec<'_> {
             .collect()
     }
 
-    fn plain_strings(&self, raw: &Raw, field: &str) -> Result<Vec<String>, RenderError> {
+    pub(super) fn plain_strings(&self, raw: &Raw, field: &str) -> Result<Vec<String>, RenderError> {
         Ok(self
             .strings(raw, field)?
             .into_iter()
@@ -309,7 +344,11 @@ impl Dec<'_> {
             .collect())
     }
 
-    fn string_map(&self, raw: &Raw, field: &str) -> Result<BTreeMap<String, String>, RenderError> {
+    pub(super) fn string_map(
+        &self,
+        raw: &Raw,
+        field: &str,
+    ) -> Result<BTreeMap<String, String>, RenderError> {
         if raw.is_null() {
             return Ok(BTreeMap::new());
         }
@@ -330,7 +369,7 @@ impl Dec<'_> {
 
     /// The entries of a mapping, checked against `allowed` (case-insensitively, like Go's
     /// JSON decoder), keyed by the canonical name.
-    fn fields<'r>(
+    pub(super) fn fields<'r>(
         &self,
         raw: &'r Raw,
         field: &str,
@@ -690,27 +729,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
     let mut allowed: Vec<&'static str> = KNOWN.to_vec();
     allowed.extend(UNSUPPORTED.iter().map(|(f, _)| *f));
 
-    let mut k = Kustomization {
-        file: file.to_path_buf(),
-        kind: Kind::Kustomization,
-        name_prefix: String::new(),
-        name_suffix: String::new(),
-        namespace: String::new(),
-        common_labels: BTreeMap::new(),
-        labels: Vec::new(),
-        common_annotations: BTreeMap::new(),
-        patches_strategic_merge: Vec::new(),
-        patches_json6902: Vec::new(),
-        patches: Vec::new(),
-        images: Vec::new(),
-        replicas: Vec::new(),
-        resources: Vec::new(),
-        components: Vec::new(),
-        config_map_generator: Vec::new(),
-        secret_generator: Vec::new(),
-        generator_options: None,
-        sort_options: None,
-    };
+    let mut k = Kustomization::empty(file);
     let mut bases = Vec::new();
     let mut image_tags = Vec::new();
     let mut meaningful = false;
@@ -793,6 +812,35 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             }
             "generatorOptions" => k.generator_options = d.generator_options(v, name)?,
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
+            "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
+            "vars" => k.vars = super::vars::parse(&d, v, name)?,
+            "generators" => k.generators = d.strings(v, name)?,
+            "transformers" => k.transformers = d.strings(v, name)?,
+            "buildMetadata" => {
+                k.build_metadata = d.strings(v, name)?;
+                for m in &k.build_metadata {
+                    match m.value.as_str() {
+                        "managedByLabel" | "originAnnotations" => {}
+                        "transformerAnnotations" => {
+                            return Err(RenderError::Unsupported {
+                                at: Location::at(file, m.line),
+                                field: "buildMetadata: transformerAnnotations".into(),
+                                why: "the per-transformer history annotation is not implemented"
+                                    .into(),
+                            });
+                        }
+                        other => {
+                            return Err(RenderError::invalid(
+                                Location::at(file, m.line),
+                                name,
+                                format!(
+                                    "unknown option {other:?}; use managedByLabel, originAnnotations or transformerAnnotations"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
             _ => {} // an empty unsupported field
         }
     }

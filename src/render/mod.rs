@@ -21,10 +21,14 @@
 //! `components`, `namespace`, `namePrefix`, `nameSuffix`, `labels`, `commonLabels`,
 //! `commonAnnotations`, `images`, `replicas`, `patches` (strategic merge and JSON 6902, inline
 //! or from a file, with targets), `patchesStrategicMerge`, `patchesJson6902`,
-//! `configMapGenerator`, `secretGenerator`, `generatorOptions`, `sortOptions`, and the legacy
-//! `bases` and `imageTags`. Name references are rewritten after renames, as kustomize does.
-//! Anything else (`helmCharts`, `replacements`, `vars`, plugins, `openapi`, remote resources)
-//! is a [`RenderError::Unsupported`] naming the field and the file. See `docs/render.md`.
+//! `configMapGenerator`, `secretGenerator`, `generatorOptions`, `sortOptions`, `replacements`,
+//! `vars`, `buildMetadata` (origin annotations, managed-by label), `generators` and
+//! `transformers` entries configuring kustomize's built-in plugins, and the legacy `bases` and
+//! `imageTags`. Name references are rewritten after renames, as kustomize does. Plugins that
+//! would run code (exec, Go, container, KRM functions, Helm) are a
+//! [`RenderError::Unsupported`] naming the field and the file, as are the fields not
+//! implemented yet (`configurations`, `openapi`, `crds`, remote resources). See
+//! `docs/render.md`.
 //!
 //! Files are read only from inside the repo root; a file must also lie under the
 //! kustomization that names it (kustomize's root-only rule), and symlinks are resolved before
@@ -33,7 +37,8 @@
 //! The module is organised by concern: [`value`] (YAML in, with kustomize's scalar semantics),
 //! `emit` (YAML out), `kustomization` (the file model), `loader` (path safety), `generate`,
 //! `transform`, `merge` + `schema` (strategic merge), `jsonpatch`, `select` (patch targets),
-//! `nameref`, `order`, and `build` (the pipeline).
+//! `replace` (replacements), `vars`, `plugins` (built-in plugin configurations), `nameref`,
+//! `order`, and `build` (the pipeline).
 
 mod build;
 mod emit;
@@ -46,11 +51,14 @@ mod loader;
 mod merge;
 mod nameref;
 mod order;
+mod plugins;
+mod replace;
 mod resource;
 mod schema;
 mod select;
 mod transform;
 pub mod value;
+mod vars;
 
 use std::fmt;
 use std::path::Path;
@@ -113,8 +121,17 @@ pub struct Object {
 /// Render the kustomization in `dir` — relative to `repo_root`, or absolute inside it.
 /// Nothing outside `repo_root` is read.
 pub fn render(repo_root: &Path, dir: &Path) -> Result<Vec<Object>, RenderError> {
-    let resources = build::run(repo_root, dir)?;
-    Ok(resources
+    render_with_warnings(repo_root, dir).map(|(objects, _)| objects)
+}
+
+/// [`render`], plus the warnings `kubectl kustomize` prints on stderr for the same tree
+/// (deprecated `vars`), for callers that show them.
+pub fn render_with_warnings(
+    repo_root: &Path,
+    dir: &Path,
+) -> Result<(Vec<Object>, Vec<String>), RenderError> {
+    let (resources, warnings) = build::run(repo_root, dir)?;
+    let objects = resources
         .into_iter()
         .map(|r| {
             let id = r.cur_id();
@@ -129,7 +146,8 @@ pub fn render(repo_root: &Path, dir: &Path) -> Result<Vec<Object>, RenderError> 
                 value: r.value,
             }
         })
-        .collect())
+        .collect();
+    Ok((objects, warnings))
 }
 
 /// The objects as a YAML stream, formatted exactly like `kubectl kustomize` output.

@@ -80,15 +80,14 @@ pub fn sort(resources: &mut Vec<Resource>, order: Option<&SortOrder>) {
             } else {
                 id.name.clone()
             };
-            (
-                (
-                    rank(&id.gvk.kind, &first, &last),
-                    id.gvk.sort_key(),
-                    ns,
-                    name,
-                ),
-                r,
-            )
+            // Observed from `kubectl kustomize`: core Namespaces come before `Namespace`
+            // kinds of other groups (which otherwise sort by group like any kind).
+            let gvk_key = if id.gvk.kind == "Namespace" && id.gvk.group.is_empty() {
+                format!("!{}", id.gvk.version)
+            } else {
+                id.gvk.sort_key()
+            };
+            ((rank(&id.gvk.kind, &first, &last), gvk_key, ns, name), r)
         })
         .collect();
     // The key is total over distinct identities, so a stable sort gives kustomize's order.

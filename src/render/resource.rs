@@ -125,11 +125,28 @@ pub struct PrevId {
 /// What a generated ConfigMap/Secret does when one with the same id already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Behavior {
+    /// No `behavior:` given (acts as `create`; kustomize records it as `unspecified`).
     #[default]
+    Unspecified,
     Create,
     Merge,
     Replace,
 }
+
+impl Behavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behavior::Unspecified => "unspecified",
+            Behavior::Create => "create",
+            Behavior::Merge => "merge",
+            Behavior::Replace => "replace",
+        }
+    }
+}
+
+/// Prefix of kustomize's build annotations (kept on resources while it builds, removed from
+/// the output).
+pub const INTERNAL_PREFIX: &str = "internal.config.kubernetes.io/";
 
 /// A resource being built.
 #[derive(Debug, Clone)]
@@ -145,6 +162,8 @@ pub struct Resource {
     pub needs_hash: bool,
     /// Set on generated resources.
     pub behavior: Option<Behavior>,
+    /// For generated objects: the `configuredBy` lines of kustomize's origin annotation.
+    pub configured_by: Option<String>,
 }
 
 impl Resource {
@@ -157,6 +176,7 @@ impl Resource {
             suffixes: Vec::new(),
             needs_hash: false,
             behavior: None,
+            configured_by: None,
         }
     }
 
@@ -319,6 +339,65 @@ impl Resource {
         }
     }
 
+    /// The build annotations kustomize would carry on this resource at this point of the
+    /// build (`internal.config.kubernetes.io/previousNames` and the rest). Filters that see
+    /// the whole object — JSON patches, replacements — see these too.
+    pub fn build_annotations(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let key = |k: &str| format!("{INTERNAL_PREFIX}{k}");
+        if let Some(b) = self.behavior {
+            out.push((key("generatorBehavior"), b.as_str().to_string()));
+        }
+        if self.needs_hash {
+            out.push((key("needsHashSuffix"), "enabled".to_string()));
+        }
+        if !self.prefixes.is_empty() {
+            out.push((key("prefixes"), self.prefixes.join(",")));
+        }
+        if !self.prev_ids.is_empty() {
+            let join =
+                |f: fn(&PrevId) -> &str| self.prev_ids.iter().map(f).collect::<Vec<_>>().join(",");
+            out.push((key("previousKinds"), join(|p| &p.kind)));
+            out.push((key("previousNames"), join(|p| &p.name)));
+            out.push((key("previousNamespaces"), join(|p| &p.namespace)));
+        }
+        if !self.suffixes.is_empty() {
+            out.push((key("suffixes"), self.suffixes.join(",")));
+        }
+        out
+    }
+
+    /// Run `f` on the object as kustomize holds it, build annotations included, then take
+    /// them out again (changes to them are dropped, as kustomize restores its own; an
+    /// annotations mapping left empty is removed, as in kustomize's output).
+    pub fn with_build_annotations<T>(&mut self, f: impl FnOnce(&mut Value) -> T) -> T {
+        let build = self.build_annotations();
+        if !build.is_empty() {
+            let meta = self.metadata_mut();
+            let ann = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if ann.is_null() {
+                *ann = Value::Object(Map::new());
+            }
+            if let Value::Object(a) = ann {
+                for (k, v) in build {
+                    a.insert(k, Value::String(v));
+                }
+            }
+        }
+        let out = f(&mut self.value);
+        if let Some(Value::Object(meta)) = self.value.get_mut("metadata")
+            && let Some(Value::Object(a)) = meta.get_mut("annotations")
+        {
+            a.retain(|k, _| !k.starts_with(INTERNAL_PREFIX));
+            if a.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+        out
+    }
+
     /// Has the resource been emptied (a `$patch: delete`)?
     pub fn is_empty(&self) -> bool {
         match &self.value {
@@ -351,7 +430,9 @@ pub fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
-/// Kinds the Kubernetes API (as bundled with kustomize) defines as cluster-scoped.
+/// Kinds the Kubernetes API (as bundled with kustomize) defines as cluster-scoped. Kinds newer
+/// than kustomize's bundled schema (ValidatingAdmissionPolicy and its binding) are namespaced
+/// as far as kustomize knows, so `namespace:` sets one on them, as `kubectl kustomize` does.
 fn is_cluster_scoped(group: &str, _version: &str, kind: &str) -> bool {
     matches!(
         (group, kind),
@@ -370,11 +451,6 @@ fn is_cluster_scoped(group: &str, _version: &str, kind: &str) -> bool {
             | (
                 "admissionregistration.k8s.io",
                 "ValidatingWebhookConfiguration"
-            )
-            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
-            | (
-                "admissionregistration.k8s.io",
-                "ValidatingAdmissionPolicyBinding"
             )
             | ("storage.k8s.io", "StorageClass")
             | ("storage.k8s.io", "VolumeAttachment")

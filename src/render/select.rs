@@ -74,6 +74,11 @@ impl Selector {
     }
 }
 
+/// Does a label (or annotation) map satisfy a Kubernetes selector? An empty selector matches.
+pub fn selector_matches(selector: &str, labels: &Map<String, Value>) -> Result<bool, String> {
+    Ok(matches_all(&parse_selector(selector)?, labels))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Requirement {
     Exists(String),

@@ -76,9 +76,13 @@ pub fn namespace(
                 }
             }
         }
+        // kustomize renames only `apiVersion: v1` Namespaces; a `Namespace` kind of another
+        // group is an ordinary object.
+        let core_namespace = r.api_version() == "v1";
         for spec in fieldspec::namespace_fields()
             .iter()
             .filter(|s| fieldspec::matches_gvk(s, &gvk))
+            .filter(|s| core_namespace || s.path != "metadata/name")
         {
             let result = fieldspec::visit(&mut r.value, spec, Create::Scalar, &mut |node| {
                 if node.is_object() || node.is_array() {
@@ -132,12 +136,33 @@ fn skips_renames(id_gvk: &Gvk) -> bool {
 
 /// `namePrefix:` and `nameSuffix:`.
 pub fn prefix_suffix(resources: &mut [Resource], prefix: &str, suffix: &str) {
+    prefix_suffix_where(resources, prefix, suffix, &|_| true);
+}
+
+/// A `PrefixSuffixTransformer` configuration: only objects its field specs select.
+pub fn prefix_suffix_for(
+    resources: &mut [Resource],
+    prefix: &str,
+    suffix: &str,
+    specs: &[FieldSpec],
+) {
+    prefix_suffix_where(resources, prefix, suffix, &|gvk| {
+        specs.iter().any(|s| fieldspec::matches_gvk(s, gvk))
+    });
+}
+
+fn prefix_suffix_where(
+    resources: &mut [Resource],
+    prefix: &str,
+    suffix: &str,
+    selected: &dyn Fn(&Gvk) -> bool,
+) {
     for (affix, is_prefix) in [(prefix, true), (suffix, false)] {
         if affix.is_empty() {
             continue;
         }
         for r in resources.iter_mut() {
-            if r.is_empty() || skips_renames(&r.org_id().gvk) {
+            if r.is_empty() || skips_renames(&r.org_id().gvk) || !selected(&r.gvk()) {
                 continue;
             }
             if is_prefix {
@@ -209,6 +234,19 @@ fn label_specs(l: &LabelSpec) -> Result<Vec<FieldSpec>, String> {
         }
     }
     Ok(specs)
+}
+
+/// Add `entries` at `specs` in every object (`LabelTransformer`, `AnnotationsTransformer`).
+pub fn set_map_entries(
+    resources: &mut [Resource],
+    specs: &[FieldSpec],
+    entries: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<(), RenderError> {
+    for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+        set_entries(r, specs, entries, what)?;
+    }
+    Ok(())
 }
 
 /// `commonAnnotations:`.

@@ -1,0 +1,427 @@
+//! `generators` and `transformers` entries whose documents configure kustomize's built-in
+//! plugins (`apiVersion: builtin`). Each configuration is turned into the kustomization field
+//! that runs the same built-in (a `LabelTransformer` is a `labels` entry, a `PatchTransformer`
+//! a `patches` entry, ...), so the built-ins behave exactly as they do from their fields. Any
+//! other plugin — exec, Go, container or KRM function — would run code and is refused.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::error::{Location, RenderError};
+use super::kustomization::{
+    FieldSpec, GeneratorKind, GeneratorOptions, GeneratorSpec, ImageSpec, Kustomization, PatchSpec,
+    ReplicaSpec, Spanned, Target,
+};
+use super::replace;
+use super::resource::scalar_text;
+
+/// What one configuration asks for.
+#[derive(Debug, Clone)]
+pub enum Config {
+    /// Run the transformers of this (otherwise empty) kustomization.
+    Transform(Box<Kustomization>),
+    /// Add map entries at these field specs (`LabelTransformer`, `AnnotationsTransformer`).
+    SetEntries {
+        specs: Vec<FieldSpec>,
+        entries: BTreeMap<String, String>,
+        what: &'static str,
+    },
+    /// Name prefix and suffix, on objects the field specs select.
+    PrefixSuffix {
+        prefix: String,
+        suffix: String,
+        specs: Vec<FieldSpec>,
+    },
+    /// Content hashes for generated objects now (`HashTransformer`).
+    Hash,
+    Generate(GeneratorSpec),
+}
+
+/// One configuration with where it came from.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub config: Config,
+    pub at: Location,
+}
+
+/// Built-in kinds baton does not run, with the reason.
+const DECLINED: &[(&str, &str)] = &[
+    (
+        "HelmChartInflationGenerator",
+        "Helm inflation runs the helm binary",
+    ),
+    (
+        "IAMPolicyGenerator",
+        "the GKE IAM policy generator is not implemented",
+    ),
+    (
+        "SortOrderTransformer",
+        "use the kustomization's sortOptions instead",
+    ),
+    (
+        "LegacyOrderTransformer",
+        "use the kustomization's sortOptions instead",
+    ),
+    (
+        "ValueAddTransformer",
+        "the alpha ValueAddTransformer is not implemented",
+    ),
+];
+
+struct Doc<'a> {
+    v: &'a Value,
+    at: &'a Location,
+    kind: &'a str,
+}
+
+impl Doc<'_> {
+    fn bad(&self, field: &str, want: &str) -> RenderError {
+        RenderError::invalid(
+            self.at.clone(),
+            format!("{}.{field}", self.kind),
+            format!("expected {want}"),
+        )
+    }
+
+    fn string(&self, field: &str) -> Result<String, RenderError> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Object(_) | Value::Array(_)) => Err(self.bad(field, "a string")),
+            Some(other) => Ok(scalar_text(other)),
+        }
+    }
+
+    fn meta(&self, field: &str) -> String {
+        self.v
+            .get("metadata")
+            .and_then(|m| m.get(field))
+            .map(scalar_text)
+            .unwrap_or_default()
+    }
+
+    fn boolean(&self, v: Option<&Value>, field: &str) -> Result<bool, RenderError> {
+        match v {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            _ => Err(self.bad(field, "true or false")),
+        }
+    }
+
+    fn strings(&self, field: &str) -> Result<Vec<String>, RenderError> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::Object(_) | Value::Array(_) => Err(self.bad(field, "a list of strings")),
+                    other => Ok(scalar_text(other)),
+                })
+                .collect(),
+            _ => Err(self.bad(field, "a list of strings")),
+        }
+    }
+
+    fn string_map(
+        &self,
+        v: Option<&Value>,
+        field: &str,
+    ) -> Result<BTreeMap<String, String>, RenderError> {
+        match v {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(self.bad(&format!("{field}.{k}"), "a string")),
+                })
+                .collect(),
+            _ => Err(self.bad(field, "a mapping of strings")),
+        }
+    }
+
+    fn field_specs(&self) -> Result<Vec<FieldSpec>, RenderError> {
+        let Some(v) = self.v.get("fieldSpecs").filter(|v| !v.is_null()) else {
+            return Ok(Vec::new());
+        };
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.bad("fieldSpecs", "a list"))?;
+        items
+            .iter()
+            .map(|i| {
+                let s = |k: &str| i.get(k).map(scalar_text).unwrap_or_default();
+                Ok(FieldSpec {
+                    group: s("group"),
+                    version: s("version"),
+                    kind: s("kind"),
+                    path: s("path"),
+                    create: self.boolean(i.get("create"), "fieldSpecs.create")?,
+                })
+            })
+            .collect()
+    }
+
+    fn target(&self, v: Option<&Value>) -> Option<Target> {
+        let t = v.filter(|v| v.is_object())?;
+        let s = |k: &str| t.get(k).map(scalar_text).unwrap_or_default();
+        Some(Target {
+            group: s("group"),
+            version: s("version"),
+            kind: s("kind"),
+            name: s("name"),
+            namespace: s("namespace"),
+            label_selector: s("labelSelector"),
+            annotation_selector: s("annotationSelector"),
+        })
+    }
+
+    fn generator(&self, kind: GeneratorKind) -> Result<GeneratorSpec, RenderError> {
+        let mut name = self.string("name")?;
+        if name.is_empty() {
+            name = self.meta("name");
+        }
+        let mut namespace = self.string("namespace")?;
+        if namespace.is_empty() {
+            namespace = self.meta("namespace");
+        }
+        let mut envs = self.strings("envs")?;
+        let env = self.string("env")?;
+        if !env.is_empty() {
+            envs.push(env);
+        }
+        let options = match self.v.get("options").filter(|o| !o.is_null()) {
+            None => None,
+            Some(o) => Some(GeneratorOptions {
+                labels: self.string_map(o.get("labels"), "options.labels")?,
+                annotations: self.string_map(o.get("annotations"), "options.annotations")?,
+                disable_name_suffix_hash: self.boolean(
+                    o.get("disableNameSuffixHash"),
+                    "options.disableNameSuffixHash",
+                )?,
+                immutable: self.boolean(o.get("immutable"), "options.immutable")?,
+            }),
+        };
+        let behavior = self.string("behavior")?;
+        if !matches!(behavior.as_str(), "" | "create" | "merge" | "replace") {
+            return Err(self.bad("behavior", "create, merge or replace"));
+        }
+        Ok(GeneratorSpec {
+            kind,
+            name,
+            namespace,
+            behavior,
+            literals: self.strings("literals")?,
+            files: self.strings("files")?,
+            envs,
+            options,
+            secret_type: self.string("type")?,
+            line: self.at.line.unwrap_or(1),
+        })
+    }
+}
+
+/// Read the configurations in one `generators`/`transformers` document. `field` says which
+/// list named it: a generator configuration under `transformers` (or the reverse) is refused,
+/// as kustomize refuses it.
+pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderError> {
+    let api_version = v.get("apiVersion").map(scalar_text).unwrap_or_default();
+    let kind = v.get("kind").map(scalar_text).unwrap_or_default();
+    let runs_code = v
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get("config.kubernetes.io/function"))
+        .is_some();
+    if api_version != "builtin" || runs_code {
+        return Err(RenderError::Unsupported {
+            at: at.clone(),
+            field: field.to_string(),
+            why: format!(
+                "{kind} ({api_version}) is not one of kustomize's built-in plugins; exec, Go, container and KRM-function plugins would run arbitrary code"
+            ),
+        });
+    }
+    if let Some((_, why)) = DECLINED.iter().find(|(k, _)| *k == kind) {
+        return Err(RenderError::Unsupported {
+            at: at.clone(),
+            field: format!("{field} ({kind})"),
+            why: why.to_string(),
+        });
+    }
+    let d = Doc { v, at, kind: &kind };
+    let is_generator = matches!(kind.as_str(), "ConfigMapGenerator" | "SecretGenerator");
+    if is_generator != (field == "generators") {
+        return Err(RenderError::invalid(
+            at.clone(),
+            field,
+            format!(
+                "{kind} is not a {}",
+                if field == "generators" {
+                    "generator"
+                } else {
+                    "transformer"
+                }
+            ),
+        ));
+    }
+    let mut k = Kustomization::empty(&at.file);
+    let line = at.line.unwrap_or(1);
+    let config = match kind.as_str() {
+        "ConfigMapGenerator" => Config::Generate(d.generator(GeneratorKind::ConfigMap)?),
+        "SecretGenerator" => Config::Generate(d.generator(GeneratorKind::Secret)?),
+        "LabelTransformer" | "AnnotationsTransformer" => {
+            let (key, what) = if kind == "LabelTransformer" {
+                ("labels", "adding labels")
+            } else {
+                ("annotations", "adding annotations")
+            };
+            Config::SetEntries {
+                specs: d.field_specs()?,
+                entries: d.string_map(v.get(key), key)?,
+                what,
+            }
+        }
+        "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
+            let specs = d.field_specs()?;
+            if let Some(fs) = specs.iter().find(|s| s.path != "metadata/name") {
+                return Err(RenderError::Unsupported {
+                    at: at.clone(),
+                    field: format!("{kind}.fieldSpecs"),
+                    why: format!(
+                        "prefixes and suffixes on {:?} (only metadata/name) are not implemented",
+                        fs.path
+                    ),
+                });
+            }
+            Config::PrefixSuffix {
+                prefix: d.string("prefix")?,
+                suffix: d.string("suffix")?,
+                specs,
+            }
+        }
+        "ImageTagTransformer" => {
+            let t = v.get("imageTag").cloned().unwrap_or(Value::Null);
+            let s = |f: &str| t.get(f).map(scalar_text).unwrap_or_default();
+            k.images.push(ImageSpec {
+                name: s("name"),
+                new_name: s("newName"),
+                new_tag: s("newTag"),
+                digest: s("digest"),
+                line,
+            });
+            Config::Transform(Box::new(k))
+        }
+        "ReplicaCountTransformer" => {
+            let r = v.get("replica").cloned().unwrap_or(Value::Null);
+            let count = match r.get("count") {
+                None | Some(Value::Null) => 0,
+                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
+                _ => return Err(d.bad("replica.count", "an integer")),
+            };
+            k.replicas.push(ReplicaSpec {
+                name: r.get("name").map(scalar_text).unwrap_or_default(),
+                count,
+                line,
+            });
+            Config::Transform(Box::new(k))
+        }
+        "NamespaceTransformer" => {
+            if d.boolean(v.get("unsetOnly"), "unsetOnly")? {
+                return Err(RenderError::Unsupported {
+                    at: at.clone(),
+                    field: format!("{kind}.unsetOnly"),
+                    why: "unsetOnly is not implemented".into(),
+                });
+            }
+            let subjects = d.string("setRoleBindingSubjects")?;
+            if !matches!(subjects.as_str(), "" | "defaultOnly") {
+                return Err(RenderError::Unsupported {
+                    at: at.clone(),
+                    field: format!("{kind}.setRoleBindingSubjects"),
+                    why: format!("{subjects:?} is not implemented (defaultOnly is)"),
+                });
+            }
+            k.namespace = d.meta("namespace");
+            Config::Transform(Box::new(k))
+        }
+        "PatchTransformer" => {
+            let options = v.get("options");
+            let flag = |f: &str| {
+                options
+                    .and_then(|o| o.get(f))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            let patch = d.string("patch")?;
+            k.patches.push(PatchSpec {
+                path: Some(d.string("path")?).filter(|s| !s.is_empty()),
+                patch: Some(patch.trim().to_string()).filter(|s| !s.is_empty()),
+                target: d.target(v.get("target")),
+                allow_name_change: flag("allowNameChange"),
+                allow_kind_change: flag("allowKindChange"),
+                line,
+                patch_line: line,
+            });
+            Config::Transform(Box::new(k))
+        }
+        "PatchJson6902Transformer" => {
+            k.patches_json6902.push(PatchSpec {
+                path: Some(d.string("path")?).filter(|s| !s.is_empty()),
+                patch: Some(d.string("jsonOp")?).filter(|s| !s.trim().is_empty()),
+                target: d.target(v.get("target")),
+                allow_name_change: false,
+                allow_kind_change: false,
+                line,
+                patch_line: line,
+            });
+            Config::Transform(Box::new(k))
+        }
+        "PatchStrategicMergeTransformer" => {
+            for p in d.strings("paths")? {
+                k.patches_strategic_merge.push(Spanned { value: p, line });
+            }
+            let inline = d.string("patches")?;
+            if !inline.trim().is_empty() {
+                k.patches_strategic_merge.push(Spanned {
+                    value: inline,
+                    line,
+                });
+            }
+            Config::Transform(Box::new(k))
+        }
+        "ReplacementTransformer" => {
+            let list = v.get("replacements").cloned().unwrap_or(Value::Null);
+            let text = serde_json::to_string(&list).unwrap_or_default();
+            k.replacements = replace::parse_inline_json(&text, &at.file, line)?;
+            Config::Transform(Box::new(k))
+        }
+        "HashTransformer" => Config::Hash,
+        other => {
+            return Err(RenderError::Unsupported {
+                at: at.clone(),
+                field: field.to_string(),
+                why: format!("{other:?} is not a built-in kustomize plugin"),
+            });
+        }
+    };
+    Ok(Plugin {
+        config,
+        at: at.clone(),
+    })
+}
+
+/// Does a `generators`/`transformers` entry hold configuration text rather than a path?
+pub fn is_inline(entry: &str) -> bool {
+    entry.contains('\n')
+}
+
+/// kustomize loads inline configurations first, then files and directories, each group in
+/// the order written.
+pub fn in_kustomize_order(
+    entries: &[super::kustomization::Spanned<String>],
+) -> Vec<&super::kustomization::Spanned<String>> {
+    let (mut inline, paths): (Vec<_>, Vec<_>) = entries.iter().partition(|e| is_inline(&e.value));
+    inline.extend(paths);
+    inline
+}

@@ -1,0 +1,349 @@
+//! The promotion world of the scenario tests and the promotion bench: the GitHub stand-in
+//! holding the example config repo, the people and teams its pipeline names, the registry's
+//! releases and the reconciler's deployments as plain values, and a brand-new engine (fresh
+//! client; a fresh clone unless asked to keep the last workdir) for every pass, as after a
+//! restart.
+
+use std::collections::BTreeMap;
+
+use baton::config::Secret;
+use baton::engine::{Engine, Outcome};
+use baton::forge::github::{GitHubAuth, GitHubForge, GitHubOptions};
+use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
+use baton::gitrepo::trailers::Promotion;
+use baton::image::Digest;
+use baton::promote::plan::Release;
+use baton::promote::state::{DeployState, Deployment};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sim::forge::{Forge, Permission, PullView, ReviewState};
+
+use crate::example::{example_files, git, seed_repo};
+
+pub const OWNER: &str = "shop";
+pub const REPO: &str = "config";
+pub const STATUS_MARKER: &str = "<!-- baton:status -->";
+
+/// Tuesday 2026-11-24 10:00 in Berlin: inside prod's window, outside the freeze.
+pub fn tuesday_morning() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()
+}
+
+/// Where a new engine keeps its clone of the config repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workdir {
+    /// A new, empty directory: a full clone, as a new process on a new volume.
+    New,
+    /// The directory the previous engine used: a fetch, as a restarted process.
+    Kept,
+}
+
+pub struct World {
+    pub forge: Forge,
+    pub dir: tempfile::TempDir,
+    /// Workdirs made so far; the last one is [`Workdir::Kept`].
+    pub workdirs: usize,
+    pub releases: BTreeMap<String, Release>,
+    pub deployments: BTreeMap<(String, String), Deployment>,
+    pub now: DateTime<Utc>,
+    /// The GitHub client options of every engine built from now on.
+    pub options: GitHubOptions,
+}
+
+impl World {
+    /// The example config repo as it is.
+    pub async fn new() -> Self {
+        Self::with_pipeline(|text| text).await
+    }
+
+    /// The example config repo with `policies/pipeline.yaml` passed through `edit`.
+    pub async fn with_pipeline(edit: impl FnOnce(String) -> String) -> Self {
+        let mut edit = Some(edit);
+        let files: Vec<(String, String)> = example_files()
+            .into_iter()
+            .map(|(p, t)| match edit.take() {
+                Some(edit) if p == "policies/pipeline.yaml" => (p, edit(t)),
+                other => {
+                    edit = other;
+                    (p, t)
+                }
+            })
+            .collect();
+        Self::with_files(&files).await
+    }
+
+    /// A config repo of `files` (repo-relative path, text), with the example's people.
+    pub async fn with_files(files: &[(String, String)]) -> Self {
+        baton::tls::install_crypto_provider();
+        let forge = Forge::start().await.unwrap();
+        seed_repo(&forge, OWNER, REPO, files);
+        for (login, perm) in [
+            ("alice", Permission::Write),
+            ("bob", Permission::Write),
+            ("carol", Permission::Maintain),
+            ("dev", Permission::Write),
+            ("eve", Permission::Read),
+            ("ci", Permission::Write),
+        ] {
+            forge.add_user(login, perm);
+        }
+        forge.add_team("shop", "release-managers", &["alice", "bob", "carol"]);
+        Self {
+            forge,
+            dir: tempfile::tempdir().unwrap(),
+            workdirs: 0,
+            releases: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            now: tuesday_morning(),
+            options: GitHubOptions::default(),
+        }
+    }
+
+    /// A brand-new engine, as after a restart: a fresh clone and a fresh client.
+    pub fn engine(&mut self) -> Engine<GitHubForge> {
+        self.engine_in(Workdir::New)
+    }
+
+    /// A brand-new engine (fresh client) whose clone is in `workdir`.
+    pub fn engine_in(&mut self, workdir: Workdir) -> Engine<GitHubForge> {
+        if workdir == Workdir::New || self.workdirs == 0 {
+            self.workdirs += 1;
+        }
+        let token = Secret::new(self.forge.bot_token());
+        let repo = ConfigRepo::open(
+            &self.dir.path().join(format!("clone-{}", self.workdirs)),
+            Remote {
+                url: self.forge.git_url(OWNER, REPO),
+                branch: "main".into(),
+                auth: Auth::Token(token.clone()),
+            },
+            Identity::default(),
+        )
+        .unwrap();
+        let forge = GitHubForge::new(
+            &self.forge.url(),
+            &format!("{OWNER}/{REPO}"),
+            GitHubAuth::Token(token),
+            self.forge.bot_login(),
+            self.options.clone(),
+        )
+        .unwrap();
+        Engine::new(forge, repo)
+    }
+
+    /// One promotion pass of `engine` on the world's releases, deployments and clock; panics
+    /// if it fails.
+    pub async fn run(&self, engine: &Engine<GitHubForge>) -> Vec<Outcome> {
+        engine
+            .run_once(&self.releases, &self.deployments, self.now)
+            .await
+            .unwrap()
+    }
+
+    /// One promotion pass on a new engine with a fresh clone; panics if it fails.
+    pub async fn pass(&mut self) -> Vec<Outcome> {
+        self.pass_in(Workdir::New).await
+    }
+
+    /// One promotion pass on a new engine whose clone is in `workdir`; panics if it fails.
+    pub async fn pass_in(&mut self, workdir: Workdir) -> Vec<Outcome> {
+        let engine = self.engine_in(workdir);
+        self.run(&engine).await
+    }
+
+    /// The registry's newest blessed release of `app` is now `tag` (digest derived from it).
+    pub fn release(&mut self, app: &str, tag: &str) -> Digest {
+        let digest = Digest::of(format!("{app}:{tag}").as_bytes());
+        self.releases.insert(
+            app.into(),
+            Release {
+                tag: Some(tag.into()),
+                digest: digest.clone(),
+            },
+        );
+        digest
+    }
+
+    /// `env` runs `digest` of `app`, healthy for `since`.
+    pub fn healthy(&mut self, env: &str, app: &str, digest: &Digest, since: Duration) {
+        self.deployments.insert(
+            (env.into(), app.into()),
+            Deployment {
+                env: env.into(),
+                app: app.into(),
+                digest: digest.clone(),
+                state: DeployState::Healthy,
+                healthy_since: Some(self.now - since),
+            },
+        );
+    }
+
+    /// Every open pull request.
+    pub fn open_prs(&self) -> Vec<PullView> {
+        self.forge
+            .pulls(OWNER, REPO)
+            .into_iter()
+            .filter(|p| p.open)
+            .collect()
+    }
+
+    /// The open pull requests from branch `head`.
+    pub fn open_prs_from(&self, head: &str) -> Vec<PullView> {
+        self.open_prs()
+            .into_iter()
+            .filter(|p| p.head_ref == head)
+            .collect()
+    }
+
+    /// The one open PR of `app` to `env`; panics unless there is exactly one.
+    pub fn pr_for(&self, env: &str, app: &str) -> PullView {
+        let head = format!("baton/{env}/{app}");
+        let mut prs = self.open_prs_from(&head);
+        assert_eq!(
+            prs.len(),
+            1,
+            "expected exactly one open PR for {head}: {prs:?}"
+        );
+        prs.remove(0)
+    }
+
+    /// A file on the config branch.
+    pub fn main_file(&self, path: &str) -> String {
+        git(
+            &self.forge.repo_path(OWNER, REPO),
+            &["show", &format!("main:{path}")],
+        )
+    }
+
+    /// The trailers of the config branch tip.
+    pub fn last_promotion(&self) -> Promotion {
+        let msg = git(
+            &self.forge.repo_path(OWNER, REPO),
+            &["log", "-1", "--format=%B", "main"],
+        );
+        Promotion::parse(&msg).unwrap_or_else(|| panic!("no trailers in {msg}"))
+    }
+
+    /// Every promotion commit on the config branch, newest first.
+    pub fn promotions(&self) -> Vec<Promotion> {
+        git(
+            &self.forge.repo_path(OWNER, REPO),
+            &["log", "--format=%B%x00", "main"],
+        )
+        .split('\0')
+        .filter_map(Promotion::parse)
+        .collect()
+    }
+
+    /// Calls that change something, by route (a Git fetch is a POST to git-upload-pack but
+    /// reads).
+    pub fn write_calls(&self) -> BTreeMap<String, u64> {
+        self.forge
+            .calls()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("GET ") && !k.ends_with("/git-upload-pack"))
+            .collect()
+    }
+
+    /// How many calls changed something.
+    pub fn writes(&self) -> u64 {
+        self.write_calls().values().sum()
+    }
+
+    /// CI's `baton/validate` passes on `sha`.
+    pub fn validate_passes(&self, sha: &str) {
+        self.forge
+            .set_status_as("ci", OWNER, REPO, sha, "baton/validate", "success")
+            .unwrap();
+    }
+
+    /// Walk web 1.5.0 through dev and staging (soaked, checks green) so that prod has a PR,
+    /// whose checks are green too.
+    pub async fn walk_to_prod(&mut self) -> (Digest, PullView) {
+        let v = self.release("web", "1.5.0");
+        self.pass().await;
+        self.pass().await;
+        self.healthy("dev", "web", &v, Duration::minutes(15));
+        self.pass().await;
+        let staging = self.pr_for("staging", "web");
+        self.validate_passes(&staging.head_sha);
+        self.pass().await;
+        self.healthy("staging", "web", &v, Duration::hours(2));
+        self.pass().await;
+        let prod = self.pr_for("prod", "web");
+        self.validate_passes(&prod.head_sha);
+        (v, prod)
+    }
+
+    /// `who` approves `pr` at its head.
+    pub fn approve(&self, who: &str, pr: u64) {
+        self.forge
+            .review_as(who, OWNER, REPO, pr, ReviewState::Approved, "")
+            .unwrap();
+    }
+
+    /// The two release managers prod needs (alice and bob) approve `pr`.
+    pub fn team_approves(&self, pr: u64) {
+        for who in ["alice", "bob"] {
+            self.approve(who, pr);
+        }
+    }
+
+    /// `who` comments `body` on `pr`; the comment id.
+    pub fn comment(&self, who: &str, pr: u64, body: &str) -> u64 {
+        self.forge.comment_as(who, OWNER, REPO, pr, body).unwrap()
+    }
+
+    /// The bot's comments on `pr`, oldest first.
+    pub fn bot_comments(&self, pr: u64) -> Vec<String> {
+        let bot = self.forge.bot_login();
+        self.forge
+            .comments(OWNER, REPO, pr)
+            .into_iter()
+            .filter(|c| c.user == bot)
+            .map(|c| c.body)
+            .collect()
+    }
+
+    /// The bot's comments on `pr` other than its status comment: its answers.
+    pub fn replies(&self, pr: u64) -> Vec<String> {
+        self.bot_comments(pr)
+            .into_iter()
+            .filter(|b| !b.starts_with(STATUS_MARKER))
+            .collect()
+    }
+
+    /// The bot's status comment on `pr`; panics unless there is exactly one.
+    pub fn status_comment(&self, pr: u64) -> String {
+        let mut status: Vec<String> = self
+            .bot_comments(pr)
+            .into_iter()
+            .filter(|b| b.starts_with(STATUS_MARKER))
+            .collect();
+        assert_eq!(status.len(), 1, "one status comment on #{pr}: {status:?}");
+        status.remove(0)
+    }
+
+    /// The timeline of `pr`'s status comment.
+    pub fn timeline(&self, pr: u64) -> Vec<String> {
+        baton::engine::text::timeline(&self.status_comment(pr))
+    }
+}
+
+/// Whether a pass merged a PR to `env`.
+pub fn merged(out: &[Outcome], env: &str) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Outcome::Merged { env: e, .. } if e == env))
+}
+
+/// How many PRs to `env` a pass opened.
+pub fn opened(out: &[Outcome], env: &str) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Outcome::Opened { env: e, .. } if e == env))
+        .count()
+}
+
+/// Whether a pass left a PR waiting on a gate whose description starts with `gate`.
+pub fn waiting_on(out: &[Outcome], gate: &str) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with(gate)))
+}
