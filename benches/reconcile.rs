@@ -201,9 +201,8 @@ async fn bench(url: &str, n: usize) {
         let planned = baton::reconcile::apply::resolve(&ctx, "bench", desired)
             .await
             .unwrap();
-        let kinds: Vec<_> = planned.iter().filter_map(|p| p.kind.clone()).collect();
         let t = Instant::now();
-        let live = baton::reconcile::apply::list_live(&ctx, "bench", &kinds)
+        let live = baton::reconcile::apply::list_live(&ctx, "bench", &planned)
             .await
             .unwrap();
         let list_took = t.elapsed();

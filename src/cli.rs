@@ -262,6 +262,11 @@ pub struct BumpArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    /// Also check the environments against the clusters of this runtime config: each
+    /// environment's cluster is defined, and under `scope: namespaces` it renders no
+    /// cluster-scoped objects and nothing outside the cluster's `namespaces`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -461,7 +466,18 @@ fn registry_credentials(
 }
 
 fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let diagnostics = crate::config::validate::validate_repo(&global.repo);
+    let mut diagnostics = crate::config::validate::validate_repo(&global.repo);
+    if let Some(path) = &args.config {
+        let runtime = crate::config::RuntimeConfig::load(path, std::env::vars())?;
+        if let Ok(loaded) = crate::config::Pipeline::load(&global.repo) {
+            diagnostics.extend(crate::reconcile::scope::check_environments(
+                &global.repo,
+                &loaded.pipeline,
+                &runtime,
+                &path.display().to_string(),
+            ));
+        }
+    }
     let valid = diagnostics.is_empty();
     match args.output {
         Output::Json => {

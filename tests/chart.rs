@@ -1,377 +1,16 @@
-//! `charts/baton`, rendered without helm: a minimal Go-template renderer (the subset the
-//! chart keeps to) renders every template with the default values and with overrides, and
-//! the objects are checked structurally — YAML parses, the expected kinds exist, replicas,
-//! probes, RBAC rules, the ServiceMonitor only when enabled, secrets referenced and never
-//! inlined, and the ConfigMap's `baton.yaml` loads as baton's runtime config.
-//!
-//! The subset: `{{ pipeline }}` and `{{- … -}}` trimming; `if`/`else`/`end`, `range` over a
-//! list (with `.` and `$`); operands `.Values.a.b`, `.`, `$.x`, string/number/bool literals;
-//! functions `eq ne not and or default quote toYaml nindent indent`; `|` pipes. Anything else
-//! is a test failure, which keeps the chart within it.
+//! `charts/baton`, rendered by real helm (`helm template`, the helm `scripts/kube-assets`
+//! builds) with the default values and with overrides, and the objects checked structurally —
+//! the expected kinds exist, replicas, probes, RBAC rules, the ServiceMonitor only when
+//! enabled, secrets referenced and never inlined, and the ConfigMap's `baton.yaml` loads as
+//! baton's runtime config. `helm lint` passes in both RBAC scopes, and values helm must refuse
+//! are refused. `tests/chart_real.rs` installs the rendered chart on a real API server.
+
+mod chart_support;
 
 use std::path::Path;
 
+use chart_support::{chart_dir, helm_run, render_chart};
 use serde_json::{Value, json};
-
-// ---------------------------------------------------------------------------------------
-// The renderer.
-
-#[derive(Debug)]
-enum Node {
-    Text(String),
-    Output(String),
-    If(String, Vec<Node>, Vec<Node>),
-    Range(String, Vec<Node>),
-}
-
-/// Split into text and actions, applying `{{-` / `-}}` whitespace trimming.
-fn lex(src: &str) -> Vec<(bool, String)> {
-    let mut out: Vec<(bool, String)> = Vec::new();
-    let mut rest = src;
-    let mut trim_next = false;
-    while let Some(start) = rest.find("{{") {
-        let mut text = rest[..start].to_string();
-        if trim_next {
-            text = text.trim_start().to_string();
-        }
-        let after = &rest[start + 2..];
-        let end = after.find("}}").expect("unclosed {{");
-        let mut body = &after[..end];
-        if let Some(b) = body.strip_prefix('-') {
-            text = text.trim_end().to_string();
-            body = b;
-        }
-        trim_next = false;
-        if let Some(b) = body.strip_suffix('-') {
-            trim_next = true;
-            body = b;
-        }
-        out.push((false, text));
-        out.push((true, body.trim().to_string()));
-        rest = &after[end + 2..];
-    }
-    let mut text = rest.to_string();
-    if trim_next {
-        text = text.trim_start().to_string();
-    }
-    out.push((false, text));
-    out
-}
-
-fn parse(tokens: &mut std::vec::IntoIter<(bool, String)>, until_end: bool) -> (Vec<Node>, String) {
-    let mut nodes = Vec::new();
-    while let Some((action, s)) = tokens.next() {
-        if !action {
-            nodes.push(Node::Text(s));
-            continue;
-        }
-        if s == "end" || s == "else" {
-            assert!(until_end, "unexpected {{{{ {s} }}}}");
-            return (nodes, s);
-        }
-        if let Some(cond) = s.strip_prefix("if ") {
-            let (then, stop) = parse(tokens, true);
-            let otherwise = if stop == "else" {
-                let (e, stop) = parse(tokens, true);
-                assert_eq!(stop, "end", "else must be followed by end");
-                e
-            } else {
-                Vec::new()
-            };
-            nodes.push(Node::If(cond.trim().to_string(), then, otherwise));
-        } else if let Some(list) = s.strip_prefix("range ") {
-            let (body, stop) = parse(tokens, true);
-            assert_eq!(stop, "end", "range … else is not in the subset");
-            nodes.push(Node::Range(list.trim().to_string(), body));
-        } else {
-            assert!(
-                !s.starts_with("/*")
-                    && !["with ", "define ", "template ", "block "]
-                        .iter()
-                        .any(|k| s.starts_with(k))
-                    && !s.contains(":="),
-                "{{{{ {s} }}}} is outside the template subset the chart keeps to"
-            );
-            nodes.push(Node::Output(s));
-        }
-    }
-    assert!(!until_end, "missing {{{{ end }}}}");
-    (nodes, String::new())
-}
-
-/// Split on `sep` outside quotes and parentheses.
-fn split_top(s: &str, sep: char) -> Vec<String> {
-    let (mut out, mut cur, mut depth, mut quoted) = (Vec::new(), String::new(), 0, false);
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => quoted = !quoted,
-            '\\' if quoted => {
-                cur.push(c);
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-                continue;
-            }
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth -= 1,
-            c if c == sep && !quoted && depth == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    out.push(cur);
-    out.into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-fn lookup(mut v: &Value, path: &str) -> Value {
-    for key in path.split('.').filter(|k| !k.is_empty()) {
-        match v.get(key) {
-            Some(next) => v = next,
-            None => return Value::Null,
-        }
-    }
-    v.clone()
-}
-
-fn text_of(v: &Value, what: &str) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => panic!("{what} is {other}, which does not print as text"),
-    }
-}
-
-fn to_yaml(v: &Value) -> String {
-    yaml_serde::to_string(v).unwrap().trim_end().to_string()
-}
-
-fn indent(n: usize, s: &str) -> String {
-    let pad = " ".repeat(n);
-    s.lines()
-        .map(|l| format!("{pad}{l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-struct Scope<'a> {
-    root: &'a Value,
-    dot: &'a Value,
-}
-
-fn operand(tok: &str, scope: &Scope<'_>) -> Value {
-    if let Some(inner) = tok.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
-        return pipeline(inner, scope);
-    }
-    if tok.starts_with('"') {
-        return Value::String(serde_json::from_str(tok).expect("a Go string literal"));
-    }
-    if tok == "." {
-        return scope.dot.clone();
-    }
-    if let Some(path) = tok.strip_prefix('.') {
-        return lookup(scope.dot, path);
-    }
-    if let Some(path) = tok.strip_prefix('$') {
-        return lookup(scope.root, path);
-    }
-    if let Ok(v) = serde_json::from_str::<Value>(tok)
-        && (v.is_number() || v.is_boolean())
-    {
-        return v;
-    }
-    panic!("operand {tok:?} is outside the template subset")
-}
-
-fn call(name: &str, args: Vec<Value>) -> Value {
-    let n = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
-    match (name, args.len()) {
-        ("eq", 2) => json!(n(0) == n(1)),
-        ("ne", 2) => json!(n(0) != n(1)),
-        ("not", 1) => json!(!truthy(&n(0))),
-        ("and", _) => args
-            .iter()
-            .find(|a| !truthy(a))
-            .or(args.last())
-            .cloned()
-            .unwrap_or(Value::Null),
-        ("or", _) => args
-            .iter()
-            .find(|a| truthy(a))
-            .or(args.last())
-            .cloned()
-            .unwrap_or(Value::Null),
-        ("default", 2) => {
-            if truthy(&n(1)) {
-                n(1)
-            } else {
-                n(0)
-            }
-        }
-        ("quote", 1) => {
-            Value::String(serde_json::to_string(&text_of(&n(0), "quote's argument")).unwrap())
-        }
-        ("toYaml", 1) => Value::String(to_yaml(&n(0))),
-        ("nindent", 2) => Value::String(format!(
-            "\n{}",
-            indent(
-                n(0).as_u64().unwrap() as usize,
-                &text_of(&n(1), "nindent's argument")
-            )
-        )),
-        ("indent", 2) => Value::String(indent(
-            n(0).as_u64().unwrap() as usize,
-            &text_of(&n(1), "indent's argument"),
-        )),
-        _ => panic!(
-            "function {name} with {} argument(s) is outside the template subset",
-            args.len()
-        ),
-    }
-}
-
-fn is_function(tok: &str) -> bool {
-    tok.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && tok != "true" && tok != "false"
-}
-
-fn pipeline(src: &str, scope: &Scope<'_>) -> Value {
-    let mut acc: Option<Value> = None;
-    for cmd in split_top(src, '|') {
-        let toks = split_top(&cmd, ' ');
-        let value = if is_function(&toks[0]) {
-            let mut args: Vec<Value> = toks[1..].iter().map(|t| operand(t, scope)).collect();
-            args.extend(acc.take());
-            call(&toks[0], args)
-        } else {
-            assert!(acc.is_none() && toks.len() == 1, "bad command {cmd:?}");
-            operand(&toks[0], scope)
-        };
-        acc = Some(value);
-    }
-    acc.expect("empty action")
-}
-
-fn exec(nodes: &[Node], scope: &Scope<'_>, out: &mut String) {
-    for node in nodes {
-        match node {
-            Node::Text(t) => out.push_str(t),
-            Node::Output(p) => {
-                let v = pipeline(p, scope);
-                assert!(
-                    !v.is_null(),
-                    "{{{{ {p} }}}} has no value (a typo in the template?)"
-                );
-                out.push_str(&text_of(&v, p));
-            }
-            Node::If(cond, then, otherwise) => {
-                let branch = if truthy(&pipeline(cond, scope)) {
-                    then
-                } else {
-                    otherwise
-                };
-                exec(branch, scope, out);
-            }
-            Node::Range(list, body) => {
-                let v = pipeline(list, scope);
-                for item in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-                    exec(
-                        body,
-                        &Scope {
-                            root: scope.root,
-                            dot: item,
-                        },
-                        out,
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn render_template(src: &str, root: &Value) -> String {
-    let (nodes, _) = parse(&mut lex(src).into_iter(), false);
-    let mut out = String::new();
-    exec(&nodes, &Scope { root, dot: root }, &mut out);
-    out
-}
-
-/// Helm's value merge: maps merge key by key, anything else replaces.
-fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
-    }
-}
-
-fn chart_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/baton"))
-}
-
-fn yaml_file(path: &Path) -> Value {
-    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Every object the chart renders with `overrides` over values.yaml.
-fn render_chart(release: &str, namespace: &str, overrides: Value) -> Vec<Value> {
-    let chart = yaml_file(&chart_dir().join("Chart.yaml"));
-    let mut values = yaml_file(&chart_dir().join("values.yaml"));
-    merge(&mut values, &overrides);
-    let root = json!({
-        "Values": values,
-        "Release": { "Name": release, "Namespace": namespace },
-        "Chart": { "Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"] },
-    });
-    let mut files: Vec<_> = std::fs::read_dir(chart_dir().join("templates"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    let mut objects = Vec::new();
-    for file in files {
-        let text = render_template(&std::fs::read_to_string(&file).unwrap(), &root);
-        for doc in text.split("\n---\n") {
-            let doc = doc.strip_prefix("---\n").unwrap_or(doc);
-            let v: Value = yaml_serde::from_str(doc)
-                .unwrap_or_else(|e| panic!("{} renders invalid YAML: {e}\n{doc}", file.display()));
-            if !v.is_null() {
-                assert!(
-                    v["apiVersion"].is_string()
-                        && v["kind"].is_string()
-                        && v["metadata"]["name"].is_string(),
-                    "{}: an object needs apiVersion, kind and metadata.name:\n{doc}",
-                    file.display()
-                );
-                objects.push(v);
-            }
-        }
-    }
-    objects
-}
 
 fn kinds(objects: &[Value]) -> Vec<String> {
     let mut k: Vec<String> = objects
@@ -680,7 +319,13 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
         prod.namespace, "ops",
         "the in-cluster inventory lives in the release namespace"
     );
+    assert_eq!(
+        prod.allowed_namespaces(),
+        Some(&["shop".to_string(), "payments".to_string()][..]),
+        "the in-cluster cluster gets the chart's RBAC scope"
+    );
     assert_eq!(cfg.clusters["staging"].context.as_deref(), Some("stg"));
+    assert_eq!(cfg.clusters["staging"].allowed_namespaces(), None);
     // Apply/prune only in the listed namespaces, bound to the named service account.
     for ns in ["shop", "payments"] {
         let role = objects
@@ -716,21 +361,59 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
 }
 
 #[test]
-fn the_renderer_refuses_what_is_outside_its_subset_and_missing_values() {
-    let root = json!({"Values": {"a": 1}});
-    for bad in [
-        "{{ include \"x\" . }}",
-        "{{ .Values.missing }}",
-        "{{ with .Values.a }}x{{ end }}",
+fn helm_lints_the_chart_in_both_rbac_scopes() {
+    let chart = chart_dir().to_str().unwrap();
+    for overrides in [
+        json!({}),
+        json!({"rbac": {"scope": "namespaces", "namespaces": ["shop", "payments"], "bindAndEscalate": true},
+               "config": {"inClusterClusters": ["prod"]}}),
     ] {
-        let result = std::panic::catch_unwind(|| render_template(bad, &root));
-        assert!(result.is_err(), "{bad} should be refused");
+        let (ok, stdout, stderr) = helm_run(&["lint", "--strict", chart], &overrides);
+        assert!(ok, "helm lint {overrides}:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
     }
-    assert_eq!(
-        render_template(
-            "a:\n  {{- if .Values.a }}\n  b: {{ .Values.a | quote }}\n  {{- end }}\n",
-            &root
+}
+
+#[test]
+fn helm_refuses_an_unknown_scope_and_a_namespaces_scope_without_namespaces() {
+    let chart = chart_dir().to_str().unwrap();
+    for (overrides, says) in [
+        (
+            json!({"rbac": {"scope": "everywhere"}}),
+            "rbac.scope must be cluster or namespaces",
         ),
-        "a:\n  b: \"1\"\n"
-    );
+        (
+            json!({"rbac": {"scope": "namespaces"}}),
+            "needs rbac.namespaces",
+        ),
+    ] {
+        let (ok, _, stderr) = helm_run(&["template", "baton", chart], &overrides);
+        assert!(!ok, "{overrides} rendered");
+        assert!(stderr.contains(says), "{overrides}: {stderr}");
+    }
+}
+
+#[test]
+fn bind_and_escalate_adds_exactly_those_verbs_on_roles_in_either_scope() {
+    for rbac in [
+        json!({"bindAndEscalate": true}),
+        json!({"bindAndEscalate": true, "scope": "namespaces", "namespaces": ["shop"]}),
+    ] {
+        let objects = render_chart("baton", "ops", json!({ "rbac": rbac }));
+        let role = objects
+            .iter()
+            .find(|o| {
+                o["metadata"]["name"] == "baton-apply" || o["metadata"]["name"] == "baton-ops"
+            })
+            .unwrap();
+        let rules = role["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2, "{role}");
+        assert_eq!(
+            rules[1],
+            json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles"], "verbs": ["bind", "escalate"]})
+        );
+    }
+    let plain = render_chart("baton", "ops", json!({}));
+    let role = find(&plain, "ClusterRole", "baton-ops");
+    assert_eq!(role["rules"].as_array().unwrap().len(), 1);
 }

@@ -217,3 +217,86 @@ fn a_rego_policy_that_does_not_compile_is_reported_with_its_file() {
     });
     assert_says(&out, "error: policies/broken.rego: Rego does not compile");
 }
+
+/// A baton.yaml with the example's three clusters, each limited to its environment's namespace
+/// (as the chart's `rbac.scope: namespaces` grants), or cluster-wide.
+fn runtime_config(dir: &std::path::Path, namespaces_scope: bool) -> std::path::PathBuf {
+    let mut yaml = String::from("repo:\n  url: https://github.com/shop/config.git\nclusters:\n");
+    for env in ["dev", "staging", "prod"] {
+        yaml.push_str(&format!("  {env}:\n    kubeconfig: /etc/kube/{env}\n"));
+        if namespaces_scope {
+            yaml.push_str(&format!(
+                "    scope: namespaces\n    namespaces: [shop-{env}]\n"
+            ));
+        }
+    }
+    let file = dir.join("baton.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    file
+}
+
+fn validate_with(repo: &std::path::Path, config: &std::path::Path) -> (i32, String) {
+    let out = baton(&[
+        "validate",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    (out.status.code().unwrap(), stdout(&out))
+}
+
+#[test]
+fn under_a_namespaces_scope_an_environment_rendering_cluster_scoped_objects_fails_with_the_reason()
+{
+    let repo = example_repo();
+    let dir = tempfile::tempdir().unwrap();
+    // Cluster-wide: the example's Namespace objects are fine.
+    let (code, out) = validate_with(repo.path(), &runtime_config(dir.path(), false));
+    assert_eq!(code, 0, "{out}");
+    // Namespaces: each environment's Namespace object is refused, naming it and why.
+    let config = runtime_config(dir.path(), true);
+    let (code, out) = validate_with(repo.path(), &config);
+    assert_eq!(code, 1, "{out}");
+    for env in ["dev", "staging", "prod"] {
+        assert!(
+            out.contains(&format!(
+                "error: environments/{env}: Namespace/shop-{env}: cluster-scoped, and baton's RBAC scope is the namespaces shop-{env} (cluster `{env}` has scope: namespaces in"
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("deploy baton with rbac.scope: cluster"),
+        "{out}"
+    );
+    assert!(out.contains("3 problem(s) found"), "{out}");
+    // Without the Namespace objects (the platform team creates the namespaces), it is valid;
+    // a ClusterRole is not (the overlay's `namespace:` puts every namespaced object in
+    // shop-dev, so that is all it can break).
+    for env in ["dev", "staging", "prod"] {
+        edit(
+            repo.path(),
+            &format!("environments/{env}/kustomization.yaml"),
+            "  - namespace.yaml\n",
+            "",
+        );
+    }
+    let (code, out) = validate_with(repo.path(), &config);
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(
+        repo.path().join("environments/dev/extra.yaml"),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\nrules: []\n",
+    )
+    .unwrap();
+    edit(
+        repo.path(),
+        "environments/dev/kustomization.yaml",
+        "resources:\n",
+        "resources:\n  - extra.yaml\n",
+    );
+    let (code, out) = validate_with(repo.path(), &config);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ClusterRole/reader: cluster-scoped"), "{out}");
+    assert!(out.contains("1 problem(s) found"), "{out}");
+}

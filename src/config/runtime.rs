@@ -150,6 +150,40 @@ pub struct ClusterConfig {
     /// Namespace where baton keeps its inventory and lease.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// What baton's RBAC lets it touch: `cluster` (any namespace and cluster-scoped objects;
+    /// the chart's `rbac.scope: cluster`), or `namespaces` (only objects in `namespaces`, listed
+    /// and watched per namespace; the chart's `rbac.scope: namespaces`).
+    #[serde(default, skip_serializing_if = "ClusterScope::is_cluster")]
+    pub scope: ClusterScope,
+    /// The namespaces baton may use under `scope: namespaces` (the chart's `rbac.namespaces`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+}
+
+/// How far baton's permissions on a cluster reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClusterScope {
+    #[default]
+    Cluster,
+    Namespaces,
+}
+
+impl ClusterScope {
+    pub fn is_cluster(&self) -> bool {
+        *self == ClusterScope::Cluster
+    }
+}
+
+impl ClusterConfig {
+    /// The namespaces baton is limited to on this cluster, or `None` when it may act
+    /// cluster-wide.
+    pub fn allowed_namespaces(&self) -> Option<&[String]> {
+        match self.scope {
+            ClusterScope::Cluster => None,
+            ClusterScope::Namespaces => Some(&self.namespaces),
+        }
+    }
 }
 
 /// Loop intervals. Webhooks make these a safety net, not the main path.
@@ -274,6 +308,34 @@ impl RuntimeConfig {
                     "set exactly one of inCluster: true or kubeconfig: <path>",
                 )));
             }
+            let problem = match (c.scope, c.namespaces.is_empty()) {
+                (ClusterScope::Namespaces, true) => Some(
+                    "scope: namespaces needs the namespaces baton may use (namespaces: [shop, ...]), as the chart's rbac.namespaces grants them",
+                ),
+                (ClusterScope::Cluster, false) => Some(
+                    "namespaces: is only used with scope: namespaces (set it, or remove namespaces:)",
+                ),
+                _ => None,
+            };
+            let bad_name = c.namespaces.iter().find(|n| !is_dns_label(n));
+            if let Some(message) = problem {
+                let pos = tree.lookup(&format!("clusters.{name}")).0.pos;
+                return Err(RuntimeConfigError::Invalid(Diagnostic::new(
+                    file,
+                    Some(pos),
+                    format!("clusters.{name}.namespaces"),
+                    message,
+                )));
+            }
+            if let Some(n) = bad_name {
+                let pos = tree.lookup(&format!("clusters.{name}.namespaces")).0.pos;
+                return Err(RuntimeConfigError::Invalid(Diagnostic::new(
+                    file,
+                    Some(pos),
+                    format!("clusters.{name}.namespaces"),
+                    format!("{n:?} is not a namespace name (lowercase letters, digits and '-')"),
+                )));
+            }
         }
         if cfg.repo.url.trim().is_empty() {
             return Err(invalid("repo.url", "is empty".into()));
@@ -296,6 +358,16 @@ impl RuntimeConfig {
         let parts: Vec<_> = path.rsplitn(3, '/').collect();
         (parts.len() >= 2).then(|| format!("{}/{}", parts[1], parts[0]))
     }
+}
+
+/// A Kubernetes namespace name (an RFC 1123 label).
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 #[cfg(test)]
@@ -358,6 +430,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("clusters.dev"), "{e}");
+    }
+
+    #[test]
+    fn a_namespaces_scope_names_its_namespaces_and_a_cluster_scope_names_none() {
+        let parse = |cluster: &str| {
+            RuntimeConfig::parse(
+                "baton.yaml",
+                &format!("{MINIMAL}clusters:\n  dev: {cluster}\n"),
+                [],
+            )
+        };
+        let c =
+            parse("{ kubeconfig: /k, scope: namespaces, namespaces: [shop, payments] }").unwrap();
+        assert_eq!(
+            c.clusters["dev"].allowed_namespaces(),
+            Some(&["shop".to_string(), "payments".to_string()][..])
+        );
+        let c = parse("{ kubeconfig: /k }").unwrap();
+        assert_eq!(c.clusters["dev"].scope, ClusterScope::Cluster);
+        assert_eq!(c.clusters["dev"].allowed_namespaces(), None);
+        for (bad, says) in [
+            (
+                "{ kubeconfig: /k, scope: namespaces }",
+                "needs the namespaces",
+            ),
+            (
+                "{ kubeconfig: /k, namespaces: [shop] }",
+                "only used with scope: namespaces",
+            ),
+            (
+                "{ kubeconfig: /k, scope: namespaces, namespaces: [Shop_1] }",
+                "not a namespace name",
+            ),
+            ("{ kubeconfig: /k, scope: everywhere }", "scope"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("clusters.dev") || e.contains("scope"),
+                "{bad}: {e}"
+            );
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

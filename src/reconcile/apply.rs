@@ -146,22 +146,25 @@ pub fn live_id(resource: &ApiResource, object: &Value) -> ObjectId {
     }
 }
 
-/// The environment's live objects of the given kinds: one (paged) list per kind, across
-/// namespaces, selected by the environment label.
+/// The environment's live objects of the planned objects' kinds, selected by the environment
+/// label: one (paged) list per kind across namespaces, or per kind and namespace under a
+/// namespaces [`super::Scope`].
 pub async fn list_live(
     ctx: &Context,
     env: &str,
-    kinds: &[Kind],
+    planned: &[Planned],
 ) -> Result<HashMap<ObjectId, Value>, ReconcileError> {
     let selector = format!("{ENV_LABEL}={env}");
-    let mut seen = BTreeSet::new();
     let mut live = HashMap::new();
-    for kind in kinds {
-        let r = &kind.resource;
-        if !seen.insert((r.group.clone(), r.version.clone(), r.plural.clone())) {
-            continue;
-        }
-        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), r);
+    let targets = ctx
+        .options
+        .scope
+        .list_targets(planned.iter().filter_map(|p| {
+            let kind = p.kind.as_ref()?;
+            Some((&kind.resource, p.object.namespace.as_deref()))
+        }));
+    for (r, namespace) in &targets {
+        let api = dynamic_api(ctx, r, namespace.as_deref());
         let mut token: Option<String> = None;
         loop {
             let mut params = ListParams::default().labels(&selector).limit(500);
@@ -172,7 +175,10 @@ pub async fn list_live(
                 .await
                 .map_err(|source| ReconcileError::Api {
                     action: "listing",
-                    object: format!("{} ({})", r.plural, r.api_version),
+                    object: match namespace {
+                        Some(ns) => format!("{} ({}) in namespace {ns}", r.plural, r.api_version),
+                        None => format!("{} ({})", r.plural, r.api_version),
+                    },
                     source,
                 })?;
             token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
@@ -320,8 +326,9 @@ pub async fn apply_all(
 
 /// Server-side dry run of every object that is about to be written, so that what the API
 /// server would refuse (validation, admission, a missing namespace, a field conflict) stops
-/// the reconcile before its first write. Objects in namespaces this reconcile creates, and
-/// custom resources of CRDs it applies, cannot be checked before then and are not.
+/// the reconcile before its first write. Objects in namespaces this reconcile creates, custom
+/// resources of CRDs it applies, and bindings of roles it creates cannot be checked before
+/// then and are not.
 async fn dry_run(
     ctx: &Context,
     planned: &[Planned],
@@ -332,6 +339,14 @@ async fn dry_run(
         .iter()
         .filter(|p| p.object.id().is_namespace() && !live.contains_key(&p.object.id()))
         .map(|p| p.object.name.as_str())
+        .collect();
+    // A binding is checked against its role's rules, which a role created in this reconcile
+    // does not have yet.
+    let new_roles: BTreeSet<ObjectId> = planned
+        .iter()
+        .map(|p| p.object.id())
+        .filter(|id| id.group == RBAC && matches!(id.kind.as_str(), "Role" | "ClusterRole"))
+        .filter(|id| !live.contains_key(id))
         .collect();
     // Owned, not borrowed: a stream of borrowed items trips rustc's `Send` inference
     // (rust-lang/rust#102211) once the future is spawned.
@@ -346,7 +361,10 @@ async fn dry_run(
                 .is_some_and(|ns| new_namespaces.contains(ns));
             let unchanged =
                 decide(&p.object, live.get(&id), previous.contains(&id)) == Decision::Skip;
-            (!in_new_namespace && !unchanged).then(|| (p.object.clone(), kind.clone()))
+            let binds_new_role = bound_role(&p.object.object, id.namespace.as_deref())
+                .is_some_and(|role| new_roles.contains(&role));
+            (!in_new_namespace && !unchanged && !binds_new_role)
+                .then(|| (p.object.clone(), kind.clone()))
         })
         .collect();
     let results: Vec<Option<ObjectFailure>> = futures::stream::iter(checks)
@@ -360,6 +378,23 @@ async fn dry_run(
     } else {
         Err(failures)
     }
+}
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+
+/// The role a (Cluster)RoleBinding refers to.
+fn bound_role(object: &Value, namespace: Option<&str>) -> Option<ObjectId> {
+    let kind = object["kind"].as_str()?;
+    if !matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
+        return None;
+    }
+    let role_kind = object.pointer("/roleRef/kind")?.as_str()?;
+    Some(ObjectId {
+        group: RBAC.to_string(),
+        kind: role_kind.to_string(),
+        namespace: (role_kind == "Role").then(|| namespace.unwrap_or_default().to_string()),
+        name: object.pointer("/roleRef/name")?.as_str()?.to_string(),
+    })
 }
 
 async fn dry_run_one(ctx: &Context, object: DesiredObject, kind: Kind) -> Option<ObjectFailure> {

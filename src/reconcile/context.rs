@@ -13,6 +13,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Se
 use super::discovery::Discovery;
 use super::health::RolloutMark;
 use super::object::ObjectId;
+use super::scope::Scope;
 
 /// How the reconciler behaves. `Default` is what production uses.
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct Options {
     pub force: bool,
     /// Namespace of the inventory ConfigMaps (the bot's own namespace).
     pub namespace: String,
+    /// Where baton's RBAC lets it act: lists and watches are per namespace under
+    /// [`Scope::Namespaces`], and objects outside it are refused.
+    pub scope: Scope,
     /// Server-side dry run every object about to be written before the first write, so that
     /// objects the API server refuses stop the reconcile with nothing applied.
     pub dry_run: bool,
@@ -55,6 +59,7 @@ impl Default for Options {
             field_manager: "baton".into(),
             force: true,
             namespace: "baton-system".into(),
+            scope: Scope::Cluster,
             dry_run: true,
             prune: true,
             prune_namespaces: false,

@@ -37,6 +37,17 @@ pub enum ReconcileError {
         list(objects)
     )]
     UnknownKinds { env: String, objects: Vec<String> },
+    /// Objects outside baton's RBAC scope on the cluster (cluster-scoped objects, or other
+    /// namespaces, under `scope: namespaces`); nothing was applied or pruned.
+    #[error(
+        "environment {env} renders object(s) outside baton's RBAC scope ({scope}); nothing was applied (remove them from the environment, add their namespaces to the chart's rbac.namespaces and the cluster's namespaces in baton.yaml, or deploy baton with rbac.scope: cluster):\n{}",
+        list(objects)
+    )]
+    OutOfScope {
+        env: String,
+        scope: String,
+        objects: Vec<String>,
+    },
     /// A call to the API server failed.
     #[error("{action} {object}: {}", describe(source))]
     Api {
@@ -106,6 +117,7 @@ impl ReconcileError {
             ReconcileError::Render { .. }
             | ReconcileError::InvalidInput { .. }
             | ReconcileError::UnknownKinds { .. }
+            | ReconcileError::OutOfScope { .. }
             | ReconcileError::Inventory { .. } => false,
             ReconcileError::Api { source, .. } => is_transient(source),
             ReconcileError::Apply { failures, .. }
@@ -141,6 +153,10 @@ pub fn is_field_conflict(status: &kube::core::Status) -> bool {
             .is_some_and(|d| d.causes.iter().any(|c| c.reason == "FieldManagerConflict"))
 }
 
+/// What to do about a 403: the API server's message already names the user, verb, resource and
+/// namespace.
+const FORBIDDEN_HINT: &str = "; baton's identity lacks this permission: grant it (the chart's rbac.rules, and rbac.namespaces under rbac.scope: namespaces; docs/deployment.md)";
+
 /// The API server's message, without kube's debug dump.
 pub fn describe(error: &kube::Error) -> String {
     match error {
@@ -148,6 +164,9 @@ pub fn describe(error: &kube::Error) -> String {
             let mut text = format!("{} ({} {})", status.message, status.code, status.reason);
             if is_field_conflict(status) {
                 text.push_str("; another field manager owns these fields: apply with force, or remove them from the other manager");
+            }
+            if status.code == 403 {
+                text.push_str(FORBIDDEN_HINT);
             }
             text
         }

@@ -17,8 +17,9 @@
 //! ```
 //!
 //! A reconcile: validates every object and resolves its kind (nothing is written if any
-//! object is invalid or of an unknown kind), reads the inventory and the live objects (one
-//! list per kind), applies what changed or drifted stage by stage (namespaces and CRDs
+//! object is invalid, of an unknown kind, or outside baton's RBAC [`Scope`]), reads the
+//! inventory and the live objects (one list per kind, or per kind and namespace under a
+//! namespaces scope), applies what changed or drifted stage by stage (namespaces and CRDs
 //! first), prunes what the inventory has and the input does not (only after every apply
 //! succeeded), saves the inventory, then waits for health up to the environment's timeout.
 //! [`runner`] drives it per environment on triggers and a resync interval.
@@ -35,6 +36,7 @@ pub mod order;
 pub mod prune;
 pub mod report;
 pub mod runner;
+pub mod scope;
 pub mod verify;
 pub mod wait;
 
@@ -50,6 +52,7 @@ pub use error::ReconcileError;
 pub use health::{EnvHealth, Health, HealthStatus};
 pub use object::ObjectId;
 pub use report::{Action, ObjectReport, Pruned, Report};
+pub use scope::Scope;
 
 use apply::{Applied, version_of};
 use context::EnvMemory;
@@ -80,10 +83,18 @@ pub async fn reconcile(
             problems,
         })?;
     let planned = apply::resolve(ctx, name, desired).await?;
+    let ids: Vec<ObjectId> = planned.iter().map(|p| p.object.id()).collect();
+    let outside = scope::out_of_scope(&ctx.options.scope, &ids);
+    if !outside.is_empty() {
+        return Err(ReconcileError::OutOfScope {
+            env: name.to_string(),
+            scope: ctx.options.scope.describe(),
+            objects: outside,
+        });
+    }
     let previous = inventory::load(ctx, name).await?;
     let previous_ids = previous.as_ref().map(Inventory::ids).unwrap_or_default();
-    let kinds: Vec<_> = planned.iter().filter_map(|p| p.kind.clone()).collect();
-    let live = apply::list_live(ctx, name, &kinds).await?;
+    let live = apply::list_live(ctx, name, &planned).await?;
     let desired_ids: BTreeSet<ObjectId> = planned.iter().map(|p| p.object.id()).collect();
 
     // Apply.

@@ -12,8 +12,12 @@ pub enum Stage {
     Foundation,
     /// Cluster policy that admission reads: quotas, limit ranges, priority and storage classes.
     Policy,
-    /// Identities and permissions: ServiceAccounts, (Cluster)Roles, (Cluster)RoleBindings.
+    /// Identities and permissions: ServiceAccounts, (Cluster)Roles.
     Rbac,
+    /// (Cluster)RoleBindings, after the roles they bind: the API server checks a binding
+    /// against its role's rules unless the applier may `bind`, and a role not yet created
+    /// fails that check.
+    Bindings,
     /// ConfigMaps, Secrets, volumes and claims that pods mount.
     Config,
     /// Services and other networking that workloads are reached through.
@@ -25,10 +29,11 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Foundation,
         Stage::Policy,
         Stage::Rbac,
+        Stage::Bindings,
         Stage::Config,
         Stage::Network,
         Stage::Workload,
@@ -46,11 +51,10 @@ pub fn stage(group: &str, kind: &str) -> Stage {
         | ("scheduling.k8s.io", "PriorityClass")
         | ("storage.k8s.io", "StorageClass")
         | ("node.k8s.io", "RuntimeClass") => Stage::Policy,
-        ("", "ServiceAccount")
-        | (
-            "rbac.authorization.k8s.io",
-            "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding",
-        ) => Stage::Rbac,
+        ("", "ServiceAccount") | ("rbac.authorization.k8s.io", "ClusterRole" | "Role") => {
+            Stage::Rbac
+        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding" | "RoleBinding") => Stage::Bindings,
         ("", "ConfigMap" | "Secret" | "PersistentVolume" | "PersistentVolumeClaim") => {
             Stage::Config
         }
@@ -83,7 +87,8 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_and_crds_come_first_then_rbac_config_services_workloads_and_the_rest() {
+    fn namespaces_and_crds_come_first_then_roles_their_bindings_config_services_workloads_and_the_rest()
+     {
         let mut ids = vec![
             id("example.com", "Widget", "w"),
             id("autoscaling", "HorizontalPodAutoscaler", "web"),
@@ -91,6 +96,7 @@ mod tests {
             id("", "Service", "web"),
             id("", "ConfigMap", "web"),
             id("rbac.authorization.k8s.io", "RoleBinding", "web"),
+            id("rbac.authorization.k8s.io", "Role", "web"),
             id("", "ServiceAccount", "web"),
             id(
                 "apiextensions.k8s.io",
@@ -107,6 +113,7 @@ mod tests {
                 "Namespace",
                 "CustomResourceDefinition",
                 "ServiceAccount",
+                "Role",
                 "RoleBinding",
                 "ConfigMap",
                 "Service",
@@ -115,5 +122,12 @@ mod tests {
                 "Widget"
             ]
         );
+        // A stage is applied concurrently: bindings need a stage after their roles'.
+        let rbac = "rbac.authorization.k8s.io";
+        for role in ["Role", "ClusterRole"] {
+            for binding in ["RoleBinding", "ClusterRoleBinding"] {
+                assert!(stage(rbac, role) < stage(rbac, binding), "{role} {binding}");
+            }
+        }
     }
 }

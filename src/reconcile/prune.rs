@@ -1,6 +1,7 @@
 //! Deleting what an environment no longer renders. Runs only after every object applied;
-//! leaves Namespaces and CRDs alone unless configured, and objects annotated
-//! `baton.dev/prune: disabled` or no longer labelled for this environment.
+//! leaves Namespaces and CRDs alone unless configured, objects annotated
+//! `baton.dev/prune: disabled` or no longer labelled for this environment, and objects outside
+//! baton's RBAC scope.
 
 use kube::api::{Api, DeleteParams, DynamicObject};
 use serde_json::Value;
@@ -70,6 +71,12 @@ async fn prune_one(
 ) -> Result<Pruned, ObjectFailure> {
     let object = id.to_string();
     if let Some(reason) = policy_skip(ctx, id) {
+        return Ok(Pruned::Skipped { object, reason });
+    }
+    if let Some(why) = ctx.options.scope.refusal(id.namespace.as_deref()) {
+        // Applied under a wider scope: baton may no longer read or delete it.
+        let reason = format!("{why}; left in the cluster (delete it by hand)");
+        tracing::warn!(env, object = %id, reason, "not pruned");
         return Ok(Pruned::Skipped { object, reason });
     }
     let failure = |e: kube::Error| ObjectFailure {

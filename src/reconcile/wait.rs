@@ -1,5 +1,5 @@
 //! Waiting for objects to become healthy: one watch per kind (selected by the environment
-//! label) until every pending object is healthy, one has failed, or the deadline passes.
+//! label; per namespace under a namespaces [`super::Scope`]) until every pending object is healthy, one has failed, or the deadline passes.
 //! Watches that drop are resumed by kube's watcher, with backoff on errors.
 
 use std::collections::{BTreeMap, HashMap};
@@ -66,10 +66,22 @@ pub async fn until_settled(
                 })
                 .collect()
         } else {
-            vec![(
-                Api::all_with(ctx.client.clone(), &resource),
-                watcher::Config::default().labels(&selector),
-            )]
+            // One watch on the label: across namespaces, or per namespace when baton's RBAC
+            // is limited to namespaces.
+            let namespaces = ctx
+                .options
+                .scope
+                .list_namespaces(ids.iter().map(|id| id.namespace.as_deref()));
+            namespaces
+                .into_iter()
+                .map(|ns| {
+                    let api = match ns {
+                        Some(ns) => Api::namespaced_with(ctx.client.clone(), &ns, &resource),
+                        None => Api::all_with(ctx.client.clone(), &resource),
+                    };
+                    (api, watcher::Config::default().labels(&selector))
+                })
+                .collect()
         };
         for (api, config) in watches {
             let r = resource.clone();

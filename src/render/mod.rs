@@ -79,6 +79,17 @@ pub struct ObjectId {
 }
 
 impl ObjectId {
+    /// Whether the kind is cluster-scoped by the Kubernetes API kustomize knows (custom kinds
+    /// are not known here).
+    pub fn is_cluster_scoped(&self) -> bool {
+        resource::Gvk {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            kind: self.kind.clone(),
+        }
+        .is_cluster_scoped()
+    }
+
     /// `group/version` (or just `version` for the core group).
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

@@ -292,6 +292,7 @@ impl Service {
             })?;
             let mut opts = options.reconcile.clone();
             opts.namespace = cluster_cfg.namespace.clone();
+            opts.scope = reconcile::Scope::of(cluster_cfg);
             let ctx = Arc::new(cluster_context(&cluster, cluster_cfg, opts).await?);
             for e in &envs {
                 env_runner.insert(e.name.clone(), runners.len());
@@ -1004,8 +1005,15 @@ async fn announce_applying(
 async fn ensure_namespace(client: &kube::Client, namespace: &str) {
     use k8s_openapi::api::core::v1::Namespace;
     let api: kube::Api<Namespace> = kube::Api::all(client.clone());
-    if api.get_opt(namespace).await.ok().flatten().is_some() {
-        return;
+    match api.get_opt(namespace).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(e) => {
+            // Under a namespaced RBAC scope baton may not read Namespaces; the chart's release
+            // namespace exists, and a missing one shows up as the Lease's own error.
+            tracing::debug!(%namespace, error = %e, "cannot read the lease namespace; assuming it exists");
+            return;
+        }
     }
     let ns = serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace }
