@@ -1,9 +1,10 @@
 //! Bench: GitHub calls (and Git smart-HTTP requests) per promotion and per idle re-plan.
 //!
 //! Run: `cargo bench --bench promote` (optionally `-- 20` for another number of apps in the
-//! busy scenarios, opening and idling with held PRs; default 10). Results: docs/performance.md. Each scenario builds its world against
-//! the GitHub stand-in (`sim::forge`, real HTTP, octocrab and git2 as in production) from the
-//! project's example config repo, untimed, then counts and times only the passes it is named
+//! busy scenarios, opening and idling with held PRs; default 10). Results: docs/performance.md.
+//! Each scenario builds the promotion scenario tests' world (`baton_test_support::promote`: the
+//! GitHub stand-in `sim::forge`, real HTTP, octocrab and git2 as in production, and the
+//! project's example config repo), untimed, then counts and times only the passes it is named
 //! for; median wall time of 5 runs. REST calls are counted by baton's client
 //! (`GitHubForge::calls`: attempts, writes, `304`s) and cross-checked with the stand-in's
 //! server-side count; Git requests come from the stand-in.
@@ -13,23 +14,15 @@
 //! process left (a fetch); "running" is one engine kept across passes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baton::config::Secret;
 use baton::engine::{Engine, Outcome};
-use baton::forge::github::{CallStats, GitHubAuth, GitHubForge, GitHubOptions};
-use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
+use baton::forge::github::{CallStats, GitHubForge};
 use baton::image::Digest;
-use baton::promote::plan::Release;
-use baton::promote::state::{DeployState, Deployment};
-use chrono::{DateTime, TimeZone, Utc};
-use sim::forge::{Forge, Permission, ReviewState};
+use baton_test_support::example::example_files;
+use baton_test_support::promote::{Workdir, World, merged, opened, waiting_on};
 
-const OWNER: &str = "shop";
-const REPO: &str = "config";
 const RUNS: usize = 5;
-const EXAMPLE_DIRS: [&str; 4] = ["apps", "environments", "policies", "keys"];
 
 /// How a measured pass gets its engine.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -124,39 +117,6 @@ fn is_git(route: &str) -> bool {
         || route.ends_with("/git-receive-pack")
 }
 
-/// Tuesday 2026-11-24 10:00 in Berlin: inside prod's window, outside the freeze.
-fn tuesday_morning() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()
-}
-
-fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn example_files() -> Vec<(String, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &e.path(), out);
-            } else {
-                let path = e.path();
-                let rel = path.strip_prefix(root).unwrap();
-                out.push((
-                    rel.to_string_lossy().into_owned(),
-                    std::fs::read_to_string(e.path()).unwrap(),
-                ));
-            }
-        }
-    }
-    let root = project_root();
-    let mut out = Vec::new();
-    for d in EXAMPLE_DIRS {
-        walk(&root, &root.join(d), &mut out);
-    }
-    out
-}
-
 /// The example's two apps plus `svc01…` up to `apps` in all: each extra app is declared in the
 /// pipeline and pinned in every environment's `images:` (the last block of each overlay).
 fn extra_apps(apps: usize) -> Vec<String> {
@@ -208,214 +168,86 @@ fn with_apps(mut files: Vec<(String, String)>, extra: &[String]) -> Vec<(String,
     files
 }
 
-struct World {
-    forge: Forge,
-    dir: tempfile::TempDir,
-    workdirs: usize,
-    releases: BTreeMap<String, Release>,
-    deployments: BTreeMap<(String, String), Deployment>,
-    now: DateTime<Utc>,
+/// The example config repo with `apps` apps in all (see [`extra_apps`]).
+async fn world(apps: usize) -> World {
+    World::with_files(&with_apps(example_files(), &extra_apps(apps))).await
 }
 
-impl World {
-    async fn new(apps: usize) -> Self {
-        let forge = Forge::start().await.unwrap();
-        let files = with_apps(example_files(), &extra_apps(apps));
-        let refs: Vec<(&str, &str)> = files
+/// An unmeasured pass on a new engine over the kept workdir.
+async fn pass(w: &mut World) -> Vec<Outcome> {
+    w.pass_in(Workdir::Kept).await
+}
+
+/// A measured pass: its calls go into `tally`, its wall time is returned.
+async fn measured(
+    w: &mut World,
+    mode: Mode,
+    running: Option<&Engine<GitHubForge>>,
+    tally: &mut Tally,
+) -> (Vec<Outcome>, Duration) {
+    w.forge.reset_calls();
+    let start = Instant::now();
+    let fresh;
+    let engine = match (mode, running) {
+        (Mode::Running, Some(e)) => e,
+        (Mode::Running, None) => panic!("a running engine is needed"),
+        (m, _) => {
+            fresh = w.engine_in(if m == Mode::RestartNewWorkdir {
+                Workdir::New
+            } else {
+                Workdir::Kept
+            });
+            &fresh
+        }
+    };
+    engine.forge().reset_calls();
+    let out = w.run(engine).await;
+    let took = start.elapsed();
+    tally.add_client(&engine.forge().calls());
+    tally.add_server(&w.forge.calls());
+    (out, took)
+}
+
+/// Unmeasured passes until one writes nothing (answers, status comments settle).
+async fn settle(w: &mut World) {
+    for _ in 0..4 {
+        w.forge.reset_calls();
+        pass(w).await;
+        let writes = w
+            .forge
+            .calls()
             .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
-            .collect();
-        forge
-            .create_repo_with_files(OWNER, REPO, "main", &refs)
-            .unwrap();
-        for (login, perm) in [
-            ("alice", Permission::Write),
-            ("bob", Permission::Write),
-            ("carol", Permission::Maintain),
-            ("dev", Permission::Write),
-            ("ci", Permission::Write),
-        ] {
-            forge.add_user(login, perm);
-        }
-        forge.add_team("shop", "release-managers", &["alice", "bob", "carol"]);
-        Self {
-            forge,
-            dir: tempfile::tempdir().unwrap(),
-            workdirs: 0,
-            releases: BTreeMap::new(),
-            deployments: BTreeMap::new(),
-            now: tuesday_morning(),
+            .filter(|(k, _)| !k.starts_with("GET ") && !is_git(k))
+            .count();
+        if writes == 0 {
+            return;
         }
     }
-
-    /// A new engine (as a new process): on a new workdir, or on the last one used.
-    fn engine(&mut self, new_workdir: bool) -> Engine<GitHubForge> {
-        if new_workdir || self.workdirs == 0 {
-            self.workdirs += 1;
-        }
-        let token = Secret::new(self.forge.bot_token());
-        let repo = ConfigRepo::open(
-            &self.dir.path().join(format!("workdir-{}", self.workdirs)),
-            Remote {
-                url: self.forge.git_url(OWNER, REPO),
-                branch: "main".into(),
-                auth: Auth::Token(token.clone()),
-            },
-            Identity::default(),
-        )
-        .unwrap();
-        let forge = GitHubForge::new(
-            &self.forge.url(),
-            &format!("{OWNER}/{REPO}"),
-            GitHubAuth::Token(token),
-            self.forge.bot_login(),
-            GitHubOptions::default(),
-        )
-        .unwrap();
-        Engine::new(forge, repo)
-    }
-
-    async fn run(&self, engine: &Engine<GitHubForge>) -> Vec<Outcome> {
-        engine
-            .run_once(&self.releases, &self.deployments, self.now)
-            .await
-            .unwrap()
-    }
-
-    /// An unmeasured pass on a new engine over the kept workdir.
-    async fn pass(&mut self) -> Vec<Outcome> {
-        let engine = self.engine(false);
-        self.run(&engine).await
-    }
-
-    /// A measured pass: its calls go into `tally`, its wall time is returned.
-    async fn measured(
-        &mut self,
-        mode: Mode,
-        running: Option<&Engine<GitHubForge>>,
-        tally: &mut Tally,
-    ) -> (Vec<Outcome>, Duration) {
-        self.forge.reset_calls();
-        let start = Instant::now();
-        let fresh;
-        let engine = match (mode, running) {
-            (Mode::Running, Some(e)) => e,
-            (Mode::Running, None) => panic!("a running engine is needed"),
-            (m, _) => {
-                fresh = self.engine(m == Mode::RestartNewWorkdir);
-                &fresh
-            }
-        };
-        engine.forge().reset_calls();
-        let out = self.run(engine).await;
-        let took = start.elapsed();
-        tally.add_client(&engine.forge().calls());
-        tally.add_server(&self.forge.calls());
-        (out, took)
-    }
-
-    fn release(&mut self, app: &str, tag: &str) -> Digest {
-        let digest = Digest::of(format!("{app}:{tag}").as_bytes());
-        self.releases.insert(
-            app.into(),
-            Release {
-                tag: Some(tag.into()),
-                digest: digest.clone(),
-            },
-        );
-        digest
-    }
-
-    fn healthy(&mut self, env: &str, app: &str, digest: &Digest, since: chrono::Duration) {
-        self.deployments.insert(
-            (env.into(), app.into()),
-            Deployment {
-                env: env.into(),
-                app: app.into(),
-                digest: digest.clone(),
-                state: DeployState::Healthy,
-                healthy_since: Some(self.now - since),
-            },
-        );
-    }
-
-    fn open_prs(&self) -> Vec<sim::forge::PullView> {
-        self.forge
-            .pulls(OWNER, REPO)
-            .into_iter()
-            .filter(|p| p.open)
-            .collect()
-    }
-
-    fn pr_for(&self, env: &str, app: &str) -> sim::forge::PullView {
-        let head = format!("baton/{env}/{app}");
-        let prs: Vec<_> = self
-            .open_prs()
-            .into_iter()
-            .filter(|p| p.head_ref == head)
-            .collect();
-        assert_eq!(prs.len(), 1, "one open PR for {head}: {prs:?}");
-        prs.into_iter().next().unwrap()
-    }
-
-    fn ci_green(&self, sha: &str) {
-        self.forge
-            .set_status_as("ci", OWNER, REPO, sha, "baton/validate", "success")
-            .unwrap();
-    }
-
-    /// Unmeasured passes until one writes nothing (answers, status comments settle).
-    async fn settle(&mut self) {
-        for _ in 0..4 {
-            self.forge.reset_calls();
-            self.pass().await;
-            let writes = self
-                .forge
-                .calls()
-                .iter()
-                .filter(|(k, _)| !k.starts_with("GET ") && !is_git(k))
-                .count();
-            if writes == 0 {
-                return;
-            }
-        }
-        panic!("the world does not settle: {:?}", self.forge.calls());
-    }
-}
-
-fn merged(out: &[Outcome], env: &str) -> bool {
-    out.iter()
-        .any(|o| matches!(o, Outcome::Merged { env: e, .. } if e == env))
-}
-
-fn opened(out: &[Outcome], env: &str) -> usize {
-    out.iter()
-        .filter(|o| matches!(o, Outcome::Opened { env: e, .. } if e == env))
-        .count()
+    panic!("the world does not settle: {:?}", w.forge.calls());
 }
 
 /// Scenario 1: a new release to dev, open pass then merge pass.
 async fn dev_promotion(mode: Mode) -> (Tally, Duration) {
-    let mut w = World::new(2).await;
+    let mut w = world(2).await;
     w.release("web", "1.5.0");
-    let running = (mode == Mode::Running).then(|| w.engine(false));
+    let running = (mode == Mode::Running).then(|| w.engine_in(Workdir::Kept));
     let mut tally = Tally::default();
-    let (out, t1) = w.measured(mode, running.as_ref(), &mut tally).await;
+    let (out, t1) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert_eq!(opened(&out, "dev"), 1, "{out:?}");
-    let (out, t2) = w.measured(mode, running.as_ref(), &mut tally).await;
+    let (out, t2) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert!(merged(&out, "dev"), "{out:?}");
     (tally, t1 + t2)
 }
 
 /// Scenario 1b: `apps` new releases at once: the pass that opens their dev PRs.
 async fn dev_openings(mode: Mode, apps: usize) -> (Tally, Duration) {
-    let mut w = World::new(apps).await;
+    let mut w = world(apps).await;
     for a in app_names(apps) {
         w.release(&a, "1.5.0");
     }
-    let running = (mode == Mode::Running).then(|| w.engine(false));
+    let running = (mode == Mode::Running).then(|| w.engine_in(Workdir::Kept));
     let mut tally = Tally::default();
-    let (out, took) = w.measured(mode, running.as_ref(), &mut tally).await;
+    let (out, took) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert_eq!(opened(&out, "dev"), apps, "{out:?}");
     (tally, took)
 }
@@ -424,39 +256,28 @@ async fn dev_openings(mode: Mode, apps: usize) -> (Tally, Duration) {
 /// opens it, one after CI reports (gate table written, waiting for approvals), and one after two
 /// team approvals and `/promote prod` (answer + merge).
 async fn prod_promotion(mode: Mode) -> (Tally, Duration) {
-    let mut w = World::new(2).await;
+    let mut w = world(2).await;
     let v = w.release("web", "1.5.0");
-    w.pass().await;
-    w.pass().await;
+    pass(&mut w).await;
+    pass(&mut w).await;
     w.healthy("dev", "web", &v, chrono::Duration::minutes(15));
-    w.pass().await;
+    pass(&mut w).await;
     let staging = w.pr_for("staging", "web");
-    w.ci_green(&staging.head_sha);
-    assert!(merged(&w.pass().await, "staging"));
+    w.validate_passes(&staging.head_sha);
+    assert!(merged(&pass(&mut w).await, "staging"));
     w.healthy("staging", "web", &v, chrono::Duration::hours(2));
 
-    let running = (mode == Mode::Running).then(|| w.engine(false));
+    let running = (mode == Mode::Running).then(|| w.engine_in(Workdir::Kept));
     let mut tally = Tally::default();
-    let (out, t1) = w.measured(mode, running.as_ref(), &mut tally).await;
+    let (out, t1) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert_eq!(opened(&out, "prod"), 1, "{out:?}");
     let prod = w.pr_for("prod", "web");
-    w.ci_green(&prod.head_sha);
-    let (out, t2) = w.measured(mode, running.as_ref(), &mut tally).await;
-    assert!(
-        out.iter().any(
-            |o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with("approvals"))
-        ),
-        "{out:?}"
-    );
-    for who in ["alice", "bob"] {
-        w.forge
-            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
-            .unwrap();
-    }
-    w.forge
-        .comment_as("carol", OWNER, REPO, prod.number, "/promote prod")
-        .unwrap();
-    let (out, t3) = w.measured(mode, running.as_ref(), &mut tally).await;
+    w.validate_passes(&prod.head_sha);
+    let (out, t2) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
+    assert!(waiting_on(&out, "approvals"), "{out:?}");
+    w.team_approves(prod.number);
+    w.comment("carol", prod.number, "/promote prod");
+    let (out, t3) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert!(merged(&out, "prod"), "{out:?}");
     (tally, t1 + t2 + t3)
 }
@@ -466,33 +287,31 @@ async fn prod_promotion(mode: Mode) -> (Tally, Duration) {
 /// `/hold` (its command answered, its status comment written). The measured pass runs `later`
 /// after the others.
 async fn idle(mode: Mode, held: usize, later: chrono::Duration) -> (Tally, Duration) {
-    let mut w = World::new(held.max(2)).await;
+    let mut w = world(held.max(2)).await;
     if held == 0 {
         w.release("web", "1.5.0");
-        w.pass().await;
-        assert!(merged(&w.pass().await, "dev"));
+        pass(&mut w).await;
+        assert!(merged(&pass(&mut w).await, "dev"));
     } else {
         for a in app_names(held) {
             w.release(&a, "1.5.0");
         }
-        assert_eq!(opened(&w.pass().await, "dev"), held);
+        assert_eq!(opened(&pass(&mut w).await, "dev"), held);
         for p in w.open_prs() {
-            w.forge
-                .comment_as("dev", OWNER, REPO, p.number, "/hold benchmark")
-                .unwrap();
+            w.comment("dev", p.number, "/hold benchmark");
         }
     }
-    w.settle().await;
+    settle(&mut w).await;
     assert_eq!(w.open_prs().len(), held);
 
-    let running = (mode == Mode::Running).then(|| w.engine(false));
+    let running = (mode == Mode::Running).then(|| w.engine_in(Workdir::Kept));
     if let Some(e) = &running {
         // What the previous passes of a long-running engine leave in its caches.
         w.run(e).await;
     }
     w.now += later;
     let mut tally = Tally::default();
-    let (out, took) = w.measured(mode, running.as_ref(), &mut tally).await;
+    let (out, took) = measured(&mut w, mode, running.as_ref(), &mut tally).await;
     assert!(
         out.iter().all(|o| matches!(o, Outcome::Waiting { .. })),
         "{out:?}"

@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton::sandbox::{OWNER, REPO, Sandbox, SandboxError, SandboxOptions, image_config};
+use baton_test_support::net::{free_port, http_get, wait_for};
 
 struct Baton(Child);
 
@@ -36,16 +37,8 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Start `baton run` on the sandbox's config; returns it with its address once /healthz answers.
-async fn start_baton(sb: &Sandbox) -> (Baton, String) {
+/// Start `baton run` on the sandbox's config; returns it with its port once it listens.
+async fn start_baton(sb: &Sandbox) -> (Baton, u16) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["run", "--config", sb.config_file.to_str().unwrap()])
@@ -64,19 +57,13 @@ async fn start_baton(sb: &Sandbox) -> (Baton, String) {
     )
     .await;
     sb.connect(addr.parse().unwrap());
-    (baton, addr)
+    (baton, port)
 }
 
-/// Poll `probe` every 5 ms until it yields; panics after `timeout`.
-async fn wait<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Poll `probe` every 5 ms (the resolution of the latencies measured) until it yields; panics
+/// after `timeout`.
+async fn wait<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for(what, timeout, Duration::from_millis(5), probe, String::new).await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -117,7 +104,7 @@ fn rolled_out(d: &serde_json::Value) -> bool {
 
 async fn latency(pushes: usize) {
     let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
-    let (_baton, _addr) = start_baton(&sb).await;
+    let (_baton, _port) = start_baton(&sb).await;
     wait("the first apply", Duration::from_secs(60), || {
         dev_runs(&sb, &sb.initial["web"]).then_some(())
     })
@@ -245,7 +232,7 @@ async fn memory(apps: usize) {
     .await
     .unwrap();
     let started = Instant::now();
-    let (baton, addr) = start_baton(&sb).await;
+    let (baton, port) = start_baton(&sb).await;
     let want = apps * 3;
     wait(
         "every Deployment applied and available",
@@ -269,18 +256,7 @@ async fn memory(apps: usize) {
     wait(
         "/readyz (a promotion pass done)",
         Duration::from_secs(120),
-        || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(&addr).ok()?;
-            write!(
-                s,
-                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
-            text.starts_with("HTTP/1.1 200").then_some(())
-        },
+        || (http_get(port, "/readyz")?.0 == 200).then_some(()),
     )
     .await;
     let pid = baton.0.id();

@@ -160,6 +160,12 @@ pub struct SandboxArgs {
     /// Keep the sandbox's files (config repo, baton.yaml, workdir) in this directory.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Run a real Kubernetes control plane (etcd, kube-apiserver, controller-manager,
+    /// scheduler, kwok) from this directory of binaries instead of the stand-in; build it with
+    /// `scripts/kube-assets`, which prints the directory. Needs nothing else: no Docker, no
+    /// kubelet, no root.
+    #[arg(long, env = "BATON_KUBE_ASSETS", value_name = "DIR")]
+    pub kube_assets: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -782,6 +788,7 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         soak: args.soak.0,
         dir: args.dir.clone(),
+        kube_assets: args.kube_assets.clone(),
     };
     runtime()?.block_on(async {
         let sb = Sandbox::start(&options).await?;
@@ -802,7 +809,15 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
             "  registry          http://{}/v2/_catalog",
             sb.registry.host()
         );
-        println!("  kubernetes API    {}", sb.cluster.url());
+        println!(
+            "  kubernetes API    {} ({})",
+            sb.cluster.url(),
+            if sb.cluster.is_real() {
+                "real control plane"
+            } else {
+                "stand-in"
+            }
+        );
         println!("  baton.yaml        {}", sb.config_file.display());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(service.run(async {

@@ -11,16 +11,13 @@
 //! The bot's clients retry nothing here (`max_retries: 0`), so a lost answer ends the pass at
 //! once instead of being repaired inside it: what is tested is the restart.
 
-mod common;
-mod promote_support;
-
 use std::collections::BTreeMap;
 
 use baton::engine::text;
 use baton::forge::github::GitHubOptions;
 use baton::gitrepo::trailers::Promotion;
+use baton_test_support::promote::{OWNER, REPO, STATUS_MARKER, World};
 use chrono::Duration;
-use promote_support::{OWNER, REPO, STATUS_MARKER, World};
 use sim::forge::{Fault, ReviewState};
 
 /// Passes one phase may take to settle (a crash costs one; a phase needs at most three).

@@ -52,8 +52,26 @@ fn get(port: u16, path: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_walks_dev_staging_prod_through_baton_run_and_a_broken_one_is_rolled_back() {
+    release_story(SandboxOptions::default()).await;
+}
+
+/// The same story with a real control plane (etcd, kube-apiserver, controller-manager,
+/// scheduler, kwok) in place of the Kubernetes stand-in: real Deployment and ReplicaSet
+/// controllers roll out, and the broken release fails by the real progress deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_story_holds_on_a_real_control_plane() {
+    let assets =
+        controlplane::assets_dir(&common::project_root()).unwrap_or_else(|e| panic!("{e}"));
+    release_story(SandboxOptions {
+        kube_assets: Some(assets),
+        ..SandboxOptions::default()
+    })
+    .await;
+}
+
+async fn release_story(options: SandboxOptions) {
     baton::tls::install_crypto_provider();
-    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let sb = Sandbox::start(&options).await.unwrap();
     let port = common::free_port();
     let log = sb.dir.join("baton-run.log");
     let child = Command::new(env!("CARGO_BIN_EXE_baton"))
@@ -229,4 +247,31 @@ fn the_sandbox_demo_tells_the_whole_story_and_exits_zero() {
         stdout.contains("status page       http://127.0.0.1:"),
         "{stdout}"
     );
+}
+
+#[test]
+fn the_sandbox_demo_on_a_real_control_plane_exits_zero() {
+    let assets =
+        controlplane::assets_dir(&common::project_root()).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["sandbox", "--demo", "--kube-assets"])
+        .arg(&assets)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = common::stdout(&out);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        out.status,
+        common::stderr(&out)
+    );
+    for step in demo::STEPS {
+        assert!(
+            stdout.contains(step),
+            "the story skipped {step:?}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("the story is complete"), "{stdout}");
+    assert!(stdout.contains("(real control plane)"), "{stdout}");
 }

@@ -31,27 +31,28 @@ fn promotion(app: &str, env: &str, n: u8, pr: u64) -> Promotion {
     }
 }
 
+/// Write `file` in the work tree at `d` and commit everything with `message`.
+fn commit_file(d: &Path, file: &str, text: &str, message: &str) {
+    std::fs::write(d.join(file), text).unwrap();
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", message]);
+}
+
 /// main with: a --no-ff merge of a promotion branch, a squash commit, an ordinary commit,
 /// and a side-branch commit whose trailers are not on the first-parent line.
 fn repo_with_history() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     git(d, &["init", "-q", "-b", "main"]);
-    std::fs::write(d.join("README"), "config\n").unwrap();
-    git(d, &["add", "-A"]);
-    git(d, &["commit", "-qm", "initial"]);
+    commit_file(d, "README", "config\n", "initial");
 
     git(d, &["checkout", "-qb", "baton/dev/web"]);
-    std::fs::write(d.join("dev"), "1\n").unwrap();
-    git(d, &["add", "-A"]);
     // The branch commit carries trailers too, but it is not first-parent from main.
-    git(
+    commit_file(
         d,
-        &[
-            "commit",
-            "-qm",
-            &promotion("web", "dev", 9, 99).commit_message("branch commit", ""),
-        ],
+        "dev",
+        "1\n",
+        &promotion("web", "dev", 9, 99).commit_message("branch commit", ""),
     );
     git(d, &["checkout", "-q", "main"]);
     let merge = promotion("web", "dev", 1, 1).commit_message(
@@ -63,29 +64,20 @@ fn repo_with_history() -> tempfile::TempDir {
         &["merge", "-q", "--no-ff", "baton/dev/web", "-m", &merge],
     );
 
-    std::fs::write(d.join("prod"), "2\n").unwrap();
-    git(d, &["add", "-A"]);
-    git(
+    commit_file(
         d,
-        &[
-            "commit",
-            "-qm",
-            &promotion("web", "prod", 2, 2).commit_message("promote web to prod: 1.2.0 (#2)", ""),
-        ],
+        "prod",
+        "2\n",
+        &promotion("web", "prod", 2, 2).commit_message("promote web to prod: 1.2.0 (#2)", ""),
     );
 
-    std::fs::write(d.join("README"), "edited\n").unwrap();
-    git(d, &["commit", "-qam", "docs: unrelated change"]);
+    commit_file(d, "README", "edited\n", "docs: unrelated change");
 
-    std::fs::write(d.join("worker"), "3\n").unwrap();
-    git(d, &["add", "-A"]);
-    git(
+    commit_file(
         d,
-        &[
-            "commit",
-            "-qm",
-            &promotion("worker", "dev", 3, 3).commit_message("promote worker to dev", ""),
-        ],
+        "worker",
+        "3\n",
+        &promotion("worker", "dev", 3, 3).commit_message("promote worker to dev", ""),
     );
     dir
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::example_files;
+use common::{example_files, seed_repo};
 use sim::forge::Forge;
 use sim::registry::Registry;
 
@@ -29,13 +29,7 @@ async fn plan_proposes_the_newest_blessed_release_for_dev_and_changes_nothing() 
         .into_iter()
         .map(|(p, t)| (p, t.replace("registry.example.com", &registry.host())))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, t)| (p.as_str(), t.as_str()))
-        .collect();
-    forge
-        .create_repo_with_files("shop", "config", "main", &refs)
-        .unwrap();
+    seed_repo(&forge, "shop", "config", &files);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("baton.yaml");

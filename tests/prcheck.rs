@@ -17,11 +17,20 @@ use baton::prcheck::{CheckOutcome, Checker};
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{Duration, TimeZone, Utc};
-use common::{example_files, git};
+use common::{example_files, git, seed_repo};
 use sim::forge::{Forge, Permission};
 
 const OWNER: &str = "shop";
 const REPO: &str = "config";
+
+/// What one pass reports for a head it checked.
+fn checked(pr: u64, sha: &str, passed: bool) -> Vec<CheckOutcome> {
+    vec![CheckOutcome::Checked {
+        pr,
+        sha: sha.to_string(),
+        passed,
+    }]
+}
 
 struct World {
     forge: Forge,
@@ -35,14 +44,7 @@ struct World {
 impl World {
     async fn new() -> Self {
         let forge = Forge::start().await.unwrap();
-        let files = example_files();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
-            .collect();
-        forge
-            .create_repo_with_files(OWNER, REPO, "main", &refs)
-            .unwrap();
+        seed_repo(&forge, OWNER, REPO, &example_files());
         let mut tokens = BTreeMap::new();
         for (login, perm) in [("dana", Permission::Write), ("ci", Permission::Write)] {
             tokens.insert(login.to_string(), forge.add_user(login, perm));
@@ -147,6 +149,20 @@ impl World {
         answer["number"].as_u64().unwrap()
     }
 
+    /// Dana proposes 3 web replicas in staging (a PR from `dana/scale`) and one check pass
+    /// passes it: the PR, its head and the head's `baton/validate` status.
+    async fn passing_replica_change(&mut self) -> (u64, String, CommitStatus) {
+        let head = self.push("dana", "dana/scale", &[(STAGING, "count: 2", "count: 3")]);
+        let pr = self
+            .open_pr("dana", "dana/scale", "staging: 3 web replicas")
+            .await;
+        assert_eq!(self.check().await, checked(pr, &head, true));
+        let status = self.validate_status(&head).await;
+        assert_eq!(status.state, StatusState::Success, "{status:?}");
+        assert_eq!(status.description, "valid; staging +0 ~1 -0");
+        (pr, head, status)
+    }
+
     async fn validate_status(&self, sha: &str) -> CommitStatus {
         let all = self.gh().statuses(sha).await.unwrap();
         let mine: Vec<_> = all
@@ -192,14 +208,7 @@ async fn a_human_pr_that_breaks_a_kustomization_fails_naming_the_file_and_line()
         .await;
 
     let out = w.check().await;
-    assert_eq!(
-        out,
-        vec![CheckOutcome::Checked {
-            pr,
-            sha: sha.clone(),
-            passed: false
-        }]
-    );
+    assert_eq!(out, checked(pr, &sha, false));
     let status = w.validate_status(&sha).await;
     assert_eq!(status.state, StatusState::Failure);
     assert_eq!(status.creator, w.forge.bot_login());
@@ -236,23 +245,7 @@ async fn a_human_pr_that_breaks_a_kustomization_fails_naming_the_file_and_line()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edits() {
     let mut w = World::new().await;
-    let first = w.push("dana", "dana/scale", &[(STAGING, "count: 2", "count: 3")]);
-    let pr = w
-        .open_pr("dana", "dana/scale", "staging: 3 web replicas")
-        .await;
-
-    let out = w.check().await;
-    assert_eq!(
-        out,
-        vec![CheckOutcome::Checked {
-            pr,
-            sha: first.clone(),
-            passed: true
-        }]
-    );
-    let status = w.validate_status(&first).await;
-    assert_eq!(status.state, StatusState::Success, "{status:?}");
-    assert_eq!(status.description, "valid; staging +0 ~1 -0");
+    let (pr, first, status) = w.passing_replica_change().await;
     let comments = w.bot_comments(pr);
     assert_eq!(comments.len(), 1, "{comments:?}");
     let (id, body) = &comments[0];
@@ -275,14 +268,7 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
     let second = w.push("dana", "dana/scale", &[(PROD, "count: 3", "count: 4")]);
     assert_ne!(first, second);
     let out = w.check().await;
-    assert_eq!(
-        out,
-        vec![CheckOutcome::Checked {
-            pr,
-            sha: second.clone(),
-            passed: true
-        }]
-    );
+    assert_eq!(out, checked(pr, &second, true));
     let comments = w.bot_comments(pr);
     assert_eq!(comments.len(), 1, "one comment, edited: {comments:?}");
     assert_eq!(comments[0].0, *id);
@@ -323,22 +309,7 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
 async fn as_a_github_app_the_result_is_a_check_run_that_a_restart_sees_as_already_checked() {
     let mut w = World::new().await;
     w.as_app = true;
-    let head = w.push("dana", "dana/scale", &[(STAGING, "count: 2", "count: 3")]);
-    let pr = w
-        .open_pr("dana", "dana/scale", "staging: 3 web replicas")
-        .await;
-    let out = w.check().await;
-    assert_eq!(
-        out,
-        vec![CheckOutcome::Checked {
-            pr,
-            sha: head.clone(),
-            passed: true
-        }]
-    );
-    let status = w.validate_status(&head).await;
-    assert_eq!(status.state, StatusState::Success, "{status:?}");
-    assert_eq!(status.description, "valid; staging +0 ~1 -0");
+    let (pr, head, status) = w.passing_replica_change().await;
     assert_eq!(status.creator, w.forge.bot_login());
     let writes = w.writes();
     assert_eq!(
@@ -473,14 +444,7 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
     );
 
     let out = w.check().await;
-    assert_eq!(
-        out,
-        vec![CheckOutcome::Checked {
-            pr: staging.number,
-            sha: staging.head_sha.clone(),
-            passed: true
-        }]
-    );
+    assert_eq!(out, checked(staging.number, &staging.head_sha, true));
     let status = w.validate_status(&staging.head_sha).await;
     assert_eq!(status.state, StatusState::Success);
     assert!(
@@ -587,14 +551,7 @@ async fn a_bot_that_dies_between_comment_and_status_finishes_without_a_second_co
 
     w.forge.reset_calls();
     let out = w.check().await;
-    assert_eq!(
-        out,
-        vec![CheckOutcome::Checked {
-            pr,
-            sha: sha.clone(),
-            passed: true
-        }]
-    );
+    assert_eq!(out, checked(pr, &sha, true));
     assert_eq!(w.bot_comments(pr).len(), 1, "still one comment");
     assert_eq!(
         w.writes(),

@@ -3,12 +3,11 @@
 //! (new clone, new client), so each test also proves that a restart between any two steps
 //! neither duplicates nor loses work.
 
-mod common;
-mod promote_support;
-
 use baton::engine::Outcome;
+use baton_test_support::promote::{
+    OWNER, REPO, World, merged, opened, tuesday_morning, waiting_on,
+};
 use chrono::{Duration, TimeZone, Utc};
-use promote_support::{OWNER, REPO, World, tuesday_morning};
 use sim::forge::ReviewState;
 
 fn count(outcomes: &[Outcome], f: impl Fn(&Outcome) -> bool) -> usize {
@@ -91,22 +90,11 @@ async fn staging_follows_after_soak_and_a_newer_digest_updates_the_same_pr() {
 
     w.healthy("dev", "web", &v15, Duration::minutes(5));
     let out = w.pass().await;
-    assert!(
-        !out.iter()
-            .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "staging")),
-        "soak is 10m: {out:?}"
-    );
+    assert!(opened(&out, "staging") == 0, "soak is 10m: {out:?}");
 
     w.healthy("dev", "web", &v15, Duration::minutes(11));
     let out = w.pass().await;
-    assert_eq!(
-        count(
-            &out,
-            |o| matches!(o, Outcome::Opened { env, .. } if env == "staging")
-        ),
-        1,
-        "{out:?}"
-    );
+    assert_eq!(opened(&out, "staging"), 1, "{out:?}");
     let first = w.pr_for("staging", "web");
     assert!(
         first.title.contains("1.5.0"),
@@ -140,22 +128,9 @@ async fn staging_follows_after_soak_and_a_newer_digest_updates_the_same_pr() {
         w.bot_comments(first.number)
     );
 
-    w.forge
-        .set_status_as(
-            "ci",
-            OWNER,
-            REPO,
-            &updated.head_sha,
-            "baton/validate",
-            "success",
-        )
-        .unwrap();
+    w.validate_passes(&updated.head_sha);
     let out = w.pass().await;
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Outcome::Merged { env, .. } if env == "staging")),
-        "{out:?}"
-    );
+    assert!(merged(&out, "staging"), "{out:?}");
     assert!(
         w.main_file("environments/staging/kustomization.yaml")
             .contains(v16.as_str())
@@ -173,12 +148,7 @@ async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_comm
     );
 
     let out = w.pass().await;
-    assert!(
-        out.iter().any(
-            |o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with("approvals"))
-        ),
-        "{out:?}"
-    );
+    assert!(waiting_on(&out, "approvals"), "{out:?}");
 
     // Someone outside the team approves; someone with read access tries to promote.
     w.forge
@@ -207,28 +177,14 @@ async fn prod_merges_only_with_two_team_approvals_and_an_authorized_promote_comm
     );
     assert!(!out.iter().any(|o| matches!(o, Outcome::Merged { .. })));
 
-    w.forge
-        .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
-        .unwrap();
-    w.forge
-        .review_as("bob", OWNER, REPO, prod.number, ReviewState::Approved, "")
-        .unwrap();
+    w.team_approves(prod.number);
     let out = w.pass().await;
-    assert!(
-        out.iter().any(
-            |o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with("command"))
-        ),
-        "{out:?}"
-    );
+    assert!(waiting_on(&out, "command"), "{out:?}");
 
     w.comment("carol", prod.number, "Looks good.\n/promote prod");
     let replies_before = w.replies(prod.number).len();
     let out = w.pass().await;
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Outcome::Merged { env, .. } if env == "prod")),
-        "{out:?}"
-    );
+    assert!(merged(&out, "prod"), "{out:?}");
     assert_eq!(
         w.replies(prod.number).len(),
         replies_before + 1,
@@ -359,12 +315,7 @@ async fn hold_blocks_a_merge_until_unhold() {
 async fn a_freeze_and_a_rego_rule_hold_prod_back() {
     let mut w = World::new().await;
     let (_, prod) = w.walk_to_prod().await;
-    w.forge
-        .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
-        .unwrap();
-    w.forge
-        .review_as("bob", OWNER, REPO, prod.number, ReviewState::Approved, "")
-        .unwrap();
+    w.team_approves(prod.number);
     w.comment("carol", prod.number, "/promote prod");
 
     // Saturday: the example policy denies weekend promotions (and the window is closed).

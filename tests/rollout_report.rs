@@ -3,24 +3,30 @@
 //! rollback's `Baton-Rollback-Of` trailer puts on the rolled-back digest. Rollouts are built
 //! as plain values (no cluster); every step runs on a fresh engine, as after a restart.
 
-mod common;
-mod promote_support;
 mod reconcile_support;
 
 use baton::engine::{AppRollout, Outcome, RollbackRequest, Rolled, Rollout, RolloutState};
 use baton::forge::Forge as _;
 use baton::image::Digest;
 use baton::promote::state::{CheckState, DeployState};
+use baton_test_support::example::git;
+use baton_test_support::promote::{self as shared, OWNER, REPO, opened, tuesday_morning};
 use chrono::{Duration, TimeZone, Utc};
-use common::git;
-use promote_support::{OWNER, REPO, tuesday_morning};
-use sim::forge::ReviewState;
+
+/// Asserts that one of `lines` (a timeline, the bot's replies) starts with `prefix`.
+#[track_caller]
+fn assert_starts(lines: &[String], prefix: &str) {
+    assert!(
+        lines.iter().any(|l| l.starts_with(prefix)),
+        "no line starts with {prefix:?}: {lines:?}"
+    );
+}
 
 /// The shared promotion world with `onFailure: rollback` in dev too, plus rollout reports.
-struct World(promote_support::World);
+struct World(shared::World);
 
 impl std::ops::Deref for World {
-    type Target = promote_support::World;
+    type Target = shared::World;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -35,7 +41,7 @@ impl std::ops::DerefMut for World {
 impl World {
     async fn new() -> Self {
         Self(
-            promote_support::World::with_pipeline(|t| {
+            shared::World::with_pipeline(|t| {
                 t.replacen(
                     "    autoMerge: true\n",
                     "    autoMerge: true\n    onFailure: rollback\n",
@@ -198,17 +204,13 @@ async fn a_failed_rollout_opens_one_rollback_pr_and_the_rolled_back_digest_is_he
         "{body}"
     );
     let timeline = w.timeline(bad_pr);
-    assert!(
-        timeline
-            .iter()
-            .any(|l| l.starts_with("failed: Deployment/shop-dev/web: ProgressDeadlineExceeded")),
-        "{timeline:?}"
+    assert_starts(
+        &timeline,
+        "failed: Deployment/shop-dev/web: ProgressDeadlineExceeded",
     );
-    assert!(
-        timeline
-            .iter()
-            .any(|l| l.starts_with(&format!("rolling back: #{rollback_pr} restores `1.5.0`"))),
-        "{timeline:?}"
+    assert_starts(
+        &timeline,
+        &format!("rolling back: #{rollback_pr} restores `1.5.0`"),
     );
 
     // Reported again after a restart: nothing new. Asked again directly: the open one.
@@ -254,20 +256,8 @@ async fn a_failed_rollout_opens_one_rollback_pr_and_the_rolled_back_digest_is_he
     // A newer release flows normally.
     let newer = w.release("web", "1.7.0");
     let out = w.pass().await;
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "dev")),
-        "{out:?}"
-    );
+    assert!(opened(&out, "dev") > 0, "{out:?}");
     assert!(w.pr_for("dev", "web").title.contains(newer.short()));
-}
-
-fn approve(w: &World, pr: u64) {
-    for who in ["alice", "bob"] {
-        w.forge
-            .review_as(who, OWNER, REPO, pr, ReviewState::Approved, "")
-            .unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,10 +266,8 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
     let mut w = World::new().await;
     let (v, prod_pr) = w.walk_to_prod().await;
     let prod_pr = prod_pr.number;
-    approve(&w, prod_pr);
-    w.forge
-        .comment_as("carol", OWNER, REPO, prod_pr, "/promote prod")
-        .unwrap();
+    w.team_approves(prod_pr);
+    w.comment("carol", prod_pr, "/promote prod");
     let out = w.pass().await;
     assert!(
         out.iter()
@@ -290,9 +278,7 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
     let previous = promoted.from.clone().expect("prod pinned a digest before");
 
     // On the merged PR: someone with read access is refused.
-    w.forge
-        .comment_as("eve", OWNER, REPO, prod_pr, "/rollback prod")
-        .unwrap();
+    w.comment("eve", prod_pr, "/rollback prod");
     let out = w.engine().answer_pr(prod_pr).await.unwrap();
     assert!(
         matches!(&out[..], [Outcome::Answered { command, .. }] if command == "/rollback prod"),
@@ -308,9 +294,7 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
     assert!(w.open_prs("baton/prod/web").is_empty());
 
     // carol (a release manager) rolls back; answered once, even after a restart.
-    w.forge
-        .comment_as("carol", OWNER, REPO, prod_pr, "/rollback prod")
-        .unwrap();
+    w.comment("carol", prod_pr, "/rollback prod");
     w.engine().answer_pr(prod_pr).await.unwrap();
     assert_eq!(w.engine().answer_pr(prod_pr).await.unwrap(), vec![]);
     let rollback = w.pr_for("prod", "web");
@@ -324,12 +308,9 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
         reply.starts_with(&format!("Rolling back web in prod: #{}", rollback.number)),
         "{reply}"
     );
-    assert!(
-        w.timeline(prod_pr)
-            .iter()
-            .any(|l| l.starts_with(&format!("rolling back: #{}", rollback.number))),
-        "{:?}",
-        w.timeline(prod_pr)
+    assert_starts(
+        &w.timeline(prod_pr),
+        &format!("rolling back: #{}", rollback.number),
     );
 
     // Late at night (outside prod's window), no /promote, no soak: it still waits for
@@ -342,16 +323,7 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
         ),
         "{out:?}"
     );
-    w.forge
-        .set_status_as(
-            "ci",
-            OWNER,
-            REPO,
-            &rollback.head_sha,
-            "baton/validate",
-            "success",
-        )
-        .unwrap();
+    w.validate_passes(&rollback.head_sha);
     let out = w.pass().await;
     assert!(
         out.iter().any(
@@ -359,7 +331,7 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
         ),
         "{out:?}"
     );
-    approve(&w, rollback.number);
+    w.team_approves(rollback.number);
     let out = w.pass().await;
     assert!(
         out.iter()
@@ -386,11 +358,7 @@ async fn rollback_prod_needs_an_authorized_user_skips_soak_and_the_window_but_wa
     w.now = tuesday_morning() + Duration::days(1);
     w.healthy("staging", "web", &v, Duration::hours(30));
     let out = w.pass().await;
-    assert!(
-        !out.iter()
-            .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "prod")),
-        "{out:?}"
-    );
+    assert!(opened(&out, "prod") == 0, "{out:?}");
 }
 
 /// Render `env` at `commit` of the config repo and reconcile it into the cluster.
@@ -466,13 +434,7 @@ async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr()
         "{out:?}"
     );
     assert_eq!(w.status(&good_sha, "dev").await, Some(CheckState::Success));
-    assert!(
-        w.timeline(good_pr)
-            .iter()
-            .any(|l| l.starts_with("healthy in")),
-        "{:?}",
-        w.timeline(good_pr)
-    );
+    assert_starts(&w.timeline(good_pr), "healthy in");
 
     let (bad, bad_sha, bad_pr) = w.promote_to_dev("1.6.0").await;
     cluster.mark_broken(bad.as_str());
@@ -494,12 +456,9 @@ async fn a_broken_image_in_the_cluster_reports_failure_and_opens_a_rollback_pr()
     assert_eq!(w.status(&bad_sha, "dev").await, Some(CheckState::Failure));
     let rollback = w.pr_for("dev", "web");
     assert!(rollback.title.contains(good.short()), "{}", rollback.title);
-    assert!(
-        w.timeline(bad_pr)
-            .iter()
-            .any(|l| l.starts_with("failed: Deployment/shop-dev/web: ProgressDeadlineExceeded")),
-        "{:?}",
-        w.timeline(bad_pr)
+    assert_starts(
+        &w.timeline(bad_pr),
+        "failed: Deployment/shop-dev/web: ProgressDeadlineExceeded",
     );
 }
 
@@ -512,9 +471,7 @@ async fn rollback_on_an_open_promotion_pr_replaces_it_and_the_newer_release_come
     let open = w.pr_for("dev", "web");
     assert!(open.title.contains("1.6.0"), "{}", open.title);
 
-    w.forge
-        .comment_as("alice", OWNER, REPO, open.number, "/rollback dev")
-        .unwrap();
+    w.comment("alice", open.number, "/rollback dev");
     let out = w.pass().await;
     // Closed with a word, replaced by the rollback, which dev auto-merges in the same pass.
     assert!(
@@ -535,26 +492,12 @@ async fn rollback_on_an_open_promotion_pr_replaces_it_and_the_newer_release_come
     assert_eq!(p.tag.as_deref(), Some("1.4.0"), "the release before 1.5.0");
     assert_eq!(p.promoted_by.as_deref(), Some("alice"));
     let replies = w.replies(open.number);
-    assert!(
-        replies
-            .iter()
-            .any(|r| r.starts_with("Closed: web in dev is being rolled back")),
-        "{replies:?}"
-    );
-    assert!(
-        replies
-            .iter()
-            .any(|r| r.starts_with(&format!("Rolling back web in dev: #{merged}"))),
-        "{replies:?}"
-    );
+    assert_starts(&replies, "Closed: web in dev is being rolled back");
+    assert_starts(&replies, &format!("Rolling back web in dev: #{merged}"));
 
     // 1.5.0 is held; 1.6.0 was never rolled back, so it is proposed again.
     let out = w.pass().await;
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Outcome::Opened { env, .. } if env == "dev")),
-        "{out:?}"
-    );
+    assert!(opened(&out, "dev") > 0, "{out:?}");
     assert!(w.pr_for("dev", "web").title.contains("1.6.0"));
 }
 
@@ -578,11 +521,8 @@ async fn a_commit_that_cannot_be_applied_fails_its_status_but_is_not_rolled_back
     );
     assert_eq!(w.status(&sha, "dev").await, Some(CheckState::Failure));
     assert!(w.open_prs("baton/dev/web").is_empty());
-    assert!(
-        w.timeline(pr)
-            .iter()
-            .any(|l| l.starts_with("not applied: environment dev did not render")),
-        "{:?}",
-        w.timeline(pr)
+    assert_starts(
+        &w.timeline(pr),
+        "not applied: environment dev did not render",
     );
 }

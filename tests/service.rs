@@ -13,26 +13,29 @@ use baton::sandbox::{
     OWNER, REPO, Sandbox, SandboxError, SandboxOptions, image_config, seed_files,
 };
 use baton::service::RunOptions;
+use baton_test_support::net::wait_for;
+use sim::forge::PullView;
 
 /// Poll `probe` (every 50 ms) until it yields, at most `timeout`; `what` names the wait.
 async fn wait<T>(
     what: &str,
     timeout: Duration,
-    mut probe: impl FnMut() -> Option<T>,
+    probe: impl FnMut() -> Option<T>,
     seen: impl Fn() -> String,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {timeout:?}; seen: {}",
-            seen()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(what, timeout, Duration::from_millis(50), probe, seen).await
+}
+
+/// The first merged PR of the config repo for which `pred` holds.
+fn merged_pull(sb: &Sandbox, pred: impl Fn(&PullView) -> bool) -> Option<PullView> {
+    sb.forge
+        .pulls(OWNER, REPO)
+        .into_iter()
+        .find(|p| p.merged && pred(p))
+}
+
+fn labelled(p: &PullView, label: &str) -> bool {
+    p.labels.iter().any(|l| l == label)
 }
 
 fn pulls(sb: &Sandbox) -> String {
@@ -105,11 +108,10 @@ async fn a_failing_smoke_test_blocks_prod_reports_its_log_tail_rolls_staging_bac
         "the staging promotion merged",
         Duration::from_secs(60),
         || {
-            sb.forge.pulls(OWNER, REPO).into_iter().find(|p| {
-                p.merged
-                    && p.labels.iter().any(|l| l == "env:staging")
+            merged_pull(&sb, |p| {
+                labelled(p, "env:staging")
                     && p.title.contains(short)
-                    && !p.labels.iter().any(|l| l == "baton:rollback")
+                    && !labelled(p, "baton:rollback")
             })
         },
         || pulls(&sb),
@@ -140,10 +142,8 @@ async fn a_failing_smoke_test_blocks_prod_reports_its_log_tail_rolls_staging_bac
         "a staging rollback PR, merged",
         Duration::from_secs(60),
         || {
-            sb.forge.pulls(OWNER, REPO).into_iter().find(|p| {
-                p.merged
-                    && p.labels.iter().any(|l| l == "env:staging")
-                    && p.labels.iter().any(|l| l == "baton:rollback")
+            merged_pull(&sb, |p| {
+                labelled(p, "env:staging") && labelled(p, "baton:rollback")
             })
         },
         || pulls(&sb),
@@ -154,7 +154,7 @@ async fn a_failing_smoke_test_blocks_prod_reports_its_log_tail_rolls_staging_bac
         !sb.forge
             .pulls(OWNER, REPO)
             .iter()
-            .any(|p| p.labels.iter().any(|l| l == "env:prod")),
+            .any(|p| labelled(p, "env:prod")),
         "prod got a PR although staging's verification failed: {}",
         pulls(&sb)
     );

@@ -2,11 +2,33 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{baton, edit, example_repo, stdout};
 
-fn validate(repo: &std::path::Path) -> (i32, String) {
+fn validate(repo: &Path) -> (i32, String) {
     let out = baton(&["validate", "--repo", repo.to_str().unwrap()]);
     (out.status.code().unwrap(), stdout(&out))
+}
+
+/// Asserts that `baton validate` said `text`, showing all it said when not.
+#[track_caller]
+fn assert_says(out: &str, text: &str) {
+    assert!(out.contains(text), "expected {text:?} in:\n{out}");
+}
+
+/// `baton validate` on the example repo after `change`: it fails (exit 1); its output.
+fn invalid_after(change: impl FnOnce(&Path)) -> String {
+    let repo = example_repo();
+    change(repo.path());
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 1, "{out}");
+    out
+}
+
+/// As [`invalid_after`], the change replacing `from` by `to` in `file`.
+fn invalid_after_edit(file: &str, from: &str, to: &str) -> String {
+    invalid_after(|repo| edit(repo, file, from, to))
 }
 
 #[test]
@@ -14,148 +36,107 @@ fn the_example_repo_is_valid() {
     let repo = example_repo();
     let (code, out) = validate(repo.path());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("dev → staging → prod"), "{out}");
+    assert_says(&out, "dev → staging → prod");
 }
 
 #[test]
 fn an_unknown_key_names_file_line_column_and_the_nearest_valid_name() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
-        "policies/pipeline.yaml",
-        "    soak: 10m",
-        "    soka: 10m",
+    let out = invalid_after_edit("policies/pipeline.yaml", "    soak: 10m", "    soka: 10m");
+    assert_says(
+        &out,
+        "policies/pipeline.yaml:28:5: environments[1]: unknown field `soka` (did you mean `soak`?)",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("policies/pipeline.yaml:28:5: environments[1]: unknown field `soka` (did you mean `soak`?)"), "{out}");
 }
 
 #[test]
 fn a_cycle_in_after_is_refused() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
+    let out = invalid_after_edit(
         "policies/pipeline.yaml",
         "  - name: dev\n",
         "  - name: dev\n    after: prod\n",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("forms a cycle"), "{out}");
-    assert!(
-        out.contains("the first environment must have no after"),
-        "{out}"
-    );
+    assert_says(&out, "forms a cycle");
+    assert_says(&out, "the first environment must have no after");
 }
 
 #[test]
 fn an_unknown_after_suggests_a_known_environment() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
-        "policies/pipeline.yaml",
-        "after: staging",
-        "after: stagign",
-    );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("unknown environment \"stagign\" (did you mean \"staging\"?)"),
-        "{out}"
+    let out = invalid_after_edit("policies/pipeline.yaml", "after: staging", "after: stagign");
+    assert_says(
+        &out,
+        "unknown environment \"stagign\" (did you mean \"staging\"?)",
     );
 }
 
 #[test]
 fn a_window_that_does_not_parse_is_located() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
+    let out = invalid_after_edit(
         "policies/pipeline.yaml",
         "for 7h in Europe/Berlin",
         "for 7h in Europe/Berlni",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("policies/pipeline.yaml:42:15: environments[2].windows[0]: invalid window"),
-        "{out}"
+    assert_says(
+        &out,
+        "policies/pipeline.yaml:42:15: environments[2].windows[0]: invalid window",
     );
-    assert!(out.contains("unknown time zone \"Europe/Berlni\""), "{out}");
+    assert_says(&out, "unknown time zone \"Europe/Berlni\"");
 }
 
 #[test]
 fn a_verify_job_that_does_not_exist_is_located_in_the_pipeline() {
-    let repo = example_repo();
-    std::fs::remove_file(repo.path().join("environments/staging/verify/smoke.yaml")).unwrap();
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("policies/pipeline.yaml:34:16: environments[1].verify[0].job: environments/staging/verify/smoke.yaml does not exist"),
-        "{out}"
+    let out = invalid_after(|repo| {
+        std::fs::remove_file(repo.join("environments/staging/verify/smoke.yaml")).unwrap();
+    });
+    assert_says(
+        &out,
+        "policies/pipeline.yaml:34:16: environments[1].verify[0].job: environments/staging/verify/smoke.yaml does not exist",
     );
 }
 
 #[test]
 fn a_verify_job_outside_the_repo_is_refused() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
+    let out = invalid_after_edit(
         "policies/pipeline.yaml",
         "job: environments/staging/verify/smoke.yaml",
         "job: ../smoke.yaml",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("environments[1].verify[0].job: \"../smoke.yaml\" leaves the config repo"),
-        "{out}"
+    assert_says(
+        &out,
+        "environments[1].verify[0].job: \"../smoke.yaml\" leaves the config repo",
     );
 }
 
 #[test]
 fn a_verify_manifest_that_is_not_a_job_names_its_file_and_line() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
+    let out = invalid_after_edit(
         "environments/staging/verify/smoke.yaml",
         "kind: Job",
         "kind: Deployment",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("environments/staging/verify/smoke.yaml:7:7: kind: is batch/v1 Deployment; a verify step must be a batch/v1 Job"),
-        "{out}"
+    assert_says(
+        &out,
+        "environments/staging/verify/smoke.yaml:7:7: kind: is batch/v1 Deployment; a verify step must be a batch/v1 Job",
     );
 }
 
 #[test]
 fn an_environment_without_its_overlay_is_reported() {
-    let repo = example_repo();
-    std::fs::remove_dir_all(repo.path().join("environments/staging")).unwrap();
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("directory environments/staging does not exist"),
-        "{out}"
-    );
+    let out = invalid_after(|repo| {
+        std::fs::remove_dir_all(repo.join("environments/staging")).unwrap();
+    });
+    assert_says(&out, "directory environments/staging does not exist");
 }
 
 #[test]
 fn an_app_missing_from_an_overlay_names_the_kustomization() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
+    let out = invalid_after_edit(
         "environments/dev/kustomization.yaml",
         "  - name: registry.example.com/shop/worker\n",
         "  - name: registry.example.com/shop/other\n",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("environments/dev/kustomization.yaml:16:3: images: app worker"),
-        "{out}"
+    assert_says(
+        &out,
+        "environments/dev/kustomization.yaml:16:3: images: app worker",
     );
 }
 
@@ -177,21 +158,20 @@ fn a_malformed_digest_is_located_at_its_value() {
     );
     let (code, out) = validate(repo.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("environments/prod/kustomization.yaml:20:13: images.digest: invalid digest \"sha256:1234\""), "{out}");
+    assert_says(
+        &out,
+        "environments/prod/kustomization.yaml:20:13: images.digest: invalid digest \"sha256:1234\"",
+    );
 }
 
 #[test]
 fn a_path_leaving_the_repo_is_refused() {
-    let repo = example_repo();
-    edit(
-        repo.path(),
+    let out = invalid_after_edit(
         "policies/pipeline.yaml",
         "path: environments/dev",
         "path: ../../etc",
     );
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("leaves the config repo"), "{out}");
+    assert_says(&out, "leaves the config repo");
 }
 
 #[test]
@@ -228,16 +208,12 @@ fn usage_errors_exit_with_two() {
 
 #[test]
 fn a_rego_policy_that_does_not_compile_is_reported_with_its_file() {
-    let repo = example_repo();
-    std::fs::write(
-        repo.path().join("policies/broken.rego"),
-        "package baton\ndeny contains msg if {\n",
-    )
-    .unwrap();
-    let (code, out) = validate(repo.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("error: policies/broken.rego: Rego does not compile"),
-        "{out}"
-    );
+    let out = invalid_after(|repo| {
+        std::fs::write(
+            repo.join("policies/broken.rego"),
+            "package baton\ndeny contains msg if {\n",
+        )
+        .unwrap();
+    });
+    assert_says(&out, "error: policies/broken.rego: Rego does not compile");
 }

@@ -8,14 +8,16 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::Resource;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
 };
 use kube::core::GroupVersionKind;
 use kube::discovery::Discovery;
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sim::cluster::{Cluster, ClusterConfig, Fault};
 
@@ -43,6 +45,28 @@ fn apply(manager: &str) -> PatchParams {
     PatchParams::apply(manager).force()
 }
 
+/// Server-side apply `obj` as `baton`, forcing conflicts, as the reconciler does.
+async fn apply_obj<K>(api: &Api<K>, name: &str, obj: Value) -> K
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &apply("baton"), &Patch::Apply(obj))
+        .await
+        .unwrap()
+}
+
+/// The object `name` once `cond` holds for it; panics after [`WAIT`].
+async fn until<K>(api: &Api<K>, name: &str, cond: impl Condition<K>) -> K
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond))
+        .await
+        .unwrap_or_else(|_| panic!("{name}: condition not met within {WAIT:?}"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} does not exist"))
+}
+
 fn api_error(err: kube::Error) -> kube::core::Status {
     match err {
         kube::Error::Api(status) => *status,
@@ -54,14 +78,7 @@ fn api_error(err: kube::Error) -> kube::core::Status {
 async fn a_typed_deployment_applied_with_a_field_manager_rolls_out_and_reports_completion() {
     let cluster = Cluster::start().await.unwrap();
     let deployments: Api<Deployment> = Api::default_namespaced(client(&cluster));
-    let applied = deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("web:1", 3)),
-        )
-        .await
-        .unwrap();
+    let applied = apply_obj(&deployments, "web", deployment("web:1", 3)).await;
     assert_eq!(applied.metadata.generation, Some(1));
     assert!(applied.metadata.uid.is_some() && applied.metadata.creation_timestamp.is_some());
     let managers: Vec<String> = applied
@@ -73,16 +90,7 @@ async fn a_typed_deployment_applied_with_a_field_manager_rolls_out_and_reports_c
         .collect();
     assert_eq!(managers, ["baton"]);
 
-    let done = tokio::time::timeout(
-        WAIT,
-        await_condition(
-            deployments.clone(),
-            "web",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await;
-    let done = done.expect("rollout completes").unwrap().unwrap();
+    let done = until(&deployments, "web", conditions::is_deployment_completed()).await;
     let status = done.status.unwrap();
     assert_eq!(
         (
@@ -93,14 +101,7 @@ async fn a_typed_deployment_applied_with_a_field_manager_rolls_out_and_reports_c
         (Some(1), Some(3), Some(3))
     );
 
-    let next = deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("web:2", 3)),
-        )
-        .await
-        .unwrap();
+    let next = apply_obj(&deployments, "web", deployment("web:2", 3)).await;
     assert_eq!(
         next.metadata.generation,
         Some(2),
@@ -117,36 +118,12 @@ async fn re_applying_an_unchanged_object_is_a_no_op_that_writes_nothing() {
     .await
     .unwrap();
     let deployments: Api<Deployment> = Api::default_namespaced(client(&cluster));
-    deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("web:1", 1)),
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        WAIT,
-        await_condition(
-            deployments.clone(),
-            "web",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    apply_obj(&deployments, "web", deployment("web:1", 1)).await;
+    until(&deployments, "web", conditions::is_deployment_completed()).await;
     let before = deployments.get("web").await.unwrap();
     let store_version = cluster.resource_version();
 
-    let again = deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("web:1", 1)),
-        )
-        .await
-        .unwrap();
+    let again = apply_obj(&deployments, "web", deployment("web:1", 1)).await;
     assert_eq!(
         again.metadata.resource_version,
         before.metadata.resource_version
@@ -169,14 +146,7 @@ async fn re_applying_an_unchanged_object_is_a_no_op_that_writes_nothing() {
 async fn another_manager_changing_an_owned_field_gets_a_409_naming_the_owner() {
     let cluster = Cluster::start().await.unwrap();
     let deployments: Api<Deployment> = Api::default_namespaced(client(&cluster));
-    deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("web:1", 2)),
-        )
-        .await
-        .unwrap();
+    apply_obj(&deployments, "web", deployment("web:1", 2)).await;
 
     let err = deployments
         .patch("web", &PatchParams::apply("hpa"), &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 7}})))
@@ -214,14 +184,7 @@ async fn another_manager_changing_an_owned_field_gets_a_409_naming_the_owner() {
         api_error(err).message,
         "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"
     );
-    let forced = deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("web:1", 2)),
-        )
-        .await
-        .unwrap();
+    let forced = apply_obj(&deployments, "web", deployment("web:1", 2)).await;
     assert_eq!(forced.spec.unwrap().replicas, Some(2));
 }
 
@@ -267,9 +230,7 @@ async fn list_filters_by_label_selector_and_pages_with_continue_tokens() {
     for i in 0..5 {
         let tier = if i % 2 == 0 { "front" } else { "back" };
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm{i}"), "labels": {"tier": tier}}});
-        maps.patch(&format!("cm{i}"), &apply("baton"), &Patch::Apply(cm))
-            .await
-            .unwrap();
+        apply_obj(&maps, &format!("cm{i}"), cm).await;
     }
     let front = maps
         .list(&ListParams::default().labels("tier=front"))
@@ -306,16 +267,13 @@ async fn dynamic_objects_of_a_crd_defined_kind_are_served_after_discovery() {
             "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
     });
-    crds.patch("rollouts.baton.dev", &apply("baton"), &Patch::Apply(crd))
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        WAIT,
-        await_condition(crds, "rollouts.baton.dev", conditions::is_crd_established()),
+    apply_obj(&crds, "rollouts.baton.dev", crd).await;
+    until(
+        &crds,
+        "rollouts.baton.dev",
+        conditions::is_crd_established(),
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
 
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let (resource, caps) = discovery
@@ -324,10 +282,7 @@ async fn dynamic_objects_of_a_crd_defined_kind_are_served_after_discovery() {
     assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
     let rollouts: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
     let obj = json!({"apiVersion": "baton.dev/v1", "kind": "Rollout", "metadata": {"name": "r1"}, "spec": {"env": "prod"}, "status": {"ignored": true}});
-    let created = rollouts
-        .patch("r1", &apply("baton"), &Patch::Apply(obj))
-        .await
-        .unwrap();
+    let created = apply_obj(&rollouts, "r1", obj).await;
     assert_eq!(created.data["spec"]["env"], "prod");
     assert!(
         created.data.get("status").is_none(),
@@ -342,9 +297,7 @@ async fn a_watcher_sees_applies_and_deletes_and_recovers_from_a_disconnect() {
     let cluster = Cluster::start().await.unwrap();
     let maps: Api<ConfigMap> = Api::default_namespaced(client(&cluster));
     let cm = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "labels": {"app": "web"}}, "data": {"v": v}});
-    maps.patch("cfg", &apply("baton"), &Patch::Apply(cm("1")))
-        .await
-        .unwrap();
+    apply_obj(&maps, "cfg", cm("1")).await;
 
     let mut events = watcher(maps.clone(), watcher::Config::default().labels("app=web"))
         .default_backoff()
@@ -362,17 +315,13 @@ async fn a_watcher_sees_applies_and_deletes_and_recovers_from_a_disconnect() {
     );
     assert!(matches!(next().await, watcher::Event::InitDone));
 
-    maps.patch("cfg", &apply("baton"), &Patch::Apply(cm("2")))
-        .await
-        .unwrap();
+    apply_obj(&maps, "cfg", cm("2")).await;
     assert!(
         matches!(next().await, watcher::Event::Apply(c) if c.data.as_ref().unwrap()["v"] == "2")
     );
 
     cluster.disconnect_watches();
-    maps.patch("cfg", &apply("baton"), &Patch::Apply(cm("3")))
-        .await
-        .unwrap();
+    apply_obj(&maps, "cfg", cm("3")).await;
     // The watcher re-watches from its last resourceVersion and does not miss the change.
     assert!(
         matches!(next().await, watcher::Event::Apply(c) if c.data.as_ref().unwrap()["v"] == "3")
@@ -387,42 +336,14 @@ async fn a_watcher_sees_applies_and_deletes_and_recovers_from_a_disconnect() {
 
 #[tokio::test]
 async fn a_broken_image_ends_the_rollout_with_progress_deadline_exceeded() {
-    let config = ClusterConfig {
-        rollout_duration: Duration::from_millis(100),
-        progress_deadline: Duration::from_millis(400),
-        ..Default::default()
-    };
+    let config = ClusterConfig::rollouts(Duration::from_millis(100), Duration::from_millis(400));
     let cluster = Cluster::start_with(config).await.unwrap();
     let deployments: Api<Deployment> = Api::default_namespaced(client(&cluster));
-    deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("shop/web@sha256:aaaa", 2)),
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        WAIT,
-        await_condition(
-            deployments.clone(),
-            "web",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    apply_obj(&deployments, "web", deployment("shop/web@sha256:aaaa", 2)).await;
+    until(&deployments, "web", conditions::is_deployment_completed()).await;
 
     cluster.mark_broken("sha256:bbbb");
-    deployments
-        .patch(
-            "web",
-            &apply("baton"),
-            &Patch::Apply(deployment("shop/web@sha256:bbbb", 2)),
-        )
-        .await
-        .unwrap();
+    apply_obj(&deployments, "web", deployment("shop/web@sha256:bbbb", 2)).await;
     let deadline_exceeded = |d: Option<&Deployment>| {
         d.and_then(|d| d.status.as_ref())
             .and_then(|s| s.conditions.as_ref())
@@ -434,14 +355,7 @@ async fn a_broken_image_ends_the_rollout_with_progress_deadline_exceeded() {
                 })
             })
     };
-    let failed = tokio::time::timeout(
-        WAIT,
-        await_condition(deployments.clone(), "web", deadline_exceeded),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .unwrap();
+    let failed = until(&deployments, "web", deadline_exceeded).await;
     let status = failed.status.unwrap();
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!(
@@ -462,29 +376,15 @@ async fn jobs_complete_or_fail_by_rule_and_their_pod_logs_are_readable() {
             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "smoke:1",
                 "env": [{"name": "SIM_JOB_FAIL", "value": if fail { "true" } else { "false" }}, {"name": "SIM_JOB_LOG", "value": "checked /healthz"}]}]}}}})
     };
-    jobs.patch("pass", &apply("baton"), &Patch::Apply(job("pass", false)))
-        .await
-        .unwrap();
-    jobs.patch("fail", &apply("baton"), &Patch::Apply(job("fail", true)))
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        WAIT,
-        await_condition(jobs.clone(), "pass", conditions::is_job_completed()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    apply_obj(&jobs, "pass", job("pass", false)).await;
+    apply_obj(&jobs, "fail", job("fail", true)).await;
+    until(&jobs, "pass", conditions::is_job_completed()).await;
     let failed = |j: Option<&Job>| {
         j.and_then(|j| j.status.as_ref())
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
     };
-    let failed_job = tokio::time::timeout(WAIT, await_condition(jobs.clone(), "fail", failed))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let failed_job = until(&jobs, "fail", failed).await;
     assert_eq!(failed_job.status.unwrap().failed, Some(1));
 
     let pods: Api<Pod> = Api::default_namespaced(client);
@@ -534,9 +434,7 @@ async fn injected_faults_fail_requests_the_given_number_of_times() {
     );
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
     let started = std::time::Instant::now();
-    maps.patch("c", &apply("baton"), &Patch::Apply(cm))
-        .await
-        .unwrap();
+    apply_obj(&maps, "c", cm).await;
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "the client waited for Retry-After"
@@ -574,11 +472,13 @@ async fn namespaces_must_exist_and_deleting_one_deletes_its_objects() {
     );
 
     let namespaces: Api<Namespace> = Api::all(client);
-    namespaces.patch("baton-system", &apply("baton"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "baton-system"}}))).await.unwrap();
-    let created = leases
-        .patch("baton-leader", &apply("baton"), &Patch::Apply(lease))
-        .await
-        .unwrap();
+    apply_obj(
+        &namespaces,
+        "baton-system",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "baton-system"}}),
+    )
+    .await;
+    let created = apply_obj(&leases, "baton-leader", lease).await;
     assert_eq!(created.spec.unwrap().holder_identity.as_deref(), Some("a"));
 
     namespaces
@@ -614,24 +514,13 @@ async fn the_http_control_api_injects_faults_marks_images_and_reports_counts() {
         .send()
         .await
         .unwrap();
-    let broken: Vec<String> = http
-        .get(control("images/broken"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(broken, ["sha256:dead"]);
+    let get = async |path: &str| -> Value {
+        let response = http.get(control(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    };
+    assert_eq!(get("images/broken").await, json!(["sha256:dead"]));
 
-    let counts: Value = http
-        .get(control("requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counts = get("requests").await;
     assert_eq!(counts["reads"], 2);
     assert_eq!(counts["writes"], 0);
     assert_eq!(counts["byVerbAndResource"]["get configmaps"], 2);

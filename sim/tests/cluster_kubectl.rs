@@ -66,6 +66,23 @@ impl Kubectl {
         );
         out.stdout
     }
+
+    /// `kubectl apply --server-side <flags> -f <name>`, with `manifest` written to `name`;
+    /// asserts success, returns stdout.
+    async fn apply(&self, name: &str, manifest: &str, flags: &[&str]) -> String {
+        let path = self.file(name, manifest);
+        let mut args = vec!["apply", "--server-side"];
+        args.extend_from_slice(flags);
+        args.extend(["-f", path.to_str().unwrap()]);
+        self.ok(&args).await
+    }
+
+    /// `jsonpath` of Deployment `shop/web`.
+    async fn web(&self, jsonpath: &str) -> String {
+        let query = format!("jsonpath={jsonpath}");
+        self.ok(&["-n", "shop", "get", "deploy", "web", "-o", &query])
+            .await
+    }
 }
 
 const DEPLOYMENT: &str = "\
@@ -118,31 +135,14 @@ async fn kubectl_discovers_the_built_in_api_groups_and_lists_namespaces() {
 async fn kubectl_server_side_apply_creates_and_a_second_manager_conflicts_until_forced() {
     let cluster = Cluster::start().await.unwrap();
     let kubectl = Kubectl::new(&cluster);
-    kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            kubectl.file("ns.yaml", NAMESPACE).to_str().unwrap(),
-        ])
-        .await;
-    let path = kubectl.file("web.yaml", DEPLOYMENT);
+    kubectl.apply("ns.yaml", NAMESPACE, &[]).await;
     let out = kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "baton",
-            "-f",
-            path.to_str().unwrap(),
-        ])
+        .apply("web.yaml", DEPLOYMENT, &["--field-manager", "baton"])
         .await;
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
 
-    let scaled = kubectl.file(
-        "web5.yaml",
-        &DEPLOYMENT.replace("replicas: 2", "replicas: 5"),
-    );
+    let scaled = DEPLOYMENT.replace("replicas: 2", "replicas: 5");
+    let scaled_file = kubectl.file("web5.yaml", &scaled);
     let conflict = kubectl
         .run(&[
             "apply",
@@ -150,7 +150,7 @@ async fn kubectl_server_side_apply_creates_and_a_second_manager_conflicts_until_
             "--field-manager",
             "ops",
             "-f",
-            scaled.to_str().unwrap(),
+            scaled_file.to_str().unwrap(),
         ])
         .await;
     assert!(!conflict.ok);
@@ -161,42 +161,17 @@ async fn kubectl_server_side_apply_creates_and_a_second_manager_conflicts_until_
         "{}",
         conflict.stderr
     );
-    assert_eq!(
-        kubectl
-            .ok(&[
-                "-n",
-                "shop",
-                "get",
-                "deploy",
-                "web",
-                "-o",
-                "jsonpath={.spec.replicas}"
-            ])
-            .await,
-        "2"
-    );
+    assert_eq!(kubectl.web("{.spec.replicas}").await, "2");
 
     kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "ops",
-            "--force-conflicts",
-            "-f",
-            scaled.to_str().unwrap(),
-        ])
+        .apply(
+            "web5.yaml",
+            &scaled,
+            &["--field-manager", "ops", "--force-conflicts"],
+        )
         .await;
     let managed = kubectl
-        .ok(&[
-            "-n",
-            "shop",
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.spec.replicas} {.metadata.generation} {.metadata.managedFields[*].manager}",
-        ])
+        .web("{.spec.replicas} {.metadata.generation} {.metadata.managedFields[*].manager}")
         .await;
     assert!(managed.starts_with("5 2 "), "{managed}");
     assert!(
@@ -207,73 +182,33 @@ async fn kubectl_server_side_apply_creates_and_a_second_manager_conflicts_until_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollout_status_waits_for_a_healthy_rollout_and_reports_a_broken_one() {
-    let config = ClusterConfig {
-        rollout_duration: Duration::from_millis(200),
-        progress_deadline: Duration::from_millis(800),
-        ..Default::default()
-    };
+    let config = ClusterConfig::rollouts(Duration::from_millis(200), Duration::from_millis(800));
     let cluster = Cluster::start_with(config).await.unwrap();
     let kubectl = Kubectl::new(&cluster);
-    kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            kubectl.file("ns.yaml", NAMESPACE).to_str().unwrap(),
-        ])
-        .await;
-    kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            kubectl.file("web.yaml", DEPLOYMENT).to_str().unwrap(),
-        ])
-        .await;
-    let status = kubectl
-        .ok(&[
-            "-n",
-            "shop",
-            "rollout",
-            "status",
-            "deploy/web",
-            "--timeout=20s",
-        ])
-        .await;
+    kubectl.apply("ns.yaml", NAMESPACE, &[]).await;
+    kubectl.apply("web.yaml", DEPLOYMENT, &[]).await;
+    const ROLLOUT_STATUS: [&str; 6] = [
+        "-n",
+        "shop",
+        "rollout",
+        "status",
+        "deploy/web",
+        "--timeout=20s",
+    ];
+    let status = kubectl.ok(&ROLLOUT_STATUS).await;
     assert!(status.contains("successfully rolled out"), "{status}");
 
     cluster.mark_broken("2.0.0");
-    let broken = kubectl.file("web2.yaml", &DEPLOYMENT.replace("web:1.0.0", "web:2.0.0"));
-    kubectl
-        .ok(&["apply", "--server-side", "-f", broken.to_str().unwrap()])
-        .await;
-    let failed = kubectl
-        .run(&[
-            "-n",
-            "shop",
-            "rollout",
-            "status",
-            "deploy/web",
-            "--timeout=20s",
-        ])
-        .await;
+    let broken = DEPLOYMENT.replace("web:1.0.0", "web:2.0.0");
+    kubectl.apply("web2.yaml", &broken, &[]).await;
+    let failed = kubectl.run(&ROLLOUT_STATUS).await;
     assert!(!failed.ok);
     assert!(
         failed.stderr.contains("exceeded its progress deadline"),
         "{}",
         failed.stderr
     );
-    let ready = kubectl
-        .ok(&[
-            "-n",
-            "shop",
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.status.availableReplicas}",
-        ])
-        .await;
+    let ready = kubectl.web("{.status.availableReplicas}").await;
     assert_eq!(ready, "2", "the old replicas stay available");
 }
 
@@ -295,14 +230,7 @@ spec:
     storage: true
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 ";
-    kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            kubectl.file("crd.yaml", crd).to_str().unwrap(),
-        ])
-        .await;
+    kubectl.apply("crd.yaml", crd, &[]).await;
     kubectl
         .ok(&[
             "wait",
@@ -312,14 +240,7 @@ spec:
         ])
         .await;
     let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3}\n";
-    kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            kubectl.file("w.yaml", widget).to_str().unwrap(),
-        ])
-        .await;
+    kubectl.apply("w.yaml", widget, &[]).await;
     assert_eq!(
         kubectl
             .ok(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"])
@@ -354,14 +275,7 @@ spec:
         args: [--target, web]
         env: [{name: SIM_JOB_LOG, value: all 3 checks passed}]
 ";
-    kubectl
-        .ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            kubectl.file("job.yaml", job).to_str().unwrap(),
-        ])
-        .await;
+    kubectl.apply("job.yaml", job, &[]).await;
     kubectl
         .ok(&[
             "wait",

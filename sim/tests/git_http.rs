@@ -2,23 +2,34 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::{git, git_output, work_repo};
 use sim::git::GitServer;
 
 const TOKEN: &str = "ghs_test_token";
 
+/// A Git server storing its repositories under `root`, taking [`TOKEN`].
+async fn start(root: PathBuf) -> GitServer {
+    GitServer::start(root, TOKEN).await.unwrap()
+}
+
+/// A Git server in `tmp/srv` with an empty `shop/config`, and a working repository `tmp/work`
+/// whose one commit on `main` holds `files`.
+async fn server_and_work(tmp: &Path, files: &[(&str, &str)]) -> (GitServer, PathBuf) {
+    let server = start(tmp.join("srv")).await;
+    server.init_bare("shop", "config", "main").unwrap();
+    let work = tmp.join("work");
+    std::fs::create_dir(&work).unwrap();
+    work_repo(&work, files).await;
+    (server, work)
+}
+
 #[tokio::test]
 async fn the_git_cli_pushes_and_clones_with_an_access_token() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = GitServer::start(tmp.path().join("srv"), TOKEN)
-        .await
-        .unwrap();
-    server.init_bare("shop", "config", "main").unwrap();
-
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    work_repo(
-        &work,
+    let (server, work) = server_and_work(
+        tmp.path(),
         &[("environments/dev/kustomization.yaml", "resources: []\n")],
     )
     .await;
@@ -49,9 +60,7 @@ async fn the_git_cli_pushes_and_clones_with_an_access_token() {
 #[tokio::test]
 async fn a_wrong_or_missing_token_gets_a_basic_challenge_like_github() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = GitServer::start(tmp.path().to_path_buf(), TOKEN)
-        .await
-        .unwrap();
+    let server = start(tmp.path().to_path_buf()).await;
     server.init_bare("shop", "config", "main").unwrap();
 
     let client = reqwest::Client::new();
@@ -98,9 +107,7 @@ async fn a_wrong_or_missing_token_gets_a_basic_challenge_like_github() {
 #[tokio::test]
 async fn an_unknown_repository_is_not_found() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = GitServer::start(tmp.path().to_path_buf(), TOKEN)
-        .await
-        .unwrap();
+    let server = start(tmp.path().to_path_buf()).await;
     let response = reqwest::Client::new()
         .get(format!(
             "{}/info/refs?service=git-upload-pack",
@@ -116,13 +123,7 @@ async fn an_unknown_repository_is_not_found() {
 #[tokio::test]
 async fn git2_fetches_and_pushes_with_userpass_credentials() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = GitServer::start(tmp.path().join("srv"), TOKEN)
-        .await
-        .unwrap();
-    server.init_bare("shop", "config", "main").unwrap();
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    work_repo(&work, &[("a.txt", "a\n")]).await;
+    let (server, work) = server_and_work(tmp.path(), &[("a.txt", "a\n")]).await;
     let url = server.repo_url("shop", "config");
     let pushed = git(&work, &["rev-parse", "HEAD"]).await;
 

@@ -3,10 +3,13 @@
 
 pub mod diag;
 pub mod duration;
+pub mod files;
 pub mod pipeline;
+pub mod policy;
 pub mod runtime;
 pub mod secret;
 pub mod validate;
+pub mod verify_job;
 pub mod window;
 
 pub use diag::Diagnostic;

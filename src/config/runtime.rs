@@ -42,10 +42,26 @@ pub struct RuntimeConfig {
     pub workdir: PathBuf,
     /// Registry credentials by host (`{ username, password }` or `{ token }`).
     #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
-    pub registries: indexmap::IndexMap<String, crate::registry::auth::CredentialConfig>,
+    pub registries: indexmap::IndexMap<String, CredentialConfig>,
     /// A Docker `config.json` whose `auths` are used too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_config: Option<PathBuf>,
+}
+
+/// One registry's entry in the runtime config (`registry::auth` resolves it to a credential):
+/// ```yaml
+/// registry.example.com: { username: ci, password: { env: REGISTRY_PASSWORD } }
+/// ghcr.io: { token: { file: /run/secrets/ghcr-token } }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredentialConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
 }
 
 /// The config repo.

@@ -2,10 +2,13 @@
 //! Every problem is a [`Diagnostic`] at `file:line:column`; nothing here writes anything.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use super::diag::{Diagnostic, suggest};
+use super::files::{FsFiles, resolve_in_repo};
 use super::pipeline::{Approvals, BlessRule, LoadError, LoadedPipeline, PIPELINE_FILE, Pipeline};
+use super::policy::{compile, read_policies};
+use super::verify_job::VerifyJob;
 use crate::image::{Digest, is_valid_repository};
 use crate::yaml::{self, Node, Pos};
 
@@ -39,20 +42,6 @@ pub fn validate(repo: &Path, loaded: &LoadedPipeline) -> Vec<Diagnostic> {
     v.environments();
     v.policies();
     v.out
-}
-
-/// The Rego policies of the repo (`policies/*.rego`), sorted by path.
-pub fn read_policies(
-    files: &dyn crate::gitrepo::files::Files,
-) -> Result<Vec<crate::promote::policy::PolicySource>, String> {
-    let mut out = Vec::new();
-    for path in files.list("policies")? {
-        if path.ends_with(".rego") {
-            let text = files.read(&path)?.unwrap_or_default();
-            out.push(crate::promote::policy::PolicySource { path, text });
-        }
-    }
-    Ok(out)
 }
 
 struct Validator<'a> {
@@ -297,9 +286,7 @@ impl Validator<'_> {
                 Err(e) => self.error(&field, format!("cannot read {}: {e}", step.job)),
                 Ok(text) => {
                     let file = step.job.trim_start_matches("./").to_string();
-                    if let Err(d) =
-                        crate::reconcile::verify::VerifyJob::parse(&file, &text, step.timeout())
-                    {
+                    if let Err(d) = VerifyJob::parse(&file, &text, step.timeout()) {
                         self.out.push(d);
                     }
                 }
@@ -314,10 +301,10 @@ impl Validator<'_> {
     }
 
     fn policies(&mut self) {
-        match read_policies(&crate::gitrepo::files::FsFiles(self.repo)) {
+        match read_policies(&FsFiles(self.repo)) {
             Err(e) => self.out.push(Diagnostic::new("policies", None, "", e)),
             Ok(sources) => {
-                if let Err(e) = crate::promote::policy::compile(&sources) {
+                if let Err(e) = compile(&sources) {
                     let file = e
                         .message
                         .split(':')
@@ -474,40 +461,6 @@ impl Validator<'_> {
             }
         }
     }
-}
-
-/// Resolve a repo-relative path, refusing absolute paths, `..` that leaves the repo, and
-/// symlinks that point outside it. The path need not exist.
-pub fn resolve_in_repo(repo: &Path, rel: &str) -> Result<PathBuf, String> {
-    let path = Path::new(rel);
-    if path.is_absolute() {
-        return Err(format!(
-            "{rel:?} is absolute; paths are relative to the config repo root"
-        ));
-    }
-    let mut depth: i32 = 0;
-    for c in path.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return Err(format!(
-                "{rel:?} leaves the config repo; paths must stay inside it"
-            ));
-        }
-    }
-    let full = repo.join(path);
-    if let (Ok(root), Ok(real)) = (repo.canonicalize(), full.canonicalize())
-        && !real.starts_with(&root)
-    {
-        return Err(format!(
-            "{rel:?} resolves (through a symlink) to {}, outside the config repo",
-            real.display()
-        ));
-    }
-    Ok(full)
 }
 
 fn rel_display(repo: &Path, path: &Path) -> String {

@@ -237,7 +237,7 @@ impl<F: Forge> Engine<F> {
         let tip = repo.fetch()?;
         let files = repo.files_at(tip)?;
         let pipeline = load_pipeline(&files, tip)?;
-        let policies = crate::config::validate::read_policies(&files).map_err(|message| {
+        let policies = crate::config::policy::read_policies(&files).map_err(|message| {
             EngineError::Pipeline {
                 commit: tip.to_string(),
                 message,

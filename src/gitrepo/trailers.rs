@@ -1,31 +1,11 @@
 //! The audit log: `Baton-*` trailers on merge and squash commits. Written by the bot when it
 //! merges a promotion, read back by `baton history`; since they live in Git they outlive the
-//! bot.
+//! bot. The record itself, [`Promotion`], is a plain value the planner owns
+//! (`promote::state`); this module is its Git form.
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
-use crate::image::Digest;
-
-/// What one promotion commit records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Promotion {
-    pub app: String,
-    pub environment: String,
-    /// The digest the environment ran before (absent for a first promotion).
-    pub from: Option<Digest>,
-    pub to: Digest,
-    pub tag: Option<String>,
-    pub approved_by: Vec<String>,
-    pub promoted_by: Option<String>,
-    pub pull_request: Option<u64>,
-    /// Set on a rollback: the digest it rolled back. The planner holds that digest back from
-    /// the environment (see `promote::plan::held_digests`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback_of: Option<Digest>,
-}
+pub use crate::promote::state::Promotion;
 
 pub const APP: &str = "Baton-App";
 pub const ENVIRONMENT: &str = "Baton-Environment";
@@ -134,6 +114,7 @@ impl Promotion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::Digest;
 
     fn sample() -> Promotion {
         Promotion {

@@ -9,9 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::gates::{self, Context, Evaluation, is_rollback};
-use super::state::{DeployState, Deployment, PullRequest};
+use super::state::{DeployState, Deployment, Promotion, PullRequest};
 use crate::config::pipeline::Pipeline;
-use crate::gitrepo::trailers::Promotion;
 use crate::image::{Digest, Pinned};
 
 /// The newest blessed release of an app, from the registry.

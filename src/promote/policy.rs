@@ -17,16 +17,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::config::policy::engine;
+pub use crate::config::policy::{PolicyError, PolicySource, compile};
+
 /// The rule every policy contributes to.
 pub const DENY_RULE: &str = "data.baton.deny";
-
-/// One policy file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicySource {
-    /// Repo-relative path, for error messages.
-    pub path: String,
-    pub text: String,
-}
 
 /// What a policy sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,30 +49,6 @@ impl PolicyInput {
     pub fn weekday_of(now: DateTime<Utc>) -> String {
         now.format("%a").to_string()
     }
-}
-
-/// A policy that does not compile or evaluate; the text names the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct PolicyError {
-    pub message: String,
-}
-
-/// Check that every source compiles (for `baton validate`).
-pub fn compile(sources: &[PolicySource]) -> Result<(), PolicyError> {
-    engine(sources).map(|_| ())
-}
-
-fn engine(sources: &[PolicySource]) -> Result<regorus::Engine, PolicyError> {
-    let mut engine = regorus::Engine::new();
-    for s in sources {
-        engine
-            .add_policy(s.path.clone(), s.text.clone())
-            .map_err(|e| PolicyError {
-                message: format!("{}: {e}", s.path),
-            })?;
-    }
-    Ok(engine)
 }
 
 /// The deny reasons for `input`, sorted; empty when no policy objects.
@@ -198,16 +169,6 @@ deny contains msg if {
             deny_reasons(&[], &input("prod", "Fri", &[])).unwrap(),
             Vec::<String>::new()
         );
-    }
-
-    #[test]
-    fn a_broken_policy_is_an_error_naming_its_file() {
-        let bad = vec![PolicySource {
-            path: "policies/bad.rego".into(),
-            text: "package baton\ndeny contains msg if {".into(),
-        }];
-        let e = compile(&bad).unwrap_err();
-        assert!(e.message.starts_with("policies/bad.rego"), "{e}");
     }
 
     #[test]

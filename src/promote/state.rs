@@ -94,3 +94,23 @@ pub struct Deployment {
     /// Since when it has been continuously healthy.
     pub healthy_since: Option<DateTime<Utc>>,
 }
+
+/// One promotion as the config repo's history records it: `gitrepo::trailers` writes it as
+/// `Baton-*` trailers on the merge commit and reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    pub app: String,
+    pub environment: String,
+    /// The digest the environment ran before (absent for a first promotion).
+    pub from: Option<Digest>,
+    pub to: Digest,
+    pub tag: Option<String>,
+    pub approved_by: Vec<String>,
+    pub promoted_by: Option<String>,
+    pub pull_request: Option<u64>,
+    /// Set on a rollback: the digest it rolled back. The planner holds that digest back from
+    /// the environment (see `promote::plan::held_digests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<Digest>,
+}

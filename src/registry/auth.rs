@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+pub use crate::config::runtime::CredentialConfig;
 pub use crate::config::secret::{Secret, SecretError, SecretRef};
 
 /// Credentials for one registry host.
@@ -55,22 +56,6 @@ impl Credential {
             Self::Bearer(_) => None,
         }
     }
-}
-
-/// One registry's entry in the runtime config:
-/// ```yaml
-/// registry.example.com: { username: ci, password: { env: REGISTRY_PASSWORD } }
-/// ghcr.io: { token: { file: /run/secrets/ghcr-token } }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CredentialConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<SecretRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<SecretRef>,
 }
 
 impl CredentialConfig {

@@ -374,7 +374,9 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     s.begin(8);
     let before = pulls(sb).iter().map(|p| p.number).max().unwrap_or(0);
     let bad = sb.push("web", "1.2.0");
-    sb.cluster.mark_broken(&bad);
+    if let Err(e) = sb.cluster.mark_broken(&bad) {
+        return Err(s.fail(format!("cannot mark {bad} broken: {e}")));
+    }
     s.say(format!(
         "pushed web 1.2.0 = {bad}; its pods will never become ready"
     ));

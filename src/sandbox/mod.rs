@@ -8,8 +8,11 @@
 //! The stand-ins are real HTTP servers on 127.0.0.1; baton talks to them with its production
 //! clients (octocrab, git2, kube, reqwest), exactly as it would to GitHub and a cluster.
 
+pub mod cluster;
 pub mod demo;
 pub mod example;
+
+pub use cluster::SandboxCluster;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,9 @@ pub struct SandboxOptions {
     pub soak: Duration,
     /// Keep files here instead of a temporary directory (kept after exit).
     pub dir: Option<PathBuf>,
+    /// Run a real control plane from this directory of binaries (`scripts/kube-assets`)
+    /// instead of the Kubernetes stand-in.
+    pub kube_assets: Option<PathBuf>,
 }
 
 impl Default for SandboxOptions {
@@ -43,6 +49,7 @@ impl Default for SandboxOptions {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             soak: Duration::from_secs(3),
             dir: None,
+            kube_assets: None,
         }
     }
 }
@@ -58,6 +65,8 @@ pub enum SandboxError {
     },
     #[error("{0}")]
     Seed(String),
+    #[error("cannot start the real control plane: {0}")]
+    ControlPlane(String),
     #[error(transparent)]
     Service(#[from] crate::service::ServiceError),
 }
@@ -65,7 +74,7 @@ pub enum SandboxError {
 /// The running stand-ins and the files the sandbox wrote.
 pub struct Sandbox {
     pub forge: sim::forge::Forge,
-    pub cluster: sim::cluster::Cluster,
+    pub cluster: SandboxCluster,
     pub registry: sim::registry::Registry,
     /// `baton.yaml`, the kubeconfig, secrets and baton's workdir live here.
     pub dir: PathBuf,
@@ -159,16 +168,7 @@ impl Sandbox {
             what: "GitHub",
             source,
         })?;
-        let cluster = sim::cluster::Cluster::start_with(sim::cluster::ClusterConfig {
-            rollout_duration: Duration::from_millis(500),
-            progress_deadline: Duration::from_secs(3),
-            ..Default::default()
-        })
-        .await
-        .map_err(|source| SandboxError::Start {
-            what: "Kubernetes",
-            source,
-        })?;
+        let cluster = SandboxCluster::start(options.kube_assets.as_deref()).await?;
         let registry =
             sim::registry::Registry::start()
                 .await
@@ -179,6 +179,9 @@ impl Sandbox {
 
         let seed_dir = dir.join("seed");
         let initial = seed(&registry, &seed_dir)?;
+        if cluster.is_real() {
+            real_cluster_timings(&seed_dir)?;
+        }
         let files = read_tree(&seed_dir)?;
         let refs: Vec<(&str, &str)> = files
             .iter()
@@ -286,6 +289,27 @@ impl Sandbox {
 
 /// Replace `from` with `to` in `text`, failing when `from` is missing (the example changed and
 /// the sandbox must follow).
+/// On a real cluster a failed rollout is declared by the Deployment controller after the
+/// Deployment's `progressDeadlineSeconds` (600 by default): shorten it to 10 s, as the stand-in's
+/// 3 s deadline does, so the demo's broken release fails in seconds.
+fn real_cluster_timings(seed: &Path) -> Result<(), SandboxError> {
+    for app in ["web", "worker"] {
+        let file = seed.join("apps").join(app).join("deployment.yaml");
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let edited = replace(
+            &file.display().to_string(),
+            &text,
+            "\nspec:\n",
+            "\nspec:\n  progressDeadlineSeconds: 10\n",
+        )?;
+        std::fs::write(&file, edited)
+            .map_err(|e| SandboxError::Seed(format!("{}: {e}", file.display())))?;
+    }
+    Ok(())
+}
+
 fn replace(file: &str, text: &str, from: &str, to: &str) -> Result<String, SandboxError> {
     if !text.contains(from) {
         return Err(SandboxError::Seed(format!(

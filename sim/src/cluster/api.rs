@@ -432,20 +432,7 @@ async fn resource_request(
     match (verb, res.name.as_deref(), res.sub.as_deref()) {
         ("watch", _, _) => watch(s, &t, res.namespace.as_deref(), params),
         ("list", _, _) => {
-            let labels = LabelSelector::parse(
-                params
-                    .get("labelSelector")
-                    .map(String::as_str)
-                    .unwrap_or(""),
-            )
-            .map_err(ApiError::bad_request)?;
-            let fields = FieldSelector::parse(
-                params
-                    .get("fieldSelector")
-                    .map(String::as_str)
-                    .unwrap_or(""),
-            )
-            .map_err(ApiError::bad_request)?;
+            let (labels, fields) = selectors(params)?;
             let (items, rv) = {
                 let inner = s.lock();
                 let items: Vec<Value> = inner
@@ -550,21 +537,10 @@ async fn resource_request(
                 let old = inner
                     .get(&t, &namespace, name)
                     .ok_or_else(|| ApiError::not_found(&t, name))?;
-                let new = if sub == Some("scale") {
-                    with_scale(&old, &body)?
-                } else {
-                    body
-                };
+                let new = scale_in(sub, &old, body)?;
                 inner.write(&t, &namespace, name, Change::Replace(new), &writer, false)
             })?;
-            Ok(json_response(
-                200,
-                &if sub == Some("scale") {
-                    scale_of(&updated)
-                } else {
-                    updated
-                },
-            ))
+            Ok(json_response(200, &scale_out(sub, updated)))
         }
         ("apply", Some(name), sub @ (None | Some("status"))) => {
             let config = decode_body(headers, body)?;
@@ -626,17 +602,10 @@ async fn resource_request(
                 } else {
                     return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})")));
                 }
-                let new = if sub == Some("scale") { with_scale(&old, &target)? } else { target };
+                let new = scale_in(sub, &old, target)?;
                 inner.write(&t, &namespace, name, Change::Replace(new), &writer, false)
             })?;
-            Ok(json_response(
-                200,
-                &if sub == Some("scale") {
-                    scale_of(&updated)
-                } else {
-                    updated
-                },
-            ))
+            Ok(json_response(200, &scale_out(sub, updated)))
         }
         ("delete", Some(name), None) => {
             let opts: Value = if body.is_empty() {
@@ -683,20 +652,7 @@ async fn resource_request(
             ))
         }
         ("deletecollection", None, None) => {
-            let labels = LabelSelector::parse(
-                params
-                    .get("labelSelector")
-                    .map(String::as_str)
-                    .unwrap_or(""),
-            )
-            .map_err(ApiError::bad_request)?;
-            let fields = FieldSelector::parse(
-                params
-                    .get("fieldSelector")
-                    .map(String::as_str)
-                    .unwrap_or(""),
-            )
-            .map_err(ApiError::bad_request)?;
+            let (labels, fields) = selectors(params)?;
             let deleted = s.write(|inner| {
                 let victims: Vec<Value> = inner
                     .list(&t, res.namespace.as_deref())
@@ -739,6 +695,34 @@ async fn resource_request(
             "MethodNotAllowed",
             format!("{method} is not supported on this path"),
         )),
+    }
+}
+
+/// The request's `labelSelector` and `fieldSelector` (empty when absent: everything matches).
+fn selectors(params: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or("");
+    Ok((
+        LabelSelector::parse(param("labelSelector")).map_err(ApiError::bad_request)?,
+        FieldSelector::parse(param("fieldSelector")).map_err(ApiError::bad_request)?,
+    ))
+}
+
+/// The object a write stores: through `/scale`, `old` with the replicas of the Scale `new`;
+/// otherwise `new` itself.
+fn scale_in(sub: Option<&str>, old: &Value, new: Value) -> Result<Value, ApiError> {
+    if sub == Some("scale") {
+        with_scale(old, &new)
+    } else {
+        Ok(new)
+    }
+}
+
+/// What a write answers: through `/scale`, the Scale of the stored object; otherwise the object.
+fn scale_out(sub: Option<&str>, stored: Value) -> Value {
+    if sub == Some("scale") {
+        scale_of(&stored)
+    } else {
+        stored
     }
 }
 
@@ -1025,20 +1009,7 @@ fn watch(
     namespace: Option<&str>,
     params: &Params,
 ) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(
-        params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or(""),
-    )
-    .map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(
-        params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or(""),
-    )
-    .map_err(ApiError::bad_request)?;
+    let (labels, fields) = selectors(params)?;
     let timeout = params
         .get("timeoutSeconds")
         .and_then(|v| v.parse().ok())

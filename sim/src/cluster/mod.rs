@@ -61,6 +61,18 @@ impl Default for ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// The default timing, but rollouts take `rollout` and one that has not completed after
+    /// `deadline` (a broken image) fails.
+    pub fn rollouts(rollout: Duration, deadline: Duration) -> Self {
+        Self {
+            rollout_duration: rollout,
+            progress_deadline: deadline,
+            ..Self::default()
+        }
+    }
+}
+
 /// State shared by the HTTP handlers, the controllers and the handle.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
@@ -380,6 +392,19 @@ mod tests {
                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}}}})
     }
 
+    /// Deployment `default/web` once `check` holds, within `timeout`; panics with `what`.
+    async fn web_when(
+        cluster: &Cluster,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        cluster
+            .wait_for("apps/v1", "Deployment", "default", "web", timeout, check)
+            .await
+            .expect(what)
+    }
+
     fn condition(d: &Value, ty: &str) -> Option<(String, String)> {
         d.pointer("/status/conditions")?
             .as_array()?
@@ -395,41 +420,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rollouts_follow_tokio_time_so_paused_tests_control_them() {
-        let config = ClusterConfig {
-            rollout_duration: Duration::from_secs(30),
-            progress_deadline: Duration::from_secs(600),
-            ..Default::default()
-        };
+        let config = ClusterConfig::rollouts(Duration::from_secs(30), Duration::from_secs(600));
         let cluster = Cluster::start_with(config).await.unwrap();
         let started = tokio::time::Instant::now();
         cluster.apply("baton", deployment("web:1")).unwrap();
-        let progressing = cluster
-            .wait_for(
-                "apps/v1",
-                "Deployment",
-                "default",
-                "web",
-                Duration::from_secs(1),
-                |d| d.pointer("/status/observedGeneration") == Some(&json!(1)),
-            )
-            .await
-            .expect("observed at once");
+        let progressing = web_when(&cluster, Duration::from_secs(1), "observed at once", |d| {
+            d.pointer("/status/observedGeneration") == Some(&json!(1))
+        })
+        .await;
         assert_eq!(
             condition(&progressing, "Available"),
             Some(("False".into(), "MinimumReplicasUnavailable".into()))
         );
 
-        let done = cluster
-            .wait_for(
-                "apps/v1",
-                "Deployment",
-                "default",
-                "web",
-                Duration::from_secs(120),
-                |d| d.pointer("/status/availableReplicas") == Some(&json!(2)),
-            )
-            .await
-            .expect("completes");
+        let done = web_when(&cluster, Duration::from_secs(120), "completes", |d| {
+            d.pointer("/status/availableReplicas") == Some(&json!(2))
+        })
+        .await;
         assert!(
             started.elapsed() >= Duration::from_secs(30),
             "not before rollout_duration"
@@ -441,20 +448,16 @@ mod tests {
 
         cluster.mark_broken("web:2");
         cluster.apply("baton", deployment("web:2")).unwrap();
-        let failed = cluster
-            .wait_for(
-                "apps/v1",
-                "Deployment",
-                "default",
-                "web",
-                Duration::from_secs(3600),
-                |d| {
-                    condition(d, "Progressing")
-                        .is_some_and(|(_, reason)| reason == "ProgressDeadlineExceeded")
-                },
-            )
-            .await
-            .expect("deadline exceeded");
+        let failed = web_when(
+            &cluster,
+            Duration::from_secs(3600),
+            "deadline exceeded",
+            |d| {
+                condition(d, "Progressing")
+                    .is_some_and(|(_, reason)| reason == "ProgressDeadlineExceeded")
+            },
+        )
+        .await;
         assert_eq!(failed.pointer("/status/availableReplicas"), Some(&json!(2)));
         assert_eq!(
             failed.pointer("/status/observedGeneration"),

@@ -1,8 +1,8 @@
-//! The promotion scenario tests' world: the GitHub stand-in holding the example config repo,
-//! the people and teams its pipeline names, the registry's releases and the reconciler's
-//! deployments as plain values, and a brand-new engine (fresh clone, fresh client) for every
-//! pass, as after a restart.
-#![allow(dead_code)]
+//! The promotion world of the scenario tests and the promotion bench: the GitHub stand-in
+//! holding the example config repo, the people and teams its pipeline names, the registry's
+//! releases and the reconciler's deployments as plain values, and a brand-new engine (fresh
+//! client; a fresh clone unless asked to keep the last workdir) for every pass, as after a
+//! restart.
 
 use std::collections::BTreeMap;
 
@@ -15,9 +15,9 @@ use baton::image::Digest;
 use baton::promote::plan::Release;
 use baton::promote::state::{DeployState, Deployment};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sim::forge::{Forge, Permission, PullView};
+use sim::forge::{Forge, Permission, PullView, ReviewState};
 
-use crate::common::{example_files, git};
+use crate::example::{example_files, git, seed_repo};
 
 pub const OWNER: &str = "shop";
 pub const REPO: &str = "config";
@@ -28,10 +28,20 @@ pub fn tuesday_morning() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()
 }
 
+/// Where a new engine keeps its clone of the config repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workdir {
+    /// A new, empty directory: a full clone, as a new process on a new volume.
+    New,
+    /// The directory the previous engine used: a fetch, as a restarted process.
+    Kept,
+}
+
 pub struct World {
     pub forge: Forge,
     pub dir: tempfile::TempDir,
-    pub passes: usize,
+    /// Workdirs made so far; the last one is [`Workdir::Kept`].
+    pub workdirs: usize,
     pub releases: BTreeMap<String, Release>,
     pub deployments: BTreeMap<(String, String), Deployment>,
     pub now: DateTime<Utc>,
@@ -47,8 +57,6 @@ impl World {
 
     /// The example config repo with `policies/pipeline.yaml` passed through `edit`.
     pub async fn with_pipeline(edit: impl FnOnce(String) -> String) -> Self {
-        baton::tls::install_crypto_provider();
-        let forge = Forge::start().await.unwrap();
         let mut edit = Some(edit);
         let files: Vec<(String, String)> = example_files()
             .into_iter()
@@ -60,13 +68,14 @@ impl World {
                 }
             })
             .collect();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
-            .collect();
-        forge
-            .create_repo_with_files(OWNER, REPO, "main", &refs)
-            .unwrap();
+        Self::with_files(&files).await
+    }
+
+    /// A config repo of `files` (repo-relative path, text), with the example's people.
+    pub async fn with_files(files: &[(String, String)]) -> Self {
+        baton::tls::install_crypto_provider();
+        let forge = Forge::start().await.unwrap();
+        seed_repo(&forge, OWNER, REPO, files);
         for (login, perm) in [
             ("alice", Permission::Write),
             ("bob", Permission::Write),
@@ -81,7 +90,7 @@ impl World {
         Self {
             forge,
             dir: tempfile::tempdir().unwrap(),
-            passes: 0,
+            workdirs: 0,
             releases: BTreeMap::new(),
             deployments: BTreeMap::new(),
             now: tuesday_morning(),
@@ -91,10 +100,17 @@ impl World {
 
     /// A brand-new engine, as after a restart: a fresh clone and a fresh client.
     pub fn engine(&mut self) -> Engine<GitHubForge> {
-        self.passes += 1;
+        self.engine_in(Workdir::New)
+    }
+
+    /// A brand-new engine (fresh client) whose clone is in `workdir`.
+    pub fn engine_in(&mut self, workdir: Workdir) -> Engine<GitHubForge> {
+        if workdir == Workdir::New || self.workdirs == 0 {
+            self.workdirs += 1;
+        }
         let token = Secret::new(self.forge.bot_token());
         let repo = ConfigRepo::open(
-            &self.dir.path().join(format!("clone-{}", self.passes)),
+            &self.dir.path().join(format!("clone-{}", self.workdirs)),
             Remote {
                 url: self.forge.git_url(OWNER, REPO),
                 branch: "main".into(),
@@ -105,7 +121,7 @@ impl World {
         .unwrap();
         let forge = GitHubForge::new(
             &self.forge.url(),
-            "shop/config",
+            &format!("{OWNER}/{REPO}"),
             GitHubAuth::Token(token),
             self.forge.bot_login(),
             self.options.clone(),
@@ -114,13 +130,24 @@ impl World {
         Engine::new(forge, repo)
     }
 
-    /// One promotion pass on a new engine; panics if it fails.
-    pub async fn pass(&mut self) -> Vec<Outcome> {
-        let engine = self.engine();
+    /// One promotion pass of `engine` on the world's releases, deployments and clock; panics
+    /// if it fails.
+    pub async fn run(&self, engine: &Engine<GitHubForge>) -> Vec<Outcome> {
         engine
             .run_once(&self.releases, &self.deployments, self.now)
             .await
             .unwrap()
+    }
+
+    /// One promotion pass on a new engine with a fresh clone; panics if it fails.
+    pub async fn pass(&mut self) -> Vec<Outcome> {
+        self.pass_in(Workdir::New).await
+    }
+
+    /// One promotion pass on a new engine whose clone is in `workdir`; panics if it fails.
+    pub async fn pass_in(&mut self, workdir: Workdir) -> Vec<Outcome> {
+        let engine = self.engine_in(workdir);
+        self.run(&engine).await
     }
 
     /// The registry's newest blessed release of `app` is now `tag` (digest derived from it).
@@ -222,7 +249,6 @@ impl World {
         self.write_calls().values().sum()
     }
 
-    /// `who` comments `body` on `pr`; the comment id.
     /// CI's `baton/validate` passes on `sha`.
     pub fn validate_passes(&self, sha: &str) {
         self.forge
@@ -248,6 +274,21 @@ impl World {
         (v, prod)
     }
 
+    /// `who` approves `pr` at its head.
+    pub fn approve(&self, who: &str, pr: u64) {
+        self.forge
+            .review_as(who, OWNER, REPO, pr, ReviewState::Approved, "")
+            .unwrap();
+    }
+
+    /// The two release managers prod needs (alice and bob) approve `pr`.
+    pub fn team_approves(&self, pr: u64) {
+        for who in ["alice", "bob"] {
+            self.approve(who, pr);
+        }
+    }
+
+    /// `who` comments `body` on `pr`; the comment id.
     pub fn comment(&self, who: &str, pr: u64, body: &str) -> u64 {
         self.forge.comment_as(who, OWNER, REPO, pr, body).unwrap()
     }
@@ -286,4 +327,23 @@ impl World {
     pub fn timeline(&self, pr: u64) -> Vec<String> {
         baton::engine::text::timeline(&self.status_comment(pr))
     }
+}
+
+/// Whether a pass merged a PR to `env`.
+pub fn merged(out: &[Outcome], env: &str) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Outcome::Merged { env: e, .. } if e == env))
+}
+
+/// How many PRs to `env` a pass opened.
+pub fn opened(out: &[Outcome], env: &str) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Outcome::Opened { env: e, .. } if e == env))
+        .count()
+}
+
+/// Whether a pass left a PR waiting on a gate whose description starts with `gate`.
+pub fn waiting_on(out: &[Outcome], gate: &str) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Outcome::Waiting { blocking, .. } if blocking.starts_with(gate)))
 }
