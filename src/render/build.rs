@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::configurations::{self, Extra};
 use super::error::{Location, RenderError};
 use super::generate;
 use super::jsonpatch;
@@ -60,13 +61,13 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         "render",
     )?;
     let mut resources = Vec::new();
-    b.accumulate(&k, &entry, &mut resources)?;
+    let cfg = b.accumulate(&k, &entry, &mut resources)?;
     resources.retain(|r| !r.is_empty());
 
     add_build_metadata(&mut resources, &k, &entry.rel);
     add_hashes(&mut resources);
-    nameref::fix(&mut resources)?;
-    vars::resolve(&mut resources, &b.vars)?;
+    nameref::fix(&mut resources, &cfg.name_references)?;
+    vars::resolve(&mut resources, &b.vars, &cfg.var_references)?;
     resources.retain(|r| {
         r.value
             .get("metadata")
@@ -287,12 +288,14 @@ impl Builder {
         Ok(())
     }
 
+    /// Build one kustomization into `ra`; returns the field specs its `configurations` (and
+    /// those of everything it includes) add, which apply to the kustomizations above it too.
     fn accumulate(
         &mut self,
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
-    ) -> Result<(), RenderError> {
+    ) -> Result<Extra, RenderError> {
         self.enter(dir, &Location::file(&k.file))?;
         let result = self.accumulate_inner(k, dir, ra);
         self.stack.pop();
@@ -304,7 +307,8 @@ impl Builder {
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
-    ) -> Result<(), RenderError> {
+    ) -> Result<Extra, RenderError> {
+        let mut cfg = Extra::default();
         let mut index = name_index(ra);
         for entry in &k.resources {
             let at = Location::at(&k.file, entry.line);
@@ -314,12 +318,20 @@ impl Builder {
             let loaded = if r.is_dir {
                 let sub = self.load(&r, Kind::Kustomization, &at, "resources")?;
                 let mut sub_ra = Vec::new();
-                self.accumulate(&sub, &r, &mut sub_ra)?;
+                cfg.merge(&self.accumulate(&sub, &r, &mut sub_ra)?);
                 sub_ra
             } else {
                 self.load_resources(&r, &at)?
             };
             append_all(ra, &mut index, loaded, &at)?;
+        }
+        for entry in &k.configurations {
+            let at = Location::at(&k.file, entry.line);
+            let r = self
+                .loader
+                .resolve(&dir.abs, &entry.value, &at, "configurations", false)?;
+            let text = self.loader.read_text(&r, &at)?;
+            cfg.merge(&configurations::parse(&text, &r.rel)?);
         }
         for spec in k.config_map_generator.iter().chain(&k.secret_generator) {
             let res = generate::generate(
@@ -368,9 +380,9 @@ impl Builder {
                 });
             }
             let ck = self.load(&r, Kind::Component, &at, "components")?;
-            self.accumulate(&ck, &r, ra)?;
+            cfg.merge(&self.accumulate(&ck, &r, ra)?);
         }
-        self.transform(k, dir, ra)?;
+        self.transform(k, dir, ra, &cfg)?;
         if !k.vars.is_empty() {
             self.warnings.push(vars::DEPRECATION.to_string());
         }
@@ -383,7 +395,7 @@ impl Builder {
             }
             self.vars.push(v.clone());
         }
-        Ok(())
+        Ok(cfg)
     }
 
     /// Read the resources of one file: every non-empty document; `*List` kinds expand into
@@ -478,6 +490,7 @@ impl Builder {
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
+        cfg: &Extra,
     ) -> Result<(), RenderError> {
         // patchesStrategicMerge (legacy)
         for entry in &k.patches_strategic_merge {
@@ -508,13 +521,13 @@ impl Builder {
         }
         transform::namespace(ra, &k.namespace, k)?;
         transform::prefix_suffix(ra, &k.name_prefix, &k.name_suffix);
-        transform::labels(ra, k)?;
-        transform::annotations(ra, k)?;
+        transform::labels(ra, k, &cfg.common_labels)?;
+        transform::annotations(ra, k, &cfg.common_annotations)?;
         for p in &k.patches_json6902 {
             self.apply_patch(k, dir, ra, p, "patchesJson6902")?;
         }
         transform::replicas(ra, &k.replicas, &k.file)?;
-        transform::images(ra, k)?;
+        transform::images(ra, k, &cfg.images)?;
         if !k.replacements.is_empty() {
             let loader = &mut self.loader;
             let reps = replace::collect(&k.replacements, |path, line| {
@@ -528,7 +541,7 @@ impl Builder {
         for entry in plugins::in_kustomize_order(&k.transformers) {
             for plugin in self.load_plugins(k, dir, entry, "transformers")? {
                 match &plugin.config {
-                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra)?,
+                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra, cfg)?,
                     plugins::Config::SetEntries {
                         specs,
                         entries,

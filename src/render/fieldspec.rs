@@ -347,10 +347,11 @@ pub fn replicas() -> &'static [FieldSpec] {
 }
 
 /// One name-reference rule: objects of `target` type are referred to by name from `referrers`.
+#[derive(Debug, Clone)]
 pub struct BackRef {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
     pub referrers: Vec<FieldSpec>,
 }
 
@@ -393,9 +394,9 @@ fn pod_spec_paths(suffixes: &[&str], kinds_with_template: &[&str]) -> Vec<FieldS
 
 fn build_name_references() -> Vec<BackRef> {
     let hpa = |kind: &'static str| BackRef {
-        group: "",
-        version: "",
-        kind,
+        group: "".into(),
+        version: "".into(),
+        kind: kind.into(),
         referrers: vec![fs(
             "spec/scaleTargetRef/name",
             "",
@@ -532,21 +533,21 @@ fn build_name_references() -> Vec<BackRef> {
         hpa("ReplicaSet"),
         hpa("StatefulSet"),
         BackRef {
-            group: "",
-            version: "v1",
-            kind: "ConfigMap",
+            group: "".into(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
             referrers: config_map,
         },
         BackRef {
-            group: "",
-            version: "v1",
-            kind: "Secret",
+            group: "".into(),
+            version: "v1".into(),
+            kind: "Secret".into(),
             referrers: secret,
         },
         BackRef {
-            group: "",
-            version: "v1",
-            kind: "Service",
+            group: "".into(),
+            version: "v1".into(),
+            kind: "Service".into(),
             referrers: vec![
                 fs("spec/serviceName", "apps", "", "StatefulSet", false),
                 fs(
@@ -589,9 +590,9 @@ fn build_name_references() -> Vec<BackRef> {
             ],
         },
         BackRef {
-            group: "rbac.authorization.k8s.io",
-            version: "",
-            kind: "Role",
+            group: "rbac.authorization.k8s.io".into(),
+            version: "".into(),
+            kind: "Role".into(),
             referrers: vec![fs(
                 "roleRef/name",
                 "rbac.authorization.k8s.io",
@@ -601,9 +602,9 @@ fn build_name_references() -> Vec<BackRef> {
             )],
         },
         BackRef {
-            group: "rbac.authorization.k8s.io",
-            version: "",
-            kind: "ClusterRole",
+            group: "rbac.authorization.k8s.io".into(),
+            version: "".into(),
+            kind: "ClusterRole".into(),
             referrers: vec![
                 fs(
                     "roleRef/name",
@@ -622,30 +623,30 @@ fn build_name_references() -> Vec<BackRef> {
             ],
         },
         BackRef {
-            group: "",
-            version: "v1",
-            kind: "ServiceAccount",
+            group: "".into(),
+            version: "v1".into(),
+            kind: "ServiceAccount".into(),
             referrers: service_account,
         },
         BackRef {
-            group: "",
-            version: "v1",
-            kind: "PersistentVolumeClaim",
+            group: "".into(),
+            version: "v1".into(),
+            kind: "PersistentVolumeClaim".into(),
             referrers: workload_field("volumes/persistentVolumeClaim/claimName", &workloads),
         },
         BackRef {
-            group: "",
-            version: "v1",
-            kind: "PersistentVolume",
+            group: "".into(),
+            version: "v1".into(),
+            kind: "PersistentVolume".into(),
             referrers: vec![
                 fs("spec/volumeName", "", "", "PersistentVolumeClaim", false),
                 fs("rules/resourceNames", "", "", "ClusterRole", false),
             ],
         },
         BackRef {
-            group: "storage.k8s.io",
-            version: "v1",
-            kind: "StorageClass",
+            group: "storage.k8s.io".into(),
+            version: "v1".into(),
+            kind: "StorageClass".into(),
             referrers: vec![
                 fs("spec/storageClassName", "", "", "PersistentVolume", false),
                 fs(
@@ -665,15 +666,15 @@ fn build_name_references() -> Vec<BackRef> {
             ],
         },
         BackRef {
-            group: "scheduling.k8s.io",
-            version: "v1",
-            kind: "PriorityClass",
+            group: "scheduling.k8s.io".into(),
+            version: "v1".into(),
+            kind: "PriorityClass".into(),
             referrers: workload_field("priorityClassName", &workloads),
         },
         BackRef {
-            group: "admissionregistration.k8s.io",
-            version: "",
-            kind: "ValidatingAdmissionPolicy",
+            group: "admissionregistration.k8s.io".into(),
+            version: "".into(),
+            kind: "ValidatingAdmissionPolicy".into(),
             referrers: vec![fs(
                 "spec/policyName",
                 "admissionregistration.k8s.io",
@@ -685,9 +686,9 @@ fn build_name_references() -> Vec<BackRef> {
         // kustomize's table names the group `networking.k8s.io/v1`, which matches nothing;
         // kept as is so that IngressClass references behave exactly as in kustomize.
         BackRef {
-            group: "networking.k8s.io/v1",
-            version: "v1",
-            kind: "IngressClass",
+            group: "networking.k8s.io/v1".into(),
+            version: "v1".into(),
+            kind: "IngressClass".into(),
             referrers: vec![fs("spec/ingressClassName", "", "", "Ingress", false)],
         },
     ]

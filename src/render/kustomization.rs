@@ -157,6 +157,7 @@ pub struct Kustomization {
     /// kustomize).
     pub build_metadata: Vec<Spanned<String>>,
     pub vars: Vec<super::vars::Var>,
+    pub configurations: Vec<Spanned<String>>,
 }
 
 impl Kustomization {
@@ -187,6 +188,7 @@ impl Kustomization {
             transformers: Vec::new(),
             build_metadata: Vec::new(),
             vars: Vec::new(),
+            configurations: Vec::new(),
         }
     }
 }
@@ -195,10 +197,6 @@ impl Kustomization {
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("openapi", "custom OpenAPI schemas are not implemented"),
     ("crds", "CRD-declared name references are not implemented"),
-    (
-        "configurations",
-        "custom transformer configurations are not implemented",
-    ),
     ("validators", "validator plugins would run arbitrary code"),
     ("helmCharts", "Helm inflation runs the helm binary"),
     ("helmGlobals", "Helm inflation runs the helm binary"),
@@ -236,6 +234,7 @@ const KNOWN: &[&str] = &[
     "transformers",
     "buildMetadata",
     "vars",
+    "configurations",
 ];
 
 pub(super) struct Dec<'a> {
@@ -814,6 +813,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
             "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
             "vars" => k.vars = super::vars::parse(&d, v, name)?,
+            "configurations" => k.configurations = d.strings(v, name)?,
             "generators" => k.generators = d.strings(v, name)?,
             "transformers" => k.transformers = d.strings(v, name)?,
             "buildMetadata" => {

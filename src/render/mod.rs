@@ -22,12 +22,13 @@
 //! `commonAnnotations`, `images`, `replicas`, `patches` (strategic merge and JSON 6902, inline
 //! or from a file, with targets), `patchesStrategicMerge`, `patchesJson6902`,
 //! `configMapGenerator`, `secretGenerator`, `generatorOptions`, `sortOptions`, `replacements`,
-//! `vars`, `buildMetadata` (origin annotations, managed-by label), `generators` and
+//! `vars`, `configurations` (custom name-reference, label, annotation, image and var-reference
+//! field specs), `buildMetadata` (origin annotations, managed-by label), `generators` and
 //! `transformers` entries configuring kustomize's built-in plugins, and the legacy `bases` and
 //! `imageTags`. Name references are rewritten after renames, as kustomize does. Plugins that
 //! would run code (exec, Go, container, KRM functions, Helm) are a
 //! [`RenderError::Unsupported`] naming the field and the file, as are the fields not
-//! implemented yet (`configurations`, `openapi`, `crds`, remote resources). See
+//! implemented yet (`openapi`, `crds`, some `configurations` sections, remote resources). See
 //! `docs/render.md`.
 //!
 //! Files are read only from inside the repo root; a file must also lie under the
@@ -41,6 +42,7 @@
 //! `order`, and `build` (the pipeline).
 
 mod build;
+mod configurations;
 mod emit;
 mod error;
 mod fieldspec;

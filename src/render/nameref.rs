@@ -40,8 +40,9 @@ fn same_ending(a: &[String], b: &[String]) -> bool {
 /// A referrer field spec with its rule and its path split.
 type KindSpec<'a> = (&'a BackRef, &'a FieldSpec, Vec<String>);
 
-/// Fix every name reference in `resources`.
-pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
+/// Fix every name reference in `resources`, with kustomize's table plus `extra` rules (from
+/// `configurations`).
+pub fn fix(resources: &mut [Resource], extra: &[BackRef]) -> Result<(), RenderError> {
     let candidates: Vec<Candidate> = resources
         .iter()
         .enumerate()
@@ -66,11 +67,11 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
     if candidates.iter().all(|c| c.prev_names.is_empty()) {
         return Ok(());
     }
-    let rules = fieldspec::name_references();
+    let rules: Vec<&BackRef> = fieldspec::name_references().iter().chain(extra).collect();
     // Referrer specs by kind (every spec in kustomize's table names one), paths pre-split.
     let mut by_kind: std::collections::HashMap<&str, Vec<KindSpec<'_>>> =
         std::collections::HashMap::new();
-    for rule in rules {
+    for rule in rules.iter().copied() {
         for spec in &rule.referrers {
             by_kind.entry(spec.kind.as_str()).or_default().push((
                 rule,
@@ -99,9 +100,9 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), RenderError> {
         let visible: Vec<&Candidate> = candidates.iter().filter(|c| referrer.can_see(c)).collect();
         for (rule, spec) in applicable {
             let target = Gvk {
-                group: rule.group.to_string(),
-                version: rule.version.to_string(),
-                kind: rule.kind.to_string(),
+                group: rule.group.clone(),
+                version: rule.version.clone(),
+                kind: rule.kind.clone(),
             };
             let ctx = Ctx {
                 referrer: &referrer,
@@ -365,7 +366,7 @@ mod tests {
             }}}}),
         );
         let mut all = vec![cm, deploy];
-        fix(&mut all).unwrap();
+        fix(&mut all, &[]).unwrap();
         let spec = &all[1].value["spec"]["template"]["spec"];
         assert_eq!(
             spec["containers"][0]["envFrom"][0]["configMapRef"]["name"],
@@ -388,7 +389,7 @@ mod tests {
             "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "default"}]}),
         );
         let mut all = vec![sa, crb];
-        fix(&mut all).unwrap();
+        fix(&mut all, &[]).unwrap();
         assert_eq!(
             all[1].value["subjects"][0],
             json!({"kind": "ServiceAccount", "name": "p-sa", "namespace": "team"})

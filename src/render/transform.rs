@@ -198,16 +198,24 @@ fn merge_specs(into: &mut Vec<FieldSpec>, more: &[FieldSpec]) -> Result<(), Stri
 }
 
 /// `labels:` entries, then `commonLabels:`.
-pub fn labels(resources: &mut [Resource], k: &Kustomization) -> Result<(), RenderError> {
+/// `extra`: common-label field specs from `configurations`.
+pub fn labels(
+    resources: &mut [Resource],
+    k: &Kustomization,
+    extra: &[FieldSpec],
+) -> Result<(), RenderError> {
+    let mut common = fieldspec::common_labels().to_vec();
+    merge_specs(&mut common, extra)
+        .map_err(|e| RenderError::invalid(Location::file(&k.file), "configurations", e))?;
     let mut plans: Vec<(Vec<FieldSpec>, &BTreeMap<String, String>)> = Vec::new();
     for l in &k.labels {
         plans.push((
-            label_specs(l)
+            label_specs(l, &common)
                 .map_err(|e| RenderError::invalid(Location::at(&k.file, l.line), "labels", e))?,
             &l.pairs,
         ));
     }
-    plans.push((fieldspec::common_labels().to_vec(), &k.common_labels));
+    plans.push((common.clone(), &k.common_labels));
     for (specs, pairs) in &plans {
         for r in resources.iter_mut().filter(|r| !r.is_empty()) {
             set_entries(r, specs, pairs, "adding labels")?;
@@ -216,10 +224,10 @@ pub fn labels(resources: &mut [Resource], k: &Kustomization) -> Result<(), Rende
     Ok(())
 }
 
-fn label_specs(l: &LabelSpec) -> Result<Vec<FieldSpec>, String> {
+fn label_specs(l: &LabelSpec, common: &[FieldSpec]) -> Result<Vec<FieldSpec>, String> {
     let mut specs = l.fields.clone();
     if l.include_selectors {
-        merge_specs(&mut specs, fieldspec::common_labels())?;
+        merge_specs(&mut specs, common)?;
     } else {
         merge_specs(
             &mut specs,
@@ -250,14 +258,16 @@ pub fn set_map_entries(
 }
 
 /// `commonAnnotations:`.
-pub fn annotations(resources: &mut [Resource], k: &Kustomization) -> Result<(), RenderError> {
+pub fn annotations(
+    resources: &mut [Resource],
+    k: &Kustomization,
+    extra: &[FieldSpec],
+) -> Result<(), RenderError> {
+    let mut specs = fieldspec::common_annotations().to_vec();
+    merge_specs(&mut specs, extra)
+        .map_err(|e| RenderError::invalid(Location::file(&k.file), "configurations", e))?;
     for r in resources.iter_mut().filter(|r| !r.is_empty()) {
-        set_entries(
-            r,
-            fieldspec::common_annotations(),
-            &k.common_annotations,
-            "adding annotations",
-        )?;
+        set_entries(r, &specs, &k.common_annotations, "adding annotations")?;
     }
     Ok(())
 }
@@ -439,7 +449,12 @@ fn update_containers(node: &mut Value, rules: &[ImageRule<'_>]) {
 }
 
 /// `images:` — rewrite `image` fields of every `containers`/`initContainers` list.
-pub fn images(resources: &mut [Resource], k: &Kustomization) -> Result<(), RenderError> {
+/// `extra`: fields holding an image, from `configurations`.
+pub fn images(
+    resources: &mut [Resource],
+    k: &Kustomization,
+    extra: &[FieldSpec],
+) -> Result<(), RenderError> {
     if k.images.is_empty() {
         return Ok(());
     }
@@ -453,6 +468,26 @@ pub fn images(resources: &mut [Resource], k: &Kustomization) -> Result<(), Rende
             continue;
         }
         update_containers(&mut r.value, &rules);
+        let gvk = r.gvk();
+        for spec in extra.iter().filter(|s| fieldspec::matches_gvk(s, &gvk)) {
+            let result = fieldspec::visit(&mut r.value, spec, Create::Nothing, &mut |node| {
+                if let Some(s) = node.as_str() {
+                    let mut current = s.to_string();
+                    let mut changed = false;
+                    for rule in &rules {
+                        if let Some(new) = rule.apply(&current) {
+                            current = new;
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        *node = Value::String(current);
+                    }
+                }
+                Ok(())
+            });
+            result.map_err(|e| fail(r, "updating images", e))?;
+        }
     }
     Ok(())
 }

@@ -199,7 +199,12 @@ fn substitute(node: &mut Value, vars: &HashMap<String, Value>) {
 }
 
 /// Resolve every var against the final objects and substitute its references.
-pub fn resolve(resources: &mut [Resource], vars: &[Var]) -> Result<(), RenderError> {
+/// `extra`: var-reference field specs from `configurations`.
+pub fn resolve(
+    resources: &mut [Resource],
+    vars: &[Var],
+    extra: &[FieldSpec],
+) -> Result<(), RenderError> {
     if vars.is_empty() {
         return Ok(());
     }
@@ -257,7 +262,8 @@ pub fn resolve(resources: &mut [Resource], vars: &[Var]) -> Result<(), RenderErr
         })?;
         values.insert(v.name.clone(), value);
     }
-    let specs = var_references();
+    let mut specs = var_references();
+    specs.extend(extra.iter().cloned());
     for r in resources.iter_mut().filter(|r| !r.is_empty()) {
         let gvk = r.gvk();
         for spec in specs.iter().filter(|s| fieldspec::matches_gvk(s, &gvk)) {
