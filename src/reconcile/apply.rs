@@ -21,6 +21,7 @@ use super::error::{ObjectFailure, ReconcileError, describe, is_transient};
 use super::health;
 use super::object::{DesiredObject, ENV_LABEL, HASH_ANNOTATION, ObjectId, split_api_version};
 use super::order::{Stage, stage};
+use super::owners;
 use super::report::Action;
 
 /// A desired object and the resource that serves it (`None`: a custom resource whose CRD is
@@ -146,8 +147,17 @@ pub fn live_id(resource: &ApiResource, object: &Value) -> ObjectId {
     }
 }
 
+/// Drop `managedFields` from a live object read with them.
+fn without_managed_fields(mut object: Value) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    object
+}
+
 /// The environment's live objects of the given kinds: one (paged) list per kind, across
-/// namespaces, selected by the environment label.
+/// namespaces, selected by the environment label. They keep their `managedFields` until
+/// [`apply_all`] has decided what to do with them.
 pub async fn list_live(
     ctx: &Context,
     env: &str,
@@ -176,8 +186,13 @@ pub async fn list_live(
                     source,
                 })?;
             token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-            for item in page.items {
-                let value = to_value(item, r);
+            for mut item in page.items {
+                let fields = item.metadata.managed_fields.take();
+                let mut value = to_value(item, r);
+                if let Some(f) = fields {
+                    value["metadata"]["managedFields"] =
+                        serde_json::to_value(f).expect("managedFields serialize");
+                }
                 live.insert(live_id(r, &value), value);
             }
             if token.is_none() {
@@ -241,11 +256,18 @@ pub struct Applied {
 pub async fn apply_all(
     ctx: &Context,
     env: &str,
-    planned: Vec<Planned>,
+    mut planned: Vec<Planned>,
     mut live: HashMap<ObjectId, Value>,
     previous: &BTreeSet<ObjectId>,
 ) -> Result<Vec<Applied>, (ReconcileError, Vec<Applied>)> {
     let total = planned.len();
+    // Fields another manager took through `/scale` are neither applied nor compared.
+    for p in &mut planned {
+        if let Some(current) = live.get(&p.object.id()) {
+            let theirs = owners::yielded(current, &ctx.options.field_manager);
+            owners::remove(&mut p.object.object, &theirs);
+        }
+    }
     if ctx.options.dry_run
         && let Err(failures) = dry_run(ctx, &planned, &live, previous).await
     {
@@ -283,7 +305,7 @@ pub async fn apply_all(
             .into_iter()
             .map(|p| {
                 let id = p.object.id();
-                let current = live.remove(&id);
+                let current = live.remove(&id).map(without_managed_fields);
                 let decision = decide(&p.object, current.as_ref(), previous.contains(&id));
                 (p, decision, current)
             })

@@ -32,6 +32,7 @@ pub mod health;
 pub mod inventory;
 pub mod object;
 pub mod order;
+pub mod owners;
 pub mod prune;
 pub mod report;
 pub mod runner;
@@ -237,20 +238,35 @@ async fn assess_and_wait(
         if !report.health.is_healthy() {
             continue;
         }
-        report.healthy_since = Some(now);
-        if let Some(mark) = health::rollout_mark(live) {
-            let since = match memory.rollouts.get(&report.object) {
-                Some((old, since)) if old.template == mark.template => *since,
+        let Some(mark) = health::rollout_mark(live) else {
+            // Not a workload with a rollout: healthy since it was first healthy as rendered
+            // now (a Job running the app's image must not restart the app's soak).
+            let rendered = live
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(object::HASH_ANNOTATION))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let since = match memory.healthy.get(&report.object) {
+                Some((hash, since)) if *hash == rendered => *since,
                 _ => now,
             };
-            // A rollout held healthy while scaling keeps its original mark.
-            let mark = match memory.rollouts.get(&report.object) {
-                Some((old, _)) if report.health.reason == "Scaling" => old.clone(),
-                _ => mark,
-            };
             report.healthy_since = Some(since);
-            next.rollouts.insert(report.object.clone(), (mark, since));
-        }
+            next.healthy
+                .insert(report.object.clone(), (rendered, since));
+            continue;
+        };
+        let since = match memory.rollouts.get(&report.object) {
+            Some((old, since)) if old.template == mark.template => *since,
+            _ => now,
+        };
+        // A rollout held healthy while scaling keeps its original mark.
+        let mark = match memory.rollouts.get(&report.object) {
+            Some((old, _)) if report.health.reason == "Scaling" => old.clone(),
+            _ => mark,
+        };
+        report.healthy_since = Some(since);
+        next.rollouts.insert(report.object.clone(), (mark, since));
     }
     ctx.remember(&env.name, next);
     let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));

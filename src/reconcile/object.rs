@@ -25,8 +25,9 @@ pub struct ObjectId {
 }
 
 impl ObjectId {
-    /// Flux's inventory form, `<namespace>_<name>_<group>_<kind>` (none of the parts can
-    /// contain `_`).
+    /// Flux's inventory form, `<namespace>_<name>_<group>_<kind>`. Only the name can contain
+    /// `_` (RBAC names such as `system:reader_x.y`; namespaces are DNS labels, groups DNS
+    /// subdomains, kinds identifiers), so the text stays readable by older inventories' rules.
     pub fn to_inventory(&self) -> String {
         format!(
             "{}_{}_{}_{}",
@@ -37,11 +38,13 @@ impl ObjectId {
         )
     }
 
-    /// Parse [`ObjectId::to_inventory`].
+    /// Parse [`ObjectId::to_inventory`]: the namespace up to the first `_`, the group and
+    /// kind after the last two, the name (which may hold `_`) in between.
     pub fn from_inventory(s: &str) -> Option<Self> {
-        let mut parts = s.split('_');
-        let (ns, name, group, kind) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || name.is_empty() || kind.is_empty() {
+        let (ns, rest) = s.split_once('_')?;
+        let (rest, kind) = rest.rsplit_once('_')?;
+        let (name, group) = rest.rsplit_once('_')?;
+        if name.is_empty() || kind.is_empty() {
             return None;
         }
         Some(Self {
