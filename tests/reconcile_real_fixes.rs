@@ -368,3 +368,72 @@ async fn an_app_whose_image_also_runs_in_a_job_and_a_cronjob_keeps_its_healthy_s
         "{story:#?}"
     );
 }
+
+// --- 6. Health: kstatus' rules for claims and load balancers --------------------------------
+
+async fn load_balancer_without_an_address(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns).with_health_timeout(Duration::from_secs(5));
+    let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "edge", "namespace": ns},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    let report = reconcile(&env, &[namespace(&ns), lb], "1", &ctx)
+        .await
+        .unwrap();
+    let mut story = outcome(&report);
+    story.push(
+        report
+            .object(&format!("Service/{ns}/edge"))
+            .unwrap()
+            .health
+            .reason
+            .clone(),
+    );
+    story
+}
+
+#[tokio::test]
+async fn a_load_balancer_service_without_an_address_is_not_a_failure() {
+    let story = on_both!(load_balancer_without_an_address);
+    assert!(
+        story.contains(&"env Healthy drift 0".to_string()),
+        "{story:#?}"
+    );
+    assert_eq!(story.last().unwrap(), "LoadBalancerPending");
+}
+
+/// Real cluster only: the stand-in has no StorageClasses and never binds claims (docs/sim.md).
+#[tokio::test]
+async fn a_claim_waiting_for_its_first_consumer_is_not_a_failure() {
+    let b = Backend::real();
+    let ns = unique("wffc");
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns).with_health_timeout(Duration::from_secs(5));
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": format!("{ns}-late")}, "provisioner": "example.com/none",
+        "volumeBindingMode": "WaitForFirstConsumer"});
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": ns},
+        "spec": {"storageClassName": format!("{ns}-late"), "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}});
+    let report = reconcile(&env, &[namespace(&ns), class, claim], "1", &ctx)
+        .await
+        .unwrap();
+    let data = report
+        .object(&format!("PersistentVolumeClaim/{ns}/data"))
+        .unwrap();
+    assert_eq!(
+        report.health.state,
+        DeployState::Healthy,
+        "{}",
+        report.health.summary()
+    );
+    assert_eq!(data.health.reason, "WaitForFirstConsumer");
+    let live = b
+        .get("v1", "PersistentVolumeClaim", &ns, "data")
+        .await
+        .unwrap();
+    assert_eq!(
+        live["status"]["phase"], "Pending",
+        "the claim really is unbound"
+    );
+}

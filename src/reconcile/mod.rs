@@ -187,7 +187,10 @@ async fn assess_and_wait(
     let mut reports = Vec::with_capacity(applied.len());
     let mut lives = Vec::with_capacity(applied.len());
     for a in applied {
-        let health = health::settle(&a.live, health::assess(&a.live), marks.get(&a.id));
+        let mut health = health::settle(&a.live, health::assess(&a.live), marks.get(&a.id));
+        if !health.is_healthy() && a.id.group.is_empty() && a.id.kind == "PersistentVolumeClaim" {
+            health = claim_health(ctx, &a.live).await.unwrap_or(health);
+        }
         if !health.is_healthy() {
             pending.insert(
                 a.id.clone(),
@@ -271,6 +274,16 @@ async fn assess_and_wait(
     ctx.remember(&env.name, next);
     let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));
     (reports, health)
+}
+
+/// A pending claim's health from its StorageClass (one GET): healthy while it waits for its
+/// first consumer. `None` when the class says nothing more (or cannot be read).
+async fn claim_health(ctx: &Context, claim: &Value) -> Option<Health> {
+    let class = claim.pointer("/spec/storageClassName")?.as_str()?;
+    let api: kube::Api<k8s_openapi::api::storage::v1::StorageClass> =
+        kube::Api::all(ctx.client.clone());
+    let found = retrying(ctx, || api.get_opt(class)).await.ok()??;
+    health::waiting_for_first_consumer(claim, &serde_json::to_value(found).ok()?)
 }
 
 /// `300ms`, `45s`, `10m`, `1h30m`.
