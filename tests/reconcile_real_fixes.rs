@@ -437,3 +437,90 @@ async fn a_claim_waiting_for_its_first_consumer_is_not_a_failure() {
         "the claim really is unbound"
     );
 }
+
+// --- 3. Immutable fields -------------------------------------------------------------------
+
+/// Real cluster only: the stand-in does not refuse changes to immutable fields (docs/sim.md).
+#[tokio::test]
+async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_replaced_when_annotated()
+ {
+    let b = Backend::real();
+    let ns = unique("immutable");
+    let (client, user) = identity(&b, &unique("baton-immutable")).await;
+    let ctx = baton::reconcile::Context::new(client, options(&format!("{ns}-inv")));
+    let env = Env::new(&ns);
+    let v1 = vec![
+        namespace(&ns),
+        config_map(&ns, "settings", "1"),
+        job(&ns, "migrate", &image(D1), &["up"]),
+    ];
+    let first = reconcile(&env, &v1, "1", &ctx).await.unwrap();
+    assert_eq!(
+        first.health.state,
+        DeployState::Healthy,
+        "{}",
+        first.health.summary()
+    );
+    let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap().to_string();
+    let first_uid = uid(&b.get("batch/v1", "Job", &ns, "migrate").await.unwrap());
+
+    // The Job's template changes, and so does a ConfigMap: refused before any write.
+    let v2 = vec![
+        namespace(&ns),
+        config_map(&ns, "settings", "2"),
+        job(&ns, "migrate", &image(D1), &["up", "--again"]),
+    ];
+    let before = writes_count(&b, &user);
+    let err = reconcile(&env, &v2, "2", &ctx).await.unwrap_err();
+    let text = err.to_string();
+    assert!(!err.is_transient(), "{text}");
+    assert!(
+        text.contains(&format!("Job/{ns}/migrate"))
+            && text.contains("spec.template")
+            && text.contains("immutable")
+            && text.contains("baton.dev/replace"),
+        "{text}"
+    );
+    let Backend::Real(cp) = &b else {
+        unreachable!()
+    };
+    let events = cp.audit_events(&user);
+    let writes: Vec<&str> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
+        .filter_map(|e| e["requestURI"].as_str())
+        .collect();
+    assert_eq!(writes.len(), before + 2, "two dry runs: {writes:?}");
+    assert!(
+        writes[before..]
+            .iter()
+            .all(|uri| uri.contains("dryRun=All")),
+        "only dry runs after the refusal: {writes:?}"
+    );
+    let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
+    assert_eq!(settings["data"]["value"], "1", "nothing half-applied");
+
+    // Annotated: deleted and re-created, and the rest applied.
+    let mut v3 = v2.clone();
+    v3[2]["metadata"]["annotations"] = json!({"baton.dev/replace": "true"});
+    let third = reconcile(&env, &v3, "3", &ctx).await.unwrap();
+    assert_eq!(
+        third.health.state,
+        DeployState::Healthy,
+        "{}",
+        third.health.summary()
+    );
+    let job = b.get("batch/v1", "Job", &ns, "migrate").await.unwrap();
+    assert_ne!(uid(&job), first_uid, "the Job was re-created");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["up", "--again"])
+    );
+    let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
+    assert_eq!(settings["data"]["value"], "2");
+}

@@ -392,6 +392,8 @@ async fn dry_run_one(ctx: &Context, object: DesiredObject, kind: Kind) -> Option
     super::retrying(ctx, || api.patch(&object.name, &params, &patch))
         .await
         .err()
+        // Replaced instead of patched when applied: the refusal is expected.
+        .filter(|e| !(object.replaceable() && immutable(e)))
         .map(|e| ObjectFailure {
             object: object.id().to_string(),
             message: describe(&e),
@@ -432,7 +434,17 @@ async fn apply_one(
     let mut params = PatchParams::apply(&ctx.options.field_manager);
     params.force = ctx.options.force;
     let patch = Patch::Apply(&object.object);
-    let result = super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await;
+    let mut result = super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await;
+    if let Err(e) = &result
+        && object.replaceable()
+        && immutable(e)
+    {
+        tracing::info!(env, object = %id, error = %describe(e), "immutable field changed; deleting and re-creating (baton.dev/replace)");
+        result = match replace(ctx, &api, &object.name).await {
+            Ok(()) => super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await,
+            Err(e) => Err(e),
+        };
+    }
     match result {
         Ok(live) => {
             tracing::info!(env, object = %id, action = action.name(), "applied");
@@ -457,6 +469,33 @@ async fn apply_one(
             })
         }
     }
+}
+
+fn immutable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if super::error::is_immutable(s))
+}
+
+/// Delete an object (its dependents in the background) and wait until it is gone, so that
+/// it can be created again.
+async fn replace(ctx: &Context, api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+    let params = kube::api::DeleteParams::background();
+    match super::retrying(ctx, || api.delete(name, &params)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let deadline = tokio::time::Instant::now() + ctx.options.crd_timeout;
+    let mut attempt = 0;
+    while super::retrying(ctx, || api.get_opt(name)).await?.is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            break; // the apply that follows reports what is wrong
+        }
+        let wait =
+            super::error::backoff(attempt, Duration::from_millis(50), Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+    Ok(())
 }
 
 /// Resolve the kind of a custom resource whose CRD was just applied, giving the API a moment

@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 pub const ENV_LABEL: &str = "baton.dev/environment";
 /// Annotation holding the hash of the rendered object last applied.
 pub const HASH_ANNOTATION: &str = "baton.dev/applied-hash";
+/// Annotation that lets baton delete and re-create an object when the API server refuses a
+/// change to an immutable field (set to `"true"`).
+pub const REPLACE_ANNOTATION: &str = "baton.dev/replace";
 /// Annotation that keeps an object out of pruning when set to `disabled`.
 pub const PRUNE_ANNOTATION: &str = "baton.dev/prune";
 
@@ -139,6 +142,15 @@ impl DesiredObject {
                 meta.remove("namespace");
             }
         }
+    }
+
+    /// Whether the object may be deleted and re-created to change an immutable field.
+    pub fn replaceable(&self) -> bool {
+        self.object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(REPLACE_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("true")
     }
 
     /// Container images of a pod-bearing object (Deployment, StatefulSet, DaemonSet,
