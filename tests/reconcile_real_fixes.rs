@@ -524,3 +524,73 @@ async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_r
     let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
     assert_eq!(settings["data"]["value"], "2");
 }
+
+// --- 4. Adoption ---------------------------------------------------------------------------
+
+/// Real cluster only: the stand-in ignores `managedFields` sent by clients (docs/sim.md).
+#[tokio::test]
+async fn an_object_created_by_client_side_kubectl_apply_is_adopted_and_a_field_removed_from_git_goes()
+ {
+    let b = Backend::real();
+    let ns = unique("adopt");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, b.kubeconfig()).unwrap();
+    let manifest = dir.path().join("cm.yaml");
+    let cm = |data: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy", "namespace": ns,
+            "labels": {"team": "shop"}}, "data": data})
+    };
+    std::fs::write(
+        &manifest,
+        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": [
+            namespace(&ns), cm(json!({"a": "1", "b": "2"}))]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns);
+    let first = reconcile(
+        &env,
+        &[namespace(&ns), cm(json!({"a": "1", "b": "2"}))],
+        "1",
+        &ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.health.state, DeployState::Healthy);
+    // Git drops `b`, and the label.
+    let mut without_b = cm(json!({"a": "1"}));
+    without_b["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    reconcile(&env, &[namespace(&ns), without_b], "2", &ctx)
+        .await
+        .unwrap();
+    let live = b.get("v1", "ConfigMap", &ns, "legacy").await.unwrap();
+    assert_eq!(live["data"], json!({"a": "1"}), "{live:#?}");
+    assert!(
+        live["metadata"]["labels"].get("team").is_none(),
+        "{live:#?}"
+    );
+    assert!(
+        live["metadata"]["annotations"]
+            .get("kubectl.kubernetes.io/last-applied-configuration")
+            .is_none(),
+        "{live:#?}"
+    );
+}

@@ -445,6 +445,21 @@ async fn apply_one(
             Err(e) => Err(e),
         };
     }
+    if let Ok(applied) = &result
+        && let Some(handover) = adoption(applied, &ctx.options.field_manager)
+    {
+        // Made by another tool (client-side kubectl apply, Helm, Flux, Argo CD): take its
+        // fields over, then apply again so that what Git no longer sets goes.
+        tracing::info!(env, object = %id, "adopting: taking over the fields of the tool that made it");
+        let handover_params = PatchParams::default();
+        let handover = Patch::Merge(&handover);
+        result = match super::retrying(ctx, || api.patch(&object.name, &handover_params, &handover))
+            .await
+        {
+            Ok(_) => super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await,
+            Err(e) => Err(e),
+        };
+    }
     match result {
         Ok(live) => {
             tracing::info!(env, object = %id, action = action.name(), "applied");
@@ -469,6 +484,16 @@ async fn apply_one(
             })
         }
     }
+}
+
+/// The merge patch that hands another tool's fields of a just-applied object to baton.
+fn adoption(applied: &DynamicObject, manager: &str) -> Option<Value> {
+    let entries = applied.metadata.managed_fields.as_ref()?;
+    let live = serde_json::json!({"metadata": {
+        "managedFields": serde_json::to_value(entries).ok()?,
+        "annotations": applied.metadata.annotations.clone().unwrap_or_default(),
+    }});
+    owners::adoption_patch(&live, manager)
 }
 
 fn immutable(e: &kube::Error) -> bool {

@@ -8,6 +8,86 @@
 
 use serde_json::{Map, Value};
 
+/// Field managers of the tools baton takes objects over from: client-side `kubectl apply`
+/// (and what it left from before server-side apply), Helm 3, Flux, Argo CD.
+const ADOPTED: [&str; 6] = [
+    "kubectl-client-side-apply",
+    "before-first-apply",
+    "helm",
+    "kustomize-controller",
+    "argocd-controller",
+    "argocd-application-controller",
+];
+
+/// Annotation client-side `kubectl apply` keeps its last applied configuration in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// After baton's first apply of an object another tool made: a JSON patch that hands the
+/// fields of that tool's managers (main resource only) to baton's apply entry and drops the
+/// `last-applied` annotation (a merge patch), so that a field later removed from Git is removed
+/// from the object (as Flux's `ssa` does). `None` when there is nothing to take over.
+pub fn adoption_patch(live: &Value, manager: &str) -> Option<Value> {
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+    let foreign = |e: &Value| {
+        e["manager"]
+            .as_str()
+            .is_some_and(|m| m != manager && ADOPTED.contains(&m))
+            && e.get("subresource").is_none_or(|s| s == "")
+    };
+    let ours = |e: &Value| {
+        e["manager"] == manager
+            && e["operation"] == "Apply"
+            && e.get("subresource").is_none_or(|s| s == "")
+    };
+    let last_applied = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .is_some();
+    if !entries.iter().any(foreign) && !last_applied {
+        return None;
+    }
+    let mut fields = entries
+        .iter()
+        .find(|e| ours(e))
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    for e in entries.iter().filter(|e| foreign(e)) {
+        merge(&mut fields, &e["fieldsV1"]);
+    }
+    let mut kept: Vec<Value> = entries
+        .iter()
+        .filter(|e| !foreign(e) && !ours(e))
+        .cloned()
+        .collect();
+    if let Some(e) = entries.iter().find(|e| ours(e)) {
+        let mut e = e.clone();
+        e["fieldsV1"] = fields;
+        kept.push(e);
+    }
+    // A merge patch: lists (managedFields) are replaced whole; `null` removes the annotation,
+    // which is not in baton's fields.
+    let mut patch = serde_json::json!({"metadata": {"managedFields": kept}});
+    if last_applied {
+        patch["metadata"]["annotations"] = serde_json::json!({LAST_APPLIED: null});
+    }
+    Some(patch)
+}
+
+/// Union of two `FieldsV1` sets.
+fn merge(into: &mut Value, from: &Value) {
+    let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) else {
+        return;
+    };
+    for (k, v) in from {
+        match into.get_mut(k) {
+            Some(existing) => merge(existing, v),
+            None => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 /// Paths (map keys from the object's root) of leaf fields that a manager writing through the
 /// `/scale` subresource owns and `manager` does not.
 pub fn yielded(live: &Value, manager: &str) -> Vec<Vec<String>> {
