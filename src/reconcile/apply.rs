@@ -21,6 +21,7 @@ use super::error::{ObjectFailure, ReconcileError, describe, is_transient};
 use super::health;
 use super::object::{DesiredObject, ENV_LABEL, HASH_ANNOTATION, ObjectId, split_api_version};
 use super::order::{Stage, stage};
+use super::owners;
 use super::report::Action;
 
 /// A desired object and the resource that serves it (`None`: a custom resource whose CRD is
@@ -146,9 +147,18 @@ pub fn live_id(resource: &ApiResource, object: &Value) -> ObjectId {
     }
 }
 
+/// Drop `managedFields` from a live object read with them.
+fn without_managed_fields(mut object: Value) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    object
+}
+
 /// The environment's live objects of the planned objects' kinds, selected by the environment
 /// label: one (paged) list per kind across namespaces, or per kind and namespace under a
-/// namespaces [`super::Scope`].
+/// namespaces [`super::Scope`]. They keep their `managedFields` until [`apply_all`] has decided
+/// what to do with them.
 pub async fn list_live(
     ctx: &Context,
     env: &str,
@@ -182,8 +192,13 @@ pub async fn list_live(
                     source,
                 })?;
             token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-            for item in page.items {
-                let value = to_value(item, r);
+            for mut item in page.items {
+                let fields = item.metadata.managed_fields.take();
+                let mut value = to_value(item, r);
+                if let Some(f) = fields {
+                    value["metadata"]["managedFields"] =
+                        serde_json::to_value(f).expect("managedFields serialize");
+                }
                 live.insert(live_id(r, &value), value);
             }
             if token.is_none() {
@@ -247,11 +262,18 @@ pub struct Applied {
 pub async fn apply_all(
     ctx: &Context,
     env: &str,
-    planned: Vec<Planned>,
+    mut planned: Vec<Planned>,
     mut live: HashMap<ObjectId, Value>,
     previous: &BTreeSet<ObjectId>,
 ) -> Result<Vec<Applied>, (ReconcileError, Vec<Applied>)> {
     let total = planned.len();
+    // Fields another manager took through `/scale` are neither applied nor compared.
+    for p in &mut planned {
+        if let Some(current) = live.get(&p.object.id()) {
+            let theirs = owners::yielded(current, &ctx.options.field_manager);
+            owners::remove(&mut p.object.object, &theirs);
+        }
+    }
     if ctx.options.dry_run
         && let Err(failures) = dry_run(ctx, &planned, &live, previous).await
     {
@@ -289,7 +311,7 @@ pub async fn apply_all(
             .into_iter()
             .map(|p| {
                 let id = p.object.id();
-                let current = live.remove(&id);
+                let current = live.remove(&id).map(without_managed_fields);
                 let decision = decide(&p.object, current.as_ref(), previous.contains(&id));
                 (p, decision, current)
             })
@@ -405,6 +427,8 @@ async fn dry_run_one(ctx: &Context, object: DesiredObject, kind: Kind) -> Option
     super::retrying(ctx, || api.patch(&object.name, &params, &patch))
         .await
         .err()
+        // Replaced instead of patched when applied: the refusal is expected.
+        .filter(|e| !(object.replaceable() && immutable(e)))
         .map(|e| ObjectFailure {
             object: object.id().to_string(),
             message: describe(&e),
@@ -445,7 +469,32 @@ async fn apply_one(
     let mut params = PatchParams::apply(&ctx.options.field_manager);
     params.force = ctx.options.force;
     let patch = Patch::Apply(&object.object);
-    let result = super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await;
+    let mut result = super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await;
+    if let Err(e) = &result
+        && object.replaceable()
+        && immutable(e)
+    {
+        tracing::info!(env, object = %id, error = %describe(e), "immutable field changed; deleting and re-creating (baton.dev/replace)");
+        result = match replace(ctx, &api, &object.name).await {
+            Ok(()) => super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await,
+            Err(e) => Err(e),
+        };
+    }
+    if let Ok(applied) = &result
+        && let Some(handover) = adoption(applied, &ctx.options.field_manager)
+    {
+        // Made by another tool (client-side kubectl apply, Helm, Flux, Argo CD): take its
+        // fields over, then apply again so that what Git no longer sets goes.
+        tracing::info!(env, object = %id, "adopting: taking over the fields of the tool that made it");
+        let handover_params = PatchParams::default();
+        let handover = Patch::Merge(&handover);
+        result = match super::retrying(ctx, || api.patch(&object.name, &handover_params, &handover))
+            .await
+        {
+            Ok(_) => super::retrying(ctx, || api.patch(&object.name, &params, &patch)).await,
+            Err(e) => Err(e),
+        };
+    }
     match result {
         Ok(live) => {
             tracing::info!(env, object = %id, action = action.name(), "applied");
@@ -470,6 +519,43 @@ async fn apply_one(
             })
         }
     }
+}
+
+/// The merge patch that hands another tool's fields of a just-applied object to baton.
+fn adoption(applied: &DynamicObject, manager: &str) -> Option<Value> {
+    let entries = applied.metadata.managed_fields.as_ref()?;
+    let live = serde_json::json!({"metadata": {
+        "managedFields": serde_json::to_value(entries).ok()?,
+        "annotations": applied.metadata.annotations.clone().unwrap_or_default(),
+    }});
+    owners::adoption_patch(&live, manager)
+}
+
+fn immutable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if super::error::is_immutable(s))
+}
+
+/// Delete an object (its dependents in the background) and wait until it is gone, so that
+/// it can be created again.
+async fn replace(ctx: &Context, api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+    let params = kube::api::DeleteParams::background();
+    match super::retrying(ctx, || api.delete(name, &params)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let deadline = tokio::time::Instant::now() + ctx.options.crd_timeout;
+    let mut attempt = 0;
+    while super::retrying(ctx, || api.get_opt(name)).await?.is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            break; // the apply that follows reports what is wrong
+        }
+        let wait =
+            super::error::backoff(attempt, Duration::from_millis(50), Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+    Ok(())
 }
 
 /// Resolve the kind of a custom resource whose CRD was just applied, giving the API a moment

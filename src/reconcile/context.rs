@@ -103,6 +103,9 @@ impl Env {
 pub(crate) struct EnvMemory {
     /// Workloads whose rollout was healthy: the template, and since when.
     pub rollouts: HashMap<ObjectId, (RolloutMark, DateTime<Utc>)>,
+    /// Other healthy objects (Jobs, CronJobs, …): the rendered hash they were healthy with,
+    /// and since when, so that an unchanged one keeps its time.
+    pub healthy: HashMap<ObjectId, (String, DateTime<Utc>)>,
 }
 
 /// Why a client could not be built.

@@ -82,10 +82,20 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
 fn compare(applied: &Value, live: Option<&Value>, path: &mut String, out: &mut Vec<String>) {
     let Some(live) = live.filter(|l| !l.is_null()) else {
-        // The server drops empty maps and lists with `omitempty`.
-        if !is_empty(applied) {
+        // The server drops empty maps and lists, and zero values (`false`, `0`, `""`) of
+        // fields with `omitempty`.
+        if !is_empty(applied) && !is_zero(applied) {
             out.push(path.clone());
         }
         return;
@@ -177,10 +187,24 @@ fn scalar_eq(applied: &Value, live: &Value, path: &str) -> bool {
     }
 }
 
+/// Fields that hold resource quantities: under `resources`, quota `hard`, `capacity`,
+/// `overhead`, LimitRange `default`/`defaultRequest`/`min`/`max`/`maxLimitRequestRatio`, or
+/// an `emptyDir`'s `sizeLimit`.
 fn is_quantity_path(path: &str) -> bool {
-    [".resources.", ".hard.", ".capacity.", ".overhead."]
-        .iter()
-        .any(|p| path.contains(p))
+    const PARENTS: [&str; 9] = [
+        "resources",
+        "hard",
+        "capacity",
+        "overhead",
+        "default",
+        "defaultRequest",
+        "min",
+        "max",
+        "maxLimitRequestRatio",
+    ];
+    let mut segments = path.split('.').map(|s| s.split('[').next().unwrap_or(s));
+    let last = path.rsplit('.').next().unwrap_or("");
+    last == "sizeLimit" || segments.any(|s| PARENTS.contains(&s))
 }
 
 /// A resource quantity as a number (`500m` → 0.5, `1Gi` → 1073741824).
@@ -315,6 +339,21 @@ mod tests {
         assert!(differences(&a, &l).is_empty());
         let edited = json!({"kind": "Secret", "data": {"token": "b3RoZXI=", "raw": "eA=="}});
         assert_eq!(differences(&a, &edited), [".data.token"]);
+    }
+
+    #[test]
+    fn zero_values_the_server_omits_are_not_drift_but_other_missing_values_are() {
+        let a = json!({"spec": {"hostNetwork": false, "paused": false, "delay": 0, "name": "", "on": true}});
+        assert_eq!(differences(&a, &json!({"spec": {}})), [".spec.on"]);
+    }
+
+    #[test]
+    fn limit_range_defaults_and_size_limits_are_quantities() {
+        let a = json!({"spec": {"limits": [{"default": {"cpu": "1000m", "memory": "0.5Gi"}}],
+            "volumes": [{"name": "t", "emptyDir": {"sizeLimit": "1024Mi"}}]}});
+        let l = json!({"spec": {"limits": [{"default": {"cpu": "1", "memory": "512Mi"}}],
+            "volumes": [{"name": "t", "emptyDir": {"sizeLimit": "1Gi"}}]}});
+        assert!(differences(&a, &l).is_empty());
     }
 
     #[test]

@@ -136,12 +136,27 @@ pub fn is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => match status.code {
             409 => !is_field_conflict(status),
+            // A server-side apply of a field the schema does not declare.
+            500 if status.message.contains("field not declared in schema") => false,
             408 | 410 | 429 => true,
             code => code >= 500,
         },
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
         _ => false,
     }
+}
+
+/// The API server refused to change a field that is immutable (a Job's template, a
+/// selector, a StatefulSet's `volumeClaimTemplates`, a Service's `clusterIP`).
+pub fn is_immutable(status: &kube::core::Status) -> bool {
+    status.code == 422
+        && [
+            "field is immutable",
+            "may not change once set",
+            "Forbidden: updates to statefulset spec for fields other than",
+        ]
+        .iter()
+        .any(|m| status.message.contains(m))
 }
 
 /// A server-side apply conflict with another field manager (needs `force` or a person).
@@ -160,6 +175,26 @@ const FORBIDDEN_HINT: &str = "; baton's identity lacks this permission: grant it
 /// The API server's message, without kube's debug dump.
 pub fn describe(error: &kube::Error) -> String {
     match error {
+        kube::Error::Api(status) if is_immutable(status) => {
+            // The server's message dumps the whole old value; name the fields instead.
+            let fields: Vec<&str> = status
+                .details
+                .iter()
+                .flat_map(|d| &d.causes)
+                .map(|c| c.field.as_str())
+                .filter(|f| !f.is_empty())
+                .collect();
+            let head = status.message.split(": ").next().unwrap_or_default();
+            let message = if fields.is_empty() || head.is_empty() {
+                status.message.clone()
+            } else {
+                format!("{head}: {}: field is immutable", fields.join(", "))
+            };
+            format!(
+                "{message} ({} {}); the field cannot change once set: annotate the object with baton.dev/replace: \"true\" to let baton delete and re-create it",
+                status.code, status.reason
+            )
+        }
         kube::Error::Api(status) => {
             let mut text = format!("{} ({} {})", status.message, status.code, status.reason);
             if is_field_conflict(status) {

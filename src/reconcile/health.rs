@@ -363,11 +363,33 @@ fn service(s: &Value) -> Health {
     if ingress {
         Health::healthy("LoadBalancerReady", "load balancer has an address")
     } else {
-        Health::progressing(
+        // kstatus: a Service is current once it exists; an address may never come (no
+        // load-balancer controller) and is not the rollout's to wait for.
+        Health::healthy(
             "LoadBalancerPending",
-            "waiting for the load balancer to get an address",
+            "the load balancer has no address yet",
         )
     }
+}
+
+/// A pending claim whose StorageClass binds on first use (`volumeBindingMode:
+/// WaitForFirstConsumer`) and that no pod has used yet: healthy, it is waiting as designed.
+/// `None` when that is not the case.
+pub fn waiting_for_first_consumer(claim: &Value, class: &Value) -> Option<Health> {
+    let pending =
+        text(claim, "/status/phase") == "Pending" || text(claim, "/status/phase").is_empty();
+    let selected = claim
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get("volume.kubernetes.io/selected-node"))
+        .is_some();
+    (pending && !selected && text(class, "/volumeBindingMode") == "WaitForFirstConsumer").then(
+        || {
+            Health::healthy(
+                "WaitForFirstConsumer",
+                "the claim is bound when a pod first uses it",
+            )
+        },
+    )
 }
 
 fn crd(c: &Value) -> Health {
@@ -769,10 +791,23 @@ mod tests {
         assert_eq!(assess(&pvc("Pending")).status, HealthStatus::Progressing);
         assert_eq!(assess(&pvc("Lost")).status, HealthStatus::Failed);
         let lb = |status: Value| json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "LoadBalancer"}, "status": status});
-        assert_eq!(
-            assess(&lb(json!({"loadBalancer": {}}))).reason,
-            "LoadBalancerPending"
+        let pending = assess(&lb(json!({"loadBalancer": {}})));
+        assert_eq!(pending.reason, "LoadBalancerPending");
+        assert!(
+            pending.is_healthy(),
+            "kstatus: not a failure, not waited for"
         );
+        let class = json!({"volumeBindingMode": "WaitForFirstConsumer"});
+        assert!(
+            waiting_for_first_consumer(&pvc("Pending"), &class).is_some_and(|h| h.is_healthy())
+        );
+        assert!(
+            waiting_for_first_consumer(&pvc("Pending"), &json!({"volumeBindingMode": "Immediate"}))
+                .is_none()
+        );
+        let mut used = pvc("Pending");
+        used["metadata"] = json!({"annotations": {"volume.kubernetes.io/selected-node": "n1"}});
+        assert!(waiting_for_first_consumer(&used, &class).is_none());
         assert!(
             assess(&lb(
                 json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}})

@@ -187,6 +187,31 @@ mod tests {
     }
 
     #[test]
+    fn rbac_names_with_underscores_dots_and_colons_round_trip() {
+        let mut inv = Inventory::default();
+        inv.objects.insert(
+            id(
+                "rbac.authorization.k8s.io",
+                "Role",
+                Some("shop"),
+                "system:reader_x.y",
+            ),
+            "v1".into(),
+        );
+        inv.objects.insert(
+            id("rbac.authorization.k8s.io", "ClusterRole", None, "a_b_c"),
+            "v1".into(),
+        );
+        let text = inv.render();
+        assert_eq!(
+            text,
+            "_a_b_c_rbac.authorization.k8s.io_ClusterRole v1\nshop_system:reader_x.y_rbac.authorization.k8s.io_Role v1\n"
+        );
+        assert_eq!(Inventory::parse(&text).unwrap(), inv);
+        assert!(Inventory::parse("a_b_c v1\n").is_err());
+    }
+
+    #[test]
     fn removed_objects_come_workloads_first_namespaces_last() {
         let mut inv = Inventory::default();
         for (g, k, ns, n) in [

@@ -33,6 +33,7 @@ pub mod health;
 pub mod inventory;
 pub mod object;
 pub mod order;
+pub mod owners;
 pub mod prune;
 pub mod report;
 pub mod runner;
@@ -197,7 +198,10 @@ async fn assess_and_wait(
     let mut reports = Vec::with_capacity(applied.len());
     let mut lives = Vec::with_capacity(applied.len());
     for a in applied {
-        let health = health::settle(&a.live, health::assess(&a.live), marks.get(&a.id));
+        let mut health = health::settle(&a.live, health::assess(&a.live), marks.get(&a.id));
+        if !health.is_healthy() && a.id.group.is_empty() && a.id.kind == "PersistentVolumeClaim" {
+            health = claim_health(ctx, &a.live).await.unwrap_or(health);
+        }
         if !health.is_healthy() {
             pending.insert(
                 a.id.clone(),
@@ -248,24 +252,49 @@ async fn assess_and_wait(
         if !report.health.is_healthy() {
             continue;
         }
-        report.healthy_since = Some(now);
-        if let Some(mark) = health::rollout_mark(live) {
-            let since = match memory.rollouts.get(&report.object) {
-                Some((old, since)) if old.template == mark.template => *since,
+        let Some(mark) = health::rollout_mark(live) else {
+            // Not a workload with a rollout: healthy since it was first healthy as rendered
+            // now (a Job running the app's image must not restart the app's soak).
+            let rendered = live
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(object::HASH_ANNOTATION))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let since = match memory.healthy.get(&report.object) {
+                Some((hash, since)) if *hash == rendered => *since,
                 _ => now,
             };
-            // A rollout held healthy while scaling keeps its original mark.
-            let mark = match memory.rollouts.get(&report.object) {
-                Some((old, _)) if report.health.reason == "Scaling" => old.clone(),
-                _ => mark,
-            };
             report.healthy_since = Some(since);
-            next.rollouts.insert(report.object.clone(), (mark, since));
-        }
+            next.healthy
+                .insert(report.object.clone(), (rendered, since));
+            continue;
+        };
+        let since = match memory.rollouts.get(&report.object) {
+            Some((old, since)) if old.template == mark.template => *since,
+            _ => now,
+        };
+        // A rollout held healthy while scaling keeps its original mark.
+        let mark = match memory.rollouts.get(&report.object) {
+            Some((old, _)) if report.health.reason == "Scaling" => old.clone(),
+            _ => mark,
+        };
+        report.healthy_since = Some(since);
+        next.rollouts.insert(report.object.clone(), (mark, since));
     }
     ctx.remember(&env.name, next);
     let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));
     (reports, health)
+}
+
+/// A pending claim's health from its StorageClass (one GET): healthy while it waits for its
+/// first consumer. `None` when the class says nothing more (or cannot be read).
+async fn claim_health(ctx: &Context, claim: &Value) -> Option<Health> {
+    let class = claim.pointer("/spec/storageClassName")?.as_str()?;
+    let api: kube::Api<k8s_openapi::api::storage::v1::StorageClass> =
+        kube::Api::all(ctx.client.clone());
+    let found = retrying(ctx, || api.get_opt(class)).await.ok()??;
+    health::waiting_for_first_consumer(claim, &serde_json::to_value(found).ok()?)
 }
 
 /// `300ms`, `45s`, `10m`, `1h30m`.

@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 pub const ENV_LABEL: &str = "baton.dev/environment";
 /// Annotation holding the hash of the rendered object last applied.
 pub const HASH_ANNOTATION: &str = "baton.dev/applied-hash";
+/// Annotation that lets baton delete and re-create an object when the API server refuses a
+/// change to an immutable field (set to `"true"`).
+pub const REPLACE_ANNOTATION: &str = "baton.dev/replace";
 /// Annotation that keeps an object out of pruning when set to `disabled`.
 pub const PRUNE_ANNOTATION: &str = "baton.dev/prune";
 
@@ -25,8 +28,9 @@ pub struct ObjectId {
 }
 
 impl ObjectId {
-    /// Flux's inventory form, `<namespace>_<name>_<group>_<kind>` (none of the parts can
-    /// contain `_`).
+    /// Flux's inventory form, `<namespace>_<name>_<group>_<kind>`. Only the name can contain
+    /// `_` (RBAC names such as `system:reader_x.y`; namespaces are DNS labels, groups DNS
+    /// subdomains, kinds identifiers), so the text stays readable by older inventories' rules.
     pub fn to_inventory(&self) -> String {
         format!(
             "{}_{}_{}_{}",
@@ -37,11 +41,13 @@ impl ObjectId {
         )
     }
 
-    /// Parse [`ObjectId::to_inventory`].
+    /// Parse [`ObjectId::to_inventory`]: the namespace up to the first `_`, the group and
+    /// kind after the last two, the name (which may hold `_`) in between.
     pub fn from_inventory(s: &str) -> Option<Self> {
-        let mut parts = s.split('_');
-        let (ns, name, group, kind) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || name.is_empty() || kind.is_empty() {
+        let (ns, rest) = s.split_once('_')?;
+        let (rest, kind) = rest.rsplit_once('_')?;
+        let (name, group) = rest.rsplit_once('_')?;
+        if name.is_empty() || kind.is_empty() {
             return None;
         }
         Some(Self {
@@ -136,6 +142,15 @@ impl DesiredObject {
                 meta.remove("namespace");
             }
         }
+    }
+
+    /// Whether the object may be deleted and re-created to change an immutable field.
+    pub fn replaceable(&self) -> bool {
+        self.object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(REPLACE_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("true")
     }
 
     /// Container images of a pod-bearing object (Deployment, StatefulSet, DaemonSet,
@@ -343,7 +358,11 @@ mod tests {
             assert_eq!(ObjectId::from_inventory(&id.to_inventory()), Some(id));
         }
         assert_eq!(ObjectId::from_inventory("a_b_c"), None);
-        assert_eq!(ObjectId::from_inventory("a_b_c_d_e"), None);
+        // Only a name can hold `_` (RBAC names do).
+        assert_eq!(
+            ObjectId::from_inventory("a_b_c_d_e").map(|id| id.name),
+            Some("b_c".to_string())
+        );
     }
 
     #[test]

@@ -155,6 +155,25 @@ pub fn apply(t: &ResourceType, obj: &mut Value) {
                 }
             }
         }
+        ("", "Secret") => {
+            // `stringData` is write-only: folded into `data`, base64-encoded, over its keys.
+            let Some(Value::Object(strings)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            else {
+                return;
+            };
+            ensure_object(obj, "/data");
+            if let Some(Value::Object(data)) = obj.get_mut("data") {
+                use base64::Engine as _;
+                for (k, v) in strings {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    data.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
+                }
+            }
+        }
         ("", "Namespace") => {
             ensure_object(obj, "/spec");
             default(obj, "/spec/finalizers", json!(["kubernetes"]));

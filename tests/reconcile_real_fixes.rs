@@ -1,0 +1,596 @@
+//! What the real API server exposed in the reconciler (issue 13, part 4), each scenario run on
+//! the `sim` stand-in and on the real control plane and compared (`on_both!`), or on the real
+//! one alone where the stand-in cannot follow (listed in docs/sim.md).
+
+mod kube_support;
+
+use std::time::Duration;
+
+use baton::config::Pipeline;
+use baton::promote::state::DeployState;
+use baton::reconcile::{Action, Env, Report, reconcile};
+use kube::api::{Patch, PatchParams};
+use kube_support::*;
+use serde_json::{Value, json};
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+fn config_map(ns: &str, name: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"value": value}})
+}
+
+fn deployment(ns: &str, name: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 5,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image,
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+            }
+        }
+    })
+}
+
+fn job(ns: &str, name: &str, image: &str, args: &[&str]) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": name, "image": image, "args": args}]}}}
+    })
+}
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn image(digest: &str) -> String {
+    format!("registry.example.com/shop/web:1.4.0@{digest}")
+}
+
+/// What a report says, in a form both backends must agree on.
+fn outcome(report: &Report) -> Vec<String> {
+    let mut out: Vec<String> = report
+        .objects
+        .iter()
+        .map(|o| format!("{} {} {:?}", o.object, o.action.name(), o.health.status))
+        .collect();
+    out.sort();
+    out.push(format!(
+        "env {:?} drift {}",
+        report.health.state, report.drift
+    ));
+    out.extend(report.pruned.iter().map(|p| format!("{p:?}")));
+    out
+}
+
+/// Run `scenario` on the stand-in and on the real control plane; both must tell the same story.
+macro_rules! on_both {
+    ($scenario:ident) => {{
+        let ns = unique(&stringify!($scenario).replace('_', "-"));
+        let sim = $scenario(Backend::sim().await, ns.clone()).await;
+        let real = $scenario(Backend::real(), ns).await;
+        assert_eq!(
+            sim, real,
+            "the stand-in and the real API server disagree (left: stand-in)"
+        );
+        real
+    }};
+}
+
+/// The mutating requests `user` made after the first `from` (none on the stand-in, which has
+/// no audit log; its write counters are checked by the sim's own tests).
+fn writes_since(b: &Backend, user: &str, from: usize) -> Vec<String> {
+    match b {
+        Backend::Real(cp) => cp.writes_by(user)[from..].to_vec(),
+        Backend::Sim(_) => Vec::new(),
+    }
+}
+
+fn writes_count(b: &Backend, user: &str) -> usize {
+    match b {
+        Backend::Real(cp) => cp.writes_by(user).len(),
+        Backend::Sim(_) => 0,
+    }
+}
+
+// --- 1. Replicas another manager owns ------------------------------------------------------
+
+async fn replicas_taken_through_scale(b: Backend, ns: String) -> Vec<String> {
+    let (client, user) = identity(&b, &unique("baton-hpa")).await;
+    let ctx = baton::reconcile::Context::new(client, options(&format!("{ns}-inv")));
+    let env = Env::new(&ns);
+    let mut objects = vec![namespace(&ns), deployment(&ns, "web", &image(D1), 2)];
+    let first = reconcile(&env, &objects, "1", &ctx).await.unwrap();
+    assert_eq!(first.health.state, DeployState::Healthy, "{}", b.name());
+    let mut story = outcome(&first);
+
+    // A second manager takes .spec.replicas through /scale, as the HPA controller does.
+    let scaler = dynamic(&b.client().await, "apps/v1", "Deployment", &ns);
+    let pp = PatchParams {
+        field_manager: Some("hpa-stand-in".into()),
+        ..Default::default()
+    };
+    scaler
+        .patch_scale("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .await
+        .unwrap();
+    b.wait_for("apps/v1", "Deployment", &ns, "web", "scaled to 4", |d| {
+        d["status"]["availableReplicas"] == 4
+    })
+    .await;
+
+    let before = writes_count(&b, &user);
+    for i in 0..10 {
+        let again = reconcile(&env, &objects, "1", &ctx).await.unwrap();
+        assert!(
+            again.objects.iter().all(|o| o.action == Action::Unchanged) && again.drift == 0,
+            "{}: resync {i} after the scale: {:?}",
+            b.name(),
+            outcome(&again)
+        );
+    }
+    assert_eq!(
+        writes_since(&b, &user, before),
+        Vec::<String>::new(),
+        "baton wrote during idle resyncs after another manager took the replicas"
+    );
+    let live = b.get("apps/v1", "Deployment", &ns, "web").await.unwrap();
+    assert_eq!(live["spec"]["replicas"], 4, "{}", b.name());
+    story.push("10 idle resyncs: unchanged, no writes, replicas 4".into());
+
+    // A change in Git is applied, and still leaves the replicas to their owner.
+    objects[1]["spec"]["template"]["metadata"]["annotations"] = json!({"rev": "2"});
+    let changed = reconcile(&env, &objects, "2", &ctx).await.unwrap();
+    story.extend(outcome(&changed));
+    let live = b.get("apps/v1", "Deployment", &ns, "web").await.unwrap();
+    story.push(format!(
+        "replicas after a Git change: {}",
+        live["spec"]["replicas"]
+    ));
+    story
+}
+
+#[tokio::test]
+async fn replicas_another_manager_took_through_scale_are_neither_reset_nor_drift() {
+    let story = on_both!(replicas_taken_through_scale);
+    assert_eq!(story.last().unwrap(), "replicas after a Git change: 4");
+}
+
+// --- 2. Drift noise from the API server's normalisation ------------------------------------
+
+fn varied_objects(ns: &str) -> Vec<Value> {
+    vec![
+        namespace(ns),
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("gadgets.{ns}.example.com")},
+            "spec": {"group": format!("{ns}.example.com"), "scope": "Namespaced",
+                "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "size": {"type": "integer"},
+                            "port": {"x-kubernetes-int-or-string": true},
+                            "memory": {"type": "string"}}}}}}}]}}),
+        json!({"apiVersion": format!("{ns}.example.com/v1"), "kind": "Gadget",
+            "metadata": {"name": "g", "namespace": ns},
+            "spec": {"size": 3, "port": "http", "memory": "1024Mi"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": ns,
+            "annotations": {}, "labels": {"tier": "web"}},
+            "data": {"empty": "", "n": "1"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": ns},
+            "type": "Opaque", "stringData": {"token": "t0ken"}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+            "spec": {"selector": {"app": "web"}, "ports": [
+                {"name": "http", "port": 80, "targetPort": 8080},
+                {"name": "admin", "port": 9090, "targetPort": "admin"}]}}),
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "limits", "namespace": ns},
+            "spec": {"limits": [{"type": "Container", "default": {"cpu": "1000m", "memory": "0.5Gi"},
+                "defaultRequest": {"cpu": "0.1"}}]}}),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 1, "progressDeadlineSeconds": 5, "paused": false,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "hostNetwork": false,
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [{"name": "web", "image": image(D1),
+                            "ports": [{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9090}],
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp", "readOnly": false}],
+                            "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"},
+                                "limits": {"cpu": 2, "memory": "2048Mi"}}}],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1024Mi"}}]
+                    }
+                }
+            }
+        }),
+    ]
+}
+
+async fn varied_objects_then_idle_resync(b: Backend, ns: String) -> Vec<String> {
+    let (client, user) = identity(&b, &unique("baton-noise")).await;
+    let ctx = baton::reconcile::Context::new(client, options(&format!("{ns}-inv")));
+    let env = Env::new(&ns);
+    let objects = varied_objects(&ns);
+    let first = reconcile(&env, &objects, "1", &ctx).await.unwrap();
+    assert_eq!(
+        first.health.state,
+        DeployState::Healthy,
+        "{}: {}",
+        b.name(),
+        first.health.summary()
+    );
+    let mut story = outcome(&first);
+    let before = writes_count(&b, &user);
+    let again = reconcile(&env, &objects, "1", &ctx).await.unwrap();
+    story.extend(outcome(&again));
+    story.push(format!(
+        "writes during the idle resync: {:?}",
+        writes_since(&b, &user, before)
+    ));
+    story
+}
+
+#[tokio::test]
+async fn what_the_api_server_normalises_is_not_drift_and_an_idle_resync_writes_nothing() {
+    let story = on_both!(varied_objects_then_idle_resync);
+    let resync = &story[story.iter().position(|l| l.starts_with("env ")).unwrap() + 1..];
+    assert!(
+        resync
+            .iter()
+            .filter(|l| l.contains('/'))
+            .all(|l| l.contains(" unchanged ")),
+        "{story:#?}"
+    );
+    assert!(
+        resync.contains(&"env Healthy drift 0".to_string()),
+        "{story:#?}"
+    );
+    assert_eq!(story.last().unwrap(), "writes during the idle resync: []");
+}
+
+// --- 5. Inventory entries for RBAC names --------------------------------------------------
+
+async fn rbac_names_in_the_inventory(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns);
+    let cluster_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": format!("{ns}:view_all.v1")},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]});
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "system:reader_x.y", "namespace": ns},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]});
+    let all = vec![namespace(&ns), cluster_role.clone(), role];
+    let first = reconcile(&env, &all, "1", &ctx).await.unwrap();
+    let mut story = outcome(&first);
+    let again = reconcile(&env, &all, "1", &ctx).await;
+    story.push(format!(
+        "resync: {:?}",
+        again.as_ref().map(outcome).map_err(|e| e.to_string())
+    ));
+    let fewer = reconcile(&env, &[namespace(&ns), cluster_role], "2", &ctx).await;
+    story.push(format!(
+        "without the Role: {:?}",
+        fewer.as_ref().map(outcome).map_err(|e| e.to_string())
+    ));
+    story.push(format!(
+        "Role left: {}",
+        b.get(
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+            &ns,
+            "system:reader_x.y"
+        )
+        .await
+        .is_some()
+    ));
+    story
+}
+
+#[tokio::test]
+async fn inventory_entries_survive_names_with_underscores_dots_and_colons() {
+    let story = on_both!(rbac_names_in_the_inventory);
+    assert!(
+        story
+            .iter()
+            .any(|l| l.starts_with("without the Role: Ok") && l.contains("Deleted")),
+        "{story:#?}"
+    );
+    assert_eq!(story.last().unwrap(), "Role left: false");
+}
+
+// --- 7. Soak with the app's image also in a Job and a CronJob ------------------------------
+
+fn pipeline(env: &str) -> Pipeline {
+    let text = format!(
+        "apiVersion: baton.dev/v1\nkind: Pipeline\napps:\n  web:\n    image: registry.example.com/shop/web\n    bless: {{ semver: \">=1.0.0\" }}\nenvironments:\n  - name: {env}\n"
+    );
+    Pipeline::parse("pipeline.yaml", &text).unwrap().pipeline
+}
+
+async fn soak_with_a_job(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns);
+    let cron = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": ns},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "n", "image": image(D1)}]}}}}}});
+    let objects = vec![
+        namespace(&ns),
+        deployment(&ns, "web", &image(D1), 1),
+        job(&ns, "migrate", &image(D1), &["migrate"]),
+        cron,
+    ];
+    let p = pipeline(&ns);
+    let first = reconcile(&env, &objects, "1", &ctx).await.unwrap();
+    let since = |r: &Report| {
+        let d = r.deployments(&p);
+        assert_eq!(d.len(), 1, "{d:?}");
+        (d[0].state, d[0].healthy_since)
+    };
+    let (state, first_since) = since(&first);
+    assert_eq!(
+        state,
+        DeployState::Healthy,
+        "{}: {}",
+        b.name(),
+        first.health.summary()
+    );
+    let mut story = outcome(&first);
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(20)).await; // so that "now" moves on
+        let again = reconcile(&env, &objects, "1", &ctx).await.unwrap();
+        let (state, s) = since(&again);
+        story.push(format!(
+            "resync {i}: {state:?}, healthy since the first reconcile: {}",
+            s == first_since
+        ));
+    }
+    story
+}
+
+#[tokio::test]
+async fn an_app_whose_image_also_runs_in_a_job_and_a_cronjob_keeps_its_healthy_since() {
+    let story = on_both!(soak_with_a_job);
+    assert!(
+        story[story.len() - 3..]
+            .iter()
+            .all(|l| l.ends_with("Healthy, healthy since the first reconcile: true")),
+        "{story:#?}"
+    );
+}
+
+// --- 6. Health: kstatus' rules for claims and load balancers --------------------------------
+
+async fn load_balancer_without_an_address(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns).with_health_timeout(Duration::from_secs(5));
+    let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "edge", "namespace": ns},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    let report = reconcile(&env, &[namespace(&ns), lb], "1", &ctx)
+        .await
+        .unwrap();
+    let mut story = outcome(&report);
+    story.push(
+        report
+            .object(&format!("Service/{ns}/edge"))
+            .unwrap()
+            .health
+            .reason
+            .clone(),
+    );
+    story
+}
+
+#[tokio::test]
+async fn a_load_balancer_service_without_an_address_is_not_a_failure() {
+    let story = on_both!(load_balancer_without_an_address);
+    assert!(
+        story.contains(&"env Healthy drift 0".to_string()),
+        "{story:#?}"
+    );
+    assert_eq!(story.last().unwrap(), "LoadBalancerPending");
+}
+
+/// Real cluster only: the stand-in has no StorageClasses and never binds claims (docs/sim.md).
+#[tokio::test]
+async fn a_claim_waiting_for_its_first_consumer_is_not_a_failure() {
+    let b = Backend::real();
+    let ns = unique("wffc");
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns).with_health_timeout(Duration::from_secs(5));
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": format!("{ns}-late")}, "provisioner": "example.com/none",
+        "volumeBindingMode": "WaitForFirstConsumer"});
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": ns},
+        "spec": {"storageClassName": format!("{ns}-late"), "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}});
+    let report = reconcile(&env, &[namespace(&ns), class, claim], "1", &ctx)
+        .await
+        .unwrap();
+    let data = report
+        .object(&format!("PersistentVolumeClaim/{ns}/data"))
+        .unwrap();
+    assert_eq!(
+        report.health.state,
+        DeployState::Healthy,
+        "{}",
+        report.health.summary()
+    );
+    assert_eq!(data.health.reason, "WaitForFirstConsumer");
+    let live = b
+        .get("v1", "PersistentVolumeClaim", &ns, "data")
+        .await
+        .unwrap();
+    assert_eq!(
+        live["status"]["phase"], "Pending",
+        "the claim really is unbound"
+    );
+}
+
+// --- 3. Immutable fields -------------------------------------------------------------------
+
+/// Real cluster only: the stand-in does not refuse changes to immutable fields (docs/sim.md).
+#[tokio::test]
+async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_replaced_when_annotated()
+ {
+    let b = Backend::real();
+    let ns = unique("immutable");
+    let (client, user) = identity(&b, &unique("baton-immutable")).await;
+    let ctx = baton::reconcile::Context::new(client, options(&format!("{ns}-inv")));
+    let env = Env::new(&ns);
+    let v1 = vec![
+        namespace(&ns),
+        config_map(&ns, "settings", "1"),
+        job(&ns, "migrate", &image(D1), &["up"]),
+    ];
+    let first = reconcile(&env, &v1, "1", &ctx).await.unwrap();
+    assert_eq!(
+        first.health.state,
+        DeployState::Healthy,
+        "{}",
+        first.health.summary()
+    );
+    let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap().to_string();
+    let first_uid = uid(&b.get("batch/v1", "Job", &ns, "migrate").await.unwrap());
+
+    // The Job's template changes, and so does a ConfigMap: refused before any write.
+    let v2 = vec![
+        namespace(&ns),
+        config_map(&ns, "settings", "2"),
+        job(&ns, "migrate", &image(D1), &["up", "--again"]),
+    ];
+    let before = writes_count(&b, &user);
+    let err = reconcile(&env, &v2, "2", &ctx).await.unwrap_err();
+    let text = err.to_string();
+    assert!(!err.is_transient(), "{text}");
+    assert!(
+        text.contains(&format!("Job/{ns}/migrate"))
+            && text.contains("spec.template")
+            && text.contains("immutable")
+            && text.contains("baton.dev/replace"),
+        "{text}"
+    );
+    let Backend::Real(cp) = &b else {
+        unreachable!()
+    };
+    let events = cp.audit_events(&user);
+    let writes: Vec<&str> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
+        .filter_map(|e| e["requestURI"].as_str())
+        .collect();
+    assert_eq!(writes.len(), before + 2, "two dry runs: {writes:?}");
+    assert!(
+        writes[before..]
+            .iter()
+            .all(|uri| uri.contains("dryRun=All")),
+        "only dry runs after the refusal: {writes:?}"
+    );
+    let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
+    assert_eq!(settings["data"]["value"], "1", "nothing half-applied");
+
+    // Annotated: deleted and re-created, and the rest applied.
+    let mut v3 = v2.clone();
+    v3[2]["metadata"]["annotations"] = json!({"baton.dev/replace": "true"});
+    let third = reconcile(&env, &v3, "3", &ctx).await.unwrap();
+    assert_eq!(
+        third.health.state,
+        DeployState::Healthy,
+        "{}",
+        third.health.summary()
+    );
+    let job = b.get("batch/v1", "Job", &ns, "migrate").await.unwrap();
+    assert_ne!(uid(&job), first_uid, "the Job was re-created");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["up", "--again"])
+    );
+    let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
+    assert_eq!(settings["data"]["value"], "2");
+}
+
+// --- 4. Adoption ---------------------------------------------------------------------------
+
+/// Real cluster only: the stand-in ignores `managedFields` sent by clients (docs/sim.md).
+#[tokio::test]
+async fn an_object_created_by_client_side_kubectl_apply_is_adopted_and_a_field_removed_from_git_goes()
+ {
+    let b = Backend::real();
+    let ns = unique("adopt");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, b.kubeconfig()).unwrap();
+    let manifest = dir.path().join("cm.yaml");
+    let cm = |data: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy", "namespace": ns,
+            "labels": {"team": "shop"}}, "data": data})
+    };
+    std::fs::write(
+        &manifest,
+        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": [
+            namespace(&ns), cm(json!({"a": "1", "b": "2"}))]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns);
+    let first = reconcile(
+        &env,
+        &[namespace(&ns), cm(json!({"a": "1", "b": "2"}))],
+        "1",
+        &ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.health.state, DeployState::Healthy);
+    // Git drops `b`, and the label.
+    let mut without_b = cm(json!({"a": "1"}));
+    without_b["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    reconcile(&env, &[namespace(&ns), without_b], "2", &ctx)
+        .await
+        .unwrap();
+    let live = b.get("v1", "ConfigMap", &ns, "legacy").await.unwrap();
+    assert_eq!(live["data"], json!({"a": "1"}), "{live:#?}");
+    assert!(
+        live["metadata"]["labels"].get("team").is_none(),
+        "{live:#?}"
+    );
+    assert!(
+        live["metadata"]["annotations"]
+            .get("kubectl.kubernetes.io/last-applied-configuration")
+            .is_none(),
+        "{live:#?}"
+    );
+}
