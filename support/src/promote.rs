@@ -254,7 +254,6 @@ impl World {
         );
     }
 
-
     /// A brand-new engine, as after a restart: a fresh clone and a fresh client.
     pub fn engine(&mut self) -> Engine<GitHubForge> {
         self.engine_in(Workdir::New)
@@ -302,9 +301,10 @@ impl World {
             }),
             ..Default::default()
         };
-        let forge = GitHubForge::connect_with(&config, &format!("{OWNER}/{REPO}"), self.options.clone())
-            .await
-            .unwrap();
+        let forge =
+            GitHubForge::connect_with(&config, &format!("{OWNER}/{REPO}"), self.options.clone())
+                .await
+                .unwrap();
         let repo = ConfigRepo::open(
             &self.dir.path().join(format!("clone-{}", self.workdirs)),
             Remote {
