@@ -3,77 +3,14 @@
 //! two outcomes compared: where they differ, the stand-in is wrong (or the difference is listed
 //! in docs/sim.md).
 
+#[macro_use]
 mod kube_support;
 
 use std::time::Duration;
 
 use baton::promote::state::DeployState;
-use baton::reconcile::{Action, Env, Report, reconcile};
+use baton::reconcile::{Action, Env, reconcile};
 use kube_support::*;
-use serde_json::{Value, json};
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
-fn config_map(ns: &str, name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"value": value}})
-}
-
-fn deployment(ns: &str, name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": 5,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": name, "image": image,
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
-            }
-        }
-    })
-}
-
-const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-
-fn image(digest: &str) -> String {
-    format!("registry.example.com/shop/web:1.4.0@{digest}")
-}
-
-/// What a report says, in a form both backends must agree on.
-fn outcome(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report
-        .objects
-        .iter()
-        .map(|o| format!("{} {} {:?}", o.object, o.action.name(), o.health.status))
-        .collect();
-    out.sort();
-    out.push(format!(
-        "env {:?} drift {}",
-        report.health.state, report.drift
-    ));
-    out.extend(report.pruned.iter().map(|p| format!("{p:?}")));
-    out
-}
-
-/// Run `scenario` on the stand-in and on the real control plane; both must tell the same story.
-macro_rules! on_both {
-    ($scenario:ident) => {{
-        // One namespace name for both: they are different clusters, and outcomes name objects.
-        let ns = unique(&stringify!($scenario).replace('_', "-"));
-        let sim = $scenario(Backend::sim().await, ns.clone()).await;
-        let real = $scenario(Backend::real(), ns).await;
-        assert_eq!(
-            sim, real,
-            "the stand-in and the real API server disagree (left: stand-in)"
-        );
-        real
-    }};
-}
 
 async fn apply_then_idle_resync(b: Backend, ns: String) -> Vec<String> {
     let (client, user) = identity(&b, &unique("baton-apply")).await;

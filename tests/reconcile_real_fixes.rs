@@ -2,41 +2,17 @@
 //! the `sim` stand-in and on the real control plane and compared (`on_both!`), or on the real
 //! one alone where the stand-in cannot follow (listed in docs/sim.md).
 
+#[macro_use]
 mod kube_support;
 
 use std::time::Duration;
 
 use baton::config::Pipeline;
 use baton::promote::state::DeployState;
-use baton::reconcile::{Action, Env, Report, reconcile};
+use baton::reconcile::{Action, Env, reconcile};
 use kube::api::{Patch, PatchParams};
 use kube_support::*;
 use serde_json::{Value, json};
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
-fn config_map(ns: &str, name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"value": value}})
-}
-
-fn deployment(ns: &str, name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": 5,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": name, "image": image,
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
-            }
-        }
-    })
-}
 
 fn job(ns: &str, name: &str, image: &str, args: &[&str]) -> Value {
     json!({
@@ -45,42 +21,6 @@ fn job(ns: &str, name: &str, image: &str, args: &[&str]) -> Value {
         "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
             "containers": [{"name": name, "image": image, "args": args}]}}}
     })
-}
-
-const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-fn image(digest: &str) -> String {
-    format!("registry.example.com/shop/web:1.4.0@{digest}")
-}
-
-/// What a report says, in a form both backends must agree on.
-fn outcome(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report
-        .objects
-        .iter()
-        .map(|o| format!("{} {} {:?}", o.object, o.action.name(), o.health.status))
-        .collect();
-    out.sort();
-    out.push(format!(
-        "env {:?} drift {}",
-        report.health.state, report.drift
-    ));
-    out.extend(report.pruned.iter().map(|p| format!("{p:?}")));
-    out
-}
-
-/// Run `scenario` on the stand-in and on the real control plane; both must tell the same story.
-macro_rules! on_both {
-    ($scenario:ident) => {{
-        let ns = unique(&stringify!($scenario).replace('_', "-"));
-        let sim = $scenario(Backend::sim().await, ns.clone()).await;
-        let real = $scenario(Backend::real(), ns).await;
-        assert_eq!(
-            sim, real,
-            "the stand-in and the real API server disagree (left: stand-in)"
-        );
-        real
-    }};
 }
 
 /// The mutating requests `user` made after the first `from` (none on the stand-in, which has
@@ -332,7 +272,7 @@ async fn soak_with_a_job(b: Backend, ns: String) -> Vec<String> {
     ];
     let p = pipeline(&ns);
     let first = reconcile(&env, &objects, "1", &ctx).await.unwrap();
-    let since = |r: &Report| {
+    let since = |r: &baton::reconcile::Report| {
         let d = r.deployments(&p);
         assert_eq!(d.len(), 1, "{d:?}");
         (d[0].state, d[0].healthy_since)

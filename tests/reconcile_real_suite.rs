@@ -3,28 +3,19 @@
 //! drift made by another field manager, and acceptance-test Jobs run by the real Job
 //! controller.
 
+#[macro_use]
 mod kube_support;
 
 use std::time::Duration;
 
 use baton::promote::state::DeployState;
 use baton::reconcile::verify::{Outcome, VerifyJob, VerifyOptions, VerifyRun, verify_with};
-use baton::reconcile::{Env, Report, reconcile};
+use baton::reconcile::{Env, reconcile};
 use kube::api::{Patch, PatchParams};
 use kube_support::*;
 use serde_json::{Value, json};
 
-const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
-fn config_map(ns: &str, name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"value": value}})
-}
-
-fn deployment(ns: &str, name: &str) -> Value {
+fn app(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": ns},
@@ -35,34 +26,6 @@ fn deployment(ns: &str, name: &str) -> Value {
                 "spec": {"containers": [{"name": name, "image": format!("registry.example.com/shop/{name}:1.0.0@{D1}")}]}}
         }
     })
-}
-
-fn outcome(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report
-        .objects
-        .iter()
-        .map(|o| format!("{} {} {:?}", o.object, o.action.name(), o.health.status))
-        .collect();
-    out.sort();
-    out.push(format!(
-        "env {:?} drift {}",
-        report.health.state, report.drift
-    ));
-    out.extend(report.pruned.iter().map(|p| format!("{p:?}")));
-    out
-}
-
-macro_rules! on_both {
-    ($scenario:ident) => {{
-        let ns = unique(&stringify!($scenario).replace('_', "-"));
-        let sim = $scenario(Backend::sim().await, ns.clone()).await;
-        let real = $scenario(Backend::real(), ns).await;
-        assert_eq!(
-            sim, real,
-            "the stand-in and the real API server disagree (left: stand-in)"
-        );
-        real
-    }};
 }
 
 async fn prune(b: Backend, ns: String) -> Vec<String> {
@@ -77,7 +40,7 @@ async fn prune(b: Backend, ns: String) -> Vec<String> {
         config_map(&ns, "a", "1"),
         config_map(&ns, "b", "1"),
         keep,
-        deployment(&ns, "old"),
+        app(&ns, "old"),
     ];
     let one = reconcile(&env, &first, "1", &ctx).await.unwrap();
     assert_eq!(

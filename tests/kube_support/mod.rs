@@ -201,3 +201,70 @@ pub async fn identity(backend: &Backend, name: &str) -> (kube::Client, String) {
         }
     }
 }
+
+/// Run `scenario` (an `async fn(Backend, String) -> Vec<String>` taking the namespace to use)
+/// on the stand-in and on the real control plane; both must tell the same story. One namespace
+/// name serves both: they are different clusters, and outcomes name objects.
+#[macro_export]
+macro_rules! on_both {
+    ($scenario:ident) => {{
+        let ns = $crate::kube_support::unique(&stringify!($scenario).replace('_', "-"));
+        let sim = $scenario($crate::kube_support::Backend::sim().await, ns.clone()).await;
+        let real = $scenario($crate::kube_support::Backend::real(), ns).await;
+        assert_eq!(
+            sim, real,
+            "the stand-in and the real API server disagree (left: stand-in)"
+        );
+        real
+    }};
+}
+
+/// What a report says, in a form both backends must agree on.
+pub fn outcome(report: &baton::reconcile::Report) -> Vec<String> {
+    let mut out: Vec<String> = report
+        .objects
+        .iter()
+        .map(|o| format!("{} {} {:?}", o.object, o.action.name(), o.health.status))
+        .collect();
+    out.sort();
+    out.push(format!(
+        "env {:?} drift {}",
+        report.health.state, report.drift
+    ));
+    out.extend(report.pruned.iter().map(|p| format!("{p:?}")));
+    out
+}
+
+pub const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+pub const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// `registry.example.com/shop/web:1.4.0@<digest>`.
+pub fn image(digest: &str) -> String {
+    format!("registry.example.com/shop/web:1.4.0@{digest}")
+}
+
+pub fn namespace(name: &str) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+pub fn config_map(ns: &str, name: &str, value: &str) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"value": value}})
+}
+
+/// A Deployment of `image` whose failed rollouts are declared after 5 s (not the real 600 s).
+pub fn deployment(ns: &str, name: &str, image: &str, replicas: i64) -> Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 5,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image,
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+            }
+        }
+    })
+}
