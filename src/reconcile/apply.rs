@@ -118,16 +118,42 @@ fn dynamic_api(
     }
 }
 
-/// A live object as plain JSON, without `managedFields` (large, and never compared).
+/// A live object as plain JSON. Its `managedFields` (large, and never compared) are cut down to
+/// one entry holding the time of the last write to the object itself (not a subresource), which
+/// health needs to tell a stale rollout condition from a current one.
 pub fn to_value(mut object: DynamicObject, resource: &ApiResource) -> Value {
-    object.metadata.managed_fields = None;
+    let managed = object.metadata.managed_fields.take();
     if object.types.is_none() {
         object.types = Some(kube::core::TypeMeta {
             api_version: resource.api_version.clone(),
             kind: resource.kind.clone(),
         });
     }
-    serde_json::to_value(object).expect("a DynamicObject serializes")
+    let mut value = serde_json::to_value(object).expect("a DynamicObject serializes");
+    let last_write = managed
+        .and_then(|m| serde_json::to_value(m).ok())
+        .and_then(|m| {
+            m.as_array()?
+                .iter()
+                .filter(|e| {
+                    e.get("subresource")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                })
+                .filter_map(|e| e.get("time").and_then(Value::as_str).map(String::from))
+                .max()
+        });
+    if let (Some(time), Some(meta)) = (
+        last_write,
+        value.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        meta.insert(
+            "managedFields".into(),
+            serde_json::json!([{ "time": time }]),
+        );
+    }
+    value
 }
 
 /// The id of a live object served by `resource`.

@@ -129,6 +129,33 @@ fn stale_generation(object: &Value) -> Option<Health> {
     })
 }
 
+fn rfc3339(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(v?.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// When a condition last changed (`lastUpdateTime`, else `lastTransitionTime`).
+fn condition_time(c: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    rfc3339(c.get("lastUpdateTime")).or_else(|| rfc3339(c.get("lastTransitionTime")))
+}
+
+/// The last write to the object itself (not its `status` or `scale` subresource), from the API
+/// server's `managedFields` times.
+fn last_spec_write(o: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    o.pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .filter(|m| {
+            m.get("subresource")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+        })
+        .filter_map(|m| rfc3339(m.get("time")))
+        .max()
+}
+
 fn deployment(d: &Value) -> Health {
     // Conditions describe the generation the controller last saw: right after a new template is
     // applied (a rollback after a failed rollout), the old `ProgressDeadlineExceeded` is stale.
@@ -139,6 +166,20 @@ fn deployment(d: &Value) -> Health {
         && c["status"] == "False"
         && c["reason"] == "ProgressDeadlineExceeded"
     {
+        // The controller can observe a new generation before it re-evaluates progress: right
+        // after a rollback to a ReplicaSet that still runs, it keeps the old deadline condition
+        // for a sync or two (seen on the real API server). A deadline last updated before the
+        // object's spec was last written is about the previous rollout. Both times are in whole
+        // seconds; the same second counts as before, since this rollout's own deadline comes at
+        // least `progressDeadlineSeconds` after its write.
+        if let (Some(updated), Some(written)) = (condition_time(c), last_spec_write(d))
+            && updated <= written
+        {
+            return Health::progressing(
+                "DeadlineFromPreviousRollout",
+                "the progress deadline reported was exceeded by the previous rollout",
+            );
+        }
         let message = condition_text(c, "message");
         return Health::failed(
             "ProgressDeadlineExceeded",
@@ -643,6 +684,33 @@ mod tests {
         let h = assess(&d);
         assert_eq!(h.status, HealthStatus::Progressing, "{h:?}");
         assert_eq!(h.reason, "ObservedGenerationStale");
+    }
+
+    #[test]
+    fn a_deadline_last_updated_before_the_last_write_is_the_previous_rollouts() {
+        // The real controller observed the rollback's generation but still shows the broken
+        // rollout's deadline, stamped before baton applied the rollback.
+        let mut d = deployment(
+            3,
+            json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                "lastUpdateTime": "2026-12-02T10:00:05Z", "lastTransitionTime": "2026-12-02T10:00:05Z"}]}),
+        );
+        d["metadata"]["managedFields"] = json!([
+            {"manager": "baton", "operation": "Apply", "time": "2026-12-02T10:00:09Z"},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "time": "2026-12-02T10:00:10Z"}
+        ]);
+        let h = assess(&d);
+        assert_eq!(h.status, HealthStatus::Progressing, "{h:?}");
+        assert_eq!(h.reason, "DeadlineFromPreviousRollout");
+
+        // Stamped in the same second as the write: still the previous rollout's.
+        d["status"]["conditions"][0]["lastUpdateTime"] = json!("2026-12-02T10:00:09Z");
+        assert_eq!(assess(&d).status, HealthStatus::Progressing);
+
+        // A deadline exceeded after the last write is this rollout's: failed.
+        d["status"]["conditions"][0]["lastUpdateTime"] = json!("2026-12-02T10:00:20Z");
+        assert_eq!(assess(&d).status, HealthStatus::Failed);
     }
 
     #[test]
