@@ -1257,6 +1257,25 @@ impl<F: Forge> Engine<F> {
                 };
                 let mut o = o.clone();
                 let mut evaluation = evaluation;
+                // GitHub refused this head before: wait out the backoff before doing anything
+                // (no copy, no write: the status comment already says why and until when).
+                {
+                    let events = o
+                        .status
+                        .as_ref()
+                        .map(|s| text::timeline(&s.body))
+                        .unwrap_or_default();
+                    if let Some((_, r)) = refusal::latest(&events, &o.state.head_sha)
+                        && r.next_try > now
+                    {
+                        return Ok(Some(Outcome::Waiting {
+                            pr,
+                            env,
+                            app,
+                            blocking: refusal::blocking(&r),
+                        }));
+                    }
+                }
                 let copied = match self.copy_before_merge(view, &mut o).await? {
                     copy::BeforeMerge::NotNeeded => None,
                     copy::BeforeMerge::Copied(line) => {
@@ -1313,26 +1332,7 @@ impl<F: Forge> Engine<F> {
                     .unwrap_or_default();
                 let head = o.state.head_sha.clone();
                 let previous = refusal::latest(&events, &head);
-                if let Some((_, r)) = &previous
-                    && r.next_try > now
-                {
-                    // GitHub refused this head; wait out the backoff (the comment is unchanged).
-                    let blocking = refusal::blocking(r);
-                    self.write_status(
-                        &mut o,
-                        &format!("Waiting — {blocking}"),
-                        Some(&evaluation),
-                        &events,
-                        &handled,
-                    )
-                    .await?;
-                    return Ok(Some(Outcome::Waiting {
-                        pr,
-                        env,
-                        app,
-                        blocking,
-                    }));
-                }
+                // (A refusal still backing off returned before the copy, above.)
                 let merged = match self
                     .forge
                     .merge(pr, &head, env_cfg.merge_method, &subject, &message)
