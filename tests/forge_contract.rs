@@ -18,7 +18,9 @@ use baton::forge::{Forge, NewPullRequest, PROMOTION_LABEL, StatusState, StatusUp
 use chrono::Duration as Age;
 use serde_json::Value;
 use sim::contract::{Exchange, Spec, check_exchanges, fixtures_dir, operations};
-use sim::forge::{Forge as Sim, Permission as SimPermission, ReviewState as SimReview};
+use sim::forge::{
+    Forge as Sim, Permission as SimPermission, Protection as SimProtection, ReviewState as SimReview,
+};
 
 const OWNER: &str = "shop";
 const REPO: &str = "config";
@@ -253,6 +255,57 @@ async fn tour(sim: &Sim) {
         .unwrap();
     app.statuses(&head).await.unwrap();
     app.checks(&head).await.unwrap();
+
+    // GitHub's own rules: rulesets (anyone who reads the repository), branch protection
+    // (admins only: 403, then 404 "not protected" and 200 as an admin).
+    gh.base_rules("main").await.unwrap();
+    sim.protect_branch(
+        OWNER,
+        REPO,
+        "main",
+        SimProtection {
+            ruleset: true,
+            required_approving_reviews: 2,
+            dismiss_stale_reviews: true,
+            required_status_checks: vec!["ci".into()],
+            strict: true,
+            allowed_merge_methods: vec!["merge".into(), "squash".into()],
+            required_signatures: true,
+            merge_queue: true,
+            ..SimProtection::default()
+        },
+    )
+    .unwrap();
+    let rules = app.base_rules("main").await.unwrap();
+    assert!(rules.merge_queue && rules.required_approvals == 2, "{rules:?}");
+    sim.set_permission(&sim.bot_login(), SimPermission::Admin);
+    token_client(sim).base_rules("main").await.unwrap();
+    sim.protect_branch(
+        OWNER,
+        REPO,
+        "main",
+        SimProtection {
+            required_approving_reviews: 1,
+            required_status_checks: vec!["ci".into()],
+            required_signatures: true,
+            ..SimProtection::default()
+        },
+    )
+    .unwrap();
+    let rules = token_client(sim).base_rules("main").await.unwrap();
+    assert_eq!(rules.sources, ["branch protection"]);
+    sim.set_permission(&sim.bot_login(), SimPermission::Write);
+    sim.protect_branch(OWNER, REPO, "main", SimProtection::default())
+        .unwrap();
+
+    // An App without Members: read is refused team members.
+    sim.set_members_readable(false);
+    let refused = app.team_members(OWNER, "release-managers").await;
+    assert!(
+        matches!(refused, Err(baton::forge::ForgeError::Forbidden { .. })),
+        "{refused:?}"
+    );
+    sim.set_members_readable(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

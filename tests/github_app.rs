@@ -255,8 +255,8 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
     assert!(!logged.contains("ghs_"), "a token was logged");
 }
 
-/// GitHub's rules on `main` that the pipeline does not know: three approvals where prod asks
-/// for two. The merge GitHub refuses is explained once in the status comment, the PR stays
+/// A GitHub rule on `main` the gates cannot settle: squash merges only, where prod merges with a
+/// merge commit. The merge GitHub refuses is explained once in the status comment, the PR stays
 /// open, and baton tries again after a minute, then two, not on every pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
@@ -271,8 +271,7 @@ async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
             "main",
             Protection {
                 ruleset: true,
-                required_approving_reviews: 3,
-                dismiss_stale_reviews: true,
+                allowed_merge_methods: vec!["squash".into()],
                 ..Protection::default()
             },
         )
@@ -299,12 +298,13 @@ async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
         "{status}"
     );
     assert!(
-        status.contains("At least 3 approving reviews are required"),
+        status.contains("Merge commits are not allowed on this repository"),
         "{status}"
     );
+    assert!(status.contains("`mergeMethod`"), "says what to do: {status}");
     assert!(
-        status.contains("approvals.count"),
-        "says what to do: {status}"
+        status.contains("| github | ✅ passed | nothing required before merging; also requires merge method squash (ruleset 42); could not read the branch protection of main"),
+        "the gate table names the rule: {status}"
     );
     assert!(status.contains("(attempt 1)"), "{status}");
 
@@ -332,14 +332,182 @@ async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
     w.pass().await;
     assert_eq!(calls(&w), 2, "the second backoff is two minutes");
 
-    // A third approval satisfies GitHub: the next try merges, with the trailers.
+    // The rule is lifted: the next try merges, with the trailers.
     w.forge
-        .review_as("carol", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .protect_branch(OWNER, REPO, "main", Protection::default())
         .unwrap();
     w.now += Age::minutes(1);
     w.pass().await;
     assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
     assert_eq!(w.last_promotion().environment, "prod");
+}
+
+/// GitHub's own rules on `main` beside the pipeline's gates: a ruleset wants three approvals
+/// and the check `ci`, where prod asks for two approvals. The `github` gate says what GitHub
+/// still wants, in the status comment and in `baton plan`; baton does not ask GitHub for a merge
+/// it would refuse, and merges once the rules are met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn githubs_required_reviews_and_checks_show_beside_the_pipelines_gates() {
+    use baton::promote::plan::Action;
+    use baton::promote::{Gate, Verdict};
+    const MERGE: &str = "PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge";
+    let mut w = World::new().await;
+    let (_, prod) = w.walk_to_prod().await;
+    let merges_before = w.forge.calls().get(MERGE).copied().unwrap_or(0);
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            Protection {
+                ruleset: true,
+                required_approving_reviews: 3,
+                dismiss_stale_reviews: true,
+                required_status_checks: vec!["ci".into()],
+                ..Protection::default()
+            },
+        )
+        .unwrap();
+    for who in ["alice", "bob"] {
+        w.forge
+            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
+            .unwrap();
+    }
+    w.comment("carol", prod.number, "/promote prod");
+    w.now += Age::minutes(1);
+    let outcomes = w.pass().await;
+    assert!(
+        outcomes.iter().any(|o| matches!(o, baton::engine::Outcome::Waiting { blocking, .. } if blocking.starts_with("github: 2/3 approving reviews"))),
+        "{outcomes:?}"
+    );
+    let merges = |w: &World| w.forge.calls().get(MERGE).copied().unwrap_or(0) - merges_before;
+    assert_eq!(merges(&w), 0, "no merge GitHub would refuse");
+    let status = w.status_comment(prod.number);
+    assert!(
+        status.contains("| approvals | ✅ passed |"),
+        "the pipeline's own gate is met: {status}"
+    );
+    assert!(
+        status.contains("| github | ⛔ blocked | 2/3 approving reviews from people with write access, of the latest push (approved: alice, bob); waiting for required check ci (not reported) (ruleset 42); could not read the branch protection of main"),
+        "{status}"
+    );
+
+    // `baton plan` (the engine's plan without writes) shows the same gate.
+    let engine = w.engine();
+    let actions = engine
+        .plan_only(&w.releases, &w.deployments, w.now)
+        .await
+        .unwrap();
+    let gate = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Wait { pr, evaluation, .. } if *pr == prod.number => evaluation
+                .results
+                .iter()
+                .find(|r| r.gate == Gate::GitHub)
+                .cloned(),
+            _ => None,
+        })
+        .expect("a github gate in the plan");
+    assert_eq!(gate.verdict, Verdict::Blocked);
+
+    // GitHub's rules met: the third approval and a green `ci` on the head; the next pass merges.
+    w.forge
+        .review_as("carol", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    let head = w.forge.pull(OWNER, REPO, prod.number).unwrap().head_sha;
+    w.forge
+        .set_check_conclusion(OWNER, REPO, &head, "ci", Some("success"))
+        .unwrap();
+    w.now += Age::minutes(1);
+    w.pass().await;
+    assert_eq!(merges(&w), 1);
+    assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
+    assert_eq!(w.last_promotion().environment, "prod");
+}
+
+/// Classic branch protection needs admin rights to read: with them its rules are in the gate;
+/// without (most Apps), baton says nothing of it and goes on, and asks again only later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branch_protection_is_read_when_github_shows_it_and_skipped_when_it_does_not() {
+    const PROTECTION: &str = "GET /repos/{owner}/{repo}/branches/{branch}/protection";
+    let w = World::new().await;
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            Protection {
+                required_approving_reviews: 2,
+                required_status_checks: vec!["ci".into()],
+                strict: true,
+                ..Protection::default()
+            },
+        )
+        .unwrap();
+    let gh = GitHubForge::new(
+        &w.forge.url(),
+        "shop/config",
+        baton::forge::github::GitHubAuth::Token(baton::config::Secret::new(w.forge.bot_token())),
+        w.forge.bot_login(),
+        GitHubOptions::default(),
+    )
+    .unwrap();
+    let hidden = gh.base_rules("main").await.unwrap();
+    assert!(!hidden.requires_anything(), "{hidden:?}");
+    assert!(
+        hidden.unreadable[0].contains("branch protection of main"),
+        "{hidden:?}"
+    );
+    gh.base_rules("main").await.unwrap();
+    assert_eq!(
+        gh.calls().by_route[PROTECTION],
+        1,
+        "a refusal is remembered, not asked on every pass"
+    );
+
+    w.forge
+        .set_permission(&w.forge.bot_login(), Permission::Admin);
+    let admin = GitHubForge::new(
+        &w.forge.url(),
+        "shop/config",
+        baton::forge::github::GitHubAuth::Token(baton::config::Secret::new(w.forge.bot_token())),
+        w.forge.bot_login(),
+        GitHubOptions::default(),
+    )
+    .unwrap();
+    let rules = admin.base_rules("main").await.unwrap();
+    assert_eq!(rules.required_approvals, 2);
+    assert_eq!(rules.required_checks, ["ci"]);
+    assert!(rules.strict && rules.unreadable.is_empty(), "{rules:?}");
+    assert_eq!(rules.sources, ["branch protection"]);
+    let none = admin.base_rules("no-such-rules").await.unwrap();
+    assert!(!none.requires_anything() && none.unreadable.is_empty());
+}
+
+/// A team GitHub will not list to the App (`403`: no *Members: read*) is one clear reason in
+/// the approvals gate; the pass goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_github_will_not_list_is_a_gate_reason_not_a_failed_pass() {
+    let mut w = app_world().await;
+    let (_, prod) = w.walk_to_prod().await;
+    w.forge.set_members_readable(false);
+    w.forge
+        .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.now += Age::minutes(1);
+    let outcomes = w.pass().await;
+    assert!(
+        outcomes.iter().any(|o| matches!(o, baton::engine::Outcome::Waiting { pr, .. } if *pr == prod.number)),
+        "{outcomes:?}"
+    );
+    let status = w.status_comment(prod.number);
+    assert!(
+        status.contains("cannot count @shop/release-managers: GitHub refused to list its members")
+            && status.contains("Members: read"),
+        "{status}"
+    );
+    assert!(!w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
 }
 
 /// The stand-in enforces GitHub's branch rules on merges, with GitHub's wording, and answers

@@ -166,6 +166,16 @@ struct Observed {
     comments: Vec<CommentInfo>,
 }
 
+/// What GitHub says beyond the PRs, read once per pass while promotion PRs are open: the
+/// members of the teams the pipeline names (and the teams it would not list, with why), and
+/// the config branch's own rules.
+#[derive(Default)]
+struct Facts {
+    teams: BTreeMap<String, BTreeSet<String>>,
+    team_errors: BTreeMap<String, String>,
+    base_rules: Option<crate::promote::BaseRules>,
+}
+
 /// The engine for one config repo on one forge.
 pub struct Engine<F> {
     forge: F,
@@ -323,11 +333,14 @@ impl<F: Forge> Engine<F> {
         Ok(entries)
     }
 
+    /// Members of the teams the pipeline names, and the teams GitHub would not list (`403`:
+    /// the App lacks *Members: read*), with why.
     async fn teams(
         &self,
         pipeline: &Pipeline,
-    ) -> Result<BTreeMap<String, BTreeSet<String>>, EngineError> {
+    ) -> Result<(BTreeMap<String, BTreeSet<String>>, BTreeMap<String, String>), EngineError> {
         let mut out = BTreeMap::new();
+        let mut refused = BTreeMap::new();
         let named: BTreeSet<&String> = pipeline
             .environments
             .iter()
@@ -346,12 +359,20 @@ impl<F: Forge> Engine<F> {
                         tracing::warn!(%team, %what, "team not found; counting no members");
                         Vec::new()
                     }
+                    Err(ForgeError::Forbidden { message, .. }) => {
+                        tracing::warn!(%team, %message, "GitHub refused to list the team; counting no members");
+                        refused.insert(
+                            team.clone(),
+                            format!("GitHub refused to list its members ({message}); a GitHub App needs the Organization permission Members: read"),
+                        );
+                        Vec::new()
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 out.insert(team.clone(), members.into_iter().collect());
             }
         }
-        Ok(out)
+        Ok((out, refused))
     }
 
     async fn actor(
@@ -382,17 +403,21 @@ impl<F: Forge> Engine<F> {
 
     /// Read every open promotion PR, and the members of the teams the pipeline names (only
     /// when some PR is open: teams matter only for approvals and commands on open PRs).
-    async fn observe(
-        &self,
-        view: &RepoView,
-    ) -> Result<(Vec<Observed>, BTreeMap<String, BTreeSet<String>>), EngineError> {
+    async fn observe(&self, view: &RepoView) -> Result<(Vec<Observed>, Facts), EngineError> {
         let prs = self.forge.open_promotion_prs().await?;
         if prs.is_empty() {
-            return Ok((Vec::new(), BTreeMap::new()));
+            return Ok((Vec::new(), Facts::default()));
         }
-        let teams = self.teams(&view.pipeline).await?;
+        let (teams, team_errors) = self.teams(&view.pipeline).await?;
+        let branch = self.repo().branch().to_string();
+        let base_rules = Some(self.forge.base_rules(&branch).await?);
         let observed = self.observe_prs(view, prs, &teams).await?;
-        Ok((observed, teams))
+        let facts = Facts {
+            teams,
+            team_errors,
+            base_rules,
+        };
+        Ok((observed, facts))
     }
 
     async fn observe_prs(
@@ -539,7 +564,7 @@ impl<F: Forge> Engine<F> {
         else {
             return Ok(Vec::new());
         };
-        let teams = self.teams(&view.pipeline).await?;
+        let (teams, _) = self.teams(&view.pipeline).await?;
         let (events, _) = self
             .command_events(&comments, &teams, &mut BTreeMap::new())
             .await?;
@@ -594,7 +619,7 @@ impl<F: Forge> Engine<F> {
     ) -> Result<Vec<Outcome>, EngineError> {
         // git2 blocks; keep the runtime's other tasks (the webhook server) running.
         let mut view = tokio::task::block_in_place(|| self.read_repo())?;
-        let (mut observed, mut teams) = self.observe(&view).await?;
+        let (mut observed, mut facts) = self.observe(&view).await?;
         let mut outcomes = Vec::new();
         let mut changed = false;
         for o in &mut observed {
@@ -603,7 +628,7 @@ impl<F: Forge> Engine<F> {
         if changed {
             // A `/rollback` opened a PR and may have closed one: plan from what is there now.
             view = tokio::task::block_in_place(|| self.read_repo())?;
-            (observed, teams) = self.observe(&view).await?;
+            (observed, facts) = self.observe(&view).await?;
         }
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Snapshot {
             pinned: view.pinned.clone(),
@@ -612,7 +637,7 @@ impl<F: Forge> Engine<F> {
                 .map(|o| (o.state.clone(), o.info.html_url.clone()))
                 .collect(),
         };
-        let actions = self.plan_from(&view, &observed, &teams, releases, deployments, now);
+        let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
             match self.act(&view, &observed, action, now).await {
@@ -707,15 +732,15 @@ impl<F: Forge> Engine<F> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Action>, EngineError> {
         let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let (observed, teams) = self.observe(&view).await?;
-        Ok(self.plan_from(&view, &observed, &teams, releases, deployments, now))
+        let (observed, facts) = self.observe(&view).await?;
+        Ok(self.plan_from(&view, &observed, &facts, releases, deployments, now))
     }
 
     fn plan_from(
         &self,
         view: &RepoView,
         observed: &[Observed],
-        teams: &BTreeMap<String, BTreeSet<String>>,
+        facts: &Facts,
         releases: &BTreeMap<String, Release>,
         deployments: &BTreeMap<(String, String), Deployment>,
         now: DateTime<Utc>,
@@ -728,7 +753,9 @@ impl<F: Forge> Engine<F> {
             pinned: &view.pinned,
             deployments,
             open: &prs,
-            teams,
+            teams: &facts.teams,
+            team_errors: &facts.team_errors,
+            base_rules: facts.base_rules.as_ref(),
             bot_login: self.forge.bot_login(),
             policies: &view.policies,
             held: &view.held,

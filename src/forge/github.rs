@@ -27,7 +27,7 @@
 //! This file holds construction, identity and the [`Forge`] impl, which hands each call to the
 //! module of its concern: `credentials` (tokens, App tokens, who they act as), `transport` (the
 //! send loop: counting, conditional reads, rate limits, retries), `pulls`, `comments`,
-//! `reviews` (and permissions, teams), `checks` (statuses and check runs), and `wire` (GitHub's
+//! `reviews` (and permissions, teams), `rules` (rulesets and branch protection), `checks` (statuses and check runs), and `wire` (GitHub's
 //! answers as read).
 
 mod checks;
@@ -35,6 +35,7 @@ mod comments;
 mod credentials;
 mod pulls;
 mod reviews;
+mod rules;
 mod transport;
 mod wire;
 
@@ -65,6 +66,7 @@ use crate::commands::Permission;
 use crate::config::pipeline::MergeMethod;
 use crate::config::runtime::GitHubConfig;
 use crate::config::secret::Secret;
+use crate::promote::BaseRules;
 use crate::promote::state::{Check, CheckState, Review, ReviewState};
 
 /// GitHub's limit on a commit status description.
@@ -172,6 +174,10 @@ pub struct GitHubForge {
     rate: Mutex<Option<RateLimitStatus>>,
     etags: Mutex<HashMap<String, Cached>>,
     permissions: Mutex<HashMap<String, (Permission, Instant)>>,
+    /// When GitHub last refused to show branch protection (`403`): not asked again for
+    /// `permission_ttl`, so that an App without *Administration: read* does not spend a call
+    /// on every pass.
+    protection_refused: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for GitHubForge {
@@ -340,6 +346,7 @@ impl GitHubForge {
             rate: Mutex::default(),
             etags: Mutex::default(),
             permissions: Mutex::default(),
+            protection_refused: Mutex::default(),
         })
     }
 
@@ -556,6 +563,10 @@ impl Forge for GitHubForge {
 
     async fn team_members(&self, org: &str, slug: &str) -> Result<Vec<String>> {
         reviews::team_members(self, org, slug).await
+    }
+
+    async fn base_rules(&self, branch: &str) -> Result<BaseRules> {
+        rules::base_rules(self, branch).await
     }
 
     async fn merge(

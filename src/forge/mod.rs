@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::commands::Permission;
 use crate::config::pipeline::MergeMethod;
+use crate::promote::BaseRules;
 use crate::promote::state::{Check, Review};
 
 /// Labels baton puts on promotion PRs.
@@ -244,6 +245,11 @@ pub trait Forge: Send + Sync {
         org: &str,
         slug: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// What GitHub itself requires before a PR merges into `branch`: its rulesets and branch
+    /// protection, merged. Rules the credentials may not read are listed as unreadable, not
+    /// errors.
+    fn base_rules(&self, branch: &str) -> impl Future<Output = Result<BaseRules>> + Send;
 
     /// Merge if the head is still `sha`.
     fn merge(

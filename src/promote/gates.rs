@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::base_rules::BaseRules;
 use super::policy::{self, PolicyInput, PolicySource};
 use super::state::{CheckState, Deployment, PullRequest, ReviewState};
 use crate::commands::{self, Command, Permission};
@@ -39,6 +40,10 @@ pub enum Gate {
     /// The environment's `copyTo`: the image can be copied (while other gates wait), then was
     /// copied and verified (before the merge). Evaluated by the engine, which does the I/O.
     Copy,
+    /// GitHub's own rules on the base branch (rulesets, branch protection): its required
+    /// approvals and checks ([`super::base_rules`]).
+    #[serde(rename = "github")]
+    GitHub,
 }
 
 impl Gate {
@@ -53,6 +58,7 @@ impl Gate {
             Self::Command => "command",
             Self::Policy => "policy",
             Self::Copy => "copy",
+            Self::GitHub => "github",
         }
     }
 }
@@ -138,6 +144,11 @@ pub struct Context<'a> {
     pub previous: Option<&'a Deployment>,
     /// Members of the teams the pipeline names, by `@org/slug`.
     pub teams: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Teams whose members GitHub would not list, by `@org/slug`, with why (approvals from
+    /// them cannot be counted; the approvals gate says so).
+    pub team_errors: &'a BTreeMap<String, String>,
+    /// GitHub's own rules on the base branch, when read (`None`: not asked).
+    pub base_rules: Option<&'a BaseRules>,
     /// The bot's own login: its reviews and comments never count.
     pub bot_login: &'a str,
     /// `policies/*.rego` of the config branch.
@@ -182,6 +193,9 @@ pub fn evaluate(pr: &PullRequest, ctx: &Context<'_>) -> Evaluation {
     }
     if !ctx.policies.is_empty() {
         results.push(policy(pr, ctx));
+    }
+    if let Some(rules) = ctx.base_rules.filter(|r| r.requires_anything()) {
+        results.push(super::base_rules::github(pr, ctx, rules));
     }
     let approvers = tally(pr, ctx)
         .approved
@@ -480,6 +494,11 @@ fn approvals(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
     if !approved.is_empty() {
         reason.push_str(&format!(" (approved: {})", approved.join(", ")));
     }
+    for team in from.iter().filter(|w| w.starts_with('@')) {
+        if let Some(why) = ctx.team_errors.get(team) {
+            reason.push_str(&format!("; cannot count {team}: {why}"));
+        }
+    }
     if !stale.is_empty() {
         reason.push_str(&format!(
             "; approvals by {} predate the latest push and no longer count",
@@ -685,6 +704,8 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
                 now,
                 previous,
                 teams: &teams,
+                team_errors: &BTreeMap::new(),
+                base_rules: None,
                 bot_login: "baton[bot]",
                 policies: &[],
                 from: None,
@@ -923,6 +944,8 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
             now: t(10, 0),
             previous: Some(&staging),
             teams: &teams,
+            team_errors: &BTreeMap::new(),
+            base_rules: None,
             bot_login: "baton[bot]",
             policies: &policies,
             from: None,

@@ -35,6 +35,10 @@ pub struct Inputs<'a> {
     pub open: &'a [PullRequest],
     /// Members of the teams the pipeline names.
     pub teams: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Teams GitHub would not list, with why.
+    pub team_errors: &'a BTreeMap<String, String>,
+    /// GitHub's own rules on the base branch, when read.
+    pub base_rules: Option<&'a super::base_rules::BaseRules>,
     pub bot_login: &'a str,
     /// `policies/*.rego` of the config branch.
     pub policies: &'a [super::policy::PolicySource],
@@ -282,6 +286,8 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                         now: inputs.now,
                         previous,
                         teams: inputs.teams,
+                        team_errors: inputs.team_errors,
+                        base_rules: inputs.base_rules,
                         bot_login: inputs.bot_login,
                         policies: inputs.policies,
                         from: pinned.map(|p| &p.digest),
@@ -439,6 +445,8 @@ environments:
                 deployments: &self.deployments,
                 open: &self.open,
                 teams: &self.teams,
+                team_errors: &BTreeMap::new(),
+                base_rules: None,
                 bot_login: "baton[bot]",
                 policies: &[],
                 held: &self.held,

@@ -110,6 +110,14 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         )
         .route(&format!("{r}/git/ref/{{*ref}}"), get(get_ref))
         .route(&format!("{r}/git/refs/{{*ref}}"), delete(delete_ref))
+        .route(
+            &format!("{r}/rules/branches/{{branch}}"),
+            get(branch_rules),
+        )
+        .route(
+            &format!("{r}/branches/{{branch}}/protection"),
+            get(branch_protection),
+        )
         .route("/orgs/{org}/teams/{team_slug}", get(get_team))
         .route("/orgs/{org}/teams/{team_slug}/members", get(team_members))
         .route(
@@ -1128,12 +1136,16 @@ async fn get_team(State(inner): S, Path((org, slug)): Path<(String, String)>) ->
 
 async fn team_members(
     State(inner): S,
+    Extension(me): Me,
     Path((org, slug)): Path<(String, String)>,
     uri: Uri,
     Query(q): Q,
 ) -> R {
     let items: Vec<Value> = {
         let st = inner.lock();
+        if st.members_unreadable && me.kind == PrincipalKind::Installation {
+            return Err(Error::new(403, "Resource not accessible by integration"));
+        }
         let t = st.teams.get(&(org, slug)).ok_or_else(Error::not_found)?;
         let sh = shapes(&inner, &st);
         let role = q.get("role").map(String::as_str).unwrap_or("all");
@@ -1160,4 +1172,45 @@ async fn team_membership(
         StatusCode::OK,
         json!({"url": format!("{}/orgs/{org}/teams/{slug}/memberships/{user}", inner.base()), "role": role, "state": "active"}),
     )
+}
+
+/// The rules of the rulesets that apply to a branch; anyone who can read the repository may.
+async fn branch_rules(
+    State(inner): S,
+    Path((owner, repo, branch)): Path<(String, String, String)>,
+    uri: Uri,
+    Query(q): Q,
+) -> R {
+    let items = {
+        let st = inner.lock();
+        let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+        super::protect::rules_json(&format!("{owner}/{repo}"), r.protection.get(&branch))
+    };
+    paged(&inner, &uri, &q, &items)
+}
+
+/// A branch's classic protection: admins only (an App needs *Administration: read*).
+async fn branch_protection(
+    State(inner): S,
+    Extension(me): Me,
+    Path((owner, repo, branch)): Path<(String, String, String)>,
+) -> R {
+    let st = inner.lock();
+    if st.permission(&me.login) < Permission::Admin {
+        return Err(match me.kind {
+            PrincipalKind::Installation => {
+                Error::new(403, "Resource not accessible by integration")
+            }
+            _ => Error::new(403, "Must have admin rights to Repository."),
+        });
+    }
+    let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+    let url = format!(
+        "{}/repos/{owner}/{repo}/branches/{branch}/protection",
+        inner.base()
+    );
+    match super::protect::protection_json(&url, r.protection.get(&branch)) {
+        Some(v) => ok(StatusCode::OK, v),
+        None => Err(Error::new(404, "Branch not protected")),
+    }
 }

@@ -462,6 +462,20 @@ impl ForgeHandle {
         Ok(())
     }
 
+    /// Give `login` (a person or the bot) `permission` on every repository.
+    pub fn set_permission(&self, login: &str, permission: Permission) {
+        let mut st = self.inner.lock();
+        if let Some(u) = st.users.get_mut(login) {
+            u.permission = permission;
+        }
+    }
+
+    /// Take the Organization permission *Members: read* from the App's installation (`false`):
+    /// its team member lookups are then refused with `403`, as on GitHub.
+    pub fn set_members_readable(&self, readable: bool) {
+        self.inner.lock().members_unreadable = !readable;
+    }
+
     /// Create team `org/slug` (if missing) and make `members` its members.
     pub fn add_team(&self, org: &str, slug: &str, members: &[&str]) {
         let mut st = self.inner.lock();

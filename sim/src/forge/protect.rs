@@ -140,3 +140,106 @@ fn signed(path: &std::path::Path, base: &str, head: &str) -> bool {
         })
     })
 }
+
+/// `GET /repos/{owner}/{repo}/rules/branches/{branch}`: the rules of the rulesets that apply
+/// (here: the branch's rules when they are a ruleset; classic protection is not listed, as on
+/// GitHub). Each rule names its ruleset.
+pub(crate) fn rules_json(full_name: &str, rules: Option<&Protection>) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let Some(p) = rules.filter(|p| p.ruleset) else {
+        return Vec::new();
+    };
+    let source = |mut rule: serde_json::Value| {
+        rule["ruleset_source_type"] = json!("Repository");
+        rule["ruleset_source"] = json!(full_name);
+        rule["ruleset_id"] = json!(RULESET_ID);
+        rule
+    };
+    let mut out = vec![source(json!({"type": "deletion"}))];
+    if p.required_approving_reviews > 0
+        || p.require_code_owner_reviews
+        || !p.allowed_merge_methods.is_empty()
+    {
+        let mut parameters = json!({
+            "required_approving_review_count": p.required_approving_reviews,
+            "dismiss_stale_reviews_on_push": p.dismiss_stale_reviews,
+            "require_code_owner_review": p.require_code_owner_reviews,
+            "require_last_push_approval": false,
+            "required_review_thread_resolution": false,
+        });
+        if !p.allowed_merge_methods.is_empty() {
+            parameters["allowed_merge_methods"] = json!(p.allowed_merge_methods);
+        }
+        out.push(source(
+            json!({"type": "pull_request", "parameters": parameters}),
+        ));
+    }
+    if !p.required_status_checks.is_empty() || p.strict {
+        let checks: Vec<_> = p
+            .required_status_checks
+            .iter()
+            .map(|c| json!({"context": c}))
+            .collect();
+        out.push(source(json!({"type": "required_status_checks", "parameters": {
+            "strict_required_status_checks_policy": p.strict,
+            "required_status_checks": checks,
+        }})));
+    }
+    if p.required_signatures {
+        out.push(source(json!({"type": "required_signatures"})));
+    }
+    if p.merge_queue {
+        out.push(source(json!({"type": "merge_queue", "parameters": {
+            "check_response_timeout_minutes": 60,
+            "grouping_strategy": "ALLGREEN",
+            "max_entries_to_build": 5,
+            "max_entries_to_merge": 5,
+            "merge_method": "MERGE",
+            "min_entries_to_merge": 1,
+            "min_entries_to_merge_wait_minutes": 5,
+        }})));
+    }
+    out
+}
+
+/// The id the stand-in gives a branch's ruleset.
+pub(crate) const RULESET_ID: u64 = 42;
+
+/// `GET /repos/{owner}/{repo}/branches/{branch}/protection`: classic branch protection, `None`
+/// when the branch has none (GitHub's `404 Branch not protected`; rulesets are not shown here).
+pub(crate) fn protection_json(url: &str, rules: Option<&Protection>) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let p = rules.filter(|p| !p.ruleset && **p != Protection::default())?;
+    let mut out = json!({
+        "url": url,
+        "enforce_admins": {"url": format!("{url}/enforce_admins"), "enabled": false},
+        "required_signatures": {"url": format!("{url}/required_signatures"), "enabled": p.required_signatures},
+        "required_linear_history": {"enabled": false},
+        "allow_force_pushes": {"enabled": false},
+        "allow_deletions": {"enabled": false},
+    });
+    if !p.required_status_checks.is_empty() || p.strict {
+        let checks: Vec<_> = p
+            .required_status_checks
+            .iter()
+            .map(|c| json!({"context": c, "app_id": null}))
+            .collect();
+        out["required_status_checks"] = json!({
+            "url": format!("{url}/required_status_checks"),
+            "strict": p.strict,
+            "contexts": p.required_status_checks,
+            "contexts_url": format!("{url}/required_status_checks/contexts"),
+            "checks": checks,
+        });
+    }
+    if p.required_approving_reviews > 0 || p.require_code_owner_reviews {
+        out["required_pull_request_reviews"] = json!({
+            "url": format!("{url}/required_pull_request_reviews"),
+            "dismiss_stale_reviews": p.dismiss_stale_reviews,
+            "require_code_owner_reviews": p.require_code_owner_reviews,
+            "required_approving_review_count": p.required_approving_reviews,
+            "require_last_push_approval": false,
+        });
+    }
+    Some(out)
+}

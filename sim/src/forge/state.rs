@@ -439,6 +439,9 @@ pub(crate) struct State {
     /// Whether REST exchanges are kept in `exchanges` (for contract checks).
     pub recording: bool,
     pub exchanges: Vec<crate::contract::Exchange>,
+    /// The installation lacks the Organization permission *Members: read*: team members are
+    /// refused to it with `403`.
+    pub members_unreadable: bool,
 }
 
 impl State {
@@ -461,6 +464,7 @@ impl State {
             deliveries: Vec::new(),
             recording: false,
             exchanges: Vec::new(),
+            members_unreadable: false,
         }
     }
 

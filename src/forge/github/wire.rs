@@ -134,3 +134,54 @@ pub(super) struct GhAppInfo {
 pub(super) struct GhMerge {
     pub(super) sha: String,
 }
+
+/// One rule of `GET /repos/{owner}/{repo}/rules/branches/{branch}`.
+#[derive(Deserialize)]
+pub(super) struct GhRule {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    #[serde(default)]
+    pub(super) parameters: Value,
+    #[serde(default)]
+    pub(super) ruleset_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct GhProtection {
+    #[serde(default)]
+    pub(super) required_status_checks: Option<GhRequiredChecks>,
+    #[serde(default)]
+    pub(super) required_pull_request_reviews: Option<GhRequiredReviews>,
+    #[serde(default)]
+    pub(super) required_signatures: Option<GhEnabled>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct GhRequiredChecks {
+    #[serde(default)]
+    pub(super) strict: Option<bool>,
+    #[serde(default)]
+    pub(super) contexts: Vec<String>,
+    #[serde(default)]
+    pub(super) checks: Vec<GhRequiredCheck>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct GhRequiredCheck {
+    pub(super) context: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct GhRequiredReviews {
+    #[serde(default)]
+    pub(super) dismiss_stale_reviews: bool,
+    #[serde(default)]
+    pub(super) require_code_owner_reviews: bool,
+    #[serde(default)]
+    pub(super) required_approving_review_count: Option<u32>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct GhEnabled {
+    pub(super) enabled: bool,
+}
