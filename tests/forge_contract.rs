@@ -207,6 +207,13 @@ async fn tour(sim: &Sim) {
         .unwrap();
     gh.checks(&head).await.unwrap();
     gh.statuses(&head).await.unwrap();
+    assert!(
+        gh.head_pushed_at("baton/dev/web", &head)
+            .await
+            .unwrap()
+            .is_some(),
+        "GitHub recorded the push"
+    );
     gh.permission("alice").await.unwrap();
     gh.permission("nobody-at-all").await.unwrap();
     gh.team_members(OWNER, "release-managers").await.unwrap();

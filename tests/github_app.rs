@@ -662,3 +662,115 @@ async fn the_stand_in_refuses_merges_that_break_branch_rules() {
         .await
         .unwrap();
 }
+
+/// Wait until the wall clock is in a later second than `t` (GitHub's times are whole seconds),
+/// bounded.
+async fn next_second_after(t: chrono::DateTime<chrono::Utc>) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while chrono::Utc::now().timestamp() <= t.timestamp() {
+        assert!(Instant::now() < deadline, "the clock did not move");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A comment edited after it was posted is never taken as a command: a remark edited into
+/// `/promote prod` is answered once, that edited commands are not accepted, and the command
+/// gate stays blocked; the same command posted anew counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_comment_is_never_taken_as_a_command() {
+    let mut w = World::new().await;
+    let (_, prod) = w.walk_to_prod().await;
+    for who in ["alice", "bob"] {
+        w.forge
+            .review_as(who, OWNER, REPO, prod.number, ReviewState::Approved, "")
+            .unwrap();
+    }
+    let posted = chrono::Utc::now();
+    let id = w.comment("carol", prod.number, "looks fine to me");
+    next_second_after(posted).await;
+    w.forge
+        .edit_comment_as("carol", id, "/promote prod")
+        .unwrap();
+    w.now += Age::minutes(1);
+    w.pass().await;
+    assert!(!w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
+    let replies = w.replies(prod.number);
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    assert!(
+        replies[0].contains("edited comments are not taken as commands"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        w.status_comment(prod.number)
+            .contains("| command | ⛔ blocked |"),
+        "{}",
+        w.status_comment(prod.number)
+    );
+    for _ in 0..3 {
+        w.now += Age::minutes(1);
+        w.pass().await;
+    }
+    assert_eq!(w.replies(prod.number).len(), 1, "answered once");
+    assert!(!w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
+
+    w.comment("carol", prod.number, "/promote prod");
+    w.now += Age::minutes(1);
+    w.pass().await;
+    assert!(w.forge.pull(OWNER, REPO, prod.number).unwrap().merged);
+}
+
+/// "After the latest push" is when GitHub saw the push, not the committer date the pusher
+/// chose: a commit pushed onto the prod branch after carol's `/promote`, dated an hour earlier,
+/// does not make her command count for the new head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backdated_push_does_not_make_earlier_commands_count() {
+    let mut w = World::new().await;
+    let (_, prod) = w.walk_to_prod().await;
+    let posted = chrono::Utc::now();
+    w.comment("carol", prod.number, "/promote prod");
+    next_second_after(posted).await;
+
+    // Someone with write access pushes to the bot's branch, dating the commit an hour back.
+    let token = w.forge.add_user("mallory", Permission::Write);
+    let url = w
+        .forge
+        .git_url(OWNER, REPO)
+        .replacen("http://", &format!("http://x-access-token:{token}@"), 1);
+    let clone = w.dir.path().join("mallory");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(if clone.exists() { &clone } else { w.dir.path() })
+            .env("GIT_AUTHOR_DATE", "2000-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2000-01-01T00:00:00Z")
+            .env("GIT_AUTHOR_NAME", "mallory")
+            .env("GIT_AUTHOR_EMAIL", "mallory@example.com")
+            .env("GIT_COMMITTER_NAME", "mallory")
+            .env("GIT_COMMITTER_EMAIL", "mallory@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["clone", "-q", "-b", "baton/prod/web", &url, "mallory"]);
+    std::fs::write(clone.join("NOTES"), "backdated\n").unwrap();
+    git(&["add", "NOTES"]);
+    git(&["commit", "-q", "-m", "notes"]);
+    git(&["push", "-q", "origin", "baton/prod/web"]);
+    let head = w.forge.pull(OWNER, REPO, prod.number).unwrap().head_sha;
+    w.forge
+        .review_as("alice", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+    w.forge
+        .review_as("bob", OWNER, REPO, prod.number, ReviewState::Approved, "")
+        .unwrap();
+
+    w.now += Age::minutes(1);
+    w.pass().await;
+    let pull = w.forge.pull(OWNER, REPO, prod.number).unwrap();
+    assert_eq!(pull.head_sha, head, "the pushed head is the one judged");
+    assert!(!pull.merged, "carol's command predates the push");
+    let status = w.status_comment(prod.number);
+    assert!(status.contains("| approvals | ✅ passed |"), "{status}");
+    assert!(status.contains("| command | ⛔ blocked |"), "{status}");
+}

@@ -166,6 +166,9 @@ struct Observed {
     comments: Vec<CommentInfo>,
 }
 
+/// The answer to a command in an edited comment.
+const EDITED_REPLY: &str = "This comment was edited after it was posted, and edited comments are not taken as commands (what was approved or pushed in between may have relied on the original). Post the command again as a new comment.";
+
 /// What GitHub says beyond the PRs, read once per pass while promotion PRs are open: the
 /// members of the teams the pipeline names (and the teams it would not list, with why), and
 /// the config branch's own rules.
@@ -432,9 +435,23 @@ impl<F: Forge> Engine<F> {
             let Some((env, app)) = forge::parse_promotion_branch(&info.head_ref) else {
                 continue;
             };
-            let Some((Some(pin), pushed_at)) = view.branches.get(&info.head_ref).cloned() else {
+            let Some((Some(pin), committed_at)) = view.branches.get(&info.head_ref).cloned()
+            else {
                 tracing::warn!(pr = info.number, branch = %info.head_ref, "promotion PR whose branch pins nothing baton can read; skipping");
                 continue;
+            };
+            // When GitHub saw the push, not the committer date the pusher chose; only when
+            // GitHub kept no record (old pushes age out of its activity) the commit's date.
+            let pushed_at = match self
+                .forge
+                .head_pushed_at(&info.head_ref, &info.head_sha)
+                .await?
+            {
+                Some(at) => at,
+                None => {
+                    tracing::warn!(pr = info.number, branch = %info.head_ref, "GitHub has no record of the head's push; using its committer date");
+                    committed_at
+                }
             };
             let comments = self.forge.comments(info.number).await?;
             let status = comments
@@ -494,7 +511,7 @@ impl<F: Forge> Engine<F> {
         let mut hold_reason = None;
         for c in comments
             .iter()
-            .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login())
+            .filter(|c| !c.author_is_bot && c.author != self.forge.bot_login() && !c.is_edited())
         {
             for parsed in commands::parse_comment(&c.body) {
                 let Ok(command) = parsed else { continue };
@@ -801,6 +818,19 @@ impl<F: Forge> Engine<F> {
         let env_cfg = view.pipeline.environment(&o.state.env);
         for c in fresh {
             let _ = self.forge.react(c.id, "eyes").await;
+            if c.is_edited() {
+                if !answered.contains(&(c.id, 0)) {
+                    self.forge
+                        .create_comment(o.info.number, &text::answer(EDITED_REPLY, c.id, 0))
+                        .await?;
+                    outcomes.push(Outcome::Answered {
+                        pr: o.info.number,
+                        comment: c.id,
+                        command: first_line(&c.body),
+                    });
+                }
+                continue;
+            }
             for (index, parsed) in commands::parse_comment(&c.body).into_iter().enumerate() {
                 if answered.contains(&(c.id, index)) {
                     continue;

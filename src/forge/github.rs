@@ -565,6 +565,10 @@ impl Forge for GitHubForge {
         reviews::team_members(self, org, slug).await
     }
 
+    async fn head_pushed_at(&self, branch: &str, sha: &str) -> Result<Option<DateTime<Utc>>> {
+        pulls::head_pushed_at(self, branch, sha).await
+    }
+
     async fn base_rules(&self, branch: &str) -> Result<BaseRules> {
         rules::base_rules(self, branch).await
     }

@@ -84,6 +84,15 @@ pub struct CommentInfo {
     pub updated_at: DateTime<Utc>,
 }
 
+impl CommentInfo {
+    /// Edited after it was posted (GitHub moves `updated_at`; reactions do not). Such a
+    /// comment is never taken as a command: what it says now is not what was posted, and
+    /// approvals or pushes in between may have relied on the original.
+    pub fn is_edited(&self) -> bool {
+        self.updated_at > self.created_at
+    }
+}
+
 /// Commit status states, as GitHub names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -245,6 +254,15 @@ pub trait Forge: Send + Sync {
         org: &str,
         slug: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// When GitHub recorded the push that made `sha` the tip of `branch` (its repository
+    /// activity), if it kept a record: the time "after the latest push" counts from, which the
+    /// pusher cannot choose as they choose a committer date.
+    fn head_pushed_at(
+        &self,
+        branch: &str,
+        sha: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
     /// What GitHub itself requires before a PR merges into `branch`: its rulesets and branch
     /// protection, merged. Rules the credentials may not read are listed as unreadable, not

@@ -110,6 +110,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         )
         .route(&format!("{r}/git/ref/{{*ref}}"), get(get_ref))
         .route(&format!("{r}/git/refs/{{*ref}}"), delete(delete_ref))
+        .route(&format!("{r}/activity"), get(list_activity))
         .route(
             &format!("{r}/rules/branches/{{branch}}"),
             get(branch_rules),
@@ -1213,4 +1214,45 @@ async fn branch_protection(
         Some(v) => ok(StatusCode::OK, v),
         None => Err(Error::new(404, "Branch not protected")),
     }
+}
+
+/// Ref changes as GitHub recorded them: `ref` (`refs/heads/x` or `x`), `activity_type`,
+/// `direction` (`desc` default), paginated.
+async fn list_activity(
+    State(inner): S,
+    Path((owner, repo)): Path<(String, String)>,
+    uri: Uri,
+    Query(q): Q,
+) -> R {
+    let wanted_ref = q.get("ref").map(|r| {
+        if r.starts_with("refs/") {
+            r.clone()
+        } else {
+            format!("refs/heads/{r}")
+        }
+    });
+    let items: Vec<Value> = {
+        let st = inner.lock();
+        let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+        let sh = shapes(&inner, &st);
+        let mut items: Vec<Value> = r
+            .activity
+            .iter()
+            .filter(|a| wanted_ref.as_ref().is_none_or(|w| &a.ref_ == w))
+            .filter(|a| q.get("activity_type").is_none_or(|t| t == a.kind))
+            .map(|a| {
+                json!({
+                    "id": a.id, "node_id": format!("PA_sim{}", a.id),
+                    "before": a.before, "after": a.after, "ref": a.ref_,
+                    "timestamp": super::json::ts(a.timestamp),
+                    "activity_type": a.kind, "actor": sh.user(&a.actor),
+                })
+            })
+            .collect();
+        if q.get("direction").map(String::as_str) != Some("asc") {
+            items.reverse();
+        }
+        items
+    };
+    paged(&inner, &uri, &q, &items)
 }

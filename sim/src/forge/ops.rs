@@ -122,6 +122,7 @@ pub(crate) fn create_repo(
             check_runs: Vec::new(),
             check_suites: Vec::new(),
             protection: Default::default(),
+            activity: Vec::new(),
         },
     );
     Ok(())
@@ -215,6 +216,29 @@ pub(crate) fn on_push(inner: &Inner, notice: PushNotice) {
     let mut synced = Vec::new();
     let mut closed = Vec::new();
     let now = Utc::now();
+    // GitHub's own record of the push, with its time.
+    for (change, p) in notice.changes.iter().zip(&payloads) {
+        let kind = match (&change.old, &change.new) {
+            (None, _) => "branch_creation",
+            (_, None) => "branch_deletion",
+            _ if p["forced"] == true => "force_push",
+            _ => "push",
+        };
+        let id = st.id();
+        let activity = super::state::Activity {
+            id,
+            before: change.old.clone().unwrap_or_else(|| ZERO.to_owned()),
+            after: change.new.clone().unwrap_or_else(|| ZERO.to_owned()),
+            ref_: change.name.clone(),
+            timestamp: now,
+            kind,
+            actor: notice.pusher.clone(),
+        };
+        st.repo_mut(&notice.owner, &notice.repo)
+            .expect("checked above")
+            .activity
+            .push(activity);
+    }
     {
         let repo = st
             .repo_mut(&notice.owner, &notice.repo)

@@ -262,6 +262,22 @@ pub(crate) struct Repo {
     pub check_suites: Vec<CheckSuite>,
     /// Branch protection or ruleset rules by branch.
     pub protection: BTreeMap<String, super::protect::Protection>,
+    /// Ref changes as GitHub records them (`GET .../activity`), oldest first.
+    pub activity: Vec<Activity>,
+}
+
+/// One ref change: when GitHub saw it, not what the commits claim.
+#[derive(Debug, Clone)]
+pub(crate) struct Activity {
+    pub id: u64,
+    pub before: String,
+    pub after: String,
+    /// `refs/heads/...`.
+    pub ref_: String,
+    pub timestamp: DateTime<Utc>,
+    /// `push`, `force_push`, `branch_creation`, `branch_deletion`.
+    pub kind: &'static str,
+    pub actor: String,
 }
 
 /// A fault waiting to be served instead of (or before) a real response.

@@ -274,3 +274,23 @@ pub(super) async fn merge(
         };
     }
 }
+
+/// The time of the newest push GitHub recorded that left `branch` at `sha`
+/// (`GET /repos/{owner}/{repo}/activity`, newest first; one page is enough for a head).
+pub(super) async fn head_pushed_at(
+    forge: &GitHubForge,
+    branch: &str,
+    sha: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    let path = forge.repo_path(&format!(
+        "/activity?ref={}&per_page=30",
+        query(&format!("refs/heads/{branch}"))
+    ));
+    let activity: Vec<GhActivity> = forge
+        .json(&Call::get("/repos/{owner}/{repo}/activity", path))
+        .await?;
+    Ok(activity
+        .into_iter()
+        .find(|a| a.after == sha && a.activity_type != "branch_deletion")
+        .map(|a| a.timestamp))
+}

@@ -185,3 +185,11 @@ pub(super) struct GhRequiredReviews {
 pub(super) struct GhEnabled {
     pub(super) enabled: bool,
 }
+
+/// One entry of `GET /repos/{owner}/{repo}/activity`.
+#[derive(Deserialize)]
+pub(super) struct GhActivity {
+    pub(super) after: String,
+    pub(super) timestamp: DateTime<Utc>,
+    pub(super) activity_type: String,
+}
