@@ -19,7 +19,8 @@ use chrono::Duration as Age;
 use serde_json::Value;
 use sim::contract::{Exchange, Spec, check_exchanges, fixtures_dir, operations};
 use sim::forge::{
-    Forge as Sim, Permission as SimPermission, Protection as SimProtection, ReviewState as SimReview,
+    Forge as Sim, Permission as SimPermission, Protection as SimProtection,
+    ReviewState as SimReview,
 };
 
 const OWNER: &str = "shop";
@@ -284,7 +285,10 @@ async fn tour(sim: &Sim) {
     )
     .unwrap();
     let rules = app.base_rules("main").await.unwrap();
-    assert!(rules.merge_queue && rules.required_approvals == 2, "{rules:?}");
+    assert!(
+        rules.merge_queue && rules.required_approvals == 2,
+        "{rules:?}"
+    );
     sim.set_permission(&sim.bot_login(), SimPermission::Admin);
     token_client(sim).base_rules("main").await.unwrap();
     sim.protect_branch(

@@ -301,7 +301,10 @@ async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
         status.contains("Merge commits are not allowed on this repository"),
         "{status}"
     );
-    assert!(status.contains("`mergeMethod`"), "says what to do: {status}");
+    assert!(
+        status.contains("`mergeMethod`"),
+        "says what to do: {status}"
+    );
     assert!(
         status.contains("| github | ✅ passed | nothing required before merging; also requires merge method squash (ruleset 42); could not read the branch protection of main"),
         "the gate table names the rule: {status}"
@@ -498,7 +501,9 @@ async fn a_team_github_will_not_list_is_a_gate_reason_not_a_failed_pass() {
     w.now += Age::minutes(1);
     let outcomes = w.pass().await;
     assert!(
-        outcomes.iter().any(|o| matches!(o, baton::engine::Outcome::Waiting { pr, .. } if *pr == prod.number)),
+        outcomes
+            .iter()
+            .any(|o| matches!(o, baton::engine::Outcome::Waiting { pr, .. } if *pr == prod.number)),
         "{outcomes:?}"
     );
     let status = w.status_comment(prod.number);
@@ -733,10 +738,11 @@ async fn a_backdated_push_does_not_make_earlier_commands_count() {
 
     // Someone with write access pushes to the bot's branch, dating the commit an hour back.
     let token = w.forge.add_user("mallory", Permission::Write);
-    let url = w
-        .forge
-        .git_url(OWNER, REPO)
-        .replacen("http://", &format!("http://x-access-token:{token}@"), 1);
+    let url = w.forge.git_url(OWNER, REPO).replacen(
+        "http://",
+        &format!("http://x-access-token:{token}@"),
+        1,
+    );
     let clone = w.dir.path().join("mallory");
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")

@@ -435,8 +435,7 @@ impl<F: Forge> Engine<F> {
             let Some((env, app)) = forge::parse_promotion_branch(&info.head_ref) else {
                 continue;
             };
-            let Some((Some(pin), committed_at)) = view.branches.get(&info.head_ref).cloned()
-            else {
+            let Some((Some(pin), committed_at)) = view.branches.get(&info.head_ref).cloned() else {
                 tracing::warn!(pr = info.number, branch = %info.head_ref, "promotion PR whose branch pins nothing baton can read; skipping");
                 continue;
             };

@@ -163,7 +163,10 @@ pub(super) fn github(pr: &PullRequest, ctx: &Context<'_>, rules: &BaseRules) -> 
     } else if !waiting.is_empty() {
         (Verdict::Waiting, waiting.join("; "))
     } else if passed.is_empty() {
-        (Verdict::Passed, "nothing required before merging".to_string())
+        (
+            Verdict::Passed,
+            "nothing required before merging".to_string(),
+        )
     } else {
         (Verdict::Passed, passed.join(", "))
     };
@@ -334,13 +337,21 @@ mod tests {
         let g = gate(&pr(approved.clone(), vec![]), &rules());
         assert_eq!(g.verdict, Verdict::Waiting);
         assert!(
-            g.reason.contains("waiting for required check ci (not reported)"),
+            g.reason
+                .contains("waiting for required check ci (not reported)"),
             "{}",
             g.reason
         );
-        let g = gate(&pr(approved.clone(), vec![ci(CheckState::Failure)]), &rules());
+        let g = gate(
+            &pr(approved.clone(), vec![ci(CheckState::Failure)]),
+            &rules(),
+        );
         assert_eq!(g.verdict, Verdict::Blocked);
-        assert!(g.reason.contains("required check failing: ci"), "{}", g.reason);
+        assert!(
+            g.reason.contains("required check failing: ci"),
+            "{}",
+            g.reason
+        );
         let g = gate(&pr(approved, vec![ci(CheckState::Success)]), &rules());
         assert_eq!(g.verdict, Verdict::Passed, "{}", g.reason);
     }

@@ -111,10 +111,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route(&format!("{r}/git/ref/{{*ref}}"), get(get_ref))
         .route(&format!("{r}/git/refs/{{*ref}}"), delete(delete_ref))
         .route(&format!("{r}/activity"), get(list_activity))
-        .route(
-            &format!("{r}/rules/branches/{{branch}}"),
-            get(branch_rules),
-        )
+        .route(&format!("{r}/rules/branches/{{branch}}"), get(branch_rules))
         .route(
             &format!("{r}/branches/{{branch}}/protection"),
             get(branch_protection),

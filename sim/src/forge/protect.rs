@@ -180,10 +180,12 @@ pub(crate) fn rules_json(full_name: &str, rules: Option<&Protection>) -> Vec<ser
             .iter()
             .map(|c| json!({"context": c}))
             .collect();
-        out.push(source(json!({"type": "required_status_checks", "parameters": {
-            "strict_required_status_checks_policy": p.strict,
-            "required_status_checks": checks,
-        }})));
+        out.push(source(
+            json!({"type": "required_status_checks", "parameters": {
+                "strict_required_status_checks_policy": p.strict,
+                "required_status_checks": checks,
+            }}),
+        ));
     }
     if p.required_signatures {
         out.push(source(json!({"type": "required_signatures"})));

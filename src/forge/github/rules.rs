@@ -35,9 +35,8 @@ fn rules_of(listed: Vec<GhRule>) -> BaseRules {
         let mut one = BaseRules::default();
         match rule.kind.as_str() {
             "pull_request" => {
-                one.required_approvals = p["required_approving_review_count"]
-                    .as_u64()
-                    .unwrap_or(0) as u32;
+                one.required_approvals =
+                    p["required_approving_review_count"].as_u64().unwrap_or(0) as u32;
                 one.dismiss_stale = p["dismiss_stale_reviews_on_push"] == true;
                 one.code_owner_review = p["require_code_owner_review"] == true;
                 one.allowed_merge_methods = p["allowed_merge_methods"]
@@ -78,15 +77,14 @@ fn rules_of(listed: Vec<GhRule>) -> BaseRules {
 /// The branch's classic protection: none when GitHub says it is not protected (`404`),
 /// unreadable when the credentials may not see it (`403`).
 async fn protection(forge: &GitHubForge, branch: &str) -> Result<BaseRules> {
-    let refused = || {
-        BaseRules {
-            unreadable: vec![format!(
-                "the branch protection of {branch} (GitHub shows it only to admins, and to Apps with Administration: read)"
-            )],
-            ..BaseRules::default()
-        }
+    let refused = || BaseRules {
+        unreadable: vec![format!(
+            "the branch protection of {branch} (GitHub shows it only to admins, and to Apps with Administration: read)"
+        )],
+        ..BaseRules::default()
     };
-    if lock(&forge.protection_refused).is_some_and(|at| at.elapsed() < forge.options.permission_ttl) {
+    if lock(&forge.protection_refused).is_some_and(|at| at.elapsed() < forge.options.permission_ttl)
+    {
         return Ok(refused());
     }
     let call = Call::get(
