@@ -1117,3 +1117,71 @@ async fn as_an_app_set_status_keeps_one_check_run_per_name_and_reads_it_back() {
         (StatusState::Pending, "applying again")
     );
 }
+
+/// Content-creating writes go through one paced queue. With the stand-in enforcing a secondary
+/// limit of 5 writes a second (GitHub: about 80 a minute and 500 an hour), 20 comments posted by
+/// four tasks at once all land without one secondary-limit refusal; the same burst unpaced is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_paced_below_githubs_secondary_limit() {
+    let (sim, _) = setup().await;
+    let limit = (5, Duration::from_secs(1));
+    let gh = client(
+        &sim,
+        GitHubOptions {
+            write_limits: vec![limit],
+            ..options()
+        },
+    );
+    let pr = gh
+        .open_pull_request(&promotion("baton/dev/web"))
+        .await
+        .unwrap();
+    sim.set_write_limit(Some(limit));
+    let gh = std::sync::Arc::new(gh);
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let gh = gh.clone();
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    gh.create_comment(pr.number, &format!("note {t}.{i}"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(sim.secondary_refusals(), 0, "paced writes met the limit");
+    let notes = sim
+        .comments(OWNER, REPO, pr.number)
+        .into_iter()
+        .filter(|c| c.body.starts_with("note "))
+        .count();
+    assert_eq!(notes, 20);
+
+    // Unpaced, the same burst is refused by the limit.
+    let unpaced = client(
+        &sim,
+        GitHubOptions {
+            write_limits: vec![],
+            max_rate_limit_retries: 0,
+            ..options()
+        },
+    );
+    sim.set_write_limit(Some(limit));
+    let mut refused = 0;
+    for i in 0..10 {
+        if unpaced
+            .create_comment(pr.number, &format!("burst {i}"))
+            .await
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the stand-in enforces the limit");
+    assert_eq!(sim.secondary_refusals(), refused);
+}

@@ -98,6 +98,11 @@ pub struct GitHubOptions {
     pub permission_ttl: Duration,
     /// Send `If-None-Match` on reads.
     pub conditional_requests: bool,
+    /// Pacing of content-creating writes (every call but `GET`): at most `.0` per `.1`, for
+    /// each pair. GitHub's secondary-limit guidance: 80 a minute, 500 an hour. Writes wait
+    /// their turn in one queue (first come, first served, so every app's promotion gets its
+    /// turn); a turn further away than `max_rate_limit_wait` is [`ForgeError::RateLimited`].
+    pub write_limits: Vec<(u32, Duration)>,
 }
 
 impl Default for GitHubOptions {
@@ -112,6 +117,10 @@ impl Default for GitHubOptions {
             token_refresh_margin: Duration::from_secs(300),
             permission_ttl: Duration::from_secs(300),
             conditional_requests: true,
+            write_limits: vec![
+                (80, Duration::from_secs(60)),
+                (500, Duration::from_secs(3600)),
+            ],
         }
     }
 }
@@ -178,6 +187,8 @@ pub struct GitHubForge {
     /// `permission_ttl`, so that an App without *Administration: read* does not spend a call
     /// on every pass.
     protection_refused: Mutex<Option<Instant>>,
+    /// When recent writes were sent, oldest first: the write queue ([`GitHubOptions::write_limits`]).
+    writes: tokio::sync::Mutex<std::collections::VecDeque<Instant>>,
 }
 
 impl std::fmt::Debug for GitHubForge {
@@ -347,6 +358,7 @@ impl GitHubForge {
             etags: Mutex::default(),
             permissions: Mutex::default(),
             protection_refused: Mutex::default(),
+            writes: tokio::sync::Mutex::default(),
         })
     }
 

@@ -462,6 +462,20 @@ impl ForgeHandle {
         Ok(())
     }
 
+    /// Enforce GitHub's secondary limit on content creation: at most `max` writes (non-`GET`
+    /// REST calls) per `window` and principal (GitHub: about 80 a minute and 500 an hour); more
+    /// are `403` "secondary rate limit" with `retry-after`. `None` lifts it.
+    pub fn set_write_limit(&self, limit: Option<(u32, Duration)>) {
+        let mut st = self.inner.lock();
+        st.write_limit = limit;
+        st.writes.clear();
+    }
+
+    /// Writes the secondary limit refused so far.
+    pub fn secondary_refusals(&self) -> u64 {
+        self.inner.lock().secondary_refusals
+    }
+
     /// Give `login` (a person or the bot) `permission` on every repository.
     pub fn set_permission(&self, login: &str, permission: Permission) {
         let mut st = self.inner.lock();

@@ -213,6 +213,26 @@ async fn serve(inner: Arc<Inner>, mut request: Request, next: Next) -> Response 
         None => {}
     }
 
+    // Secondary limit on content creation.
+    let over_limit = match &principal {
+        Some(p) if request.method() != Method::GET && !wants_jwt => {
+            inner.lock().take_write(&p.login)
+        }
+        _ => None,
+    };
+    if let Some(wait) = over_limit {
+        let mut r = Error::new(
+            403,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:SIM.",
+        )
+        .into_response();
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs.max(1)));
+        stamp(&inner, &mut r);
+        return r;
+    }
+
     // Primary rate limit.
     if !is_rate_limit && !inner.lock().rate.take() {
         let who = match principal.as_ref().map(|p| p.kind) {

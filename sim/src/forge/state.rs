@@ -458,6 +458,13 @@ pub(crate) struct State {
     /// The installation lacks the Organization permission *Members: read*: team members are
     /// refused to it with `403`.
     pub members_unreadable: bool,
+    /// GitHub's secondary limit on content creation: at most `.0` writes (non-`GET` REST calls)
+    /// per `.1` and principal; `None`: not enforced.
+    pub write_limit: Option<(u32, Duration)>,
+    /// Each principal's recent writes, oldest first.
+    pub writes: HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    /// Writes refused by the secondary limit.
+    pub secondary_refusals: u64,
 }
 
 impl State {
@@ -481,7 +488,31 @@ impl State {
             recording: false,
             exchanges: Vec::new(),
             members_unreadable: false,
+            write_limit: None,
+            writes: HashMap::new(),
+            secondary_refusals: 0,
         }
+    }
+
+    /// Count a write by `login` against the secondary limit; `Some(retry_after)` when it is
+    /// over the limit (the write is refused and not counted).
+    pub fn take_write(&mut self, login: &str) -> Option<Duration> {
+        let (max, window) = self.write_limit?;
+        let now = std::time::Instant::now();
+        let log = self.writes.entry(login.to_owned()).or_default();
+        while log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            log.pop_front();
+        }
+        if log.len() as u32 >= max {
+            self.secondary_refusals += 1;
+            let oldest = *log.front().expect("max > 0 writes");
+            return Some(window.saturating_sub(now.duration_since(oldest)));
+        }
+        log.push_back(now);
+        None
     }
 
     /// The live token `t` (an expired one is as unknown as a wrong one, as on GitHub).

@@ -12,6 +12,7 @@ impl GitHubForge {
         let mut limited = 0u32;
         loop {
             self.wait_for_primary_reset(call).await?;
+            self.pace(call).await?;
             let outcome = match self.installation_token().await {
                 Ok(token) => self.attempt(call, token.as_ref()).await,
                 Err(e) => Err(e),
@@ -56,6 +57,62 @@ impl GitHubForge {
             };
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(retry_in).await;
+        }
+    }
+
+    /// Wait for a write's turn in the write queue ([`GitHubOptions::write_limits`]); reads pass.
+    /// The queue is held while waiting, so writes go out in the order they came.
+    pub(super) async fn pace(&self, call: &Call) -> Result<()> {
+        if call.method == Method::GET || self.options.write_limits.is_empty() {
+            return Ok(());
+        }
+        let mut sent = self.writes.lock().await;
+        loop {
+            let now = Instant::now();
+            let longest = self
+                .options
+                .write_limits
+                .iter()
+                .map(|(_, w)| *w + Duration::from_secs(1))
+                .max()
+                .unwrap_or_default();
+            while sent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= longest)
+            {
+                sent.pop_front();
+            }
+            let wait = self
+                .options
+                .write_limits
+                .iter()
+                .filter_map(|&(max, window)| {
+                    // GitHub counts a write when it arrives, a little after it was sent here.
+                    let window = window + (window / 4).min(Duration::from_secs(1));
+                    let recent = sent
+                        .iter()
+                        .filter(|t| now.duration_since(**t) < window)
+                        .count();
+                    (max > 0 && recent >= max as usize).then(|| {
+                        let oldest = sent[sent.len() - max as usize];
+                        window.saturating_sub(now.duration_since(oldest))
+                    })
+                })
+                .max()
+                .unwrap_or_default();
+            if wait.is_zero() {
+                sent.push_back(now);
+                return Ok(());
+            }
+            if wait > self.options.max_rate_limit_wait {
+                return Err(ForgeError::RateLimited {
+                    retry_after: Some(
+                        Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                    ),
+                });
+            }
+            tracing::debug!(call = %call.what(), wait_ms = wait.as_millis() as u64, "pacing a write");
+            tokio::time::sleep(wait).await;
         }
     }
 
