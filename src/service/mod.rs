@@ -231,7 +231,15 @@ impl Service {
             .map(|s| s.resolve())
             .transpose()
             .map_err(|e| ServiceError::Config(format!("github.webhookSecret: {e}")))?;
-        let state = Arc::new(AppState::new(webhook_secret, bot_login));
+        let mut state = AppState::new(webhook_secret, bot_login);
+        state.auth = cfg
+            .server
+            .auth
+            .as_ref()
+            .map(crate::server::auth::Guard::resolve)
+            .transpose()
+            .map_err(|e| ServiceError::Config(e.to_string()))?;
+        let state = Arc::new(state);
         state.set_history(Arc::new(crate::server::history::GitHistory::new(
             cfg.workdir.join("reconcile.git"),
             cfg.repo.branch.clone(),
@@ -383,6 +391,7 @@ impl Service {
             let stop = stopped();
             let listener = self.listener;
             tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
                     .await
