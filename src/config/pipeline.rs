@@ -189,6 +189,37 @@ pub struct Environment {
     /// when they passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify: Vec<VerifyStep>,
+    /// Guards on what a reconcile may delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneSettings>,
+}
+
+/// `prune: { maxFraction: 0.3 }`: a render that would delete more than this share of the
+/// objects baton manages in the environment waits for an approver's `/prune <env>` instead of
+/// deleting (a moved overlay or a broken `resources:` list would otherwise delete everything).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PruneSettings {
+    /// Between 0 and 1 (default [`PruneSettings::DEFAULT_MAX_FRACTION`]); 1 turns the guard off.
+    #[serde(default = "PruneSettings::default_max_fraction")]
+    pub max_fraction: f64,
+}
+
+impl PruneSettings {
+    pub const DEFAULT_MAX_FRACTION: f64 = 0.3;
+
+    fn default_max_fraction() -> f64 {
+        Self::DEFAULT_MAX_FRACTION
+    }
+}
+
+impl Environment {
+    /// The share of the environment's objects one reconcile may delete without `/prune`.
+    pub fn prune_max_fraction(&self) -> f64 {
+        self.prune
+            .map(|p| p.max_fraction)
+            .unwrap_or(PruneSettings::DEFAULT_MAX_FRACTION)
+    }
 }
 
 /// One acceptance test of an environment: `{ job: environments/staging/verify/smoke.yaml,

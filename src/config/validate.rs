@@ -252,6 +252,11 @@ impl Validator<'_> {
             {
                 self.error(&format!("{base}.copyTo"), format!("{target:?} is not a registry repository prefix, e.g. prod-registry.example.com/shop"));
             }
+            if let Some(prune) = &env.prune
+                && !(prune.max_fraction > 0.0 && prune.max_fraction <= 1.0)
+            {
+                self.error(&format!("{base}.prune.maxFraction"), format!("{} is not a share between 0 and 1 (e.g. 0.3 lets one reconcile delete up to 30 % of the environment's objects; 1 turns the guard off)", prune.max_fraction));
+            }
             self.environment_dir(i, env);
             self.verify_steps(i, env);
         }

@@ -121,6 +121,12 @@ pub enum Outcome {
         env: String,
         app: String,
     },
+    /// `/prune` let the deletions held back in `env` go ahead.
+    PruneApproved {
+        pr: u64,
+        env: String,
+        by: String,
+    },
     /// An action failed; the next pass retries it.
     Failed {
         env: String,
@@ -792,9 +798,11 @@ impl<F: Forge> Engine<F> {
                             permission: Permission::None,
                             teams: vec![],
                         });
-                        // A rollback is authorized by the environment it rolls back.
+                        // A rollback (or a prune) is authorized by the environment it names.
                         let env_cfg = match &command {
-                            Command::Rollback { env, .. } => view.pipeline.environment(env),
+                            Command::Rollback { env, .. } | Command::Prune { env } => {
+                                view.pipeline.environment(env)
+                            }
                             _ => env_cfg,
                         };
                         match commands::authorize(&command, &actor, env_cfg) {
@@ -810,6 +818,15 @@ impl<F: Forge> Engine<F> {
                                         pr: o.info.number,
                                         env: env.clone().unwrap_or_else(|| o.state.env.clone()),
                                         app: o.state.app.clone(),
+                                    });
+                                }
+                                if let Command::Prune { env } = &command
+                                    && view.pipeline.environment(env).is_some()
+                                {
+                                    outcomes.push(Outcome::PruneApproved {
+                                        pr: o.info.number,
+                                        env: env.clone(),
+                                        by: actor.login.clone(),
                                     });
                                 }
                                 reply
@@ -935,6 +952,13 @@ impl<F: Forge> Engine<F> {
                 actor.login,
                 o.state.app,
                 env.as_deref().unwrap_or(&o.state.env)
+            ),
+            Command::Prune { env } if view.pipeline.environment(env).is_none() => format!(
+                "There is no environment {env} in policies/pipeline.yaml."
+            ),
+            Command::Prune { env } => format!(
+                "`/prune {env}` by @{}: the deletions held back in {env} at the config branch's current tip go ahead on its next reconcile (a later commit that deletes as much is held again).",
+                actor.login
             ),
             Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
             Command::Help => commands::HELP.to_string(),

@@ -125,9 +125,33 @@ pub async fn reconcile(
         next.objects
             .insert(a.id.clone(), version_of(&a.api_version).to_string());
     }
-    let removed = match (&previous, ctx.options.prune) {
+    let mut removed = match (&previous, ctx.options.prune) {
         (Some(prev), true) => prev.removed(&desired_ids),
         _ => Vec::new(),
+    };
+    // A render that would delete a large share of the environment waits for `/prune`: a
+    // moved overlay or a broken `resources:` list must not delete everything.
+    let deleting: Vec<&ObjectId> = removed
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| prune::policy_skip(ctx, id).is_none())
+        .collect();
+    let inventory_size = previous.as_ref().map_or(0, |p| p.objects.len());
+    let prune_held = if prune::must_hold(&env.prune, commit, deleting.len(), inventory_size) {
+        let mut objects: Vec<String> = deleting.iter().map(|id| id.to_string()).collect();
+        objects.sort();
+        let hold = prune::PruneHold {
+            objects,
+            inventory: inventory_size,
+            max_fraction: env.prune.max_fraction,
+        };
+        tracing::warn!(env = name, commit, "{}", hold.describe(name));
+        for (id, v) in std::mem::take(&mut removed) {
+            next.objects.insert(id, v);
+        }
+        Some(hold)
+    } else {
+        None
     };
     let removed_count = removed.len();
     let (pruned, prune_failures) = prune::prune(ctx, name, removed).await;
@@ -167,6 +191,7 @@ pub async fn reconcile(
         finished_at: Utc::now(),
         objects,
         pruned,
+        prune_held,
         health,
         drift,
         durations: report::Durations {

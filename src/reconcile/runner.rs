@@ -21,6 +21,9 @@ use super::report::Report;
 pub struct Input {
     pub commit: String,
     pub objects: Vec<Value>,
+    /// The environment's prune guard at this commit (the pipeline's `prune:` and any
+    /// `/prune` approval); `None` keeps the [`Env`]'s.
+    pub prune: Option<super::prune::PruneGuard>,
 }
 
 /// One finished reconcile, for whoever reports it (commit status, PR comment, metrics).
@@ -144,6 +147,10 @@ where
             let work = async {
                 match (self.source)(env.clone()).await {
                     Ok(input) => {
+                        let env = match input.prune {
+                            Some(guard) => env.clone().with_prune_guard(guard),
+                            None => env.clone(),
+                        };
                         let r =
                             super::reconcile(&env, &input.objects, &input.commit, &self.ctx).await;
                         (Some(input.commit), r)

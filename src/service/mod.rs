@@ -122,6 +122,10 @@ pub struct Shared {
     pub attempts: Mutex<BTreeMap<(String, String, String), u32>>,
     /// `/retry` asked for, not yet started: (env, app).
     pub retries: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// `/prune <env>` approvals: the commit whose held deletions may go ahead, per env.
+    /// Kept in memory: after a restart the guard holds again and the status says so, so an
+    /// approver answers once more (nothing is deleted without one).
+    pub prune_approvals: Mutex<BTreeMap<String, String>>,
 }
 
 impl Shared {
@@ -291,6 +295,7 @@ impl Service {
                 Some((ctx.client.clone(), lease))
             }
         };
+        let shared = Arc::new(Shared::default());
         for (cluster, envs) in by_cluster {
             let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
                 ServiceError::Config(format!(
@@ -310,11 +315,13 @@ impl Service {
             let engine = engine.clone();
             let announced = announced.clone();
             let copier = copier.clone();
+            let shared = shared.clone();
             let f: SourceFn = Box::new(move |env: Env| {
                 let src = src.clone();
                 let engine = engine.clone();
                 let announced = announced.clone();
                 let copier = copier.clone();
+                let shared = shared.clone();
                 Box::pin(async move {
                     let name = env.name.clone();
                     let render = src.clone();
@@ -327,6 +334,15 @@ impl Service {
                                 transient: true,
                             })
                         })?;
+                    let mut input = input;
+                    if let Some(guard) = input.prune.as_mut() {
+                        guard.approved = shared
+                            .prune_approvals
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&name)
+                            .cloned();
+                    }
                     ensure_copies(&copier, &src, &name, &input.commit).await?;
                     announce_applying(&engine, &announced, &name, &input.commit).await;
                     Ok(input)
@@ -344,7 +360,7 @@ impl Service {
         let loops = Arc::new(Loops {
             cfg,
             state,
-            shared: Arc::new(Shared::default()),
+            shared,
             engine,
             scanner,
             checker,
@@ -775,6 +791,31 @@ impl Loops {
                 Outcome::Merged { env, .. } => self.trigger(env),
                 // Plan again at once: the rollback PR may merge in the next pass.
                 Outcome::RollbackOpened { .. } => self.state.nudge.notify_one(),
+                Outcome::PruneApproved { env, by, pr } => {
+                    // The approval covers what the latest reconcile held back, at its commit.
+                    let held_at = self
+                        .shared
+                        .reports
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(env)
+                        .filter(|r| r.prune_held.is_some())
+                        .map(|r| r.commit.clone());
+                    match held_at {
+                        Some(commit) => {
+                            tracing::info!(env = %env, commit = %commit, by = %by, pr, "held deletions approved");
+                            self.shared
+                                .prune_approvals
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(env.clone(), commit);
+                            self.trigger(env);
+                        }
+                        None => {
+                            tracing::info!(env = %env, by = %by, pr, "/prune: nothing is held back in this environment")
+                        }
+                    }
+                }
                 Outcome::RetryRequested { env, app, .. } => {
                     // Run again whatever digest the environment runs once its current
                     // verification is done (see `maybe_verify`).

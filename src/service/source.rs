@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::pipeline::Pipeline;
 use crate::gitrepo::repo::ConfigRepo;
+use crate::reconcile::prune::PruneGuard;
 use crate::reconcile::runner::Input;
 use crate::reconcile::{Env, ReconcileError, render_input};
 
@@ -188,6 +189,14 @@ impl TipSource {
                 transient: false,
             })?;
         let objects = render_input(env, &commit, &self.tree(&commit), &environment.path())?;
-        Ok(Input { commit, objects })
+        let prune = PruneGuard {
+            max_fraction: environment.prune_max_fraction(),
+            approved: None,
+        };
+        Ok(Input {
+            commit,
+            objects,
+            prune: Some(prune),
+        })
     }
 }
