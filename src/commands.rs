@@ -370,6 +370,12 @@ mod tests {
         assert_eq!(one("/hold"), Ok(Command::Hold { reason: None }));
         assert_eq!(one("/retry"), Ok(Command::Retry { env: None }));
         assert_eq!(
+            one("/prune prod"),
+            Ok(Command::Prune { env: "prod".into() })
+        );
+        assert!(matches!(one("/prune"), Err(ParseError::Usage { .. })));
+        assert!(matches!(one("/prune a b"), Err(ParseError::Usage { .. })));
+        assert_eq!(
             one("/retry staging"),
             Ok(Command::Retry {
                 env: Some("staging".into())

@@ -32,10 +32,7 @@ fn app(ns: &str, name: &str) -> Value {
 async fn prune(b: Backend, ns: String) -> Vec<String> {
     let ctx = b.context(options(&format!("{ns}-inv"))).await;
     // Half the inventory goes at once: the prune guard is not what this scenario is about.
-    let env = Env::new(&ns).with_prune_guard(PruneGuard {
-        max_fraction: 1.0,
-        approved: None,
-    });
+    let env = Env::new(&ns).with_prune_guard(PruneGuard::off());
     let scratch = format!("{ns}-scratch");
     let mut keep = config_map(&ns, "keep", "1");
     keep["metadata"]["annotations"] = json!({"baton.dev/prune": "disabled"});

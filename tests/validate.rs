@@ -49,6 +49,19 @@ fn an_unknown_key_names_file_line_column_and_the_nearest_valid_name() {
 }
 
 #[test]
+fn a_prune_share_outside_zero_to_one_is_located() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "  - name: dev\n",
+        "  - name: dev\n    prune: { maxFraction: 1.5 }\n",
+    );
+    assert_says(
+        &out,
+        "environments[0].prune.maxFraction: 1.5 is not a share between 0 and 1",
+    );
+}
+
+#[test]
 fn a_cycle_in_after_is_refused() {
     let out = invalid_after_edit(
         "policies/pipeline.yaml",

@@ -54,6 +54,16 @@ pub struct PruneGuard {
     pub approved: Option<String>,
 }
 
+impl PruneGuard {
+    /// No guard: any share may be deleted at once (`prune.maxFraction: 1`).
+    pub fn off() -> Self {
+        Self {
+            max_fraction: 1.0,
+            approved: None,
+        }
+    }
+}
+
 impl Default for PruneGuard {
     fn default() -> Self {
         Self {
