@@ -246,7 +246,7 @@ impl VerifyStep {
 }
 
 /// Required approvals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Approvals {
     pub count: u32,

@@ -392,7 +392,9 @@ fn short_sha(sha: &str) -> &str {
 
 /// Whether `login` is one of `from` (users or `@org/team`); everyone with write access
 /// when `from` is empty.
-fn eligible(
+/// Whether `login` may approve for an environment whose approvers are `from` (users or
+/// `@org/team`; empty: anyone with write access).
+pub fn eligible(
     login: &str,
     permission: Permission,
     from: &[String],
