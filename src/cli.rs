@@ -467,6 +467,14 @@ fn registry_credentials(
 
 fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut diagnostics = crate::config::validate::validate_repo(&global.repo);
+    if diagnostics.is_empty()
+        && let Ok(loaded) = crate::config::Pipeline::load(&global.repo)
+    {
+        diagnostics.extend(crate::reconcile::scope::check_allowed(
+            &global.repo,
+            &loaded.pipeline,
+        ));
+    }
     if let Some(path) = &args.config {
         let runtime = crate::config::RuntimeConfig::load(path, std::env::vars())?;
         if let Ok(loaded) = crate::config::Pipeline::load(&global.repo) {

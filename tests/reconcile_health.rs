@@ -251,6 +251,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
         commit: "1".into(),
         objects: vec![namespace("shop"), config_map("shop", "a", "1")],
         prune: None,
+        allow: None,
     })));
     let source =
         {
@@ -265,6 +266,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
                                 commit: "2".into(),
                                 objects,
                                 prune: None,
+                                allow: None,
                             }),
                     }
                 }
@@ -315,6 +317,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
         commit: "3".into(),
         objects: vec![namespace("shop"), config_map("shop", "a", "3")],
         prune: None,
+        allow: None,
     });
     cluster.inject(
         Fault::status(500)

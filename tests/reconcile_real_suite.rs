@@ -197,6 +197,59 @@ async fn a_render_that_would_delete_most_of_an_environment_waits_for_prune_and_a
     assert_eq!(story, expect);
 }
 
+async fn outside_allow(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let allow = baton::config::pipeline::Allow {
+        namespaces: vec![ns.clone()],
+        kinds: vec!["Namespace".into(), "ConfigMap".into()],
+    };
+    let env = Env::new(&ns).with_allow(Some(allow));
+    let other = format!("{ns}-other");
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": format!("{ns}-reader")}, "rules": []});
+    let objects = vec![
+        namespace(&ns),
+        config_map(&ns, "a", "1"),
+        config_map(&other, "b", "1"),
+        app(&ns, "web"),
+        role,
+    ];
+    let error = reconcile(&env, &objects, "1", &ctx).await.unwrap_err();
+    let mut story: Vec<String> = match &error {
+        baton::reconcile::ReconcileError::NotAllowed { objects, .. } => {
+            objects.iter().map(|o| o.replace(&ns, "NS")).collect()
+        }
+        other => vec![format!("unexpected: {other}")],
+    };
+    story.sort();
+    story.push(format!("permanent: {}", !error.is_transient()));
+    story.push(format!(
+        "namespace created: {}",
+        b.get("v1", "Namespace", "", &ns).await.is_some()
+    ));
+    story.push(format!(
+        "allowed ConfigMap applied: {}",
+        b.get("v1", "ConfigMap", &ns, "a").await.is_some()
+    ));
+    story
+}
+
+#[tokio::test]
+async fn objects_outside_an_environments_allow_are_refused_before_any_write() {
+    let story = on_both!(outside_allow);
+    assert_eq!(
+        story,
+        [
+            "ClusterRole/NS-reader: cluster-scoped kind rbac.authorization.k8s.io/ClusterRole is not named in allow.kinds",
+            "ConfigMap/NS-other/b: namespace NS-other is not in allow.namespaces (NS)",
+            "Deployment/NS/web: kind apps/Deployment is not in allow.kinds",
+            "permanent: true",
+            "namespace created: false",
+            "allowed ConfigMap applied: false",
+        ]
+    );
+}
+
 fn widget_crd(group: &str) -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

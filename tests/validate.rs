@@ -62,6 +62,47 @@ fn a_prune_share_outside_zero_to_one_is_located() {
 }
 
 #[test]
+fn an_object_outside_an_environments_allow_is_refused_by_name_and_a_covering_allow_is_valid() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop-dev], kinds: [apps/Deployment, Service, ConfigMap] }\n",
+    );
+    assert_says(
+        &out,
+        "environments/dev: Namespace/shop-dev: cluster-scoped kind Namespace is not named in allow.kinds: environment dev may apply only what its allow: in policies/pipeline.yaml lists",
+    );
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop], kinds: [Namespace, apps/*, Service, ConfigMap] }\n",
+    );
+    assert_says(
+        &out,
+        "Deployment/shop-dev/web: namespace shop-dev is not in allow.namespaces (shop)",
+    );
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop-dev], kinds: [\"apps/deployments\"] }\n",
+    );
+    assert_says(
+        &out,
+        "environments[0].allow.kinds[0]: \"apps/deployments\" is not a kind",
+    );
+
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop-dev], kinds: [Namespace, apps/*, Service, ConfigMap] }\n",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn a_cycle_in_after_is_refused() {
     let out = invalid_after_edit(
         "policies/pipeline.yaml",

@@ -192,6 +192,54 @@ pub struct Environment {
     /// Guards on what a reconcile may delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneSettings>,
+    /// Where the environment may apply: its namespaces and kinds. Anything else it renders
+    /// fails `baton validate` and `baton/validate`, and is never sent to the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Allow>,
+}
+
+/// `allow: { namespaces: [shop], kinds: [apps/Deployment, Service, ConfigMap] }`, as an Argo CD
+/// AppProject limits an Application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Allow {
+    /// The namespaces its namespaced objects may be in.
+    pub namespaces: Vec<String>,
+    /// The kinds it may render: `Kind` (core group), `group/Kind`, or `group/*`. Empty: every
+    /// namespaced kind. A cluster-scoped kind (`rbac.authorization.k8s.io/ClusterRole`,
+    /// `Namespace`) must be named exactly; no wildcard covers one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+}
+
+impl Allow {
+    /// Why an object of `group`/`kind` (in `namespace`, `None` when cluster-scoped) is not
+    /// allowed, if it is not.
+    pub fn refusal(&self, group: &str, kind: &str, namespace: Option<&str>) -> Option<String> {
+        let name = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{group}/{kind}")
+        };
+        let exact = self.kinds.iter().any(|k| *k == name);
+        let matched = exact
+            || self.kinds.is_empty()
+            || self
+                .kinds
+                .iter()
+                .any(|k| k.strip_suffix("/*").is_some_and(|g| g == group));
+        match namespace {
+            None if !exact => Some(format!(
+                "cluster-scoped kind {name} is not named in allow.kinds"
+            )),
+            Some(_) if !matched => Some(format!("kind {name} is not in allow.kinds")),
+            Some(ns) if !self.namespaces.iter().any(|n| n == ns) => Some(format!(
+                "namespace {ns} is not in allow.namespaces ({})",
+                self.namespaces.join(", ")
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// `prune: { maxFraction: 0.3 }`: a render that would delete more than this share of the

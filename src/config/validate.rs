@@ -257,6 +257,21 @@ impl Validator<'_> {
             {
                 self.error(&format!("{base}.prune.maxFraction"), format!("{} is not a share between 0 and 1 (e.g. 0.3 lets one reconcile delete up to 30 % of the environment's objects; 1 turns the guard off)", prune.max_fraction));
             }
+            if let Some(allow) = &env.allow {
+                if allow.namespaces.is_empty() {
+                    self.error(&format!("{base}.allow.namespaces"), "list the namespaces the environment may apply to (allow.namespaces: [shop]); an empty list allows no namespaced object");
+                }
+                for (j, k) in allow.kinds.iter().enumerate() {
+                    let (group, kind) = k.rsplit_once('/').unwrap_or(("", k));
+                    let ok = !kind.is_empty()
+                        && (kind == "*" && !group.is_empty()
+                            || kind.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                                && kind.chars().all(|c| c.is_ascii_alphanumeric()));
+                    if !ok {
+                        self.error(&format!("{base}.allow.kinds[{j}]"), format!("{k:?} is not a kind: use Kind for the core group (Service), group/Kind (apps/Deployment) or group/* (batch/*)"));
+                    }
+                }
+            }
             self.environment_dir(i, env);
             self.verify_steps(i, env);
         }

@@ -360,6 +360,16 @@ impl Checker {
                     continue;
                 }
             };
+            if let Some(allow) = &env.allow {
+                for d in
+                    crate::reconcile::scope::allowed_diagnostics(&env.name, &path, allow, &after)
+                {
+                    report.problems.push(Problem {
+                        env: Some(env.name.clone()),
+                        text: d.to_string(),
+                    });
+                }
+            }
             let key = (base, path.to_string_lossy().into_owned());
             if !cache.contains_key(&key) {
                 let rendered = render::render(base_dir.path(), &path).map_err(|e| e.to_string());

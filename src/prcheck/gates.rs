@@ -174,6 +174,9 @@ pub fn weakened(base: &Environment, head: Option<&Environment>) -> Vec<String> {
     if head.copy_to != base.copy_to {
         out.push("copyTo changed".into());
     }
+    if head.allow != base.allow {
+        out.push("allow: changed".into());
+    }
     out
 }
 

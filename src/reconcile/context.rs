@@ -84,6 +84,9 @@ pub struct Env {
     pub health_timeout: Option<Duration>,
     /// How much one reconcile may delete without an approval.
     pub prune: PruneGuard,
+    /// Where the environment may apply (`allow:` in the pipeline); `None`: anywhere baton's
+    /// own scope reaches.
+    pub allow: Option<crate::config::pipeline::Allow>,
 }
 
 impl Env {
@@ -92,7 +95,13 @@ impl Env {
             name: name.into(),
             health_timeout: None,
             prune: PruneGuard::default(),
+            allow: None,
         }
+    }
+
+    pub fn with_allow(mut self, allow: Option<crate::config::pipeline::Allow>) -> Self {
+        self.allow = allow;
+        self
     }
 
     pub fn with_prune_guard(mut self, guard: PruneGuard) -> Self {

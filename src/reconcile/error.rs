@@ -48,6 +48,16 @@ pub enum ReconcileError {
         scope: String,
         objects: Vec<String>,
     },
+    /// Objects the environment's `allow:` does not cover; nothing was applied or pruned.
+    #[error(
+        "environment {env} renders object(s) outside its allow: ({allow}); nothing was applied (remove them, or widen allow: in policies/pipeline.yaml through a PR the environment's approvers approve):\n{}",
+        list(objects)
+    )]
+    NotAllowed {
+        env: String,
+        allow: String,
+        objects: Vec<String>,
+    },
     /// A call to the API server failed.
     #[error("{action} {object}: {}", describe(source))]
     Api {
@@ -118,6 +128,7 @@ impl ReconcileError {
             | ReconcileError::InvalidInput { .. }
             | ReconcileError::UnknownKinds { .. }
             | ReconcileError::OutOfScope { .. }
+            | ReconcileError::NotAllowed { .. }
             | ReconcileError::Inventory { .. } => false,
             ReconcileError::Api { source, .. } => is_transient(source),
             ReconcileError::Apply { failures, .. }

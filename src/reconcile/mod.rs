@@ -93,6 +93,24 @@ pub async fn reconcile(
             objects: outside,
         });
     }
+    if let Some(allow) = &env.allow {
+        let outside = scope::out_of_allow(allow, &ids);
+        if !outside.is_empty() {
+            return Err(ReconcileError::NotAllowed {
+                env: name.to_string(),
+                allow: format!(
+                    "namespaces {}; kinds {}",
+                    allow.namespaces.join(", "),
+                    if allow.kinds.is_empty() {
+                        "any namespaced".to_string()
+                    } else {
+                        allow.kinds.join(", ")
+                    }
+                ),
+                objects: outside,
+            });
+        }
+    }
     let previous = inventory::load(ctx, name).await?;
     let previous_ids = previous.as_ref().map(Inventory::ids).unwrap_or_default();
     let live = apply::list_live(ctx, name, &planned).await?;

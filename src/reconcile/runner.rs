@@ -24,6 +24,8 @@ pub struct Input {
     /// The environment's prune guard at this commit (the pipeline's `prune:` and any
     /// `/prune` approval); `None` keeps the [`Env`]'s.
     pub prune: Option<super::prune::PruneGuard>,
+    /// The environment's `allow:` at this commit (`None`: unrestricted).
+    pub allow: Option<crate::config::pipeline::Allow>,
 }
 
 /// One finished reconcile, for whoever reports it (commit status, PR comment, metrics).
@@ -150,7 +152,8 @@ where
                         let env = match input.prune {
                             Some(guard) => env.clone().with_prune_guard(guard),
                             None => env.clone(),
-                        };
+                        }
+                        .with_allow(input.allow);
                         let r =
                             super::reconcile(&env, &input.objects, &input.commit, &self.ctx).await;
                         (Some(input.commit), r)

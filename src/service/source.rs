@@ -197,6 +197,7 @@ impl TipSource {
             commit,
             objects,
             prune: Some(prune),
+            allow: environment.allow.clone(),
         })
     }
 }
