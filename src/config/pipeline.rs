@@ -221,7 +221,7 @@ impl Allow {
         } else {
             format!("{group}/{kind}")
         };
-        let exact = self.kinds.iter().any(|k| *k == name);
+        let exact = self.kinds.contains(&name);
         let matched = exact
             || self.kinds.is_empty()
             || self

@@ -173,7 +173,7 @@ pub fn allowed_diagnostics(
         .into_iter()
         .map(|problem| {
             crate::config::Diagnostic::new(
-                &path.display().to_string(),
+                path.display().to_string(),
                 None,
                 "",
                 format!(
