@@ -88,6 +88,10 @@ impl CosignKey {
         Self::from_pem(&pem, shown)
     }
 
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// A short fingerprint (first 8 bytes of SHA-256 of the key's DER), for caches and logs.
     pub fn id(&self) -> &str {
         &self.id

@@ -25,7 +25,9 @@ pub mod metrics;
 pub mod repo;
 pub mod report;
 pub mod scan;
+pub mod sigstore;
 pub mod webhook;
+pub mod x509;
 
 pub use auth::{Credential, CredentialStore, Secret};
 pub use client::{ClientOptions, RegistryClient, RetryPolicy};
