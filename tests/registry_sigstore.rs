@@ -3,9 +3,9 @@
 //! attestation over an OCI image, and the SLSA v1 provenance GitHub Actions signed for an npm
 //! release. Offline: the trusted-root files are the only trust input.
 
+use base64::Engine as _;
 use baton::registry::sigstore::{self, BundleProblem, Identity, Keyless, Signer};
 use baton::registry::x509::TrustedRoot;
-use base64::Engine as _;
 
 const DIR: &str = "tests/registry_support/sigstore";
 /// The image cosign's test attached the attestation to (go-containerregistry's empty image).
@@ -81,7 +81,10 @@ fn another_identity_or_issuer_is_rejected_and_named() {
         let BundleProblem::Identity { found, expected } = &err else {
             panic!("{issuer} {subject}: {err}");
         };
-        assert!(found.contains(COSIGN_SUBJECT) && found.contains(COSIGN_ISSUER), "{found}");
+        assert!(
+            found.contains(COSIGN_SUBJECT) && found.contains(COSIGN_ISSUER),
+            "{found}"
+        );
         assert!(expected.contains(issuer), "{expected}");
     }
 }
@@ -195,11 +198,9 @@ fn github_actions_slsa_provenance_verifies_with_the_workflow_identity() {
         GHA_ISSUER,
         r"https://github\.com/sigstore/sigstore-js/\.github/workflows/release\.yml@refs/heads/main",
     );
-    let (v, subjects) = sigstore::verify_keyless_statement(
-        &read("sigstore-js-2.0.0-provenance.sigstore.json"),
-        &k,
-    )
-    .unwrap();
+    let (v, subjects) =
+        sigstore::verify_keyless_statement(&read("sigstore-js-2.0.0-provenance.sigstore.json"), &k)
+            .unwrap();
     assert_eq!(
         v.predicate_type.as_deref(),
         Some("https://slsa.dev/provenance/v1")
@@ -216,10 +217,8 @@ fn github_actions_slsa_provenance_verifies_with_the_workflow_identity() {
         GHA_ISSUER,
         r"https://github\.com/sigstore/sigstore-js/\.github/workflows/ci\.yml@.*",
     );
-    let err = sigstore::verify_keyless_statement(
-        &read("sigstore-js-2.0.0-provenance.sigstore.json"),
-        &k,
-    )
-    .unwrap_err();
+    let err =
+        sigstore::verify_keyless_statement(&read("sigstore-js-2.0.0-provenance.sigstore.json"), &k)
+            .unwrap_err();
     assert!(matches!(err, BundleProblem::Identity { .. }), "{err}");
 }

@@ -43,6 +43,7 @@ use crate::promote::gates::{HOLD_LABEL, ROLLBACK_LABEL};
 use crate::promote::plan::{self, Action, Release};
 use crate::promote::policy::PolicySource;
 use crate::promote::state::{CommandEvent, Deployment, PullRequest};
+use crate::registry::verify::Requirements;
 
 /// Why a pass failed. Each variant knows whether the next pass may succeed.
 #[derive(Debug, thiserror::Error)]
@@ -646,8 +647,15 @@ impl<F: Forge> Engine<F> {
             let mut keys = BTreeMap::new();
             for (name, app) in &view.pipeline.apps {
                 if let Some(v) = &app.verify {
-                    let pem = files.read(&v.cosign_key).ok().flatten().unwrap_or_default();
-                    keys.insert(name.clone(), (pem, v.cosign_key.clone()));
+                    let read = |path: &str| {
+                        files
+                            .read(path)
+                            .ok()
+                            .flatten()
+                            .map(String::into_bytes)
+                            .ok_or_else(|| format!("{path} is not in the config repo"))
+                    };
+                    keys.insert(name.clone(), Requirements::from_config(v, &read));
                 }
             }
             Ok((view.pipeline, keys))
@@ -655,18 +663,15 @@ impl<F: Forge> Engine<F> {
         let mut releases = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, app) in &pipeline.apps {
-            let key = match keys
-                .get(name)
-                .map(|(pem, path)| crate::registry::cosign::CosignKey::from_pem(pem, path))
-            {
+            let key = match keys.get(name) {
                 Some(Err(e)) => {
-                    problems.push(format!("{name}: {e}"));
+                    problems.push(format!("{name}: verify: {e}"));
                     continue;
                 }
                 Some(Ok(k)) => Some(k),
                 None => None,
             };
-            match scanner.scan_app(name, app, key.as_ref()).await {
+            match scanner.scan_app(name, app, key).await {
                 Err(e) => problems.push(format!("{name}: {e}")),
                 Ok(scan) => {
                     if let Some(c) = scan.newest

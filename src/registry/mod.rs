@@ -26,6 +26,7 @@ pub mod repo;
 pub mod report;
 pub mod scan;
 pub mod sigstore;
+pub mod verify;
 pub mod webhook;
 pub mod x509;
 

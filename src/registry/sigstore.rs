@@ -287,7 +287,10 @@ pub fn verify_bundle(
             let st = statement.as_ref().ok_or_else(|| {
                 BundleProblem::Malformed("the DSSE payload is not an in-toto statement".into())
             })?;
-            if !st.subject.iter().any(|s| s.digest.get("sha256").map(String::as_str) == Some(hex))
+            if !st
+                .subject
+                .iter()
+                .any(|s| s.digest.get("sha256").map(String::as_str) == Some(hex))
             {
                 let signed = st
                     .subject
@@ -458,13 +461,11 @@ fn check_keyless(
     let m = &bundle.verification_material;
     let leaf = match (&m.certificate, &m.x509_certificate_chain) {
         (Some(c), _) => b64(&c.raw_bytes)?,
-        (None, Some(chain)) => b64(
-            &chain
-                .certificates
-                .first()
-                .ok_or(BundleProblem::NoCertificate)?
-                .raw_bytes,
-        )?,
+        (None, Some(chain)) => b64(&chain
+            .certificates
+            .first()
+            .ok_or(BundleProblem::NoCertificate)?
+            .raw_bytes)?,
         (None, None) => return Err(BundleProblem::NoCertificate),
     };
     // The log entry fixes the time the certificate must have been valid at.
@@ -515,7 +516,12 @@ fn check_entry(
     let log_id = b64(&entry.log_id.key_id)?;
     let log_key = root
         .tlog_key(&log_id, entry.integrated_time)
-        .ok_or_else(|| tlog(format!("log {} is not in the trusted root", hex::encode(&log_id))))?;
+        .ok_or_else(|| {
+            tlog(format!(
+                "log {} is not in the trusted root",
+                hex::encode(&log_id)
+            ))
+        })?;
     let promise = entry
         .inclusion_promise
         .as_ref()
@@ -541,7 +547,9 @@ fn check_entry(
         entry.kind_version.version.as_str(),
     );
     if body["kind"] != kind.0 || body["apiVersion"] != kind.1 {
-        return Err(tlog("the entry body's kind differs from the bundle's".into()));
+        return Err(tlog(
+            "the entry body's kind differs from the bundle's".into(),
+        ));
     }
     let spec = &body["spec"];
     let str_at = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_default();
@@ -604,7 +612,9 @@ fn check_entry(
             },
         ) => {
             // The envelope's payload and signatures are base64 of the base64 in the bundle.
-            let twice = |v: &serde_json::Value| b64(&str_at(v)).and_then(|b| b64(&String::from_utf8_lossy(&b)));
+            let twice = |v: &serde_json::Value| {
+                b64(&str_at(v)).and_then(|b| b64(&String::from_utf8_lossy(&b)))
+            };
             let env = &spec["content"]["envelope"];
             str_at(&spec["content"]["payloadHash"]["value"]) == sha_hex(payload)
                 && env["signatures"].as_array().is_some_and(|sigs| {

@@ -144,7 +144,10 @@ impl TrustedRoot {
             .media_type
             .starts_with("application/vnd.dev.sigstore.trustedroot")
         {
-            return Err(format!("media type {} is not a trusted root", file.media_type));
+            return Err(format!(
+                "media type {} is not a trusted root",
+                file.media_type
+            ));
         }
         let mut cas = Vec::new();
         for ca in &file.certificate_authorities {
