@@ -330,16 +330,12 @@ async fn examine(
     let Manifest::Image(_, m) = parsed else {
         return Ok(Finding::Other);
     };
-    let kind = art
-        .artifact_type
-        .clone()
-        .or_else(|| m.artifact_type.clone())
-        .unwrap_or_default();
-    let bundle_layer = m
+    // A bundle is known by its layer: registries report a referrer's artifact type as its
+    // `artifactType` or, when it has none, its config's media type (the empty descriptor).
+    if let Some(layer) = m
         .layers
         .iter()
-        .find(|l| sigstore::is_bundle_type(&l.media_type));
-    if let Some(layer) = bundle_layer.filter(|_| sigstore::is_bundle_type(&kind) || kind.is_empty())
+        .find(|l| sigstore::is_bundle_type(&l.media_type))
     {
         let bytes = client.get_blob(repo, &layer.digest).await?;
         let announced = art.predicate_type.clone().or_else(|| {
