@@ -43,7 +43,7 @@ use crate::promote::gates::{HOLD_LABEL, ROLLBACK_LABEL};
 use crate::promote::plan::{self, Action, Release};
 use crate::promote::policy::PolicySource;
 use crate::promote::state::{CommandEvent, Deployment, PullRequest};
-use crate::registry::verify::Requirements;
+use crate::registry::verify::{AttestationResult, Requirements};
 
 /// Why a pass failed. Each variant knows whether the next pass may succeed.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +180,8 @@ pub struct Engine<F> {
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
+    /// Verified attestations by digest, as the scans found them (the policy input's).
+    attestations: Mutex<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
     /// Copies images to environments' `copyTo` registries before their PRs merge. Without
     /// one, such PRs wait at the `copy` gate.
     copier: Option<std::sync::Arc<copy::Copier>>,
@@ -194,6 +196,7 @@ impl<F: Forge> Engine<F> {
             snapshot: Mutex::default(),
             history: Mutex::new(None),
             provenance: Mutex::default(),
+            attestations: Mutex::default(),
             copier: None,
         }
     }
@@ -677,6 +680,22 @@ impl<F: Forge> Engine<F> {
                     if let Some(c) = scan.newest
                         && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
                     {
+                        let verified: BTreeMap<String, serde_json::Value> = c
+                            .attestations
+                            .iter()
+                            .filter_map(|a| match &a.result {
+                                AttestationResult::Verified { predicate, .. } => {
+                                    Some((a.predicate_type.clone(), predicate.clone()))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        if !verified.is_empty() {
+                            self.attestations
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(c.digest.clone().unwrap_or_default(), verified);
+                        }
                         if let Some(meta) = &c.meta
                             && (meta.revision.is_some() || meta.source.is_some())
                         {
@@ -737,6 +756,11 @@ impl<F: Forge> Engine<F> {
             bot_login: self.forge.bot_login(),
             policies: &view.policies,
             held: &view.held,
+            attestations: &self
+                .attestations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         })
     }
 
