@@ -216,6 +216,10 @@ async fn a_referrers_endpoint_that_refuses_falls_back_to_the_tag_schemes() {
     }
 }
 
+fn short(d: &str) -> String {
+    baton::registry::report::short_digest(d)
+}
+
 fn provenance(branch: &str) -> serde_json::Value {
     serde_json::json!({
         "buildDefinition": {
@@ -269,7 +273,7 @@ async fn required_attestations_made_by_cosign_attest_are_verified_and_their_pred
 
         let (dir, p) = config_repo(&repo, &verify, &cosign.public_key_pem());
         let s = scan(&p, dir.path()).await;
-        let newest = s.newest.expect(kind);
+        let newest = s.newest.clone().expect(kind);
         assert_eq!(newest.tag, "1.0.0", "{kind}");
         assert_eq!(newest.attestations.len(), 2, "{kind}");
         let AttestationResult::Verified { predicate, .. } = &newest.attestations[0].result else {
@@ -295,6 +299,18 @@ async fn required_attestations_made_by_cosign_attest_are_verified_and_their_pred
             reason("1.1.0"),
             format!("attestation {VULN}: missing"),
             "{kind}"
+        );
+        // `baton registry scan --explain` shows what was found, and why tags were rejected.
+        let table = baton::registry::report::render_table(&[Ok(s.clone())], true);
+        assert!(
+            table.contains(&format!("  1.0.0  {SLSA}"))
+                && table.contains(&format!("  1.0.0  {VULN}")),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!("1.1.0  {}", short(&d["1.1.0"])))
+                && table.contains(&format!("attestation {VULN}: missing")),
+            "{table}"
         );
         assert_eq!(
             reason("1.2.0"),
