@@ -4,7 +4,8 @@
 //!   (OCI index, Docker manifest list, OCI and Docker v2 manifests), read creation time /
 //!   revision / source ([`manifest`]), verify signatures and attestations ([`verify`]: legacy
 //!   cosign signatures in [`cosign`], sigstore bundles in [`sigstore`], keyless certificates in
-//!   [`x509`]) and pick the newest; caching so that an unchanged scan costs one request per repository.
+//!   [`x509`]) and pick the newest; caching so that an unchanged scan costs one request per
+//!   repository.
 //! - [`RegistryClient`]: the HTTP protocol with anonymous, Basic and Bearer-token auth
 //!   ([`auth`]), retries with backoff, and request counters ([`metrics`]).
 //! - [`webhook`]: registry webhooks parsed into [`webhook::PushHint`]s.

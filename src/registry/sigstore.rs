@@ -275,7 +275,7 @@ pub fn verify_bundle(
     // What was signed, and the bytes the log's `hashedrekord` would hash.
     let content = Content::of(&bundle)?;
     let (key, signer_name, integrated_time) = match signer {
-        Signer::Key(k) => (k.verifying_key().clone(), None, None),
+        Signer::Key(k) => (*k.verifying_key(), None, None),
         Signer::Keyless(k) => {
             let (key, name, time) = check_keyless(&bundle, &content, k)?;
             (key, Some(name), Some(time))
