@@ -488,3 +488,68 @@ async fn a_signed_and_attested_two_platform_index_is_copied_and_verifies_on_the_
         assert!(!out.status.success());
     }
 }
+
+#[tokio::test]
+async fn the_copier_carries_attestations_along_and_checks_them_again_on_the_copy() {
+    use baton::registry::copier::{Copier, Route};
+    let cosign = Cosign::new();
+    let from = TestRegistry::start();
+    let to = TestRegistry::start_referrers();
+    let push = Pusher::new(&from.addr);
+    let attested = push
+        .push(
+            "shop/web",
+            "1.0.0",
+            &image("copier-attested", &ImageOpts::default()),
+        )
+        .await;
+    let bare = push
+        .push(
+            "shop/web",
+            "1.1.0",
+            &image("copier-bare", &ImageOpts::default()),
+        )
+        .await;
+    for d in [&attested, &bare] {
+        cosign.sign(&format!("{}@{d}", from.image("shop/web")));
+    }
+    cosign.attest(
+        &format!("{}@{attested}", from.image("shop/web")),
+        "slsaprovenance1",
+        &provenance("main"),
+    );
+    let route = Route {
+        source: from.repo("shop/web"),
+        target: to.repo("prod-shop/web"),
+    };
+    let req = Requirements {
+        trust: verify::Trust::Key(cosign.key()),
+        attestations: vec![SLSA.into()],
+    };
+    let copier = Copier::new(RegistryClient::anonymous());
+    let report = copier
+        .copy("prod", "web", &route, &attested, Some("1.0.0"), Some(&req))
+        .await
+        .unwrap();
+    assert_eq!(
+        report
+            .artifacts
+            .iter()
+            .filter(|a| a.starts_with("referrer "))
+            .count(),
+        2,
+        "the signature and the provenance: {:?}",
+        report.artifacts
+    );
+
+    // Signed but without provenance: copied, and the check on the copy refuses it.
+    let failure = copier
+        .copy("prod", "web", &route, &bare, Some("1.1.0"), Some(&req))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure.reason,
+        format!("on the copy, attestation {SLSA}: missing")
+    );
+    assert!(!failure.transient);
+}
