@@ -576,14 +576,31 @@ fn policy(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
             .collect(),
         attestations: ctx.attestations.cloned().unwrap_or_default(),
     };
+    // The gate table says which verified attestations the policy saw.
+    let seen = if input.attestations.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (verified attestations: {})",
+            input
+                .attestations
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     match policy::deny_reasons(ctx.policies, &input) {
-        Ok(reasons) if reasons.is_empty() => {
-            result(Gate::Policy, Verdict::Passed, "no policy objects", None)
-        }
+        Ok(reasons) if reasons.is_empty() => result(
+            Gate::Policy,
+            Verdict::Passed,
+            format!("no policy objects{seen}"),
+            None,
+        ),
         Ok(reasons) => result(
             Gate::Policy,
             Verdict::Blocked,
-            format!("denied: {}", reasons.join("; ")),
+            format!("denied: {}{seen}", reasons.join("; ")),
             None,
         ),
         Err(e) => result(
@@ -947,17 +964,22 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
             };
             verdict(&evaluate(&ready_pr(), &ctx), Gate::Policy)
         };
-        assert_eq!(reason(Some(&with("main", 0))).0, Verdict::Passed);
+        let seen = " (verified attestations: https://cosign.sigstore.dev/attestation/vuln/v1, \
+                    https://slsa.dev/provenance/v1)";
+        assert_eq!(
+            reason(Some(&with("main", 0))),
+            (Verdict::Passed, format!("no policy objects{seen}"))
+        );
         assert_eq!(
             reason(Some(&with("feature", 0))),
             (
                 Verdict::Blocked,
-                "denied: prod takes only images built from main".into()
+                format!("denied: prod takes only images built from main{seen}")
             )
         );
         assert_eq!(
             reason(Some(&with("main", 2))).1,
-            "denied: critical vulnerabilities"
+            format!("denied: critical vulnerabilities{seen}")
         );
         assert_eq!(
             reason(None).1,
