@@ -680,16 +680,7 @@ impl<F: Forge> Engine<F> {
                     if let Some(c) = scan.newest
                         && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
                     {
-                        let verified: BTreeMap<String, serde_json::Value> = c
-                            .attestations
-                            .iter()
-                            .filter_map(|a| match &a.result {
-                                AttestationResult::Verified { predicate, .. } => {
-                                    Some((a.predicate_type.clone(), predicate.clone()))
-                                }
-                                _ => None,
-                            })
-                            .collect();
+                        let verified = verified_predicates(&c.attestations);
                         if !verified.is_empty() {
                             self.attestations
                                 .lock()
@@ -716,6 +707,44 @@ impl<F: Forge> Engine<F> {
                         );
                     }
                 }
+            }
+        }
+        // Open PRs may pin older digests than the newest (or the process restarted): their
+        // attestations are read too, so the policy gate sees them (cached by the scanner).
+        let open: Vec<(String, String)> = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .iter()
+            .map(|(pr, _)| (pr.app.clone(), pr.digest.to_string()))
+            .collect();
+        for (app, digest) in open {
+            let known = self
+                .attestations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&digest);
+            let (Some(Ok(req)), Some(cfg)) = (keys.get(&app), pipeline.app(&app)) else {
+                continue;
+            };
+            if known || req.attestations.is_empty() {
+                continue;
+            }
+            let Ok(repo) = crate::registry::Repo::parse(&cfg.image) else {
+                continue;
+            };
+            match scanner.check(&repo, &digest, req).await {
+                Ok(outcome) => {
+                    let verified = verified_predicates(&outcome.attestations);
+                    if !verified.is_empty() {
+                        self.attestations
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(digest, verified);
+                    }
+                }
+                Err(e) => problems.push(format!("{app}: attestations of {digest}: {e}")),
             }
         }
         Ok((releases, problems))
@@ -1465,4 +1494,19 @@ fn pinned_of(p: &plan::PinnedOut) -> Pinned {
         tag: p.tag.clone(),
         digest: p.digest.parse().expect("planner digests are valid"),
     }
+}
+
+/// Verified attestations as the policy input has them: predicate type → predicate.
+fn verified_predicates(
+    attestations: &[crate::registry::verify::AttestationStatus],
+) -> BTreeMap<String, serde_json::Value> {
+    attestations
+        .iter()
+        .filter_map(|a| match &a.result {
+            AttestationResult::Verified { predicate, .. } => {
+                Some((a.predicate_type.clone(), predicate.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }

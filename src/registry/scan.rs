@@ -635,6 +635,16 @@ impl Scanner {
         Ok(meta)
     }
 
+    /// Check one image (not necessarily a blessed tag's) against `req`, with the scan's cache.
+    pub async fn check(
+        &self,
+        repo: &Repo,
+        digest: &str,
+        req: &Requirements,
+    ) -> Result<Outcome, RegistryError> {
+        self.outcome(repo, digest, None, req).await
+    }
+
     /// Check `digest` against the app's requirements (signature, attestations), cached: an
     /// acceptable outcome for good, another for `revalidate_after`.
     async fn outcome(
