@@ -354,3 +354,21 @@ fn under_a_namespaces_scope_an_environment_rendering_cluster_scoped_objects_fail
     assert!(out.contains("ClusterRole/reader: cluster-scoped"), "{out}");
     assert!(out.contains("1 problem(s) found"), "{out}");
 }
+
+#[test]
+fn a_keyless_verify_needs_a_trusted_root_and_an_identity() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "verify: { cosignKey: keys/ci.pub }",
+        "verify: { keyless: { trustedRoot: keys/ci.pub, issuer: https://token.actions.githubusercontent.com } }",
+    );
+    assert_says(&out, "keys/ci.pub is not a sigstore trusted root");
+    assert_says(&out, "set subject (exact) or subjectRegex");
+
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "verify: { cosignKey: keys/ci.pub }",
+        "verify: { cosignKey: keys/ci.pub, keyless: { trustedRoot: keys/ci.pub, issuer: x, subject: y } }",
+    );
+    assert_says(&out, "set one of cosignKey or keyless, not both");
+}

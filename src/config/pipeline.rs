@@ -102,12 +102,51 @@ impl Bless {
     }
 }
 
-/// Keyed cosign verification.
+/// Signature (and attestation) verification: exactly one of `cosignKey` (keyed) or `keyless`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignatureCheck {
     /// PEM public key, relative to the config repo root.
-    pub cosign_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosign_key: Option<String>,
+    /// Keyless (Fulcio certificate) signatures from an expected identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessCheck>,
+    /// In-toto attestations that must be attached and signed the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationCheck>,
+}
+
+impl SignatureCheck {
+    /// The files of the config repo the check reads (the key, or the trusted root).
+    pub fn files(&self) -> Vec<&str> {
+        self.cosign_key
+            .iter()
+            .map(String::as_str)
+            .chain(self.keyless.iter().map(|k| k.trusted_root.as_str()))
+            .collect()
+    }
+}
+
+/// `verify.keyless`: the certificate must chain to a Fulcio CA of `trustedRoot` (a sigstore
+/// trusted-root JSON file in the config repo) and name the OIDC `issuer` and the `subject`
+/// (exactly) or a subject matching `subjectRegex` (the whole SAN: an email, or a workflow URI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeylessCheck {
+    pub trusted_root: String,
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_regex: Option<String>,
+}
+
+/// `verify.attestations[]`: an in-toto attestation of this predicate type must be attached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AttestationCheck {
+    pub predicate_type: String,
 }
 
 /// Where an app's digest is written in an environment, relative to the environment path.
@@ -552,7 +591,14 @@ environments:
         assert_eq!(staging.verify_status_context(), "baton/staging/verify");
         assert!(p.environment("dev").unwrap().verify.is_empty());
         assert_eq!(
-            p.app("web").unwrap().verify.as_ref().unwrap().cosign_key,
+            p.app("web")
+                .unwrap()
+                .verify
+                .as_ref()
+                .unwrap()
+                .cosign_key
+                .as_deref()
+                .unwrap(),
             "keys/ci.pub"
         );
     }

@@ -43,6 +43,7 @@ use crate::promote::gates::{HOLD_LABEL, ROLLBACK_LABEL};
 use crate::promote::plan::{self, Action, Release};
 use crate::promote::policy::PolicySource;
 use crate::promote::state::{CommandEvent, Deployment, PullRequest};
+use crate::registry::verify::{AttestationResult, Requirements};
 
 /// Why a pass failed. Each variant knows whether the next pass may succeed.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +186,8 @@ pub struct Engine<F> {
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
+    /// Verified attestations by digest, as the scans found them (the policy input's).
+    attestations: Mutex<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
     /// Copies images to environments' `copyTo` registries before their PRs merge. Without
     /// one, such PRs wait at the `copy` gate.
     copier: Option<std::sync::Arc<copy::Copier>>,
@@ -199,6 +202,7 @@ impl<F: Forge> Engine<F> {
             snapshot: Mutex::default(),
             history: Mutex::new(None),
             provenance: Mutex::default(),
+            attestations: Mutex::default(),
             copier: None,
         }
     }
@@ -652,8 +656,15 @@ impl<F: Forge> Engine<F> {
             let mut keys = BTreeMap::new();
             for (name, app) in &view.pipeline.apps {
                 if let Some(v) = &app.verify {
-                    let pem = files.read(&v.cosign_key).ok().flatten().unwrap_or_default();
-                    keys.insert(name.clone(), (pem, v.cosign_key.clone()));
+                    let read = |path: &str| {
+                        files
+                            .read(path)
+                            .ok()
+                            .flatten()
+                            .map(String::into_bytes)
+                            .ok_or_else(|| format!("{path} is not in the config repo"))
+                    };
+                    keys.insert(name.clone(), Requirements::from_config(v, &read));
                 }
             }
             Ok((view.pipeline, keys))
@@ -661,23 +672,27 @@ impl<F: Forge> Engine<F> {
         let mut releases = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, app) in &pipeline.apps {
-            let key = match keys
-                .get(name)
-                .map(|(pem, path)| crate::registry::cosign::CosignKey::from_pem(pem, path))
-            {
+            let key = match keys.get(name) {
                 Some(Err(e)) => {
-                    problems.push(format!("{name}: {e}"));
+                    problems.push(format!("{name}: verify: {e}"));
                     continue;
                 }
                 Some(Ok(k)) => Some(k),
                 None => None,
             };
-            match scanner.scan_app(name, app, key.as_ref()).await {
+            match scanner.scan_app(name, app, key).await {
                 Err(e) => problems.push(format!("{name}: {e}")),
                 Ok(scan) => {
                     if let Some(c) = scan.newest
                         && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
                     {
+                        let verified = verified_predicates(&c.attestations);
+                        if !verified.is_empty() {
+                            self.attestations
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(c.digest.clone().unwrap_or_default(), verified);
+                        }
                         if let Some(meta) = &c.meta
                             && (meta.revision.is_some() || meta.source.is_some())
                         {
@@ -698,6 +713,44 @@ impl<F: Forge> Engine<F> {
                         );
                     }
                 }
+            }
+        }
+        // Open PRs may pin older digests than the newest (or the process restarted): their
+        // attestations are read too, so the policy gate sees them (cached by the scanner).
+        let open: Vec<(String, String)> = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .iter()
+            .map(|(pr, _)| (pr.app.clone(), pr.digest.to_string()))
+            .collect();
+        for (app, digest) in open {
+            let known = self
+                .attestations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&digest);
+            let (Some(Ok(req)), Some(cfg)) = (keys.get(&app), pipeline.app(&app)) else {
+                continue;
+            };
+            if known || req.attestations.is_empty() {
+                continue;
+            }
+            let Ok(repo) = crate::registry::Repo::parse(&cfg.image) else {
+                continue;
+            };
+            match scanner.check(&repo, &digest, req).await {
+                Ok(outcome) => {
+                    let verified = verified_predicates(&outcome.attestations);
+                    if !verified.is_empty() {
+                        self.attestations
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(digest, verified);
+                    }
+                }
+                Err(e) => problems.push(format!("{app}: attestations of {digest}: {e}")),
             }
         }
         Ok((releases, problems))
@@ -738,6 +791,11 @@ impl<F: Forge> Engine<F> {
             bot_login: self.forge.bot_login(),
             policies: &view.policies,
             held: &view.held,
+            attestations: &self
+                .attestations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         })
     }
 
@@ -1460,4 +1518,19 @@ fn pinned_of(p: &plan::PinnedOut) -> Pinned {
         tag: p.tag.clone(),
         digest: p.digest.parse().expect("planner digests are valid"),
     }
+}
+
+/// Verified attestations as the policy input has them: predicate type → predicate.
+fn verified_predicates(
+    attestations: &[crate::registry::verify::AttestationStatus],
+) -> BTreeMap<String, serde_json::Value> {
+    attestations
+        .iter()
+        .filter_map(|a| match &a.result {
+            AttestationResult::Verified { predicate, .. } => {
+                Some((a.predicate_type.clone(), predicate.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
