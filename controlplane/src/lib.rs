@@ -620,12 +620,14 @@ impl ControlPlane {
 
     /// From now on, pods whose image matches `marker` (the whole reference, or its tag or digest)
     /// never become Ready, and Job pods with it fail. Restarts kwok with the new rule.
+    /// Marking a marker twice does not restart kwok again (tests of one binary share it).
     pub fn mark_broken(&self, marker: &str) -> Result<(), Error> {
-        self.broken
+        let added = self
+            .broken
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(marker.to_string());
-        self.restart_kwok()
+        if added { self.restart_kwok() } else { Ok(()) }
     }
 
     /// Undo [`ControlPlane::mark_broken`].
