@@ -233,11 +233,8 @@ async fn own_identity(sb: &Sandbox) -> Option<String> {
     let (ns, name) = ("baton-bench", "baton");
     let kubeconfig = cp.service_account_kubeconfig(ns, name).await.unwrap();
     let admin = cp.client().await.unwrap();
-    let gvk = kube::core::GroupVersionKind::gvk(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-    );
+    let gvk =
+        kube::core::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding");
     let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, "clusterrolebindings");
     let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(admin, &ar);
     let binding: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
@@ -289,7 +286,11 @@ async fn memory(apps: usize, kube_assets: Option<std::path::PathBuf>) {
         let created = deployments.len();
         let ready = deployments
             .iter()
-            .filter(|d| d.pointer("/status/availableReplicas").and_then(|v| v.as_i64()) == Some(1))
+            .filter(|d| {
+                d.pointer("/status/availableReplicas")
+                    .and_then(|v| v.as_i64())
+                    == Some(1)
+            })
             .count();
         if created == want && all_created.is_none() {
             all_created = Some(started.elapsed());

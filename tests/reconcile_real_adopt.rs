@@ -82,8 +82,10 @@ async fn make(b: &Backend, maker: Maker, ns: &str) {
             let manifest = dir.path().join("objects.json");
             std::fs::write(
                 &manifest,
-                serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": objects}))
-                    .unwrap(),
+                serde_json::to_string(
+                    &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+                )
+                .unwrap(),
             )
             .unwrap();
             let mut kubectl = Command::new("kubectl");
@@ -157,7 +159,13 @@ fn managers(o: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|e| e.get("subresource").is_none_or(|s| s == ""))
-        .map(|e| format!("{} {}", e["manager"].as_str().unwrap_or(""), e["operation"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["manager"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     m.sort();
     m.dedup();
@@ -199,7 +207,11 @@ async fn adopted_from(maker: Maker, tool: &str) {
     );
 
     let cm = b.get("v1", "ConfigMap", &ns, "legacy").await.unwrap();
-    assert_eq!(cm["data"], json!({"a": "1"}), "{tool} (made by {tool_managers:?}): {cm:#?}");
+    assert_eq!(
+        cm["data"],
+        json!({"a": "1"}),
+        "{tool} (made by {tool_managers:?}): {cm:#?}"
+    );
     assert!(
         cm["metadata"]["labels"].get("team").is_none(),
         "{tool}: the label Git dropped is gone: {cm:#?}"

@@ -82,9 +82,13 @@ async fn workload_then_broken(
     story.push(format!("broken: {}", health_of(&second, &id)));
     story.push(format!(
         "waited for the rollout: {}",
-        ["RolloutInProgress", "WaitingForReady", "WaitingForAvailable"]
-            .iter()
-            .any(|r| message.contains(r))
+        [
+            "RolloutInProgress",
+            "WaitingForReady",
+            "WaitingForAvailable"
+        ]
+        .iter()
+        .any(|r| message.contains(r))
     ));
     story
 }
@@ -126,7 +130,10 @@ async fn a_stateful_set_is_healthy_when_its_pods_are_ready_and_fails_by_the_time
 async fn a_daemon_set_is_healthy_when_every_node_runs_it_and_fails_by_the_timeout_when_a_pod_never_is_ready()
  {
     let story = on_both!(daemon_set_rollouts);
-    assert!(story.contains(&"first: Healthy Available".into()), "{story:#?}");
+    assert!(
+        story.contains(&"first: Healthy Available".into()),
+        "{story:#?}"
+    );
     let n = story.len();
     assert_eq!(
         story[n - 3..],
@@ -201,7 +208,9 @@ async fn ingress(b: Backend, ns: String) -> Vec<String> {
                 field_manager: Some("ingress-controller".into()),
                 ..Default::default()
             },
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}})),
+            &Patch::Merge(
+                json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}),
+            ),
         )
         .await
         .unwrap();
@@ -289,9 +298,7 @@ async fn custom_resource_conditions(b: Backend, ns: String) -> Vec<String> {
         let o = report.object(&id).unwrap();
         story.push(format!(
             "{what}: {:?} {} [{}]",
-            o.health.status,
-            o.health.reason,
-            o.health.message
+            o.health.status, o.health.reason, o.health.message
         ));
     };
 

@@ -968,7 +968,11 @@ mod tests {
             "runs on schedule \"0 3 * * *\", last at 2026-12-02T03:00:00Z"
         );
         assert_eq!(
-            assess(&cron(json!({"schedule": "0 3 * * *", "suspend": true}), json!({}))).reason,
+            assess(&cron(
+                json!({"schedule": "0 3 * * *", "suspend": true}),
+                json!({})
+            ))
+            .reason,
             "Suspended"
         );
     }
