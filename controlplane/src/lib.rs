@@ -360,6 +360,11 @@ impl ControlPlane {
                 s("--bind-address=127.0.0.1"),
                 format!("--secure-port={}", free_port()),
                 s("--profiling=false"),
+                // kwok renews the fake Node's lease through the same rate-limited client that
+                // patches pod status: with hundreds of pods starting on a busy machine, renewals
+                // came more than the default 50 s late, the Node went NotReady and every pod on
+                // it unready (seen in the 600-Deployment bench). Fake nodes do not fail.
+                s("--node-monitor-grace-period=10m"),
             ],
         )?;
         cp.spawn(
