@@ -161,6 +161,13 @@ struct RepoView {
     held: BTreeMap<(String, String), BTreeSet<Digest>>,
 }
 
+/// What a config branch tip says, read once per tip.
+struct TipFacts {
+    pipeline: Pipeline,
+    policies: Vec<PolicySource>,
+    pinned: BTreeMap<(String, String), Pinned>,
+}
+
 /// How many promotions back the engine reads history (rollback targets and holds).
 const HISTORY_DEPTH: usize = 1000;
 
@@ -183,6 +190,12 @@ pub struct Engine<F> {
     pub push_attempts: usize,
     /// The promotions read from history at a config branch tip, to read them once per tip.
     history: Mutex<Option<(git2::Oid, std::sync::Arc<Vec<Entry>>)>>,
+    /// What a config branch tip says (pipeline, policies, pins), parsed once per tip: an idle
+    /// pass would otherwise parse every overlay once per app.
+    at_tip: Mutex<Option<(git2::Oid, std::sync::Arc<TipFacts>)>>,
+    /// What each promotion branch commit pins, by commit (a branch is read again only when
+    /// it moves).
+    branch_pins: Mutex<BTreeMap<git2::Oid, Option<Pinned>>>,
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
@@ -201,6 +214,8 @@ impl<F: Forge> Engine<F> {
             push_attempts: 3,
             snapshot: Mutex::default(),
             history: Mutex::new(None),
+            at_tip: Mutex::new(None),
+            branch_pins: Mutex::default(),
             provenance: Mutex::default(),
             attestations: Mutex::default(),
             copier: None,
@@ -257,6 +272,74 @@ impl<F: Forge> Engine<F> {
     fn read_repo(&self) -> Result<RepoView, EngineError> {
         let repo = self.repo();
         let tip = repo.fetch()?;
+        let facts = self.tip_facts(&repo, tip)?;
+        let pipeline = facts.pipeline.clone();
+        let policies = facts.policies.clone();
+        let pinned = facts.pinned.clone();
+        let mut branch_pins = self.branch_pins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = BTreeSet::new();
+        let mut branches = BTreeMap::new();
+        for env in &pipeline.environments {
+            for app in pipeline.apps.keys() {
+                let branch = forge::promotion_branch(&env.name, app);
+                if let Some(oid) = repo.remote_branch(&branch)? {
+                    let commit = repo.git().find_commit(oid).map_err(|e| GitError::Git {
+                        op: "read",
+                        message: e.message().into(),
+                        transient: false,
+                    })?;
+                    let at = Utc
+                        .timestamp_opt(commit.time().seconds(), 0)
+                        .single()
+                        .unwrap_or_default();
+                    seen.insert(oid);
+                    let pin = match branch_pins.get(&oid) {
+                        Some(pin) => pin.clone(),
+                        None => {
+                            let pin =
+                                bump::current(&repo.files_at(oid)?, &pipeline, &env.name, app)
+                                    .ok()
+                                    .flatten();
+                            branch_pins.insert(oid, pin.clone());
+                            pin
+                        }
+                    };
+                    branches.insert(branch, (pin, at));
+                }
+            }
+        }
+        // Forget branch commits no branch points at any more.
+        branch_pins.retain(|oid, _| seen.contains(oid));
+        drop(branch_pins);
+        let history = self.history_at(&repo, tip)?;
+        let held = plan::held_digests(history.iter().map(|e| &e.promotion));
+        Ok(RepoView {
+            pipeline,
+            policies,
+            pinned,
+            branches,
+            history,
+            held,
+        })
+    }
+
+    /// The pipeline, policies and pins at `tip`, parsed once per tip.
+    fn tip_facts(
+        &self,
+        repo: &ConfigRepo,
+        tip: git2::Oid,
+    ) -> Result<std::sync::Arc<TipFacts>, EngineError> {
+        let mut cache = self.at_tip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, facts)) = cache.as_ref()
+            && *at == tip
+        {
+            return Ok(facts.clone());
+        }
+        // Where a branch pins depends on the pipeline: read them again under the new one.
+        self.branch_pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let files = repo.files_at(tip)?;
         let pipeline = load_pipeline(&files, tip)?;
         let policies = crate::config::policy::read_policies(&files).map_err(|message| {
@@ -273,37 +356,13 @@ impl<F: Forge> Engine<F> {
                 }
             }
         }
-        let mut branches = BTreeMap::new();
-        for env in &pipeline.environments {
-            for app in pipeline.apps.keys() {
-                let branch = forge::promotion_branch(&env.name, app);
-                if let Some(oid) = repo.remote_branch(&branch)? {
-                    let commit = repo.git().find_commit(oid).map_err(|e| GitError::Git {
-                        op: "read",
-                        message: e.message().into(),
-                        transient: false,
-                    })?;
-                    let at = Utc
-                        .timestamp_opt(commit.time().seconds(), 0)
-                        .single()
-                        .unwrap_or_default();
-                    let pin = bump::current(&repo.files_at(oid)?, &pipeline, &env.name, app)
-                        .ok()
-                        .flatten();
-                    branches.insert(branch, (pin, at));
-                }
-            }
-        }
-        let history = self.history_at(&repo, tip)?;
-        let held = plan::held_digests(history.iter().map(|e| &e.promotion));
-        Ok(RepoView {
+        let facts = std::sync::Arc::new(TipFacts {
             pipeline,
             policies,
             pinned,
-            branches,
-            history,
-            held,
-        })
+        });
+        *cache = Some((tip, facts.clone()));
+        Ok(facts)
     }
 
     fn history_at(
