@@ -61,7 +61,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         "render",
     )?;
     let mut resources = Vec::new();
-    let cfg = b.accumulate(&k, &entry, &mut resources)?;
+    let cfg = b.accumulate(&k, &entry, &mut resources, Extra::default())?;
     resources.retain(|r| !r.is_empty());
 
     add_build_metadata(&mut resources, &k, &entry.rel);
@@ -290,14 +290,17 @@ impl Builder {
 
     /// Build one kustomization into `ra`; returns the field specs its `configurations` (and
     /// those of everything it includes) add, which apply to the kustomizations above it too.
+    /// `cfg` is the configuration accumulated so far: empty for a kustomization, the
+    /// including kustomization's for a component (which runs on its accumulator).
     fn accumulate(
         &mut self,
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
+        cfg: Extra,
     ) -> Result<Extra, RenderError> {
         self.enter(dir, &Location::file(&k.file))?;
-        let result = self.accumulate_inner(k, dir, ra);
+        let result = self.accumulate_inner(k, dir, ra, cfg);
         self.stack.pop();
         result
     }
@@ -307,8 +310,10 @@ impl Builder {
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
+        mut cfg: Extra,
     ) -> Result<Extra, RenderError> {
-        let mut cfg = Extra::default();
+        let merge_err =
+            |e: String| RenderError::invalid(Location::file(&k.file), "configurations", e);
         let mut index = name_index(ra);
         for entry in &k.resources {
             let at = Location::at(&k.file, entry.line);
@@ -318,21 +323,31 @@ impl Builder {
             let loaded = if r.is_dir {
                 let sub = self.load(&r, Kind::Kustomization, &at, "resources")?;
                 let mut sub_ra = Vec::new();
-                cfg.merge(&self.accumulate(&sub, &r, &mut sub_ra)?);
+                let sub_cfg = self.accumulate(&sub, &r, &mut sub_ra, Extra::default())?;
+                cfg.merge(&sub_cfg).map_err(merge_err)?;
                 sub_ra
             } else {
                 self.load_resources(&r, &at)?
             };
             append_all(ra, &mut index, loaded, &at)?;
         }
+        let mut files = Extra::default();
         for entry in &k.configurations {
             let at = Location::at(&k.file, entry.line);
             let r = self
                 .loader
                 .resolve(&dir.abs, &entry.value, &at, "configurations", false)?;
             let text = self.loader.read_text(&r, &at)?;
-            cfg.merge(&configurations::parse(&text, &r.rel)?);
+            files
+                .merge(&configurations::parse(&text, &r.rel)?)
+                .map_err(|e| RenderError::invalid(at.clone(), "configurations", e))?;
         }
+        // kustomize's `MakeTransformerConfig`: the defaults, extended by the files.
+        let mut own = Extra::builtin();
+        if !k.configurations.is_empty() {
+            own.merge(&files).map_err(merge_err)?;
+        }
+        cfg.merge(&own).map_err(merge_err)?;
         for spec in k.config_map_generator.iter().chain(&k.secret_generator) {
             let res = generate::generate(
                 &mut self.loader,
@@ -380,7 +395,7 @@ impl Builder {
                 });
             }
             let ck = self.load(&r, Kind::Component, &at, "components")?;
-            cfg.merge(&self.accumulate(&ck, &r, ra)?);
+            cfg = self.accumulate(&ck, &r, ra, cfg)?;
         }
         self.transform(k, dir, ra, &cfg)?;
         if !k.vars.is_empty() {
@@ -519,14 +534,36 @@ impl Builder {
         for p in &k.patches {
             self.apply_patch(k, dir, ra, p, "patches")?;
         }
-        transform::namespace(ra, &k.namespace, k)?;
-        transform::prefix_suffix(ra, &k.name_prefix, &k.name_suffix);
-        transform::labels(ra, k, &cfg.common_labels)?;
+        if !k.namespace.is_empty() {
+            let n = transform::Namespacing {
+                namespace: k.namespace.clone(),
+                specs: cfg.namespace.clone(),
+                ..Default::default()
+            };
+            transform::namespace(ra, &n, &k.file)?;
+        }
+        if !k.name_prefix.is_empty() {
+            transform::affix(ra, &k.name_prefix, true, &cfg.name_prefix)?;
+        }
+        if !k.name_suffix.is_empty() {
+            transform::affix(ra, &k.name_suffix, false, &cfg.name_suffix)?;
+        }
+        transform::labels(
+            ra,
+            k,
+            transform::LabelTables {
+                common: &cfg.common_labels,
+                labels: &cfg.labels,
+                templates: &cfg.template_labels,
+            },
+        )?;
         transform::annotations(ra, k, &cfg.common_annotations)?;
         for p in &k.patches_json6902 {
             self.apply_patch(k, dir, ra, p, "patchesJson6902")?;
         }
-        transform::replicas(ra, &k.replicas, &k.file)?;
+        if !k.replicas.is_empty() {
+            transform::replicas(ra, &k.replicas, &cfg.replicas, &k.file)?;
+        }
         transform::images(ra, k, &cfg.images)?;
         if !k.replacements.is_empty() {
             let loader = &mut self.loader;
@@ -551,7 +588,26 @@ impl Builder {
                         prefix,
                         suffix,
                         specs,
-                    } => transform::prefix_suffix_for(ra, prefix, suffix, specs),
+                    } => {
+                        if let Some(prefix) = prefix {
+                            transform::affix(ra, prefix, true, specs)?;
+                        }
+                        if let Some(suffix) = suffix {
+                            transform::affix(ra, suffix, false, specs)?;
+                        }
+                    }
+                    plugins::Config::Namespace(n) => transform::namespace(ra, n, &plugin.at.file)?,
+                    plugins::Config::Replicas { replica, specs } => transform::replicas(
+                        ra,
+                        std::slice::from_ref(replica),
+                        specs,
+                        &plugin.at.file,
+                    )?,
+                    plugins::Config::Images { image, specs } => {
+                        let mut kk = Kustomization::empty(&plugin.at.file);
+                        kk.images.push(image.clone());
+                        transform::images(ra, &kk, specs)?;
+                    }
                     plugins::Config::Hash => add_hashes(ra),
                     plugins::Config::Generate(_) => {}
                 }
@@ -590,7 +646,7 @@ impl Builder {
             let loaded = if r.is_dir {
                 let sub = self.load(&r, Kind::Kustomization, &at, field)?;
                 let mut sub_ra = Vec::new();
-                self.accumulate(&sub, &r, &mut sub_ra)?;
+                self.accumulate(&sub, &r, &mut sub_ra, Extra::default())?;
                 sub_ra
             } else {
                 self.load_resources(&r, &at)?

@@ -15,6 +15,7 @@ use super::kustomization::{
 };
 use super::replace;
 use super::resource::scalar_text;
+use super::transform;
 
 /// What one configuration asks for.
 #[derive(Debug, Clone)]
@@ -27,10 +28,22 @@ pub enum Config {
         entries: BTreeMap<String, String>,
         what: &'static str,
     },
-    /// Name prefix and suffix, on objects the field specs select.
+    /// Name prefix and/or suffix, at the field specs (run even when empty, as in kustomize).
     PrefixSuffix {
-        prefix: String,
-        suffix: String,
+        prefix: Option<String>,
+        suffix: Option<String>,
+        specs: Vec<FieldSpec>,
+    },
+    /// A namespace transformer with its own field specs and options.
+    Namespace(transform::Namespacing),
+    /// A replica count at the configuration's own field specs.
+    Replicas {
+        replica: ReplicaSpec,
+        specs: Vec<FieldSpec>,
+    },
+    /// An image rule, on every container list and at the configuration's own field specs.
+    Images {
+        image: ImageSpec,
         specs: Vec<FieldSpec>,
     },
     /// Content hashes for generated objects now (`HashTransformer`).
@@ -283,34 +296,37 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
             }
         }
         "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
-            let specs = d.field_specs()?;
-            if let Some(fs) = specs.iter().find(|s| s.path != "metadata/name") {
-                return Err(RenderError::Unsupported {
-                    at: at.clone(),
-                    field: format!("{kind}.fieldSpecs"),
-                    why: format!(
-                        "prefixes and suffixes on {:?} (only metadata/name) are not implemented",
-                        fs.path
-                    ),
-                });
+            if v.get("fieldSpecs").is_none_or(Value::is_null) {
+                return Err(RenderError::invalid(
+                    at.clone(),
+                    format!("{kind}.fieldSpecs"),
+                    "fieldSpecs is not expected to be nil (list where the affix goes, e.g. `- path: metadata/name`)",
+                ));
             }
+            let (prefix, suffix) = match kind.as_str() {
+                "PrefixTransformer" => (Some(d.string("prefix")?), None),
+                "SuffixTransformer" => (None, Some(d.string("suffix")?)),
+                _ => (Some(d.string("prefix")?), Some(d.string("suffix")?)),
+            };
             Config::PrefixSuffix {
-                prefix: d.string("prefix")?,
-                suffix: d.string("suffix")?,
-                specs,
+                prefix,
+                suffix,
+                specs: d.field_specs()?,
             }
         }
         "ImageTagTransformer" => {
             let t = v.get("imageTag").cloned().unwrap_or(Value::Null);
             let s = |f: &str| t.get(f).map(scalar_text).unwrap_or_default();
-            k.images.push(ImageSpec {
-                name: s("name"),
-                new_name: s("newName"),
-                new_tag: s("newTag"),
-                digest: s("digest"),
-                line,
-            });
-            Config::Transform(Box::new(k))
+            Config::Images {
+                image: ImageSpec {
+                    name: s("name"),
+                    new_name: s("newName"),
+                    new_tag: s("newTag"),
+                    digest: s("digest"),
+                    line,
+                },
+                specs: d.field_specs()?,
+            }
         }
         "ReplicaCountTransformer" => {
             let r = v.get("replica").cloned().unwrap_or(Value::Null);
@@ -319,31 +335,36 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
                 Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
                 _ => return Err(d.bad("replica.count", "an integer")),
             };
-            k.replicas.push(ReplicaSpec {
-                name: r.get("name").map(scalar_text).unwrap_or_default(),
-                count,
-                line,
-            });
-            Config::Transform(Box::new(k))
+            Config::Replicas {
+                replica: ReplicaSpec {
+                    name: r.get("name").map(scalar_text).unwrap_or_default(),
+                    count,
+                    line,
+                },
+                specs: d.field_specs()?,
+            }
         }
         "NamespaceTransformer" => {
-            if d.boolean(v.get("unsetOnly"), "unsetOnly")? {
-                return Err(RenderError::Unsupported {
-                    at: at.clone(),
-                    field: format!("{kind}.unsetOnly"),
-                    why: "unsetOnly is not implemented".into(),
-                });
-            }
-            let subjects = d.string("setRoleBindingSubjects")?;
-            if !matches!(subjects.as_str(), "" | "defaultOnly") {
-                return Err(RenderError::Unsupported {
-                    at: at.clone(),
-                    field: format!("{kind}.setRoleBindingSubjects"),
-                    why: format!("{subjects:?} is not implemented (defaultOnly is)"),
-                });
-            }
-            k.namespace = d.meta("namespace");
-            Config::Transform(Box::new(k))
+            let subjects = match d.string("setRoleBindingSubjects")?.as_str() {
+                "" | "defaultOnly" => transform::Subjects::DefaultOnly,
+                "allServiceAccounts" => transform::Subjects::AllServiceAccounts,
+                "none" => transform::Subjects::None,
+                other => {
+                    return Err(RenderError::invalid(
+                        at.clone(),
+                        format!("{kind}.setRoleBindingSubjects"),
+                        format!(
+                            "invalid value {other:?} for setRoleBindingSubjects: must be one of \"defaultOnly\", \"none\" or \"allServiceAccounts\""
+                        ),
+                    ));
+                }
+            };
+            Config::Namespace(transform::Namespacing {
+                namespace: d.meta("namespace"),
+                specs: d.field_specs()?,
+                unset_only: d.boolean(v.get("unsetOnly"), "unsetOnly")?,
+                subjects,
+            })
         }
         "PatchTransformer" => {
             let options = v.get("options");
