@@ -33,6 +33,9 @@ pub struct Builder {
     vars: Vec<vars::Var>,
     /// What `kubectl kustomize` would print on stderr.
     warnings: Vec<String>,
+    /// The top directory when its `buildMetadata` asks for `transformerAnnotations`: every
+    /// transformer that runs is then recorded on the objects it ran over.
+    track_transformers: Option<PathBuf>,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
@@ -44,6 +47,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         stack: Vec::new(),
         vars: Vec::new(),
         warnings: Vec::new(),
+        track_transformers: None,
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -60,6 +64,12 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         &Location::file(&entry.rel),
         "render",
     )?;
+    if k.build_metadata
+        .iter()
+        .any(|m| m.value == "transformerAnnotations")
+    {
+        b.track_transformers = Some(entry.rel.clone());
+    }
     let mut resources = Vec::new();
     let cfg = b.accumulate(&k, &entry, &mut resources, Extra::default())?;
     resources.retain(|r| !r.is_empty());
@@ -92,6 +102,19 @@ fn add_build_metadata(resources: &mut [Resource], k: &Kustomization, top: &Path)
     let has = |o: &str| k.build_metadata.iter().any(|m| m.value == o);
     let (origin, managed) = (has("originAnnotations"), has("managedByLabel"));
     for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+        if !r.transformations.is_empty() {
+            let text = std::mem::take(&mut r.transformations);
+            let meta = r.metadata_mut();
+            let ann = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(a) = ann {
+                a.insert(
+                    "alpha.config.kubernetes.io/transformations".into(),
+                    Value::String(text),
+                );
+            }
+        }
         if origin {
             let rel = relative_to(&r.origin.file, top);
             let text = match &r.configured_by {
@@ -118,6 +141,30 @@ fn add_build_metadata(resources: &mut [Resource], k: &Kustomization, top: &Path)
                 );
             }
         }
+    }
+}
+
+/// kustomize's `alpha.config.kubernetes.io/transformations` entry for a transformer that ran
+/// over every object in `ra` (it records the transformer whether or not it changed them).
+fn record_transformer(
+    ra: &mut [Resource],
+    configured_in: &str,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+) {
+    let mut item = format!(
+        "- configuredIn: {configured_in}\n  configuredBy:\n    apiVersion: {api_version}\n    kind: {kind}\n"
+    );
+    if !name.is_empty() {
+        item.push_str(&format!("    name: {name}\n"));
+    }
+    if !namespace.is_empty() {
+        item.push_str(&format!("    namespace: {namespace}\n"));
+    }
+    for r in ra.iter_mut().filter(|r| !r.is_empty()) {
+        r.transformations.push_str(&item);
     }
 }
 
@@ -397,7 +444,7 @@ impl Builder {
             let ck = self.load(&r, Kind::Component, &at, "components")?;
             cfg = self.accumulate(&ck, &r, ra, cfg)?;
         }
-        self.transform(k, dir, ra, &cfg)?;
+        self.transform(k, dir, ra, &cfg, true)?;
         if !k.vars.is_empty() {
             self.warnings.push(vars::DEPRECATION.to_string());
         }
@@ -500,13 +547,26 @@ impl Builder {
         Ok(out)
     }
 
+    /// Run the transformers of `k`. `builtin`: `k` is a kustomization (its fields are
+    /// kustomize's built-in transformers, recorded as such for `transformerAnnotations`), not
+    /// the stand-in for one built-in plugin configuration (recorded by the caller).
     fn transform(
         &mut self,
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
         cfg: &Extra,
+        builtin: bool,
     ) -> Result<(), RenderError> {
+        let configured_in = match (&self.track_transformers, builtin) {
+            (Some(top), true) => Some(relative_to(&k.file, top)),
+            _ => None,
+        };
+        let note = |ra: &mut Vec<Resource>, kind: &str| {
+            if let Some(c) = &configured_in {
+                record_transformer(ra, c, "builtin", kind, "", "");
+            }
+        };
         // patchesStrategicMerge (legacy)
         for entry in &k.patches_strategic_merge {
             let at = Location::at(&k.file, entry.line);
@@ -530,9 +590,13 @@ impl Builder {
             }
             ra.retain(|r| !r.is_empty());
         }
+        if !k.patches_strategic_merge.is_empty() {
+            note(ra, "PatchStrategicMergeTransformer");
+        }
         // patches
         for p in &k.patches {
             self.apply_patch(k, dir, ra, p, "patches")?;
+            note(ra, "PatchTransformer");
         }
         if !k.namespace.is_empty() {
             let n = transform::Namespacing {
@@ -541,12 +605,15 @@ impl Builder {
                 ..Default::default()
             };
             transform::namespace(ra, &n, &k.file)?;
+            note(ra, "NamespaceTransformer");
         }
         if !k.name_prefix.is_empty() {
             transform::affix(ra, &k.name_prefix, true, &cfg.name_prefix)?;
+            note(ra, "PrefixTransformer");
         }
         if !k.name_suffix.is_empty() {
             transform::affix(ra, &k.name_suffix, false, &cfg.name_suffix)?;
+            note(ra, "SuffixTransformer");
         }
         transform::labels(
             ra,
@@ -557,14 +624,30 @@ impl Builder {
                 templates: &cfg.template_labels,
             },
         )?;
+        // kustomize runs one label transformer per `labels` entry and one for `commonLabels`.
+        if !k.labels.is_empty() || !k.common_labels.is_empty() {
+            for _ in 0..=k.labels.len() {
+                note(ra, "LabelTransformer");
+            }
+        }
         transform::annotations(ra, k, &cfg.common_annotations)?;
+        if !k.common_annotations.is_empty() {
+            note(ra, "AnnotationsTransformer");
+        }
         for p in &k.patches_json6902 {
             self.apply_patch(k, dir, ra, p, "patchesJson6902")?;
+            note(ra, "PatchJson6902Transformer");
         }
         if !k.replicas.is_empty() {
             transform::replicas(ra, &k.replicas, &cfg.replicas, &k.file)?;
+            for _ in &k.replicas {
+                note(ra, "ReplicaCountTransformer");
+            }
         }
         transform::images(ra, k, &cfg.images)?;
+        for _ in &k.images {
+            note(ra, "ImageTagTransformer");
+        }
         if !k.replacements.is_empty() {
             let loader = &mut self.loader;
             let reps = replace::collect(&k.replacements, |path, line| {
@@ -574,11 +657,12 @@ impl Builder {
                 Ok((text.to_string(), r.rel))
             })?;
             replace::apply(ra, &reps)?;
+            note(ra, "ReplacementTransformer");
         }
         for entry in plugins::in_kustomize_order(&k.transformers) {
             for plugin in self.load_plugins(k, dir, entry, "transformers")? {
                 match &plugin.config {
-                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra, cfg)?,
+                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra, cfg, false)?,
                     plugins::Config::SetEntries {
                         specs,
                         entries,
@@ -610,6 +694,11 @@ impl Builder {
                     }
                     plugins::Config::Hash => add_hashes(ra),
                     plugins::Config::Generate(_) => {}
+                }
+                if let Some(top) = &self.track_transformers {
+                    let (kind, name, namespace) = &plugin.id;
+                    let c = relative_to(&plugin.at.file, top);
+                    record_transformer(ra, &c, "builtin", kind, name, namespace);
                 }
             }
         }

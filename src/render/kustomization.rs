@@ -820,15 +820,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
                 k.build_metadata = d.strings(v, name)?;
                 for m in &k.build_metadata {
                     match m.value.as_str() {
-                        "managedByLabel" | "originAnnotations" => {}
-                        "transformerAnnotations" => {
-                            return Err(RenderError::Unsupported {
-                                at: Location::at(file, m.line),
-                                field: "buildMetadata: transformerAnnotations".into(),
-                                why: "the per-transformer history annotation is not implemented"
-                                    .into(),
-                            });
-                        }
+                        "managedByLabel" | "originAnnotations" | "transformerAnnotations" => {}
                         other => {
                             return Err(RenderError::invalid(
                                 Location::at(file, m.line),

@@ -56,6 +56,8 @@ pub enum Config {
 pub struct Plugin {
     pub config: Config,
     pub at: Location,
+    /// `kind`, `metadata.name` and `metadata.namespace` of the configuration.
+    pub id: (String, String, String),
 }
 
 /// Built-in kinds baton does not run, with the reason.
@@ -429,6 +431,7 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
     Ok(Plugin {
         config,
         at: at.clone(),
+        id: (kind.clone(), d.meta("name"), d.meta("namespace")),
     })
 }
 

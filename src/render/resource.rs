@@ -164,6 +164,8 @@ pub struct Resource {
     pub behavior: Option<Behavior>,
     /// For generated objects: the `configuredBy` lines of kustomize's origin annotation.
     pub configured_by: Option<String>,
+    /// kustomize's transformer annotation (a YAML list), when the build records it.
+    pub transformations: String,
 }
 
 impl Resource {
@@ -177,6 +179,7 @@ impl Resource {
             needs_hash: false,
             behavior: None,
             configured_by: None,
+            transformations: String::new(),
         }
     }
 
