@@ -36,6 +36,11 @@ pub struct Builder {
     /// The top directory when its `buildMetadata` asks for `transformerAnnotations`: every
     /// transformer that runs is then recorded on the objects it ran over.
     track_transformers: Option<PathBuf>,
+    /// The custom OpenAPI schema, once a kustomization has set one (`openapi.path`); like
+    /// kustomize's global schema, the first kustomization loaded that names one sets it for
+    /// the rest of the build, and a built-in `version` counts as set.
+    openapi: Option<std::rc::Rc<schema::Custom>>,
+    openapi_set: bool,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
@@ -48,6 +53,8 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         vars: Vec::new(),
         warnings: Vec::new(),
         track_transformers: None,
+        openapi: None,
+        openapi_set: false,
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -307,6 +314,7 @@ impl Builder {
         };
         let text = self.loader.read_text(&file, at)?;
         let k = kustomization::parse(&text, &file.rel)?;
+        self.set_openapi(&k, dir)?;
         match (expect, k.kind) {
             (Kind::Component, Kind::Kustomization) => Err(RenderError::BadReference {
                 at: at.clone(),
@@ -322,6 +330,54 @@ impl Builder {
             }),
             _ => Ok(k),
         }
+    }
+
+    /// kustomize's `openapi.SetSchema`: only the first schema set counts.
+    fn set_openapi(&mut self, k: &Kustomization, dir: &Resolved) -> Result<(), RenderError> {
+        if self.openapi_set {
+            return Ok(());
+        }
+        let at = Location::file(&k.file);
+        let version = k.openapi.get("version").filter(|v| !v.is_empty());
+        if let Some(path) = k.openapi.get("path") {
+            if version.is_some() {
+                return Err(RenderError::invalid(
+                    at,
+                    "openapi",
+                    "builtin version and custom schema provided, cannot use both",
+                ));
+            }
+            let r = self
+                .loader
+                .resolve(&dir.abs, path, &at, "openapi.path", false)?;
+            let text = self.loader.read_text(&r, &at)?;
+            let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
+                at: Location::at(&r.rel, e.line),
+                message: e.message,
+            })?;
+            let doc = match docs.iter().find(|d| !d.is_null()) {
+                Some(d) => d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+                    at: Location::at(&r.rel, e.line),
+                    message: e.message,
+                })?,
+                None => Value::Null,
+            };
+            let custom = schema::Custom::new(doc)
+                .map_err(|e| RenderError::invalid(Location::file(&r.rel), "openapi.path", e))?;
+            self.openapi = Some(std::rc::Rc::new(custom));
+            self.openapi_set = true;
+        } else if let Some(v) = version {
+            // kustomize v5.5 builds in one Kubernetes schema, the one baton models.
+            if v != "v1.21.2" {
+                return Err(RenderError::invalid(
+                    at,
+                    "openapi.version",
+                    format!("{v:?}: the specified OpenAPI version is not built in (v1.21.2 is)"),
+                ));
+            }
+            self.openapi_set = true;
+        }
+        Ok(())
     }
 
     fn enter(&mut self, dir: &Resolved, at: &Location) -> Result<(), RenderError> {
@@ -586,7 +642,15 @@ impl Builder {
             };
             let mut index = name_index(ra);
             for p in patches {
-                apply_untargeted(ra, &mut index, &p, &at, false, false)?;
+                apply_untargeted(
+                    self.openapi.as_deref(),
+                    ra,
+                    &mut index,
+                    &p,
+                    &at,
+                    false,
+                    false,
+                )?;
             }
             ra.retain(|r| !r.is_empty());
         }
@@ -874,6 +938,7 @@ impl Builder {
                 let mut index = name_index(ra);
                 for patch in &patches {
                     apply_untargeted(
+                        self.openapi.as_deref(),
                         ra,
                         &mut index,
                         patch,
@@ -894,7 +959,14 @@ impl Builder {
                 for patch in &patches {
                     for r in ra.iter_mut() {
                         if !r.is_empty() && selected.iter().any(|id| id.equals(&r.cur_id())) {
-                            apply_smp(r, patch, &at, p.allow_name_change, p.allow_kind_change)?;
+                            apply_smp(
+                                self.openapi.as_deref(),
+                                r,
+                                patch,
+                                &at,
+                                p.allow_name_change,
+                                p.allow_kind_change,
+                            )?;
                         }
                     }
                 }
@@ -1014,6 +1086,7 @@ fn matching(ra: &[Resource], index: &NameIndex, id: &ResId) -> Vec<usize> {
 /// A patch without a target applies to the one resource whose current or previous identity
 /// equals the patch's own.
 fn apply_untargeted(
+    custom: Option<&schema::Custom>,
     ra: &mut [Resource],
     index: &mut NameIndex,
     patch: &Value,
@@ -1025,7 +1098,14 @@ fn apply_untargeted(
     let matches = matching(ra, index, &id);
     match matches.as_slice() {
         [i] => {
-            apply_smp(&mut ra[*i], patch, at, allow_name_change, allow_kind_change)?;
+            apply_smp(
+                custom,
+                &mut ra[*i],
+                patch,
+                at,
+                allow_name_change,
+                allow_kind_change,
+            )?;
             if allow_name_change {
                 index_add(index, &ra[*i], *i);
             }
@@ -1045,6 +1125,7 @@ fn apply_untargeted(
 }
 
 fn apply_smp(
+    custom: Option<&schema::Custom>,
     r: &mut Resource,
     patch: &Value,
     at: &Location,
@@ -1068,7 +1149,10 @@ fn apply_smp(
         r.namespace().to_string(),
         r.kind().to_string(),
     );
-    let root = schema::for_resource(&r.gvk());
+    let root = match custom {
+        None => merge::Root::Builtin(schema::for_resource(&r.gvk())),
+        Some(c) => merge::Root::Custom(c.for_resource(r.api_version(), r.kind()).map(|s| (c, s))),
+    };
     let merged = merge::strategic_merge(&r.value, &patch, root).map_err(|e| {
         RenderError::build(
             at.clone(),

@@ -158,6 +158,8 @@ pub struct Kustomization {
     pub build_metadata: Vec<Spanned<String>>,
     pub vars: Vec<super::vars::Var>,
     pub configurations: Vec<Spanned<String>>,
+    /// `openapi`: `path` of a custom schema document, or a built-in `version`.
+    pub openapi: BTreeMap<String, String>,
 }
 
 impl Kustomization {
@@ -189,13 +191,13 @@ impl Kustomization {
             build_metadata: Vec::new(),
             vars: Vec::new(),
             configurations: Vec::new(),
+            openapi: BTreeMap::new(),
         }
     }
 }
 
 /// Fields kustomize has and baton does not implement, with the reason given to the user.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("openapi", "custom OpenAPI schemas are not implemented"),
     ("crds", "CRD-declared name references are not implemented"),
     ("validators", "validator plugins would run arbitrary code"),
     ("helmCharts", "Helm inflation runs the helm binary"),
@@ -229,6 +231,7 @@ const KNOWN: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "sortOptions",
+    "openapi",
     "replacements",
     "generators",
     "transformers",
@@ -811,6 +814,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             }
             "generatorOptions" => k.generator_options = d.generator_options(v, name)?,
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
+            "openapi" => k.openapi = d.string_map(v, name)?,
             "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
             "vars" => k.vars = super::vars::parse(&d, v, name)?,
             "configurations" => k.configurations = d.strings(v, name)?,
