@@ -481,6 +481,20 @@ impl Builder {
                     }
                     res.configured_by = Some(by);
                     absorb(ra, &mut index, res)?;
+                } else if let plugins::Config::Objects(objs) = &plugin.config {
+                    let (kind, name, namespace) = &plugin.id;
+                    for v in objs {
+                        let mut res = Resource::new(v.clone(), plugin.at.clone());
+                        let mut by = format!("  apiVersion: builtin\n  kind: {kind}\n");
+                        if !name.is_empty() {
+                            by.push_str(&format!("  name: {name}\n"));
+                        }
+                        if !namespace.is_empty() {
+                            by.push_str(&format!("  namespace: {namespace}\n"));
+                        }
+                        res.configured_by = Some(by);
+                        absorb(ra, &mut index, res)?;
+                    }
                 }
             }
         }
@@ -757,7 +771,76 @@ impl Builder {
                         transform::images(ra, &kk, specs)?;
                     }
                     plugins::Config::Hash => add_hashes(ra),
-                    plugins::Config::Generate(_) => {}
+                    plugins::Config::ValueAdd {
+                        value,
+                        targets,
+                        target_file,
+                    } => {
+                        let mut targets = targets.clone();
+                        if let Some(f) = target_file {
+                            let r = self.loader.resolve(
+                                &dir.abs,
+                                f,
+                                &plugin.at,
+                                "ValueAddTransformer.targetFilePath",
+                                false,
+                            )?;
+                            let text = self.loader.read_text(&r, &plugin.at)?;
+                            let doc = value::parse_stream(&text)
+                                .ok()
+                                .and_then(|d| d.into_iter().find(|d| !d.is_null()))
+                                .and_then(|d| d.to_value(Dialect::Kyaml).ok())
+                                .unwrap_or(Value::Null);
+                            targets.extend(plugins::value_targets(
+                                doc.get("targets"),
+                                &Location::file(&r.rel),
+                            )?);
+                        }
+                        let value = if value.is_empty() {
+                            dir.abs
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        } else {
+                            value.clone()
+                        };
+                        for t in &targets {
+                            let sel = match &t.selector {
+                                Some(s) => Some(Selector::new(s).map_err(|e| {
+                                    RenderError::invalid(
+                                        plugin.at.clone(),
+                                        "ValueAddTransformer.targets.selector",
+                                        e,
+                                    )
+                                })?),
+                                None => None,
+                            };
+                            for r in ra.iter_mut().filter(|r| !r.is_empty()) {
+                                if sel.as_ref().is_some_and(|s| !s.matches(r)) {
+                                    continue;
+                                }
+                                if t.field_path == "metadata/namespace" {
+                                    let n = transform::Namespacing {
+                                        namespace: value.clone(),
+                                        ..Default::default()
+                                    };
+                                    transform::namespace(
+                                        std::slice::from_mut(r),
+                                        &n,
+                                        &plugin.at.file,
+                                    )?;
+                                } else {
+                                    transform::value_add(
+                                        r,
+                                        &value,
+                                        &t.field_path,
+                                        t.file_path_position,
+                                    )?;
+                                }
+                            }
+                        }
+                    }
+                    plugins::Config::Generate(_) | plugins::Config::Objects(_) => {}
                 }
                 if let Some(top) = &self.track_transformers {
                     let (kind, name, namespace) = &plugin.id;

@@ -46,9 +46,66 @@ pub enum Config {
         image: ImageSpec,
         specs: Vec<FieldSpec>,
     },
+    /// `ValueAddTransformer`: put `value` (default: the kustomization directory's name) at
+    /// each target's field, or insert it into a file-path value at `filePathPosition`.
+    ValueAdd {
+        value: String,
+        targets: Vec<ValueTarget>,
+        /// `targetFilePath`: more targets, from a file.
+        target_file: Option<String>,
+    },
+    /// Objects a generator makes outright (`IAMPolicyGenerator`).
+    Objects(Vec<Value>),
     /// Content hashes for generated objects now (`HashTransformer`).
     Hash,
     Generate(GeneratorSpec),
+}
+
+/// One `ValueAddTransformer` target.
+#[derive(Debug, Clone)]
+pub struct ValueTarget {
+    pub selector: Option<Target>,
+    pub field_path: String,
+    pub file_path_position: i64,
+}
+
+/// Read `targets` of a `ValueAddTransformer` configuration (or of its `targetFilePath`).
+pub fn value_targets(list: Option<&Value>, at: &Location) -> Result<Vec<ValueTarget>, RenderError> {
+    let bad = |why: &str| RenderError::invalid(at.clone(), "ValueAddTransformer.targets", why);
+    let Some(list) = list.filter(|l| !l.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let items = list.as_array().ok_or_else(|| bad("expected a list"))?;
+    let d = Doc {
+        v: &Value::Null,
+        at,
+        kind: "ValueAddTransformer",
+    };
+    items
+        .iter()
+        .map(|t| {
+            let field_path = t.get("fieldPath").map(scalar_text).unwrap_or_default();
+            if field_path.is_empty() {
+                return Err(bad("fieldPath cannot be empty"));
+            }
+            let file_path_position = match t.get("filePathPosition") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| bad("filePathPosition must be an integer"))?,
+            };
+            if file_path_position < 0 {
+                return Err(bad(&format!(
+                    "value of FilePathPosition ({file_path_position}) cannot be negative"
+                )));
+            }
+            Ok(ValueTarget {
+                selector: d.target(t.get("selector")),
+                field_path,
+                file_path_position,
+            })
+        })
+        .collect()
 }
 
 /// One configuration with where it came from.
@@ -64,23 +121,15 @@ pub struct Plugin {
 const DECLINED: &[(&str, &str)] = &[
     (
         "HelmChartInflationGenerator",
-        "Helm inflation runs the helm binary",
-    ),
-    (
-        "IAMPolicyGenerator",
-        "the GKE IAM policy generator is not implemented",
+        "Helm inflation runs the helm binary; use the kustomization's helmCharts field with `render.helm: true` in baton.yaml",
     ),
     (
         "SortOrderTransformer",
-        "use the kustomization's sortOptions instead",
+        "kustomize does not load it as a plugin either (unable to load builtin); use the kustomization's sortOptions",
     ),
     (
         "LegacyOrderTransformer",
-        "use the kustomization's sortOptions instead",
-    ),
-    (
-        "ValueAddTransformer",
-        "the alpha ValueAddTransformer is not implemented",
+        "kustomize does not load it as a plugin either (unable to load builtin); use the kustomization's sortOptions",
     ),
 ];
 
@@ -265,7 +314,10 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
         });
     }
     let d = Doc { v, at, kind: &kind };
-    let is_generator = matches!(kind.as_str(), "ConfigMapGenerator" | "SecretGenerator");
+    let is_generator = matches!(
+        kind.as_str(),
+        "ConfigMapGenerator" | "SecretGenerator" | "IAMPolicyGenerator"
+    );
     if is_generator != (field == "generators") {
         return Err(RenderError::invalid(
             at.clone(),
@@ -420,6 +472,62 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
             Config::Transform(Box::new(k))
         }
         "HashTransformer" => Config::Hash,
+        "ValueAddTransformer" => {
+            let target_file = Some(d.string("targetFilePath")?).filter(|s| !s.is_empty());
+            let targets = value_targets(v.get("targets"), at)?;
+            if targets.is_empty() && target_file.is_none() {
+                return Err(RenderError::invalid(
+                    at.clone(),
+                    "ValueAddTransformer.targets",
+                    "must specify at least one target",
+                ));
+            }
+            Config::ValueAdd {
+                value: d.string("value")?.trim().to_string(),
+                targets,
+                target_file,
+            }
+        }
+        "IAMPolicyGenerator" => {
+            let cloud = d.string("cloud")?;
+            if cloud != "gke" {
+                return Err(RenderError::invalid(
+                    at.clone(),
+                    "IAMPolicyGenerator.cloud",
+                    format!("cloud provider {cloud} not supported yet (kustomize supports gke)"),
+                ));
+            }
+            let get = |a: &str, b: &str| {
+                v.get(a)
+                    .and_then(|x| x.get(b))
+                    .map(scalar_text)
+                    .unwrap_or_default()
+            };
+            let mut meta = serde_json::Map::new();
+            meta.insert(
+                "annotations".into(),
+                serde_json::json!({
+                    "iam.gke.io/gcp-service-account": format!(
+                        "{}@{}.iam.gserviceaccount.com",
+                        get("serviceAccount", "name"),
+                        get("serviceAccount", "projectId")
+                    )
+                }),
+            );
+            meta.insert(
+                "name".into(),
+                Value::String(get("kubernetesService", "name")),
+            );
+            let ns = get("kubernetesService", "namespace");
+            if !ns.is_empty() {
+                meta.insert("namespace".into(), Value::String(ns));
+            }
+            Config::Objects(vec![serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": meta,
+            })])
+        }
         other => {
             return Err(RenderError::Unsupported {
                 at: at.clone(),

@@ -640,9 +640,114 @@ pub fn replicas(
     Ok(())
 }
 
+/// kyaml's `filesys.InsertPathPart`: `part` inserted into the `/`-separated `path` at `pos`
+/// (an absolute path keeps its leading `/`), the result cleaned like Go's `filepath.Join`.
+fn insert_path_part(path: &str, pos: usize, part: &str) -> String {
+    if part.is_empty() {
+        return path.to_string();
+    }
+    let mut parts: Vec<&str> = if path.is_empty() {
+        Vec::new()
+    } else {
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            vec![""]
+        } else {
+            trimmed.split('/').collect()
+        }
+    };
+    let mut pos = pos.min(parts.len());
+    if parts.first() == Some(&"") && pos < parts.len() {
+        pos += 1;
+    }
+    parts.insert(pos, part);
+    let absolute = parts.first() == Some(&"");
+    let mut clean: Vec<&str> = Vec::new();
+    for p in parts.iter().skip(usize::from(absolute)) {
+        match *p {
+            "" | "." => {}
+            ".." => {
+                if clean.last().is_some_and(|l| *l != "..") {
+                    clean.pop();
+                } else if !absolute {
+                    clean.push("..");
+                }
+            }
+            other => clean.push(other),
+        }
+    }
+    let joined = clean.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// `ValueAddTransformer` on one object: set the field at `field_path` (created as needed) to
+/// `value`, or with `file_path_position` > 0 insert `value` into the path the field holds.
+pub fn value_add(
+    r: &mut Resource,
+    value: &str,
+    field_path: &str,
+    file_path_position: i64,
+) -> Result<(), RenderError> {
+    let path = fieldspec::split_path(field_path);
+    let (origin, id) = (r.origin.clone(), r.cur_id());
+    let err = |why: &str| {
+        RenderError::build(
+            origin.clone(),
+            format!("ValueAddTransformer on {id}: `{field_path}` {why}"),
+        )
+    };
+    let mut node = &mut r.value;
+    for (i, name) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        let Value::Object(m) = node else {
+            return Err(err("does not lead through mappings"));
+        };
+        node = m.entry(name.clone()).or_insert_with(|| {
+            if last {
+                Value::Null
+            } else {
+                Value::Object(Map::new())
+            }
+        });
+        if !last && node.is_null() {
+            *node = Value::Object(Map::new());
+        }
+    }
+    let old = match &*node {
+        Value::Object(_) | Value::Array(_) => {
+            return Err(err("is not a scalar"));
+        }
+        Value::Null => String::new(),
+        other => super::resource::scalar_text(other),
+    };
+    let new = if file_path_position > 0 {
+        insert_path_part(&old, (file_path_position - 1) as usize, value)
+    } else {
+        value.to_string()
+    };
+    *node = Value::String(new);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_parts_insert_like_kyaml() {
+        assert_eq!(insert_path_part("", 0, "P"), "P");
+        assert_eq!(insert_path_part("/", 3, "P"), "/P");
+        assert_eq!(insert_path_part("pie", 0, "P"), "P/pie");
+        assert_eq!(insert_path_part("/pie", 0, "P"), "/P/pie");
+        assert_eq!(insert_path_part("raw", 1, "P"), "raw/P");
+        assert_eq!(insert_path_part("/raw", 7, "P"), "/raw/P");
+        assert_eq!(insert_path_part("a/b/c", 1, "P"), "a/P/b/c");
+        assert_eq!(insert_path_part("x", 0, ""), "x");
+    }
 
     #[test]
     fn images_split_like_kustomize() {
