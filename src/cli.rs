@@ -204,6 +204,16 @@ pub struct RenderArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderOutput::Yaml)]
     pub output: RenderOutput,
+    /// Inflate `helmCharts` by running helm (like `kubectl kustomize --enable-helm`); also
+    /// on when the runtime config given with --config says `render: { helm: true }`.
+    #[arg(long)]
+    pub enable_helm: bool,
+    /// The helm binary (default: `render.helmCommand` from --config, else `helm` on PATH).
+    #[arg(long, env = "BATON_HELM_COMMAND", value_name = "PATH")]
+    pub helm_command: Option<PathBuf>,
+    /// A runtime config whose `render:` settings apply (optional).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -964,7 +974,18 @@ fn render_dir(repo: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
 
 fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let dir = render_dir(&global.repo, &args.target)?;
-    let (objects, warnings) = crate::render::render_with_warnings(&global.repo, &dir)?;
+    let mut settings = match &args.config {
+        Some(path) => crate::config::RuntimeConfig::load(path, std::env::vars())?.render,
+        None => crate::config::runtime::RenderSettings::default(),
+    };
+    settings.helm |= args.enable_helm;
+    if args.helm_command.is_some() {
+        settings.helm_command = args.helm_command.clone();
+    }
+    let options = crate::render::Options {
+        helm: settings.helm_binary(),
+    };
+    let (objects, warnings) = crate::render::render_with(&global.repo, &dir, &options)?;
     for w in warnings {
         eprintln!("{w}");
     }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::configurations::{self, Extra};
 use super::error::{Location, RenderError};
 use super::generate;
+use super::helm;
 use super::jsonpatch;
 use super::kustomization::{self, Kind, Kustomization, PatchSpec};
 use super::loader::{Loader, Resolved};
@@ -41,10 +42,16 @@ pub struct Builder {
     /// the rest of the build, and a built-in `version` counts as set.
     openapi: Option<std::rc::Rc<schema::Custom>>,
     openapi_set: bool,
+    /// The helm binary, when `helmCharts` may run it.
+    helm: Option<PathBuf>,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
-pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>), RenderError> {
+pub fn run(
+    repo_root: &Path,
+    dir: &Path,
+    options: &super::Options,
+) -> Result<(Vec<Resource>, Vec<String>), RenderError> {
     let loader = Loader::new(repo_root)?;
     let entry = loader.resolve_entry(dir)?;
     let mut b = Builder {
@@ -55,6 +62,7 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         track_transformers: None,
         openapi: None,
         openapi_set: false,
+        helm: options.helm.clone(),
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -173,6 +181,87 @@ fn record_transformer(
     for r in ra.iter_mut().filter(|r| !r.is_empty()) {
         r.transformations.push_str(&item);
     }
+}
+
+/// The objects of one YAML stream (a resource file, or helm's output): every non-empty
+/// document; `*List` kinds expand into their items, after the stream's other documents.
+fn parse_resources(text: &str, file: &Path) -> Result<Vec<Resource>, RenderError> {
+    let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
+        at: Location::at(&file, e.line),
+        message: e.message,
+    })?;
+    let mut queue: std::collections::VecDeque<(Value, usize)> = std::collections::VecDeque::new();
+    for d in &docs {
+        if d.is_null() {
+            continue;
+        }
+        let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+            at: Location::at(&file, e.line),
+            message: e.message,
+        })?;
+        queue.push_back((v, d.line()));
+    }
+    let mut out = Vec::new();
+    while let Some((v, line)) = queue.pop_front() {
+        let here = Location::at(&file, line);
+        let obj = match &v {
+            Value::Object(m) if m.is_empty() => continue,
+            Value::Object(m) => m,
+            other => {
+                return Err(RenderError::build(
+                    here,
+                    format!(
+                        "expected a Kubernetes object (a mapping), found {}",
+                        if other.is_array() {
+                            "a list"
+                        } else {
+                            "a scalar"
+                        }
+                    ),
+                ));
+            }
+        };
+        let kind = obj.get("kind").map(scalar_text).unwrap_or_default();
+        if kind.is_empty() {
+            return Err(RenderError::build(here, "object has no `kind`"));
+        }
+        if kind.ends_with("List") {
+            match obj.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        queue.push_back((item.clone(), line));
+                    }
+                }
+                Some(_) => {
+                    return Err(RenderError::build(
+                        here,
+                        format!("expected a list in {kind}.items"),
+                    ));
+                }
+            }
+            continue;
+        }
+        let name = obj
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .map(scalar_text)
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(RenderError::build(
+                here,
+                format!("{kind} has no metadata.name"),
+            ));
+        }
+        if let Some(path) = null_list_item(&v, &mut Vec::new()) {
+            return Err(RenderError::build(
+                here,
+                format!("{kind} {name}: empty item at {path}"),
+            ));
+        }
+        out.push(Resource::new(v, here));
+    }
+    Ok(out)
 }
 
 /// `path` (relative to the repo root) as seen from directory `dir` (also repo-relative).
@@ -461,6 +550,28 @@ impl Builder {
             )?;
             absorb(ra, &mut index, res)?;
         }
+        for chart in &k.helm_charts {
+            let Some(helm_bin) = self.helm.clone() else {
+                return Err(RenderError::Unsupported {
+                    at: Location::at(&k.file, chart.line),
+                    field: "helmCharts".into(),
+                    why: helm::ENABLE_HINT.into(),
+                });
+            };
+            let text = helm::inflate(
+                &helm_bin,
+                chart,
+                &k.helm_globals,
+                &mut self.loader,
+                dir,
+                &k.file,
+            )?;
+            for mut res in parse_resources(&text, &k.file)? {
+                res.configured_by =
+                    Some("  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".into());
+                absorb(ra, &mut index, res)?;
+            }
+        }
         for entry in plugins::in_kustomize_order(&k.generators) {
             for plugin in self.load_plugins(k, dir, entry, "generators")? {
                 if let plugins::Config::Generate(spec) = &plugin.config {
@@ -538,83 +649,7 @@ impl Builder {
         at: &Location,
     ) -> Result<Vec<Resource>, RenderError> {
         let text = self.loader.read_text(file, at)?;
-        let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
-            at: Location::at(&file.rel, e.line),
-            message: e.message,
-        })?;
-        let mut queue: std::collections::VecDeque<(Value, usize)> =
-            std::collections::VecDeque::new();
-        for d in &docs {
-            if d.is_null() {
-                continue;
-            }
-            let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
-                at: Location::at(&file.rel, e.line),
-                message: e.message,
-            })?;
-            queue.push_back((v, d.line()));
-        }
-        let mut out = Vec::new();
-        while let Some((v, line)) = queue.pop_front() {
-            let here = Location::at(&file.rel, line);
-            let obj = match &v {
-                Value::Object(m) if m.is_empty() => continue,
-                Value::Object(m) => m,
-                other => {
-                    return Err(RenderError::build(
-                        here,
-                        format!(
-                            "expected a Kubernetes object (a mapping), found {}",
-                            if other.is_array() {
-                                "a list"
-                            } else {
-                                "a scalar"
-                            }
-                        ),
-                    ));
-                }
-            };
-            let kind = obj.get("kind").map(scalar_text).unwrap_or_default();
-            if kind.is_empty() {
-                return Err(RenderError::build(here, "object has no `kind`"));
-            }
-            if kind.ends_with("List") {
-                match obj.get("items") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(items)) => {
-                        for item in items {
-                            queue.push_back((item.clone(), line));
-                        }
-                    }
-                    Some(_) => {
-                        return Err(RenderError::build(
-                            here,
-                            format!("expected a list in {kind}.items"),
-                        ));
-                    }
-                }
-                continue;
-            }
-            let name = obj
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .map(scalar_text)
-                .unwrap_or_default();
-            if name.is_empty() {
-                return Err(RenderError::build(
-                    here,
-                    format!("{kind} has no metadata.name"),
-                ));
-            }
-            if let Some(path) = null_list_item(&v, &mut Vec::new()) {
-                return Err(RenderError::build(
-                    here,
-                    format!("{kind} {name}: empty item at {path}"),
-                ));
-            }
-            out.push(Resource::new(v, here));
-        }
-        Ok(out)
+        parse_resources(&text, &file.rel)
     }
 
     /// Run the transformers of `k`. `builtin`: `k` is a kustomization (its fields are

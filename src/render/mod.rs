@@ -47,6 +47,7 @@ mod emit;
 mod error;
 mod fieldspec;
 mod generate;
+mod helm;
 mod jsonpatch;
 pub mod kustomization;
 mod loader;
@@ -68,6 +69,15 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 pub use error::{Location, RenderError};
+
+/// What the renderer may run. `baton.yaml`'s `render:` section (`config::runtime::
+/// RenderSettings::helm_binary`) or `baton render --enable-helm` fills it in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Inflate `helmCharts` with this helm binary (`kubectl kustomize --enable-helm
+    /// --helm-command …`); `None` refuses them, saying how to enable helm.
+    pub helm: Option<std::path::PathBuf>,
+}
 
 /// The identity of a rendered object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,7 +142,17 @@ pub fn render_with_warnings(
     repo_root: &Path,
     dir: &Path,
 ) -> Result<(Vec<Object>, Vec<String>), RenderError> {
-    let (resources, warnings) = build::run(repo_root, dir)?;
+    render_with(repo_root, dir, &Options::default())
+}
+
+/// [`render_with_warnings`] with [`Options`]: with a helm binary, `helmCharts` are inflated
+/// by running it, as `kubectl kustomize --enable-helm --helm-command …` does.
+pub fn render_with(
+    repo_root: &Path,
+    dir: &Path,
+    options: &Options,
+) -> Result<(Vec<Object>, Vec<String>), RenderError> {
+    let (resources, warnings) = build::run(repo_root, dir, options)?;
     let objects = resources
         .into_iter()
         .map(|r| {
