@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::configurations::{self, Extra};
 use super::error::{Location, RenderError};
+use super::explain;
 use super::generate;
 use super::helm;
 use super::jsonpatch;
@@ -44,6 +45,8 @@ pub struct Builder {
     openapi_set: bool,
     /// The helm binary, when `helmCharts` may run it.
     helm: Option<PathBuf>,
+    /// Trace which step set each field (`baton render --explain`).
+    explain: bool,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
@@ -63,6 +66,7 @@ pub fn run(
         openapi: None,
         openapi_set: false,
         helm: options.helm.clone(),
+        explain: options.explain,
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -89,10 +93,22 @@ pub fn run(
     let cfg = b.accumulate(&k, &entry, &mut resources, Extra::default())?;
     resources.retain(|r| !r.is_empty());
 
+    let explain = |ra: &mut Vec<Resource>, what: &str| {
+        if b.explain {
+            explain::step(ra, &format!("{} {what}", k.file.display()));
+        }
+    };
     add_build_metadata(&mut resources, &k, &entry.rel);
+    explain(&mut resources, "buildMetadata");
     add_hashes(&mut resources);
+    explain(
+        &mut resources,
+        "content-hash name suffix (generated objects)",
+    );
     nameref::fix(&mut resources, &cfg.name_references)?;
+    explain(&mut resources, "name references (follows renamed objects)");
     vars::resolve(&mut resources, &b.vars, &cfg.var_references)?;
+    explain(&mut resources, "vars");
     resources.retain(|r| {
         r.value
             .get("metadata")
@@ -540,6 +556,9 @@ impl Builder {
             own.merge(&files).map_err(merge_err)?;
         }
         cfg.merge(&own).map_err(merge_err)?;
+        if self.explain {
+            explain::step(ra, "");
+        }
         for spec in k.config_map_generator.iter().chain(&k.secret_generator) {
             let res = generate::generate(
                 &mut self.loader,
@@ -567,6 +586,7 @@ impl Builder {
                 &k.file,
             )?;
             for mut res in parse_resources(&text, &k.file)? {
+                res.origin = Location::at(&k.file, chart.line);
                 res.configured_by =
                     Some("  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".into());
                 absorb(ra, &mut index, res)?;
@@ -608,6 +628,10 @@ impl Builder {
                     }
                 }
             }
+        }
+        if self.explain {
+            let what = "generators (configMapGenerator, secretGenerator, helmCharts, generators)";
+            explain::step(ra, &format!("{} {what}", k.file.display()));
         }
         for entry in &k.components {
             let at = Location::at(&k.file, entry.line);
@@ -667,11 +691,32 @@ impl Builder {
             (Some(top), true) => Some(relative_to(&k.file, top)),
             _ => None,
         };
+        let explain = self.explain;
         let note = |ra: &mut Vec<Resource>, kind: &str| {
             if let Some(c) = &configured_in {
                 record_transformer(ra, c, "builtin", kind, "", "");
             }
+            if explain && builtin {
+                let field = match kind {
+                    "PatchStrategicMergeTransformer" => "patchesStrategicMerge",
+                    "PatchTransformer" => "patches",
+                    "NamespaceTransformer" => "namespace",
+                    "PrefixTransformer" => "namePrefix",
+                    "SuffixTransformer" => "nameSuffix",
+                    "LabelTransformer" => "labels/commonLabels",
+                    "AnnotationsTransformer" => "commonAnnotations",
+                    "PatchJson6902Transformer" => "patchesJson6902",
+                    "ReplicaCountTransformer" => "replicas",
+                    "ImageTagTransformer" => "images",
+                    "ReplacementTransformer" => "replacements",
+                    other => other,
+                };
+                explain::step(ra, &format!("{} {field}", k.file.display()));
+            }
         };
+        if explain && builtin {
+            explain::step(ra, "");
+        }
         // patchesStrategicMerge (legacy)
         for entry in &k.patches_strategic_merge {
             let at = Location::at(&k.file, entry.line);
@@ -881,6 +926,10 @@ impl Builder {
                     let (kind, name, namespace) = &plugin.id;
                     let c = relative_to(&plugin.at.file, top);
                     record_transformer(ra, &c, "builtin", kind, name, namespace);
+                }
+                if self.explain {
+                    let (kind, name, _) = &plugin.id;
+                    explain::step(ra, &format!("{} transformers: {kind}/{name}", plugin.at));
                 }
             }
         }

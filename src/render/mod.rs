@@ -45,6 +45,7 @@ mod build;
 mod configurations;
 mod emit;
 mod error;
+mod explain;
 mod fieldspec;
 mod generate;
 mod helm;
@@ -77,6 +78,65 @@ pub struct Options {
     /// Inflate `helmCharts` with this helm binary (`kubectl kustomize --enable-helm
     /// --helm-command …`); `None` refuses them, saying how to enable helm.
     pub helm: Option<std::path::PathBuf>,
+    /// Record which step set each field, for [`explain`].
+    pub explain: bool,
+}
+
+pub use explain::Field as ExplainedField;
+
+/// `baton render --explain`: render, then for the object of this `kind` and `name` (and
+/// `namespace`, when given) list every field with its value and the file, patch, generator,
+/// replacement or transformer that last changed it. Fails if no object, or several, match.
+pub fn explain(
+    repo_root: &Path,
+    dir: &Path,
+    options: &Options,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(ObjectId, Vec<ExplainedField>), RenderError> {
+    let options = Options {
+        explain: true,
+        ..options.clone()
+    };
+    let (resources, _) = build::run(repo_root, dir, &options)?;
+    let hits: Vec<_> = resources
+        .iter()
+        .filter(|r| {
+            r.kind() == kind && r.name() == name && namespace.is_none_or(|ns| r.namespace() == ns)
+        })
+        .collect();
+    let at = Location::file(dir);
+    match hits.as_slice() {
+        [r] => {
+            let id = r.cur_id();
+            Ok((
+                ObjectId {
+                    group: id.gvk.group,
+                    version: id.gvk.version,
+                    kind: id.gvk.kind,
+                    namespace: id.namespace,
+                    name: id.name,
+                },
+                explain::fields(r),
+            ))
+        }
+        [] => Err(RenderError::build(
+            at,
+            format!("no rendered object is a {kind} named {name:?}; `baton render` lists them"),
+        )),
+        many => Err(RenderError::build(
+            at,
+            format!(
+                "{} objects are a {kind} named {name:?} (namespaces {}); use --explain {kind}/<namespace>/{name}",
+                many.len(),
+                many.iter()
+                    .map(|r| r.namespace().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// The identity of a rendered object.

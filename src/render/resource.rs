@@ -166,6 +166,8 @@ pub struct Resource {
     pub configured_by: Option<String>,
     /// kustomize's transformer annotation (a YAML list), when the build records it.
     pub transformations: String,
+    /// Which step set each field (`baton render --explain`), when the build explains.
+    pub trace: Option<Box<super::explain::Trace>>,
 }
 
 impl Resource {
@@ -180,6 +182,7 @@ impl Resource {
             behavior: None,
             configured_by: None,
             transformations: String::new(),
+            trace: None,
         }
     }
 
