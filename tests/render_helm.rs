@@ -24,6 +24,7 @@ fn cases() -> Vec<PathBuf> {
 fn with_helm() -> Options {
     Options {
         helm: Some(chart_support::helm()),
+        ..Options::default()
     }
 }
 
@@ -95,6 +96,7 @@ fn a_helm_command_that_does_not_exist_is_a_clear_error() {
         .unwrap();
     let settings = Options {
         helm: Some(PathBuf::from("/nonexistent/helm")),
+        ..Options::default()
     };
     let err = render::render_with(&case, Path::new("."), &settings)
         .err()
@@ -104,4 +106,104 @@ fn a_helm_command_that_does_not_exist_is_a_clear_error() {
         err.contains("/nonexistent/helm") && err.contains("render.helmCommand"),
         "{err}"
     );
+}
+
+mod registry_support;
+
+/// helm with its config, cache and data kept in `dir`.
+fn helm_in(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new(chart_support::helm())
+        .args(args)
+        .env("HELM_CONFIG_HOME", dir.join("config"))
+        .env("HELM_CACHE_HOME", dir.join("cache"))
+        .env("HELM_DATA_HOME", dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_oci_chart_is_pulled_from_a_local_registry_renders_like_the_same_chart_in_the_repo_and_nothing_is_written_into_the_repo()
+ {
+    let registry = registry_support::TestRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/render/helm-fixtures/chart-merge-modes/vendor/shop");
+    let pkg = work.path().join("pkg");
+    helm_in(
+        work.path(),
+        &[
+            "package",
+            chart.to_str().unwrap(),
+            "-d",
+            pkg.to_str().unwrap(),
+        ],
+    );
+    let tgz = pkg.join("shop-0.3.0.tgz");
+    let oci = format!("oci://{}/charts", registry.addr);
+    helm_in(
+        work.path(),
+        &["push", tgz.to_str().unwrap(), &oci, "--plain-http"],
+    );
+
+    let entry = "  releaseName: r\n  valuesInline: {replicas: 7}\n";
+    let local = work.path().join("local");
+    copy_dir(&chart, &local.join("charts/shop"));
+    std::fs::write(
+        local.join("kustomization.yaml"),
+        format!("helmCharts:\n- name: shop\n{entry}"),
+    )
+    .unwrap();
+    let pulled = work.path().join("pulled");
+    std::fs::create_dir_all(&pulled).unwrap();
+    std::fs::write(
+        pulled.join("kustomization.yaml"),
+        format!("helmCharts:\n- name: shop\n  repo: {oci}\n  version: 0.3.0\n{entry}"),
+    )
+    .unwrap();
+
+    let options = with_helm();
+    let (from_repo, _) = render::render_with(&local, Path::new("."), &options).unwrap();
+    let (from_oci, _) = render::render_with(&pulled, Path::new("."), &options).unwrap();
+    let (a, b) = (
+        render::to_yaml_stream(&from_repo),
+        render::to_yaml_stream(&from_oci),
+    );
+    assert!(a.contains("replicas: 7"), "{a}");
+    assert_eq!(
+        a, b,
+        "the pulled chart renders as the same chart in the repo"
+    );
+    let left: Vec<_> = std::fs::read_dir(&pulled)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["kustomization.yaml"], "baton wrote into the repo");
+    // Where kubectl is installed, it is the oracle for the pulled chart too.
+    let helm = chart_support::helm();
+    if let Ok(out) = std::process::Command::new("kubectl")
+        .args(["kustomize", "--enable-helm", "--helm-command"])
+        .arg(&helm)
+        .arg(&pulled)
+        .output()
+        && out.status.success()
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), b);
+    }
 }
