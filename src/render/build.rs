@@ -612,6 +612,36 @@ impl Builder {
                     }
                     res.configured_by = Some(by);
                     absorb(ra, &mut index, res)?;
+                } else if let plugins::Config::Helm(h) = &plugin.config {
+                    let (chart, globals) = &**h;
+                    let Some(helm_bin) = self.helm.clone() else {
+                        return Err(RenderError::Unsupported {
+                            at: plugin.at.clone(),
+                            field: "generators (HelmChartInflationGenerator)".into(),
+                            why: helm::ENABLE_HINT.into(),
+                        });
+                    };
+                    let text = helm::inflate(
+                        &helm_bin,
+                        chart,
+                        globals,
+                        &mut self.loader,
+                        dir,
+                        &plugin.at.file,
+                    )?;
+                    let (_, name, namespace) = &plugin.id;
+                    let mut by = "  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".to_string();
+                    if !name.is_empty() {
+                        by.push_str(&format!("  name: {name}\n"));
+                    }
+                    if !namespace.is_empty() {
+                        by.push_str(&format!("  namespace: {namespace}\n"));
+                    }
+                    for mut res in parse_resources(&text, &plugin.at.file)? {
+                        res.origin = plugin.at.clone();
+                        res.configured_by = Some(by.clone());
+                        absorb(ra, &mut index, res)?;
+                    }
                 } else if let plugins::Config::Objects(objs) = &plugin.config {
                     let (kind, name, namespace) = &plugin.id;
                     for v in objs {
@@ -920,7 +950,9 @@ impl Builder {
                             }
                         }
                     }
-                    plugins::Config::Generate(_) | plugins::Config::Objects(_) => {}
+                    plugins::Config::Generate(_)
+                    | plugins::Config::Objects(_)
+                    | plugins::Config::Helm(_) => {}
                 }
                 if let Some(top) = &self.track_transformers {
                     let (kind, name, namespace) = &plugin.id;

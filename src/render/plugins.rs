@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::error::{Location, RenderError};
 use super::kustomization::{
-    FieldSpec, GeneratorKind, GeneratorOptions, GeneratorSpec, ImageSpec, Kustomization, PatchSpec,
-    ReplicaSpec, Spanned, Target,
+    FieldSpec, GeneratorKind, GeneratorOptions, GeneratorSpec, HelmChart, HelmGlobals, ImageSpec,
+    Kustomization, PatchSpec, ReplicaSpec, Spanned, Target,
 };
 use super::replace;
 use super::resource::scalar_text;
@@ -56,6 +56,8 @@ pub enum Config {
     },
     /// Objects a generator makes outright (`IAMPolicyGenerator`).
     Objects(Vec<Value>),
+    /// A chart to inflate with helm (`HelmChartInflationGenerator`).
+    Helm(Box<(HelmChart, HelmGlobals)>),
     /// Content hashes for generated objects now (`HashTransformer`).
     Hash,
     Generate(GeneratorSpec),
@@ -119,10 +121,6 @@ pub struct Plugin {
 
 /// Built-in kinds baton does not run, with the reason.
 const DECLINED: &[(&str, &str)] = &[
-    (
-        "HelmChartInflationGenerator",
-        "Helm inflation runs the helm binary; use the kustomization's helmCharts field with `render.helm: true` in baton.yaml",
-    ),
     (
         "SortOrderTransformer",
         "kustomize does not load it as a plugin either (unable to load builtin); use the kustomization's sortOptions",
@@ -316,7 +314,7 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
     let d = Doc { v, at, kind: &kind };
     let is_generator = matches!(
         kind.as_str(),
-        "ConfigMapGenerator" | "SecretGenerator" | "IAMPolicyGenerator"
+        "ConfigMapGenerator" | "SecretGenerator" | "IAMPolicyGenerator" | "HelmChartInflationGenerator"
     );
     if is_generator != (field == "generators") {
         return Err(RenderError::invalid(
@@ -487,6 +485,35 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
                 targets,
                 target_file,
             }
+        }
+        "HelmChartInflationGenerator" => {
+            let strings = |f: &str| d.strings(f);
+            let flag = |f: &str| d.boolean(v.get(f), f);
+            let chart = HelmChart {
+                name: d.string("name")?,
+                version: d.string("version")?,
+                repo: d.string("repo")?,
+                release_name: d.string("releaseName")?,
+                namespace: d.string("namespace")?,
+                additional_values_files: strings("additionalValuesFiles")?,
+                values_file: d.string("valuesFile")?,
+                values_inline: v.get("valuesInline").filter(|x| x.is_object()).cloned(),
+                values_merge: d.string("valuesMerge")?,
+                include_crds: flag("includeCRDs")?,
+                skip_hooks: flag("skipHooks")?,
+                api_versions: strings("apiVersions")?,
+                kube_version: d.string("kubeVersion")?,
+                name_template: d.string("nameTemplate")?,
+                skip_tests: flag("skipTests")?,
+                debug: flag("debug")?,
+                devel: flag("devel")?,
+                line,
+            };
+            let globals = HelmGlobals {
+                chart_home: d.string("chartHome")?,
+                config_home: d.string("configHome")?,
+            };
+            Config::Helm(Box::new((chart, globals)))
         }
         "IAMPolicyGenerator" => {
             let cloud = d.string("cloud")?;
