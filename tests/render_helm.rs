@@ -99,8 +99,7 @@ fn a_helm_command_that_does_not_exist_is_a_clear_error() {
         ..Options::default()
     };
     let err = render::render_with(&case, Path::new("."), &settings)
-        .err()
-        .expect("no helm, no render")
+        .expect_err("no helm, no render")
         .to_string();
     assert!(
         err.contains("/nonexistent/helm") && err.contains("render.helmCommand"),

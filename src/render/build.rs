@@ -202,8 +202,8 @@ fn record_transformer(
 /// The objects of one YAML stream (a resource file, or helm's output): every non-empty
 /// document; `*List` kinds expand into their items, after the stream's other documents.
 fn parse_resources(text: &str, file: &Path) -> Result<Vec<Resource>, RenderError> {
-    let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
-        at: Location::at(&file, e.line),
+    let docs = value::parse_stream(text).map_err(|e| RenderError::Yaml {
+        at: Location::at(file, e.line),
         message: e.message,
     })?;
     let mut queue: std::collections::VecDeque<(Value, usize)> = std::collections::VecDeque::new();
@@ -212,14 +212,14 @@ fn parse_resources(text: &str, file: &Path) -> Result<Vec<Resource>, RenderError
             continue;
         }
         let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
-            at: Location::at(&file, e.line),
+            at: Location::at(file, e.line),
             message: e.message,
         })?;
         queue.push_back((v, d.line()));
     }
     let mut out = Vec::new();
     while let Some((v, line)) = queue.pop_front() {
-        let here = Location::at(&file, line);
+        let here = Location::at(file, line);
         let obj = match &v {
             Value::Object(m) if m.is_empty() => continue,
             Value::Object(m) => m,
@@ -630,7 +630,8 @@ impl Builder {
                         &plugin.at.file,
                     )?;
                     let (_, name, namespace) = &plugin.id;
-                    let mut by = "  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".to_string();
+                    let mut by =
+                        "  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".to_string();
                     if !name.is_empty() {
                         by.push_str(&format!("  name: {name}\n"));
                     }

@@ -270,13 +270,13 @@ fn chart_values(
         source,
     })?;
     let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
-        at: Location::at(&loader.rel(&path), e.line),
+        at: Location::at(loader.rel(&path), e.line),
         message: e.message,
     })?;
     match docs.iter().find(|d| !d.is_null()) {
         None => Ok(Value::Object(Default::default())),
         Some(d) => d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
-            at: Location::at(&loader.rel(&path), e.line),
+            at: Location::at(loader.rel(&path), e.line),
             message: e.message,
         }),
     }

@@ -22,14 +22,15 @@
 //! `commonAnnotations`, `images`, `replicas`, `patches` (strategic merge and JSON 6902, inline
 //! or from a file, with targets), `patchesStrategicMerge`, `patchesJson6902`,
 //! `configMapGenerator`, `secretGenerator`, `generatorOptions`, `sortOptions`, `replacements`,
-//! `vars`, `configurations` (custom name-reference, label, annotation, image and var-reference
-//! field specs), `buildMetadata` (origin annotations, managed-by label), `generators` and
-//! `transformers` entries configuring kustomize's built-in plugins, and the legacy `bases` and
-//! `imageTags`. Name references are rewritten after renames, as kustomize does. Plugins that
-//! would run code (exec, Go, container, KRM functions, Helm) are a
+//! `vars`, `configurations` (every field-spec section kustomize has), `buildMetadata` (origin
+//! and transformer annotations, managed-by label), `openapi` (a custom schema for strategic
+//! merge), `generators` and `transformers` entries configuring kustomize's built-in plugins,
+//! `helmCharts` (only with [`Options::helm`]: the one place the renderer runs a program), and
+//! the legacy `bases` and `imageTags`. Name references are rewritten after renames, as
+//! kustomize does. Plugins that would run code (exec, Go, container, KRM functions) are a
 //! [`RenderError::Unsupported`] naming the field and the file, as are the fields not
-//! implemented yet (`openapi`, `crds`, some `configurations` sections, remote resources). See
-//! `docs/render.md`.
+//! implemented yet (`crds`, remote resources). [`explain`] says which step last changed each
+//! field of one object. See `docs/render.md`.
 //!
 //! Files are read only from inside the repo root; a file must also lie under the
 //! kustomization that names it (kustomize's root-only rule), and symlinks are resolved before
@@ -38,6 +39,7 @@
 //! The module is organised by concern: [`value`] (YAML in, with kustomize's scalar semantics),
 //! `emit` (YAML out), `kustomization` (the file model), `loader` (path safety), `generate`,
 //! `transform`, `merge` + `schema` (strategic merge), `jsonpatch`, `select` (patch targets),
+//! `helm` (`helmCharts`), `explain`,
 //! `replace` (replacements), `vars`, `plugins` (built-in plugin configurations), `nameref`,
 //! `order`, and `build` (the pipeline).
 

@@ -314,7 +314,10 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
     let d = Doc { v, at, kind: &kind };
     let is_generator = matches!(
         kind.as_str(),
-        "ConfigMapGenerator" | "SecretGenerator" | "IAMPolicyGenerator" | "HelmChartInflationGenerator"
+        "ConfigMapGenerator"
+            | "SecretGenerator"
+            | "IAMPolicyGenerator"
+            | "HelmChartInflationGenerator"
     );
     if is_generator != (field == "generators") {
         return Err(RenderError::invalid(
