@@ -985,10 +985,10 @@ mod tests {
 
     #[test]
     fn unsupported_fields_name_the_field_and_line() {
-        let err = parse_str("resources: [a.yaml]\nhelmCharts:\n- name: x\n").unwrap_err();
+        let err = parse_str("resources: [a.yaml]\ncrds: [crd.json]\n").unwrap_err();
         let text = err.to_string();
         assert!(
-            text.starts_with("envs/dev/kustomization.yaml:2: `helmCharts` is not supported"),
+            text.starts_with("envs/dev/kustomization.yaml:2: `crds` is not supported"),
             "{text}"
         );
     }
