@@ -49,6 +49,39 @@ pub struct RuntimeConfig {
     /// A Docker `config.json` whose `auths` are used too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_config: Option<PathBuf>,
+    /// How config-repo trees are rendered.
+    #[serde(default, skip_serializing_if = "RenderSettings::is_default")]
+    pub render: RenderSettings,
+}
+
+/// `render:` in `baton.yaml`: what the built-in kustomize renderer may run.
+/// ```yaml
+/// render: { helm: true, helmCommand: /usr/local/bin/helm }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RenderSettings {
+    /// Inflate `helmCharts` with the `helm` binary (`kubectl kustomize --enable-helm`).
+    #[serde(default)]
+    pub helm: bool,
+    /// The helm binary (default `helm`, found on `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_command: Option<PathBuf>,
+}
+
+impl RenderSettings {
+    fn is_default(&self) -> bool {
+        self == &RenderSettings::default()
+    }
+
+    /// The helm binary to run when `helm` is on (what `render::Options::helm` takes).
+    pub fn helm_binary(&self) -> Option<PathBuf> {
+        self.helm.then(|| {
+            self.helm_command
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("helm"))
+        })
+    }
 }
 
 /// The HTTP server's settings beyond its address.
