@@ -624,7 +624,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let outcomes = runtime.block_on(async {
         let (repo, forge) = connect(&cfg, "prcheck.git").await?;
-        let checker = crate::prcheck::Checker::new(repo);
+        let checker =
+            crate::prcheck::Checker::new(repo).with_render_options(crate::render::Options {
+                helm: cfg.render.helm_binary(),
+                ..Default::default()
+            });
         let outcomes = match args.pr {
             Some(n) => match checker.check_pull_request(&forge, n).await? {
                 Some(o) => vec![o],

@@ -65,6 +65,8 @@ pub struct Checker {
     repo: Mutex<ConfigRepo>,
     /// Checks that images moving into `copyTo` environments can be copied there.
     copier: Option<std::sync::Arc<Copier>>,
+    /// How environments are rendered (helm for `helmCharts`).
+    render: render::Options,
 }
 
 /// An image a PR moves into an environment with `copyTo`: (env, route, digest).
@@ -78,7 +80,14 @@ impl Checker {
         Self {
             repo: Mutex::new(repo),
             copier: None,
+            render: render::Options::default(),
         }
+    }
+
+    /// Render with `options` (e.g. a helm binary for `helmCharts`, from `baton.yaml`).
+    pub fn with_render_options(mut self, options: render::Options) -> Self {
+        self.render = options;
+        self
     }
 
     /// Also check, for every image a PR moves into an environment with `copyTo`, that the
@@ -350,8 +359,8 @@ impl Checker {
         };
         for env in loaded.pipeline.promotion_order() {
             let path = env.path();
-            let after = match render::render(dir.path(), &path) {
-                Ok(objects) => objects,
+            let after = match render::render_with(dir.path(), &path, &self.render) {
+                Ok((objects, _warnings)) => objects,
                 Err(e) => {
                     report.problems.push(Problem {
                         env: Some(env.name.clone()),
@@ -372,7 +381,9 @@ impl Checker {
             }
             let key = (base, path.to_string_lossy().into_owned());
             if !cache.contains_key(&key) {
-                let rendered = render::render(base_dir.path(), &path).map_err(|e| e.to_string());
+                let rendered = render::render_with(base_dir.path(), &path, &self.render)
+                    .map(|(objects, _warnings)| objects)
+                    .map_err(|e| e.to_string());
                 cache.insert(key.clone(), rendered);
             }
             let (before, note) = match &cache[&key] {

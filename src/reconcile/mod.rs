@@ -383,8 +383,26 @@ pub fn render_input(
     repo_root: &std::path::Path,
     env_dir: &std::path::Path,
 ) -> Result<Vec<Value>, ReconcileError> {
-    let objects = crate::render::render(repo_root, env_dir)
-        .map(|objects| objects.into_iter().map(|o| o.value).collect());
+    render_input_with(
+        env,
+        commit,
+        repo_root,
+        env_dir,
+        &crate::render::Options::default(),
+    )
+}
+
+/// [`render_input`] with render options (a helm binary for `helmCharts`, from `baton.yaml`'s
+/// `render:`).
+pub fn render_input_with(
+    env: &Env,
+    commit: &str,
+    repo_root: &std::path::Path,
+    env_dir: &std::path::Path,
+    options: &crate::render::Options,
+) -> Result<Vec<Value>, ReconcileError> {
+    let objects = crate::render::render_with(repo_root, env_dir, options)
+        .map(|(objects, _warnings)| objects.into_iter().map(|o| o.value).collect());
     rendered(env, commit, objects)
 }
 

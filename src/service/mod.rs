@@ -208,7 +208,14 @@ impl Service {
             Identity::default(),
         )?;
 
-        let source = Arc::new(TipSource::new(reconcile_repo, cfg.workdir.join("trees")));
+        let render_options = crate::render::Options {
+            helm: cfg.render.helm_binary(),
+            ..Default::default()
+        };
+        let source = Arc::new(
+            TipSource::new(reconcile_repo, cfg.workdir.join("trees"))
+                .with_render_options(render_options.clone()),
+        );
         let (_, pipeline) = tokio::task::block_in_place(|| source.refresh())
             .map_err(|e| ServiceError::Pipeline(e.to_string()))?;
 
@@ -222,8 +229,11 @@ impl Service {
         let client = crate::registry::client::RegistryClient::new(store, Default::default());
         let copier = Arc::new(Copier::new(client.clone()));
         let scanner = Arc::new(Scanner::new(client, Default::default()));
-        let checker =
-            Arc::new(crate::prcheck::Checker::new(checker_repo).with_copier(copier.clone()));
+        let checker = Arc::new(
+            crate::prcheck::Checker::new(checker_repo)
+                .with_copier(copier.clone())
+                .with_render_options(render_options.clone()),
+        );
 
         let bot_login = crate::forge::Forge::bot_login(&forge).to_owned();
         let engine = Arc::new(Engine::new(forge, engine_repo).with_copier(copier.clone()));
