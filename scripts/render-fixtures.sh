@@ -12,11 +12,19 @@
 # also confirms kubectl kustomize refuses it, unless the case holds `kustomize-accepts`
 # (a feature kustomize has and baton declines) or `kustomize-unchecked` (needs the network).
 # `cargo test --test render` compares baton with the goldens without needing kubectl.
+#
+# Cases under tests/render/helm-fixtures/ use `helmCharts`: their goldens come from
+# `kubectl kustomize --enable-helm --helm-command $HELM` with the helm of scripts/kube-assets
+# (BATON_KUBE_ASSETS, else `scripts/kube-assets --check`), the helm `cargo test --test
+# render_helm` runs too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fixtures=tests/render/fixtures
+helm_fixtures=tests/render/helm-fixtures
 mode=${1:-}
 shift || true
+assets=${BATON_KUBE_ASSETS:-$(scripts/kube-assets --check 2>/dev/null || true)}
+helm="$assets/helm"
 
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "render-fixtures: kubectl is not installed; it is the oracle these goldens come from" >&2
@@ -26,16 +34,25 @@ echo "render-fixtures: oracle is $(kubectl version --client 2>/dev/null | grep -
 
 cases=("$@")
 if [ "${#cases[@]}" -eq 0 ]; then
-  for d in "$fixtures"/*/; do cases+=("$(basename "$d")"); done
+  for d in "$fixtures"/*/ "$helm_fixtures"/*/; do cases+=("$(basename "$d")"); done
 fi
 
 failed=0
 for c in "${cases[@]}"; do
   dir="$fixtures/$c"
+  kustomize=(kubectl kustomize)
+  if [ ! -d "$dir" ] && [ -d "$helm_fixtures/$c" ]; then
+    dir="$helm_fixtures/$c"
+    if [ ! -x "$helm" ]; then
+      echo "render-fixtures: $c needs helm: run scripts/kube-assets or set BATON_KUBE_ASSETS" >&2
+      exit 1
+    fi
+    kustomize=(kubectl kustomize --enable-helm --helm-command "$helm")
+  fi
   [ -d "$dir" ] || { echo "no such case: $c" >&2; exit 2; }
   if [ -f "$dir/error.txt" ]; then
     if [ "$mode" = check ] && [ ! -e "$dir/kustomize-accepts" ] && [ ! -e "$dir/kustomize-unchecked" ]; then
-      if kubectl kustomize "$dir" >/dev/null 2>&1; then
+      if "${kustomize[@]}" "$dir" >/dev/null 2>&1; then
         echo "FAIL $c: kubectl kustomize accepts a tree baton must refuse (add kustomize-accepts if intended)"
         failed=1
       fi
@@ -43,7 +60,7 @@ for c in "${cases[@]}"; do
     continue
   fi
   out=$(mktemp)
-  if ! kubectl kustomize "$dir" >"$out" 2>"$out.err"; then
+  if ! "${kustomize[@]}" "$dir" >"$out" 2>"$out.err"; then
     echo "FAIL $c: kubectl kustomize failed: $(cat "$out.err")"
     failed=1
     rm -f "$out" "$out.err"

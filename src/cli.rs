@@ -1,7 +1,7 @@
 //! The command-line surface. Each subcommand parses its arguments here and calls into the
 //! library; no decisions are made in this module.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -204,6 +204,20 @@ pub struct RenderArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderOutput::Yaml)]
     pub output: RenderOutput,
+    /// Inflate `helmCharts` by running helm (like `kubectl kustomize --enable-helm`); also
+    /// on when the runtime config given with --config says `render: { helm: true }`.
+    #[arg(long)]
+    pub enable_helm: bool,
+    /// The helm binary (default: `render.helmCommand` from --config, else `helm` on PATH).
+    #[arg(long, env = "BATON_HELM_COMMAND", value_name = "PATH")]
+    pub helm_command: Option<PathBuf>,
+    /// A runtime config whose `render:` settings apply (optional).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Instead of the objects, print every field of one object with the file, patch,
+    /// generator, replacement or transformer that last changed it.
+    #[arg(long, value_name = "KIND/[NAMESPACE/]NAME")]
+    pub explain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -467,6 +481,14 @@ fn registry_credentials(
 
 fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut diagnostics = crate::config::validate::validate_repo(&global.repo);
+    if diagnostics.is_empty()
+        && let Ok(loaded) = crate::config::Pipeline::load(&global.repo)
+    {
+        diagnostics.extend(crate::reconcile::scope::check_allowed(
+            &global.repo,
+            &loaded.pipeline,
+        ));
+    }
     if let Some(path) = &args.config {
         let runtime = crate::config::RuntimeConfig::load(path, std::env::vars())?;
         if let Ok(loaded) = crate::config::Pipeline::load(&global.repo) {
@@ -602,7 +624,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let outcomes = runtime.block_on(async {
         let (repo, forge) = connect(&cfg, "prcheck.git").await?;
-        let checker = crate::prcheck::Checker::new(repo);
+        let checker =
+            crate::prcheck::Checker::new(repo).with_render_options(crate::render::Options {
+                helm: cfg.render.helm_binary(),
+                ..Default::default()
+            });
         let outcomes = match args.pr {
             Some(n) => match checker.check_pull_request(&forge, n).await? {
                 Some(o) => vec![o],
@@ -964,7 +990,22 @@ fn render_dir(repo: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
 
 fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let dir = render_dir(&global.repo, &args.target)?;
-    let (objects, warnings) = crate::render::render_with_warnings(&global.repo, &dir)?;
+    let mut settings = match &args.config {
+        Some(path) => crate::config::RuntimeConfig::load(path, std::env::vars())?.render,
+        None => crate::config::runtime::RenderSettings::default(),
+    };
+    settings.helm |= args.enable_helm;
+    if args.helm_command.is_some() {
+        settings.helm_command = args.helm_command.clone();
+    }
+    let options = crate::render::Options {
+        helm: settings.helm_binary(),
+        explain: false,
+    };
+    if let Some(what) = &args.explain {
+        return explain(global, &dir, &options, what);
+    }
+    let (objects, warnings) = crate::render::render_with(&global.repo, &dir, &options)?;
     for w in warnings {
         eprintln!("{w}");
     }
@@ -977,6 +1018,44 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         // A closed pipe (`baton render prod | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `baton render --explain KIND/[NAMESPACE/]NAME`.
+fn explain(
+    global: &GlobalArgs,
+    dir: &Path,
+    options: &crate::render::Options,
+    what: &str,
+) -> anyhow::Result<ExitCode> {
+    let parts: Vec<&str> = what.split('/').collect();
+    let (kind, namespace, name) = match parts.as_slice() {
+        [kind, name] => (*kind, None, *name),
+        [kind, ns, name] => (*kind, Some(*ns), *name),
+        _ => anyhow::bail!("--explain takes KIND/NAME or KIND/NAMESPACE/NAME, not {what:?}"),
+    };
+    let (id, fields) = crate::render::explain(&global.repo, dir, options, kind, namespace, name)?;
+    let width = fields
+        .iter()
+        .map(|f| f.path.len() + f.value.chars().count().min(40) + 2)
+        .max()
+        .unwrap_or(0);
+    let mut out = format!("{id}\n");
+    for f in &fields {
+        let mut value: String = f.value.chars().take(40).collect();
+        if f.value.chars().count() > 40 {
+            value.push('…');
+        }
+        let value = value.replace('\n', "\\n");
+        let left = format!("{}: {value}", f.path);
+        let pad = width.saturating_sub(left.chars().count());
+        out.push_str(&format!("  {left}{}  ← {}\n", " ".repeat(pad), f.source));
+    }
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
         _ => {}
     }

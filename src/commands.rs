@@ -4,6 +4,7 @@
 //! /promote <env>
 //! /rollback <env> [to <tag|digest>]
 //! /retry [env]
+//! /prune <env>
 //! /hold [reason]
 //! /unhold
 //! /status
@@ -35,6 +36,10 @@ pub enum Command {
     /// promoted, as a new attempt. Without an environment: the PR's own environment.
     Retry {
         env: Option<String>,
+    },
+    /// Let the deletions the prune guard holds back in an environment go ahead.
+    Prune {
+        env: String,
     },
     Hold {
         reason: Option<String>,
@@ -68,6 +73,7 @@ pub const HELP: &str = "\
 | `/promote <env>` | merge this promotion once every other gate passes | write access (and the environment's approvers) |
 | `/rollback <env> [to <tag\\|digest>]` | open a PR restoring the previous healthy release (or the named one) | write access (and the environment's approvers) |
 | `/retry [env]` | run the environment's verification Jobs again for this PR's release (default: the PR's environment) | write access (and the environment's approvers) |
+| `/prune <env>` | let the deletions held back in the environment (more than its `prune.maxFraction` at once) go ahead | write access (and the environment's approvers) |
 | `/hold [reason]` | stop this promotion from merging (label `baton:hold`) | triage access or more |
 | `/unhold` | release a hold | write access (and the environment's approvers) |
 | `/status` | post the gate table now | anyone |
@@ -80,6 +86,7 @@ impl Command {
             Self::Promote { .. } => "promote",
             Self::Rollback { .. } => "rollback",
             Self::Retry { .. } => "retry",
+            Self::Prune { .. } => "prune",
             Self::Hold { .. } => "hold",
             Self::Unhold => "unhold",
             Self::Status => "status",
@@ -90,7 +97,7 @@ impl Command {
     /// The environment the command names, if any.
     pub fn environment(&self) -> Option<&str> {
         match self {
-            Self::Promote { env } | Self::Rollback { env, .. } => Some(env),
+            Self::Promote { env } | Self::Rollback { env, .. } | Self::Prune { env } => Some(env),
             Self::Retry { env } => env.as_deref(),
             _ => None,
         }
@@ -105,6 +112,7 @@ impl fmt::Display for Command {
             Self::Rollback { env, to: Some(to) } => write!(f, "/rollback {env} to {to}"),
             Self::Retry { env: None } => f.write_str("/retry"),
             Self::Retry { env: Some(env) } => write!(f, "/retry {env}"),
+            Self::Prune { env } => write!(f, "/prune {env}"),
             Self::Hold { reason: None } => f.write_str("/hold"),
             Self::Hold { reason: Some(r) } => write!(f, "/hold {r}"),
             Self::Unhold => f.write_str("/unhold"),
@@ -196,6 +204,13 @@ fn parse_line(rest: &str) -> Option<Parsed> {
             }),
             _ => usage("retry", "takes at most one environment", "/retry [env]"),
         },
+        "prune" => match args.as_slice() {
+            [env] => Ok(Command::Prune {
+                env: env.to_string(),
+            }),
+            [] => usage("prune", "needs an environment", "/prune <env>"),
+            _ => usage("prune", "takes one environment", "/prune <env>"),
+        },
         "hold" => {
             let reason = args.join(" ");
             Ok(Command::Hold {
@@ -278,6 +293,7 @@ pub fn authorize(
         Command::Promote { .. }
         | Command::Rollback { .. }
         | Command::Retry { .. }
+        | Command::Prune { .. }
         | Command::Unhold => Permission::Write,
         Command::Hold { .. } => Permission::Triage,
         Command::Status | Command::Help => Permission::None,
@@ -353,6 +369,12 @@ mod tests {
         );
         assert_eq!(one("/hold"), Ok(Command::Hold { reason: None }));
         assert_eq!(one("/retry"), Ok(Command::Retry { env: None }));
+        assert_eq!(
+            one("/prune prod"),
+            Ok(Command::Prune { env: "prod".into() })
+        );
+        assert!(matches!(one("/prune"), Err(ParseError::Usage { .. })));
+        assert!(matches!(one("/prune a b"), Err(ParseError::Usage { .. })));
         assert_eq!(
             one("/retry staging"),
             Ok(Command::Retry {

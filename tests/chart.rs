@@ -211,6 +211,10 @@ fn default_values_render_an_ha_deployment_with_cluster_wide_rbac_and_no_service_
     assert_eq!(cfg.repo.branch, "main");
     assert_eq!(cfg.listen.port(), 8080);
     assert!(cfg.github.token.is_none() && cfg.github.webhook_secret.is_none());
+    assert!(
+        cfg.server.auth.is_none(),
+        "the status page is open by default"
+    );
     assert!(cfg.clusters.is_empty());
 }
 
@@ -235,6 +239,10 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
                 "repo": { "url": "https://github.com/shop/config.git", "branch": "release" },
                 "inClusterClusters": ["prod"],
                 "clusters": { "staging": { "kubeconfig": "/etc/kube/staging", "context": "stg" } }
+            },
+            "statusAuth": {
+                "token": { "secretName": "status", "key": "bearer" },
+                "trustedProxy": { "from": ["10.0.0.0/8", "127.0.0.1/32"] }
             },
             "extraEnv": [ { "name": "RUST_LOG", "value": "info" } ],
             "nodeSelector": { "kubernetes.io/os": "linux" }
@@ -311,6 +319,27 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
     assert_eq!(
         cfg.github.webhook_secret.as_ref().unwrap().env.as_deref(),
         Some("BATON_WEBHOOK_SECRET")
+    );
+    assert_eq!(
+        env_var(&c, "BATON_STATUS_TOKEN").unwrap()["valueFrom"]["secretKeyRef"],
+        json!({"name": "status", "key": "bearer"})
+    );
+    let auth = cfg
+        .server
+        .auth
+        .as_ref()
+        .expect("server.auth from statusAuth");
+    assert_eq!(
+        auth.token.as_ref().unwrap().env.as_deref(),
+        Some("BATON_STATUS_TOKEN")
+    );
+    let proxy = auth.trusted_proxy.as_ref().unwrap();
+    assert_eq!(
+        (proxy.header.as_str(), proxy.from.clone()),
+        (
+            "X-Forwarded-User",
+            vec!["10.0.0.0/8".to_string(), "127.0.0.1/32".to_string()]
+        )
     );
     assert_eq!(cfg.repo.branch, "release");
     let prod = &cfg.clusters["prod"];

@@ -87,3 +87,120 @@ fn the_docker_config_example_reads_auths_and_names_helpers() {
     );
     assert!(!store.is_empty());
 }
+
+#[test]
+fn the_verification_example_parses_into_keyless_and_keyed_requirements() {
+    use baton::registry::verify::{Requirements, Trust};
+    let yaml = examples("policies/pipeline.yaml")
+        .into_iter()
+        .find(|b| b.contains("keyless:"))
+        .expect("a pipeline.yaml example with keyless verification");
+    let p = Pipeline::parse("docs/registry.md", &yaml)
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+        .pipeline;
+    let read = |path: &str| -> Result<Vec<u8>, String> {
+        match path {
+            "keys/sigstore-trusted-root.json" => Ok(std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/registry_support/sigstore/sigstore-go-public-good.json"
+            ))
+            .unwrap()),
+            "keys/ci.pub" => {
+                Ok(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/ci.pub")).unwrap())
+            }
+            other => Err(format!("the example names {other}")),
+        }
+    };
+    let web =
+        Requirements::from_config(p.app("web").unwrap().verify.as_ref().unwrap(), &read).unwrap();
+    let Trust::Keyless(k) = &web.trust else {
+        panic!("web is keyless")
+    };
+    assert_eq!(
+        k.identity.issuer,
+        "https://token.actions.githubusercontent.com"
+    );
+    assert!(
+        k.identity
+            .subject
+            .is_match("https://github.com/shop/web/.github/workflows/release.yml@refs/heads/main")
+    );
+    assert!(
+        !k.identity.subject.is_match(
+            "https://github.com/shop/web/.github/workflows/release.yml@refs/heads/feature"
+        )
+    );
+    assert_eq!(
+        web.attestations,
+        [
+            "https://slsa.dev/provenance/v1",
+            "https://cosign.sigstore.dev/attestation/vuln/v1"
+        ]
+    );
+    let api =
+        Requirements::from_config(p.app("api").unwrap().verify.as_ref().unwrap(), &read).unwrap();
+    assert!(matches!(api.trust, Trust::Key(_)));
+    assert_eq!(api.attestations, ["https://slsa.dev/provenance/v1"]);
+}
+
+#[test]
+fn the_provenance_policy_example_denies_what_the_page_says() {
+    use baton::promote::policy::{PolicyInput, PolicySource, deny_reasons};
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/registry.md")).unwrap();
+    let text = page
+        .split("```rego\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a rego example")
+        .to_string();
+    let policies = [PolicySource {
+        path: "policies/provenance.rego".into(),
+        text,
+    }];
+    let input = |branch: Option<&str>, critical: u32| {
+        PolicyInput {
+        app: "web".into(),
+        environment: "prod".into(),
+        digest: "sha256:00".into(),
+        tag: Some("1.0.0".into()),
+        from: None,
+        now: "2026-03-03T12:00:00Z".into(),
+        weekday: "Tue".into(),
+        pull_request: 1,
+        labels: vec![],
+        approvers: vec![],
+        passed_checks: vec![],
+        attestations: branch
+            .map(|b| {
+                (
+                    "https://slsa.dev/provenance/v1".to_string(),
+                    serde_json::json!({"buildDefinition": {"externalParameters": {"workflow": {"ref": format!("refs/heads/{b}")}}}}),
+                )
+            })
+            .into_iter()
+            .chain([(
+                "https://cosign.sigstore.dev/attestation/vuln/v1".to_string(),
+                serde_json::json!({"scanner": {"result": {"critical": critical}}}),
+            )])
+            .collect(),
+    }
+    };
+    assert!(
+        deny_reasons(&policies, &input(Some("main"), 0))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        deny_reasons(&policies, &input(Some("dev"), 0)).unwrap(),
+        ["prod takes only images built from main"]
+    );
+    assert_eq!(
+        deny_reasons(&policies, &input(None, 0)).unwrap(),
+        ["prod takes only images with build provenance"]
+    );
+    assert_eq!(
+        deny_reasons(&policies, &input(Some("main"), 1)).unwrap(),
+        ["critical vulnerabilities"]
+    );
+}

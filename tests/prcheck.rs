@@ -173,6 +173,14 @@ impl World {
         mine.into_iter().next().unwrap()
     }
 
+    /// The newest `baton/validate` status of `sha` (GitHub lists every one, newest first).
+    async fn latest_status(&self, sha: &str) -> CommitStatus {
+        let all = self.gh().statuses(sha).await.unwrap();
+        all.into_iter()
+            .find(|s| s.context == "baton/validate")
+            .expect("a baton/validate status")
+    }
+
     fn bot_comments(&self, pr: u64) -> Vec<(u64, String)> {
         self.forge
             .comments(OWNER, REPO, pr)
@@ -264,8 +272,9 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
         "{body}"
     );
 
-    // A second push changes prod too: the same comment is edited, none is added.
-    let second = w.push("dana", "dana/scale", &[(PROD, "count: 3", "count: 4")]);
+    // A second push changes staging again: the same comment is edited, none is added. (A
+    // change to prod would need prod's approvers: see the gate-integrity tests below.)
+    let second = w.push("dana", "dana/scale", &[(STAGING, "count: 3", "count: 4")]);
     assert_ne!(first, second);
     let out = w.check().await;
     assert_eq!(out, checked(pr, &second, true));
@@ -276,8 +285,8 @@ async fn a_replica_change_passes_with_one_summary_comment_that_a_second_push_edi
     assert!(
         body.contains(&format!("passed at `{}`", &second[..7]))
             && body.contains("#### staging — 0 added, 1 changed, 0 removed")
-            && body.contains("#### prod — 0 added, 1 changed, 0 removed")
-            && body.contains("- changed `Deployment shop-prod/web`"),
+            && body.contains("#### prod — no change")
+            && !body.contains("Gated environments"),
         "{body}"
     );
 
@@ -559,4 +568,151 @@ async fn a_bot_that_dies_between_comment_and_status_finishes_without_a_second_co
         "only the status is written; the comment already says the same"
     );
     assert_eq!(w.validate_status(&sha).await.state, StatusState::Success);
+}
+
+/// Release managers alice and bob (the team prod's approvals name) and their tokens.
+fn with_release_managers(w: &mut World) {
+    for who in ["alice", "bob"] {
+        let token = w.forge.add_user(who, Permission::Write);
+        w.tokens.insert(who.to_string(), token);
+    }
+    w.forge
+        .add_team(OWNER, "release-managers", &["alice", "bob"]);
+}
+
+fn approve(w: &World, who: &str, pr: u64) {
+    w.forge
+        .review_as(who, OWNER, REPO, pr, sim::forge::ReviewState::Approved, "")
+        .unwrap();
+}
+
+/// A person's PR that moves prod, or weakens prod's gates, fails `baton/validate` until two
+/// of prod's approvers (by the base branch's pipeline) approve its head; each review re-checks
+/// it, and a pass with no new review reads and writes nothing more.
+async fn fails_until_two_release_managers_approve(
+    w: &mut World,
+    branch: &str,
+    edits: &[(&str, &str, &str)],
+    reason: &str,
+) {
+    with_release_managers(w);
+    let head = w.push("dana", branch, edits);
+    let pr = w.open_pr("dana", branch, "prod change").await;
+    assert_eq!(w.check().await, checked(pr, &head, false));
+    let status = w.latest_status(&head).await;
+    assert_eq!(status.state, StatusState::Failure);
+    assert!(
+        status
+            .description
+            .starts_with("needs approval in prod (0 of 2 from @shop/release-managers at "),
+        "{status:?}"
+    );
+    let body = &w.bot_comments(pr)[0].1;
+    assert!(
+        body.contains("| prod |")
+            && body.contains(reason)
+            && body.contains("2 of @shop/release-managers")
+            && body.contains("waiting for approval (0 of 2)"),
+        "{body}"
+    );
+
+    // Dana's own approval cannot count (GitHub refuses it; she is no release manager either).
+    approve(w, "alice", pr);
+    assert_eq!(w.check().await, checked(pr, &head, false));
+    assert!(
+        w.latest_status(&head)
+            .await
+            .description
+            .starts_with("needs approval in prod (1 of 2 ")
+    );
+    // No new review: the verdict stands without a fetch, a render or a write.
+    w.forge.reset_calls();
+    assert_eq!(
+        w.check().await,
+        vec![CheckOutcome::AlreadyChecked {
+            pr,
+            sha: head.clone()
+        }]
+    );
+    assert!(w.writes().is_empty(), "{:?}", w.writes());
+    assert!(
+        !w.forge
+            .calls()
+            .keys()
+            .any(|k| k.ends_with("git-upload-pack")),
+        "no fetch: {:?}",
+        w.forge.calls()
+    );
+
+    approve(w, "bob", pr);
+    assert_eq!(w.check().await, checked(pr, &head, true));
+    assert_eq!(w.latest_status(&head).await.state, StatusState::Success);
+    let body = &w.bot_comments(pr)[0].1;
+    assert!(body.contains("approved by alice, bob"), "{body}");
+
+    // A new push needs new approvals: they were of the old head.
+    let next = w.push("dana", branch, &[(STAGING, "count: 2", "count: 3")]);
+    assert_eq!(w.check().await, checked(pr, &next, false));
+    assert!(
+        w.latest_status(&next)
+            .await
+            .description
+            .starts_with("needs approval in prod (0 of 2 "),
+    );
+    let body = &w.bot_comments(pr)[0].1;
+    assert!(
+        body.contains("approvals by alice, bob are of an older head"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_pr_bumping_prods_digest_fails_validate_until_two_release_managers_approve() {
+    let mut w = World::new().await;
+    fails_until_two_release_managers_approve(
+        &mut w,
+        "dana/prod-web",
+        &[(
+            PROD,
+            "sha256:b00496a095e0a021d9241ceb294e6b341590dae5e813ce57e07edd7b9d463fc5",
+            "sha256:4c58c90f14978d5f4dd361f5347b51ca8aa93e55e46c5e39dbb11ccdb91a7c2c",
+        )],
+        "runs something else: +0 ~1 -0; image(s) web move",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_pr_lowering_prods_approval_count_fails_validate_the_same_way() {
+    let mut w = World::new().await;
+    fails_until_two_release_managers_approve(
+        &mut w,
+        "dana/fewer-approvals",
+        &[(
+            "policies/pipeline.yaml",
+            "approvals: { count: 2, from: [\"@shop/release-managers\"] }",
+            "approvals: { count: 1, from: [\"@shop/release-managers\"] }",
+        )],
+        "approvals 2 → 1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_only_change_passes_without_prods_approvers() {
+    let mut w = World::new().await;
+    with_release_managers(&mut w);
+    let head = w.push(
+        "dana",
+        "dana/dev",
+        &[(
+            "environments/dev/kustomization.yaml",
+            "count: 1",
+            "count: 2",
+        )],
+    );
+    let pr = w.open_pr("dana", "dana/dev", "dev: 2 web replicas").await;
+    assert_eq!(w.check().await, checked(pr, &head, true));
+    let body = &w.bot_comments(pr)[0].1;
+    assert!(!body.contains("Gated environments"), "{body}");
 }

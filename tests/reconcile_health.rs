@@ -250,6 +250,8 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
     let input: Arc<Mutex<Result<Input, String>>> = Arc::new(Mutex::new(Ok(Input {
         commit: "1".into(),
         objects: vec![namespace("shop"), config_map("shop", "a", "1")],
+        prune: None,
+        allow: None,
     })));
     let source =
         {
@@ -263,6 +265,8 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
                             .map(|objects| Input {
                                 commit: "2".into(),
                                 objects,
+                                prune: None,
+                                allow: None,
                             }),
                     }
                 }
@@ -312,6 +316,8 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
     *input.lock().unwrap() = Ok(Input {
         commit: "3".into(),
         objects: vec![namespace("shop"), config_map("shop", "a", "3")],
+        prune: None,
+        allow: None,
     });
     cluster.inject(
         Fault::status(500)

@@ -380,46 +380,138 @@ async fn a_claim_waiting_for_its_first_consumer_is_not_a_failure() {
 
 // --- 3. Immutable fields -------------------------------------------------------------------
 
+/// An object whose change the API server refuses as immutable: `before` is applied, then
+/// `after` (the same object with an immutable field changed).
+struct ImmutableCase {
+    api_version: &'static str,
+    kind: &'static str,
+    name: &'static str,
+    before: fn(&str) -> Value,
+    after: fn(&str) -> Value,
+    /// What the refusal must name (the field, as the API server calls it).
+    field: &'static str,
+    /// Where the changed value is, and what it must be once replaced.
+    pointer: &'static str,
+    replaced: fn() -> Value,
+}
+
+fn selector_deployment(ns: &str, tier: &str) -> Value {
+    let mut d = deployment(ns, "web", &image(D1), 1);
+    d["spec"]["selector"]["matchLabels"]["tier"] = json!(tier);
+    d["spec"]["template"]["metadata"]["labels"]["tier"] = json!(tier);
+    d
+}
+
+/// No replicas: its pods would wait for claims no provisioner binds, and the field is
+/// immutable all the same.
+fn claims_stateful_set(ns: &str, size: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": ns},
+        "spec": {
+            "replicas": 0, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": image(D1),
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}]
+        }
+    })
+}
+
+fn fixed_ip_service(ns: &str, ip: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+        "spec": {"clusterIP": ip, "selector": {"app": "web"}, "ports": [{"port": 80}]}})
+}
+
+const IMMUTABLE: [ImmutableCase; 4] = [
+    ImmutableCase {
+        api_version: "batch/v1",
+        kind: "Job",
+        name: "migrate",
+        before: |ns| job(ns, "migrate", &image(D1), &["up"]),
+        after: |ns| job(ns, "migrate", &image(D1), &["up", "--again"]),
+        field: "spec.template",
+        pointer: "/spec/template/spec/containers/0/args",
+        replaced: || json!(["up", "--again"]),
+    },
+    ImmutableCase {
+        api_version: "apps/v1",
+        kind: "Deployment",
+        name: "web",
+        before: |ns| selector_deployment(ns, "front"),
+        after: |ns| selector_deployment(ns, "edge"),
+        field: "spec.selector",
+        pointer: "/spec/selector/matchLabels/tier",
+        replaced: || json!("edge"),
+    },
+    ImmutableCase {
+        api_version: "apps/v1",
+        kind: "StatefulSet",
+        name: "db",
+        before: |ns| claims_stateful_set(ns, "1Gi"),
+        after: |ns| claims_stateful_set(ns, "2Gi"),
+        field: "spec.volumeClaimTemplates",
+        pointer: "/spec/volumeClaimTemplates/0/spec/resources/requests/storage",
+        replaced: || json!("2Gi"),
+    },
+    ImmutableCase {
+        api_version: "v1",
+        kind: "Service",
+        name: "web",
+        before: |ns| fixed_ip_service(ns, "10.0.0.201"),
+        after: |ns| fixed_ip_service(ns, "10.0.0.202"),
+        field: "spec.clusterIP",
+        pointer: "/spec/clusterIP",
+        replaced: || json!("10.0.0.202"),
+    },
+];
+
 /// Real cluster only: the stand-in does not refuse changes to immutable fields (docs/sim.md).
-#[tokio::test]
-async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_replaced_when_annotated()
- {
+/// Without `baton.dev/replace` the refusal names the object and the field, and only dry runs
+/// were sent (the ConfigMap changed alongside is not half-applied); with it, the object is
+/// deleted and re-created and the rest applied.
+async fn immutable_field(case: &ImmutableCase) {
     let b = Backend::real();
-    let ns = unique("immutable");
+    let ns = unique(&format!("immutable-{}", case.kind.to_lowercase()));
     let (client, user) = identity(&b, &unique("baton-immutable")).await;
     let ctx = baton::reconcile::Context::new(client, options(&format!("{ns}-inv")));
     let env = Env::new(&ns);
+    let id = format!("{}/{ns}/{}", case.kind, case.name);
     let v1 = vec![
         namespace(&ns),
         config_map(&ns, "settings", "1"),
-        job(&ns, "migrate", &image(D1), &["up"]),
+        (case.before)(&ns),
     ];
     let first = reconcile(&env, &v1, "1", &ctx).await.unwrap();
     assert_eq!(
         first.health.state,
         DeployState::Healthy,
-        "{}",
+        "{id}: {}",
         first.health.summary()
     );
     let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap().to_string();
-    let first_uid = uid(&b.get("batch/v1", "Job", &ns, "migrate").await.unwrap());
+    let get = || b.get(case.api_version, case.kind, &ns, case.name);
+    let first_uid = uid(&get().await.unwrap());
 
-    // The Job's template changes, and so does a ConfigMap: refused before any write.
+    // The immutable field changes, and so does a ConfigMap: refused before any write.
     let v2 = vec![
         namespace(&ns),
         config_map(&ns, "settings", "2"),
-        job(&ns, "migrate", &image(D1), &["up", "--again"]),
+        (case.after)(&ns),
     ];
     let before = writes_count(&b, &user);
     let err = reconcile(&env, &v2, "2", &ctx).await.unwrap_err();
     let text = err.to_string();
     assert!(!err.is_transient(), "{text}");
     assert!(
-        text.contains(&format!("Job/{ns}/migrate"))
-            && text.contains("spec.template")
+        text.contains(&id)
+            && text.contains(case.field)
             && text.contains("immutable")
             && text.contains("baton.dev/replace"),
-        "{text}"
+        "{id}: the refusal names the object, {} and what to do: {text}",
+        case.field
     );
     let Backend::Real(cp) = &b else {
         unreachable!()
@@ -435,15 +527,16 @@ async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_r
         })
         .filter_map(|e| e["requestURI"].as_str())
         .collect();
-    assert_eq!(writes.len(), before + 2, "two dry runs: {writes:?}");
+    assert_eq!(writes.len(), before + 2, "{id}: two dry runs: {writes:?}");
     assert!(
         writes[before..]
             .iter()
             .all(|uri| uri.contains("dryRun=All")),
-        "only dry runs after the refusal: {writes:?}"
+        "{id}: only dry runs after the refusal: {writes:?}"
     );
     let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
-    assert_eq!(settings["data"]["value"], "1", "nothing half-applied");
+    assert_eq!(settings["data"]["value"], "1", "{id}: nothing half-applied");
+    assert_eq!(uid(&get().await.unwrap()), first_uid, "{id}: not replaced");
 
     // Annotated: deleted and re-created, and the rest applied.
     let mut v3 = v2.clone();
@@ -452,85 +545,44 @@ async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_r
     assert_eq!(
         third.health.state,
         DeployState::Healthy,
-        "{}",
+        "{id}: {}",
         third.health.summary()
     );
-    let job = b.get("batch/v1", "Job", &ns, "migrate").await.unwrap();
-    assert_ne!(uid(&job), first_uid, "the Job was re-created");
-    assert_eq!(
-        job["spec"]["template"]["spec"]["containers"][0]["args"],
-        json!(["up", "--again"])
-    );
+    let live = get().await.unwrap();
+    assert_ne!(uid(&live), first_uid, "{id}: re-created");
+    assert_eq!(live.pointer(case.pointer), Some(&(case.replaced)()), "{id}");
     let settings = b.get("v1", "ConfigMap", &ns, "settings").await.unwrap();
-    assert_eq!(settings["data"]["value"], "2");
+    assert_eq!(settings["data"]["value"], "2", "{id}");
+
+    // And the next resync leaves it alone.
+    let again = reconcile(&env, &v3, "3", &ctx).await.unwrap();
+    assert!(
+        again.objects.iter().all(|o| o.action == Action::Unchanged),
+        "{id}: {:?}",
+        outcome(&again)
+    );
 }
 
-// --- 4. Adoption ---------------------------------------------------------------------------
-
-/// Real cluster only: the stand-in ignores `managedFields` sent by clients (docs/sim.md).
 #[tokio::test]
-async fn an_object_created_by_client_side_kubectl_apply_is_adopted_and_a_field_removed_from_git_goes()
+async fn a_change_to_an_immutable_field_is_refused_by_name_before_any_write_or_replaced_when_annotated()
  {
-    let b = Backend::real();
-    let ns = unique("adopt");
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, b.kubeconfig()).unwrap();
-    let manifest = dir.path().join("cm.yaml");
-    let cm = |data: Value| {
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy", "namespace": ns,
-            "labels": {"team": "shop"}}, "data": data})
-    };
-    std::fs::write(
-        &manifest,
-        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": [
-            namespace(&ns), cm(json!({"a": "1", "b": "2"}))]}))
-        .unwrap(),
-    )
-    .unwrap();
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["apply", "-f"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let ctx = b.context(options(&format!("{ns}-inv"))).await;
-    let env = Env::new(&ns);
-    let first = reconcile(
-        &env,
-        &[namespace(&ns), cm(json!({"a": "1", "b": "2"}))],
-        "1",
-        &ctx,
-    )
-    .await
-    .unwrap();
-    assert_eq!(first.health.state, DeployState::Healthy);
-    // Git drops `b`, and the label.
-    let mut without_b = cm(json!({"a": "1"}));
-    without_b["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("labels");
-    reconcile(&env, &[namespace(&ns), without_b], "2", &ctx)
-        .await
-        .unwrap();
-    let live = b.get("v1", "ConfigMap", &ns, "legacy").await.unwrap();
-    assert_eq!(live["data"], json!({"a": "1"}), "{live:#?}");
-    assert!(
-        live["metadata"]["labels"].get("team").is_none(),
-        "{live:#?}"
-    );
-    assert!(
-        live["metadata"]["annotations"]
-            .get("kubectl.kubernetes.io/last-applied-configuration")
-            .is_none(),
-        "{live:#?}"
-    );
+    immutable_field(&IMMUTABLE[0]).await;
 }
+
+#[tokio::test]
+async fn a_deployments_changed_selector_is_refused_by_name_or_replaced_when_annotated() {
+    immutable_field(&IMMUTABLE[1]).await;
+}
+
+#[tokio::test]
+async fn a_stateful_sets_changed_volume_claim_templates_are_refused_by_name_or_replaced_when_annotated()
+ {
+    immutable_field(&IMMUTABLE[2]).await;
+}
+
+#[tokio::test]
+async fn a_services_changed_cluster_ip_is_refused_by_name_or_replaced_when_annotated() {
+    immutable_field(&IMMUTABLE[3]).await;
+}
+
+// --- 4. Adoption: tests/reconcile_real_adopt.rs ------------------------------------------------

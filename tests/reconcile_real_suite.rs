@@ -9,6 +9,7 @@ mod kube_support;
 use std::time::Duration;
 
 use baton::promote::state::DeployState;
+use baton::reconcile::prune::PruneGuard;
 use baton::reconcile::verify::{Outcome, VerifyJob, VerifyOptions, VerifyRun, verify_with};
 use baton::reconcile::{Env, reconcile};
 use kube::api::{Patch, PatchParams};
@@ -30,7 +31,8 @@ fn app(ns: &str, name: &str) -> Value {
 
 async fn prune(b: Backend, ns: String) -> Vec<String> {
     let ctx = b.context(options(&format!("{ns}-inv"))).await;
-    let env = Env::new(&ns);
+    // Half the inventory goes at once: the prune guard is not what this scenario is about.
+    let env = Env::new(&ns).with_prune_guard(PruneGuard::off());
     let scratch = format!("{ns}-scratch");
     let mut keep = config_map(&ns, "keep", "1");
     keep["metadata"]["annotations"] = json!({"baton.dev/prune": "disabled"});
@@ -84,6 +86,167 @@ async fn what_git_no_longer_renders_is_pruned_but_namespaces_and_opted_out_objec
     assert!(
         story.contains(&"ConfigMap/keep present: true".to_string()),
         "{story:?}"
+    );
+}
+
+/// Which of `names` (ConfigMaps in `ns`) exist and are not being deleted.
+async fn present(b: &Backend, ns: &str, names: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        let live = b.get("v1", "ConfigMap", ns, name).await;
+        if live.is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_none()) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+async fn mass_deletion(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let env = Env::new(&ns);
+    let names = ["a", "b", "c", "d", "e"];
+    let mut all = vec![namespace(&ns)];
+    all.extend(names.iter().map(|n| config_map(&ns, n, "1")));
+    reconcile(&env, &all, "1", &ctx).await.unwrap();
+    let mut story = Vec::new();
+
+    // One ConfigMap of six objects (17 %) goes at once.
+    let mut fewer = all.clone();
+    fewer.retain(|o| o["metadata"]["name"] != "e");
+    let r = reconcile(&env, &fewer, "2", &ctx).await.unwrap();
+    story.push(format!(
+        "one removed: pruned {} held {}",
+        r.pruned.len(),
+        r.prune_held.is_some()
+    ));
+
+    // A render that lost most of the environment (a broken `resources:` list) applies what
+    // it has and deletes nothing: 3 of 5 (60 %) is more than the default 30 %.
+    let broken = vec![namespace(&ns), config_map(&ns, "a", "2")];
+    let r = reconcile(&env, &broken, "3", &ctx).await.unwrap();
+    let hold = r.prune_held.clone().expect("the deletions are held");
+    story.push(format!(
+        "broken render: pruned {} held {:?} of {}",
+        r.pruned.len(),
+        hold.objects
+            .iter()
+            .map(|o| o.replace(&ns, "NS"))
+            .collect::<Vec<_>>(),
+        hold.inventory
+    ));
+    story.push(format!(
+        "summary names it: {}",
+        r.summary().contains("/prune")
+    ));
+    story.push(format!(
+        "live after hold: {:?}",
+        present(&b, &ns, &names).await
+    ));
+    let live_a = b.get("v1", "ConfigMap", &ns, "a").await.unwrap();
+    story.push(format!("a applied: {}", live_a["data"]["value"]));
+
+    // Resyncs keep holding (the objects stay in the inventory), and write nothing.
+    let again = reconcile(&env, &broken, "3", &ctx).await.unwrap();
+    story.push(format!(
+        "resync: pruned {} held {} writes {}",
+        again.pruned.len(),
+        again.prune_held.is_some(),
+        again.writes()
+    ));
+
+    // An approval for another commit does not cover this one.
+    let elsewhere = env.clone().with_prune_guard(PruneGuard {
+        approved: Some("2".into()),
+        ..PruneGuard::default()
+    });
+    let r = reconcile(&elsewhere, &broken, "3", &ctx).await.unwrap();
+    story.push(format!("approved for 2: held {}", r.prune_held.is_some()));
+
+    // `/prune` for this commit lets them go.
+    let approved = env.clone().with_prune_guard(PruneGuard {
+        approved: Some("3".into()),
+        ..PruneGuard::default()
+    });
+    let r = reconcile(&approved, &broken, "3", &ctx).await.unwrap();
+    story.push(format!(
+        "approved for 3: pruned {} held {}",
+        r.pruned.len(),
+        r.prune_held.is_some()
+    ));
+    story.push(format!(
+        "live after approval: {:?}",
+        present(&b, &ns, &names).await
+    ));
+    story
+}
+
+#[tokio::test]
+async fn a_render_that_would_delete_most_of_an_environment_waits_for_prune_and_applies_the_rest() {
+    let story = on_both!(mass_deletion);
+    let expect = [
+        "one removed: pruned 1 held false",
+        r#"broken render: pruned 0 held ["ConfigMap/NS/b", "ConfigMap/NS/c", "ConfigMap/NS/d"] of 5"#,
+        "summary names it: true",
+        r#"live after hold: ["a", "b", "c", "d"]"#,
+        r#"a applied: "2""#,
+        "resync: pruned 0 held true writes 0",
+        "approved for 2: held true",
+        "approved for 3: pruned 3 held false",
+        r#"live after approval: ["a"]"#,
+    ];
+    assert_eq!(story, expect);
+}
+
+async fn outside_allow(b: Backend, ns: String) -> Vec<String> {
+    let ctx = b.context(options(&format!("{ns}-inv"))).await;
+    let allow = baton::config::pipeline::Allow {
+        namespaces: vec![ns.clone()],
+        kinds: vec!["Namespace".into(), "ConfigMap".into()],
+    };
+    let env = Env::new(&ns).with_allow(Some(allow));
+    let other = format!("{ns}-other");
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": format!("{ns}-reader")}, "rules": []});
+    let objects = vec![
+        namespace(&ns),
+        config_map(&ns, "a", "1"),
+        config_map(&other, "b", "1"),
+        app(&ns, "web"),
+        role,
+    ];
+    let error = reconcile(&env, &objects, "1", &ctx).await.unwrap_err();
+    let mut story: Vec<String> = match &error {
+        baton::reconcile::ReconcileError::NotAllowed { objects, .. } => {
+            objects.iter().map(|o| o.replace(&ns, "NS")).collect()
+        }
+        other => vec![format!("unexpected: {other}")],
+    };
+    story.sort();
+    story.push(format!("permanent: {}", !error.is_transient()));
+    story.push(format!(
+        "namespace created: {}",
+        b.get("v1", "Namespace", "", &ns).await.is_some()
+    ));
+    story.push(format!(
+        "allowed ConfigMap applied: {}",
+        b.get("v1", "ConfigMap", &ns, "a").await.is_some()
+    ));
+    story
+}
+
+#[tokio::test]
+async fn objects_outside_an_environments_allow_are_refused_before_any_write() {
+    let story = on_both!(outside_allow);
+    assert_eq!(
+        story,
+        [
+            "ClusterRole/NS-reader: cluster-scoped kind rbac.authorization.k8s.io/ClusterRole is not named in allow.kinds",
+            "ConfigMap/NS-other/b: namespace NS-other is not in allow.namespaces (NS)",
+            "Deployment/NS/web: kind apps/Deployment is not in allow.kinds",
+            "permanent: true",
+            "namespace created: false",
+            "allowed ConfigMap applied: false",
+        ]
     );
 }
 

@@ -157,3 +157,84 @@ fn vars_carry_kustomizes_deprecation_warning() {
     .unwrap();
     assert!(none.is_empty(), "{none:?}");
 }
+
+#[test]
+fn explain_names_the_step_that_last_changed_each_field() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/render/fixtures/build-metadata-transformer-annotations");
+    let (id, fields) = render::explain(
+        &case,
+        Path::new("."),
+        &render::Options::default(),
+        "Service",
+        None,
+        "p-b-svc-s",
+    )
+    .unwrap();
+    assert_eq!(id.namespace, "ns");
+    let source = |path: &str| {
+        fields
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("no field {path} in {fields:?}"))
+            .source
+            .clone()
+    };
+    for (path, from) in [
+        ("kind", "base/res.yaml:13"),
+        ("metadata.name", "kustomization.yaml nameSuffix"),
+        ("metadata.namespace", "kustomization.yaml namespace"),
+        (
+            "metadata.labels.a",
+            "base/kustomization.yaml labels/commonLabels",
+        ),
+        (
+            "metadata.labels.c",
+            "comp/kustomization.yaml labels/commonLabels",
+        ),
+        (
+            "metadata.annotations.target",
+            "kustomization.yaml replacements",
+        ),
+        (
+            "metadata.annotations.stamped",
+            "transformers: AnnotationsTransformer/stamp",
+        ),
+        ("spec.type", "kustomization.yaml patchesStrategicMerge"),
+        ("spec.ports[0].port", "kustomization.yaml patchesJson6902"),
+    ] {
+        assert!(
+            source(path).ends_with(from),
+            "{path}: {} (want {from})",
+            source(path)
+        );
+    }
+    let (_, dep) = render::explain(
+        &case,
+        Path::new("."),
+        &render::Options::default(),
+        "Deployment",
+        Some("ns"),
+        "p-b-web-s",
+    )
+    .unwrap();
+    let image = dep
+        .iter()
+        .find(|f| f.path.ends_with(".image"))
+        .expect("an image field");
+    assert!(
+        image.source.ends_with("kustomization.yaml images"),
+        "{image:?}"
+    );
+    assert!(
+        render::explain(
+            &case,
+            Path::new("."),
+            &render::Options::default(),
+            "Service",
+            None,
+            "nope"
+        )
+        .is_err()
+    );
+}

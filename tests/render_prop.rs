@@ -4,8 +4,11 @@
 //! - rendering is deterministic: the same tree renders to the same bytes every time;
 //! - rendering is idempotent: rendering the rendered stream again (as a plain resource file)
 //!   gives the same stream back, so parsing and printing agree with each other;
-//! - JSON patches that add annotations, replacements, built-in plugin configurations and vars
-//!   do what they say on every tree, and kustomize's build annotations never leak out.
+//! - JSON patches that add annotations, replacements, built-in plugin configurations (labels,
+//!   a NamespaceTransformer with `unsetOnly`), custom `namePrefix` field specs from
+//!   `configurations`, vars and `transformerAnnotations` do what they say on every tree,
+//!   `--explain` names the overlay that last renamed an object, and kustomize's build
+//!   annotations never leak out.
 
 use std::path::Path;
 
@@ -65,6 +68,10 @@ struct Overlay {
     label_plugin: bool,
     /// A var naming the first app's Deployment, referenced from the base.
     var: bool,
+    /// A `configurations` file whose `namePrefix` section puts prefixes into an annotation.
+    owner_prefix: bool,
+    /// A built-in NamespaceTransformer with `unsetOnly`.
+    ns_unset_only: bool,
 }
 
 fn app() -> impl Strategy<Value = App> {
@@ -98,6 +105,7 @@ fn overlay() -> impl Strategy<Value = Overlay> {
         prop::option::of(1u8..9),
         any::<bool>(),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -111,6 +119,7 @@ fn overlay() -> impl Strategy<Value = Overlay> {
                 patch_replicas,
                 json_patch,
                 (annotate, replace_image, label_plugin, var),
+                (owner_prefix, ns_unset_only),
             )| Overlay {
                 prefix,
                 suffix,
@@ -125,6 +134,8 @@ fn overlay() -> impl Strategy<Value = Overlay> {
                 replace_image,
                 label_plugin,
                 var,
+                owner_prefix,
+                ns_unset_only,
             },
         )
 }
@@ -239,16 +250,36 @@ fn build_tree(root: &Path, apps: &[App], overlays: &[Overlay]) -> String {
                 n = apps[0].name
             );
         }
+        let mut transformers = String::new();
         if o.label_plugin {
-            k += &format!(
-                "transformers:\n- |-\n  apiVersion: builtin\n  kind: LabelTransformer\n  metadata:\n    name: plugin{i}\n  labels:\n    plugin{i}: \"on\"\n  fieldSpecs:\n  - path: metadata/labels\n    create: true\n"
+            transformers += &format!(
+                "- |-\n  apiVersion: builtin\n  kind: LabelTransformer\n  metadata:\n    name: plugin{i}\n  labels:\n    plugin{i}: \"on\"\n  fieldSpecs:\n  - path: metadata/labels\n    create: true\n"
             );
+        }
+        if o.ns_unset_only {
+            transformers += &format!(
+                "- |-\n  apiVersion: builtin\n  kind: NamespaceTransformer\n  metadata:\n    name: ns{i}\n    namespace: kept{i}\n  unsetOnly: true\n"
+            );
+        }
+        if !transformers.is_empty() {
+            k += &format!("transformers:\n{transformers}");
+        }
+        if o.owner_prefix {
+            write(
+                root,
+                &format!("{dir}/prefix-fields.yaml"),
+                "namePrefix:\n- path: metadata/annotations/owner\n  kind: Deployment\n  create: true\n",
+            );
+            k += "configurations: [prefix-fields.yaml]\n";
         }
         if o.var {
             k += &format!(
                 "vars:\n- name: VAR{i}\n  objref:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {}\n",
                 apps[0].name
             );
+        }
+        if i + 1 == overlays.len() {
+            k += "buildMetadata: [transformerAnnotations]\n";
         }
         write(root, &format!("{dir}/kustomization.yaml"), &k);
         below = dir;
@@ -299,6 +330,54 @@ proptest! {
                 }
             }
         }
+        // Custom prefix field specs: once configured, every later prefix lands in the field.
+        if let Some(first) = overlays.iter().position(|o| o.owner_prefix) {
+            for (i, o) in overlays.iter().enumerate().skip(first) {
+                if let Some(p) = o.prefix {
+                    for d in &deployments {
+                        let owner = d["metadata"]["annotations"]["owner"].as_str().unwrap_or_default();
+                        prop_assert!(owner.contains(&format!("{p}{i}")), "owner {:?} lacks {}{}", owner, p, i);
+                    }
+                }
+            }
+        }
+        // unsetOnly: a namespace once set stays; objects never set get the plugin's.
+        for (i, o) in overlays.iter().enumerate() {
+            if o.ns_unset_only && !overlays[i + 1..].iter().any(|l| l.namespace.is_some()) {
+                let set_before = overlays[..=i].iter().any(|l| l.namespace.is_some());
+                for d in &deployments {
+                    let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
+                    if set_before {
+                        prop_assert!(ns != format!("kept{i}"), "unsetOnly overwrote a namespace");
+                    } else {
+                        prop_assert!(!ns.is_empty(), "unsetOnly left a Deployment without a namespace");
+                    }
+                }
+            }
+        }
+        // transformerAnnotations on the top overlay: every object lists the transformers that
+        // ran over it, as a YAML list naming where each is configured.
+        if !overlays.is_empty() {
+            for o in &first {
+                let t = o.value["metadata"]["annotations"]["alpha.config.kubernetes.io/transformations"].as_str().unwrap_or_default();
+                let list = render::parse_stream(t).unwrap();
+                let items = list.first().and_then(|l| l.as_array()).cloned().unwrap_or_default();
+                for it in &items {
+                    prop_assert!(it["configuredIn"].as_str().is_some_and(|c| c.ends_with("kustomization.yaml")), "{}", t);
+                    prop_assert_eq!(&it["configuredBy"]["apiVersion"], "builtin");
+                }
+            }
+        }
+        // --explain: the name of a Deployment was last set by the last overlay that renamed.
+        let d0 = first.iter().find(|o| o.id.kind == "Deployment").unwrap();
+        let (_, fields) = render::explain(tmp.path(), Path::new(&top), &render::Options::default(), "Deployment", Some(&d0.id.namespace), &d0.id.name)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let name_source = &fields.iter().find(|f| f.path == "metadata.name").unwrap().source;
+        let want = match overlays.iter().enumerate().rev().find(|(_, o)| o.prefix.is_some() || o.suffix.is_some()) {
+            Some((i, o)) => format!("overlay{i}/kustomization.yaml {}", if o.suffix.is_some() { "nameSuffix" } else { "namePrefix" }),
+            None => "base/".to_string(),
+        };
+        prop_assert!(name_source.contains(&want), "metadata.name from {:?}, want {:?}", name_source, want);
         if overlays.iter().any(|o| o.replace_image) {
             let source = deployments
                 .iter()

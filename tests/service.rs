@@ -13,7 +13,7 @@ use baton::sandbox::{
     OWNER, REPO, Sandbox, SandboxError, SandboxOptions, push_initial_images, seed_files,
 };
 use baton::service::RunOptions;
-use baton_test_support::net::wait_for;
+use baton_test_support::net::{http_get, wait_for};
 use sim::forge::PullView;
 
 /// Poll `probe` (every 50 ms) until it yields, at most `timeout`; `what` names the wait.
@@ -295,4 +295,125 @@ async fn of_two_replicas_only_the_leader_is_ready_and_a_follower_takes_over_when
         took < Duration::from_secs(15),
         "takeover took {took:?} with a 3 s lease"
     );
+}
+
+/// The config branch's `path` at its tip, from the stand-in's bare repository.
+fn file_at_tip(sb: &Sandbox, path: &str) -> String {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(sb.forge.repo_path(OWNER, REPO))
+        .args(["show", &format!("main:{path}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_drops_most_of_dev_holds_its_deletions_until_an_approver_comments_prune() {
+    baton::tls::install_crypto_provider();
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let service = sb.start_baton(RunOptions::sandbox()).await.unwrap();
+    let port = service.local_addr().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(service.run(async {
+        let _ = stop_rx.await;
+    }));
+    let web = || sb.cluster.get("apps/v1", "Deployment", "shop-dev", "web");
+
+    let digest = sb.push("web", "1.1.0");
+    let short = &digest["sha256:".len().."sha256:".len() + 12];
+    let dev = wait(
+        "the dev promotion merged",
+        Duration::from_secs(60),
+        || merged_pull(&sb, |p| labelled(p, "env:dev") && p.title.contains(short)),
+        || pulls(&sb),
+    )
+    .await;
+    wait(
+        "dev runs the new web",
+        Duration::from_secs(60),
+        || web().filter(|d| d.to_string().contains(&digest)),
+        || format!("{:?}", web()),
+    )
+    .await;
+
+    // Someone drops web from dev's overlay: its Deployment, Service and generated ConfigMap
+    // are 3 of the 5 objects baton manages there (the namespace and worker stay), more than
+    // the default 30 %.
+    let overlay = "environments/dev/kustomization.yaml";
+    let text = file_at_tip(&sb, overlay);
+    let dropped = text
+        .replace("  - ../../apps/web\n", "")
+        .replace("replicas:\n  - name: web\n    count: 1\n", "");
+    assert_ne!(dropped, text, "the overlay lists web");
+    sb.forge
+        .commit_files(OWNER, REPO, "main", &[(overlay, &dropped)], "dev: drop web")
+        .unwrap();
+    let state = || http_get(port, "/api/v1/state").map(|(_, body)| body);
+    wait(
+        "the status says the deletions are held",
+        Duration::from_secs(60),
+        || state().filter(|s| s.contains("deletions held: 3 of 5 objects")),
+        || state().unwrap_or_default(),
+    )
+    .await;
+    assert!(
+        state().unwrap().contains("`/prune dev`"),
+        "the status says how to let them go"
+    );
+    assert!(web().is_some(), "nothing deleted while held");
+
+    // Read access is not enough.
+    sb.forge
+        .comment_as("carol", OWNER, REPO, dev.number, "/prune dev")
+        .unwrap();
+    wait(
+        "carol's /prune refused",
+        Duration::from_secs(60),
+        || {
+            sb.forge
+                .comments(OWNER, REPO, dev.number)
+                .into_iter()
+                .find(|c| c.body.contains("@carol, `/prune dev` needs"))
+        },
+        || format!("{:?}", sb.forge.comments(OWNER, REPO, dev.number)),
+    )
+    .await;
+    assert!(web().is_some(), "a refused /prune deletes nothing");
+
+    sb.forge
+        .comment_as("alice", OWNER, REPO, dev.number, "/prune dev")
+        .unwrap();
+    wait(
+        "web deleted after alice's /prune",
+        Duration::from_secs(60),
+        || web().is_none().then_some(()),
+        || state().unwrap_or_default(),
+    )
+    .await;
+    assert!(
+        sb.cluster.get("v1", "Service", "shop-dev", "web").is_none(),
+        "the Service went too"
+    );
+    assert!(
+        sb.cluster
+            .get("apps/v1", "Deployment", "shop-dev", "worker")
+            .is_some(),
+        "what dev still renders stays"
+    );
+    let answers = sb
+        .forge
+        .comments(OWNER, REPO, dev.number)
+        .into_iter()
+        .filter(|c| c.body.contains("`/prune dev` by @alice"))
+        .count();
+    assert_eq!(answers, 1, "one answer");
+
+    let _ = stop_tx.send(());
+    let _ = running.await;
 }

@@ -49,6 +49,60 @@ fn an_unknown_key_names_file_line_column_and_the_nearest_valid_name() {
 }
 
 #[test]
+fn a_prune_share_outside_zero_to_one_is_located() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "  - name: dev\n",
+        "  - name: dev\n    prune: { maxFraction: 1.5 }\n",
+    );
+    assert_says(
+        &out,
+        "environments[0].prune.maxFraction: 1.5 is not a share between 0 and 1",
+    );
+}
+
+#[test]
+fn an_object_outside_an_environments_allow_is_refused_by_name_and_a_covering_allow_is_valid() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop-dev], kinds: [apps/Deployment, Service, ConfigMap] }\n",
+    );
+    assert_says(
+        &out,
+        "environments/dev: Namespace/shop-dev: cluster-scoped kind Namespace is not named in allow.kinds: environment dev may apply only what its allow: in policies/pipeline.yaml lists",
+    );
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop], kinds: [Namespace, apps/*, Service, ConfigMap] }\n",
+    );
+    assert_says(
+        &out,
+        "Deployment/shop-dev/web: namespace shop-dev is not in allow.namespaces (shop)",
+    );
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop-dev], kinds: [\"apps/deployments\"] }\n",
+    );
+    assert_says(
+        &out,
+        "environments[0].allow.kinds[0]: \"apps/deployments\" is not a kind",
+    );
+
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    allow: { namespaces: [shop-dev], kinds: [Namespace, apps/*, Service, ConfigMap] }\n",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn a_cycle_in_after_is_refused() {
     let out = invalid_after_edit(
         "policies/pipeline.yaml",
@@ -299,4 +353,22 @@ fn under_a_namespaces_scope_an_environment_rendering_cluster_scoped_objects_fail
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ClusterRole/reader: cluster-scoped"), "{out}");
     assert!(out.contains("1 problem(s) found"), "{out}");
+}
+
+#[test]
+fn a_keyless_verify_needs_a_trusted_root_and_an_identity() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "verify: { cosignKey: keys/ci.pub }",
+        "verify: { keyless: { trustedRoot: keys/ci.pub, issuer: https://token.actions.githubusercontent.com } }",
+    );
+    assert_says(&out, "keys/ci.pub is not a sigstore trusted root");
+    assert_says(&out, "set subject (exact) or subjectRegex");
+
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "verify: { cosignKey: keys/ci.pub }",
+        "verify: { cosignKey: keys/ci.pub, keyless: { trustedRoot: keys/ci.pub, issuer: x, subject: y } }",
+    );
+    assert_says(&out, "set one of cosignKey or keyless, not both");
 }

@@ -360,6 +360,11 @@ impl ControlPlane {
                 s("--bind-address=127.0.0.1"),
                 format!("--secure-port={}", free_port()),
                 s("--profiling=false"),
+                // kwok renews the fake Node's lease through the same rate-limited client that
+                // patches pod status: with hundreds of pods starting on a busy machine, renewals
+                // came more than the default 50 s late, the Node went NotReady and every pod on
+                // it unready (seen in the 600-Deployment bench). Fake nodes do not fail.
+                s("--node-monitor-grace-period=10m"),
             ],
         )?;
         cp.spawn(
@@ -620,12 +625,14 @@ impl ControlPlane {
 
     /// From now on, pods whose image matches `marker` (the whole reference, or its tag or digest)
     /// never become Ready, and Job pods with it fail. Restarts kwok with the new rule.
+    /// Marking a marker twice does not restart kwok again (tests of one binary share it).
     pub fn mark_broken(&self, marker: &str) -> Result<(), Error> {
-        self.broken
+        let added = self
+            .broken
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(marker.to_string());
-        self.restart_kwok()
+        if added { self.restart_kwok() } else { Ok(()) }
     }
 
     /// Undo [`ControlPlane::mark_broken`].

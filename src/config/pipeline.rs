@@ -102,12 +102,51 @@ impl Bless {
     }
 }
 
-/// Keyed cosign verification.
+/// Signature (and attestation) verification: exactly one of `cosignKey` (keyed) or `keyless`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignatureCheck {
     /// PEM public key, relative to the config repo root.
-    pub cosign_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosign_key: Option<String>,
+    /// Keyless (Fulcio certificate) signatures from an expected identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessCheck>,
+    /// In-toto attestations that must be attached and signed the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationCheck>,
+}
+
+impl SignatureCheck {
+    /// The files of the config repo the check reads (the key, or the trusted root).
+    pub fn files(&self) -> Vec<&str> {
+        self.cosign_key
+            .iter()
+            .map(String::as_str)
+            .chain(self.keyless.iter().map(|k| k.trusted_root.as_str()))
+            .collect()
+    }
+}
+
+/// `verify.keyless`: the certificate must chain to a Fulcio CA of `trustedRoot` (a sigstore
+/// trusted-root JSON file in the config repo) and name the OIDC `issuer` and the `subject`
+/// (exactly) or a subject matching `subjectRegex` (the whole SAN: an email, or a workflow URI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeylessCheck {
+    pub trusted_root: String,
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_regex: Option<String>,
+}
+
+/// `verify.attestations[]`: an in-toto attestation of this predicate type must be attached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AttestationCheck {
+    pub predicate_type: String,
 }
 
 /// Where an app's digest is written in an environment, relative to the environment path.
@@ -189,6 +228,85 @@ pub struct Environment {
     /// when they passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify: Vec<VerifyStep>,
+    /// Guards on what a reconcile may delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneSettings>,
+    /// Where the environment may apply: its namespaces and kinds. Anything else it renders
+    /// fails `baton validate` and `baton/validate`, and is never sent to the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Allow>,
+}
+
+/// `allow: { namespaces: [shop], kinds: [apps/Deployment, Service, ConfigMap] }`, as an Argo CD
+/// AppProject limits an Application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Allow {
+    /// The namespaces its namespaced objects may be in.
+    pub namespaces: Vec<String>,
+    /// The kinds it may render: `Kind` (core group), `group/Kind`, or `group/*`. Empty: every
+    /// namespaced kind. A cluster-scoped kind (`rbac.authorization.k8s.io/ClusterRole`,
+    /// `Namespace`) must be named exactly; no wildcard covers one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+}
+
+impl Allow {
+    /// Why an object of `group`/`kind` (in `namespace`, `None` when cluster-scoped) is not
+    /// allowed, if it is not.
+    pub fn refusal(&self, group: &str, kind: &str, namespace: Option<&str>) -> Option<String> {
+        let name = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{group}/{kind}")
+        };
+        let exact = self.kinds.contains(&name);
+        let matched = exact
+            || self.kinds.is_empty()
+            || self
+                .kinds
+                .iter()
+                .any(|k| k.strip_suffix("/*").is_some_and(|g| g == group));
+        match namespace {
+            None if !exact => Some(format!(
+                "cluster-scoped kind {name} is not named in allow.kinds"
+            )),
+            Some(_) if !matched => Some(format!("kind {name} is not in allow.kinds")),
+            Some(ns) if !self.namespaces.iter().any(|n| n == ns) => Some(format!(
+                "namespace {ns} is not in allow.namespaces ({})",
+                self.namespaces.join(", ")
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// `prune: { maxFraction: 0.3 }`: a render that would delete more than this share of the
+/// objects baton manages in the environment waits for an approver's `/prune <env>` instead of
+/// deleting (a moved overlay or a broken `resources:` list would otherwise delete everything).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PruneSettings {
+    /// Between 0 and 1 (default [`PruneSettings::DEFAULT_MAX_FRACTION`]); 1 turns the guard off.
+    #[serde(default = "PruneSettings::default_max_fraction")]
+    pub max_fraction: f64,
+}
+
+impl PruneSettings {
+    pub const DEFAULT_MAX_FRACTION: f64 = 0.3;
+
+    fn default_max_fraction() -> f64 {
+        Self::DEFAULT_MAX_FRACTION
+    }
+}
+
+impl Environment {
+    /// The share of the environment's objects one reconcile may delete without `/prune`.
+    pub fn prune_max_fraction(&self) -> f64 {
+        self.prune
+            .map(|p| p.max_fraction)
+            .unwrap_or(PruneSettings::DEFAULT_MAX_FRACTION)
+    }
 }
 
 /// One acceptance test of an environment: `{ job: environments/staging/verify/smoke.yaml,
@@ -215,7 +333,7 @@ impl VerifyStep {
 }
 
 /// Required approvals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Approvals {
     pub count: u32,
@@ -473,7 +591,14 @@ environments:
         assert_eq!(staging.verify_status_context(), "baton/staging/verify");
         assert!(p.environment("dev").unwrap().verify.is_empty());
         assert_eq!(
-            p.app("web").unwrap().verify.as_ref().unwrap().cosign_key,
+            p.app("web")
+                .unwrap()
+                .verify
+                .as_ref()
+                .unwrap()
+                .cosign_key
+                .as_deref()
+                .unwrap(),
             "keys/ci.pub"
         );
     }

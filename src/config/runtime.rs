@@ -35,6 +35,9 @@ pub struct RuntimeConfig {
     /// Address of the webhook, metrics and status server.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Who may read the status page and its JSON API (`server.auth`).
+    #[serde(default, skip_serializing_if = "ServerConfig::is_default")]
+    pub server: ServerConfig,
     #[serde(default)]
     pub intervals: Intervals,
     /// Where the bot keeps its clone of the config repo (a cache; safe to delete).
@@ -46,6 +49,144 @@ pub struct RuntimeConfig {
     /// A Docker `config.json` whose `auths` are used too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_config: Option<PathBuf>,
+    /// How config-repo trees are rendered.
+    #[serde(default, skip_serializing_if = "RenderSettings::is_default")]
+    pub render: RenderSettings,
+}
+
+/// `render:` in `baton.yaml`: what the built-in kustomize renderer may run.
+/// ```yaml
+/// render: { helm: true, helmCommand: /usr/local/bin/helm }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RenderSettings {
+    /// Inflate `helmCharts` with the `helm` binary (`kubectl kustomize --enable-helm`).
+    #[serde(default)]
+    pub helm: bool,
+    /// The helm binary (default `helm`, found on `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_command: Option<PathBuf>,
+}
+
+impl RenderSettings {
+    fn is_default(&self) -> bool {
+        self == &RenderSettings::default()
+    }
+
+    /// The helm binary to run when `helm` is on (what `render::Options::helm` takes).
+    pub fn helm_binary(&self) -> Option<PathBuf> {
+        self.helm.then(|| {
+            self.helm_command
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("helm"))
+        })
+    }
+}
+
+/// The HTTP server's settings beyond its address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// Protects the status page (`/`) and the JSON API (`/api/…`). Webhooks keep their own
+    /// signatures; `/healthz`, `/readyz` and `/metrics` stay open. Without it, anyone who can
+    /// reach the port reads the status page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ServerAuth>,
+}
+
+impl ServerConfig {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// `server.auth`: a bearer token, a trusted proxy's user header, or both (either admits):
+/// ```yaml
+/// server:
+///   auth:
+///     token: { file: /run/secrets/baton-status-token }
+///     trustedProxy: { header: X-Forwarded-User, from: [127.0.0.1/32, 10.0.0.0/8] }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerAuth {
+    /// Requests must carry `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+    /// A proxy that authenticates people (oauth2-proxy, an ingress with SSO) and names the
+    /// user in a header. The header is believed only from the listed addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_proxy: Option<TrustedProxy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrustedProxy {
+    /// The header naming the authenticated user (default `X-Forwarded-User`).
+    #[serde(default = "default_user_header")]
+    pub header: String,
+    /// Addresses or CIDR ranges the proxy connects from (`127.0.0.1/32`, `10.0.0.0/8`,
+    /// `::1`). A request from anywhere else is not believed, whatever headers it carries.
+    pub from: Vec<String>,
+}
+
+/// An address range (`10.0.0.0/8`, `::1/128`; a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0-{max}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` lies in the range (an IPv4-mapped IPv6 peer counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+fn default_user_header() -> String {
+    "X-Forwarded-User".into()
 }
 
 /// One registry's entry in the runtime config (`registry::auth` resolves it to a credential):
@@ -340,6 +481,36 @@ impl RuntimeConfig {
         if cfg.repo.url.trim().is_empty() {
             return Err(invalid("repo.url", "is empty".into()));
         }
+        if let Some(auth) = &cfg.server.auth {
+            let at = |path: &str, message: String| {
+                let pos = tree.lookup(path).0.pos;
+                RuntimeConfigError::Invalid(Diagnostic::new(file, Some(pos), path, message))
+            };
+            if auth.token.is_none() && auth.trusted_proxy.is_none() {
+                return Err(at(
+                    "server.auth",
+                    "set token: { file: … } (a bearer token), trustedProxy: { from: [<proxy address>] }, or both".into(),
+                ));
+            }
+            if let Some(proxy) = &auth.trusted_proxy {
+                if proxy.from.is_empty() {
+                    return Err(at(
+                        "server.auth.trustedProxy.from",
+                        "list the addresses the proxy connects from (e.g. [127.0.0.1/32] for a sidecar); the header is believed from nowhere else".into(),
+                    ));
+                }
+                if http::HeaderName::try_from(proxy.header.as_str()).is_err() {
+                    return Err(at(
+                        "server.auth.trustedProxy.header",
+                        format!("{:?} is not an HTTP header name", proxy.header),
+                    ));
+                }
+                for (i, range) in proxy.from.iter().enumerate() {
+                    Cidr::parse(range)
+                        .map_err(|m| at(&format!("server.auth.trustedProxy.from[{i}]"), m))?;
+                }
+            }
+        }
         Ok(cfg)
     }
 
@@ -472,6 +643,61 @@ mod tests {
             );
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn server_auth_needs_a_way_in_and_a_proxy_needs_its_addresses() {
+        let parse = |auth: &str| {
+            RuntimeConfig::parse(
+                "baton.yaml",
+                &format!("{MINIMAL}server:\n  auth:\n{auth}"),
+                [],
+            )
+        };
+        let e = parse("    {}\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("baton.yaml:") && e.contains("server.auth") && e.contains("trustedProxy"),
+            "{e}"
+        );
+        let e = parse("    trustedProxy: { from: [] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.auth.trustedProxy.from") && e.contains("connects from"),
+            "{e}"
+        );
+        let e = parse("    trustedProxy: { from: [127.0.0.1/32, 10.0.0.0/33] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("from[1]") && e.contains("0-32"), "{e}");
+        let e = parse("    trustedProxy: { from: [proxy.local] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an IP address"), "{e}");
+        let c =
+            parse("    token: { file: /run/secrets/t }\n    trustedProxy: { from: [\"::1\"] }\n")
+                .unwrap();
+        let auth = c.server.auth.unwrap();
+        assert_eq!(auth.trusted_proxy.unwrap().header, "X-Forwarded-User");
+        assert!(auth.token.is_some());
+    }
+
+    #[test]
+    fn cidr_ranges_contain_what_they_should() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains(ip("10.1.200.3")));
+        assert!(!net.contains(ip("10.2.0.1")));
+        assert!(
+            net.contains(ip("::ffff:10.1.0.9")),
+            "IPv4-mapped peers count as IPv4"
+        );
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("192.0.2.1")));
+        let host = Cidr::parse("127.0.0.1").unwrap();
+        assert!(host.contains(ip("127.0.0.1")) && !host.contains(ip("127.0.0.2")));
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        assert!(!v6.contains(ip("10.0.0.1")));
     }
 
     #[test]

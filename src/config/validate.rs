@@ -136,23 +136,7 @@ impl Validator<'_> {
                 }
             }
             if let Some(check) = &app.verify {
-                let field = format!("{base}.verify.cosignKey");
-                match resolve_in_repo(self.repo, &check.cosign_key) {
-                    Err(why) => self.error(&field, why),
-                    Ok(path) => match std::fs::read_to_string(&path) {
-                        Ok(text) if text.contains("-----BEGIN PUBLIC KEY-----") => {}
-                        Ok(_) => self.error(
-                            &field,
-                            format!(
-                                "{} is not a PEM public key (-----BEGIN PUBLIC KEY-----)",
-                                check.cosign_key
-                            ),
-                        ),
-                        Err(e) => {
-                            self.error(&field, format!("cannot read {}: {e}", check.cosign_key))
-                        }
-                    },
-                }
+                self.signature_check(&base, check);
             }
             if app.pin.key.is_some() && app.pin.file.is_none() {
                 self.error(
@@ -161,6 +145,73 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+
+    /// `verify:`: one of `cosignKey` (a PEM public key) or `keyless` (a trusted root, an issuer,
+    /// a subject or subject regex), each file readable in the config repo.
+    fn signature_check(&mut self, base: &str, check: &super::pipeline::SignatureCheck) {
+        let field = format!("{base}.verify");
+        match (&check.cosign_key, &check.keyless) {
+            (Some(_), Some(_)) => {
+                self.error(&field, "set one of cosignKey or keyless, not both");
+            }
+            (None, None) => self.error(&field, "set cosignKey or keyless"),
+            (Some(key), None) => {
+                let field = format!("{base}.verify.cosignKey");
+                match self.read_in_repo(key) {
+                    Err(why) => self.error(&field, why),
+                    Ok(text) if text.contains("-----BEGIN PUBLIC KEY-----") => {}
+                    Ok(_) => self.error(
+                        &field,
+                        format!("{key} is not a PEM public key (-----BEGIN PUBLIC KEY-----)"),
+                    ),
+                }
+            }
+            (None, Some(k)) => {
+                let root = format!("{base}.verify.keyless.trustedRoot");
+                match self.read_in_repo(&k.trusted_root) {
+                    Err(why) => self.error(&root, why),
+                    Ok(text) => {
+                        // The full parse is the registry's; here, that it is the right file.
+                        let media_type = serde_json::from_str::<serde_json::Value>(&text)
+                            .ok()
+                            .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        if !media_type.starts_with("application/vnd.dev.sigstore.trustedroot") {
+                            self.error(
+                                &root,
+                                format!(
+                                    "{} is not a sigstore trusted root (mediaType \
+                                     application/vnd.dev.sigstore.trustedroot+json)",
+                                    k.trusted_root
+                                ),
+                            );
+                        }
+                    }
+                }
+                let field = format!("{base}.verify.keyless");
+                match (&k.subject, &k.subject_regex) {
+                    (Some(_), Some(_)) => {
+                        self.error(&field, "set one of subject or subjectRegex, not both")
+                    }
+                    (None, None) => self.error(
+                        &field,
+                        "set subject (exact) or subjectRegex: the identity the certificate must name",
+                    ),
+                    (None, Some(r)) => {
+                        if let Err(e) = regex::Regex::new(r) {
+                            self.error(&format!("{field}.subjectRegex"), e.to_string());
+                        }
+                    }
+                    (Some(_), None) => {}
+                }
+            }
+        }
+    }
+
+    fn read_in_repo(&self, rel: &str) -> Result<String, String> {
+        let path = resolve_in_repo(self.repo, rel)?;
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {rel}: {e}"))
     }
 
     fn environments(&mut self) {
@@ -251,6 +302,26 @@ impl Validator<'_> {
                 && !is_valid_repository(target)
             {
                 self.error(&format!("{base}.copyTo"), format!("{target:?} is not a registry repository prefix, e.g. prod-registry.example.com/shop"));
+            }
+            if let Some(prune) = &env.prune
+                && !(prune.max_fraction > 0.0 && prune.max_fraction <= 1.0)
+            {
+                self.error(&format!("{base}.prune.maxFraction"), format!("{} is not a share between 0 and 1 (e.g. 0.3 lets one reconcile delete up to 30 % of the environment's objects; 1 turns the guard off)", prune.max_fraction));
+            }
+            if let Some(allow) = &env.allow {
+                if allow.namespaces.is_empty() {
+                    self.error(&format!("{base}.allow.namespaces"), "list the namespaces the environment may apply to (allow.namespaces: [shop]); an empty list allows no namespaced object");
+                }
+                for (j, k) in allow.kinds.iter().enumerate() {
+                    let (group, kind) = k.rsplit_once('/').unwrap_or(("", k));
+                    let ok = !kind.is_empty()
+                        && (kind == "*" && !group.is_empty()
+                            || kind.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                                && kind.chars().all(|c| c.is_ascii_alphanumeric()));
+                    if !ok {
+                        self.error(&format!("{base}.allow.kinds[{j}]"), format!("{k:?} is not a kind: use Kind for the core group (Service), group/Kind (apps/Deployment) or group/* (batch/*)"));
+                    }
+                }
             }
             self.environment_dir(i, env);
             self.verify_steps(i, env);

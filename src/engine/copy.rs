@@ -23,7 +23,7 @@ use crate::gitrepo::files::Files as _;
 use crate::promote::gates::{Gate, GateResult, Verdict};
 use crate::registry::CopyReport;
 use crate::registry::copier::{CopyFailure, Readiness, Route, route};
-use crate::registry::cosign::CosignKey;
+use crate::registry::verify::Requirements;
 
 pub use crate::registry::copier::Copier;
 
@@ -211,26 +211,32 @@ impl<F: Forge> Engine<F> {
         }
     }
 
-    /// The app's cosign key at the config branch tip, when its pipeline asks for signatures.
-    fn cosign_key(&self, view: &RepoView, app: &str) -> Result<Option<CosignKey>, String> {
+    /// What the app's `verify:` asks (key or keyless, attestations) at the config branch tip.
+    fn cosign_key(&self, view: &RepoView, app: &str) -> Result<Option<Requirements>, String> {
         let Some(verify) = view.pipeline.app(app).and_then(|a| a.verify.as_ref()) else {
             return Ok(None);
         };
-        let pem = tokio::task::block_in_place(|| {
+        let files: Vec<(String, Option<String>)> = tokio::task::block_in_place(|| {
             let repo = self.repo();
-            let files = repo.files_at(repo.tip()?)?;
-            Ok::<_, EngineError>(files.read(&verify.cosign_key).ok().flatten())
-        })
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "the cosign key {} is not in the config repo",
-                verify.cosign_key
+            let tree = repo.files_at(repo.tip()?)?;
+            Ok::<_, EngineError>(
+                verify
+                    .files()
+                    .into_iter()
+                    .map(|f| (f.to_string(), tree.read(f).ok().flatten()))
+                    .collect(),
             )
-        })?;
-        CosignKey::from_pem(&pem, &verify.cosign_key)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())?;
+        let read = |path: &str| {
+            files
+                .iter()
+                .find(|(f, _)| f == path)
+                .and_then(|(_, text)| text.clone())
+                .map(String::into_bytes)
+                .ok_or_else(|| format!("{path} is not in the config repo"))
+        };
+        Requirements::from_config(verify, &read).map(Some)
     }
 
     /// Write the PR body's copy section, when it changed.

@@ -43,6 +43,7 @@ use crate::promote::gates::{HOLD_LABEL, ROLLBACK_LABEL};
 use crate::promote::plan::{self, Action, Release};
 use crate::promote::policy::PolicySource;
 use crate::promote::state::{CommandEvent, Deployment, PullRequest};
+use crate::registry::verify::{AttestationResult, Requirements};
 
 /// Why a pass failed. Each variant knows whether the next pass may succeed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,12 @@ pub enum Outcome {
         env: String,
         app: String,
     },
+    /// `/prune` let the deletions held back in `env` go ahead.
+    PruneApproved {
+        pr: u64,
+        env: String,
+        by: String,
+    },
     /// An action failed; the next pass retries it.
     Failed {
         env: String,
@@ -152,6 +159,13 @@ struct RepoView {
     history: std::sync::Arc<Vec<Entry>>,
     /// Digests held back from (env, app) by rollbacks.
     held: BTreeMap<(String, String), BTreeSet<Digest>>,
+}
+
+/// What a config branch tip says, read once per tip.
+struct TipFacts {
+    pipeline: Pipeline,
+    policies: Vec<PolicySource>,
+    pinned: BTreeMap<(String, String), Pinned>,
 }
 
 /// How many promotions back the engine reads history (rollback targets and holds).
@@ -189,9 +203,17 @@ pub struct Engine<F> {
     pub push_attempts: usize,
     /// The promotions read from history at a config branch tip, to read them once per tip.
     history: Mutex<Option<(git2::Oid, std::sync::Arc<Vec<Entry>>)>>,
+    /// What a config branch tip says (pipeline, policies, pins), parsed once per tip: an idle
+    /// pass would otherwise parse every overlay once per app.
+    at_tip: Mutex<Option<(git2::Oid, std::sync::Arc<TipFacts>)>>,
+    /// What each promotion branch commit pins, by commit (a branch is read again only when
+    /// it moves).
+    branch_pins: Mutex<BTreeMap<git2::Oid, Option<Pinned>>>,
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
+    /// Verified attestations by digest, as the scans found them (the policy input's).
+    attestations: Mutex<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
     /// Copies images to environments' `copyTo` registries before their PRs merge. Without
     /// one, such PRs wait at the `copy` gate.
     copier: Option<std::sync::Arc<copy::Copier>>,
@@ -205,7 +227,10 @@ impl<F: Forge> Engine<F> {
             push_attempts: 3,
             snapshot: Mutex::default(),
             history: Mutex::new(None),
+            at_tip: Mutex::new(None),
+            branch_pins: Mutex::default(),
             provenance: Mutex::default(),
+            attestations: Mutex::default(),
             copier: None,
         }
     }
@@ -260,6 +285,74 @@ impl<F: Forge> Engine<F> {
     fn read_repo(&self) -> Result<RepoView, EngineError> {
         let repo = self.repo();
         let tip = repo.fetch()?;
+        let facts = self.tip_facts(&repo, tip)?;
+        let pipeline = facts.pipeline.clone();
+        let policies = facts.policies.clone();
+        let pinned = facts.pinned.clone();
+        let mut branch_pins = self.branch_pins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = BTreeSet::new();
+        let mut branches = BTreeMap::new();
+        for env in &pipeline.environments {
+            for app in pipeline.apps.keys() {
+                let branch = forge::promotion_branch(&env.name, app);
+                if let Some(oid) = repo.remote_branch(&branch)? {
+                    let commit = repo.git().find_commit(oid).map_err(|e| GitError::Git {
+                        op: "read",
+                        message: e.message().into(),
+                        transient: false,
+                    })?;
+                    let at = Utc
+                        .timestamp_opt(commit.time().seconds(), 0)
+                        .single()
+                        .unwrap_or_default();
+                    seen.insert(oid);
+                    let pin = match branch_pins.get(&oid) {
+                        Some(pin) => pin.clone(),
+                        None => {
+                            let pin =
+                                bump::current(&repo.files_at(oid)?, &pipeline, &env.name, app)
+                                    .ok()
+                                    .flatten();
+                            branch_pins.insert(oid, pin.clone());
+                            pin
+                        }
+                    };
+                    branches.insert(branch, (pin, at));
+                }
+            }
+        }
+        // Forget branch commits no branch points at any more.
+        branch_pins.retain(|oid, _| seen.contains(oid));
+        drop(branch_pins);
+        let history = self.history_at(&repo, tip)?;
+        let held = plan::held_digests(history.iter().map(|e| &e.promotion));
+        Ok(RepoView {
+            pipeline,
+            policies,
+            pinned,
+            branches,
+            history,
+            held,
+        })
+    }
+
+    /// The pipeline, policies and pins at `tip`, parsed once per tip.
+    fn tip_facts(
+        &self,
+        repo: &ConfigRepo,
+        tip: git2::Oid,
+    ) -> Result<std::sync::Arc<TipFacts>, EngineError> {
+        let mut cache = self.at_tip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, facts)) = cache.as_ref()
+            && *at == tip
+        {
+            return Ok(facts.clone());
+        }
+        // Where a branch pins depends on the pipeline: read them again under the new one.
+        self.branch_pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let files = repo.files_at(tip)?;
         let pipeline = load_pipeline(&files, tip)?;
         let policies = crate::config::policy::read_policies(&files).map_err(|message| {
@@ -276,37 +369,13 @@ impl<F: Forge> Engine<F> {
                 }
             }
         }
-        let mut branches = BTreeMap::new();
-        for env in &pipeline.environments {
-            for app in pipeline.apps.keys() {
-                let branch = forge::promotion_branch(&env.name, app);
-                if let Some(oid) = repo.remote_branch(&branch)? {
-                    let commit = repo.git().find_commit(oid).map_err(|e| GitError::Git {
-                        op: "read",
-                        message: e.message().into(),
-                        transient: false,
-                    })?;
-                    let at = Utc
-                        .timestamp_opt(commit.time().seconds(), 0)
-                        .single()
-                        .unwrap_or_default();
-                    let pin = bump::current(&repo.files_at(oid)?, &pipeline, &env.name, app)
-                        .ok()
-                        .flatten();
-                    branches.insert(branch, (pin, at));
-                }
-            }
-        }
-        let history = self.history_at(&repo, tip)?;
-        let held = plan::held_digests(history.iter().map(|e| &e.promotion));
-        Ok(RepoView {
+        let facts = std::sync::Arc::new(TipFacts {
             pipeline,
             policies,
             pinned,
-            branches,
-            history,
-            held,
-        })
+        });
+        *cache = Some((tip, facts.clone()));
+        Ok(facts)
     }
 
     fn history_at(
@@ -687,8 +756,15 @@ impl<F: Forge> Engine<F> {
             let mut keys = BTreeMap::new();
             for (name, app) in &view.pipeline.apps {
                 if let Some(v) = &app.verify {
-                    let pem = files.read(&v.cosign_key).ok().flatten().unwrap_or_default();
-                    keys.insert(name.clone(), (pem, v.cosign_key.clone()));
+                    let read = |path: &str| {
+                        files
+                            .read(path)
+                            .ok()
+                            .flatten()
+                            .map(String::into_bytes)
+                            .ok_or_else(|| format!("{path} is not in the config repo"))
+                    };
+                    keys.insert(name.clone(), Requirements::from_config(v, &read));
                 }
             }
             Ok((view.pipeline, keys))
@@ -696,23 +772,27 @@ impl<F: Forge> Engine<F> {
         let mut releases = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, app) in &pipeline.apps {
-            let key = match keys
-                .get(name)
-                .map(|(pem, path)| crate::registry::cosign::CosignKey::from_pem(pem, path))
-            {
+            let key = match keys.get(name) {
                 Some(Err(e)) => {
-                    problems.push(format!("{name}: {e}"));
+                    problems.push(format!("{name}: verify: {e}"));
                     continue;
                 }
                 Some(Ok(k)) => Some(k),
                 None => None,
             };
-            match scanner.scan_app(name, app, key.as_ref()).await {
+            match scanner.scan_app(name, app, key).await {
                 Err(e) => problems.push(format!("{name}: {e}")),
                 Ok(scan) => {
                     if let Some(c) = scan.newest
                         && let Some(digest) = c.digest.as_deref().and_then(|d| d.parse().ok())
                     {
+                        let verified = verified_predicates(&c.attestations);
+                        if !verified.is_empty() {
+                            self.attestations
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(c.digest.clone().unwrap_or_default(), verified);
+                        }
                         if let Some(meta) = &c.meta
                             && (meta.revision.is_some() || meta.source.is_some())
                         {
@@ -733,6 +813,44 @@ impl<F: Forge> Engine<F> {
                         );
                     }
                 }
+            }
+        }
+        // Open PRs may pin older digests than the newest (or the process restarted): their
+        // attestations are read too, so the policy gate sees them (cached by the scanner).
+        let open: Vec<(String, String)> = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .iter()
+            .map(|(pr, _)| (pr.app.clone(), pr.digest.to_string()))
+            .collect();
+        for (app, digest) in open {
+            let known = self
+                .attestations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&digest);
+            let (Some(Ok(req)), Some(cfg)) = (keys.get(&app), pipeline.app(&app)) else {
+                continue;
+            };
+            if known || req.attestations.is_empty() {
+                continue;
+            }
+            let Ok(repo) = crate::registry::Repo::parse(&cfg.image) else {
+                continue;
+            };
+            match scanner.check(&repo, &digest, req).await {
+                Ok(outcome) => {
+                    let verified = verified_predicates(&outcome.attestations);
+                    if !verified.is_empty() {
+                        self.attestations
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(digest, verified);
+                    }
+                }
+                Err(e) => problems.push(format!("{app}: attestations of {digest}: {e}")),
             }
         }
         Ok((releases, problems))
@@ -775,6 +893,11 @@ impl<F: Forge> Engine<F> {
             bot_login: self.forge.bot_login(),
             policies: &view.policies,
             held: &view.held,
+            attestations: &self
+                .attestations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         })
     }
 
@@ -848,9 +971,11 @@ impl<F: Forge> Engine<F> {
                             permission: Permission::None,
                             teams: vec![],
                         });
-                        // A rollback is authorized by the environment it rolls back.
+                        // A rollback (or a prune) is authorized by the environment it names.
                         let env_cfg = match &command {
-                            Command::Rollback { env, .. } => view.pipeline.environment(env),
+                            Command::Rollback { env, .. } | Command::Prune { env } => {
+                                view.pipeline.environment(env)
+                            }
                             _ => env_cfg,
                         };
                         match commands::authorize(&command, &actor, env_cfg) {
@@ -866,6 +991,15 @@ impl<F: Forge> Engine<F> {
                                         pr: o.info.number,
                                         env: env.clone().unwrap_or_else(|| o.state.env.clone()),
                                         app: o.state.app.clone(),
+                                    });
+                                }
+                                if let Command::Prune { env } = &command
+                                    && view.pipeline.environment(env).is_some()
+                                {
+                                    outcomes.push(Outcome::PruneApproved {
+                                        pr: o.info.number,
+                                        env: env.clone(),
+                                        by: actor.login.clone(),
                                     });
                                 }
                                 reply
@@ -991,6 +1125,13 @@ impl<F: Forge> Engine<F> {
                 actor.login,
                 o.state.app,
                 env.as_deref().unwrap_or(&o.state.env)
+            ),
+            Command::Prune { env } if view.pipeline.environment(env).is_none() => format!(
+                "There is no environment {env} in policies/pipeline.yaml."
+            ),
+            Command::Prune { env } => format!(
+                "`/prune {env}` by @{}: the deletions held back in {env} at the config branch's current tip go ahead on its next reconcile (a later commit that deletes as much is held again).",
+                actor.login
             ),
             Command::Status => "The gate table is in baton's status comment above; it is refreshed on every change.".to_string(),
             Command::Help => commands::HELP.to_string(),
@@ -1492,4 +1633,19 @@ fn pinned_of(p: &plan::PinnedOut) -> Pinned {
         tag: p.tag.clone(),
         digest: p.digest.parse().expect("planner digests are valid"),
     }
+}
+
+/// Verified attestations as the policy input has them: predicate type → predicate.
+fn verified_predicates(
+    attestations: &[crate::registry::verify::AttestationStatus],
+) -> BTreeMap<String, serde_json::Value> {
+    attestations
+        .iter()
+        .filter_map(|a| match &a.result {
+            AttestationResult::Verified { predicate, .. } => {
+                Some((a.predicate_type.clone(), predicate.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }

@@ -232,6 +232,8 @@ fn status_context(env: &str) -> String {
 }
 
 /// `Deployment/web: 3/3 replicas available` for the objects that run images, at most three.
+/// What a healthy rollout runs; deletions the prune guard held back come first, so that the
+/// commit status (cut at 140 characters) shows them too.
 fn healthy_summary(report: &Report) -> String {
     let workloads: Vec<String> = report
         .objects
@@ -239,10 +241,14 @@ fn healthy_summary(report: &Report) -> String {
         .filter(|o| !o.images.is_empty())
         .map(|o| format!("{}/{}: {}", o.object.kind, o.object.name, o.health.message))
         .collect();
-    match workloads.len() {
+    let running = match workloads.len() {
         0 => format!("{} object(s)", report.objects.len()),
         n if n <= 3 => workloads.join("; "),
         n => format!("{}; and {} more", workloads[..3].join("; "), n - 3),
+    };
+    match &report.prune_held {
+        Some(hold) => format!("{}; {running}", hold.describe(&report.env)),
+        None => running,
     }
 }
 

@@ -1,15 +1,15 @@
 //! The I/O of the check: list the open PRs to the config branch, skip heads already checked,
 //! fetch and export the head, validate and render it, and report on the forge.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
 use git2::Oid;
 use serde::Serialize;
 
-use super::diff;
 use super::summary::{self, EnvReport, Problem, Report};
+use super::{diff, gates};
 use crate::config::pipeline::Pipeline;
 use crate::forge::{self, CommentInfo, Forge, ForgeError, PullRequestInfo, StatusState};
 use crate::forge::{PrState, StatusUpdate};
@@ -65,6 +65,8 @@ pub struct Checker {
     repo: Mutex<ConfigRepo>,
     /// Checks that images moving into `copyTo` environments can be copied there.
     copier: Option<std::sync::Arc<Copier>>,
+    /// How environments are rendered (helm for `helmCharts`).
+    render: render::Options,
 }
 
 /// An image a PR moves into an environment with `copyTo`: (env, route, digest).
@@ -78,7 +80,14 @@ impl Checker {
         Self {
             repo: Mutex::new(repo),
             copier: None,
+            render: render::Options::default(),
         }
+    }
+
+    /// Render with `options` (e.g. a helm binary for `helmCharts`, from `baton.yaml`).
+    pub fn with_render_options(mut self, options: render::Options) -> Self {
+        self.render = options;
+        self
     }
 
     /// Also check, for every image a PR moves into an environment with `copyTo`, that the
@@ -153,13 +162,37 @@ impl Checker {
         let reported = statuses.iter().find(|s| {
             s.context == super::CONTEXT && s.creator.eq_ignore_ascii_case(forge.bot_login())
         });
-        if reported.is_some_and(|s| s.state != StatusState::Pending) {
+        // A head that waits only for approvals is checked again on every pass (reviews
+        // arrive without a push); any other verdict stands until the next push.
+        let awaiting_approval = reported.is_some_and(|s| {
+            s.state == StatusState::Failure && s.description.starts_with(gates::NEEDS_APPROVAL)
+        });
+        if reported.is_some_and(|s| s.state != StatusState::Pending) && !awaiting_approval {
             return Ok(CheckOutcome::AlreadyChecked {
                 pr: pr.number,
                 sha: pr.head_sha.clone(),
             });
         }
-        let (mut report, copies) = tokio::task::block_in_place(|| {
+        let mut reviews = None;
+        if awaiting_approval {
+            // Unless a review changed since, the verdict stands: no fetch, no render.
+            let r = forge.reviews(pr.number).await?;
+            let marker = gates::reviews_marker(&gates::reviews_fingerprint(&r, &pr.head_sha));
+            let comments = forge.comments(pr.number).await?;
+            let seen = comments.iter().any(|c| {
+                c.author.eq_ignore_ascii_case(forge.bot_login())
+                    && c.body.starts_with(summary::MARKER)
+                    && c.body.contains(&marker)
+            });
+            if seen {
+                return Ok(CheckOutcome::AlreadyChecked {
+                    pr: pr.number,
+                    sha: pr.head_sha.clone(),
+                });
+            }
+            reviews = Some(r);
+        }
+        let (mut report, copies, guarded) = tokio::task::block_in_place(|| {
             if !*fetched {
                 self.repo().fetch()?;
                 *fetched = true;
@@ -191,9 +224,46 @@ impl Checker {
             }
         }
         // The bot's own promotion PRs carry the rendered diff in their body; they get a
-        // comment only when the check fails.
+        // comment only when the check fails. They keep their own gates (the engine's).
         let own_promotion = forge::parse_promotion_branch(&pr.head_ref).is_some()
             && pr.author.eq_ignore_ascii_case(forge.bot_login());
+        if !own_promotion && !guarded.is_empty() {
+            let reviews = match reviews {
+                Some(r) => r,
+                None => forge.reviews(pr.number).await?,
+            };
+            report.reviews = Some(gates::reviews_fingerprint(&reviews, &pr.head_sha));
+            let teams = team_members(forge, &guarded).await?;
+            for g in &guarded {
+                let (approved, stale) = gates::approvers(
+                    &reviews,
+                    &pr.head_sha,
+                    forge.bot_login(),
+                    &g.approvals,
+                    &teams,
+                );
+                let line = match gates::unmet(g, &pr.head_sha, &approved, &stale) {
+                    Some(text) => {
+                        report.problems.push(Problem {
+                            env: Some(g.env.clone()),
+                            text,
+                        });
+                        format!(
+                            "waiting for approval ({} of {})",
+                            approved.len(),
+                            g.approvals.count
+                        )
+                    }
+                    None => format!("approved by {}", approved.join(", ")),
+                };
+                report.gated.push(summary::Gated {
+                    env: g.env.clone(),
+                    reasons: g.reasons.clone(),
+                    who: g.approvals.clone(),
+                    state: line,
+                });
+            }
+        }
         let mut target_url = (!pr.html_url.is_empty()).then(|| pr.html_url.clone());
         if report.passed() && own_promotion {
             tracing::debug!(pr = pr.number, "promotion PR passed; no summary comment");
@@ -215,7 +285,11 @@ impl Checker {
             description: summary::description(&report),
             target_url,
         };
-        forge.set_status(&pr.head_sha, &status).await?;
+        let unchanged = reported
+            .is_some_and(|s| s.state == status.state && s.description == status.description);
+        if !unchanged {
+            forge.set_status(&pr.head_sha, &status).await?;
+        }
         tracing::info!(pr = pr.number, sha = %pr.head_sha, passed = report.passed(), "config-repo PR checked");
         Ok(CheckOutcome::Checked {
             pr: pr.number,
@@ -229,7 +303,7 @@ impl Checker {
         &self,
         pr: &PullRequestInfo,
         cache: &mut BaseCache,
-    ) -> Result<(Report, Vec<CopyCheck>), CheckError> {
+    ) -> Result<(Report, Vec<CopyCheck>, Vec<gates::Guarded>), CheckError> {
         let repo = self.repo();
         let missing = || CheckError::MissingHead {
             pr: pr.number,
@@ -258,9 +332,21 @@ impl Checker {
                 })
                 .collect(),
             envs: Vec::new(),
+            gated: Vec::new(),
+            reviews: None,
+        };
+        // The gates come from the base: export it now (its renders are cached per pass).
+        let base_dir = tempfile::tempdir().map_err(CheckError::Scratch)?;
+        repo.export(base, base_dir.path())?;
+        let base_pipeline = Pipeline::load(base_dir.path()).ok().map(|l| l.pipeline);
+        let shared = gates::SharedChanges {
+            policies: changed_policies(base_dir.path(), dir.path()),
         };
         let Ok(loaded) = Pipeline::load(dir.path()) else {
-            return Ok((report, Vec::new()));
+            let guarded = base_pipeline
+                .map(|b| gates::guarded(&b, None, &BTreeMap::new(), &shared))
+                .unwrap_or_default();
+            return Ok((report, Vec::new(), guarded));
         };
         let copies = if self.copier.is_some() {
             moved_into_copy_to(
@@ -271,11 +357,10 @@ impl Checker {
         } else {
             Vec::new()
         };
-        let mut base_dir = None;
         for env in loaded.pipeline.promotion_order() {
             let path = env.path();
-            let after = match render::render(dir.path(), &path) {
-                Ok(objects) => objects,
+            let after = match render::render_with(dir.path(), &path, &self.render) {
+                Ok((objects, _warnings)) => objects,
                 Err(e) => {
                     report.problems.push(Problem {
                         env: Some(env.name.clone()),
@@ -284,15 +369,21 @@ impl Checker {
                     continue;
                 }
             };
+            if let Some(allow) = &env.allow {
+                for d in
+                    crate::reconcile::scope::allowed_diagnostics(&env.name, &path, allow, &after)
+                {
+                    report.problems.push(Problem {
+                        env: Some(env.name.clone()),
+                        text: d.to_string(),
+                    });
+                }
+            }
             let key = (base, path.to_string_lossy().into_owned());
             if !cache.contains_key(&key) {
-                if base_dir.is_none() {
-                    let d = tempfile::tempdir().map_err(CheckError::Scratch)?;
-                    repo.export(base, d.path())?;
-                    base_dir = Some(d);
-                }
-                let root = base_dir.as_ref().expect("exported above").path();
-                let rendered = render::render(root, &path).map_err(|e| e.to_string());
+                let rendered = render::render_with(base_dir.path(), &path, &self.render)
+                    .map(|(objects, _warnings)| objects)
+                    .map_err(|e| e.to_string());
                 cache.insert(key.clone(), rendered);
             }
             let (before, note) = match &cache[&key] {
@@ -312,8 +403,69 @@ impl Checker {
                 note,
             });
         }
-        Ok((report, copies))
+        let rendered: BTreeMap<String, String> = report
+            .envs
+            .iter()
+            .filter(|e| !e.diff.is_empty())
+            .map(|e| (e.env.clone(), summary::change_line(&e.diff)))
+            .collect();
+        let guarded = base_pipeline
+            .map(|b| gates::guarded(&b, Some(&loaded.pipeline), &rendered, &shared))
+            .unwrap_or_default();
+        Ok((report, copies, guarded))
     }
+}
+
+/// `policies/*.rego` files that differ between two exported trees (added, changed, removed).
+fn changed_policies(base: &Path, head: &Path) -> Vec<String> {
+    let rego = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(root.join("policies"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "rego"))
+            .filter_map(|e| {
+                let name = format!("policies/{}", e.file_name().to_string_lossy());
+                Some((name, std::fs::read(e.path()).ok()?))
+            })
+            .collect()
+    };
+    let (b, h) = (rego(base), rego(head));
+    let names: BTreeSet<&String> = b.keys().chain(h.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| b.get(*n) != h.get(*n))
+        .cloned()
+        .collect()
+}
+
+/// Members of the teams the guarded environments name (a team the bot may not list counts
+/// no members: its approvals then cannot be met, and the problem says who is needed).
+async fn team_members<F: Forge>(
+    forge: &F,
+    guarded: &[gates::Guarded],
+) -> Result<BTreeMap<String, BTreeSet<String>>, ForgeError> {
+    let mut out = BTreeMap::new();
+    let named: BTreeSet<&String> = guarded
+        .iter()
+        .flat_map(|g| g.approvals.from.iter())
+        .filter(|w| w.starts_with('@'))
+        .collect();
+    for team in named {
+        let Some((org, slug)) = team.trim_start_matches('@').split_once('/') else {
+            continue;
+        };
+        let members = match forge.team_members(org, slug).await {
+            Ok(m) => m,
+            Err(e @ (ForgeError::NotFound(_) | ForgeError::Forbidden { .. })) => {
+                tracing::warn!(%team, error = %e, "cannot list the team; counting no members");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        out.insert(team.clone(), members.into_iter().collect());
+    }
+    Ok(out)
 }
 
 /// The images `head` pins in environments with `copyTo` that `base` does not.

@@ -12,6 +12,7 @@
 
 mod check;
 pub mod diff;
+pub mod gates;
 pub mod summary;
 
 pub use check::{CheckError, CheckOutcome, Checker, rendered_diff};

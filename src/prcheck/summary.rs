@@ -31,6 +31,18 @@ pub struct EnvReport {
     pub note: Option<String>,
 }
 
+/// A gated environment the PR touches (see `prcheck::gates`), for the comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gated {
+    pub env: String,
+    /// What the PR changes for it.
+    pub reasons: Vec<String>,
+    /// Who must approve (the base branch's `approvals:`).
+    pub who: crate::config::pipeline::Approvals,
+    /// `approved by alice, bob` or `waiting for approval (1 of 2)`.
+    pub state: String,
+}
+
 /// The outcome of checking one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -40,6 +52,10 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Every environment, in pipeline order (empty when the pipeline does not load).
     pub envs: Vec<EnvReport>,
+    /// Gated environments the PR touches (empty for baton's own promotion PRs).
+    pub gated: Vec<Gated>,
+    /// The reviews the gated verdicts were made with (`gates::reviews_fingerprint`).
+    pub reviews: Option<String>,
 }
 
 impl Report {
@@ -94,6 +110,20 @@ pub fn description(report: &Report) -> String {
         format!("valid; {}", changed.join("; "))
     };
     cut_chars(&text, DESCRIPTION_LIMIT)
+}
+
+/// What changes in one environment, in a line: `+1 ~2 -0; images web`.
+pub fn change_line(d: &EnvDiff) -> String {
+    let mut line = counts(d);
+    if !d.images.is_empty() {
+        let names: Vec<&str> = d
+            .images
+            .iter()
+            .map(|i| i.name.rsplit('/').next().unwrap_or(&i.name))
+            .collect();
+        line.push_str(&format!("; image(s) {} move", names.join(", ")));
+    }
+    line
 }
 
 /// `+1 ~2 -0`.
@@ -151,6 +181,23 @@ pub fn comment(report: &Report) -> String {
             }
         }
         out.push_str("\nFix these and push again; `baton validate` and `baton render <env>` show the same problems locally.\n\n");
+    }
+    if !report.gated.is_empty() {
+        out.push_str("**Gated environments this PR touches** (their approvers must approve this head; the gates are the base branch's):\n\n| environment | what changes | who must approve | state |\n|---|---|---|---|\n");
+        for g in &report.gated {
+            let who = if g.who.from.is_empty() {
+                format!("{} with write access", g.who.count)
+            } else {
+                format!("{} of {}", g.who.count, g.who.from.join(", "))
+            };
+            out.push_str(&format!(
+                "| {} | {} | {who} | {} |\n",
+                g.env,
+                g.reasons.join("; ").replace('|', "\\|"),
+                g.state
+            ));
+        }
+        out.push('\n');
     }
     if !report.envs.is_empty() {
         out.push_str(&format!(
@@ -211,6 +258,10 @@ pub fn comment(report: &Report) -> String {
         out.push_str(&section);
     }
     out.push_str(footer);
+    if let Some(fp) = &report.reviews {
+        out.push_str(&super::gates::reviews_marker(fp));
+        out.push('\n');
+    }
     out
 }
 
@@ -234,6 +285,8 @@ mod tests {
             base_sha: "fedcba9876543210".into(),
             problems,
             envs,
+            gated: vec![],
+            reviews: None,
         }
     }
 

@@ -155,6 +155,8 @@ pub struct Context<'a> {
     pub policies: &'a [PolicySource],
     /// What the environment pins now (the policy input's `from`).
     pub from: Option<&'a Digest>,
+    /// The PR image's verified attestations, predicate type → predicate (policy input).
+    pub attestations: Option<&'a BTreeMap<String, serde_json::Value>>,
 }
 
 /// Evaluate every gate that applies to `pr` in its environment.
@@ -406,7 +408,9 @@ fn short_sha(sha: &str) -> &str {
 
 /// Whether `login` is one of `from` (users or `@org/team`); everyone with write access
 /// when `from` is empty.
-fn eligible(
+/// Whether `login` may approve for an environment whose approvers are `from` (users or
+/// `@org/team`; empty: anyone with write access).
+pub fn eligible(
     login: &str,
     permission: Permission,
     from: &[String],
@@ -591,15 +595,33 @@ fn policy(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
             .filter(|c| c.state == CheckState::Success)
             .map(|c| c.context.clone())
             .collect(),
+        attestations: ctx.attestations.cloned().unwrap_or_default(),
+    };
+    // The gate table says which verified attestations the policy saw.
+    let seen = if input.attestations.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (verified attestations: {})",
+            input
+                .attestations
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     match policy::deny_reasons(ctx.policies, &input) {
-        Ok(reasons) if reasons.is_empty() => {
-            result(Gate::Policy, Verdict::Passed, "no policy objects", None)
-        }
+        Ok(reasons) if reasons.is_empty() => result(
+            Gate::Policy,
+            Verdict::Passed,
+            format!("no policy objects{seen}"),
+            None,
+        ),
         Ok(reasons) => result(
             Gate::Policy,
             Verdict::Blocked,
-            format!("denied: {}", reasons.join("; ")),
+            format!("denied: {}{seen}", reasons.join("; ")),
             None,
         ),
         Err(e) => result(
@@ -709,6 +731,7 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
                 bot_login: "baton[bot]",
                 policies: &[],
                 from: None,
+                attestations: None,
             },
         )
     }
@@ -931,6 +954,63 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
     }
 
     #[test]
+    fn verified_attestations_are_the_policy_input_so_rego_can_require_provenance() {
+        let env = prod();
+        let teams = teams();
+        let staging = staging_healthy(t(1, 0));
+        let policies = vec![PolicySource {
+            path: "policies/provenance.rego".into(),
+            text: "package baton\nimport rego.v1\nslsa := input.attestations[\"https://slsa.dev/provenance/v1\"]\ndeny contains \"prod takes only images built from main\" if {\n  input.environment == \"prod\"\n  slsa.buildDefinition.externalParameters.workflow.ref != \"refs/heads/main\"\n}\ndeny contains \"prod takes only images with build provenance\" if {\n  input.environment == \"prod\"\n  not slsa\n}\ndeny contains \"critical vulnerabilities\" if {\n  input.attestations[\"https://cosign.sigstore.dev/attestation/vuln/v1\"].scanner.result.critical > 0\n}\n".into(),
+        }];
+        let with = |branch: &str, critical: u32| {
+            BTreeMap::from([
+                (
+                    "https://slsa.dev/provenance/v1".to_string(),
+                    serde_json::json!({"buildDefinition": {"externalParameters": {"workflow": {"ref": format!("refs/heads/{branch}")}}}}),
+                ),
+                (
+                    "https://cosign.sigstore.dev/attestation/vuln/v1".to_string(),
+                    serde_json::json!({"scanner": {"result": {"critical": critical}}}),
+                ),
+            ])
+        };
+        let reason = |attestations: Option<&BTreeMap<String, serde_json::Value>>| {
+            let ctx = Context {
+                env: &env,
+                now: t(10, 0),
+                previous: Some(&staging),
+                teams: &teams,
+                bot_login: "baton[bot]",
+                policies: &policies,
+                from: None,
+                attestations,
+            };
+            verdict(&evaluate(&ready_pr(), &ctx), Gate::Policy)
+        };
+        let seen = " (verified attestations: https://cosign.sigstore.dev/attestation/vuln/v1, \
+                    https://slsa.dev/provenance/v1)";
+        assert_eq!(
+            reason(Some(&with("main", 0))),
+            (Verdict::Passed, format!("no policy objects{seen}"))
+        );
+        assert_eq!(
+            reason(Some(&with("feature", 0))),
+            (
+                Verdict::Blocked,
+                format!("denied: prod takes only images built from main{seen}")
+            )
+        );
+        assert_eq!(
+            reason(Some(&with("main", 2))).1,
+            format!("denied: critical vulnerabilities{seen}")
+        );
+        assert_eq!(
+            reason(None).1,
+            "denied: prod takes only images with build provenance"
+        );
+    }
+
+    #[test]
     fn a_rego_rule_denies_with_its_message() {
         let env = prod();
         let teams = teams();
@@ -949,6 +1029,7 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
             bot_login: "baton[bot]",
             policies: &policies,
             from: None,
+            attestations: None,
         };
         let e = evaluate(&ready_pr(), &ctx);
         let (v, reason) = verdict(&e, Gate::Policy);

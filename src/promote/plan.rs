@@ -45,6 +45,8 @@ pub struct Inputs<'a> {
     /// Digests rolled back out of an environment, by (env, app): never proposed there again
     /// (from [`held_digests`]).
     pub held: &'a BTreeMap<(String, String), BTreeSet<Digest>>,
+    /// Verified attestations by image digest (`sha256:…`): predicate type → predicate.
+    pub attestations: &'a BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 /// Something the engine should do.
@@ -291,6 +293,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                         bot_login: inputs.bot_login,
                         policies: inputs.policies,
                         from: pinned.map(|p| &p.digest),
+                        attestations: inputs.attestations.get(&pr.digest.to_string()),
                     };
                     let evaluation = gates::evaluate(pr, &ctx);
                     let (pr, env, app) = (pr.number, env.name.clone(), app.clone());
@@ -450,6 +453,7 @@ environments:
                 bot_login: "baton[bot]",
                 policies: &[],
                 held: &self.held,
+                attestations: &BTreeMap::new(),
             })
         }
     }

@@ -43,6 +43,9 @@ pub struct PolicyInput {
     pub approvers: Vec<String>,
     /// Check contexts that are green on the head.
     pub passed_checks: Vec<String>,
+    /// The image's verified attestations (`verify.attestations`): predicate type → predicate,
+    /// e.g. `input.attestations["https://slsa.dev/provenance/v1"].buildDefinition…`.
+    pub attestations: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl PolicyInput {
@@ -122,6 +125,7 @@ deny contains msg if {
 
     fn input(env: &str, weekday: &str, approvers: &[&str]) -> PolicyInput {
         PolicyInput {
+            attestations: Default::default(),
             app: "web".into(),
             environment: env.into(),
             digest: "sha256:00".into(),

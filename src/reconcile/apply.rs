@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::context::Context;
 use super::diff::differences;
 use super::discovery::Kind;
-use super::error::{ObjectFailure, ReconcileError, describe, is_transient};
+use super::error::{ObjectFailure, ReconcileError, describe, describe_change, is_transient};
 use super::health;
 use super::object::{DesiredObject, ENV_LABEL, HASH_ANNOTATION, ObjectId, split_api_version};
 use super::order::{Stage, stage};
@@ -398,7 +398,7 @@ async fn dry_run(
         .collect();
     // Owned, not borrowed: a stream of borrowed items trips rustc's `Send` inference
     // (rust-lang/rust#102211) once the future is spawned.
-    let checks: Vec<(DesiredObject, Kind)> = planned
+    let checks: Vec<(DesiredObject, Kind, Option<Value>)> = planned
         .iter()
         .filter_map(|p| {
             let kind = p.kind.as_ref()?;
@@ -412,11 +412,11 @@ async fn dry_run(
             let binds_new_role = bound_role(&p.object.object, id.namespace.as_deref())
                 .is_some_and(|role| new_roles.contains(&role));
             (!in_new_namespace && !unchanged && !binds_new_role)
-                .then(|| (p.object.clone(), kind.clone()))
+                .then(|| (p.object.clone(), kind.clone(), live.get(&id).cloned()))
         })
         .collect();
     let results: Vec<Option<ObjectFailure>> = futures::stream::iter(checks)
-        .map(|(object, kind)| dry_run_one(ctx, object, kind))
+        .map(|(object, kind, current)| dry_run_one(ctx, object, kind, current))
         .buffered(ctx.options.concurrency.max(1))
         .collect()
         .await;
@@ -445,7 +445,12 @@ fn bound_role(object: &Value, namespace: Option<&str>) -> Option<ObjectId> {
     })
 }
 
-async fn dry_run_one(ctx: &Context, object: DesiredObject, kind: Kind) -> Option<ObjectFailure> {
+async fn dry_run_one(
+    ctx: &Context,
+    object: DesiredObject,
+    kind: Kind,
+    current: Option<Value>,
+) -> Option<ObjectFailure> {
     let api = dynamic_api(ctx, &kind.resource, object.namespace.as_deref());
     let mut params = PatchParams::apply(&ctx.options.field_manager).dry_run();
     params.force = ctx.options.force;
@@ -457,7 +462,7 @@ async fn dry_run_one(ctx: &Context, object: DesiredObject, kind: Kind) -> Option
         .filter(|e| !(object.replaceable() && immutable(e)))
         .map(|e| ObjectFailure {
             object: object.id().to_string(),
-            message: describe(&e),
+            message: describe_change(&e, Some(&object.object), current.as_ref()),
             transient: is_transient(&e),
         })
 }
@@ -540,7 +545,7 @@ async fn apply_one(
             }
             Err(ObjectFailure {
                 object: id.to_string(),
-                message: describe(&e),
+                message: describe_change(&e, Some(&object.object), current.as_ref()),
                 transient: is_transient(&e),
             })
         }

@@ -13,6 +13,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Se
 use super::discovery::Discovery;
 use super::health::RolloutMark;
 use super::object::ObjectId;
+use super::prune::PruneGuard;
 use super::scope::Scope;
 
 /// How the reconciler behaves. `Default` is what production uses.
@@ -76,11 +77,16 @@ impl Default for Options {
 }
 
 /// One environment as the reconciler sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Env {
     pub name: String,
     /// Overrides [`Options::health_timeout`].
     pub health_timeout: Option<Duration>,
+    /// How much one reconcile may delete without an approval.
+    pub prune: PruneGuard,
+    /// Where the environment may apply (`allow:` in the pipeline); `None`: anywhere baton's
+    /// own scope reaches.
+    pub allow: Option<crate::config::pipeline::Allow>,
 }
 
 impl Env {
@@ -88,7 +94,19 @@ impl Env {
         Self {
             name: name.into(),
             health_timeout: None,
+            prune: PruneGuard::default(),
+            allow: None,
         }
+    }
+
+    pub fn with_allow(mut self, allow: Option<crate::config::pipeline::Allow>) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    pub fn with_prune_guard(mut self, guard: PruneGuard) -> Self {
+        self.prune = guard;
+        self
     }
 
     pub fn with_health_timeout(mut self, timeout: Duration) -> Self {

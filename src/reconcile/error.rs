@@ -48,6 +48,16 @@ pub enum ReconcileError {
         scope: String,
         objects: Vec<String>,
     },
+    /// Objects the environment's `allow:` does not cover; nothing was applied or pruned.
+    #[error(
+        "environment {env} renders object(s) outside its allow: ({allow}); nothing was applied (remove them, or widen allow: in policies/pipeline.yaml through a PR the environment's approvers approve):\n{}",
+        list(objects)
+    )]
+    NotAllowed {
+        env: String,
+        allow: String,
+        objects: Vec<String>,
+    },
     /// A call to the API server failed.
     #[error("{action} {object}: {}", describe(source))]
     Api {
@@ -118,6 +128,7 @@ impl ReconcileError {
             | ReconcileError::InvalidInput { .. }
             | ReconcileError::UnknownKinds { .. }
             | ReconcileError::OutOfScope { .. }
+            | ReconcileError::NotAllowed { .. }
             | ReconcileError::Inventory { .. } => false,
             ReconcileError::Api { source, .. } => is_transient(source),
             ReconcileError::Apply { failures, .. }
@@ -174,16 +185,57 @@ const FORBIDDEN_HINT: &str = "; baton's identity lacks this permission: grant it
 
 /// The API server's message, without kube's debug dump.
 pub fn describe(error: &kube::Error) -> String {
+    describe_change(error, None, None)
+}
+
+/// The fields a refusal of an immutable change names. The StatefulSet refusal names only
+/// `spec` ("updates to statefulset spec for fields other than 'replicas', 'template', … are
+/// forbidden"); given what baton applied and the live object, the fields of `spec` that changed
+/// and are not in the server's list of mutable ones are named instead
+/// (`spec.volumeClaimTemplates`).
+fn refused_fields(
+    status: &kube::core::Status,
+    applied: Option<&serde_json::Value>,
+    live: Option<&serde_json::Value>,
+) -> Vec<String> {
+    let named: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| &d.causes)
+        .map(|c| c.field.clone())
+        .filter(|f| !f.is_empty())
+        .collect();
+    if let (Some(applied), Some(live)) = (applied, live)
+        && named.iter().all(|f| f == "spec")
+    {
+        let mutable: Vec<&str> = status.message.split('\'').skip(1).step_by(2).collect();
+        let mut changed: Vec<String> = super::diff::differences(applied, live)
+            .iter()
+            .filter_map(|path| path.strip_prefix(".spec."))
+            .filter_map(|rest| rest.split(['.', '[']).next())
+            .filter(|field| !mutable.contains(field))
+            .map(|field| format!("spec.{field}"))
+            .collect();
+        changed.sort();
+        changed.dedup();
+        if !changed.is_empty() {
+            return changed;
+        }
+    }
+    named
+}
+
+/// [`describe`], naming the fields of an immutable change from what baton applied and the
+/// live object when the server's refusal is too coarse (see [`refused_fields`]).
+pub fn describe_change(
+    error: &kube::Error,
+    applied: Option<&serde_json::Value>,
+    live: Option<&serde_json::Value>,
+) -> String {
     match error {
         kube::Error::Api(status) if is_immutable(status) => {
             // The server's message dumps the whole old value; name the fields instead.
-            let fields: Vec<&str> = status
-                .details
-                .iter()
-                .flat_map(|d| &d.causes)
-                .map(|c| c.field.as_str())
-                .filter(|f| !f.is_empty())
-                .collect();
+            let fields = refused_fields(status, applied, live);
             let head = status.message.split(": ").next().unwrap_or_default();
             let message = if fields.is_empty() || head.is_empty() {
                 status.message.clone()
@@ -290,6 +342,47 @@ mod tests {
         }));
         assert!(!is_transient(&conflict));
         assert!(describe(&conflict).contains("apply with force"));
+    }
+
+    #[test]
+    fn a_stateful_set_refusal_of_its_whole_spec_names_the_fields_that_changed() {
+        // As the real API server words it (v1.36).
+        let refusal = kube::Error::Api(Box::new(Status {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+            details: Some(StatusDetails {
+                causes: vec![StatusCause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: updates to statefulset spec …".into(),
+                    field: "spec".into(),
+                }],
+                name: "db".into(),
+                group: "apps".into(),
+                kind: "StatefulSet".into(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            }),
+            ..Default::default()
+        }));
+        let sts = |size: &str, replicas: i64| {
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "spec": {"replicas": replicas,
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": size}}}}]}})
+        };
+        let text = describe_change(&refusal, Some(&sts("2Gi", 3)), Some(&sts("1Gi", 1)));
+        assert!(
+            text.starts_with(
+                "StatefulSet.apps \"db\" is invalid: spec.volumeClaimTemplates: field is immutable (422 Invalid)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("baton.dev/replace"), "{text}");
+        // Without the live object, the server's own word.
+        assert!(
+            describe(&refusal).contains("is invalid: spec: field is immutable"),
+            "{}",
+            describe(&refusal)
+        );
     }
 
     #[test]

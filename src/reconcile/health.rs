@@ -75,6 +75,8 @@ pub fn assess(object: &Value) -> Health {
         ("", "Pod") => pod(object),
         ("", "PersistentVolumeClaim") => pvc(object),
         ("", "Service") => service(object),
+        ("networking.k8s.io", "Ingress") => ingress(object),
+        ("batch", "CronJob") => cron_job(object),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(object),
         _ => generic(object),
     }
@@ -411,6 +413,55 @@ fn service(s: &Value) -> Health {
             "the load balancer has no address yet",
         )
     }
+}
+
+/// An Ingress is served by whatever ingress controller the cluster runs, which may be none, or
+/// one that never writes an address: like a LoadBalancer Service (and kstatus), it is healthy
+/// once it exists, and the reason says whether a controller has published an address.
+fn ingress(i: &Value) -> Health {
+    let addresses: Vec<&str> = i
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            a.get("ip")
+                .or_else(|| a.get("hostname"))
+                .and_then(Value::as_str)
+        })
+        .collect();
+    if addresses.is_empty() {
+        Health::healthy(
+            "IngressAddressPending",
+            "no ingress controller has published an address",
+        )
+    } else {
+        Health::healthy(
+            "IngressReady",
+            format!("served at {}", addresses.join(", ")),
+        )
+    }
+}
+
+/// A CronJob has no rollout: it is healthy once it exists (kstatus: current). The Jobs it starts
+/// are the controller's, not rendered by baton, so a failing run is not the environment's health.
+fn cron_job(c: &Value) -> Health {
+    if c.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+        return Health::healthy("Suspended", "the schedule is suspended");
+    }
+    let last = text(c, "/status/lastScheduleTime");
+    Health::healthy(
+        "Scheduled",
+        format!(
+            "runs on schedule \"{}\"{}",
+            text(c, "/spec/schedule"),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(", last at {last}")
+            }
+        ),
+    )
 }
 
 /// A pending claim whose StorageClass binds on first use (`volumeBindingMode:
@@ -885,6 +936,45 @@ mod tests {
         let cluster_ip =
             json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "ClusterIP"}});
         assert!(assess(&cluster_ip).is_healthy());
+    }
+
+    #[test]
+    fn ingresses_and_cronjobs_are_healthy_once_they_exist_and_say_what_they_wait_for() {
+        let ing = |status: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "generation": 1}, "status": status});
+        assert_eq!(
+            assess(&ing(json!({"loadBalancer": {}}))),
+            Health::healthy(
+                "IngressAddressPending",
+                "no ingress controller has published an address"
+            )
+        );
+        assert_eq!(
+            assess(&ing(
+                json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"hostname": "lb.example.com"}]}})
+            )),
+            Health::healthy("IngressReady", "served at 203.0.113.7, lb.example.com")
+        );
+        let cron = |spec: Value, status: Value| json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "generation": 1}, "spec": spec, "status": status});
+        assert_eq!(
+            assess(&cron(json!({"schedule": "0 3 * * *"}), json!({}))),
+            Health::healthy("Scheduled", "runs on schedule \"0 3 * * *\"")
+        );
+        assert_eq!(
+            assess(&cron(
+                json!({"schedule": "0 3 * * *"}),
+                json!({"lastScheduleTime": "2026-12-02T03:00:00Z"})
+            ))
+            .message,
+            "runs on schedule \"0 3 * * *\", last at 2026-12-02T03:00:00Z"
+        );
+        assert_eq!(
+            assess(&cron(
+                json!({"schedule": "0 3 * * *", "suspend": true}),
+                json!({})
+            ))
+            .reason,
+            "Suspended"
+        );
     }
 
     #[test]

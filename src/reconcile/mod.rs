@@ -93,6 +93,24 @@ pub async fn reconcile(
             objects: outside,
         });
     }
+    if let Some(allow) = &env.allow {
+        let outside = scope::out_of_allow(allow, &ids);
+        if !outside.is_empty() {
+            return Err(ReconcileError::NotAllowed {
+                env: name.to_string(),
+                allow: format!(
+                    "namespaces {}; kinds {}",
+                    allow.namespaces.join(", "),
+                    if allow.kinds.is_empty() {
+                        "any namespaced".to_string()
+                    } else {
+                        allow.kinds.join(", ")
+                    }
+                ),
+                objects: outside,
+            });
+        }
+    }
     let previous = inventory::load(ctx, name).await?;
     let previous_ids = previous.as_ref().map(Inventory::ids).unwrap_or_default();
     let live = apply::list_live(ctx, name, &planned).await?;
@@ -125,9 +143,33 @@ pub async fn reconcile(
         next.objects
             .insert(a.id.clone(), version_of(&a.api_version).to_string());
     }
-    let removed = match (&previous, ctx.options.prune) {
+    let mut removed = match (&previous, ctx.options.prune) {
         (Some(prev), true) => prev.removed(&desired_ids),
         _ => Vec::new(),
+    };
+    // A render that would delete a large share of the environment waits for `/prune`: a
+    // moved overlay or a broken `resources:` list must not delete everything.
+    let deleting: Vec<&ObjectId> = removed
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| prune::policy_skip(ctx, id).is_none())
+        .collect();
+    let inventory_size = previous.as_ref().map_or(0, |p| p.objects.len());
+    let prune_held = if prune::must_hold(&env.prune, commit, deleting.len(), inventory_size) {
+        let mut objects: Vec<String> = deleting.iter().map(|id| id.to_string()).collect();
+        objects.sort();
+        let hold = prune::PruneHold {
+            objects,
+            inventory: inventory_size,
+            max_fraction: env.prune.max_fraction,
+        };
+        tracing::warn!(env = name, commit, "{}", hold.describe(name));
+        for (id, v) in std::mem::take(&mut removed) {
+            next.objects.insert(id, v);
+        }
+        Some(hold)
+    } else {
+        None
     };
     let removed_count = removed.len();
     let (pruned, prune_failures) = prune::prune(ctx, name, removed).await;
@@ -167,6 +209,7 @@ pub async fn reconcile(
         finished_at: Utc::now(),
         objects,
         pruned,
+        prune_held,
         health,
         drift,
         durations: report::Durations {
@@ -340,8 +383,26 @@ pub fn render_input(
     repo_root: &std::path::Path,
     env_dir: &std::path::Path,
 ) -> Result<Vec<Value>, ReconcileError> {
-    let objects = crate::render::render(repo_root, env_dir)
-        .map(|objects| objects.into_iter().map(|o| o.value).collect());
+    render_input_with(
+        env,
+        commit,
+        repo_root,
+        env_dir,
+        &crate::render::Options::default(),
+    )
+}
+
+/// [`render_input`] with render options (a helm binary for `helmCharts`, from `baton.yaml`'s
+/// `render:`).
+pub fn render_input_with(
+    env: &Env,
+    commit: &str,
+    repo_root: &std::path::Path,
+    env_dir: &std::path::Path,
+    options: &crate::render::Options,
+) -> Result<Vec<Value>, ReconcileError> {
+    let objects = crate::render::render_with(repo_root, env_dir, options)
+        .map(|(objects, _warnings)| objects.into_iter().map(|o| o.value).collect());
     rendered(env, commit, objects)
 }
 

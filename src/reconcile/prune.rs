@@ -45,6 +45,78 @@ pub fn live_skip(env: &str, live: &Value) -> Option<String> {
     None
 }
 
+/// How much one reconcile may delete without an approver's `/prune <env>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneGuard {
+    /// The share of the inventory above which deletions wait (1 or more: never).
+    pub max_fraction: f64,
+    /// The commit whose held deletions an approver let go ahead (`/prune <env>`).
+    pub approved: Option<String>,
+}
+
+impl PruneGuard {
+    /// No guard: any share may be deleted at once (`prune.maxFraction: 1`).
+    pub fn off() -> Self {
+        Self {
+            max_fraction: 1.0,
+            approved: None,
+        }
+    }
+}
+
+impl Default for PruneGuard {
+    fn default() -> Self {
+        Self {
+            max_fraction: 0.3,
+            approved: None,
+        }
+    }
+}
+
+/// Deletions held back by the [`PruneGuard`], for the report and the PR.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneHold {
+    /// What would be deleted (`Kind/namespace/name`).
+    pub objects: Vec<String>,
+    /// How many objects the environment's inventory holds.
+    pub inventory: usize,
+    pub max_fraction: f64,
+}
+
+impl PruneHold {
+    /// One line for a status or PR: how much, what, and how to let it go ahead.
+    pub fn describe(&self, env: &str) -> String {
+        const SHOWN: usize = 5;
+        let mut names = self.objects.iter().take(SHOWN).cloned().collect::<Vec<_>>();
+        if self.objects.len() > SHOWN {
+            names.push(format!("and {} more", self.objects.len() - SHOWN));
+        }
+        format!(
+            "deletions held: {} of {} objects ({:.0} %, more than prune.maxFraction {:.0} %) would be deleted: {}; an approver of {env} comments `/prune {env}` to let them go",
+            self.objects.len(),
+            self.inventory,
+            self.share() * 100.0,
+            self.max_fraction * 100.0,
+            names.join(", ")
+        )
+    }
+
+    fn share(&self) -> f64 {
+        self.objects.len() as f64 / self.inventory.max(1) as f64
+    }
+}
+
+/// Whether deleting `deleting` of an `inventory` of objects at `commit` must wait. A single
+/// deletion never waits (removing one object from a small environment is routine); nor does
+/// a commit whose held deletions were approved.
+pub fn must_hold(guard: &PruneGuard, commit: &str, deleting: usize, inventory: usize) -> bool {
+    deleting >= 2
+        && inventory > 0
+        && deleting as f64 / inventory as f64 > guard.max_fraction
+        && guard.approved.as_deref() != Some(commit)
+}
+
 /// Prune `removed` (in the order given). Returns what happened to each, and the failures
 /// (those objects stay in the inventory, to be tried again).
 pub async fn prune(
@@ -167,5 +239,41 @@ mod tests {
                 .unwrap()
                 .contains("no longer labelled")
         );
+    }
+
+    #[test]
+    fn deleting_more_than_the_share_waits_unless_approved_for_that_commit() {
+        let guard = PruneGuard::default();
+        assert!(!must_hold(&guard, "c1", 3, 10), "30 % is allowed");
+        assert!(must_hold(&guard, "c1", 4, 10), "40 % waits");
+        assert!(
+            !must_hold(&guard, "c1", 1, 2),
+            "a single deletion never waits"
+        );
+        assert!(must_hold(&guard, "c1", 2, 2), "everything waits");
+        assert!(!must_hold(&guard, "c1", 0, 0));
+        let approved = PruneGuard {
+            approved: Some("c1".into()),
+            ..guard.clone()
+        };
+        assert!(!must_hold(&approved, "c1", 10, 10));
+        assert!(
+            must_hold(&approved, "c2", 10, 10),
+            "an approval covers the commit it was given for"
+        );
+        let off = PruneGuard {
+            max_fraction: 1.0,
+            approved: None,
+        };
+        assert!(!must_hold(&off, "c1", 10, 10));
+        let hold = PruneHold {
+            objects: (0..7).map(|i| format!("ConfigMap/shop/c{i}")).collect(),
+            inventory: 8,
+            max_fraction: 0.3,
+        };
+        let line = hold.describe("prod");
+        assert!(line.contains("7 of 8 objects (88 %"), "{line}");
+        assert!(line.contains("ConfigMap/shop/c4, and 2 more"), "{line}");
+        assert!(line.contains("`/prune prod`"), "{line}");
     }
 }

@@ -105,6 +105,9 @@ pub struct Report {
     pub finished_at: DateTime<Utc>,
     pub objects: Vec<ObjectReport>,
     pub pruned: Vec<Pruned>,
+    /// Deletions the prune guard held back (they stay in the inventory and in the cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_held: Option<super::prune::PruneHold>,
     pub health: EnvHealth,
     /// Objects whose live state had drifted and were re-applied.
     pub drift: usize,
@@ -157,8 +160,13 @@ impl Report {
             DeployState::Progressing => "progressing",
             DeployState::Failed => "failed",
         };
+        let held = self
+            .prune_held
+            .as_ref()
+            .map(|h| format!("; {}", h.describe(&self.env)))
+            .unwrap_or_default();
         format!(
-            "{} at {}: {state}; {} created, {} configured, {} drift corrected, {} unchanged, {} pruned in {:.1}s",
+            "{} at {}: {state}; {} created, {} configured, {} drift corrected, {} unchanged, {} pruned in {:.1}s{held}",
             self.env,
             &self.commit[..self.commit.len().min(7)],
             c.created,
@@ -313,6 +321,7 @@ environments:
             health: EnvHealth::of(objects.iter().map(|o| (&o.object, &o.health))),
             objects,
             pruned: vec![],
+            prune_held: None,
             drift: 0,
             durations: Durations::default(),
         }

@@ -21,6 +21,11 @@ use super::report::Report;
 pub struct Input {
     pub commit: String,
     pub objects: Vec<Value>,
+    /// The environment's prune guard at this commit (the pipeline's `prune:` and any
+    /// `/prune` approval); `None` keeps the [`Env`]'s.
+    pub prune: Option<super::prune::PruneGuard>,
+    /// The environment's `allow:` at this commit (`None`: unrestricted).
+    pub allow: Option<crate::config::pipeline::Allow>,
 }
 
 /// One finished reconcile, for whoever reports it (commit status, PR comment, metrics).
@@ -144,6 +149,11 @@ where
             let work = async {
                 match (self.source)(env.clone()).await {
                     Ok(input) => {
+                        let env = match input.prune {
+                            Some(guard) => env.clone().with_prune_guard(guard),
+                            None => env.clone(),
+                        }
+                        .with_allow(input.allow);
                         let r =
                             super::reconcile(&env, &input.objects, &input.commit, &self.ctx).await;
                         (Some(input.commit), r)

@@ -127,6 +127,67 @@ pub fn out_of_scope<'a>(scope: &Scope, ids: impl IntoIterator<Item = &'a ObjectI
 /// checked when reconciling, through discovery). A namespaced object without a namespace lands
 /// in `default`.
 pub fn rendered_out_of_scope(scope: &Scope, objects: &[crate::render::Object]) -> Vec<String> {
+    out_of_scope(scope, &rendered_ids(objects))
+}
+
+/// The objects an environment's `allow:` does not cover, one line each.
+pub fn out_of_allow<'a>(
+    allow: &crate::config::pipeline::Allow,
+    ids: impl IntoIterator<Item = &'a ObjectId>,
+) -> Vec<String> {
+    ids.into_iter()
+        .filter_map(|id| {
+            allow
+                .refusal(&id.group, &id.kind, id.namespace.as_deref())
+                .map(|why| format!("{id}: {why}"))
+        })
+        .collect()
+}
+
+/// `baton validate` and `baton/validate`: the objects each environment with `allow:` renders
+/// outside it, as diagnostics naming the environment's overlay and the pipeline entry.
+pub fn check_allowed(
+    repo: &std::path::Path,
+    pipeline: &crate::config::Pipeline,
+) -> Vec<crate::config::Diagnostic> {
+    let mut out = Vec::new();
+    for env in &pipeline.environments {
+        let Some(allow) = &env.allow else { continue };
+        // A render error is reported on its own; nothing to add here.
+        let Ok(objects) = crate::render::render(repo, &env.path()) else {
+            continue;
+        };
+        out.extend(allowed_diagnostics(&env.name, &env.path(), allow, &objects));
+    }
+    out
+}
+
+/// The diagnostics for one environment's rendered `objects` against its `allow:`.
+pub fn allowed_diagnostics(
+    env: &str,
+    path: &std::path::Path,
+    allow: &crate::config::pipeline::Allow,
+    objects: &[crate::render::Object],
+) -> Vec<crate::config::Diagnostic> {
+    out_of_allow(allow, &rendered_ids(objects))
+        .into_iter()
+        .map(|problem| {
+            crate::config::Diagnostic::new(
+                path.display().to_string(),
+                None,
+                "",
+                format!(
+                    "{problem}: environment {env} may apply only what its allow: in policies/pipeline.yaml lists; remove the object, or widen allow: in a PR its approvers approve"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Rendered objects as the reconciler will see them: built-in kinds by kustomize's list of
+/// cluster-scoped kinds, custom kinds by a CustomResourceDefinition among the objects; a
+/// namespaced object without a namespace lands in `default`.
+fn rendered_ids(objects: &[crate::render::Object]) -> Vec<ObjectId> {
     let cluster_crds: BTreeSet<(String, String)> = objects
         .iter()
         .filter(|o| o.id.group == "apiextensions.k8s.io" && o.id.kind == "CustomResourceDefinition")
@@ -137,7 +198,7 @@ pub fn rendered_out_of_scope(scope: &Scope, objects: &[crate::render::Object]) -
             Some((group.to_string(), kind.to_string()))
         })
         .collect();
-    let ids: Vec<ObjectId> = objects
+    objects
         .iter()
         .map(|o| {
             let cluster_scoped = o.id.is_cluster_scoped()
@@ -155,8 +216,7 @@ pub fn rendered_out_of_scope(scope: &Scope, objects: &[crate::render::Object]) -
                 name: o.id.name.clone(),
             }
         })
-        .collect();
-    out_of_scope(scope, &ids)
+        .collect()
 }
 
 /// `baton validate --config`: every environment of `pipeline` on a cluster of `runtime` whose

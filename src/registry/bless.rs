@@ -175,6 +175,10 @@ pub enum Rejection {
     Signature {
         detail: String,
     },
+    /// Signed, but a required attestation is missing or does not verify.
+    Attestation {
+        detail: String,
+    },
     /// The tag's manifest could not be read or is not an image.
     Unreadable {
         detail: String,
@@ -196,6 +200,7 @@ impl fmt::Display for Rejection {
                 write!(f, "the marker tag `{marker}` does not exist")
             }
             Self::Signature { detail } => write!(f, "signature: {detail}"),
+            Self::Attestation { detail } => write!(f, "attestation {detail}"),
             Self::Unreadable { detail } => write!(f, "unreadable: {detail}"),
         }
     }

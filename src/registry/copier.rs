@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::copy::{CopyOptions, CopyReport, copy_image};
-use super::cosign::{self, CosignKey, SignatureStatus};
+use super::verify::{self, Requirements};
 use super::{RegistryClient, RegistryError, Repo, copy_destination};
 use crate::config::pipeline::Pipeline;
 use crate::image::Pinned;
@@ -182,7 +182,7 @@ impl Copier {
         route: &Route,
         digest: &str,
         tag: Option<&str>,
-        key: Option<&CosignKey>,
+        key: Option<&Requirements>,
     ) -> Result<CopyReport, CopyFailure> {
         if let Some(f) = self.deferred(env, app, digest) {
             return Err(f);
@@ -224,7 +224,7 @@ impl Copier {
         route: &Route,
         digest: &str,
         tag: Option<&str>,
-        key: Option<&CosignKey>,
+        key: Option<&Requirements>,
     ) -> Result<CopyReport, (String, bool)> {
         let options = CopyOptions {
             tag: tag.map(String::from),
@@ -233,14 +233,13 @@ impl Copier {
         let report = copy_image(&self.client, &route.source, digest, &route.target, &options)
             .await
             .map_err(|e| (e.to_string(), e.is_transient()))?;
-        if let Some(key) = key {
-            match cosign::verify_image(&self.client, &route.target, digest, key).await {
-                Ok(SignatureStatus::Verified { .. }) => {}
-                Ok(other) => {
-                    return Err((
-                        format!("the copy's signature does not verify with the app's key: {other}"),
-                        false,
-                    ));
+        if let Some(req) = key {
+            // The check runs again on the copy: signature and required attestations.
+            match verify::check(&self.client, &route.target, digest, req, None).await {
+                Ok(outcome) => {
+                    if let Some(problem) = outcome.problem() {
+                        return Err((format!("on the copy, {problem}"), false));
+                    }
                 }
                 Err(e) => return Err((e.to_string(), e.is_transient())),
             }

@@ -10,8 +10,8 @@
 //!   and carries the base64 DER ECDSA signature over SHA-256 of the payload bytes in its
 //!   `dev.cosignproject.cosign/signature` annotation.
 //!
-//! One layer that verifies with the configured P-256 public key is enough. Transparency-log
-//! (Rekor) bundles and keyless certificates are not checked: baton verifies keyed signatures.
+//! One layer that verifies with the configured P-256 public key is enough. cosign v3's sigstore
+//! bundles are read by [`super::sigstore`]; [`super::verify`] finds both.
 
 use std::fmt;
 use std::path::Path;
@@ -86,6 +86,10 @@ impl CosignKey {
             source,
         })?;
         Self::from_pem(&pem, shown)
+    }
+
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
     }
 
     /// A short fingerprint (first 8 bytes of SHA-256 of the key's DER), for caches and logs.
@@ -248,59 +252,19 @@ pub async fn check_signature_manifest(
     Ok(Err(last))
 }
 
-/// Verify the signature of `repo@image_digest` without caches: the `sha256-<hex>.sig` tag,
-/// then the referrers API. (The scanner does the same with caching.)
+/// Verify the signature of `repo@image_digest` with `key`, without caches: the
+/// `sha256-<hex>.sig` tag and the referrers (legacy signature manifests and cosign v3's sigstore
+/// bundles; the referrers API, else its fallback tag). See [`super::verify::check`].
 pub async fn verify_image(
     client: &RegistryClient,
     repo: &Repo,
     image_digest: &str,
     key: &CosignKey,
 ) -> Result<SignatureStatus, RegistryError> {
-    let mut found = Vec::new();
-    match client
-        .head_manifest(repo, &signature_tag(image_digest))
-        .await
-    {
-        Ok(head) => found.push(head.digest),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
-    found.extend(referring_signatures(client, repo, image_digest).await?);
-    let mut invalid = None;
-    for sig in found {
-        match check_signature_manifest(client, repo, &sig, image_digest, key).await {
-            Ok(Ok(())) => return Ok(SignatureStatus::Verified { signature: sig }),
-            Ok(Err(reason)) => invalid = Some(reason),
-            Err(e) if !e.is_transient() => invalid = Some(e.to_string()),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(match invalid {
-        Some(reason) => SignatureStatus::Invalid { reason },
-        None => SignatureStatus::Missing,
-    })
-}
-
-/// Signature manifests that name `image_digest` as their subject, via the referrers API.
-/// Empty when the registry has none or does not implement the API.
-pub async fn referring_signatures(
-    client: &RegistryClient,
-    repo: &Repo,
-    image_digest: &str,
-) -> Result<Vec<String>, RegistryError> {
-    let Some(index) = client
-        .referrers(repo, image_digest, Some(SIGNATURE_ARTIFACT_TYPE))
+    let req = super::verify::Requirements::from(key.clone());
+    Ok(super::verify::check(client, repo, image_digest, &req, None)
         .await?
-    else {
-        return Ok(Vec::new());
-    };
-    Ok(index
-        .manifests
-        .into_iter()
-        // Registries may ignore the filter; filter again.
-        .filter(|e| e.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE))
-        .map(|e| e.digest)
-        .collect())
+        .signature)
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //!
 //! - [`Scanner`]: per app, list tags, apply the blessing rule ([`bless`]), resolve digests
 //!   (OCI index, Docker manifest list, OCI and Docker v2 manifests), read creation time /
-//!   revision / source ([`manifest`]), verify cosign signatures ([`cosign`]) and pick the
-//!   newest; caching so that an unchanged scan costs one request per repository.
+//!   revision / source ([`manifest`]), verify signatures and attestations ([`verify`]: legacy
+//!   cosign signatures in [`cosign`], sigstore bundles in [`sigstore`], keyless certificates in
+//!   [`x509`]) and pick the newest; caching so that an unchanged scan costs one request per
+//!   repository.
 //! - [`RegistryClient`]: the HTTP protocol with anonymous, Basic and Bearer-token auth
 //!   ([`auth`]), retries with backoff, and request counters ([`metrics`]).
 //! - [`webhook`]: registry webhooks parsed into [`webhook::PushHint`]s.
@@ -25,7 +27,10 @@ pub mod metrics;
 pub mod repo;
 pub mod report;
 pub mod scan;
+pub mod sigstore;
+pub mod verify;
 pub mod webhook;
+pub mod x509;
 
 pub use auth::{Credential, CredentialStore, Secret};
 pub use client::{ClientOptions, RegistryClient, RetryPolicy};

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::metrics::RequestStats;
 use super::scan::{AppScan, Candidate, ScanError};
+use super::verify::AttestationResult;
 
 /// Shorten `sha256:<64 hex>` to `sha256:<12 hex>` for tables.
 pub fn short_digest(d: &str) -> String {
@@ -119,6 +120,39 @@ pub fn render_table(results: &[Result<AppScan, ScanError>], explain: bool) -> St
             out.push_str(&table(&rows, ""));
         }
         if explain {
+            let attested: Vec<&Candidate> = scan
+                .candidates
+                .iter()
+                .filter(|c| !c.attestations.is_empty())
+                .collect();
+            if !attested.is_empty() {
+                out.push_str("  attestations:\n");
+                let mut rows = vec![
+                    ["TAG", "PREDICATE TYPE", "STATUS", "ARTIFACT"]
+                        .map(String::from)
+                        .to_vec(),
+                ];
+                for c in attested {
+                    for a in &c.attestations {
+                        let (status, artifact) = match &a.result {
+                            AttestationResult::Verified { artifact, .. } => {
+                                ("verified".to_string(), short_digest(artifact))
+                            }
+                            AttestationResult::Missing => ("missing".into(), "-".into()),
+                            AttestationResult::Rejected { reason } => {
+                                (format!("rejected: {reason}"), "-".into())
+                            }
+                        };
+                        rows.push(vec![
+                            c.tag.clone(),
+                            a.predicate_type.clone(),
+                            status,
+                            artifact,
+                        ]);
+                    }
+                }
+                out.push_str(&table(&rows, "  "));
+            }
             if !scan.rejected.is_empty() {
                 out.push_str("  rejected:\n");
                 let mut rows = vec![["TAG", "DIGEST", "REASON"].map(String::from).to_vec()];

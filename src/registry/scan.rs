@@ -19,10 +19,11 @@ use serde::Serialize;
 
 use super::bless::{self, Rank, Rejection, Rule, RuleError};
 use super::client::{RegistryClient, TagList};
-use super::cosign::{self, CosignKey, KeyError, SignatureStatus};
+use super::cosign::SignatureStatus;
 use super::error::RegistryError;
 use super::manifest::{self, ImageMeta, Manifest};
 use super::repo::Repo;
+use super::verify::{self, AttestationStatus, Outcome, Requirements};
 use crate::config::pipeline::{App, Newest, Pipeline};
 
 /// How much a scan resolves.
@@ -74,6 +75,9 @@ pub struct Candidate {
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub meta: Option<ImageMeta>,
     pub signature: SignatureStatus,
+    /// The attestations `verify.attestations` requires, as found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationStatus>,
 }
 
 impl Candidate {
@@ -127,12 +131,9 @@ pub enum ScanError {
         #[source]
         source: RuleError,
     },
-    #[error("app {app}: {source}")]
-    Key {
-        app: String,
-        #[source]
-        source: KeyError,
-    },
+    /// `verify:` cannot be used (key or trusted root unreadable or invalid).
+    #[error("app {app}: verify: {reason}")]
+    Verify { app: String, reason: String },
     #[error("app {app}: {source}")]
     Registry {
         app: String,
@@ -145,7 +146,7 @@ impl ScanError {
     /// The app the error is about.
     pub fn app(&self) -> &str {
         match self {
-            Self::Rule { app, .. } | Self::Key { app, .. } | Self::Registry { app, .. } => app,
+            Self::Rule { app, .. } | Self::Verify { app, .. } | Self::Registry { app, .. } => app,
         }
     }
 
@@ -153,7 +154,7 @@ impl ScanError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Registry { source, .. } => source.is_transient(),
-            Self::Rule { .. } | Self::Key { .. } => false,
+            Self::Rule { .. } | Self::Verify { .. } => false,
         }
     }
 
@@ -178,10 +179,10 @@ struct Cache {
     /// Tags known not to exist (signature tags), with when that was learned.
     absent: HashMap<(Repo, String), Instant>,
     meta: HashMap<String, Result<ImageMeta, String>>,
-    /// (signature manifest, image digest, key id) → outcome.
-    signatures: HashMap<(String, String, String), Result<(), String>>,
-    /// (repo, image digest) → when the referrers API last had nothing for it.
-    no_referrers: HashMap<(Repo, String), Instant>,
+    /// (repo, image digest, requirements id) → the outcome, and when it was learned. An
+    /// acceptable outcome is kept; another is read again after `revalidate_after` (a
+    /// signature pushed after the image counts then) or when the repository is invalidated.
+    outcomes: HashMap<(Repo, String, String), (Outcome, Instant)>,
 }
 
 /// Scans apps against their registries and remembers what it learned. One per process; share
@@ -224,7 +225,9 @@ impl Scanner {
             }
         }
         cache.tag_lists.remove(repo);
-        cache.no_referrers.retain(|(r, _), _| r != repo);
+        cache
+            .outcomes
+            .retain(|(r, _, _), (o, _)| r != repo || o.is_acceptable());
     }
 
     /// Read the digest `tag` points at now, bypassing the cache (and refreshing it): what the
@@ -241,8 +244,8 @@ impl Scanner {
         Ok(head.digest)
     }
 
-    /// Scan every app of a pipeline (or only `only`), loading cosign keys relative to
-    /// `repo_root`. Apps are scanned `concurrency` at a time; results are in pipeline order.
+    /// Scan every app of a pipeline (or only `only`), loading cosign keys and trusted roots
+    /// relative to `repo_root`. Apps are scanned `concurrency` at a time; results are in pipeline order.
     pub async fn scan_pipeline(
         &self,
         pipeline: &Pipeline,
@@ -255,31 +258,32 @@ impl Scanner {
             .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()));
         futures::stream::iter(apps)
             .map(|(name, app)| async move {
-                let key = match &app.verify {
+                let req = match &app.verify {
                     None => None,
                     Some(v) => Some(
-                        CosignKey::load(&repo_root.join(&v.cosign_key), &v.cosign_key).map_err(
-                            |source| ScanError::Key {
-                                app: name.clone(),
-                                source,
-                            },
-                        )?,
+                        Requirements::from_config(v, &|path| {
+                            std::fs::read(repo_root.join(path))
+                                .map_err(|e| format!("cannot read {path}: {e}"))
+                        })
+                        .map_err(|reason| ScanError::Verify {
+                            app: name.clone(),
+                            reason,
+                        })?,
                     ),
                 };
-                self.scan_app(name, app, key.as_ref()).await
+                self.scan_app(name, app, req.as_ref()).await
             })
             .buffered(self.options.concurrency.max(1))
             .collect()
             .await
     }
 
-    /// Scan one app. `key` is its cosign key when `verify` is set; without a key, signatures
-    /// are not checked.
+    /// Scan one app. `req` is what its `verify` asks; without it, signatures are not checked.
     pub async fn scan_app(
         &self,
         name: &str,
         app: &App,
-        key: Option<&CosignKey>,
+        req: Option<&Requirements>,
     ) -> Result<AppScan, ScanError> {
         let rule = Rule::compile(&app.bless).map_err(|source| ScanError::Rule {
             app: name.to_string(),
@@ -290,7 +294,7 @@ impl Scanner {
             source,
         };
         let repo = Repo::parse(&app.image).map_err(registry_err)?;
-        self.scan_repo(name, &app.image, &repo, &rule, app.bless.newest, key)
+        self.scan_repo(name, &app.image, &repo, &rule, app.bless.newest, req)
             .await
             .map_err(registry_err)
     }
@@ -302,7 +306,7 @@ impl Scanner {
         repo: &Repo,
         rule: &Rule,
         newest_by: Newest,
-        key: Option<&CosignKey>,
+        key: Option<&Requirements>,
     ) -> Result<AppScan, RegistryError> {
         let mut rejected = Vec::new();
         let mut blessed: Vec<(String, Option<Version>)> = Vec::new();
@@ -360,6 +364,7 @@ impl Scanner {
                             Some(_) => SignatureStatus::Unchecked,
                             None => SignatureStatus::NotRequired,
                         },
+                        attestations: Vec::new(),
                     });
                 }
                 break;
@@ -377,18 +382,12 @@ impl Scanner {
                 .await;
             for outcome in examined {
                 match outcome? {
-                    Examined::Candidate(c) => {
-                        if c.signature.is_acceptable() {
-                            found = true;
-                            candidates.push(c);
-                        } else {
-                            let detail = c.signature.to_string();
-                            rejected.push(rejected_tag(
-                                &c.tag,
-                                c.digest.clone(),
-                                Rejection::Signature { detail },
-                            ));
-                        }
+                    Examined::Candidate(c, None) => {
+                        found = true;
+                        candidates.push(c);
+                    }
+                    Examined::Candidate(c, Some(rejection)) => {
+                        rejected.push(rejected_tag(&c.tag, c.digest.clone(), rejection));
                     }
                     Examined::Rejected(r) => rejected.push(r),
                 }
@@ -449,7 +448,7 @@ impl Scanner {
         tag: String,
         version: Option<Version>,
         listed: Option<&HashSet<String>>,
-        key: Option<&CosignKey>,
+        key: Option<&Requirements>,
     ) -> Result<Examined, RegistryError> {
         let marker = listed.is_none();
         let digest = match self.digest_of(repo, &tag, marker).await {
@@ -487,17 +486,37 @@ impl Scanner {
                 )));
             }
         };
-        let signature = match key {
-            None => SignatureStatus::NotRequired,
-            Some(key) => self.signature(repo, &digest, listed, key).await?,
+        let outcome = match key {
+            None => Outcome {
+                signature: SignatureStatus::NotRequired,
+                attestations: Vec::new(),
+            },
+            Some(req) => self.outcome(repo, &digest, listed, req).await?,
         };
-        Ok(Examined::Candidate(Candidate {
-            tag,
-            version: version.map(|v| v.to_string()),
-            digest: Some(digest),
-            meta: Some(meta),
-            signature,
-        }))
+        let rejection = if !outcome.signature.is_acceptable() {
+            Some(Rejection::Signature {
+                detail: outcome.signature.to_string(),
+            })
+        } else {
+            outcome
+                .attestations
+                .iter()
+                .find(|a| !a.is_verified())
+                .map(|a| Rejection::Attestation {
+                    detail: a.summary(),
+                })
+        };
+        Ok(Examined::Candidate(
+            Candidate {
+                tag,
+                version: version.map(|v| v.to_string()),
+                digest: Some(digest),
+                meta: Some(meta),
+                signature: outcome.signature,
+                attestations: outcome.attestations,
+            },
+            rejection,
+        ))
     }
 
     /// The digest a tag points at, from the cache while it is fresh. A marker tag is read
@@ -616,101 +635,36 @@ impl Scanner {
         Ok(meta)
     }
 
-    /// Verify the cosign signature of `digest`: the `.sig` tag first (only when the listing
-    /// shows it, or always for marker-tag apps), then the referrers API.
-    async fn signature(
+    /// Check one image (not necessarily a blessed tag's) against `req`, with the scan's cache.
+    pub async fn check(
+        &self,
+        repo: &Repo,
+        digest: &str,
+        req: &Requirements,
+    ) -> Result<Outcome, RegistryError> {
+        self.outcome(repo, digest, None, req).await
+    }
+
+    /// Check `digest` against the app's requirements (signature, attestations), cached: an
+    /// acceptable outcome for good, another for `revalidate_after`.
+    async fn outcome(
         &self,
         repo: &Repo,
         digest: &str,
         listed: Option<&HashSet<String>>,
-        key: &CosignKey,
-    ) -> Result<SignatureStatus, RegistryError> {
-        let sig_tag = cosign::signature_tag(digest);
-        let mut invalid: Option<String> = None;
-        let look = listed.is_none_or(|tags| tags.contains(&sig_tag));
-        if look && let Some(sig_digest) = self.maybe_tag(repo, &sig_tag).await? {
-            match self.check_sig(repo, &sig_digest, digest, key).await? {
-                Ok(()) => {
-                    return Ok(SignatureStatus::Verified {
-                        signature: sig_digest,
-                    });
-                }
-                Err(reason) => invalid = Some(reason),
-            }
-        }
-        let referrers_key = (repo.clone(), digest.to_string());
-        let recently_empty = self
-            .cache()
-            .no_referrers
-            .get(&referrers_key)
-            .is_some_and(|t| t.elapsed() < self.options.revalidate_after);
-        if !recently_empty {
-            let referring = cosign::referring_signatures(&self.client, repo, digest).await?;
-            if referring.is_empty() {
-                self.cache()
-                    .no_referrers
-                    .insert(referrers_key, Instant::now());
-            }
-            for sig_digest in referring {
-                match self.check_sig(repo, &sig_digest, digest, key).await? {
-                    Ok(()) => {
-                        return Ok(SignatureStatus::Verified {
-                            signature: sig_digest,
-                        });
-                    }
-                    Err(reason) => invalid = Some(reason),
-                }
-            }
-        }
-        Ok(match invalid {
-            Some(reason) => SignatureStatus::Invalid { reason },
-            None => SignatureStatus::Missing,
-        })
-    }
-
-    /// Resolve a tag that may not exist, remembering absence for `revalidate_after`.
-    async fn maybe_tag(&self, repo: &Repo, tag: &str) -> Result<Option<String>, RegistryError> {
-        let key = (repo.clone(), tag.to_string());
-        if self
-            .cache()
-            .absent
-            .get(&key)
-            .is_some_and(|t| t.elapsed() < self.options.revalidate_after)
+        req: &Requirements,
+    ) -> Result<Outcome, RegistryError> {
+        let key = (repo.clone(), digest.to_string(), req.id());
+        if let Some((o, at)) = self.cache().outcomes.get(&key)
+            && (o.is_acceptable() || at.elapsed() < self.options.revalidate_after)
         {
-            return Ok(None);
+            return Ok(o.clone());
         }
-        let found = self.digest_of(repo, tag, false).await?;
-        if found.is_none() {
-            self.cache().absent.insert(key, Instant::now());
-        }
-        Ok(found)
-    }
-
-    async fn check_sig(
-        &self,
-        repo: &Repo,
-        sig_digest: &str,
-        digest: &str,
-        key: &CosignKey,
-    ) -> Result<Result<(), String>, RegistryError> {
-        let cache_key = (
-            sig_digest.to_string(),
-            digest.to_string(),
-            key.id().to_string(),
-        );
-        if let Some(r) = self.cache().signatures.get(&cache_key) {
-            return Ok(r.clone());
-        }
-        let result =
-            match cosign::check_signature_manifest(&self.client, repo, sig_digest, digest, key)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) if e.is_transient() => return Err(e),
-                Err(e) => Err(e.to_string()),
-            };
-        self.cache().signatures.insert(cache_key, result.clone());
-        Ok(result)
+        let outcome = verify::check(&self.client, repo, digest, req, listed).await?;
+        self.cache()
+            .outcomes
+            .insert(key, (outcome.clone(), Instant::now()));
+        Ok(outcome)
     }
 
     /// Drop cache entries for tags that no longer exist, and metadata no tag points at.
@@ -723,13 +677,14 @@ impl Scanner {
         if cache.meta.len() > 2 * cache.tags.len() + 1024 {
             let live: HashSet<String> = cache.tags.values().map(|e| e.digest.clone()).collect();
             cache.meta.retain(|d, _| live.contains(d));
-            cache.signatures.retain(|(_, d, _), _| live.contains(d));
+            cache.outcomes.retain(|(_, d, _), _| live.contains(d));
         }
     }
 }
 
 enum Examined {
-    Candidate(Candidate),
+    /// Read; with the rejection when its verification failed.
+    Candidate(Candidate, Option<Rejection>),
     Rejected(Rejected),
 }
 

@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 
 use super::configurations::{self, Extra};
 use super::error::{Location, RenderError};
+use super::explain;
 use super::generate;
+use super::helm;
 use super::jsonpatch;
 use super::kustomization::{self, Kind, Kustomization, PatchSpec};
 use super::loader::{Loader, Resolved};
@@ -33,10 +35,26 @@ pub struct Builder {
     vars: Vec<vars::Var>,
     /// What `kubectl kustomize` would print on stderr.
     warnings: Vec<String>,
+    /// The top directory when its `buildMetadata` asks for `transformerAnnotations`: every
+    /// transformer that runs is then recorded on the objects it ran over.
+    track_transformers: Option<PathBuf>,
+    /// The custom OpenAPI schema, once a kustomization has set one (`openapi.path`); like
+    /// kustomize's global schema, the first kustomization loaded that names one sets it for
+    /// the rest of the build, and a built-in `version` counts as set.
+    openapi: Option<std::rc::Rc<schema::Custom>>,
+    openapi_set: bool,
+    /// The helm binary, when `helmCharts` may run it.
+    helm: Option<PathBuf>,
+    /// Trace which step set each field (`baton render --explain`).
+    explain: bool,
 }
 
 /// Render the kustomization in `dir` (relative to `repo_root`, or absolute inside it).
-pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>), RenderError> {
+pub fn run(
+    repo_root: &Path,
+    dir: &Path,
+    options: &super::Options,
+) -> Result<(Vec<Resource>, Vec<String>), RenderError> {
     let loader = Loader::new(repo_root)?;
     let entry = loader.resolve_entry(dir)?;
     let mut b = Builder {
@@ -44,6 +62,11 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         stack: Vec::new(),
         vars: Vec::new(),
         warnings: Vec::new(),
+        track_transformers: None,
+        openapi: None,
+        openapi_set: false,
+        helm: options.helm.clone(),
+        explain: options.explain,
     };
     if !entry.is_dir {
         return Err(RenderError::BadReference {
@@ -60,14 +83,32 @@ pub fn run(repo_root: &Path, dir: &Path) -> Result<(Vec<Resource>, Vec<String>),
         &Location::file(&entry.rel),
         "render",
     )?;
+    if k.build_metadata
+        .iter()
+        .any(|m| m.value == "transformerAnnotations")
+    {
+        b.track_transformers = Some(entry.rel.clone());
+    }
     let mut resources = Vec::new();
-    let cfg = b.accumulate(&k, &entry, &mut resources)?;
+    let cfg = b.accumulate(&k, &entry, &mut resources, Extra::default())?;
     resources.retain(|r| !r.is_empty());
 
+    let explain = |ra: &mut Vec<Resource>, what: &str| {
+        if b.explain {
+            explain::step(ra, &format!("{} {what}", k.file.display()));
+        }
+    };
     add_build_metadata(&mut resources, &k, &entry.rel);
+    explain(&mut resources, "buildMetadata");
     add_hashes(&mut resources);
+    explain(
+        &mut resources,
+        "content-hash name suffix (generated objects)",
+    );
     nameref::fix(&mut resources, &cfg.name_references)?;
+    explain(&mut resources, "name references (follows renamed objects)");
     vars::resolve(&mut resources, &b.vars, &cfg.var_references)?;
+    explain(&mut resources, "vars");
     resources.retain(|r| {
         r.value
             .get("metadata")
@@ -92,6 +133,19 @@ fn add_build_metadata(resources: &mut [Resource], k: &Kustomization, top: &Path)
     let has = |o: &str| k.build_metadata.iter().any(|m| m.value == o);
     let (origin, managed) = (has("originAnnotations"), has("managedByLabel"));
     for r in resources.iter_mut().filter(|r| !r.is_empty()) {
+        if !r.transformations.is_empty() {
+            let text = std::mem::take(&mut r.transformations);
+            let meta = r.metadata_mut();
+            let ann = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(a) = ann {
+                a.insert(
+                    "alpha.config.kubernetes.io/transformations".into(),
+                    Value::String(text),
+                );
+            }
+        }
         if origin {
             let rel = relative_to(&r.origin.file, top);
             let text = match &r.configured_by {
@@ -119,6 +173,111 @@ fn add_build_metadata(resources: &mut [Resource], k: &Kustomization, top: &Path)
             }
         }
     }
+}
+
+/// kustomize's `alpha.config.kubernetes.io/transformations` entry for a transformer that ran
+/// over every object in `ra` (it records the transformer whether or not it changed them).
+fn record_transformer(
+    ra: &mut [Resource],
+    configured_in: &str,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+) {
+    let mut item = format!(
+        "- configuredIn: {configured_in}\n  configuredBy:\n    apiVersion: {api_version}\n    kind: {kind}\n"
+    );
+    if !name.is_empty() {
+        item.push_str(&format!("    name: {name}\n"));
+    }
+    if !namespace.is_empty() {
+        item.push_str(&format!("    namespace: {namespace}\n"));
+    }
+    for r in ra.iter_mut().filter(|r| !r.is_empty()) {
+        r.transformations.push_str(&item);
+    }
+}
+
+/// The objects of one YAML stream (a resource file, or helm's output): every non-empty
+/// document; `*List` kinds expand into their items, after the stream's other documents.
+fn parse_resources(text: &str, file: &Path) -> Result<Vec<Resource>, RenderError> {
+    let docs = value::parse_stream(text).map_err(|e| RenderError::Yaml {
+        at: Location::at(file, e.line),
+        message: e.message,
+    })?;
+    let mut queue: std::collections::VecDeque<(Value, usize)> = std::collections::VecDeque::new();
+    for d in &docs {
+        if d.is_null() {
+            continue;
+        }
+        let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+            at: Location::at(file, e.line),
+            message: e.message,
+        })?;
+        queue.push_back((v, d.line()));
+    }
+    let mut out = Vec::new();
+    while let Some((v, line)) = queue.pop_front() {
+        let here = Location::at(file, line);
+        let obj = match &v {
+            Value::Object(m) if m.is_empty() => continue,
+            Value::Object(m) => m,
+            other => {
+                return Err(RenderError::build(
+                    here,
+                    format!(
+                        "expected a Kubernetes object (a mapping), found {}",
+                        if other.is_array() {
+                            "a list"
+                        } else {
+                            "a scalar"
+                        }
+                    ),
+                ));
+            }
+        };
+        let kind = obj.get("kind").map(scalar_text).unwrap_or_default();
+        if kind.is_empty() {
+            return Err(RenderError::build(here, "object has no `kind`"));
+        }
+        if kind.ends_with("List") {
+            match obj.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        queue.push_back((item.clone(), line));
+                    }
+                }
+                Some(_) => {
+                    return Err(RenderError::build(
+                        here,
+                        format!("expected a list in {kind}.items"),
+                    ));
+                }
+            }
+            continue;
+        }
+        let name = obj
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .map(scalar_text)
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(RenderError::build(
+                here,
+                format!("{kind} has no metadata.name"),
+            ));
+        }
+        if let Some(path) = null_list_item(&v, &mut Vec::new()) {
+            return Err(RenderError::build(
+                here,
+                format!("{kind} {name}: empty item at {path}"),
+            ));
+        }
+        out.push(Resource::new(v, here));
+    }
+    Ok(out)
 }
 
 /// `path` (relative to the repo root) as seen from directory `dir` (also repo-relative).
@@ -260,6 +419,7 @@ impl Builder {
         };
         let text = self.loader.read_text(&file, at)?;
         let k = kustomization::parse(&text, &file.rel)?;
+        self.set_openapi(&k, dir)?;
         match (expect, k.kind) {
             (Kind::Component, Kind::Kustomization) => Err(RenderError::BadReference {
                 at: at.clone(),
@@ -277,6 +437,54 @@ impl Builder {
         }
     }
 
+    /// kustomize's `openapi.SetSchema`: only the first schema set counts.
+    fn set_openapi(&mut self, k: &Kustomization, dir: &Resolved) -> Result<(), RenderError> {
+        if self.openapi_set {
+            return Ok(());
+        }
+        let at = Location::file(&k.file);
+        let version = k.openapi.get("version").filter(|v| !v.is_empty());
+        if let Some(path) = k.openapi.get("path") {
+            if version.is_some() {
+                return Err(RenderError::invalid(
+                    at,
+                    "openapi",
+                    "builtin version and custom schema provided, cannot use both",
+                ));
+            }
+            let r = self
+                .loader
+                .resolve(&dir.abs, path, &at, "openapi.path", false)?;
+            let text = self.loader.read_text(&r, &at)?;
+            let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
+                at: Location::at(&r.rel, e.line),
+                message: e.message,
+            })?;
+            let doc = match docs.iter().find(|d| !d.is_null()) {
+                Some(d) => d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
+                    at: Location::at(&r.rel, e.line),
+                    message: e.message,
+                })?,
+                None => Value::Null,
+            };
+            let custom = schema::Custom::new(doc)
+                .map_err(|e| RenderError::invalid(Location::file(&r.rel), "openapi.path", e))?;
+            self.openapi = Some(std::rc::Rc::new(custom));
+            self.openapi_set = true;
+        } else if let Some(v) = version {
+            // kustomize v5.5 builds in one Kubernetes schema, the one baton models.
+            if v != "v1.21.2" {
+                return Err(RenderError::invalid(
+                    at,
+                    "openapi.version",
+                    format!("{v:?}: the specified OpenAPI version is not built in (v1.21.2 is)"),
+                ));
+            }
+            self.openapi_set = true;
+        }
+        Ok(())
+    }
+
     fn enter(&mut self, dir: &Resolved, at: &Location) -> Result<(), RenderError> {
         if self.stack.contains(&dir.abs) {
             return Err(RenderError::build(
@@ -290,14 +498,17 @@ impl Builder {
 
     /// Build one kustomization into `ra`; returns the field specs its `configurations` (and
     /// those of everything it includes) add, which apply to the kustomizations above it too.
+    /// `cfg` is the configuration accumulated so far: empty for a kustomization, the
+    /// including kustomization's for a component (which runs on its accumulator).
     fn accumulate(
         &mut self,
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
+        cfg: Extra,
     ) -> Result<Extra, RenderError> {
         self.enter(dir, &Location::file(&k.file))?;
-        let result = self.accumulate_inner(k, dir, ra);
+        let result = self.accumulate_inner(k, dir, ra, cfg);
         self.stack.pop();
         result
     }
@@ -307,8 +518,10 @@ impl Builder {
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
+        mut cfg: Extra,
     ) -> Result<Extra, RenderError> {
-        let mut cfg = Extra::default();
+        let merge_err =
+            |e: String| RenderError::invalid(Location::file(&k.file), "configurations", e);
         let mut index = name_index(ra);
         for entry in &k.resources {
             let at = Location::at(&k.file, entry.line);
@@ -318,20 +531,33 @@ impl Builder {
             let loaded = if r.is_dir {
                 let sub = self.load(&r, Kind::Kustomization, &at, "resources")?;
                 let mut sub_ra = Vec::new();
-                cfg.merge(&self.accumulate(&sub, &r, &mut sub_ra)?);
+                let sub_cfg = self.accumulate(&sub, &r, &mut sub_ra, Extra::default())?;
+                cfg.merge(&sub_cfg).map_err(merge_err)?;
                 sub_ra
             } else {
                 self.load_resources(&r, &at)?
             };
             append_all(ra, &mut index, loaded, &at)?;
         }
+        let mut files = Extra::default();
         for entry in &k.configurations {
             let at = Location::at(&k.file, entry.line);
             let r = self
                 .loader
                 .resolve(&dir.abs, &entry.value, &at, "configurations", false)?;
             let text = self.loader.read_text(&r, &at)?;
-            cfg.merge(&configurations::parse(&text, &r.rel)?);
+            files
+                .merge(&configurations::parse(&text, &r.rel)?)
+                .map_err(|e| RenderError::invalid(at.clone(), "configurations", e))?;
+        }
+        // kustomize's `MakeTransformerConfig`: the defaults, extended by the files.
+        let mut own = Extra::builtin();
+        if !k.configurations.is_empty() {
+            own.merge(&files).map_err(merge_err)?;
+        }
+        cfg.merge(&own).map_err(merge_err)?;
+        if self.explain {
+            explain::step(ra, "");
         }
         for spec in k.config_map_generator.iter().chain(&k.secret_generator) {
             let res = generate::generate(
@@ -342,6 +568,29 @@ impl Builder {
                 k.generator_options.as_ref(),
             )?;
             absorb(ra, &mut index, res)?;
+        }
+        for chart in &k.helm_charts {
+            let Some(helm_bin) = self.helm.clone() else {
+                return Err(RenderError::Unsupported {
+                    at: Location::at(&k.file, chart.line),
+                    field: "helmCharts".into(),
+                    why: helm::ENABLE_HINT.into(),
+                });
+            };
+            let text = helm::inflate(
+                &helm_bin,
+                chart,
+                &k.helm_globals,
+                &mut self.loader,
+                dir,
+                &k.file,
+            )?;
+            for mut res in parse_resources(&text, &k.file)? {
+                res.origin = Location::at(&k.file, chart.line);
+                res.configured_by =
+                    Some("  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".into());
+                absorb(ra, &mut index, res)?;
+            }
         }
         for entry in plugins::in_kustomize_order(&k.generators) {
             for plugin in self.load_plugins(k, dir, entry, "generators")? {
@@ -363,8 +612,57 @@ impl Builder {
                     }
                     res.configured_by = Some(by);
                     absorb(ra, &mut index, res)?;
+                } else if let plugins::Config::Helm(h) = &plugin.config {
+                    let (chart, globals) = &**h;
+                    let Some(helm_bin) = self.helm.clone() else {
+                        return Err(RenderError::Unsupported {
+                            at: plugin.at.clone(),
+                            field: "generators (HelmChartInflationGenerator)".into(),
+                            why: helm::ENABLE_HINT.into(),
+                        });
+                    };
+                    let text = helm::inflate(
+                        &helm_bin,
+                        chart,
+                        globals,
+                        &mut self.loader,
+                        dir,
+                        &plugin.at.file,
+                    )?;
+                    let (_, name, namespace) = &plugin.id;
+                    let mut by =
+                        "  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n".to_string();
+                    if !name.is_empty() {
+                        by.push_str(&format!("  name: {name}\n"));
+                    }
+                    if !namespace.is_empty() {
+                        by.push_str(&format!("  namespace: {namespace}\n"));
+                    }
+                    for mut res in parse_resources(&text, &plugin.at.file)? {
+                        res.origin = plugin.at.clone();
+                        res.configured_by = Some(by.clone());
+                        absorb(ra, &mut index, res)?;
+                    }
+                } else if let plugins::Config::Objects(objs) = &plugin.config {
+                    let (kind, name, namespace) = &plugin.id;
+                    for v in objs {
+                        let mut res = Resource::new(v.clone(), plugin.at.clone());
+                        let mut by = format!("  apiVersion: builtin\n  kind: {kind}\n");
+                        if !name.is_empty() {
+                            by.push_str(&format!("  name: {name}\n"));
+                        }
+                        if !namespace.is_empty() {
+                            by.push_str(&format!("  namespace: {namespace}\n"));
+                        }
+                        res.configured_by = Some(by);
+                        absorb(ra, &mut index, res)?;
+                    }
                 }
             }
+        }
+        if self.explain {
+            let what = "generators (configMapGenerator, secretGenerator, helmCharts, generators)";
+            explain::step(ra, &format!("{} {what}", k.file.display()));
         }
         for entry in &k.components {
             let at = Location::at(&k.file, entry.line);
@@ -380,9 +678,9 @@ impl Builder {
                 });
             }
             let ck = self.load(&r, Kind::Component, &at, "components")?;
-            cfg.merge(&self.accumulate(&ck, &r, ra)?);
+            cfg = self.accumulate(&ck, &r, ra, cfg)?;
         }
-        self.transform(k, dir, ra, &cfg)?;
+        self.transform(k, dir, ra, &cfg, true)?;
         if !k.vars.is_empty() {
             self.warnings.push(vars::DEPRECATION.to_string());
         }
@@ -406,92 +704,50 @@ impl Builder {
         at: &Location,
     ) -> Result<Vec<Resource>, RenderError> {
         let text = self.loader.read_text(file, at)?;
-        let docs = value::parse_stream(&text).map_err(|e| RenderError::Yaml {
-            at: Location::at(&file.rel, e.line),
-            message: e.message,
-        })?;
-        let mut queue: std::collections::VecDeque<(Value, usize)> =
-            std::collections::VecDeque::new();
-        for d in &docs {
-            if d.is_null() {
-                continue;
-            }
-            let v = d.to_value(Dialect::Kyaml).map_err(|e| RenderError::Yaml {
-                at: Location::at(&file.rel, e.line),
-                message: e.message,
-            })?;
-            queue.push_back((v, d.line()));
-        }
-        let mut out = Vec::new();
-        while let Some((v, line)) = queue.pop_front() {
-            let here = Location::at(&file.rel, line);
-            let obj = match &v {
-                Value::Object(m) if m.is_empty() => continue,
-                Value::Object(m) => m,
-                other => {
-                    return Err(RenderError::build(
-                        here,
-                        format!(
-                            "expected a Kubernetes object (a mapping), found {}",
-                            if other.is_array() {
-                                "a list"
-                            } else {
-                                "a scalar"
-                            }
-                        ),
-                    ));
-                }
-            };
-            let kind = obj.get("kind").map(scalar_text).unwrap_or_default();
-            if kind.is_empty() {
-                return Err(RenderError::build(here, "object has no `kind`"));
-            }
-            if kind.ends_with("List") {
-                match obj.get("items") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(items)) => {
-                        for item in items {
-                            queue.push_back((item.clone(), line));
-                        }
-                    }
-                    Some(_) => {
-                        return Err(RenderError::build(
-                            here,
-                            format!("expected a list in {kind}.items"),
-                        ));
-                    }
-                }
-                continue;
-            }
-            let name = obj
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .map(scalar_text)
-                .unwrap_or_default();
-            if name.is_empty() {
-                return Err(RenderError::build(
-                    here,
-                    format!("{kind} has no metadata.name"),
-                ));
-            }
-            if let Some(path) = null_list_item(&v, &mut Vec::new()) {
-                return Err(RenderError::build(
-                    here,
-                    format!("{kind} {name}: empty item at {path}"),
-                ));
-            }
-            out.push(Resource::new(v, here));
-        }
-        Ok(out)
+        parse_resources(&text, &file.rel)
     }
 
+    /// Run the transformers of `k`. `builtin`: `k` is a kustomization (its fields are
+    /// kustomize's built-in transformers, recorded as such for `transformerAnnotations`), not
+    /// the stand-in for one built-in plugin configuration (recorded by the caller).
     fn transform(
         &mut self,
         k: &Kustomization,
         dir: &Resolved,
         ra: &mut Vec<Resource>,
         cfg: &Extra,
+        builtin: bool,
     ) -> Result<(), RenderError> {
+        let configured_in = match (&self.track_transformers, builtin) {
+            (Some(top), true) => Some(relative_to(&k.file, top)),
+            _ => None,
+        };
+        let explain = self.explain;
+        let note = |ra: &mut Vec<Resource>, kind: &str| {
+            if let Some(c) = &configured_in {
+                record_transformer(ra, c, "builtin", kind, "", "");
+            }
+            if explain && builtin {
+                let field = match kind {
+                    "PatchStrategicMergeTransformer" => "patchesStrategicMerge",
+                    "PatchTransformer" => "patches",
+                    "NamespaceTransformer" => "namespace",
+                    "PrefixTransformer" => "namePrefix",
+                    "SuffixTransformer" => "nameSuffix",
+                    "LabelTransformer" => "labels/commonLabels",
+                    "AnnotationsTransformer" => "commonAnnotations",
+                    "PatchJson6902Transformer" => "patchesJson6902",
+                    "ReplicaCountTransformer" => "replicas",
+                    "ImageTagTransformer" => "images",
+                    "ReplacementTransformer" => "replacements",
+                    other => other,
+                };
+                explain::step(ra, &format!("{} {field}", k.file.display()));
+            }
+        };
+        if explain && builtin {
+            explain::step(ra, "");
+        }
         // patchesStrategicMerge (legacy)
         for entry in &k.patches_strategic_merge {
             let at = Location::at(&k.file, entry.line);
@@ -511,23 +767,76 @@ impl Builder {
             };
             let mut index = name_index(ra);
             for p in patches {
-                apply_untargeted(ra, &mut index, &p, &at, false, false)?;
+                apply_untargeted(
+                    self.openapi.as_deref(),
+                    ra,
+                    &mut index,
+                    &p,
+                    &at,
+                    false,
+                    false,
+                )?;
             }
             ra.retain(|r| !r.is_empty());
+        }
+        if !k.patches_strategic_merge.is_empty() {
+            note(ra, "PatchStrategicMergeTransformer");
         }
         // patches
         for p in &k.patches {
             self.apply_patch(k, dir, ra, p, "patches")?;
+            note(ra, "PatchTransformer");
         }
-        transform::namespace(ra, &k.namespace, k)?;
-        transform::prefix_suffix(ra, &k.name_prefix, &k.name_suffix);
-        transform::labels(ra, k, &cfg.common_labels)?;
+        if !k.namespace.is_empty() {
+            let n = transform::Namespacing {
+                namespace: k.namespace.clone(),
+                specs: cfg.namespace.clone(),
+                ..Default::default()
+            };
+            transform::namespace(ra, &n, &k.file)?;
+            note(ra, "NamespaceTransformer");
+        }
+        if !k.name_prefix.is_empty() {
+            transform::affix(ra, &k.name_prefix, true, &cfg.name_prefix)?;
+            note(ra, "PrefixTransformer");
+        }
+        if !k.name_suffix.is_empty() {
+            transform::affix(ra, &k.name_suffix, false, &cfg.name_suffix)?;
+            note(ra, "SuffixTransformer");
+        }
+        transform::labels(
+            ra,
+            k,
+            transform::LabelTables {
+                common: &cfg.common_labels,
+                labels: &cfg.labels,
+                templates: &cfg.template_labels,
+            },
+        )?;
+        // kustomize runs one label transformer per `labels` entry and one for `commonLabels`.
+        if !k.labels.is_empty() || !k.common_labels.is_empty() {
+            for _ in 0..=k.labels.len() {
+                note(ra, "LabelTransformer");
+            }
+        }
         transform::annotations(ra, k, &cfg.common_annotations)?;
+        if !k.common_annotations.is_empty() {
+            note(ra, "AnnotationsTransformer");
+        }
         for p in &k.patches_json6902 {
             self.apply_patch(k, dir, ra, p, "patchesJson6902")?;
+            note(ra, "PatchJson6902Transformer");
         }
-        transform::replicas(ra, &k.replicas, &k.file)?;
+        if !k.replicas.is_empty() {
+            transform::replicas(ra, &k.replicas, &cfg.replicas, &k.file)?;
+            for _ in &k.replicas {
+                note(ra, "ReplicaCountTransformer");
+            }
+        }
         transform::images(ra, k, &cfg.images)?;
+        for _ in &k.images {
+            note(ra, "ImageTagTransformer");
+        }
         if !k.replacements.is_empty() {
             let loader = &mut self.loader;
             let reps = replace::collect(&k.replacements, |path, line| {
@@ -537,11 +846,12 @@ impl Builder {
                 Ok((text.to_string(), r.rel))
             })?;
             replace::apply(ra, &reps)?;
+            note(ra, "ReplacementTransformer");
         }
         for entry in plugins::in_kustomize_order(&k.transformers) {
             for plugin in self.load_plugins(k, dir, entry, "transformers")? {
                 match &plugin.config {
-                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra, cfg)?,
+                    plugins::Config::Transform(kk) => self.transform(kk, dir, ra, cfg, false)?,
                     plugins::Config::SetEntries {
                         specs,
                         entries,
@@ -551,9 +861,108 @@ impl Builder {
                         prefix,
                         suffix,
                         specs,
-                    } => transform::prefix_suffix_for(ra, prefix, suffix, specs),
+                    } => {
+                        if let Some(prefix) = prefix {
+                            transform::affix(ra, prefix, true, specs)?;
+                        }
+                        if let Some(suffix) = suffix {
+                            transform::affix(ra, suffix, false, specs)?;
+                        }
+                    }
+                    plugins::Config::Namespace(n) => transform::namespace(ra, n, &plugin.at.file)?,
+                    plugins::Config::Replicas { replica, specs } => transform::replicas(
+                        ra,
+                        std::slice::from_ref(replica),
+                        specs,
+                        &plugin.at.file,
+                    )?,
+                    plugins::Config::Images { image, specs } => {
+                        let mut kk = Kustomization::empty(&plugin.at.file);
+                        kk.images.push(image.clone());
+                        transform::images(ra, &kk, specs)?;
+                    }
                     plugins::Config::Hash => add_hashes(ra),
-                    plugins::Config::Generate(_) => {}
+                    plugins::Config::ValueAdd {
+                        value,
+                        targets,
+                        target_file,
+                    } => {
+                        let mut targets = targets.clone();
+                        if let Some(f) = target_file {
+                            let r = self.loader.resolve(
+                                &dir.abs,
+                                f,
+                                &plugin.at,
+                                "ValueAddTransformer.targetFilePath",
+                                false,
+                            )?;
+                            let text = self.loader.read_text(&r, &plugin.at)?;
+                            let doc = value::parse_stream(&text)
+                                .ok()
+                                .and_then(|d| d.into_iter().find(|d| !d.is_null()))
+                                .and_then(|d| d.to_value(Dialect::Kyaml).ok())
+                                .unwrap_or(Value::Null);
+                            targets.extend(plugins::value_targets(
+                                doc.get("targets"),
+                                &Location::file(&r.rel),
+                            )?);
+                        }
+                        let value = if value.is_empty() {
+                            dir.abs
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        } else {
+                            value.clone()
+                        };
+                        for t in &targets {
+                            let sel = match &t.selector {
+                                Some(s) => Some(Selector::new(s).map_err(|e| {
+                                    RenderError::invalid(
+                                        plugin.at.clone(),
+                                        "ValueAddTransformer.targets.selector",
+                                        e,
+                                    )
+                                })?),
+                                None => None,
+                            };
+                            for r in ra.iter_mut().filter(|r| !r.is_empty()) {
+                                if sel.as_ref().is_some_and(|s| !s.matches(r)) {
+                                    continue;
+                                }
+                                if t.field_path == "metadata/namespace" {
+                                    let n = transform::Namespacing {
+                                        namespace: value.clone(),
+                                        ..Default::default()
+                                    };
+                                    transform::namespace(
+                                        std::slice::from_mut(r),
+                                        &n,
+                                        &plugin.at.file,
+                                    )?;
+                                } else {
+                                    transform::value_add(
+                                        r,
+                                        &value,
+                                        &t.field_path,
+                                        t.file_path_position,
+                                    )?;
+                                }
+                            }
+                        }
+                    }
+                    plugins::Config::Generate(_)
+                    | plugins::Config::Objects(_)
+                    | plugins::Config::Helm(_) => {}
+                }
+                if let Some(top) = &self.track_transformers {
+                    let (kind, name, namespace) = &plugin.id;
+                    let c = relative_to(&plugin.at.file, top);
+                    record_transformer(ra, &c, "builtin", kind, name, namespace);
+                }
+                if self.explain {
+                    let (kind, name, _) = &plugin.id;
+                    explain::step(ra, &format!("{} transformers: {kind}/{name}", plugin.at));
                 }
             }
         }
@@ -590,7 +999,7 @@ impl Builder {
             let loaded = if r.is_dir {
                 let sub = self.load(&r, Kind::Kustomization, &at, field)?;
                 let mut sub_ra = Vec::new();
-                self.accumulate(&sub, &r, &mut sub_ra)?;
+                self.accumulate(&sub, &r, &mut sub_ra, Extra::default())?;
                 sub_ra
             } else {
                 self.load_resources(&r, &at)?
@@ -729,6 +1138,7 @@ impl Builder {
                 let mut index = name_index(ra);
                 for patch in &patches {
                     apply_untargeted(
+                        self.openapi.as_deref(),
                         ra,
                         &mut index,
                         patch,
@@ -749,7 +1159,14 @@ impl Builder {
                 for patch in &patches {
                     for r in ra.iter_mut() {
                         if !r.is_empty() && selected.iter().any(|id| id.equals(&r.cur_id())) {
-                            apply_smp(r, patch, &at, p.allow_name_change, p.allow_kind_change)?;
+                            apply_smp(
+                                self.openapi.as_deref(),
+                                r,
+                                patch,
+                                &at,
+                                p.allow_name_change,
+                                p.allow_kind_change,
+                            )?;
                         }
                     }
                 }
@@ -869,6 +1286,7 @@ fn matching(ra: &[Resource], index: &NameIndex, id: &ResId) -> Vec<usize> {
 /// A patch without a target applies to the one resource whose current or previous identity
 /// equals the patch's own.
 fn apply_untargeted(
+    custom: Option<&schema::Custom>,
     ra: &mut [Resource],
     index: &mut NameIndex,
     patch: &Value,
@@ -880,7 +1298,14 @@ fn apply_untargeted(
     let matches = matching(ra, index, &id);
     match matches.as_slice() {
         [i] => {
-            apply_smp(&mut ra[*i], patch, at, allow_name_change, allow_kind_change)?;
+            apply_smp(
+                custom,
+                &mut ra[*i],
+                patch,
+                at,
+                allow_name_change,
+                allow_kind_change,
+            )?;
             if allow_name_change {
                 index_add(index, &ra[*i], *i);
             }
@@ -900,6 +1325,7 @@ fn apply_untargeted(
 }
 
 fn apply_smp(
+    custom: Option<&schema::Custom>,
     r: &mut Resource,
     patch: &Value,
     at: &Location,
@@ -923,7 +1349,10 @@ fn apply_smp(
         r.namespace().to_string(),
         r.kind().to_string(),
     );
-    let root = schema::for_resource(&r.gvk());
+    let root = match custom {
+        None => merge::Root::Builtin(schema::for_resource(&r.gvk())),
+        Some(c) => merge::Root::Custom(c.for_resource(r.api_version(), r.kind()).map(|s| (c, s))),
+    };
     let merged = merge::strategic_merge(&r.value, &patch, root).map_err(|e| {
         RenderError::build(
             at.clone(),

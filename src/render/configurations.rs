@@ -1,7 +1,8 @@
 //! `configurations`: files of custom field specs that extend kustomize's built-in tables for
 //! the transformers of a kustomization — which fields name other objects (`nameReference`),
 //! where common labels and annotations go, which fields hold images, and where `$(VAR)`
-//! references are expanded. As in kustomize, a kustomization's configurations also apply to
+//! references are expanded, and where name prefixes and suffixes, namespaces, `labels`
+//! entries (also with `includeTemplates`) and replica counts go. As in kustomize, a kustomization's configurations also apply to
 //! every kustomization that includes it (they travel up with its resources).
 
 use std::path::Path;
@@ -9,19 +10,31 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::error::{Location, RenderError};
-use super::fieldspec::BackRef;
+use super::fieldspec::{self, BackRef};
 use super::kustomization::FieldSpec;
 use super::resource::{Gvk, scalar_text};
 use super::value::{self, Dialect};
 
-/// Field specs added to the built-in tables.
+/// The transformer configuration of a kustomization as kustomize accumulates it. The tables
+/// of the transformers whose specs kustomize merges and sorts on every step (prefix, suffix,
+/// namespace, labels, annotations, replicas) are held whole, built-in specs included, and
+/// merged exactly as kustomize merges them, because which of two overlapping specs survives
+/// depends on it. The other sections hold only the specs added to baton's built-in tables.
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
     pub name_references: Vec<BackRef>,
-    pub common_labels: Vec<FieldSpec>,
-    pub common_annotations: Vec<FieldSpec>,
     pub images: Vec<FieldSpec>,
     pub var_references: Vec<FieldSpec>,
+    pub common_labels: Vec<FieldSpec>,
+    pub common_annotations: Vec<FieldSpec>,
+    pub name_prefix: Vec<FieldSpec>,
+    pub name_suffix: Vec<FieldSpec>,
+    pub namespace: Vec<FieldSpec>,
+    /// Added to every `labels:` entry (kustomize's `labels` section).
+    pub labels: Vec<FieldSpec>,
+    /// Added to `labels:` entries with `includeTemplates`.
+    pub template_labels: Vec<FieldSpec>,
+    pub replicas: Vec<FieldSpec>,
 }
 
 fn push_unique(into: &mut Vec<FieldSpec>, more: &[FieldSpec]) {
@@ -32,26 +45,62 @@ fn push_unique(into: &mut Vec<FieldSpec>, more: &[FieldSpec]) {
     }
 }
 
-impl Extra {
-    pub fn merge(&mut self, other: &Extra) {
-        self.name_references
-            .extend(other.name_references.iter().cloned());
-        push_unique(&mut self.common_labels, &other.common_labels);
-        push_unique(&mut self.common_annotations, &other.common_annotations);
-        push_unique(&mut self.images, &other.images);
-        push_unique(&mut self.var_references, &other.var_references);
-    }
+fn sorted(specs: &[FieldSpec]) -> Vec<FieldSpec> {
+    let mut v = specs.to_vec();
+    fieldspec::sort_table(&mut v);
+    v
 }
 
-/// The sections kustomize's configuration files may hold that baton does not apply yet.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "namePrefix",
-    "nameSuffix",
-    "namespace",
-    "metadataLabels",
-    "templateLabels",
-    "replicas",
-];
+impl Extra {
+    /// kustomize's default configuration (`MakeDefaultConfig`).
+    pub fn builtin() -> Extra {
+        Extra {
+            common_labels: sorted(fieldspec::common_labels()),
+            common_annotations: sorted(fieldspec::common_annotations()),
+            name_prefix: sorted(fieldspec::name_affix()),
+            name_suffix: sorted(fieldspec::name_affix()),
+            namespace: sorted(fieldspec::namespace_fields()),
+            template_labels: sorted(fieldspec::template_labels()),
+            replicas: sorted(fieldspec::replicas()),
+            ..Extra::default()
+        }
+    }
+
+    /// `TransformerConfig.Merge`; fails on kustomize's `conflicting fieldspecs`.
+    pub fn merge(&mut self, other: &Extra) -> Result<(), String> {
+        self.name_references
+            .extend(other.name_references.iter().cloned());
+        push_unique(&mut self.images, &other.images);
+        push_unique(&mut self.var_references, &other.var_references);
+        let tables: [(&mut Vec<FieldSpec>, &Vec<FieldSpec>, &str); 8] = [
+            (
+                &mut self.common_labels,
+                &other.common_labels,
+                "commonLabels",
+            ),
+            (
+                &mut self.common_annotations,
+                &other.common_annotations,
+                "commonAnnotations",
+            ),
+            (&mut self.name_prefix, &other.name_prefix, "namePrefix"),
+            (&mut self.name_suffix, &other.name_suffix, "nameSuffix"),
+            (&mut self.namespace, &other.namespace, "namespace"),
+            (&mut self.labels, &other.labels, "labels"),
+            (
+                &mut self.template_labels,
+                &other.template_labels,
+                "templateLabels",
+            ),
+            (&mut self.replicas, &other.replicas, "replicas"),
+        ];
+        for (into, more, name) in tables {
+            fieldspec::merge_table(into, more)
+                .map_err(|e| format!("failed to merge {name} fieldSpec: {e}"))?;
+        }
+        Ok(())
+    }
+}
 
 fn specs(v: &Value, at: &Location, section: &str) -> Result<Vec<FieldSpec>, RenderError> {
     let items = match v {
@@ -124,20 +173,16 @@ pub fn parse(text: &str, file: &Path) -> Result<Extra, RenderError> {
                         });
                     }
                 }
-                "commonLabels" => out.common_labels = specs(list, &at, section)?,
-                "commonAnnotations" => out.common_annotations = specs(list, &at, section)?,
+                "commonLabels" => out.common_labels = sorted(&specs(list, &at, section)?),
+                "commonAnnotations" => out.common_annotations = sorted(&specs(list, &at, section)?),
                 "images" => out.images = specs(list, &at, section)?,
                 "varReference" => out.var_references = specs(list, &at, section)?,
-                other if NOT_IMPLEMENTED.contains(&other) => {
-                    if !list.as_array().is_none_or(Vec::is_empty) {
-                        return Err(RenderError::Unsupported {
-                            at: at.clone(),
-                            field: format!("configurations: {other}"),
-                            why: "custom field specs for this transformer are not implemented"
-                                .into(),
-                        });
-                    }
-                }
+                "namePrefix" => out.name_prefix = sorted(&specs(list, &at, section)?),
+                "nameSuffix" => out.name_suffix = sorted(&specs(list, &at, section)?),
+                "namespace" => out.namespace = sorted(&specs(list, &at, section)?),
+                "labels" => out.labels = sorted(&specs(list, &at, section)?),
+                "templateLabels" => out.template_labels = sorted(&specs(list, &at, section)?),
+                "replicas" => out.replicas = sorted(&specs(list, &at, section)?),
                 other => {
                     return Err(RenderError::invalid(
                         at.clone(),

@@ -346,6 +346,114 @@ pub fn replicas() -> &'static [FieldSpec] {
     })
 }
 
+/// Where `namePrefix` and `nameSuffix` go by default.
+pub fn name_affix() -> &'static [FieldSpec] {
+    static T: OnceLock<Vec<FieldSpec>> = OnceLock::new();
+    T.get_or_init(|| vec![fs("metadata/name", "", "", "", false)])
+}
+
+/// kustomize's `effectivelyEquals` as `FsSlice.MergeOne` calls it: the same path, and the
+/// incoming spec's type selects the existing one's (so an existing `metadata/name` of
+/// `Deployment` covers an incoming `metadata/name` of every kind, but not the reverse).
+fn covered_by(existing: &FieldSpec, incoming: &FieldSpec) -> bool {
+    existing.path == incoming.path && existing.group_version_kind_selected_by(incoming)
+}
+
+impl FieldSpec {
+    fn group_version_kind_selected_by(&self, selector: &FieldSpec) -> bool {
+        (selector.group.is_empty() || self.group == selector.group)
+            && (selector.version.is_empty() || self.version == selector.version)
+            && (selector.kind.is_empty() || self.kind == selector.kind)
+    }
+}
+
+/// Merge `more` into `into` as kustomize's `FsSlice.MergeAll` does: specs already covered are
+/// skipped, and one that differs only in `create` is kustomize's `conflicting fieldspecs`.
+pub fn merge_into(into: &mut Vec<FieldSpec>, more: &[FieldSpec]) -> Result<(), String> {
+    for f in more {
+        match into.iter().find(|x| covered_by(x, f)) {
+            Some(x) if x.create != f.create => {
+                return Err(format!(
+                    "conflicting fieldspecs for path {} (create: {} and {})",
+                    f.path, x.create, f.create
+                ));
+            }
+            Some(_) => {}
+            None => into.push(f.clone()),
+        }
+    }
+    Ok(())
+}
+
+/// kustomize's type order for field-spec tables (`Gvk.IsLessThan`): kinds it orders first,
+/// then every other kind (and none), then webhooks; ties by `group_version_kind` text.
+fn table_key(f: &FieldSpec) -> (i32, String) {
+    const FIRST: [&str; 22] = [
+        "Namespace",
+        "ResourceQuota",
+        "StorageClass",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "PodSecurityPolicy",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Endpoints",
+        "Service",
+        "LimitRange",
+        "PriorityClass",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "StatefulSet",
+        "CronJob",
+        "PodDisruptionBudget",
+    ];
+    const LAST: [&str; 2] = [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ];
+    let order = if let Some(i) = FIRST.iter().position(|k| *k == f.kind) {
+        i as i32 - FIRST.len() as i32
+    } else if let Some(i) = LAST.iter().position(|k| *k == f.kind) {
+        1 + i as i32
+    } else {
+        0
+    };
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    (
+        order,
+        format!(
+            "{}_{}_{}",
+            or(&f.group, "~G"),
+            or(&f.version, "~V"),
+            or(&f.kind, "~K")
+        ),
+    )
+}
+
+/// Sort a table as kustomize's `sortFields` does after every merge.
+pub fn sort_table(t: &mut [FieldSpec]) {
+    t.sort_by_cached_key(table_key);
+}
+
+/// `TransformerConfig.Merge` for one table: merge, then sort. Which of two overlapping specs
+/// survives depends on this order, as in kustomize.
+pub fn merge_table(into: &mut Vec<FieldSpec>, more: &[FieldSpec]) -> Result<(), String> {
+    merge_into(into, more)?;
+    sort_table(into);
+    Ok(())
+}
+
 /// One name-reference rule: objects of `target` type are referred to by name from `referrers`.
 #[derive(Debug, Clone)]
 pub struct BackRef {
@@ -741,6 +849,26 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, ["a", "b"]);
+    }
+
+    #[test]
+    fn table_merges_keep_the_spec_kustomize_keeps() {
+        // Sorted, `Deployment` comes before "every kind", so a later merge of the sorted
+        // table drops the general spec: kustomize then prefixes only Deployments.
+        let mut t = name_affix().to_vec();
+        merge_table(&mut t, &[fs("metadata/name", "", "", "Deployment", false)]).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].kind, "Deployment");
+        let mut again = Vec::new();
+        merge_table(&mut again, &t).unwrap();
+        assert_eq!(again, [fs("metadata/name", "", "", "Deployment", false)]);
+        // Differing only in `create` is a conflict.
+        let mut t = vec![fs("spec/x", "", "", "Deployment", true)];
+        assert!(merge_table(&mut t, &[fs("spec/x", "", "", "", false)]).is_err());
+        // Unrelated kinds both stay.
+        let mut t = vec![fs("spec/x", "", "", "A", false)];
+        merge_table(&mut t, &[fs("spec/x", "", "", "B", false)]).unwrap();
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

@@ -158,6 +158,42 @@ pub struct Kustomization {
     pub build_metadata: Vec<Spanned<String>>,
     pub vars: Vec<super::vars::Var>,
     pub configurations: Vec<Spanned<String>>,
+    /// `openapi`: `path` of a custom schema document, or a built-in `version`.
+    pub openapi: BTreeMap<String, String>,
+    pub helm_charts: Vec<HelmChart>,
+    pub helm_globals: HelmGlobals,
+}
+
+/// `helmGlobals`.
+#[derive(Debug, Clone, Default)]
+pub struct HelmGlobals {
+    /// Where charts live, relative to the kustomization (default `charts`).
+    pub chart_home: String,
+    pub config_home: String,
+}
+
+/// One `helmCharts` entry (kustomize's `HelmChartInflationGenerator`).
+#[derive(Debug, Clone, Default)]
+pub struct HelmChart {
+    pub name: String,
+    pub version: String,
+    pub repo: String,
+    pub release_name: String,
+    pub namespace: String,
+    pub additional_values_files: Vec<String>,
+    pub values_file: String,
+    /// `valuesInline`, read as kustomize reads the kustomization (YAML 1.1).
+    pub values_inline: Option<Value>,
+    pub values_merge: String,
+    pub include_crds: bool,
+    pub skip_hooks: bool,
+    pub api_versions: Vec<String>,
+    pub kube_version: String,
+    pub name_template: String,
+    pub skip_tests: bool,
+    pub debug: bool,
+    pub devel: bool,
+    pub line: usize,
 }
 
 impl Kustomization {
@@ -189,17 +225,17 @@ impl Kustomization {
             build_metadata: Vec::new(),
             vars: Vec::new(),
             configurations: Vec::new(),
+            openapi: BTreeMap::new(),
+            helm_charts: Vec::new(),
+            helm_globals: HelmGlobals::default(),
         }
     }
 }
 
 /// Fields kustomize has and baton does not implement, with the reason given to the user.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("openapi", "custom OpenAPI schemas are not implemented"),
     ("crds", "CRD-declared name references are not implemented"),
     ("validators", "validator plugins would run arbitrary code"),
-    ("helmCharts", "Helm inflation runs the helm binary"),
-    ("helmGlobals", "Helm inflation runs the helm binary"),
     (
         "helmChartInflationGenerator",
         "Helm inflation runs the helm binary",
@@ -229,6 +265,9 @@ const KNOWN: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "sortOptions",
+    "openapi",
+    "helmCharts",
+    "helmGlobals",
     "replacements",
     "generators",
     "transformers",
@@ -623,6 +662,69 @@ impl Dec<'_> {
         Ok(out)
     }
 
+    fn helm_charts(&self, raw: &Raw, field: &str) -> Result<Vec<HelmChart>, RenderError> {
+        const ALLOWED: &[&str] = &[
+            "name",
+            "version",
+            "repo",
+            "releaseName",
+            "namespace",
+            "additionalValuesFiles",
+            "valuesFile",
+            "valuesInline",
+            "valuesMerge",
+            "includeCRDs",
+            "skipHooks",
+            "apiVersions",
+            "kubeVersion",
+            "nameTemplate",
+            "skipTests",
+            "debug",
+            "devel",
+        ];
+        let mut out = Vec::new();
+        for item in self.list(raw, field)? {
+            let mut c = HelmChart {
+                line: item.line(),
+                ..HelmChart::default()
+            };
+            for (name, v) in self.fields(item, field, ALLOWED)? {
+                let f = format!("{field}.{name}");
+                match name {
+                    "name" => c.name = self.string(v, &f)?,
+                    "version" => c.version = self.string(v, &f)?,
+                    "repo" => c.repo = self.string(v, &f)?,
+                    "releaseName" => c.release_name = self.string(v, &f)?,
+                    "namespace" => c.namespace = self.string(v, &f)?,
+                    "additionalValuesFiles" => {
+                        c.additional_values_files = self.plain_strings(v, &f)?
+                    }
+                    "valuesFile" => c.values_file = self.string(v, &f)?,
+                    "valuesInline" => {
+                        let value = v
+                            .to_plain_value(Dialect::Yaml11)
+                            .map_err(|e| RenderError::invalid(self.at(e.line), &f, e.message))?;
+                        if !(value.is_object() || value.is_null()) {
+                            return Err(self.err(v, &f, "expected a mapping"));
+                        }
+                        c.values_inline = Some(value).filter(|v| !v.is_null());
+                    }
+                    "valuesMerge" => c.values_merge = self.string(v, &f)?,
+                    "includeCRDs" => c.include_crds = self.boolean(v, &f)?,
+                    "skipHooks" => c.skip_hooks = self.boolean(v, &f)?,
+                    "apiVersions" => c.api_versions = self.plain_strings(v, &f)?,
+                    "kubeVersion" => c.kube_version = self.string(v, &f)?,
+                    "nameTemplate" => c.name_template = self.string(v, &f)?,
+                    "skipTests" => c.skip_tests = self.boolean(v, &f)?,
+                    "debug" => c.debug = self.boolean(v, &f)?,
+                    _ => c.devel = self.boolean(v, &f)?,
+                }
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
     fn sort_options(&self, raw: &Raw, field: &str) -> Result<Option<SortOrder>, RenderError> {
         if raw.is_null() {
             return Ok(None);
@@ -811,6 +913,18 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
             }
             "generatorOptions" => k.generator_options = d.generator_options(v, name)?,
             "sortOptions" => k.sort_options = d.sort_options(v, name)?,
+            "openapi" => k.openapi = d.string_map(v, name)?,
+            "helmCharts" => k.helm_charts = d.helm_charts(v, name)?,
+            "helmGlobals" => {
+                for (n, gv) in d.fields(v, name, &["chartHome", "configHome"])? {
+                    let s = d.string(gv, &format!("{name}.{n}"))?;
+                    if n == "chartHome" {
+                        k.helm_globals.chart_home = s;
+                    } else {
+                        k.helm_globals.config_home = s;
+                    }
+                }
+            }
             "replacements" => k.replacements = super::replace::parse_entries(&d, v, name)?,
             "vars" => k.vars = super::vars::parse(&d, v, name)?,
             "configurations" => k.configurations = d.strings(v, name)?,
@@ -820,15 +934,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Kustomization, RenderError> {
                 k.build_metadata = d.strings(v, name)?;
                 for m in &k.build_metadata {
                     match m.value.as_str() {
-                        "managedByLabel" | "originAnnotations" => {}
-                        "transformerAnnotations" => {
-                            return Err(RenderError::Unsupported {
-                                at: Location::at(file, m.line),
-                                field: "buildMetadata: transformerAnnotations".into(),
-                                why: "the per-transformer history annotation is not implemented"
-                                    .into(),
-                            });
-                        }
+                        "managedByLabel" | "originAnnotations" | "transformerAnnotations" => {}
                         other => {
                             return Err(RenderError::invalid(
                                 Location::at(file, m.line),
@@ -879,10 +985,10 @@ mod tests {
 
     #[test]
     fn unsupported_fields_name_the_field_and_line() {
-        let err = parse_str("resources: [a.yaml]\nhelmCharts:\n- name: x\n").unwrap_err();
+        let err = parse_str("resources: [a.yaml]\ncrds: [crd.json]\n").unwrap_err();
         let text = err.to_string();
         assert!(
-            text.starts_with("envs/dev/kustomization.yaml:2: `helmCharts` is not supported"),
+            text.starts_with("envs/dev/kustomization.yaml:2: `crds` is not supported"),
             "{text}"
         );
     }

@@ -23,33 +23,54 @@ const DIRECTIVE: &str = "$patch";
 
 /// Schema of the node being merged.
 #[derive(Debug, Clone, Copy)]
-enum Sch {
+enum Sch<'a> {
     None,
     Obj(Type),
     List {
         keys: &'static [&'static str],
         item: Type,
     },
+    /// A node of a custom OpenAPI document.
+    Custom(&'a schema::Custom, &'a Value),
 }
 
-impl Sch {
-    fn field(self, name: &str) -> Sch {
+impl<'a> Sch<'a> {
+    fn field(self, name: &str) -> Sch<'a> {
         match self {
             Sch::Obj(t) => match schema::field(t, name) {
                 Some(Field::Object(t)) => Sch::Obj(t),
                 Some(Field::MergeList { keys, item }) => Sch::List { keys, item },
                 None => Sch::None,
             },
+            Sch::Custom(c, s) => c.field(s, name).map_or(Sch::None, |f| Sch::Custom(c, f)),
             _ => Sch::None,
         }
     }
 
-    fn item(self) -> Sch {
+    fn item(self) -> Sch<'a> {
         match self {
             Sch::List { item, .. } => Sch::Obj(item),
+            Sch::Custom(c, s) => c.elements(s).map_or(Sch::None, |e| Sch::Custom(c, e)),
             _ => Sch::None,
         }
     }
+
+    /// The merge keys of a list that merges; `None` for a list a patch replaces.
+    fn merge_keys(self) -> Option<Vec<&'a str>> {
+        match self {
+            Sch::List { keys, .. } => Some(keys.to_vec()),
+            Sch::Custom(_, s) => schema::custom_merge_keys(s),
+            _ => None,
+        }
+    }
+}
+
+/// Which schema the patched object has: baton's built-in slice of the Kubernetes schema, or
+/// a custom document (which then replaces the built-in one entirely, as in kustomize).
+#[derive(Debug, Clone, Copy)]
+pub enum Root<'a> {
+    Builtin(Option<Type>),
+    Custom(Option<(&'a schema::Custom, &'a Value)>),
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -111,9 +132,12 @@ fn take_list_directive(items: &mut Vec<Value>) -> Result<Directive, String> {
 pub fn strategic_merge(
     target: &Value,
     patch: &Value,
-    root: Option<Type>,
+    root: Root<'_>,
 ) -> Result<Option<Value>, String> {
-    let sch = root.map(Sch::Obj).unwrap_or(Sch::None);
+    let sch = match root {
+        Root::Builtin(t) => t.map(Sch::Obj).unwrap_or(Sch::None),
+        Root::Custom(c) => c.map_or(Sch::None, |(c, s)| Sch::Custom(c, s)),
+    };
     walk(Some(target.clone()), Some(patch), sch, "")
 }
 
@@ -128,7 +152,7 @@ fn path_join(path: &str, key: &str) -> String {
 fn walk(
     dest: Option<Value>,
     origin: Option<&Value>,
-    sch: Sch,
+    sch: Sch<'_>,
     path: &str,
 ) -> Result<Option<Value>, String> {
     let first = [dest.as_ref(), origin]
@@ -171,7 +195,7 @@ fn walk(
 fn walk_map(
     dest: Option<Value>,
     origin: Option<&Value>,
-    sch: Sch,
+    sch: Sch<'_>,
     path: &str,
 ) -> Result<Option<Value>, String> {
     let mut origin = match origin {
@@ -221,10 +245,10 @@ fn is_empty_map(v: &Value) -> bool {
 fn walk_list(
     dest: Option<Value>,
     origin: Option<&Value>,
-    sch: Sch,
+    sch: Sch<'_>,
     path: &str,
 ) -> Result<Option<Value>, String> {
-    let Sch::List { keys, .. } = sch else {
+    let Some(keys) = sch.merge_keys() else {
         // Not a merge list: the patch replaces it verbatim.
         return Ok(match origin {
             Some(Value::Null) => None,
@@ -249,7 +273,7 @@ fn walk_list(
     let merged = match keys.len() {
         0 => merge_primitive(dest, &origin),
         1 => merge_by_key(dest, &origin, keys[0], item, path)?,
-        _ => merge_by_keys(dest, &origin, keys, item, path)?,
+        _ => merge_by_keys(dest, &origin, &keys, item, path)?,
     };
     Ok(Some(Value::Array(merged)))
 }
@@ -275,7 +299,7 @@ fn merge_by_key(
     mut dest: Vec<Value>,
     origin: &[Value],
     key: &str,
-    item: Sch,
+    item: Sch<'_>,
     path: &str,
 ) -> Result<Vec<Value>, String> {
     let mut values: Vec<String> = Vec::new();
@@ -330,7 +354,7 @@ fn merge_by_keys(
     mut dest: Vec<Value>,
     origin: &[Value],
     keys: &[&str],
-    item: Sch,
+    item: Sch<'_>,
     path: &str,
 ) -> Result<Vec<Value>, String> {
     let tuple = |e: &Value| -> Vec<String> { keys.iter().map(|k| key_text(e, k)).collect() };
@@ -375,8 +399,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn deployment_schema() -> Option<Type> {
-        Some(Type::Workload)
+    fn deployment_schema() -> Root<'static> {
+        Root::Builtin(Some(Type::Workload))
     }
 
     fn merge(target: Value, patch: Value) -> Value {
@@ -425,9 +449,13 @@ mod tests {
             json!([{"key": "new"}])
         );
         let cr = json!({"spec": {"containers": [{"name": "a"}]}});
-        let out = strategic_merge(&cr, &json!({"spec": {"containers": [{"name": "b"}]}}), None)
-            .unwrap()
-            .unwrap();
+        let out = strategic_merge(
+            &cr,
+            &json!({"spec": {"containers": [{"name": "b"}]}}),
+            Root::Builtin(None),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(out["spec"]["containers"], json!([{"name": "b"}]));
     }
 

@@ -22,14 +22,15 @@
 //! `commonAnnotations`, `images`, `replicas`, `patches` (strategic merge and JSON 6902, inline
 //! or from a file, with targets), `patchesStrategicMerge`, `patchesJson6902`,
 //! `configMapGenerator`, `secretGenerator`, `generatorOptions`, `sortOptions`, `replacements`,
-//! `vars`, `configurations` (custom name-reference, label, annotation, image and var-reference
-//! field specs), `buildMetadata` (origin annotations, managed-by label), `generators` and
-//! `transformers` entries configuring kustomize's built-in plugins, and the legacy `bases` and
-//! `imageTags`. Name references are rewritten after renames, as kustomize does. Plugins that
-//! would run code (exec, Go, container, KRM functions, Helm) are a
+//! `vars`, `configurations` (every field-spec section kustomize has), `buildMetadata` (origin
+//! and transformer annotations, managed-by label), `openapi` (a custom schema for strategic
+//! merge), `generators` and `transformers` entries configuring kustomize's built-in plugins,
+//! `helmCharts` (only with [`Options::helm`]: the one place the renderer runs a program), and
+//! the legacy `bases` and `imageTags`. Name references are rewritten after renames, as
+//! kustomize does. Plugins that would run code (exec, Go, container, KRM functions) are a
 //! [`RenderError::Unsupported`] naming the field and the file, as are the fields not
-//! implemented yet (`openapi`, `crds`, some `configurations` sections, remote resources). See
-//! `docs/render.md`.
+//! implemented yet (`crds`, remote resources). [`explain`] says which step last changed each
+//! field of one object. See `docs/render.md`.
 //!
 //! Files are read only from inside the repo root; a file must also lie under the
 //! kustomization that names it (kustomize's root-only rule), and symlinks are resolved before
@@ -38,6 +39,7 @@
 //! The module is organised by concern: [`value`] (YAML in, with kustomize's scalar semantics),
 //! `emit` (YAML out), `kustomization` (the file model), `loader` (path safety), `generate`,
 //! `transform`, `merge` + `schema` (strategic merge), `jsonpatch`, `select` (patch targets),
+//! `helm` (`helmCharts`), `explain`,
 //! `replace` (replacements), `vars`, `plugins` (built-in plugin configurations), `nameref`,
 //! `order`, and `build` (the pipeline).
 
@@ -45,8 +47,10 @@ mod build;
 mod configurations;
 mod emit;
 mod error;
+mod explain;
 mod fieldspec;
 mod generate;
+mod helm;
 mod jsonpatch;
 pub mod kustomization;
 mod loader;
@@ -68,6 +72,74 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 pub use error::{Location, RenderError};
+
+/// What the renderer may run. `baton.yaml`'s `render:` section (`config::runtime::
+/// RenderSettings::helm_binary`) or `baton render --enable-helm` fills it in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Inflate `helmCharts` with this helm binary (`kubectl kustomize --enable-helm
+    /// --helm-command …`); `None` refuses them, saying how to enable helm.
+    pub helm: Option<std::path::PathBuf>,
+    /// Record which step set each field, for [`explain`].
+    pub explain: bool,
+}
+
+pub use explain::Field as ExplainedField;
+
+/// `baton render --explain`: render, then for the object of this `kind` and `name` (and
+/// `namespace`, when given) list every field with its value and the file, patch, generator,
+/// replacement or transformer that last changed it. Fails if no object, or several, match.
+pub fn explain(
+    repo_root: &Path,
+    dir: &Path,
+    options: &Options,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(ObjectId, Vec<ExplainedField>), RenderError> {
+    let options = Options {
+        explain: true,
+        ..options.clone()
+    };
+    let (resources, _) = build::run(repo_root, dir, &options)?;
+    let hits: Vec<_> = resources
+        .iter()
+        .filter(|r| {
+            r.kind() == kind && r.name() == name && namespace.is_none_or(|ns| r.namespace() == ns)
+        })
+        .collect();
+    let at = Location::file(dir);
+    match hits.as_slice() {
+        [r] => {
+            let id = r.cur_id();
+            Ok((
+                ObjectId {
+                    group: id.gvk.group,
+                    version: id.gvk.version,
+                    kind: id.gvk.kind,
+                    namespace: id.namespace,
+                    name: id.name,
+                },
+                explain::fields(r),
+            ))
+        }
+        [] => Err(RenderError::build(
+            at,
+            format!("no rendered object is a {kind} named {name:?}; `baton render` lists them"),
+        )),
+        many => Err(RenderError::build(
+            at,
+            format!(
+                "{} objects are a {kind} named {name:?} (namespaces {}); use --explain {kind}/<namespace>/{name}",
+                many.len(),
+                many.iter()
+                    .map(|r| r.namespace().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
 
 /// The identity of a rendered object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,7 +204,17 @@ pub fn render_with_warnings(
     repo_root: &Path,
     dir: &Path,
 ) -> Result<(Vec<Object>, Vec<String>), RenderError> {
-    let (resources, warnings) = build::run(repo_root, dir)?;
+    render_with(repo_root, dir, &Options::default())
+}
+
+/// [`render_with_warnings`] with [`Options`]: with a helm binary, `helmCharts` are inflated
+/// by running it, as `kubectl kustomize --enable-helm --helm-command …` does.
+pub fn render_with(
+    repo_root: &Path,
+    dir: &Path,
+    options: &Options,
+) -> Result<(Vec<Object>, Vec<String>), RenderError> {
+    let (resources, warnings) = build::run(repo_root, dir, options)?;
     let objects = resources
         .into_iter()
         .map(|r| {

@@ -10,11 +10,12 @@ use serde_json::Value;
 
 use super::error::{Location, RenderError};
 use super::kustomization::{
-    FieldSpec, GeneratorKind, GeneratorOptions, GeneratorSpec, ImageSpec, Kustomization, PatchSpec,
-    ReplicaSpec, Spanned, Target,
+    FieldSpec, GeneratorKind, GeneratorOptions, GeneratorSpec, HelmChart, HelmGlobals, ImageSpec,
+    Kustomization, PatchSpec, ReplicaSpec, Spanned, Target,
 };
 use super::replace;
 use super::resource::scalar_text;
+use super::transform;
 
 /// What one configuration asks for.
 #[derive(Debug, Clone)]
@@ -27,15 +28,86 @@ pub enum Config {
         entries: BTreeMap<String, String>,
         what: &'static str,
     },
-    /// Name prefix and suffix, on objects the field specs select.
+    /// Name prefix and/or suffix, at the field specs (run even when empty, as in kustomize).
     PrefixSuffix {
-        prefix: String,
-        suffix: String,
+        prefix: Option<String>,
+        suffix: Option<String>,
         specs: Vec<FieldSpec>,
     },
+    /// A namespace transformer with its own field specs and options.
+    Namespace(transform::Namespacing),
+    /// A replica count at the configuration's own field specs.
+    Replicas {
+        replica: ReplicaSpec,
+        specs: Vec<FieldSpec>,
+    },
+    /// An image rule, on every container list and at the configuration's own field specs.
+    Images {
+        image: ImageSpec,
+        specs: Vec<FieldSpec>,
+    },
+    /// `ValueAddTransformer`: put `value` (default: the kustomization directory's name) at
+    /// each target's field, or insert it into a file-path value at `filePathPosition`.
+    ValueAdd {
+        value: String,
+        targets: Vec<ValueTarget>,
+        /// `targetFilePath`: more targets, from a file.
+        target_file: Option<String>,
+    },
+    /// Objects a generator makes outright (`IAMPolicyGenerator`).
+    Objects(Vec<Value>),
+    /// A chart to inflate with helm (`HelmChartInflationGenerator`).
+    Helm(Box<(HelmChart, HelmGlobals)>),
     /// Content hashes for generated objects now (`HashTransformer`).
     Hash,
     Generate(GeneratorSpec),
+}
+
+/// One `ValueAddTransformer` target.
+#[derive(Debug, Clone)]
+pub struct ValueTarget {
+    pub selector: Option<Target>,
+    pub field_path: String,
+    pub file_path_position: i64,
+}
+
+/// Read `targets` of a `ValueAddTransformer` configuration (or of its `targetFilePath`).
+pub fn value_targets(list: Option<&Value>, at: &Location) -> Result<Vec<ValueTarget>, RenderError> {
+    let bad = |why: &str| RenderError::invalid(at.clone(), "ValueAddTransformer.targets", why);
+    let Some(list) = list.filter(|l| !l.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let items = list.as_array().ok_or_else(|| bad("expected a list"))?;
+    let d = Doc {
+        v: &Value::Null,
+        at,
+        kind: "ValueAddTransformer",
+    };
+    items
+        .iter()
+        .map(|t| {
+            let field_path = t.get("fieldPath").map(scalar_text).unwrap_or_default();
+            if field_path.is_empty() {
+                return Err(bad("fieldPath cannot be empty"));
+            }
+            let file_path_position = match t.get("filePathPosition") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| bad("filePathPosition must be an integer"))?,
+            };
+            if file_path_position < 0 {
+                return Err(bad(&format!(
+                    "value of FilePathPosition ({file_path_position}) cannot be negative"
+                )));
+            }
+            Ok(ValueTarget {
+                selector: d.target(t.get("selector")),
+                field_path,
+                file_path_position,
+            })
+        })
+        .collect()
 }
 
 /// One configuration with where it came from.
@@ -43,29 +115,19 @@ pub enum Config {
 pub struct Plugin {
     pub config: Config,
     pub at: Location,
+    /// `kind`, `metadata.name` and `metadata.namespace` of the configuration.
+    pub id: (String, String, String),
 }
 
 /// Built-in kinds baton does not run, with the reason.
 const DECLINED: &[(&str, &str)] = &[
     (
-        "HelmChartInflationGenerator",
-        "Helm inflation runs the helm binary",
-    ),
-    (
-        "IAMPolicyGenerator",
-        "the GKE IAM policy generator is not implemented",
-    ),
-    (
         "SortOrderTransformer",
-        "use the kustomization's sortOptions instead",
+        "kustomize does not load it as a plugin either (unable to load builtin); use the kustomization's sortOptions",
     ),
     (
         "LegacyOrderTransformer",
-        "use the kustomization's sortOptions instead",
-    ),
-    (
-        "ValueAddTransformer",
-        "the alpha ValueAddTransformer is not implemented",
+        "kustomize does not load it as a plugin either (unable to load builtin); use the kustomization's sortOptions",
     ),
 ];
 
@@ -250,7 +312,13 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
         });
     }
     let d = Doc { v, at, kind: &kind };
-    let is_generator = matches!(kind.as_str(), "ConfigMapGenerator" | "SecretGenerator");
+    let is_generator = matches!(
+        kind.as_str(),
+        "ConfigMapGenerator"
+            | "SecretGenerator"
+            | "IAMPolicyGenerator"
+            | "HelmChartInflationGenerator"
+    );
     if is_generator != (field == "generators") {
         return Err(RenderError::invalid(
             at.clone(),
@@ -283,34 +351,37 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
             }
         }
         "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
-            let specs = d.field_specs()?;
-            if let Some(fs) = specs.iter().find(|s| s.path != "metadata/name") {
-                return Err(RenderError::Unsupported {
-                    at: at.clone(),
-                    field: format!("{kind}.fieldSpecs"),
-                    why: format!(
-                        "prefixes and suffixes on {:?} (only metadata/name) are not implemented",
-                        fs.path
-                    ),
-                });
+            if v.get("fieldSpecs").is_none_or(Value::is_null) {
+                return Err(RenderError::invalid(
+                    at.clone(),
+                    format!("{kind}.fieldSpecs"),
+                    "fieldSpecs is not expected to be nil (list where the affix goes, e.g. `- path: metadata/name`)",
+                ));
             }
+            let (prefix, suffix) = match kind.as_str() {
+                "PrefixTransformer" => (Some(d.string("prefix")?), None),
+                "SuffixTransformer" => (None, Some(d.string("suffix")?)),
+                _ => (Some(d.string("prefix")?), Some(d.string("suffix")?)),
+            };
             Config::PrefixSuffix {
-                prefix: d.string("prefix")?,
-                suffix: d.string("suffix")?,
-                specs,
+                prefix,
+                suffix,
+                specs: d.field_specs()?,
             }
         }
         "ImageTagTransformer" => {
             let t = v.get("imageTag").cloned().unwrap_or(Value::Null);
             let s = |f: &str| t.get(f).map(scalar_text).unwrap_or_default();
-            k.images.push(ImageSpec {
-                name: s("name"),
-                new_name: s("newName"),
-                new_tag: s("newTag"),
-                digest: s("digest"),
-                line,
-            });
-            Config::Transform(Box::new(k))
+            Config::Images {
+                image: ImageSpec {
+                    name: s("name"),
+                    new_name: s("newName"),
+                    new_tag: s("newTag"),
+                    digest: s("digest"),
+                    line,
+                },
+                specs: d.field_specs()?,
+            }
         }
         "ReplicaCountTransformer" => {
             let r = v.get("replica").cloned().unwrap_or(Value::Null);
@@ -319,31 +390,36 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
                 Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
                 _ => return Err(d.bad("replica.count", "an integer")),
             };
-            k.replicas.push(ReplicaSpec {
-                name: r.get("name").map(scalar_text).unwrap_or_default(),
-                count,
-                line,
-            });
-            Config::Transform(Box::new(k))
+            Config::Replicas {
+                replica: ReplicaSpec {
+                    name: r.get("name").map(scalar_text).unwrap_or_default(),
+                    count,
+                    line,
+                },
+                specs: d.field_specs()?,
+            }
         }
         "NamespaceTransformer" => {
-            if d.boolean(v.get("unsetOnly"), "unsetOnly")? {
-                return Err(RenderError::Unsupported {
-                    at: at.clone(),
-                    field: format!("{kind}.unsetOnly"),
-                    why: "unsetOnly is not implemented".into(),
-                });
-            }
-            let subjects = d.string("setRoleBindingSubjects")?;
-            if !matches!(subjects.as_str(), "" | "defaultOnly") {
-                return Err(RenderError::Unsupported {
-                    at: at.clone(),
-                    field: format!("{kind}.setRoleBindingSubjects"),
-                    why: format!("{subjects:?} is not implemented (defaultOnly is)"),
-                });
-            }
-            k.namespace = d.meta("namespace");
-            Config::Transform(Box::new(k))
+            let subjects = match d.string("setRoleBindingSubjects")?.as_str() {
+                "" | "defaultOnly" => transform::Subjects::DefaultOnly,
+                "allServiceAccounts" => transform::Subjects::AllServiceAccounts,
+                "none" => transform::Subjects::None,
+                other => {
+                    return Err(RenderError::invalid(
+                        at.clone(),
+                        format!("{kind}.setRoleBindingSubjects"),
+                        format!(
+                            "invalid value {other:?} for setRoleBindingSubjects: must be one of \"defaultOnly\", \"none\" or \"allServiceAccounts\""
+                        ),
+                    ));
+                }
+            };
+            Config::Namespace(transform::Namespacing {
+                namespace: d.meta("namespace"),
+                specs: d.field_specs()?,
+                unset_only: d.boolean(v.get("unsetOnly"), "unsetOnly")?,
+                subjects,
+            })
         }
         "PatchTransformer" => {
             let options = v.get("options");
@@ -397,6 +473,91 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
             Config::Transform(Box::new(k))
         }
         "HashTransformer" => Config::Hash,
+        "ValueAddTransformer" => {
+            let target_file = Some(d.string("targetFilePath")?).filter(|s| !s.is_empty());
+            let targets = value_targets(v.get("targets"), at)?;
+            if targets.is_empty() && target_file.is_none() {
+                return Err(RenderError::invalid(
+                    at.clone(),
+                    "ValueAddTransformer.targets",
+                    "must specify at least one target",
+                ));
+            }
+            Config::ValueAdd {
+                value: d.string("value")?.trim().to_string(),
+                targets,
+                target_file,
+            }
+        }
+        "HelmChartInflationGenerator" => {
+            let strings = |f: &str| d.strings(f);
+            let flag = |f: &str| d.boolean(v.get(f), f);
+            let chart = HelmChart {
+                name: d.string("name")?,
+                version: d.string("version")?,
+                repo: d.string("repo")?,
+                release_name: d.string("releaseName")?,
+                namespace: d.string("namespace")?,
+                additional_values_files: strings("additionalValuesFiles")?,
+                values_file: d.string("valuesFile")?,
+                values_inline: v.get("valuesInline").filter(|x| x.is_object()).cloned(),
+                values_merge: d.string("valuesMerge")?,
+                include_crds: flag("includeCRDs")?,
+                skip_hooks: flag("skipHooks")?,
+                api_versions: strings("apiVersions")?,
+                kube_version: d.string("kubeVersion")?,
+                name_template: d.string("nameTemplate")?,
+                skip_tests: flag("skipTests")?,
+                debug: flag("debug")?,
+                devel: flag("devel")?,
+                line,
+            };
+            let globals = HelmGlobals {
+                chart_home: d.string("chartHome")?,
+                config_home: d.string("configHome")?,
+            };
+            Config::Helm(Box::new((chart, globals)))
+        }
+        "IAMPolicyGenerator" => {
+            let cloud = d.string("cloud")?;
+            if cloud != "gke" {
+                return Err(RenderError::invalid(
+                    at.clone(),
+                    "IAMPolicyGenerator.cloud",
+                    format!("cloud provider {cloud} not supported yet (kustomize supports gke)"),
+                ));
+            }
+            let get = |a: &str, b: &str| {
+                v.get(a)
+                    .and_then(|x| x.get(b))
+                    .map(scalar_text)
+                    .unwrap_or_default()
+            };
+            let mut meta = serde_json::Map::new();
+            meta.insert(
+                "annotations".into(),
+                serde_json::json!({
+                    "iam.gke.io/gcp-service-account": format!(
+                        "{}@{}.iam.gserviceaccount.com",
+                        get("serviceAccount", "name"),
+                        get("serviceAccount", "projectId")
+                    )
+                }),
+            );
+            meta.insert(
+                "name".into(),
+                Value::String(get("kubernetesService", "name")),
+            );
+            let ns = get("kubernetesService", "namespace");
+            if !ns.is_empty() {
+                meta.insert("namespace".into(), Value::String(ns));
+            }
+            Config::Objects(vec![serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": meta,
+            })])
+        }
         other => {
             return Err(RenderError::Unsupported {
                 at: at.clone(),
@@ -408,6 +569,7 @@ pub fn parse(v: &Value, at: &Location, field: &str) -> Result<Plugin, RenderErro
     Ok(Plugin {
         config,
         at: at.clone(),
+        id: (kind.clone(), d.meta("name"), d.meta("namespace")),
     })
 }
 

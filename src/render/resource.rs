@@ -164,6 +164,10 @@ pub struct Resource {
     pub behavior: Option<Behavior>,
     /// For generated objects: the `configuredBy` lines of kustomize's origin annotation.
     pub configured_by: Option<String>,
+    /// kustomize's transformer annotation (a YAML list), when the build records it.
+    pub transformations: String,
+    /// Which step set each field (`baton render --explain`), when the build explains.
+    pub trace: Option<Box<super::explain::Trace>>,
 }
 
 impl Resource {
@@ -177,6 +181,8 @@ impl Resource {
             needs_hash: false,
             behavior: None,
             configured_by: None,
+            transformations: String::new(),
+            trace: None,
         }
     }
 

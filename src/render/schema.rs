@@ -230,3 +230,110 @@ pub fn field(t: Type, name: &str) -> Option<Field> {
     };
     Some(f)
 }
+
+/// A custom OpenAPI document (`openapi: {path: …}`). As in kustomize, once one is loaded it
+/// is the only schema strategic merge consults: built-in kinds lose their merge keys too
+/// (unless the document defines them), and a `$ref` to a definition the document does not
+/// hold resolves to nothing, so such a field is replaced by a patch.
+#[derive(Debug)]
+pub struct Custom {
+    doc: serde_json::Value,
+    /// `apiVersion`/`kind` → definition name, from `x-kubernetes-group-version-kind`.
+    by_type: std::collections::HashMap<(String, String), String>,
+}
+
+impl Custom {
+    /// Read a swagger document's `definitions`.
+    pub fn new(doc: serde_json::Value) -> Result<Custom, String> {
+        let defs = doc
+            .get("definitions")
+            .and_then(serde_json::Value::as_object)
+            .ok_or("the schema has no `definitions` mapping")?;
+        let mut by_type = std::collections::HashMap::new();
+        for (name, def) in defs {
+            let Some(gvks) = def
+                .get("x-kubernetes-group-version-kind")
+                .and_then(serde_json::Value::as_array)
+            else {
+                continue;
+            };
+            for g in gvks {
+                let s = |k: &str| g.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+                let api_version = if s("group").is_empty() {
+                    s("version").to_string()
+                } else {
+                    format!("{}/{}", s("group"), s("version"))
+                };
+                by_type.insert((api_version, s("kind").to_string()), name.clone());
+            }
+        }
+        Ok(Custom { doc, by_type })
+    }
+
+    /// The schema of a whole object of this `apiVersion` and `kind`.
+    pub fn for_resource(&self, api_version: &str, kind: &str) -> Option<&serde_json::Value> {
+        let name = self
+            .by_type
+            .get(&(api_version.to_string(), kind.to_string()))?;
+        self.doc.get("definitions")?.get(name)
+    }
+
+    /// Follow `$ref`s (`#/definitions/NAME`) to the schema they name.
+    fn resolve<'a>(&'a self, mut s: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        for _ in 0..64 {
+            let Some(r) = s.get("$ref").and_then(serde_json::Value::as_str) else {
+                return Some(s);
+            };
+            let name = r.strip_prefix("#/definitions/")?;
+            s = self.doc.get("definitions")?.get(name)?;
+        }
+        None
+    }
+
+    /// kyaml's `ResourceSchema.Field`: a property, else the `additionalProperties` schema.
+    pub fn field<'a>(
+        &'a self,
+        s: &'a serde_json::Value,
+        name: &str,
+    ) -> Option<&'a serde_json::Value> {
+        let f = s
+            .get("properties")
+            .and_then(|p| p.get(name))
+            .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))?;
+        self.resolve(f)
+    }
+
+    /// kyaml's `ResourceSchema.Elements`: the item schema of an `array`.
+    pub fn elements<'a>(&'a self, s: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        let is_array = match s.get("type") {
+            Some(serde_json::Value::String(t)) => t == "array",
+            Some(serde_json::Value::Array(t)) => t.len() == 1 && t[0] == "array",
+            _ => false,
+        };
+        if !is_array {
+            return None;
+        }
+        self.resolve(s.get("items")?)
+    }
+}
+
+/// Does a list with this schema merge (`x-kubernetes-patch-strategy` includes `merge`), and
+/// on which keys (`x-kubernetes-list-map-keys`, else `x-kubernetes-patch-merge-key`)?
+pub fn custom_merge_keys(s: &serde_json::Value) -> Option<Vec<&str>> {
+    let strategy = s.get("x-kubernetes-patch-strategy")?.as_str()?;
+    if !strategy.split(',').any(|x| x == "merge") {
+        return None;
+    }
+    if let Some(keys) = s
+        .get("x-kubernetes-list-map-keys")
+        .and_then(serde_json::Value::as_array)
+    {
+        return Some(keys.iter().filter_map(serde_json::Value::as_str).collect());
+    }
+    Some(
+        s.get("x-kubernetes-patch-merge-key")
+            .and_then(serde_json::Value::as_str)
+            .into_iter()
+            .collect(),
+    )
+}

@@ -45,16 +45,52 @@ fn set_entries(
     Ok(())
 }
 
-/// `namespace:` — set `metadata.namespace` on namespaced objects, rename Namespace objects,
-/// point `default` RBAC subjects and a few service references at the namespace.
+/// Which RBAC subjects a namespace transformer points at its namespace
+/// (`setRoleBindingSubjects`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Subjects {
+    /// Subjects named `default` (the kustomization field; the plugin's default).
+    #[default]
+    DefaultOnly,
+    /// Every subject of kind `ServiceAccount`.
+    AllServiceAccounts,
+    /// None.
+    None,
+}
+
+/// A namespace transformer: the `namespace:` field or a `NamespaceTransformer` configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Namespacing {
+    pub namespace: String,
+    /// Fields besides `metadata.namespace` that hold the namespace (kustomize's table for the
+    /// field, extended by `configurations`; a plugin's own `fieldSpecs`).
+    pub specs: Vec<FieldSpec>,
+    /// Only set fields that are empty (`unsetOnly`).
+    pub unset_only: bool,
+    pub subjects: Subjects,
+}
+
+/// Set `metadata.namespace` on namespaced objects and the namespace at every field spec (a core
+/// `Namespace`'s name among them), and point RBAC subjects at it — kustomize's namespace filter.
 pub fn namespace(
     resources: &mut [Resource],
-    ns: &str,
-    k: &Kustomization,
+    n: &Namespacing,
+    file: &std::path::Path,
 ) -> Result<(), RenderError> {
-    if ns.is_empty() {
+    if n.namespace.is_empty() {
         return Ok(());
     }
+    let ns = n.namespace.as_str();
+    let set = |node: &mut Value| {
+        let empty = match node {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        if !n.unset_only || empty {
+            *node = Value::String(ns.to_string());
+        }
+    };
     for r in resources.iter_mut() {
         if r.is_empty() {
             continue;
@@ -62,39 +98,53 @@ pub fn namespace(
         r.store_previous_id();
         let gvk = r.gvk();
         if !gvk.is_cluster_scoped() {
-            r.metadata_mut()
-                .insert("namespace".into(), Value::String(ns.to_string()));
+            let meta = r.metadata_mut();
+            let node = meta.entry("namespace").or_insert(Value::Null);
+            set(node);
         }
-        if matches!(gvk.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
-            && let Some(Value::Array(subjects)) = r.value.get_mut("subjects")
-        {
+        let rbac = matches!(gvk.kind.as_str(), "RoleBinding" | "ClusterRoleBinding");
+        if rbac && let Some(Value::Array(subjects)) = r.value.get_mut("subjects") {
             for s in subjects.iter_mut() {
-                if let Value::Object(m) = s
-                    && m.get("name").and_then(Value::as_str) == Some("default")
-                {
-                    m.insert("namespace".into(), Value::String(ns.to_string()));
+                let Value::Object(m) = s else { continue };
+                let hit = match n.subjects {
+                    Subjects::DefaultOnly => {
+                        m.get("name").and_then(Value::as_str) == Some("default")
+                    }
+                    Subjects::AllServiceAccounts => {
+                        m.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                    }
+                    Subjects::None => false,
+                };
+                if hit {
+                    set(m.entry("namespace").or_insert(Value::Null));
                 }
             }
         }
-        // kustomize renames only `apiVersion: v1` Namespaces; a `Namespace` kind of another
-        // group is an ordinary object.
-        let core_namespace = r.api_version() == "v1";
-        for spec in fieldspec::namespace_fields()
+        // kustomize renames only `apiVersion: v1` Namespaces (any `metadata/name` spec is
+        // dropped for other API versions); `metadata.namespace` has its own rule above.
+        let core = r.api_version() == "v1";
+        for spec in n
+            .specs
             .iter()
             .filter(|s| fieldspec::matches_gvk(s, &gvk))
-            .filter(|s| core_namespace || s.path != "metadata/name")
+            .filter(|s| s.path != "metadata/namespace")
+            .filter(|s| core || s.path != "metadata/name")
+            .filter(|s| !(rbac && s.path == "subjects/namespace"))
         {
             let result = fieldspec::visit(&mut r.value, spec, Create::Scalar, &mut |node| {
                 if node.is_object() || node.is_array() {
-                    return Err(format!("`{}` is not a scalar", spec.path));
+                    return Err(format!(
+                        "namespace field specs must target scalar nodes (`{}`)",
+                        spec.path
+                    ));
                 }
-                *node = Value::String(ns.to_string());
+                set(node);
                 Ok(())
             });
             result.map_err(|e| fail(r, "setting the namespace", e))?;
         }
     }
-    check_unique(resources, &k.file, "namespace")
+    check_unique(resources, file, "namespace")
 }
 
 /// Two resources may not end up with the same identity.
@@ -134,88 +184,96 @@ fn skips_renames(id_gvk: &Gvk) -> bool {
         || (id_gvk.kind == "APIService" && id_gvk.group == "apiregistration.k8s.io")
 }
 
-/// `namePrefix:` and `nameSuffix:`.
-pub fn prefix_suffix(resources: &mut [Resource], prefix: &str, suffix: &str) {
-    prefix_suffix_where(resources, prefix, suffix, &|_| true);
-}
-
-/// A `PrefixSuffixTransformer` configuration: only objects its field specs select.
-pub fn prefix_suffix_for(
+/// A name prefix or suffix and where it goes: `namePrefix`/`nameSuffix` with kustomize's
+/// table (`metadata/name`, extended by `configurations`), or a prefix/suffix transformer's own
+/// `fieldSpecs`. As in kustomize, CRDs, Namespaces and APIServices are never touched; a
+/// `metadata/name` spec renames the object (recording its previous id), any other spec puts
+/// the affix in front of (or behind) that field's value, creating it when the spec says so.
+pub fn affix(
     resources: &mut [Resource],
-    prefix: &str,
-    suffix: &str,
+    affix: &str,
+    is_prefix: bool,
     specs: &[FieldSpec],
-) {
-    prefix_suffix_where(resources, prefix, suffix, &|gvk| {
-        specs.iter().any(|s| fieldspec::matches_gvk(s, gvk))
-    });
-}
-
-fn prefix_suffix_where(
-    resources: &mut [Resource],
-    prefix: &str,
-    suffix: &str,
-    selected: &dyn Fn(&Gvk) -> bool,
-) {
-    for (affix, is_prefix) in [(prefix, true), (suffix, false)] {
-        if affix.is_empty() {
+) -> Result<(), RenderError> {
+    for r in resources.iter_mut() {
+        let org = r.org_id().gvk;
+        if r.is_empty() || skips_renames(&org) {
             continue;
         }
-        for r in resources.iter_mut() {
-            if r.is_empty() || skips_renames(&r.org_id().gvk) || !selected(&r.gvk()) {
+        for spec in specs {
+            if !org.is_selected_by(&spec.group, &spec.version, &spec.kind) {
                 continue;
             }
-            if is_prefix {
-                r.prefixes.push(affix.to_string());
-            } else {
-                r.suffixes.push(affix.to_string());
+            if spec.path == "metadata/name" && !affix.is_empty() {
+                if is_prefix {
+                    r.prefixes.push(affix.to_string());
+                } else {
+                    r.suffixes.push(affix.to_string());
+                }
+                r.store_previous_id();
             }
-            r.store_previous_id();
-            let name = r.name().to_string();
-            let name = if is_prefix {
-                format!("{affix}{name}")
-            } else {
-                format!("{name}{affix}")
-            };
-            r.set_name(name);
-        }
-    }
-}
-
-fn merge_specs(into: &mut Vec<FieldSpec>, more: &[FieldSpec]) -> Result<(), String> {
-    for fs in more {
-        match into.iter().find(|x| {
-            x.path == fs.path && x.group == fs.group && x.version == fs.version && x.kind == fs.kind
-        }) {
-            Some(x) if x.create != fs.create => {
-                return Err(format!("conflicting fieldspecs for path {}", fs.path));
+            if !fieldspec::matches_gvk(spec, &r.gvk()) {
+                continue;
             }
-            Some(_) => {}
-            None => into.push(fs.clone()),
+            let result = fieldspec::visit(&mut r.value, spec, Create::Scalar, &mut |node| {
+                let old = match &*node {
+                    Value::Null => String::new(),
+                    Value::Object(_) | Value::Array(_) => {
+                        return Err(format!("`{}` is not a scalar", spec.path));
+                    }
+                    other => super::resource::scalar_text(other),
+                };
+                *node = Value::String(if is_prefix {
+                    format!("{affix}{old}")
+                } else {
+                    format!("{old}{affix}")
+                });
+                Ok(())
+            });
+            result.map_err(|e| {
+                fail(
+                    r,
+                    if is_prefix {
+                        "adding the name prefix"
+                    } else {
+                        "adding the name suffix"
+                    },
+                    e,
+                )
+            })?;
         }
     }
     Ok(())
 }
 
+/// The label transformers' tables (kustomize's, as `configurations` extended them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LabelTables<'a> {
+    /// `commonLabels` (also `labels` with `includeSelectors`).
+    pub common: &'a [FieldSpec],
+    /// `labels` (every `labels:` entry).
+    pub labels: &'a [FieldSpec],
+    /// `templateLabels` (`labels` with `includeTemplates`).
+    pub templates: &'a [FieldSpec],
+}
+
 /// `labels:` entries, then `commonLabels:`.
-/// `extra`: common-label field specs from `configurations`.
 pub fn labels(
     resources: &mut [Resource],
     k: &Kustomization,
-    extra: &[FieldSpec],
+    extra: LabelTables<'_>,
 ) -> Result<(), RenderError> {
-    let mut common = fieldspec::common_labels().to_vec();
-    merge_specs(&mut common, extra)
-        .map_err(|e| RenderError::invalid(Location::file(&k.file), "configurations", e))?;
+    let common = extra.common;
+    let templates = extra.templates;
     let mut plans: Vec<(Vec<FieldSpec>, &BTreeMap<String, String>)> = Vec::new();
     for l in &k.labels {
         plans.push((
-            label_specs(l, &common)
+            label_specs(l, extra.labels, common, templates)
                 .map_err(|e| RenderError::invalid(Location::at(&k.file, l.line), "labels", e))?,
             &l.pairs,
         ));
     }
-    plans.push((common.clone(), &k.common_labels));
+    plans.push((common.to_vec(), &k.common_labels));
     for (specs, pairs) in &plans {
         for r in resources.iter_mut().filter(|r| !r.is_empty()) {
             set_entries(r, specs, pairs, "adding labels")?;
@@ -224,12 +282,23 @@ pub fn labels(
     Ok(())
 }
 
-fn label_specs(l: &LabelSpec, common: &[FieldSpec]) -> Result<Vec<FieldSpec>, String> {
+/// kustomize's order: the entry's own `fields`, the `labels` table, then selectors and
+/// templates (`includeSelectors`) or templates if asked and `metadata/labels`.
+fn label_specs(
+    l: &LabelSpec,
+    labels: &[FieldSpec],
+    common: &[FieldSpec],
+    templates: &[FieldSpec],
+) -> Result<Vec<FieldSpec>, String> {
     let mut specs = l.fields.clone();
+    fieldspec::merge_into(&mut specs, labels)?;
     if l.include_selectors {
-        merge_specs(&mut specs, common)?;
+        fieldspec::merge_into(&mut specs, common)?;
     } else {
-        merge_specs(
+        if l.include_templates {
+            fieldspec::merge_into(&mut specs, templates)?;
+        }
+        fieldspec::merge_into(
             &mut specs,
             &[FieldSpec {
                 path: "metadata/labels".into(),
@@ -237,9 +306,6 @@ fn label_specs(l: &LabelSpec, common: &[FieldSpec]) -> Result<Vec<FieldSpec>, St
                 ..Default::default()
             }],
         )?;
-        if l.include_templates {
-            merge_specs(&mut specs, fieldspec::template_labels())?;
-        }
     }
     Ok(specs)
 }
@@ -257,17 +323,14 @@ pub fn set_map_entries(
     Ok(())
 }
 
-/// `commonAnnotations:`.
+/// `commonAnnotations:` at `specs` (kustomize's table as `configurations` extended it).
 pub fn annotations(
     resources: &mut [Resource],
     k: &Kustomization,
-    extra: &[FieldSpec],
+    specs: &[FieldSpec],
 ) -> Result<(), RenderError> {
-    let mut specs = fieldspec::common_annotations().to_vec();
-    merge_specs(&mut specs, extra)
-        .map_err(|e| RenderError::invalid(Location::file(&k.file), "configurations", e))?;
     for r in resources.iter_mut().filter(|r| !r.is_empty()) {
-        set_entries(r, &specs, &k.common_annotations, "adding annotations")?;
+        set_entries(r, specs, &k.common_annotations, "adding annotations")?;
     }
     Ok(())
 }
@@ -493,9 +556,12 @@ pub fn images(
 }
 
 /// `replicas:` — set `spec.replicas` of the workloads with that (original or current) name.
+/// `table`: where replica counts go (kustomize's table, extended by `configurations`, or a
+/// `ReplicaCountTransformer`'s own `fieldSpecs`).
 pub fn replicas(
     resources: &mut [Resource],
     specs: &[ReplicaSpec],
+    table: &[FieldSpec],
     file: &std::path::Path,
 ) -> Result<(), RenderError> {
     // Positions of resources under every name they have had.
@@ -515,7 +581,7 @@ pub fn replicas(
         let mut candidates = by_name.get(rep.name.as_str()).cloned().unwrap_or_default();
         candidates.sort_unstable();
         candidates.dedup();
-        for fs in fieldspec::replicas() {
+        for fs in table {
             for &i in &candidates {
                 let r = &resources[i];
                 let mut ids = r.prev_res_ids();
@@ -533,13 +599,32 @@ pub fn replicas(
             }
         }
         if !found {
+            let kinds: Vec<String> = table
+                .iter()
+                .map(|fs| {
+                    let mut k = fs.kind.clone();
+                    if !fs.group.is_empty() {
+                        k = format!("{k}.{}", fs.group);
+                    }
+                    if k.is_empty() { "any kind".into() } else { k }
+                })
+                .collect();
+            let why = if kinds.is_empty() {
+                format!(
+                    "resource with name {} does not match a config: no fieldSpecs say where replica counts go (e.g. `- path: spec/replicas` with `kind: Deployment`)",
+                    rep.name
+                )
+            } else {
+                format!(
+                    "no object of the kinds replica counts apply to ({}) is named {:?}; fix the name or remove the entry",
+                    kinds.join(", "),
+                    rep.name
+                )
+            };
             return Err(RenderError::invalid(
                 Location::at(file, rep.line),
                 "replicas",
-                format!(
-                    "no Deployment, ReplicationController, ReplicaSet or StatefulSet is named {:?}; fix the name or remove the entry",
-                    rep.name
-                ),
+                why,
             ));
         }
     }
@@ -555,9 +640,114 @@ pub fn replicas(
     Ok(())
 }
 
+/// kyaml's `filesys.InsertPathPart`: `part` inserted into the `/`-separated `path` at `pos`
+/// (an absolute path keeps its leading `/`), the result cleaned like Go's `filepath.Join`.
+fn insert_path_part(path: &str, pos: usize, part: &str) -> String {
+    if part.is_empty() {
+        return path.to_string();
+    }
+    let mut parts: Vec<&str> = if path.is_empty() {
+        Vec::new()
+    } else {
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            vec![""]
+        } else {
+            trimmed.split('/').collect()
+        }
+    };
+    let mut pos = pos.min(parts.len());
+    if parts.first() == Some(&"") && pos < parts.len() {
+        pos += 1;
+    }
+    parts.insert(pos, part);
+    let absolute = parts.first() == Some(&"");
+    let mut clean: Vec<&str> = Vec::new();
+    for p in parts.iter().skip(usize::from(absolute)) {
+        match *p {
+            "" | "." => {}
+            ".." => {
+                if clean.last().is_some_and(|l| *l != "..") {
+                    clean.pop();
+                } else if !absolute {
+                    clean.push("..");
+                }
+            }
+            other => clean.push(other),
+        }
+    }
+    let joined = clean.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// `ValueAddTransformer` on one object: set the field at `field_path` (created as needed) to
+/// `value`, or with `file_path_position` > 0 insert `value` into the path the field holds.
+pub fn value_add(
+    r: &mut Resource,
+    value: &str,
+    field_path: &str,
+    file_path_position: i64,
+) -> Result<(), RenderError> {
+    let path = fieldspec::split_path(field_path);
+    let (origin, id) = (r.origin.clone(), r.cur_id());
+    let err = |why: &str| {
+        RenderError::build(
+            origin.clone(),
+            format!("ValueAddTransformer on {id}: `{field_path}` {why}"),
+        )
+    };
+    let mut node = &mut r.value;
+    for (i, name) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        let Value::Object(m) = node else {
+            return Err(err("does not lead through mappings"));
+        };
+        node = m.entry(name.clone()).or_insert_with(|| {
+            if last {
+                Value::Null
+            } else {
+                Value::Object(Map::new())
+            }
+        });
+        if !last && node.is_null() {
+            *node = Value::Object(Map::new());
+        }
+    }
+    let old = match &*node {
+        Value::Object(_) | Value::Array(_) => {
+            return Err(err("is not a scalar"));
+        }
+        Value::Null => String::new(),
+        other => super::resource::scalar_text(other),
+    };
+    let new = if file_path_position > 0 {
+        insert_path_part(&old, (file_path_position - 1) as usize, value)
+    } else {
+        value.to_string()
+    };
+    *node = Value::String(new);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_parts_insert_like_kyaml() {
+        assert_eq!(insert_path_part("", 0, "P"), "P");
+        assert_eq!(insert_path_part("/", 3, "P"), "/P");
+        assert_eq!(insert_path_part("pie", 0, "P"), "P/pie");
+        assert_eq!(insert_path_part("/pie", 0, "P"), "/P/pie");
+        assert_eq!(insert_path_part("raw", 1, "P"), "raw/P");
+        assert_eq!(insert_path_part("/raw", 7, "P"), "/raw/P");
+        assert_eq!(insert_path_part("a/b/c", 1, "P"), "a/P/b/c");
+        assert_eq!(insert_path_part("x", 0, ""), "x");
+    }
 
     #[test]
     fn images_split_like_kustomize() {

@@ -203,7 +203,9 @@ impl Metrics {
                 Outcome::Closed { env, app, .. } => (env, app, "closed"),
                 Outcome::Failed { env, app, .. } => (env, app, "failed"),
                 Outcome::RollbackOpened { env, app, .. } => (env, app, "rollback_opened"),
-                Outcome::Reported { .. } | Outcome::RetryRequested { .. } => continue,
+                Outcome::Reported { .. }
+                | Outcome::RetryRequested { .. }
+                | Outcome::PruneApproved { .. } => continue,
                 Outcome::Waiting { env, blocking, .. } => {
                     // `gate: reason`, as the engine words it.
                     let gate = blocking

@@ -3,6 +3,7 @@
 //! socket. The service fills the status view ([`AppState::set_view`]) and installs where
 //! history comes from ([`AppState::set_history`]); the handlers only read.
 
+pub mod auth;
 pub mod github;
 pub mod history;
 pub mod metrics;
@@ -56,6 +57,8 @@ pub struct AppState {
     view: std::sync::RwLock<Arc<StatusView>>,
     /// Where `/api/v1/history` reads from; until set, it answers 503.
     history: std::sync::RwLock<Option<Arc<dyn HistorySource>>>,
+    /// Who may read the status page and the JSON API (`server.auth`); `None` lets anyone.
+    pub auth: Option<auth::Guard>,
 }
 
 impl std::fmt::Debug for dyn HistorySource {
@@ -83,6 +86,7 @@ impl AppState {
             commented: std::sync::Mutex::default(),
             view: std::sync::RwLock::new(Arc::new(StatusView::default())),
             history: std::sync::RwLock::new(None),
+            auth: None,
         }
     }
 
@@ -125,17 +129,26 @@ impl AppState {
     }
 }
 
-/// The router.
+/// The router. The status page and the JSON API sit behind `server.auth` ([`auth::require`]);
+/// webhooks check their own signatures, and health and metrics stay open for probes and
+/// scrapers. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so a trusted
+/// proxy can be told from anyone else.
 pub fn app(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/", get(status_page))
+        .route("/api/v1/state", get(api_state))
+        .route("/api/v1/history", get(api_history))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ));
     Router::new()
         .route("/webhooks/github", post(github_webhook))
         .route("/webhooks/registry", post(registry_webhook))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/", get(status_page))
-        .route("/api/v1/state", get(api_state))
-        .route("/api/v1/history", get(api_history))
+        .merge(protected)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -122,6 +122,10 @@ pub struct Shared {
     pub attempts: Mutex<BTreeMap<(String, String, String), u32>>,
     /// `/retry` asked for, not yet started: (env, app).
     pub retries: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// `/prune <env>` approvals: the commit whose held deletions may go ahead, per env.
+    /// Kept in memory: after a restart the guard holds again and the status says so, so an
+    /// approver answers once more (nothing is deleted without one).
+    pub prune_approvals: Mutex<BTreeMap<String, String>>,
 }
 
 impl Shared {
@@ -204,7 +208,14 @@ impl Service {
             Identity::default(),
         )?;
 
-        let source = Arc::new(TipSource::new(reconcile_repo, cfg.workdir.join("trees")));
+        let render_options = crate::render::Options {
+            helm: cfg.render.helm_binary(),
+            ..Default::default()
+        };
+        let source = Arc::new(
+            TipSource::new(reconcile_repo, cfg.workdir.join("trees"))
+                .with_render_options(render_options.clone()),
+        );
         let (_, pipeline) = tokio::task::block_in_place(|| source.refresh())
             .map_err(|e| ServiceError::Pipeline(e.to_string()))?;
 
@@ -218,8 +229,11 @@ impl Service {
         let client = crate::registry::client::RegistryClient::new(store, Default::default());
         let copier = Arc::new(Copier::new(client.clone()));
         let scanner = Arc::new(Scanner::new(client, Default::default()));
-        let checker =
-            Arc::new(crate::prcheck::Checker::new(checker_repo).with_copier(copier.clone()));
+        let checker = Arc::new(
+            crate::prcheck::Checker::new(checker_repo)
+                .with_copier(copier.clone())
+                .with_render_options(render_options.clone()),
+        );
 
         let bot_login = crate::forge::Forge::bot_login(&forge).to_owned();
         let engine = Arc::new(Engine::new(forge, engine_repo).with_copier(copier.clone()));
@@ -231,7 +245,15 @@ impl Service {
             .map(|s| s.resolve())
             .transpose()
             .map_err(|e| ServiceError::Config(format!("github.webhookSecret: {e}")))?;
-        let state = Arc::new(AppState::new(webhook_secret, bot_login));
+        let mut state = AppState::new(webhook_secret, bot_login);
+        state.auth = cfg
+            .server
+            .auth
+            .as_ref()
+            .map(crate::server::auth::Guard::resolve)
+            .transpose()
+            .map_err(|e| ServiceError::Config(e.to_string()))?;
+        let state = Arc::new(state);
         state.set_history(Arc::new(crate::server::history::GitHistory::new(
             cfg.workdir.join("reconcile.git"),
             cfg.repo.branch.clone(),
@@ -283,6 +305,7 @@ impl Service {
                 Some((ctx.client.clone(), lease))
             }
         };
+        let shared = Arc::new(Shared::default());
         for (cluster, envs) in by_cluster {
             let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
                 ServiceError::Config(format!(
@@ -302,11 +325,13 @@ impl Service {
             let engine = engine.clone();
             let announced = announced.clone();
             let copier = copier.clone();
+            let shared = shared.clone();
             let f: SourceFn = Box::new(move |env: Env| {
                 let src = src.clone();
                 let engine = engine.clone();
                 let announced = announced.clone();
                 let copier = copier.clone();
+                let shared = shared.clone();
                 Box::pin(async move {
                     let name = env.name.clone();
                     let render = src.clone();
@@ -319,6 +344,15 @@ impl Service {
                                 transient: true,
                             })
                         })?;
+                    let mut input = input;
+                    if let Some(guard) = input.prune.as_mut() {
+                        guard.approved = shared
+                            .prune_approvals
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&name)
+                            .cloned();
+                    }
                     ensure_copies(&copier, &src, &name, &input.commit).await?;
                     announce_applying(&engine, &announced, &name, &input.commit).await;
                     Ok(input)
@@ -336,7 +370,7 @@ impl Service {
         let loops = Arc::new(Loops {
             cfg,
             state,
-            shared: Arc::new(Shared::default()),
+            shared,
             engine,
             scanner,
             checker,
@@ -383,6 +417,7 @@ impl Service {
             let stop = stopped();
             let listener = self.listener;
             tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
                     .await
@@ -766,6 +801,31 @@ impl Loops {
                 Outcome::Merged { env, .. } => self.trigger(env),
                 // Plan again at once: the rollback PR may merge in the next pass.
                 Outcome::RollbackOpened { .. } => self.state.nudge.notify_one(),
+                Outcome::PruneApproved { env, by, pr } => {
+                    // The approval covers what the latest reconcile held back, at its commit.
+                    let held_at = self
+                        .shared
+                        .reports
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(env)
+                        .filter(|r| r.prune_held.is_some())
+                        .map(|r| r.commit.clone());
+                    match held_at {
+                        Some(commit) => {
+                            tracing::info!(env = %env, commit = %commit, by = %by, pr, "held deletions approved");
+                            self.shared
+                                .prune_approvals
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(env.clone(), commit);
+                            self.trigger(env);
+                        }
+                        None => {
+                            tracing::info!(env = %env, by = %by, pr, "/prune: nothing is held back in this environment")
+                        }
+                    }
+                }
                 Outcome::RetryRequested { env, app, .. } => {
                     // Run again whatever digest the environment runs once its current
                     // verification is done (see `maybe_verify`).

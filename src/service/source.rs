@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::pipeline::Pipeline;
 use crate::gitrepo::repo::ConfigRepo;
+use crate::reconcile::prune::PruneGuard;
 use crate::reconcile::runner::Input;
-use crate::reconcile::{Env, ReconcileError, render_input};
+use crate::reconcile::{Env, ReconcileError, render_input_with};
 
 /// A fetch younger than this is reused by the next environment's reconcile.
 pub const FETCH_REUSE: Duration = Duration::from_millis(500);
@@ -33,6 +34,8 @@ pub struct TipSource {
     tip: Mutex<Option<Tip>>,
     /// Bumped by [`TipSource::invalidate`]; a fetch started before the bump is not reused.
     generation: std::sync::atomic::AtomicU64,
+    /// How environments are rendered (helm for `helmCharts`, from `baton.yaml`'s `render:`).
+    render: crate::render::Options,
 }
 
 /// Why the tip could not be read.
@@ -67,7 +70,14 @@ impl TipSource {
             trees,
             tip: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
+            render: crate::render::Options::default(),
         }
+    }
+
+    /// Render with `options` (e.g. a helm binary for `helmCharts`).
+    pub fn with_render_options(mut self, options: crate::render::Options) -> Self {
+        self.render = options;
+        self
     }
 
     /// Make the next [`TipSource::refresh`] fetch, even if the last fetch is fresh (the
@@ -187,7 +197,22 @@ impl TipSource {
                 ),
                 transient: false,
             })?;
-        let objects = render_input(env, &commit, &self.tree(&commit), &environment.path())?;
-        Ok(Input { commit, objects })
+        let objects = render_input_with(
+            env,
+            &commit,
+            &self.tree(&commit),
+            &environment.path(),
+            &self.render,
+        )?;
+        let prune = PruneGuard {
+            max_fraction: environment.prune_max_fraction(),
+            approved: None,
+        };
+        Ok(Input {
+            commit,
+            objects,
+            prune: Some(prune),
+            allow: environment.allow.clone(),
+        })
     }
 }

@@ -397,16 +397,60 @@ impl Pusher {
             Box::pin(self.push(repo, &child.digest, child)).await;
         }
         for blob in &img.blobs {
-            self.client
-                .push_blob(&r, blob.clone(), &digest(blob))
+            self.put_blob(&r, repo, blob).await;
+        }
+        if reference.contains(':') && matches!(self.auth, RegistryAuth::Anonymous) {
+            // oci-client panics when a registry (go-containerregistry's) answers a push by
+            // digest without a `Location`; a plain PUT does the same.
+            let put = reqwest::Client::new()
+                .put(format!(
+                    "http://{}/v2/{repo}/manifests/{reference}",
+                    self.registry
+                ))
+                .header("content-type", img.media_type)
+                .body(img.manifest.clone())
+                .send()
                 .await
                 .unwrap();
+            assert!(put.status().is_success(), "manifest push: {}", put.status());
+            return img.digest.clone();
         }
         self.client
             .push_manifest_raw(&r, img.manifest.clone(), img.media_type.parse().unwrap())
             .await
             .unwrap();
         img.digest.clone()
+    }
+
+    /// Push a blob with `oci-client`; go-containerregistry's registry answers its monolithic
+    /// upload without a `Location`, so there (anonymous only) the two-step upload of the
+    /// distribution spec is done by hand.
+    async fn put_blob(&self, r: &Reference, repo: &str, blob: &Bytes) {
+        let d = digest(blob);
+        if self.client.push_blob(r, blob.clone(), &d).await.is_ok() {
+            return;
+        }
+        let http = reqwest::Client::new();
+        let start = http
+            .post(format!("http://{}/v2/{repo}/blobs/uploads/", self.registry))
+            .send()
+            .await
+            .unwrap();
+        let loc = start.headers()["location"].to_str().unwrap().to_string();
+        let url = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("http://{}{loc}", self.registry)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let put = http
+            .put(format!("{url}{sep}digest={d}"))
+            .header("content-type", "application/octet-stream")
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "blob upload: {}", put.status());
     }
 
     /// Push only the blobs of `img` (children excluded).
@@ -644,4 +688,199 @@ async fn proxy(State(p): State<FaultProxy>, req: Request) -> Response {
         }
     }
     b.body(Body::from(resp.bytes().await.unwrap())).unwrap()
+}
+
+/// The Go test tools `scripts/test-tools` builds (cosign v3, oci-registry): `$BATON_TEST_TOOLS`,
+/// else what `scripts/test-tools --check` prints. Tests fail (not skip) without them: CI builds
+/// them.
+pub fn test_tools() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BATON_TEST_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("scripts/test-tools"))
+        .arg("--check")
+        .output()
+        .expect("run scripts/test-tools --check");
+    assert!(
+        out.status.success(),
+        "these tests need cosign and oci-registry: run scripts/test-tools (it builds them from \
+         Go modules and prints their directory; .ci/run does this) or set BATON_TEST_TOOLS"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+impl TestRegistry {
+    /// go-containerregistry's registry with the OCI referrers API (in memory), from
+    /// `scripts/test-tools`.
+    pub fn start_referrers() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(test_tools().join("oci-registry"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start oci-registry");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("serving on port ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line[i + "serving on port ".len()..].trim().to_string());
+                }
+                if std::env::var_os("BATON_TEST_REGISTRY_LOG").is_some() {
+                    eprintln!("oci-registry: {line}");
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("oci-registry did not report its port");
+        TestRegistry {
+            addr: format!("127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+/// The real cosign v3 with a fresh key pair, offline: keyed signing with no transparency log
+/// (an empty signing config), and every request that is not for 127.0.0.1 sent to a closed
+/// port (cosign tries sigstore's TUF mirror and must not reach it).
+pub struct Cosign {
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Cosign {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Self {
+            bin: test_tools().join("cosign"),
+            dir,
+        };
+        let out = me.run(&["generate-key-pair"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(
+            me.dir.path().join("signing-config.json"),
+            r#"{"mediaType":"application/vnd.dev.sigstore.signingconfig.v0.2+json","rekorTlogConfig":{},"tsaConfig":{}}"#,
+        )
+        .unwrap();
+        me
+    }
+
+    pub fn public_key_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cosign.pub")).unwrap()
+    }
+
+    pub fn key(&self) -> baton::registry::CosignKey {
+        baton::registry::CosignKey::from_pem(&self.public_key_pem(), "cosign.pub").unwrap()
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env("COSIGN_PASSWORD", "")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env_remove("SIGSTORE_ID_TOKEN")
+            .output()
+            .expect("run cosign")
+    }
+
+    fn must(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cosign {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `cosign sign` as v3 does by default: a sigstore bundle attached as a referrer (or in the
+    /// referrers fallback index on a registry without the API). `image` is `host/repo@digest`.
+    pub fn sign(&self, image: &str) {
+        self.must(&[
+            "sign",
+            "--key",
+            "cosign.key",
+            "--signing-config",
+            "signing-config.json",
+            "--allow-http-registry",
+            "-y",
+            image,
+        ]);
+    }
+
+    /// `cosign sign` in the legacy layout (`sha256-<hex>.sig`, simple signing), as cosign v2.
+    pub fn sign_legacy(&self, image: &str) {
+        self.must(&[
+            "sign",
+            "--key",
+            "cosign.key",
+            "--new-bundle-format=false",
+            "--use-signing-config=false",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "-y",
+            image,
+        ]);
+    }
+
+    /// `cosign attest --type <kind>` with `predicate` (JSON).
+    pub fn attest(&self, image: &str, kind: &str, predicate: &serde_json::Value) {
+        let file = self.dir.path().join(format!("{kind}.predicate.json"));
+        std::fs::write(&file, serde_json::to_vec(predicate).unwrap()).unwrap();
+        self.must(&[
+            "attest",
+            "--key",
+            "cosign.key",
+            "--signing-config",
+            "signing-config.json",
+            "--type",
+            kind,
+            "--predicate",
+            file.to_str().unwrap(),
+            "--allow-http-registry",
+            "-y",
+            image,
+        ]);
+    }
+
+    /// `cosign verify` with this key and no transparency log.
+    pub fn verify(&self, image: &str) -> std::process::Output {
+        self.run(&[
+            "verify",
+            "--key",
+            "cosign.pub",
+            "--insecure-ignore-tlog",
+            "--allow-http-registry",
+            image,
+        ])
+    }
+
+    /// `cosign verify-attestation --type <kind>` with this key and no transparency log.
+    pub fn verify_attestation(&self, image: &str, kind: &str) -> std::process::Output {
+        self.run(&[
+            "verify-attestation",
+            "--key",
+            "cosign.pub",
+            "--type",
+            kind,
+            "--insecure-ignore-tlog",
+            "--allow-http-registry",
+            image,
+        ])
+    }
 }
