@@ -285,6 +285,7 @@ mod tests {
             bot_login: "baton[bot]",
             policies: &[],
             from: None,
+            attestations: None,
         };
         github(pr, &ctx, rules)
     }

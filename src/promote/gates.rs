@@ -980,6 +980,8 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
                 now: t(10, 0),
                 previous: Some(&staging),
                 teams: &teams,
+                team_errors: &Default::default(),
+                base_rules: None,
                 bot_login: "baton[bot]",
                 policies: &policies,
                 from: None,
