@@ -496,11 +496,31 @@ impl Service {
         }
         let _ = stop_tx.send(true);
         self.loops.state.set_ready(false);
-        let _ = promote.await;
-        for t in runner_tasks {
-            let _ = t.await;
+        // The step in flight gets a grace period: a write waiting its turn in GitHub's pacing
+        // queue, or a rollout being waited for, may take minutes. Every step is safe to
+        // interrupt (docs/decisions.md), so after the grace it is stopped.
+        let (mut promote, mut reports) = (promote, reports);
+        let finished = async {
+            let _ = (&mut promote).await;
+            for t in runner_tasks.iter_mut() {
+                let _ = t.await;
+            }
+            let _ = (&mut reports).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "the step in flight did not finish in time; stopping it (the next start picks up where it left)"
+            );
+            promote.abort();
+            reports.abort();
+            for t in &runner_tasks {
+                t.abort();
+            }
         }
-        let _ = reports.await;
         if let Some(l) = leadership {
             l.release().await;
         }
@@ -509,6 +529,9 @@ impl Service {
         exit
     }
 }
+
+/// How long a shutdown waits for the step in flight before stopping it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Before an environment with `copyTo` is applied: every image it pins is in its `copyTo`
 /// registry (copied again when missing). Until it is, nothing is applied.
