@@ -1139,6 +1139,27 @@ impl<F: Forge> Engine<F> {
         Ok((reply, false))
     }
 
+    /// Write "Waiting — `blocking`" with the gate table into `o`'s status comment, keeping its
+    /// timeline and the comment ids it already handled.
+    async fn write_waiting(
+        &self,
+        o: &mut Observed,
+        blocking: &str,
+        evaluation: &Evaluation,
+    ) -> Result<(), EngineError> {
+        let body = o.status.as_ref().map(|s| s.body.as_str()).unwrap_or("");
+        let events = text::timeline(body);
+        let handled = text::handled_ids(body);
+        self.write_status(
+            o,
+            &format!("Waiting — {blocking}"),
+            Some(evaluation),
+            &events,
+            &handled,
+        )
+        .await
+    }
+
     async fn write_status(
         &self,
         o: &mut Observed,
@@ -1369,24 +1390,7 @@ impl<F: Forge> Engine<F> {
                     .blocking()
                     .map(|g| format!("{}: {}", g.gate.title(), g.reason))
                     .unwrap_or_default();
-                let events = o
-                    .status
-                    .as_ref()
-                    .map(|s| text::timeline(&s.body))
-                    .unwrap_or_default();
-                let handled = o
-                    .status
-                    .as_ref()
-                    .map(|s| text::handled_ids(&s.body))
-                    .unwrap_or_default();
-                self.write_status(
-                    &mut o,
-                    &format!("Waiting — {blocking}"),
-                    Some(&evaluation),
-                    &events,
-                    &handled,
-                )
-                .await?;
+                self.write_waiting(&mut o, &blocking, &evaluation).await?;
                 Ok(Some(Outcome::Waiting {
                     pr,
                     env,
@@ -1487,24 +1491,7 @@ impl<F: Forge> Engine<F> {
                     copy::BeforeMerge::Failed(gate) => {
                         let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
                         evaluation.results.push(gate);
-                        let events = o
-                            .status
-                            .as_ref()
-                            .map(|s| text::timeline(&s.body))
-                            .unwrap_or_default();
-                        let handled = o
-                            .status
-                            .as_ref()
-                            .map(|s| text::handled_ids(&s.body))
-                            .unwrap_or_default();
-                        self.write_status(
-                            &mut o,
-                            &format!("Waiting — {blocking}"),
-                            Some(&evaluation),
-                            &events,
-                            &handled,
-                        )
-                        .await?;
+                        self.write_waiting(&mut o, &blocking, &evaluation).await?;
                         return Ok(Some(Outcome::Waiting {
                             pr,
                             env,
