@@ -51,7 +51,8 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check policies/pipeline.yaml against the repo: schema, environment chain, windows,
-    /// overlay directories, and that every app is pinned by digest in every environment.
+    /// overlay directories, and that every app is pinned by digest in every environment; for
+    /// an environment with `allow:`, that it renders nothing outside its namespaces and kinds.
     ///
     /// Exit status: 0 when valid, 1 when problems were found, 2 on usage errors.
     Validate(ValidateArgs),
