@@ -194,3 +194,77 @@ async fn a_leader_that_cannot_reach_the_api_server_steps_down() {
     leader.release().await;
     assert_eq!(holder(&cluster), None, "the lease was released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline_not_the_client_timeout() {
+    let (cluster, client) = start().await;
+    let leader = candidate(&client, "replica-a");
+    let mut rx = leader.subscribe();
+    becomes(&mut rx, true, DURATION * 2)
+        .await
+        .expect("a lone candidate leads");
+    let fence = leader.fence();
+    assert!(fence.holds());
+    next_renewal(&cluster).await;
+
+    // Every lease call now hangs far longer than the lease (the HTTP client would wait minutes).
+    cluster.inject(Fault::delay(Duration::from_secs(60)).resource("leases"));
+    let hung_at = Instant::now();
+    let stepped_down = becomes(&mut rx, false, DURATION * 2)
+        .await
+        .expect("the leader steps down while its call still hangs");
+    let deadline = DURATION - GRACE;
+    assert!(
+        stepped_down <= deadline + Duration::from_millis(500),
+        "stepped down after {stepped_down:?}; the renew deadline is {deadline:?}"
+    );
+    assert!(
+        !fence.holds(),
+        "the fence is down by the time the state says so"
+    );
+    assert!(
+        hung_at.elapsed() < DURATION,
+        "it stopped acting before the lease could expire ({:?})",
+        hung_at.elapsed()
+    );
+    cluster.clear_faults();
+    leader.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_holder_drops_its_fence_at_once() {
+    let (_cluster, client) = start().await;
+    let leader = candidate(&client, "replica-a");
+    let mut rx = leader.subscribe();
+    becomes(&mut rx, true, DURATION * 2)
+        .await
+        .expect("a lone candidate leads");
+    let fence = leader.fence();
+    // Stop the election task dead, as a crash of the election would: nothing renews any more,
+    // so nothing may act under this lease either.
+    leader.abort();
+    let fence_after_abort = fence.holds();
+    assert!(
+        !fence_after_abort,
+        "abort drops the fence at once (a crashed holder acts no more)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_nudges_the_holder_through_the_lease() {
+    let (_cluster, client) = start().await;
+    let ((leader, _, _), (_follower, _, _)) = elect(&client).await;
+    let mut nudges = leader.nudges();
+    nudges.borrow_and_update();
+    baton::leader::nudge(
+        &client,
+        &LeaseConfig::new(NS, LEASE, "replica-x").with_timing(DURATION, GRACE),
+        "webhook push",
+    )
+    .await
+    .expect("the nudge is written");
+    tokio::time::timeout(DURATION, nudges.changed())
+        .await
+        .expect("the holder sees the nudge within a renewal")
+        .expect("the election runs");
+}

@@ -1,0 +1,1 @@
+//! Spreading the clusters among replicas: one Lease per cluster.
