@@ -167,7 +167,7 @@ fn default_values_render_an_ha_deployment_with_cluster_wide_rbac_and_no_service_
     common_checks(&objects, "baton", "baton-system");
     let deploy = find(&objects, "Deployment", "baton");
     assert_eq!(deploy["spec"]["replicas"], 2);
-    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
     let c = container(&objects, "baton");
     assert_eq!(
         c["image"], "ghcr.io/baton-dev/baton:0.1.0",

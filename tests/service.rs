@@ -233,7 +233,8 @@ fn readyz(port: u16) -> Option<u16> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_two_replicas_only_the_leader_is_ready_and_a_follower_takes_over_when_it_dies() {
+async fn of_two_replicas_both_are_ready_the_follower_passes_webhooks_on_and_takes_over_when_the_leader_dies()
+ {
     baton::tls::install_crypto_provider();
     let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
     let a = replica(&sb, "replica-a");
@@ -275,9 +276,34 @@ async fn of_two_replicas_only_the_leader_is_ready_and_a_follower_takes_over_when
     assert!(ready(&leading), "the lease holder {leader} is not ready");
     assert_eq!(
         readyz(following.port),
-        Some(503),
-        "the follower must be alive but not ready"
+        Some(200),
+        "a follower is Ready: it serves the status page and passes webhooks on"
     );
+    // A webhook that reaches the follower nudges the lease holder through the Lease.
+    let nudge = || {
+        sb.cluster
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "baton-system",
+                "baton-leader",
+            )
+            .and_then(|l| {
+                l.pointer("/metadata/annotations/baton.dev~1nudge")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+    };
+    let before = nudge();
+    sb.connect(format!("127.0.0.1:{}", following.port).parse().unwrap());
+    sb.push("web", "1.1.0");
+    wait(
+        "the follower passing a webhook on",
+        Duration::from_secs(30),
+        || nudge().filter(|n| Some(n) != before.as_ref()),
+        || format!("nudge annotation {:?}", nudge()),
+    )
+    .await;
 
     // The leader dies without releasing its lease (SIGKILL).
     let _ = leading.child.kill();
@@ -416,4 +442,122 @@ async fn a_commit_that_drops_most_of_dev_holds_its_deletions_until_an_approver_c
 
     let _ = stop_tx.send(());
     let _ = running.await;
+}
+
+/// `kill -<signal> <pid>`.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// The fence, on a real control plane: the leader is frozen (SIGSTOP) past its lease's expiry,
+/// the follower takes over and promotes a release, then the old leader is resumed (SIGCONT).
+/// Whatever it was doing when frozen, it finds its lease gone before its next write: it writes
+/// nothing to GitHub and exits so that Kubernetes restarts it as a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_and_resumed_after_the_follower_acted_duplicates_nothing() {
+    baton::tls::install_crypto_provider();
+    let assets =
+        controlplane::assets_dir(&common::project_root()).unwrap_or_else(|e| panic!("{e}"));
+    let sb = Sandbox::start(&SandboxOptions {
+        kube_assets: Some(assets),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let a = replica(&sb, "replica-a");
+    let b = replica(&sb, "replica-b");
+    let holder = || {
+        sb.cluster
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "baton-system",
+                "baton-leader",
+            )
+            .and_then(|l| {
+                l.pointer("/spec/holderIdentity")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+    };
+    let leader = wait(
+        "one replica leading",
+        Duration::from_secs(60),
+        holder,
+        || format!("lease {:?}", holder()),
+    )
+    .await;
+    let (mut frozen, acting, acting_id) = if leader == "replica-a" {
+        (a, b, "replica-b")
+    } else {
+        (b, a, "replica-a")
+    };
+    // The release arrives while the leader is frozen mid-flight.
+    sb.connect(format!("127.0.0.1:{}", frozen.port).parse().unwrap());
+    let digest = sb.push("web", "1.1.0");
+    signal(&frozen.child, "STOP");
+    wait(
+        "the follower taking the lease",
+        Duration::from_secs(30),
+        || (holder().as_deref() == Some(acting_id)).then_some(()),
+        || format!("lease {:?}", holder()),
+    )
+    .await;
+    sb.connect(format!("127.0.0.1:{}", acting.port).parse().unwrap());
+    let short = &digest["sha256:".len().."sha256:".len() + 12];
+    let dev = wait(
+        "the new leader merging dev's promotion",
+        Duration::from_secs(90),
+        || merged_pull(&sb, |p| labelled(p, "env:dev") && p.title.contains(short)),
+        || pulls(&sb),
+    )
+    .await;
+    let before_comments = sb.forge.comments(OWNER, REPO, dev.number).len();
+
+    signal(&frozen.child, "CONT");
+    let exit = wait(
+        "the resumed leader stepping down and exiting",
+        Duration::from_secs(30),
+        || frozen.child.try_wait().unwrap(),
+        || format!("lease {:?}", holder()),
+    )
+    .await;
+    assert_eq!(exit.code(), Some(1), "it exits to rejoin as a follower");
+    assert_eq!(
+        holder().as_deref(),
+        Some(acting_id),
+        "the lease stays with the replica that acted"
+    );
+    // No duplicate: one PR per title (environment, app, release), one status comment on dev's.
+    let all = sb.forge.pulls(OWNER, REPO);
+    let mut titles: Vec<&str> = all.iter().map(|p| p.title.as_str()).collect();
+    titles.sort();
+    let before = titles.len();
+    titles.dedup();
+    assert_eq!(before, titles.len(), "a duplicate PR: {}", pulls(&sb));
+    assert!(
+        all.iter()
+            .filter(|p| labelled(p, "env:dev") && p.title.contains(short))
+            .count()
+            == 1,
+        "one dev PR for the release: {}",
+        pulls(&sb)
+    );
+    let comments = sb.forge.comments(OWNER, REPO, dev.number);
+    let status_comments = comments
+        .iter()
+        .filter(|c| c.body.contains("<!-- baton:status -->"))
+        .count();
+    assert_eq!(
+        status_comments, 1,
+        "one status comment on the dev PR: {comments:?}"
+    );
+    assert!(
+        comments.len() >= before_comments,
+        "nothing removed: {comments:?}"
+    );
 }

@@ -185,7 +185,9 @@ mod tests {
                 holder_identity: holder.map(str::to_string),
                 renew_time: Some(MicroTime(
                     Timestamp::now()
-                        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(renewed_secs_ago))
+                        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(
+                            renewed_secs_ago,
+                        ))
                         .unwrap(),
                 )),
                 ..Default::default()
@@ -217,7 +219,10 @@ mod tests {
         assert!(seen.expired(d, now));
         let mut fresh = Observed::default();
         fresh.saw(&lease("8", Some("alive"), 20), now);
-        assert!(!fresh.expired(d, now), "within two durations: skew is allowed");
+        assert!(
+            !fresh.expired(d, now),
+            "within two durations: skew is allowed"
+        );
     }
 
     #[test]

@@ -229,7 +229,9 @@ impl Fence {
 
 impl std::fmt::Debug for Fence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fence").field("holds", &self.holds()).finish()
+        f.debug_struct("Fence")
+            .field("holds", &self.holds())
+            .finish()
     }
 }
 
@@ -408,7 +410,10 @@ async fn campaign(
                 failures = 0;
                 publish.fence.renewed(started);
                 publish.set(true, &config);
-                if last_nudge.as_ref().is_some_and(|last| *last != observed.nudge) {
+                if last_nudge
+                    .as_ref()
+                    .is_some_and(|last| *last != observed.nudge)
+                {
                     publish.nudges.send_modify(|n| *n += 1);
                 }
                 last_nudge = Some(observed.nudge.clone());

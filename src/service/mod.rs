@@ -15,6 +15,7 @@
 //! flight and stops; reconciles in flight are abandoned (applies are idempotent; the next start
 //! picks up); the server stops accepting and drains.
 
+mod fence;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -167,6 +168,8 @@ impl Shared {
 pub struct Service {
     loops: Arc<Loops>,
     leader: Option<(kube::Client, crate::leader::LeaseConfig)>,
+    /// Guards every cluster client's writes by the lease, once this replica leads.
+    write_guard: fence::WriteGuard,
     listener: tokio::net::TcpListener,
 }
 
@@ -290,7 +293,9 @@ impl Service {
                 ));
             }
             (Some(l), Some((name, cluster_cfg))) => {
-                let ctx = cluster_context(&name, &cluster_cfg, options.reconcile.clone()).await?;
+                // The Lease's own client is not guarded: it renews the fence.
+                let ctx =
+                    cluster_context(&name, &cluster_cfg, options.reconcile.clone(), None).await?;
                 let namespace = l
                     .namespace
                     .clone()
@@ -305,6 +310,7 @@ impl Service {
                 Some((ctx.client.clone(), lease))
             }
         };
+        let write_guard = fence::WriteGuard::default();
         let shared = Arc::new(Shared::default());
         for (cluster, envs) in by_cluster {
             let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
@@ -316,7 +322,8 @@ impl Service {
             let mut opts = options.reconcile.clone();
             opts.namespace = cluster_cfg.namespace.clone();
             opts.scope = reconcile::Scope::of(cluster_cfg);
-            let ctx = Arc::new(cluster_context(&cluster, cluster_cfg, opts).await?);
+            let ctx =
+                Arc::new(cluster_context(&cluster, cluster_cfg, opts, Some(&write_guard)).await?);
             for e in &envs {
                 env_runner.insert(e.name.clone(), runners.len());
                 contexts.insert(e.name.clone(), ctx.clone());
@@ -387,6 +394,7 @@ impl Service {
         Ok(Self {
             loops,
             leader,
+            write_guard,
             listener,
         })
     }
@@ -445,11 +453,20 @@ impl Service {
         };
         if let Some(l) = &leadership {
             tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
+            // A follower is Ready: it serves the status page, and passes the webhooks it
+            // receives on to the holder by nudging it through the Lease.
+            self.loops.state.set_ready(true);
+            let forward = self.leader.clone().map(|(client, lease)| {
+                tokio::spawn(forward_nudges(self.loops.state.clone(), client, lease))
+            });
             let mut leading = l.subscribe();
             let leads = tokio::select! {
                 r = leading.wait_for(|v| *v) => r.is_ok(),
                 _ = &mut shutdown => false,
             };
+            if let Some(f) = forward {
+                f.abort();
+            }
             if !leads {
                 let _ = stop_tx.send(true);
                 if let Some(l) = leadership {
@@ -459,6 +476,10 @@ impl Service {
                 return Exit::Shutdown;
             }
             tracing::info!("leading: starting the loops");
+            // Nothing is written to GitHub once the lease may have passed to another replica.
+            self.loops.engine.forge().set_fence(l.fence());
+            self.write_guard.set(l.fence());
+            tokio::spawn(take_nudges(self.loops.state.clone(), l.nudges()));
         }
 
         let (out_tx, out_rx) = mpsc::channel(64);
@@ -527,6 +548,27 @@ impl Service {
         let _ = server.await;
         tracing::info!("baton stopped");
         exit
+    }
+}
+
+/// On a follower: each webhook that would wake the engine nudges the lease holder instead.
+async fn forward_nudges(
+    state: Arc<crate::server::AppState>,
+    client: kube::Client,
+    lease: crate::leader::LeaseConfig,
+) {
+    loop {
+        state.nudge.notified().await;
+        if let Err(e) = crate::leader::nudge(&client, &lease, "webhook").await {
+            tracing::warn!(error = %e, "could not pass a webhook on to the leader; it acts at its next pass");
+        }
+    }
+}
+
+/// On the holder: a nudge from a follower wakes the engine as a webhook would.
+async fn take_nudges(state: Arc<crate::server::AppState>, mut nudges: watch::Receiver<u64>) {
+    while nudges.changed().await.is_ok() {
+        state.nudge.notify_one();
     }
 }
 
@@ -1118,6 +1160,7 @@ async fn cluster_context(
     name: &str,
     cfg: &crate::config::runtime::ClusterConfig,
     options: reconcile::Options,
+    guard: Option<&fence::WriteGuard>,
 ) -> Result<reconcile::Context, ServiceError> {
     let err = |message: String| ServiceError::Cluster {
         cluster: name.to_string(),
@@ -1140,7 +1183,13 @@ async fn cluster_context(
             .await
             .map_err(|e| err(format!("{}: {e}", path.display())))?
     };
-    let client = kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
+    let client = match guard {
+        None => kube::Client::try_from(config).map_err(|e| err(e.to_string()))?,
+        Some(guard) => kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| err(e.to_string()))?
+            .with_layer(guard)
+            .build(),
+    };
     Ok(reconcile::Context::new(client, options))
 }
 
