@@ -746,6 +746,7 @@ impl Loops {
                         }
                     }
                 }
+                self.state.metrics.registry_scans.inc();
                 match self.engine.releases(&self.scanner).await {
                     Ok((releases, problems)) => {
                         for p in problems {
@@ -772,10 +773,15 @@ impl Loops {
                 Some(p) => self.shared.deployments(&p),
                 None => BTreeMap::new(),
             };
+            let pass_started = std::time::Instant::now();
             let result = self
                 .engine
                 .run_once(&releases, &deployments, Utc::now())
                 .await;
+            self.state
+                .metrics
+                .plan_pass_seconds
+                .set(pass_started.elapsed().as_secs_f64());
             self.state.metrics.promotion_pass(&result);
             self.state.metrics.forge_calls(
                 "github",
