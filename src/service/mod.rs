@@ -940,7 +940,7 @@ impl Loops {
                     Err(d) => Err(d.to_string()),
                     Ok(jobs) => {
                         let run = VerifyRun::new(&key.1, &key.2, tag, key.3);
-                        crate::reconcile::verify::verify(&ctx, &Env::new(&key.0), &jobs, &run)
+                        crate::reconcile::verify::verify(&ctx, &Env::new(&key.0).with_service_account(env_cfg.service_account()), &jobs, &run)
                             .await
                             .map_err(|e| e.to_string())
                     }
