@@ -145,7 +145,9 @@ async fn reconcile_turn(
                 keep.objects
                     .insert(a.id.clone(), version_of(&a.api_version).to_string());
             }
-            if previous.as_ref() != Some(&keep)
+            // (A reconcile that applied nothing, e.g. refused in the dry run, writes nothing.)
+            if !partial.is_empty()
+                && previous.as_ref() != Some(&keep)
                 && let Err(e) = inventory::save(own, name, &keep).await
             {
                 tracing::warn!(env = name, error = %e, "could not record the partial apply in the inventory");
