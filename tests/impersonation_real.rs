@@ -97,9 +97,13 @@ impl Setup {
             let name = body["metadata"]["name"].as_str().unwrap().to_string();
             let object: DynamicObject = serde_json::from_value(body).unwrap();
             async move {
-                api.patch(&name, &PatchParams::apply("tests").force(), &Patch::Apply(&object))
-                    .await
-                    .unwrap();
+                api.patch(
+                    &name,
+                    &PatchParams::apply("tests").force(),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .unwrap();
             }
         };
         apply(
@@ -132,7 +136,11 @@ impl Setup {
                     .as_str()
                     .map(|u| format!("as {u} "))
                     .unwrap_or_default();
-                let dry = if e["requestURI"].as_str().unwrap_or("").contains("dryRun=All") {
+                let dry = if e["requestURI"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("dryRun=All")
+                {
                     " (dry run)"
                 } else {
                     ""
@@ -198,11 +206,18 @@ async fn an_environment_whose_account_lacks_a_permission_fails_naming_it_and_app
         "configs",
         "",
         &["configmaps"],
-        &["get", "list", "watch", "create", "update", "patch", "delete"],
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
     )
     .await;
-    s.grant("deploy-read", "apps", &["deployments"], &["get", "list", "watch"])
-        .await;
+    s.grant(
+        "deploy-read",
+        "apps",
+        &["deployments"],
+        &["get", "list", "watch"],
+    )
+    .await;
     let ctx = s.context();
     let env = s.env("team");
     let objects = vec![config_map(&s.team, "settings"), deployment(&s.team, "web")];
@@ -212,13 +227,22 @@ async fn an_environment_whose_account_lacks_a_permission_fails_naming_it_and_app
     let text = error.to_string();
     for says in [
         "nothing was applied",
-        &format!("User \"system:serviceaccount:{}:deployer\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"{}\"", s.team, s.team),
-        &format!("environment team acts as ServiceAccount {}/deployer", s.team),
+        &format!(
+            "User \"system:serviceaccount:{}:deployer\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"{}\"",
+            s.team, s.team
+        ),
+        &format!(
+            "environment team acts as ServiceAccount {}/deployer",
+            s.team
+        ),
         "grant it to that ServiceAccount",
     ] {
         assert!(text.contains(says), "expected {says:?} in:\n{text}");
     }
-    assert!(!text.contains("rbac.rules"), "points at baton's own RBAC:\n{text}");
+    assert!(
+        !text.contains("rbac.rules"),
+        "points at baton's own RBAC:\n{text}"
+    );
     assert!(!error.is_transient(), "{text}");
     assert!(matches!(error, ReconcileError::DryRun { .. }), "{error:?}");
     // Nothing applied: neither object exists, and every write baton's token made was a dry
@@ -240,7 +264,9 @@ async fn an_environment_whose_account_lacks_a_permission_fails_naming_it_and_app
         "deploy-write",
         "apps",
         &["deployments"],
-        &["get", "list", "watch", "create", "update", "patch", "delete"],
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
     )
     .await;
     let before = s.requests().len();
@@ -249,7 +275,10 @@ async fn an_environment_whose_account_lacks_a_permission_fails_naming_it_and_app
     assert!(s.exists("v1", "ConfigMap", &s.team, "settings").await);
     assert!(s.exists("apps/v1", "Deployment", &s.team, "web").await);
     let writes = s.writes_since(before);
-    let applied: Vec<&String> = writes.iter().filter(|w| !w.ends_with("(dry run)")).collect();
+    let applied: Vec<&String> = writes
+        .iter()
+        .filter(|w| !w.ends_with("(dry run)"))
+        .collect();
     assert!(
         applied
             .iter()
@@ -264,10 +293,13 @@ async fn an_environment_whose_account_lacks_a_permission_fails_naming_it_and_app
     );
     // The inventory is baton's own, in its namespace.
     assert!(
-        writes
-            .iter()
-            .any(|w| w.starts_with(&format!("patch configmaps {}/baton-inventory-team", s.baton_ns))
-                || w.starts_with(&format!("create configmaps {}/baton-inventory-team", s.baton_ns))),
+        writes.iter().any(|w| w.starts_with(&format!(
+            "patch configmaps {}/baton-inventory-team",
+            s.baton_ns
+        )) || w.starts_with(&format!(
+            "create configmaps {}/baton-inventory-team",
+            s.baton_ns
+        ))),
         "{writes:#?}"
     );
 }
@@ -279,7 +311,9 @@ async fn an_object_outside_allow_is_refused_before_any_request_as_the_account() 
         "configs",
         "",
         &["configmaps"],
-        &["get", "list", "watch", "create", "update", "patch", "delete"],
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
     )
     .await;
     let ctx = s.context();
@@ -295,7 +329,10 @@ async fn an_object_outside_allow_is_refused_before_any_request_as_the_account() 
     ];
     let before = s.requests().len();
     let error = reconcile(&env, &objects, "c1", &ctx).await.unwrap_err();
-    let ReconcileError::NotAllowed { objects: refused, .. } = &error else {
+    let ReconcileError::NotAllowed {
+        objects: refused, ..
+    } = &error
+    else {
         panic!("expected NotAllowed: {error}");
     };
     let mut refused = refused.clone();
@@ -303,11 +340,21 @@ async fn an_object_outside_allow_is_refused_before_any_request_as_the_account() 
     assert_eq!(
         refused,
         [
-            format!("ClusterRole/{}-reader: cluster-scoped kind rbac.authorization.k8s.io/ClusterRole is not named in allow.kinds", s.team),
-            format!("ConfigMap/{elsewhere}/stray: namespace {elsewhere} is not in allow.namespaces ({})", s.team),
+            format!(
+                "ClusterRole/{}-reader: cluster-scoped kind rbac.authorization.k8s.io/ClusterRole is not named in allow.kinds",
+                s.team
+            ),
+            format!(
+                "ConfigMap/{elsewhere}/stray: namespace {elsewhere} is not in allow.namespaces ({})",
+                s.team
+            ),
         ]
     );
-    assert_eq!(s.writes_since(before), Vec::<String>::new(), "no write, not even a dry run");
+    assert_eq!(
+        s.writes_since(before),
+        Vec::<String>::new(),
+        "no write, not even a dry run"
+    );
     assert!(!s.exists("v1", "ConfigMap", &s.team, "settings").await);
 }
 
@@ -318,7 +365,9 @@ async fn a_cluster_role_is_out_of_reach_of_the_account_and_of_batons_own_token()
         "configs",
         "",
         &["configmaps"],
-        &["get", "list", "watch", "create", "update", "patch", "delete"],
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
     )
     .await;
     let ctx = s.context();
@@ -326,7 +375,10 @@ async fn a_cluster_role_is_out_of_reach_of_the_account_and_of_batons_own_token()
     // allow: names the ClusterRole, so only RBAC stands in the way.
     let env = s.env("team").with_allow(Some(Allow {
         namespaces: vec![s.team.clone()],
-        kinds: vec!["ConfigMap".into(), "rbac.authorization.k8s.io/ClusterRole".into()],
+        kinds: vec![
+            "ConfigMap".into(),
+            "rbac.authorization.k8s.io/ClusterRole".into(),
+        ],
     }));
     let objects = vec![config_map(&s.team, "settings"), cluster_role(&name)];
     let before = s.requests().len();
@@ -334,12 +386,19 @@ async fn a_cluster_role_is_out_of_reach_of_the_account_and_of_batons_own_token()
     let text = error.to_string();
     for says in [
         format!("User \"system:serviceaccount:{}:deployer\" cannot", s.team),
-        "resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope".to_string(),
-        format!("environment team acts as ServiceAccount {}/deployer", s.team),
+        "resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"
+            .to_string(),
+        format!(
+            "environment team acts as ServiceAccount {}/deployer",
+            s.team
+        ),
     ] {
         assert!(text.contains(&says), "expected {says:?} in:\n{text}");
     }
-    assert!(!s.exists("rbac.authorization.k8s.io/v1", "ClusterRole", "", &name).await);
+    assert!(
+        !s.exists("rbac.authorization.k8s.io/v1", "ClusterRole", "", &name)
+            .await
+    );
     assert!(!s.exists("v1", "ConfigMap", &s.team, "settings").await);
     for w in s.writes_since(before) {
         assert!(w.ends_with("(dry run)"), "a real write: {w}");
@@ -351,7 +410,9 @@ async fn a_cluster_role_is_out_of_reach_of_the_account_and_of_batons_own_token()
         .await
         .unwrap_err();
     assert!(
-        error.to_string().contains(&format!("User \"{}\" cannot", s.baton_user)),
+        error
+            .to_string()
+            .contains(&format!("User \"{}\" cannot", s.baton_user)),
         "{error}"
     );
     // Nor can baton's token create it directly.
@@ -361,7 +422,10 @@ async fn a_cluster_role_is_out_of_reach_of_the_account_and_of_batons_own_token()
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("baton's own token created a ClusterRole: {other:?}"),
     }
-    assert!(!s.exists("rbac.authorization.k8s.io/v1", "ClusterRole", "", &name).await);
+    assert!(
+        !s.exists("rbac.authorization.k8s.io/v1", "ClusterRole", "", &name)
+            .await
+    );
 }
 
 #[tokio::test]
@@ -384,10 +448,7 @@ async fn an_account_baton_may_not_impersonate_is_one_error_saying_what_to_grant(
         "{text}"
     );
     assert!(
-        text.contains(&format!(
-            "User \"{}\" cannot impersonate",
-            s.baton_user
-        )),
+        text.contains(&format!("User \"{}\" cannot impersonate", s.baton_user)),
         "{text}"
     );
     assert_eq!(s.writes_since(before), Vec::<String>::new());

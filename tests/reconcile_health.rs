@@ -268,7 +268,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
                                 objects,
                                 prune: None,
                                 allow: None,
-        service_account: None,
+                                service_account: None,
                             }),
                     }
                 }

@@ -263,8 +263,7 @@ impl ServiceAccountRef {
                 "{namespace:?} in {text:?} is not a namespace name (a DNS label: lower-case letters, digits and '-', at most 63)"
             ));
         }
-        let subdomain = name.len() <= 253
-            && name.split('.').all(super::validate::is_dns_label);
+        let subdomain = name.len() <= 253 && name.split('.').all(super::validate::is_dns_label);
         if !subdomain {
             return Err(format!(
                 "{name:?} in {text:?} is not a ServiceAccount name (lower-case letters, digits, '-' and '.')"

@@ -28,9 +28,7 @@ pub fn impersonating(base: &Client, account: &ServiceAccountRef) -> Client {
     let base = base.clone();
     let service = tower::service_fn(move |mut request: Request<Body>| {
         let base = base.clone();
-        request
-            .headers_mut()
-            .insert(IMPERSONATE_USER, user.clone());
+        request.headers_mut().insert(IMPERSONATE_USER, user.clone());
         async move { base.send(request).await }
     });
     Client::new(service, default_namespace)
@@ -202,7 +200,9 @@ mod tests {
         };
         let text = explain(error, "dev", &account()).to_string();
         assert!(
-            text.contains("grant baton `impersonate` on serviceaccounts/deployer in namespace team-a"),
+            text.contains(
+                "grant baton `impersonate` on serviceaccounts/deployer in namespace team-a"
+            ),
             "{text}"
         );
         assert!(!text.contains("the chart's rbac.rules"), "{text}");
