@@ -302,6 +302,17 @@ async fn an_environment_whose_account_lacks_a_permission_fails_naming_it_and_app
         ))),
         "{writes:#?}"
     );
+
+    // What the environment no longer renders is pruned, as the deployer too.
+    let before = s.requests().len();
+    let report = reconcile(&env, &objects[1..], "c2", &ctx).await.unwrap();
+    assert_eq!(report.pruned.len(), 1, "{}", report.summary());
+    assert!(!s.exists("v1", "ConfigMap", &s.team, "settings").await);
+    let writes = s.writes_since(before);
+    assert!(
+        writes.contains(&format!("{deployer}delete configmaps {}/settings", s.team)),
+        "{writes:#?}"
+    );
 }
 
 #[tokio::test]
