@@ -444,17 +444,17 @@ async fn a_commit_that_drops_most_of_dev_holds_its_deletions_until_an_approver_c
     sb.forge
         .comment_as("alice", OWNER, REPO, dev.number, "/prune dev")
         .unwrap();
+    // The prune deletes workloads first, then the rest: wait for both.
     wait(
-        "web deleted after alice's /prune",
+        "web's Deployment and Service deleted after alice's /prune",
         Duration::from_secs(60),
-        || web().is_none().then_some(()),
+        || {
+            (web().is_none() && sb.cluster.get("v1", "Service", "shop-dev", "web").is_none())
+                .then_some(())
+        },
         || state().unwrap_or_default(),
     )
     .await;
-    assert!(
-        sb.cluster.get("v1", "Service", "shop-dev", "web").is_none(),
-        "the Service went too"
-    );
     assert!(
         sb.cluster
             .get("apps/v1", "Deployment", "shop-dev", "worker")
