@@ -285,7 +285,7 @@ fn live_soak(
         .filter(|d| d.digest == o.to.digest)?;
     let progress = crate::promote::gates::SoakProgress {
         healthy_since: dep.healthy_since?,
-        need: env.soak.map(|s| s.0).unwrap_or_default(),
+        need: env.soak?.0,
         restarted: dep.restarted.clone(),
     };
     Some(format!("soak: {after}: {}", progress.text(inputs.now)))
@@ -452,6 +452,7 @@ environments:
     approvals: { count: 1 }
   - name: staging
     after: dev
+    soak: 2h
   - name: dev
     autoMerge: true
 "#,
@@ -613,7 +614,11 @@ environments:
             "without a URL of its own, the PR link comes from the repo's web URL"
         );
         assert_eq!(pending.to.digest, digest(2));
-        assert!(pending.blocking.as_deref().unwrap().starts_with("soak:"));
+        assert_eq!(
+            pending.blocking.as_deref(),
+            Some("soak: dev: healthy for 1h of 2h"),
+            "a soak in progress is shown as of the view's time"
+        );
 
         let api = v.cell("api", "prod").unwrap();
         assert_eq!(api.health, Health::Unknown);
