@@ -1,9 +1,12 @@
-//! A flap in the middle of a soak, on the real control plane: a Deployment that rolled out
-//! healthy loses its only pod (the real ReplicaSet controller replaces it, and with
-//! `minReadySeconds` the Deployment has no available replica for a few seconds). The next
-//! reconcile waits the flap out and reports the Deployment healthy again, but `interrupted`,
-//! with a healthy time that starts over; the persisted soak clock restarts and the next
-//! environment's soak gate says when and why.
+//! The soak clock and its store on the real control plane.
+//!
+//! A flap in the middle of a soak: a Deployment that rolled out healthy loses its only pod (the
+//! real ReplicaSet controller replaces it, and with `minReadySeconds` the Deployment has no
+//! available replica for a few seconds). The next reconcile waits the flap out and reports the
+//! Deployment healthy again, but `interrupted`, with a healthy time that starts over; the
+//! persisted soak clock restarts and the next environment's soak gate says when and why.
+//!
+//! Two writers of one state ConfigMap: the resourceVersion precondition keeps both changes.
 
 mod kube_support;
 
@@ -131,4 +134,57 @@ async fn a_flap_in_the_middle_of_a_soak_restarts_the_clock_and_the_gate_says_why
             && detail.ends_with(&format!("after {why})")),
         "{detail}"
     );
+}
+
+/// Two writers of one environment's state (a deposed leader and its successor, or two
+/// processes racing): each write carries the resourceVersion it read, so the second is refused
+/// by the API server, reads again and applies its change on top: both changes are kept, and a
+/// third process reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_based_on_a_stale_read_is_refused_and_applied_again_on_top() {
+    use baton::state::store::StateStore;
+    let b = Backend::real();
+    let ns = unique("store");
+    let client = b.client().await;
+    let namespaces = dynamic(&client, "v1", "Namespace", "");
+    let object: kube::api::DynamicObject = serde_json::from_value(namespace(&ns)).unwrap();
+    namespaces
+        .patch(
+            &ns,
+            &kube::api::PatchParams::apply("tests"),
+            &kube::api::Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+    let envs = vec!["staging".to_string()];
+    let a = StateStore::kube(client.clone(), &ns);
+    let b_store = StateStore::kube(client.clone(), &ns);
+    a.load(&envs).await.unwrap();
+    b_store.load(&envs).await.unwrap();
+
+    // Both read "nothing"; a creates it, b's create is refused and b applies its change to a's.
+    a.update("staging", |s| s.request_retry("web")).await;
+    b_store
+        .update("staging", |s| s.request_retry("worker"))
+        .await;
+    // Now both hold a resourceVersion; a's is stale after b's write.
+    a.update("staging", |s| s.request_retry("api")).await;
+
+    let reader = StateStore::kube(client, &ns);
+    reader.load(&envs).await.unwrap();
+    let state = reader.get("staging");
+    for app in ["web", "worker", "api"] {
+        assert!(state.retry_pending(app), "{app} lost: {state:?}");
+    }
+    let cm = b
+        .get("v1", "ConfigMap", &ns, &StateStore::name("staging"))
+        .await
+        .unwrap();
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"baton"), "{managers:?}");
 }
