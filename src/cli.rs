@@ -631,6 +631,12 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 helm: cfg.render.helm_binary(),
                 ..Default::default()
             });
+        let guard = checker.guard(&forge).await?;
+        match args.output {
+            // stdout stays the outcomes' JSON.
+            Output::Json => eprint!("{}", guard_text(&guard)),
+            Output::Table => print!("{}", guard_text(&guard)),
+        }
         let outcomes = match args.pr {
             Some(n) => match checker.check_pull_request(&forge, n).await? {
                 Some(o) => vec![o],
@@ -677,6 +683,22 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What `baton check` says about the config branch's guard (one line, or one per setting to
+/// make).
+fn guard_text(guard: &crate::prcheck::guard::Guard) -> String {
+    if guard.is_guarded() {
+        return format!("{}\n", guard.summary());
+    }
+    let mut out = format!(
+        "warning: people's PRs to {} can skip the promotion gates; set:\n",
+        guard.branch
+    );
+    for what in &guard.missing {
+        out.push_str(&format!("  - {what}\n"));
+    }
+    out
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {

@@ -1,8 +1,9 @@
 //! The service (`baton run`'s loops) against the stand-ins: what happens around a release that
 //! the story in `tests/e2e.rs` does not show. A failing acceptance test in staging blocks prod,
 //! is reported on the PR with its log tail, rolls staging back (`onFailure: rollback`), and
-//! `/retry` runs it again; and two `baton run` replicas with leader election hand over when
-//! the leader dies.
+//! `/retry` runs it again; two `baton run` replicas with leader election hand over when
+//! the leader dies; and `baton run` warns once at start when the config branch's rules and
+//! CODEOWNERS do not make the gates bind people's PRs.
 
 mod common;
 
@@ -227,6 +228,60 @@ fn replica(sb: &Sandbox, identity: &str) -> Replica {
     Replica { child, port }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_run_warns_once_at_start_what_to_set_so_the_gates_bind_peoples_prs() {
+    baton::tls::install_crypto_provider();
+    // The sandbox's config branch has no rules and no CODEOWNERS.
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let log = sb.dir.join("run.log");
+    let port = common::free_port();
+    let _run = Replica {
+        child: Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", "--config", sb.config_file.to_str().unwrap()])
+            .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BATON_WORKDIR", sb.dir.join("work-guard"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        port,
+    };
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pulls = || {
+        sb.forge
+            .calls()
+            .get("GET /repos/{owner}/{repo}/pulls")
+            .copied()
+            .unwrap_or(0)
+    };
+    let missing = [
+        "set this: require the status check baton/validate on main",
+        "set this: add a CODEOWNERS file (.github/CODEOWNERS) with a line `/environments/ @<org>/<approvers>`",
+        "set this: add a CODEOWNERS file (.github/CODEOWNERS) with a line `/policies/ @<org>/<approvers>`",
+        "set this: require a review from Code Owners on main",
+    ];
+    let listed = wait(
+        "the start-up warning",
+        Duration::from_secs(60),
+        || missing.iter().all(|m| read().contains(m)).then(pulls),
+        read,
+    )
+    .await;
+    // Several passes later (each lists the open PRs), each line is still there once.
+    wait(
+        "three more passes",
+        Duration::from_secs(60),
+        || (pulls() >= listed + 3).then_some(()),
+        || format!("{} PR lists", pulls()),
+    )
+    .await;
+    let text = read();
+    for m in missing {
+        assert_eq!(text.matches(m).count(), 1, "{m:?} in:\n{text}");
+    }
+}
+
 /// `/readyz` status code, or `None` when nothing answers.
 fn readyz(port: u16) -> Option<u16> {
     common::http_get(port, "/readyz").map(|(code, _)| code)
@@ -389,17 +444,17 @@ async fn a_commit_that_drops_most_of_dev_holds_its_deletions_until_an_approver_c
     sb.forge
         .comment_as("alice", OWNER, REPO, dev.number, "/prune dev")
         .unwrap();
+    // The prune deletes workloads first, then the rest: wait for both.
     wait(
-        "web deleted after alice's /prune",
+        "web's Deployment and Service deleted after alice's /prune",
         Duration::from_secs(60),
-        || web().is_none().then_some(()),
+        || {
+            (web().is_none() && sb.cluster.get("v1", "Service", "shop-dev", "web").is_none())
+                .then_some(())
+        },
         || state().unwrap_or_default(),
     )
     .await;
-    assert!(
-        sb.cluster.get("v1", "Service", "shop-dev", "web").is_none(),
-        "the Service went too"
-    );
     assert!(
         sb.cluster
             .get("apps/v1", "Deployment", "shop-dev", "worker")

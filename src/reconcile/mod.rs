@@ -30,6 +30,7 @@ pub mod diff;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod inventory;
 pub mod object;
 pub mod order;
@@ -73,6 +74,24 @@ pub async fn reconcile(
     ctx: &Context,
 ) -> Result<Report, ReconcileError> {
     let _turn = ctx.turn(&env.name).await;
+    let acting = ctx.acting_as(env);
+    let result = reconcile_turn(env, objects, commit, ctx, &acting).await;
+    match &env.service_account {
+        Some(account) => result.map_err(|e| identity::explain(e, &env.name, account)),
+        None => result,
+    }
+}
+
+/// One reconcile, its turn taken: the environment's objects are read, applied, pruned and
+/// watched through `ctx` (the environment's identity, [`Context::acting_as`]); the inventory
+/// through `own` (baton's own identity, in baton's namespace).
+async fn reconcile_turn(
+    env: &Env,
+    objects: &[Value],
+    commit: &str,
+    own: &Context,
+    ctx: &Context,
+) -> Result<Report, ReconcileError> {
     let started = tokio::time::Instant::now();
     let started_at = Utc::now();
     let name = env.name.as_str();
@@ -111,7 +130,7 @@ pub async fn reconcile(
             });
         }
     }
-    let previous = inventory::load(ctx, name).await?;
+    let previous = inventory::load(own, name).await?;
     let previous_ids = previous.as_ref().map(Inventory::ids).unwrap_or_default();
     let live = apply::list_live(ctx, name, &planned).await?;
     let desired_ids: BTreeSet<ObjectId> = planned.iter().map(|p| p.object.id()).collect();
@@ -126,8 +145,10 @@ pub async fn reconcile(
                 keep.objects
                     .insert(a.id.clone(), version_of(&a.api_version).to_string());
             }
-            if previous.as_ref() != Some(&keep)
-                && let Err(e) = inventory::save(ctx, name, &keep).await
+            // (A reconcile that applied nothing, e.g. refused in the dry run, writes nothing.)
+            if !partial.is_empty()
+                && previous.as_ref() != Some(&keep)
+                && let Err(e) = inventory::save(own, name, &keep).await
             {
                 tracing::warn!(env = name, error = %e, "could not record the partial apply in the inventory");
             }
@@ -187,7 +208,7 @@ pub async fn reconcile(
         }
     }
     if previous.as_ref() != Some(&next) {
-        inventory::save(ctx, name, &next).await?;
+        inventory::save(own, name, &next).await?;
     }
     if !failures.is_empty() {
         return Err(prune::prune_error(failures, removed_count));

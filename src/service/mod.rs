@@ -657,6 +657,7 @@ impl Loops {
         let mut failures = 0u32;
         // Commands a previous run died handling on PRs it had closed (until it succeeds once).
         let mut swept_closed = false;
+        let mut guard_reported = false;
         loop {
             if *stop.borrow() {
                 return;
@@ -757,6 +758,11 @@ impl Loops {
                 }
             }
             self.flush_state().await;
+            // Once: whether the branch rules and CODEOWNERS make the gates bind people's PRs.
+            if !guard_reported {
+                guard_reported =
+                    crate::prcheck::guard::log_once(self.checker.guard(self.engine.forge()).await);
+            }
             // The `baton/validate` check on every open PR's head (skips heads already checked).
             match self.checker.run_once(self.engine.forge()).await {
                 Ok(checked) => {
@@ -883,9 +889,14 @@ impl Loops {
                     Err(d) => Err(d.to_string()),
                     Ok(jobs) => {
                         let run = VerifyRun::new(&key.1, &key.2, tag, key.3);
-                        crate::reconcile::verify::verify(&ctx, &Env::new(&key.0), &jobs, &run)
-                            .await
-                            .map_err(|e| e.to_string())
+                        crate::reconcile::verify::verify(
+                            &ctx,
+                            &Env::new(&key.0).with_service_account(env_cfg.service_account()),
+                            &jobs,
+                            &run,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
                     }
                 };
                 match result {
