@@ -79,8 +79,9 @@ pub enum Command {
     /// Fetches the config repo, scans the registries for each app's newest blessed digest,
     /// reads open promotion PRs from GitHub, and prints the planned actions (open, update,
     /// close, merge, wait) with each PR's gate evaluation. Needs a runtime config
-    /// (baton.yaml). Deployment health comes from the reconciler, which `plan` does not run:
-    /// soak gates show as waiting.
+    /// (baton.yaml). What each environment runs and since when it has been healthy (soak)
+    /// comes from the state the running bot keeps in its home cluster (ConfigMaps
+    /// `baton-state-<env>`), so the verdicts match the bot's own.
     Plan(PlanArgs),
 
     /// Render an environment (or any kustomization directory) the way `kubectl kustomize`
@@ -725,9 +726,20 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         for p in &problems {
             eprintln!("warning: registry scan: {p}");
         }
-        let actions = engine
-            .plan_only(&releases, &Default::default(), now)
-            .await?;
+        // What each environment runs and since when, as the bot persisted it (the same
+        // soak clocks its status comments are written from).
+        let deployments = match engine.pipeline() {
+            Some(pipeline) => crate::service::load_deployments(&cfg, &pipeline)
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!(
+                        "warning: cannot read baton's state ({e}); soak gates show as waiting"
+                    );
+                    Default::default()
+                }),
+            None => Default::default(),
+        };
+        let actions = engine.plan_only(&releases, &deployments, now).await?;
         anyhow::Ok(actions)
     })?;
     match args.output {
@@ -768,7 +780,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                             "           {:<9} {:?}  {}",
                             r.gate.title(),
                             r.verdict,
-                            r.reason
+                            r.detail(now)
                         );
                     }
                 }

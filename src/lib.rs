@@ -23,5 +23,6 @@ pub mod render;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod tls;
 pub mod yaml;

@@ -421,6 +421,7 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
             digest: digest.clone(),
             state: DeployState::Healthy,
             healthy_since: Some(now - Duration::minutes(15)),
+            restarted: None,
         },
     );
     let out = pass(&mut w, &deployments).await;

@@ -67,6 +67,7 @@ fn seeded_view() -> StatusView {
         digest: digest(n),
         state,
         healthy_since: (state == DeployState::Healthy).then_some(now),
+        restarted: None,
     };
     let deployments = BTreeMap::from([
         (

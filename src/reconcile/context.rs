@@ -2,7 +2,7 @@
 //! cache, and what was learnt about each environment's rollouts. One [`Context`] per
 //! cluster, shared by every environment on it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,15 +133,105 @@ impl Env {
     }
 }
 
-/// What is remembered about an environment between reconciles (in memory only: after a
-/// restart it is learnt again from the cluster).
-#[derive(Debug, Default, Clone)]
+/// What is remembered about an environment between reconciles. The service persists it
+/// ([`Remembered`], through `crate::state`), so that a restart keeps each rollout's mark and
+/// healthy time.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct EnvMemory {
     /// Workloads whose rollout was healthy: the template, and since when.
     pub rollouts: HashMap<ObjectId, (RolloutMark, DateTime<Utc>)>,
     /// Other healthy objects (Jobs, CronJobs, …): the rendered hash they were healthy with,
     /// and since when, so that an unchanged one keeps its time.
     pub healthy: HashMap<ObjectId, (String, DateTime<Utc>)>,
+}
+
+/// [`EnvMemory`] in a form that can be written down: objects by their inventory id
+/// (`<namespace>_<name>_<group>_<kind>`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Remembered {
+    /// Workloads whose rollout was healthy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, RememberedRollout>,
+    /// Other healthy objects: the rendered hash, and since when.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub healthy: BTreeMap<String, RememberedObject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RememberedRollout {
+    pub template: String,
+    pub available: i64,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RememberedObject {
+    pub hash: String,
+    pub since: DateTime<Utc>,
+}
+
+impl Remembered {
+    pub fn is_empty(&self) -> bool {
+        self.rollouts.is_empty() && self.healthy.is_empty()
+    }
+}
+
+impl From<&EnvMemory> for Remembered {
+    fn from(m: &EnvMemory) -> Self {
+        Self {
+            rollouts: m
+                .rollouts
+                .iter()
+                .map(|(id, (mark, since))| {
+                    let r = RememberedRollout {
+                        template: mark.template.clone(),
+                        available: mark.available,
+                        since: *since,
+                    };
+                    (id.to_inventory(), r)
+                })
+                .collect(),
+            healthy: m
+                .healthy
+                .iter()
+                .map(|(id, (hash, since))| {
+                    let r = RememberedObject {
+                        hash: hash.clone(),
+                        since: *since,
+                    };
+                    (id.to_inventory(), r)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Remembered> for EnvMemory {
+    fn from(r: &Remembered) -> Self {
+        Self {
+            rollouts: r
+                .rollouts
+                .iter()
+                .filter_map(|(id, m)| {
+                    let mark = RolloutMark {
+                        template: m.template.clone(),
+                        available: m.available,
+                    };
+                    Some((ObjectId::from_inventory(id)?, (mark, m.since)))
+                })
+                .collect(),
+            healthy: r
+                .healthy
+                .iter()
+                .filter_map(|(id, o)| {
+                    Some((ObjectId::from_inventory(id)?, (o.hash.clone(), o.since)))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Why a client could not be built.
@@ -250,6 +340,20 @@ impl Context {
             .get(env)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// What is remembered about `env`'s rollouts, to be written down.
+    pub fn remembered(&self, env: &str) -> Remembered {
+        Remembered::from(&self.memory(env))
+    }
+
+    /// Restore what a previous process remembered about `env` (after a restart or a
+    /// failover), unless this process already learnt something itself.
+    pub fn restore(&self, env: &str, remembered: &Remembered) {
+        let mut memory = self.shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+        memory
+            .entry(env.to_string())
+            .or_insert_with(|| EnvMemory::from(remembered));
     }
 
     pub(crate) fn remember(&self, env: &str, memory: EnvMemory) {

@@ -252,7 +252,7 @@ mod tests {
         assert!(
             html.contains("<a class=\"pr\" href=\"https://github.com/shop/config/pull/7\">#7</a>")
         );
-        assert!(html.contains("waiting on soak: dev has been healthy for 5m of 10m"));
+        assert!(html.contains("waiting on soak: dev: healthy for 1h of 2h"));
         assert!(html.contains("<meta http-equiv=\"refresh\""));
     }
 
