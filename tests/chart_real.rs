@@ -429,10 +429,15 @@ async fn under_the_cluster_scope_two_replicas_elect_a_leader_on_a_real_lease_and
     )
     .await;
     let (mut leading, mut following) = if leader == "baton-a" { (a, b) } else { (b, a) };
-    assert!(
-        following.ready(),
-        "a follower is Ready too (it serves the status page and passes webhooks on)"
-    );
+    // A follower is Ready too (it serves the status page and passes webhooks on), once it has
+    // started (it may still be cloning the config repo when the leader is ready).
+    wait(
+        "the follower ready",
+        Duration::from_secs(30),
+        async || following.ready().then_some(()),
+        || following.log(),
+    )
+    .await;
     dev_deployed(cp, &prefix, &user, || leading.log()).await;
     assert!(following.alive() && leading.alive());
 
