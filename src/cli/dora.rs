@@ -81,7 +81,7 @@ pub fn run(global: &GlobalArgs, args: &DoraArgs) -> anyhow::Result<ExitCode> {
                             &pipeline,
                             &scanner,
                             github.as_ref(),
-                            host.as_deref(),
+                            &host,
                             since,
                         )
                         .await,

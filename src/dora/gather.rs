@@ -15,14 +15,14 @@ use crate::image::Digest;
 use crate::registry::repo::Repo;
 use crate::registry::scan::Scanner;
 
-/// `owner/repo` of a source URL on GitHub (`https://github.com/o/r`, `.git` allowed), or on
-/// `web_host` (GitHub Enterprise).
-pub fn github_repo<'a>(source: &'a str, web_host: Option<&str>) -> Option<(&'a str, &'a str)> {
+/// `owner/repo` of a source URL on the GitHub at `web_host` (`https://github.com/o/r`,
+/// `.git` allowed); `None` for other hosts, which that GitHub cannot answer for.
+pub fn github_repo<'a>(source: &'a str, web_host: &str) -> Option<(&'a str, &'a str)> {
     let rest = source
         .strip_prefix("https://")
         .or_else(|| source.strip_prefix("http://"))?;
     let (host, path) = rest.split_once('/')?;
-    if host != "github.com" && Some(host) != web_host {
+    if host != web_host {
         return None;
     }
     let mut parts = path.trim_end_matches('/').split('/');
@@ -55,7 +55,7 @@ impl Gatherer {
         pipeline: &Pipeline,
         scanner: &Scanner,
         github: Option<&GitHubForge>,
-        web_host: Option<&str>,
+        web_host: &str,
         since: DateTime<Utc>,
     ) {
         // The first deploy of each digest anywhere bounds a plausible `created`.
@@ -134,7 +134,7 @@ impl Gatherer {
 async fn start_of(
     scanner: &Scanner,
     github: Option<&GitHubForge>,
-    web_host: Option<&str>,
+    web_host: &str,
     image: &str,
     digest: &Digest,
     first_deployed: DateTime<Utc>,
@@ -208,15 +208,15 @@ pub async fn clients(cfg: &RuntimeConfig) -> Result<(Scanner, Option<GitHubForge
     Ok((scanner, github))
 }
 
-/// The host of GitHub's web pages for a runtime config (`github.com`, or a GitHub Enterprise
-/// host): source URLs there are looked up on that GitHub.
-pub fn web_host(cfg: &RuntimeConfig) -> Option<String> {
+/// The host of the web pages of the GitHub a runtime config talks to (`github.com`, or a
+/// GitHub Enterprise host): only source URLs there are looked up.
+pub fn web_host(cfg: &RuntimeConfig) -> String {
     let api = cfg.github.api_url.trim_end_matches('/');
     if api == "https://api.github.com" {
-        return None;
+        return "github.com".into();
     }
     let rest = api.split_once("://").map_or(api, |(_, r)| r);
-    Some(rest.split('/').next().unwrap_or(rest).to_string())
+    rest.split('/').next().unwrap_or(rest).to_string()
 }
 
 /// The facts for `entries` in one go (the CLI's and the demo's way).
@@ -225,7 +225,7 @@ pub async fn gather(
     pipeline: &Pipeline,
     scanner: &Scanner,
     github: Option<&GitHubForge>,
-    web_host: Option<&str>,
+    web_host: &str,
     since: DateTime<Utc>,
 ) -> Facts {
     let mut g = Gatherer::default();
