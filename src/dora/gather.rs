@@ -239,23 +239,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn source_urls_on_github_name_a_repository() {
+    fn source_urls_on_this_github_name_a_repository() {
+        let gh = "github.com";
         assert_eq!(
-            github_repo("https://github.com/shop/web", None),
+            github_repo("https://github.com/shop/web", gh),
             Some(("shop", "web"))
         );
         assert_eq!(
-            github_repo("https://github.com/shop/web.git/", None),
+            github_repo("https://github.com/shop/web.git/", gh),
             Some(("shop", "web"))
         );
         assert_eq!(
-            github_repo("https://ghe.example.com/shop/web", Some("ghe.example.com")),
+            github_repo("https://ghe.example.com/shop/web", "ghe.example.com"),
             Some(("shop", "web"))
         );
-        assert_eq!(github_repo("https://gitlab.com/shop/web", None), None);
-        assert_eq!(github_repo("https://github.com/shop", None), None);
+        // Another host's repositories are not asked of this GitHub.
         assert_eq!(
-            github_repo("https://github.com/shop/web/tree/main", None),
+            github_repo("https://github.com/shop/web", "ghe.example.com"),
+            None
+        );
+        assert_eq!(github_repo("https://gitlab.com/shop/web", gh), None);
+        assert_eq!(github_repo("https://github.com/shop", gh), None);
+        assert_eq!(
+            github_repo("https://github.com/shop/web/tree/main", gh),
             None
         );
     }

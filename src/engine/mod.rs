@@ -97,6 +97,8 @@ pub enum Outcome {
         env: String,
         app: String,
         blocking: String,
+        /// Every gate's verdict as evaluated in this pass (for the status page).
+        gates: Vec<crate::promote::gates::GateResult>,
     },
     Answered {
         pr: u64,
@@ -1396,6 +1398,7 @@ impl<F: Forge> Engine<F> {
                     env,
                     app,
                     blocking,
+                    gates: evaluation.results.clone(),
                 }))
             }
             Action::Merge {
@@ -1474,6 +1477,7 @@ impl<F: Forge> Engine<F> {
                             env,
                             app,
                             blocking: refusal::blocking(&r),
+                            gates: evaluation.results.clone(),
                         }));
                     }
                 }
@@ -1497,6 +1501,7 @@ impl<F: Forge> Engine<F> {
                             env,
                             app,
                             blocking,
+                            gates: evaluation.results.clone(),
                         }));
                     }
                 };
@@ -1548,6 +1553,7 @@ impl<F: Forge> Engine<F> {
                             env,
                             app,
                             blocking,
+                            gates: evaluation.results.clone(),
                         }));
                     }
                     Err(e) => return Err(e.into()),

@@ -500,6 +500,7 @@ mod tests {
             env: env.into(),
             app: "web".into(),
             blocking: blocking.into(),
+            gates: vec![],
         };
         let pass: Result<Vec<Outcome>, ()> = Ok(vec![
             Outcome::Merged {

@@ -191,7 +191,7 @@ async fn metrics_text(
 }
 
 async fn status_page(State(state): State<Arc<AppState>>) -> Html<String> {
-    Html(page::render(&state.view()))
+    Html(page::render(&state.view(), state.dora().as_deref()))
 }
 
 async fn api_state(State(state): State<Arc<AppState>>) -> Json<Arc<StatusView>> {
@@ -659,7 +659,9 @@ mod tests {
         f.open[0].held = true;
         s.set_view(StatusView::build(&f.inputs(view::tests::at(10, 0)), None));
         let html = body_text(app(s).oneshot(get("/")).await.unwrap()).await;
-        assert!(!html.contains("<script>"), "{html}");
+        // The page's own polling script is the only one.
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("<b>why"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
