@@ -163,6 +163,11 @@ pub struct SandboxArgs {
     /// Play the release story, then exit.
     #[arg(long)]
     pub demo: bool,
+    /// With --demo: after the story, keep everything running (the status page shows its
+    /// pipeline, history and DORA tiles) until Ctrl-C or SIGTERM; the exit status still says
+    /// whether the story completed. `scripts/screenshot` uses it.
+    #[arg(long, requires = "demo")]
+    pub stay: bool,
     /// Where baton listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
@@ -881,13 +886,18 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         }));
         let code = if args.demo {
             println!();
-            match demo::run(&sb, std::io::stdout()).await {
+            let code = match demo::run(&sb, std::io::stdout()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
                 }
+            };
+            if args.stay {
+                println!("\nstill running (--stay): status page http://{addr}/; Ctrl-C stops");
+                shutdown_signal().await;
             }
+            code
         } else {
             println!(
                 "\nrunning; push an image with the registry API or comment on a PR; Ctrl-C stops"

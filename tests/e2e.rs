@@ -238,6 +238,21 @@ async fn release_story(options: SandboxOptions) {
         "the sandbox's images carry a plausible created time: {dev:#}"
     );
 
+    // The status page after the story: the pipelines, dev's history with its rollback, and
+    // the DORA tiles of every environment.
+    let page = get(port, "/").unwrap();
+    assert_eq!(page.matches("<ol class=\"pipeline\"").count(), 2, "{page}");
+    assert_eq!(page.matches("<li class=\"arrow\"").count(), 4, "{page}");
+    assert_eq!(page.matches("<div class=\"tile\"").count(), 12, "{page}");
+    assert!(
+        page.contains("<span class=\"rollback\">rollback</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("50% (1/2)"),
+        "dev's change failure rate: {page}"
+    );
+
     // The service: metrics count the promotions; SIGTERM stops it cleanly.
     let metrics = get(port, "/metrics").unwrap();
     assert!(metrics.contains("result=\"merged\""), "{metrics}");

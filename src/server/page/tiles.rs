@@ -20,13 +20,11 @@ pub fn sparkline(label: &str, values: &[Option<f64>]) -> String {
     );
     let mut run: Vec<String> = Vec::new();
     let flush = |run: &mut Vec<String>, out: &mut String| {
-        if run.len() == 1 {
-            // A lone point still shows: a short flat segment.
-            let (x, y) = run[0].split_once(',').unwrap_or(("0", "0"));
-            let x: f64 = x.parse().unwrap_or(0.0);
-            run.push(format!("{:.1},{y}", x + 1.5));
-        }
-        if !run.is_empty() {
+        if let [point] = run.as_slice() {
+            // A lone point (a day between gaps) is a dot.
+            let (x, y) = point.split_once(',').unwrap_or(("0", "0"));
+            let _ = write!(out, r#"<circle cx="{x}" cy="{y}" r="2"/>"#);
+        } else if !run.is_empty() {
             let _ = write!(out, r#"<polyline points="{}"/>"#, run.join(" "));
         }
         run.clear();
@@ -157,6 +155,10 @@ mod tests {
     #[test]
     fn a_lone_point_is_still_drawn() {
         let svg = sparkline("x", &[None, Some(3.0), None]);
-        assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 0, "{svg}");
+        assert!(
+            svg.contains(r#"<circle cx="60.0" cy="2.0" r="2"/>"#),
+            "{svg}"
+        );
     }
 }
