@@ -302,7 +302,7 @@ pub fn compute(entries: &[Entry], environments: &[String], facts: &Facts, w: &Wi
     // Oldest first; `history::read` is newest first in commit order, so a stable sort on time
     // keeps commit order for equal times only if reversed first.
     sorted.reverse();
-    sorted.sort_by(|a, b| a.time.cmp(&b.time));
+    sorted.sort_by_key(|e| e.time);
     let mut envs: Vec<String> = environments.to_vec();
     for e in &sorted {
         if !envs.contains(&e.promotion.environment) {
@@ -329,7 +329,7 @@ pub fn compute(entries: &[Entry], environments: &[String], facts: &Facts, w: &Wi
                 });
                 changes.extend(mine);
             }
-            changes.sort_by(|a, b| a.deployed_at.cmp(&b.deployed_at));
+            changes.sort_by_key(|c| c.deployed_at);
             EnvReport {
                 env: env.clone(),
                 metrics: metrics(&changes, w),

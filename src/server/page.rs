@@ -121,9 +121,9 @@ pub fn render(view: &StatusView, dora: Option<&Report>) -> String {
         None => out.push_str(" <span class=\"muted\">(waiting for the first pass)</span>"),
     }
     out.push_str("</p></header>\n");
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<main id=\"main\" data-updated=\"{}\">\n",
+        "<main id=\"main\" data-updated=\"{}\">",
         view.updated_at.map(rfc3339).unwrap_or_default()
     );
     if view.apps.is_empty() || view.environments.is_empty() {

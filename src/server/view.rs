@@ -358,7 +358,7 @@ fn recent(inputs: &Inputs<'_>, env: &str) -> Vec<RecentEntry> {
         .filter(|e| e.promotion.environment == env)
         .collect();
     // Newest first; stable, so equal times keep the history's (commit) order.
-    entries.sort_by(|a, b| b.time.cmp(&a.time));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.time));
     entries
         .into_iter()
         .take(RECENT)

@@ -32,7 +32,8 @@ pub fn sparkline(label: &str, values: &[Option<f64>]) -> String {
     for (i, v) in values.iter().enumerate() {
         match v {
             Some(v) => {
-                let x = W * i as f64 / n as f64;
+                // 2 units of margin each side, so that end dots are whole.
+                let x = 2.0 + (W - 4.0) * i as f64 / n as f64;
                 let y = if max > 0.0 {
                     (H - 2.0) - (H - 4.0) * (v / max)
                 } else {
@@ -148,8 +149,8 @@ mod tests {
         assert!(svg.contains(r#"aria-label="x &lt;y&gt;""#), "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
         // The largest value sits at the top margin, zero at the bottom one.
-        assert!(svg.contains(r#"points="0.0,26.0 30.0,2.0""#), "{svg}");
-        assert!(svg.contains(r#"points="90.0,14.0 120.0,2.0""#), "{svg}");
+        assert!(svg.contains(r#"points="2.0,26.0 31.0,2.0""#), "{svg}");
+        assert!(svg.contains(r#"points="89.0,14.0 118.0,2.0""#), "{svg}");
     }
 
     #[test]
