@@ -15,6 +15,7 @@
 //! flight and stops; reconciles in flight are abandoned (applies are idempotent; the next start
 //! picks up); the server stops accepting and drains.
 
+mod dora;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -381,7 +382,7 @@ impl Service {
             in_flight: Mutex::new(std::collections::BTreeSet::new()),
             repo_slug,
             history: Mutex::new(None),
-            dora: tokio::sync::Mutex::new(DoraState::default()),
+            dora: tokio::sync::Mutex::new(dora::DoraState::default()),
             dora_facts: Mutex::new(Arc::new(crate::dora::Facts::default())),
             last_outcomes: Mutex::new(Vec::new()),
             reconciles: Mutex::new(BTreeMap::new()),
@@ -565,20 +566,6 @@ async fn ensure_copies(
         })
 }
 
-/// The DORA window of the status page, `/api/v1/dora` and the gauges.
-const DORA_DAYS: i64 = 30;
-
-/// Facts for the DORA metrics are read again when the history moved, else at most this often
-/// (a verification may still report on the newest promotions).
-const DORA_REFRESH: Duration = Duration::from_secs(300);
-
-#[derive(Default)]
-struct DoraState {
-    gatherer: crate::dora::gather::Gatherer,
-    /// The history tip and time of the last read.
-    last: Option<(Option<String>, tokio::time::Instant)>,
-}
-
 /// Promotions from Git, newest first.
 type Promotions = Arc<Vec<crate::gitrepo::history::Entry>>;
 
@@ -600,7 +587,7 @@ struct Loops {
     /// Promotions read from Git, by the tip they were read at.
     history: Mutex<Option<(Option<String>, Promotions)>>,
     /// What the DORA metrics need beyond Git, and when it was last read.
-    dora: tokio::sync::Mutex<DoraState>,
+    dora: tokio::sync::Mutex<dora::DoraState>,
     /// The facts as of the last read, for building the report with the view.
     dora_facts: Mutex<Arc<crate::dora::Facts>>,
     /// The last pass's outcomes (the blocking gate of each waiting PR).
@@ -635,39 +622,6 @@ impl Loops {
         );
         *cache = Some((tip, entries.clone()));
         entries
-    }
-
-    /// Read what the DORA metrics need from the registry and GitHub for promotions not yet
-    /// looked at: when the history moved, else every [`DORA_REFRESH`].
-    async fn update_dora(&self) {
-        let Some(pipeline) = self.source.pipeline() else {
-            return;
-        };
-        let tip = self.source.commit();
-        let mut dora = self.dora.lock().await;
-        if dora
-            .last
-            .as_ref()
-            .is_some_and(|(at, when)| *at == tip && when.elapsed() < DORA_REFRESH)
-        {
-            return;
-        }
-        let entries = tokio::task::block_in_place(|| self.recent_history());
-        let since = Utc::now() - chrono::Duration::days(DORA_DAYS);
-        let host = crate::dora::gather::web_host(&self.cfg);
-        dora.gatherer
-            .update(
-                &entries,
-                &pipeline,
-                &self.scanner,
-                Some(self.engine.forge()),
-                &host,
-                since,
-            )
-            .await;
-        dora.last = Some((tip, tokio::time::Instant::now()));
-        *self.dora_facts.lock().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(dora.gatherer.facts().clone());
     }
 
     /// Rebuild the status page's view from what the loops know now.
@@ -713,22 +667,7 @@ impl Loops {
             Some(&self.state.view()),
         );
         self.state.set_view(v);
-        let facts = self
-            .dora_facts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let envs: Vec<String> = pipeline
-            .environments
-            .iter()
-            .map(|e| e.name.clone())
-            .collect();
-        self.state.set_dora(crate::dora::compute(
-            &entries,
-            &envs,
-            &facts,
-            &crate::dora::Window::last_days(DORA_DAYS, Utc::now()),
-        ));
+        self.refresh_dora(&pipeline, &entries);
     }
 
     fn trigger(&self, env: &str) {
