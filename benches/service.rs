@@ -330,6 +330,9 @@ async fn memory(apps: usize, kube_assets: Option<std::path::PathBuf>) {
         proc_status(pid, "VmRSS:"),
         proc_status(pid, "VmHWM:")
     );
+    if let Some(cluster) = sb.cluster.sim() {
+        scale_line(&sb, cluster, port, pid, apps, applied).await;
+    }
     if let (Some(cp), Some(user)) = (sb.cluster.control_plane(), identity) {
         // Observe one whole resync interval (the sandbox's is 30 s) plus a margin.
         let before = cp.writes_by(&user).len();
@@ -354,6 +357,63 @@ async fn memory(apps: usize, kube_assets: Option<std::path::PathBuf>) {
             proc_status(pid, "VmHWM:")
         );
     }
+}
+
+/// A metric's value from baton's `/metrics` (the first sample of `name`, labels ignored).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Writes in a stand-in's request counts: every verb that is not a read.
+fn writes<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>) -> u64 {
+    counts
+        .into_iter()
+        .filter(|(k, _)| {
+            let verb = k.split(' ').next().unwrap_or("");
+            !matches!(verb, "GET" | "HEAD" | "get" | "list" | "watch") && !k.contains("upload-pack")
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// #18's scale figures on the stand-ins, after the fleet is healthy: one idle window of 40 s
+/// (a resync of every environment, and a registry scan every 5 s, included).
+async fn scale_line(
+    sb: &Sandbox,
+    cluster: &sim::cluster::Cluster,
+    port: u16,
+    pid: u32,
+    apps: usize,
+    cold: Duration,
+) {
+    let registry_requests = || sb.registry.counts().values().sum::<u64>();
+    let scans = || metric(port, "baton_registry_scans_total").unwrap_or(0.0);
+    let (forge0, cluster0, registry0, scans0) = (
+        writes(&sb.forge.calls()),
+        writes(&cluster.counts().0),
+        registry_requests(),
+        scans(),
+    );
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let idle_writes = writes(&sb.forge.calls()) - forge0 + writes(&cluster.counts().0) - cluster0;
+    let scans_in_window = (scans() - scans0).max(1.0);
+    let per_scan = (registry_requests() - registry0) as f64 / scans_in_window;
+    let pass = metric(port, "baton_plan_pass_seconds").unwrap_or(f64::NAN);
+    let rss_kib: f64 = proc_status(pid, "VmHWM:")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN);
+    println!(
+        "scale: {apps} apps x 3 envs: rss {:.0} MiB, cold start to healthy {:.1} s, idle pass {:.0} ms, idle writes {idle_writes}, registry requests per idle scan {per_scan:.0}",
+        rss_kib / 1024.0,
+        cold.as_secs_f64(),
+        pass * 1000.0,
+    );
 }
 
 fn main() {

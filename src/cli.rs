@@ -90,8 +90,9 @@ pub enum Command {
     /// Fetches the config repo, scans the registries for each app's newest blessed digest,
     /// reads open promotion PRs from GitHub, and prints the planned actions (open, update,
     /// close, merge, wait) with each PR's gate evaluation. Needs a runtime config
-    /// (baton.yaml). Deployment health comes from the reconciler, which `plan` does not run:
-    /// soak gates show as waiting.
+    /// (baton.yaml). What each environment runs and since when it has been healthy (soak)
+    /// comes from the state the running bot keeps in its home cluster (ConfigMaps
+    /// `baton-state-<env>`), so the verdicts match the bot's own.
     Plan(PlanArgs),
 
     /// Render an environment (or any kustomization directory) the way `kubectl kustomize`
@@ -647,6 +648,12 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 helm: cfg.render.helm_binary(),
                 ..Default::default()
             });
+        let guard = checker.guard(&forge).await?;
+        match args.output {
+            // stdout stays the outcomes' JSON.
+            Output::Json => eprint!("{}", guard_text(&guard)),
+            Output::Table => print!("{}", guard_text(&guard)),
+        }
         let outcomes = match args.pr {
             Some(n) => match checker.check_pull_request(&forge, n).await? {
                 Some(o) => vec![o],
@@ -695,6 +702,22 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What `baton check` says about the config branch's guard (one line, or one per setting to
+/// make).
+fn guard_text(guard: &crate::prcheck::guard::Guard) -> String {
+    if guard.is_guarded() {
+        return format!("{}\n", guard.summary());
+    }
+    let mut out = format!(
+        "warning: people's PRs to {} can skip the promotion gates; set:\n",
+        guard.branch
+    );
+    for what in &guard.missing {
+        out.push_str(&format!("  - {what}\n"));
+    }
+    out
+}
+
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     use crate::promote::plan::Action;
     let cfg = crate::config::RuntimeConfig::load(&args.config, std::env::vars())?;
@@ -720,9 +743,20 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         for p in &problems {
             eprintln!("warning: registry scan: {p}");
         }
-        let actions = engine
-            .plan_only(&releases, &Default::default(), now)
-            .await?;
+        // What each environment runs and since when, as the bot persisted it (the same
+        // soak clocks its status comments are written from).
+        let deployments = match engine.pipeline() {
+            Some(pipeline) => crate::service::load_deployments(&cfg, &pipeline)
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!(
+                        "warning: cannot read baton's state ({e}); soak gates show as waiting"
+                    );
+                    Default::default()
+                }),
+            None => Default::default(),
+        };
+        let actions = engine.plan_only(&releases, &deployments, now).await?;
         anyhow::Ok(actions)
     })?;
     match args.output {
@@ -763,7 +797,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                             "           {:<9} {:?}  {}",
                             r.gate.title(),
                             r.verdict,
-                            r.reason
+                            r.detail(now)
                         );
                     }
                 }

@@ -24,5 +24,6 @@ pub mod render;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod tls;
 pub mod yaml;

@@ -167,7 +167,7 @@ fn default_values_render_an_ha_deployment_with_cluster_wide_rbac_and_no_service_
     common_checks(&objects, "baton", "baton-system");
     let deploy = find(&objects, "Deployment", "baton");
     assert_eq!(deploy["spec"]["replicas"], 2);
-    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
     let c = container(&objects, "baton");
     assert_eq!(
         c["image"], "ghcr.io/baton-dev/baton:0.1.0",
@@ -396,6 +396,8 @@ fn helm_lints_the_chart_in_both_rbac_scopes() {
         json!({}),
         json!({"rbac": {"scope": "namespaces", "namespaces": ["shop", "payments"], "bindAndEscalate": true},
                "config": {"inClusterClusters": ["prod"]}}),
+        json!({"rbac": {"scope": "impersonate", "impersonate": ["team-a/deployer"]},
+               "config": {"inClusterClusters": ["prod"]}}),
     ] {
         let (ok, stdout, stderr) = helm_run(&["lint", "--strict", chart], &overrides);
         assert!(ok, "helm lint {overrides}:\n{stdout}\n{stderr}");
@@ -409,11 +411,19 @@ fn helm_refuses_an_unknown_scope_and_a_namespaces_scope_without_namespaces() {
     for (overrides, says) in [
         (
             json!({"rbac": {"scope": "everywhere"}}),
-            "rbac.scope must be cluster or namespaces",
+            "rbac.scope must be cluster, namespaces or impersonate",
         ),
         (
             json!({"rbac": {"scope": "namespaces"}}),
             "needs rbac.namespaces",
+        ),
+        (
+            json!({"rbac": {"scope": "impersonate"}}),
+            "needs rbac.impersonate",
+        ),
+        (
+            json!({"rbac": {"scope": "impersonate", "impersonate": ["deployer"]}}),
+            "\"deployer\" is not namespace/name",
         ),
     ] {
         let (ok, _, stderr) = helm_run(&["template", "baton", chart], &overrides);
@@ -445,4 +455,57 @@ fn bind_and_escalate_adds_exactly_those_verbs_on_roles_in_either_scope() {
     let plain = render_chart("baton", "ops", json!({}));
     let role = find(&plain, "ClusterRole", "baton-ops");
     assert_eq!(role["rules"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_impersonate_scope_grants_only_impersonation_of_the_listed_accounts_and_the_release_namespace()
+ {
+    let objects = render_chart(
+        "baton",
+        "ops",
+        json!({"rbac": {"scope": "impersonate", "impersonate": ["team-a/deployer", "team-b/deploy.er"]},
+               "config": {"inClusterClusters": ["prod"]}}),
+    );
+    common_checks(&objects, "baton", "ops");
+    let rbac: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["apiVersion"] == "rbac.authorization.k8s.io/v1")
+        .collect();
+    assert!(
+        rbac.iter()
+            .all(|o| o["kind"] == "Role" || o["kind"] == "RoleBinding"),
+        "no cluster-wide grant: {rbac:?}"
+    );
+    let roles: Vec<(&str, &Value)> = rbac
+        .iter()
+        .filter(|o| o["kind"] == "Role")
+        .map(|o| (o["metadata"]["namespace"].as_str().unwrap(), &o["rules"]))
+        .collect();
+    assert_eq!(roles.len(), 3, "{roles:?}");
+    let self_role = find(&objects, "Role", "baton-self");
+    assert_eq!(self_role["metadata"]["namespace"], "ops");
+    for (ns, name) in [("team-a", "deployer"), ("team-b", "deploy.er")] {
+        let role_name = format!("baton-ops-impersonate-{name}");
+        let role = find(&objects, "Role", &role_name);
+        assert_eq!(role["metadata"]["namespace"], ns);
+        assert_eq!(
+            role["rules"],
+            json!([{"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [name], "verbs": ["impersonate"]}])
+        );
+        let binding = find(&objects, "RoleBinding", &role_name);
+        assert_eq!(binding["metadata"]["namespace"], ns);
+        assert_eq!(binding["roleRef"]["name"], role_name.as_str());
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "baton", "namespace": "ops"}])
+        );
+    }
+    // baton.yaml keeps the cluster scope: the accounts decide what is allowed.
+    let config = runtime_config(&objects, "baton");
+    let prod = &config.clusters["prod"];
+    assert_eq!(
+        prod.scope,
+        baton::config::runtime::ClusterScope::Cluster,
+        "{prod:?}"
+    );
 }

@@ -113,6 +113,15 @@ async fn wait<T>(
 /// deploy to `<prefix>-dev`, `<prefix>-staging` and `<prefix>-prod`; without their Namespace
 /// objects when `namespaces_exist` (a namespaces scope may not create them).
 async fn sandbox(prefix: &str, drop_namespace_objects: bool) -> Sandbox {
+    sandbox_with(prefix, drop_namespace_objects, |_| {}).await
+}
+
+/// [`sandbox`], with `edit` run on the seed's `policies/pipeline.yaml` text.
+async fn sandbox_with(
+    prefix: &str,
+    drop_namespace_objects: bool,
+    edit: impl Fn(&mut String) + Send + 'static,
+) -> Sandbox {
     let prefix = prefix.to_string();
     Sandbox::start_with(&SandboxOptions::default(), move |registry, seed| {
         let created = chrono::Utc::now() - chrono::Duration::days(1);
@@ -146,6 +155,10 @@ async fn sandbox(prefix: &str, drop_namespace_objects: bool) -> Sandbox {
                 std::fs::write(&file, edited).map_err(|e| SandboxError::Seed(e.to_string()))?;
             }
         }
+        let pipeline = seed.join("policies/pipeline.yaml");
+        let mut text = std::fs::read_to_string(&pipeline).unwrap();
+        edit(&mut text);
+        std::fs::write(&pipeline, text).map_err(|e| SandboxError::Seed(e.to_string()))?;
         Ok(initial)
     })
     .await
@@ -416,7 +429,10 @@ async fn under_the_cluster_scope_two_replicas_elect_a_leader_on_a_real_lease_and
     )
     .await;
     let (mut leading, mut following) = if leader == "baton-a" { (a, b) } else { (b, a) };
-    assert!(!following.ready(), "the follower must not be ready");
+    assert!(
+        following.ready(),
+        "a follower is Ready too (it serves the status page and passes webhooks on)"
+    );
     dev_deployed(cp, &prefix, &user, || leading.log()).await;
     assert!(following.alive() && leading.alive());
 
@@ -440,8 +456,8 @@ async fn under_the_cluster_scope_two_replicas_elect_a_leader_on_a_real_lease_and
     )
     .await;
     let took = died.elapsed();
-    // The lease runs out 3 s after the leader's last renewal; the library waits up to 1 s more
-    // before taking it (and this poll adds up to 100 ms).
+    // The follower counts the lease expired 3 s after it last saw it change (a renewal every
+    // 0.5 s), looks every 0.5 s, and this poll adds up to 100 ms.
     assert!(
         took < Duration::from_secs(3) + Duration::from_secs(2),
         "takeover took {took:?} with a 3 s lease"
@@ -615,4 +631,118 @@ async fn a_missing_permission_is_one_error_naming_verb_resource_and_namespace_an
         "{error}"
     );
     assert_eq!(cp.writes_by(&user).len(), writes, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_impersonate_scope_baton_run_deploys_each_environment_as_its_service_account() {
+    baton::tls::install_crypto_provider();
+    let cp = real();
+    let prefix = unique("impscope");
+    let release = "baton";
+    let namespace = format!("{prefix}-system");
+    let admin = cp.client().await.unwrap();
+    // The platform team: a namespace per environment, its deployer account, allowed anything
+    // namespaced there and nothing else.
+    for env in ["dev", "staging", "prod"] {
+        let ns = format!("{prefix}-{env}");
+        cp.service_account_token(&ns, "deployer").await.unwrap();
+        for (kind, body) in [
+            (
+                "Role",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                    "metadata": {"name": "deployer", "namespace": ns},
+                    "rules": [{"apiGroups": ["*"], "resources": ["*"],
+                        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]}),
+            ),
+            (
+                "RoleBinding",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": {"name": "deployer", "namespace": ns},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}]}),
+            ),
+        ] {
+            let object: kube::api::DynamicObject = serde_json::from_value(body).unwrap();
+            dynamic(&admin, "rbac.authorization.k8s.io/v1", kind, &ns)
+                .patch(
+                    "deployer",
+                    &PatchParams::apply("tests"),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let accounts: Vec<String> = ["dev", "staging", "prod"]
+        .iter()
+        .map(|e| format!("{prefix}-{e}/deployer"))
+        .collect();
+    helm_install(
+        cp,
+        release,
+        &namespace,
+        json!({
+            "rbac": {"scope": "impersonate", "impersonate": accounts},
+            "config": {"inClusterClusters": ["dev", "staging", "prod"]}
+        }),
+    );
+    let p = prefix.clone();
+    let sb = sandbox_with(&prefix, true, move |pipeline| {
+        for env in ["dev", "staging", "prod"] {
+            let entry = format!("  - name: {env}\n");
+            assert!(pipeline.contains(&entry), "{pipeline}");
+            *pipeline = pipeline.replacen(
+                &entry,
+                &format!("{entry}    serviceAccount: {p}-{env}/deployer\n"),
+                1,
+            );
+        }
+    })
+    .await;
+    let (kubeconfig, user) = chart_identity(cp, release, &namespace).await;
+    let config = config_for_chart(cp, &sb, release, &namespace, &kubeconfig).await;
+
+    let mut replica = Replica::start(&sb, &config, release, &namespace, "baton-0");
+    wait(
+        "the replica leading and ready",
+        Duration::from_secs(60),
+        async || {
+            let holder = lease_holder(cp, &namespace, release).await?;
+            (holder == "baton-0" && replica.ready()).then_some(())
+        },
+        || format!("baton's log:\n{}", replica.log()),
+    )
+    .await;
+    dev_deployed(cp, &prefix, &user, || replica.log()).await;
+    assert!(replica.alive(), "baton run exited: {}", replica.log());
+
+    // Every write baton's token made outside its own namespace was made as that
+    // environment's deployer; its own writes stayed in its namespace.
+    let dev_deployer = format!("system:serviceaccount:{prefix}-dev:deployer");
+    let mut as_dev = 0;
+    for e in cp.audit_events(&user) {
+        let verb = e["verb"].as_str().unwrap_or("");
+        if !matches!(verb, "create" | "update" | "patch" | "delete") {
+            continue;
+        }
+        let ns = e["objectRef"]["namespace"].as_str().unwrap_or("");
+        let acting = e["impersonatedUser"]["username"].as_str();
+        if ns == namespace {
+            assert_eq!(
+                acting, None,
+                "baton's own namespace is written as baton: {e}"
+            );
+        } else {
+            let env = ns.strip_prefix(&format!("{prefix}-")).unwrap_or("?");
+            assert_eq!(
+                acting,
+                Some(format!("system:serviceaccount:{ns}:deployer").as_str()),
+                "a write in {ns} (environment {env}) not made as its deployer: {e}"
+            );
+            if acting == Some(dev_deployer.as_str()) {
+                as_dev += 1;
+            }
+        }
+    }
+    assert!(as_dev > 0, "nothing was written as dev's deployer");
 }

@@ -194,3 +194,174 @@ async fn a_leader_that_cannot_reach_the_api_server_steps_down() {
     leader.release().await;
     assert_eq!(holder(&cluster), None, "the lease was released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline_not_the_client_timeout() {
+    let (cluster, client) = start().await;
+    let leader = candidate(&client, "replica-a");
+    let mut rx = leader.subscribe();
+    becomes(&mut rx, true, DURATION * 2)
+        .await
+        .expect("a lone candidate leads");
+    let fence = leader.fence();
+    assert!(fence.holds());
+    next_renewal(&cluster).await;
+
+    // Every lease call now hangs far longer than the lease (the HTTP client would wait minutes).
+    cluster.inject(Fault::delay(Duration::from_secs(60)).resource("leases"));
+    let hung_at = Instant::now();
+    let stepped_down = becomes(&mut rx, false, DURATION * 2)
+        .await
+        .expect("the leader steps down while its call still hangs");
+    let deadline = DURATION - GRACE;
+    assert!(
+        stepped_down <= deadline + Duration::from_millis(500),
+        "stepped down after {stepped_down:?}; the renew deadline is {deadline:?}"
+    );
+    assert!(
+        !fence.holds(),
+        "the fence is down by the time the state says so"
+    );
+    assert!(
+        hung_at.elapsed() < DURATION,
+        "it stopped acting before the lease could expire ({:?})",
+        hung_at.elapsed()
+    );
+    cluster.clear_faults();
+    leader.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_holder_drops_its_fence_at_once() {
+    let (_cluster, client) = start().await;
+    let leader = candidate(&client, "replica-a");
+    let mut rx = leader.subscribe();
+    becomes(&mut rx, true, DURATION * 2)
+        .await
+        .expect("a lone candidate leads");
+    let fence = leader.fence();
+    // Stop the election task dead, as a crash of the election would: nothing renews any more,
+    // so nothing may act under this lease either.
+    leader.abort();
+    let fence_after_abort = fence.holds();
+    assert!(
+        !fence_after_abort,
+        "abort drops the fence at once (a crashed holder acts no more)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_nudges_the_holder_through_the_lease() {
+    let (_cluster, client) = start().await;
+    let ((leader, _, _), (_follower, _, _)) = elect(&client).await;
+    let mut nudges = leader.nudges();
+    nudges.borrow_and_update();
+    baton::leader::nudge(
+        &client,
+        &LeaseConfig::new(NS, LEASE, "replica-x").with_timing(DURATION, GRACE),
+        "webhook push",
+    )
+    .await
+    .expect("the nudge is written");
+    tokio::time::timeout(DURATION, nudges.changed())
+        .await
+        .expect("the holder sees the nudge within a renewal")
+        .expect("the election runs");
+}
+
+// ---------------------------------------------------------------------------------------
+// Shards: one Lease per cluster, spread among the replicas.
+
+use baton::leader::shards::{Held, Shards};
+use std::collections::BTreeMap;
+
+fn shard_candidate(client: &kube::Client, identity: &str, clusters: &[String]) -> Shards {
+    Shards::start(
+        client.clone(),
+        LeaseConfig::new(NS, "baton-reconcile", identity).with_timing(DURATION, GRACE),
+        clusters.iter().cloned(),
+    )
+    .unwrap()
+}
+
+/// Poll the replicas' held sets until `ok` holds for them (every 50 ms, up to `within`).
+async fn shards_settle(
+    replicas: &[(&str, watch::Receiver<Held>)],
+    within: Duration,
+    ok: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+) -> BTreeMap<String, Vec<String>> {
+    let started = Instant::now();
+    loop {
+        let now: BTreeMap<String, Vec<String>> = replicas
+            .iter()
+            .map(|(id, rx)| (id.to_string(), rx.borrow().keys().cloned().collect()))
+            .collect();
+        if ok(&now) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < within,
+            "not settled within {within:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every cluster held by exactly one replica, and each replica holds `per` of them.
+fn spread_evenly(held: &BTreeMap<String, Vec<String>>, clusters: &[String], per: usize) -> bool {
+    let mut all: Vec<&String> = held.values().flatten().collect();
+    all.sort();
+    let each = held.values().all(|h| h.len() == per);
+    all.len() == clusters.len() && all.iter().zip(clusters).all(|(a, b)| *a == b) && each
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_six_clusters_and_a_dead_ones_move_within_the_lease_duration() {
+    let (cluster, client) = start().await;
+    let clusters: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
+    let a = shard_candidate(&client, "replica-a", &clusters);
+    let b = shard_candidate(&client, "replica-b", &clusters);
+    let c = shard_candidate(&client, "replica-c", &clusters);
+    let replicas = [
+        ("replica-a", a.subscribe()),
+        ("replica-b", b.subscribe()),
+        ("replica-c", c.subscribe()),
+    ];
+    let held = shards_settle(&replicas, DURATION * 10, |h| spread_evenly(h, &clusters, 2)).await;
+    // The leases agree with what each replica believes it holds.
+    for (id, mine) in &held {
+        for c in mine {
+            let lease = cluster
+                .get(
+                    "coordination.k8s.io/v1",
+                    "Lease",
+                    NS,
+                    &format!("baton-reconcile-{c}"),
+                )
+                .unwrap();
+            assert_eq!(lease["spec"]["holderIdentity"], id.as_str(), "{c}");
+        }
+    }
+
+    // replica-c dies without releasing: its two clusters move to the others.
+    let dead: Vec<String> = held["replica-c"].clone();
+    c.abort();
+    let died = Instant::now();
+    let survivors = [replicas[0].clone(), replicas[1].clone()];
+    shards_settle(&survivors, DURATION * 6, |h| spread_evenly(h, &clusters, 3)).await;
+    let moved = died.elapsed();
+    // Its cluster leases expire one lease duration after their last renewal; its membership
+    // too, after which the survivors' fair share grows to 3. A few looks more to take them.
+    assert!(
+        moved < DURATION * 2 + Duration::from_secs(2),
+        "{dead:?} moved after {moved:?} with a {DURATION:?} lease"
+    );
+
+    // A graceful stop hands over at once: b's clusters go to a.
+    b.release().await;
+    shards_settle(&[replicas[0].clone()], DURATION * 4, |h| {
+        h["replica-a"].len() == clusters.len()
+    })
+    .await;
+    a.release().await;
+}

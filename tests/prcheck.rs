@@ -43,8 +43,13 @@ struct World {
 
 impl World {
     async fn new() -> Self {
+        Self::with_files(example_files()).await
+    }
+
+    /// A world whose config repo holds `files`.
+    async fn with_files(files: Vec<(String, String)>) -> Self {
         let forge = Forge::start().await.unwrap();
-        seed_repo(&forge, OWNER, REPO, &example_files());
+        seed_repo(&forge, OWNER, REPO, &files);
         let mut tokens = BTreeMap::new();
         for (login, perm) in [("dana", Permission::Write), ("ci", Permission::Write)] {
             tokens.insert(login.to_string(), forge.add_user(login, perm));
@@ -416,6 +421,7 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
             digest: digest.clone(),
             state: DeployState::Healthy,
             healthy_since: Some(now - Duration::minutes(15)),
+            restarted: None,
         },
     );
     let out = pass(&mut w, &deployments).await;
@@ -472,6 +478,115 @@ async fn a_promotion_pr_gets_baton_validate_and_the_staging_gate_then_passes() {
         out.iter()
             .any(|o| matches!(o, Outcome::Merged { env, .. } if env == "staging")),
         "{out:?}"
+    );
+}
+
+/// `baton check` (table output) on `w`'s repo: its stdout.
+async fn baton_check_table(w: &World) -> String {
+    let config = w.dir.path().join("baton-guard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo:\n  url: {}\n  branch: main\ngithub:\n  apiUrl: {}\n  repository: shop/config\n  token: {{ env: CHECK_TEST_TOKEN }}\n  botLogin: baton[bot]\nworkdir: {}\n",
+            w.forge.git_url(OWNER, REPO),
+            w.forge.url(),
+            w.dir.path().join("guard-work").display()
+        ),
+    )
+    .unwrap();
+    let token = w.forge.bot_token();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["check", "--config", config.to_str().unwrap()])
+            .env("CHECK_TEST_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_check_says_what_to_set_when_the_branch_rule_and_codeowners_are_missing() {
+    let w = World::new().await;
+    // A rule that requires another check only, and no CODEOWNERS.
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            sim::forge::Protection {
+                ruleset: true,
+                required_status_checks: vec!["ci/test".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let out = baton_check_table(&w).await;
+    for says in [
+        "warning: people's PRs to main can skip the promotion gates; set:",
+        "  - require the status check baton/validate on main (Settings → Rules → Rulesets",
+        "  - add a CODEOWNERS file (.github/CODEOWNERS) with a line `/environments/ @<org>/<approvers>`",
+        "  - add a CODEOWNERS file (.github/CODEOWNERS) with a line `/policies/ @<org>/<approvers>`",
+        "  - require a review from Code Owners on main",
+        "no open pull request to main",
+    ] {
+        assert!(out.contains(says), "expected {says:?} in:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_check_says_the_gates_bind_when_validate_is_required_and_codeowners_cover_the_config()
+{
+    let mut files = example_files();
+    files.push((
+        ".github/CODEOWNERS".into(),
+        "* @shop/devs\n/environments/ @shop/release-managers\n/policies/ @shop/release-managers\n"
+            .into(),
+    ));
+    let w = World::with_files(files).await;
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            sim::forge::Protection {
+                ruleset: true,
+                required_status_checks: vec!["baton/validate".into()],
+                require_code_owner_reviews: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let out = baton_check_table(&w).await;
+    assert!(
+        out.starts_with("branch main requires baton/validate and a code owner's review, and .github/CODEOWNERS owns environments/ and policies/: gates bind people's PRs too\n"),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "{out}");
+
+    // A CODEOWNERS line that unowns prod is named.
+    let mut w = w;
+    w.push(
+        "dana",
+        "main",
+        &[(
+            ".github/CODEOWNERS",
+            "/policies/ @shop/release-managers\n",
+            "/policies/ @shop/release-managers\n/environments/prod/\n",
+        )],
+    );
+    let out = baton_check_table(&w).await;
+    assert!(
+        out.contains("  - .github/CODEOWNERS leaves environments/prod/"),
+        "{out}"
     );
 }
 

@@ -252,6 +252,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
         objects: vec![namespace("shop"), config_map("shop", "a", "1")],
         prune: None,
         allow: None,
+        service_account: None,
     })));
     let source =
         {
@@ -267,6 +268,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
                                 objects,
                                 prune: None,
                                 allow: None,
+                                service_account: None,
                             }),
                     }
                 }
@@ -318,6 +320,7 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
         objects: vec![namespace("shop"), config_map("shop", "a", "3")],
         prune: None,
         allow: None,
+        service_account: None,
     });
     cluster.inject(
         Fault::status(500)

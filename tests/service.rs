@@ -1,8 +1,9 @@
 //! The service (`baton run`'s loops) against the stand-ins: what happens around a release that
 //! the story in `tests/e2e.rs` does not show. A failing acceptance test in staging blocks prod,
 //! is reported on the PR with its log tail, rolls staging back (`onFailure: rollback`), and
-//! `/retry` runs it again; and two `baton run` replicas with leader election hand over when
-//! the leader dies.
+//! `/retry` runs it again; two `baton run` replicas with leader election hand over when
+//! the leader dies; and `baton run` warns once at start when the config branch's rules and
+//! CODEOWNERS do not make the gates bind people's PRs.
 
 mod common;
 
@@ -227,13 +228,68 @@ fn replica(sb: &Sandbox, identity: &str) -> Replica {
     Replica { child, port }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baton_run_warns_once_at_start_what_to_set_so_the_gates_bind_peoples_prs() {
+    baton::tls::install_crypto_provider();
+    // The sandbox's config branch has no rules and no CODEOWNERS.
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let log = sb.dir.join("run.log");
+    let port = common::free_port();
+    let _run = Replica {
+        child: Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", "--config", sb.config_file.to_str().unwrap()])
+            .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BATON_WORKDIR", sb.dir.join("work-guard"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        port,
+    };
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pulls = || {
+        sb.forge
+            .calls()
+            .get("GET /repos/{owner}/{repo}/pulls")
+            .copied()
+            .unwrap_or(0)
+    };
+    let missing = [
+        "set this: require the status check baton/validate on main",
+        "set this: add a CODEOWNERS file (.github/CODEOWNERS) with a line `/environments/ @<org>/<approvers>`",
+        "set this: add a CODEOWNERS file (.github/CODEOWNERS) with a line `/policies/ @<org>/<approvers>`",
+        "set this: require a review from Code Owners on main",
+    ];
+    let listed = wait(
+        "the start-up warning",
+        Duration::from_secs(60),
+        || missing.iter().all(|m| read().contains(m)).then(pulls),
+        read,
+    )
+    .await;
+    // Several passes later (each lists the open PRs), each line is still there once.
+    wait(
+        "three more passes",
+        Duration::from_secs(60),
+        || (pulls() >= listed + 3).then_some(()),
+        || format!("{} PR lists", pulls()),
+    )
+    .await;
+    let text = read();
+    for m in missing {
+        assert_eq!(text.matches(m).count(), 1, "{m:?} in:\n{text}");
+    }
+}
+
 /// `/readyz` status code, or `None` when nothing answers.
 fn readyz(port: u16) -> Option<u16> {
     common::http_get(port, "/readyz").map(|(code, _)| code)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_two_replicas_only_the_leader_is_ready_and_a_follower_takes_over_when_it_dies() {
+async fn of_two_replicas_both_are_ready_the_follower_passes_webhooks_on_and_takes_over_when_the_leader_dies()
+ {
     baton::tls::install_crypto_provider();
     let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
     let a = replica(&sb, "replica-a");
@@ -275,9 +331,34 @@ async fn of_two_replicas_only_the_leader_is_ready_and_a_follower_takes_over_when
     assert!(ready(&leading), "the lease holder {leader} is not ready");
     assert_eq!(
         readyz(following.port),
-        Some(503),
-        "the follower must be alive but not ready"
+        Some(200),
+        "a follower is Ready: it serves the status page and passes webhooks on"
     );
+    // A webhook that reaches the follower nudges the lease holder through the Lease.
+    let nudge = || {
+        sb.cluster
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "baton-system",
+                "baton-leader",
+            )
+            .and_then(|l| {
+                l.pointer("/metadata/annotations/baton.dev~1nudge")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+    };
+    let before = nudge();
+    sb.connect(format!("127.0.0.1:{}", following.port).parse().unwrap());
+    sb.push("web", "1.1.0");
+    wait(
+        "the follower passing a webhook on",
+        Duration::from_secs(30),
+        || nudge().filter(|n| Some(n) != before.as_ref()),
+        || format!("nudge annotation {:?}", nudge()),
+    )
+    .await;
 
     // The leader dies without releasing its lease (SIGKILL).
     let _ = leading.child.kill();
@@ -389,17 +470,17 @@ async fn a_commit_that_drops_most_of_dev_holds_its_deletions_until_an_approver_c
     sb.forge
         .comment_as("alice", OWNER, REPO, dev.number, "/prune dev")
         .unwrap();
+    // The prune deletes workloads first, then the rest: wait for both.
     wait(
-        "web deleted after alice's /prune",
+        "web's Deployment and Service deleted after alice's /prune",
         Duration::from_secs(60),
-        || web().is_none().then_some(()),
+        || {
+            (web().is_none() && sb.cluster.get("v1", "Service", "shop-dev", "web").is_none())
+                .then_some(())
+        },
         || state().unwrap_or_default(),
     )
     .await;
-    assert!(
-        sb.cluster.get("v1", "Service", "shop-dev", "web").is_none(),
-        "the Service went too"
-    );
     assert!(
         sb.cluster
             .get("apps/v1", "Deployment", "shop-dev", "worker")
@@ -416,4 +497,122 @@ async fn a_commit_that_drops_most_of_dev_holds_its_deletions_until_an_approver_c
 
     let _ = stop_tx.send(());
     let _ = running.await;
+}
+
+/// `kill -<signal> <pid>`.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// The fence, on a real control plane: the leader is frozen (SIGSTOP) past its lease's expiry,
+/// the follower takes over and promotes a release, then the old leader is resumed (SIGCONT).
+/// Whatever it was doing when frozen, it finds its lease gone before its next write: it writes
+/// nothing to GitHub and exits so that Kubernetes restarts it as a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_and_resumed_after_the_follower_acted_duplicates_nothing() {
+    baton::tls::install_crypto_provider();
+    let assets =
+        controlplane::assets_dir(&common::project_root()).unwrap_or_else(|e| panic!("{e}"));
+    let sb = Sandbox::start(&SandboxOptions {
+        kube_assets: Some(assets),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let a = replica(&sb, "replica-a");
+    let b = replica(&sb, "replica-b");
+    let holder = || {
+        sb.cluster
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "baton-system",
+                "baton-leader",
+            )
+            .and_then(|l| {
+                l.pointer("/spec/holderIdentity")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+    };
+    let leader = wait(
+        "one replica leading",
+        Duration::from_secs(60),
+        holder,
+        || format!("lease {:?}", holder()),
+    )
+    .await;
+    let (mut frozen, acting, acting_id) = if leader == "replica-a" {
+        (a, b, "replica-b")
+    } else {
+        (b, a, "replica-a")
+    };
+    // The release arrives while the leader is frozen mid-flight.
+    sb.connect(format!("127.0.0.1:{}", frozen.port).parse().unwrap());
+    let digest = sb.push("web", "1.1.0");
+    signal(&frozen.child, "STOP");
+    wait(
+        "the follower taking the lease",
+        Duration::from_secs(30),
+        || (holder().as_deref() == Some(acting_id)).then_some(()),
+        || format!("lease {:?}", holder()),
+    )
+    .await;
+    sb.connect(format!("127.0.0.1:{}", acting.port).parse().unwrap());
+    let short = &digest["sha256:".len().."sha256:".len() + 12];
+    let dev = wait(
+        "the new leader merging dev's promotion",
+        Duration::from_secs(90),
+        || merged_pull(&sb, |p| labelled(p, "env:dev") && p.title.contains(short)),
+        || pulls(&sb),
+    )
+    .await;
+    let before_comments = sb.forge.comments(OWNER, REPO, dev.number).len();
+
+    signal(&frozen.child, "CONT");
+    let exit = wait(
+        "the resumed leader stepping down and exiting",
+        Duration::from_secs(30),
+        || frozen.child.try_wait().unwrap(),
+        || format!("lease {:?}", holder()),
+    )
+    .await;
+    assert_eq!(exit.code(), Some(1), "it exits to rejoin as a follower");
+    assert_eq!(
+        holder().as_deref(),
+        Some(acting_id),
+        "the lease stays with the replica that acted"
+    );
+    // No duplicate: one PR per title (environment, app, release), one status comment on dev's.
+    let all = sb.forge.pulls(OWNER, REPO);
+    let mut titles: Vec<&str> = all.iter().map(|p| p.title.as_str()).collect();
+    titles.sort();
+    let before = titles.len();
+    titles.dedup();
+    assert_eq!(before, titles.len(), "a duplicate PR: {}", pulls(&sb));
+    assert!(
+        all.iter()
+            .filter(|p| labelled(p, "env:dev") && p.title.contains(short))
+            .count()
+            == 1,
+        "one dev PR for the release: {}",
+        pulls(&sb)
+    );
+    let comments = sb.forge.comments(OWNER, REPO, dev.number);
+    let status_comments = comments
+        .iter()
+        .filter(|c| c.body.contains("<!-- baton:status -->"))
+        .count();
+    assert_eq!(
+        status_comments, 1,
+        "one status comment on the dev PR: {comments:?}"
+    );
+    assert!(
+        comments.len() >= before_comments,
+        "nothing removed: {comments:?}"
+    );
 }

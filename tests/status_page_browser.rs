@@ -75,6 +75,7 @@ fn seeded() -> (StatusView, baton::dora::Report) {
         digest: digest(n),
         state,
         healthy_since: (state == DeployState::Healthy).then_some(now),
+        restarted: None,
     };
     let deployments = BTreeMap::from([
         (

@@ -103,6 +103,38 @@ fn an_object_outside_an_environments_allow_is_refused_by_name_and_a_covering_all
 }
 
 #[test]
+fn a_service_account_must_be_namespace_slash_name_and_a_valid_one_passes() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    serviceAccount: deployer\n",
+    );
+    assert_says(
+        &out,
+        "environments[0].serviceAccount: \"deployer\" is not <namespace>/<name> (e.g. team-a/deployer)",
+    );
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    serviceAccount: Shop_Dev/deployer\n",
+    );
+    assert_says(
+        &out,
+        "environments[0].serviceAccount: \"Shop_Dev\" in \"Shop_Dev/deployer\" is not a namespace name",
+    );
+
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "    autoMerge: true\n",
+        "    autoMerge: true\n    serviceAccount: shop-dev/baton-deployer\n",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn a_cycle_in_after_is_refused() {
     let out = invalid_after_edit(
         "policies/pipeline.yaml",

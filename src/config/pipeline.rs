@@ -235,6 +235,56 @@ pub struct Environment {
     /// fails `baton validate` and `baton/validate`, and is never sent to the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Allow>,
+    /// `serviceAccount: <namespace>/<name>`: the environment's apply, prune, dry run and health
+    /// reads run as this ServiceAccount through Kubernetes impersonation (as Flux's
+    /// `serviceAccountName`), so it can do no more than that account's RBAC allows; baton's
+    /// own identity needs only `impersonate` on it. None: baton's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// A ServiceAccount an environment acts as (`serviceAccount: team-a/deployer`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceAccountRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceAccountRef {
+    /// `namespace/name`, each a valid Kubernetes name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some((namespace, name)) = text.split_once('/') else {
+            return Err(format!(
+                "{text:?} is not <namespace>/<name> (e.g. team-a/deployer)"
+            ));
+        };
+        if !super::validate::is_dns_label(namespace) {
+            return Err(format!(
+                "{namespace:?} in {text:?} is not a namespace name (a DNS label: lower-case letters, digits and '-', at most 63)"
+            ));
+        }
+        let subdomain = name.len() <= 253 && name.split('.').all(super::validate::is_dns_label);
+        if !subdomain {
+            return Err(format!(
+                "{name:?} in {text:?} is not a ServiceAccount name (lower-case letters, digits, '-' and '.')"
+            ));
+        }
+        Ok(Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// The user name the API server gives the account: `system:serviceaccount:<ns>:<name>`.
+    pub fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
+}
+
+impl std::fmt::Display for ServiceAccountRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// `allow: { namespaces: [shop], kinds: [apps/Deployment, Service, ConfigMap] }`, as an Argo CD
@@ -301,6 +351,14 @@ impl PruneSettings {
 }
 
 impl Environment {
+    /// The ServiceAccount the environment acts as; `None` when it names none or names one
+    /// that does not parse (`baton validate` reports that).
+    pub fn service_account(&self) -> Option<ServiceAccountRef> {
+        self.service_account
+            .as_deref()
+            .and_then(|s| ServiceAccountRef::parse(s).ok())
+    }
+
     /// The share of the environment's objects one reconcile may delete without `/prune`.
     pub fn prune_max_fraction(&self) -> f64 {
         self.prune

@@ -323,6 +323,11 @@ impl Validator<'_> {
                     }
                 }
             }
+            if let Some(sa) = &env.service_account
+                && let Err(why) = super::pipeline::ServiceAccountRef::parse(sa)
+            {
+                self.error(&format!("{base}.serviceAccount"), why);
+            }
             self.environment_dir(i, env);
             self.verify_steps(i, env);
         }

@@ -67,6 +67,7 @@ pub fn readiness_gate(route: &Route, digest: &str, readiness: &Readiness) -> Gat
         verdict,
         reason,
         recheck_at: None,
+        soak: None,
     }
 }
 
@@ -88,6 +89,7 @@ pub fn failure_gate(route: &Route, digest: &str, failure: &CopyFailure) -> GateR
             failure.retry_at.format("%H:%M:%S UTC")
         ),
         recheck_at: Some(failure.retry_at),
+        soak: None,
     }
 }
 
@@ -113,6 +115,7 @@ impl<F: Forge> Engine<F> {
             verdict: Verdict::Blocked,
             reason,
             recheck_at: None,
+            soak: None,
         };
         let route = match route(&view.pipeline, &o.state.env, &o.state.app)? {
             Ok(r) => r,
@@ -177,6 +180,7 @@ impl<F: Forge> Engine<F> {
                     verdict: Verdict::Blocked,
                     reason,
                     recheck_at: None,
+                    soak: None,
                 }));
             }
         };

@@ -280,6 +280,12 @@ impl<F: Forge> Engine<F> {
         self.repo().tip().ok().map(|o| o.to_string())
     }
 
+    /// The pipeline at the config branch tip, as last read (`None` before the first read).
+    pub fn pipeline(&self) -> Option<Pipeline> {
+        let at_tip = self.at_tip.lock().unwrap_or_else(|e| e.into_inner());
+        at_tip.as_ref().map(|(_, facts)| facts.pipeline.clone())
+    }
+
     fn repo(&self) -> std::sync::MutexGuard<'_, ConfigRepo> {
         self.repo.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -1489,6 +1495,7 @@ impl<F: Forge> Engine<F> {
                             verdict: crate::promote::gates::Verdict::Passed,
                             reason: line.clone(),
                             recheck_at: None,
+                            soak: None,
                         });
                         Some(line)
                     }

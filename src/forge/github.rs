@@ -190,6 +190,8 @@ pub struct GitHubForge {
     protection_refused: Mutex<Option<Instant>>,
     /// When recent writes were sent, oldest first: the write queue ([`GitHubOptions::write_limits`]).
     writes: tokio::sync::Mutex<std::collections::VecDeque<Instant>>,
+    /// The lease writes are made under ([`GitHubForge::set_fence`]); unset: always.
+    fence: std::sync::OnceLock<crate::leader::Fence>,
 }
 
 impl std::fmt::Debug for GitHubForge {
@@ -258,6 +260,13 @@ impl GitHubForge {
             }
         };
         Self::new(&config.api_url, repository, auth, bot_login, options)
+    }
+
+    /// Make every write wait for this lease: once [`crate::leader::Fence::holds`] is false (the
+    /// renew deadline passed, another replica may act), writes fail with
+    /// [`ForgeError::Fenced`] before they are sent. Set once; later calls are ignored.
+    pub fn set_fence(&self, fence: crate::leader::Fence) {
+        let _ = self.fence.set(fence);
     }
 
     /// A forge for `repository` (`owner/name`) at `api_url` (`https://api.github.com`, or
@@ -360,6 +369,7 @@ impl GitHubForge {
             permissions: Mutex::default(),
             protection_refused: Mutex::default(),
             writes: tokio::sync::Mutex::default(),
+            fence: std::sync::OnceLock::new(),
         })
     }
 

@@ -157,6 +157,9 @@ pub enum ForgeError {
     /// Anything else GitHub answered that baton did not expect.
     #[error("GitHub {what}: {message}")]
     Other { what: String, message: String },
+    /// This replica's lease ran out before the write was sent; another replica acts now.
+    #[error("{what} was not sent: this replica no longer holds its lease")]
+    Fenced { what: String },
     /// The forge is misconfigured (credentials missing or unreadable, a bad URL or key).
     #[error("GitHub configuration: {0}")]
     Config(String),

@@ -103,6 +103,12 @@ impl Checker {
         self.repo.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the config branch is guarded so that `baton/validate` binds people's PRs
+    /// ([`super::guard`]).
+    pub async fn guard<F: Forge>(&self, forge: &F) -> Result<super::guard::Guard, CheckError> {
+        super::guard::inspect(&self.repo, forge).await
+    }
+
     /// Check every open PR to the config branch whose head baton has not reported on yet.
     /// Idle cost: one PR list plus one status list per open PR, all conditional reads.
     pub async fn run_once<F: Forge>(&self, forge: &F) -> Result<Vec<CheckOutcome>, CheckError> {

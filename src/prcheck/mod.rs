@@ -13,6 +13,7 @@
 mod check;
 pub mod diff;
 pub mod gates;
+pub mod guard;
 pub mod summary;
 
 pub use check::{CheckError, CheckOutcome, Checker, rendered_diff};

@@ -188,6 +188,7 @@ pub(super) fn github(pr: &PullRequest, ctx: &Context<'_>, rules: &BaseRules) -> 
         verdict,
         reason,
         recheck_at: None,
+        soak: None,
     }
 }
 

@@ -85,6 +85,80 @@ pub struct GateResult {
     /// When this gate may change by itself (a window opens, a soak completes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recheck_at: Option<DateTime<Utc>>,
+    /// The soak gate's clock, for displays that show it live ([`GateResult::detail`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakProgress>,
+}
+
+/// Where a soak stands: healthy since when, out of how long, and the last restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoakProgress {
+    pub healthy_since: DateTime<Utc>,
+    #[serde(with = "secs")]
+    pub need: std::time::Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted: Option<super::state::SoakRestart>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+impl SoakProgress {
+    /// `healthy for 7m of 10m (restarted at 14:02 after Deployment/web: ProgressDeadlineExceeded)`,
+    /// as of `now`.
+    pub fn text(&self, now: DateTime<Utc>) -> String {
+        let need = self.need.as_secs();
+        let done = (now - self.healthy_since)
+            .num_seconds()
+            .clamp(0, need as i64) as u64;
+        format!(
+            "healthy for {} of {}{}",
+            minutes(done),
+            minutes(need),
+            restart_note(self.restarted.as_ref())
+        )
+    }
+}
+
+/// ` (restarted at 14:02 after …)`, or nothing.
+fn restart_note(r: Option<&super::state::SoakRestart>) -> String {
+    r.map(|r| {
+        format!(
+            " (restarted at {} after {})",
+            r.at.format("%H:%M"),
+            r.reason
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// `45s`, `7m`, `1h5m`.
+fn minutes(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        _ if secs % 3600 / 60 == 0 => format!("{}h", secs / 3600),
+        _ => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+impl GateResult {
+    /// The reason as of `now`: a soak in progress says how far it is (`healthy for 7m of
+    /// 10m`); every other gate says its [`GateResult::reason`]. The stored reason uses absolute
+    /// times instead, so that the PR's status comment changes only when a gate does.
+    pub fn detail(&self, now: DateTime<Utc>) -> String {
+        match &self.soak {
+            Some(p) if self.verdict != Verdict::Passed => p.text(now),
+            _ => self.reason.clone(),
+        }
+    }
 }
 
 /// All gates of one PR.
@@ -218,6 +292,7 @@ fn result(
         verdict,
         reason: reason.into(),
         recheck_at,
+        soak: None,
     }
 }
 
@@ -326,24 +401,32 @@ fn soak(pr: &PullRequest, ctx: &Context<'_>) -> GateResult {
             None,
         );
     };
+    let progress = SoakProgress {
+        healthy_since: since,
+        need,
+        restarted: dep.restarted.clone(),
+    };
+    let note = restart_note(dep.restarted.as_ref());
     let need = chrono::Duration::from_std(need).unwrap_or_default();
     let done = since + need;
     // Absolute times, not countdowns: the status comment changes only when a gate does.
-    if ctx.now >= done {
+    let mut r = if ctx.now >= done {
         result(
             Gate::Soak,
             Verdict::Passed,
-            format!("healthy in {prev} since {}", when(since)),
+            format!("healthy in {prev} since {}{note}", when(since)),
             None,
         )
     } else {
         result(
             Gate::Soak,
             Verdict::Waiting,
-            format!("soaking in {prev} until {}", when(done)),
+            format!("soaking in {prev} until {}{note}", when(done)),
             Some(done),
         )
-    }
+    };
+    r.soak = Some(progress);
+    r
 }
 
 /// The status/check context a `requiredChecks` name refers to.
@@ -709,6 +792,7 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
             digest: Digest::of(b"v2"),
             state: DeployState::Healthy,
             healthy_since: Some(since),
+            restarted: None,
         }
     }
 

@@ -381,6 +381,7 @@ environments:
             digest: d(tag),
             state: DeployState::Healthy,
             healthy_since: Some(now() - chrono::Duration::minutes(minutes_ago)),
+            restarted: None,
         }
     }
 

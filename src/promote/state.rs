@@ -75,7 +75,7 @@ pub struct CommandEvent {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DeployState {
     Progressing,
@@ -93,6 +93,18 @@ pub struct Deployment {
     pub state: DeployState,
     /// Since when it has been continuously healthy.
     pub healthy_since: Option<DateTime<Utc>>,
+    /// The last time its health was interrupted while it ran this digest: the soak clock
+    /// started over at `healthy_since` after it.
+    pub restarted: Option<SoakRestart>,
+}
+
+/// Why a soak clock started over: when the digest was seen unhealthy, and why
+/// (`Deployment/web: ProgressDeadlineExceeded`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoakRestart {
+    pub at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// One promotion as the config repo's history records it: `gitrepo::trailers` writes it as

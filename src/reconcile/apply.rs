@@ -193,8 +193,7 @@ pub async fn list_live(
     let selector = format!("{ENV_LABEL}={env}");
     let mut live = HashMap::new();
     let targets = ctx
-        .options
-        .scope
+        .list_scope()
         .list_targets(planned.iter().filter_map(|p| {
             let kind = p.kind.as_ref()?;
             Some((&kind.resource, p.object.namespace.as_deref()))

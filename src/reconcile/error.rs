@@ -58,6 +58,11 @@ pub enum ReconcileError {
         allow: String,
         objects: Vec<String>,
     },
+    /// The API server refused a call made as an environment's ServiceAccount (`message`
+    /// names the environment, the account, the verb, resource and namespace, and what to
+    /// grant); nothing was applied or pruned when it was a read or a dry run.
+    #[error("{message}")]
+    Forbidden { env: String, message: String },
     /// A call to the API server failed.
     #[error("{action} {object}: {}", describe(source))]
     Api {
@@ -129,6 +134,7 @@ impl ReconcileError {
             | ReconcileError::UnknownKinds { .. }
             | ReconcileError::OutOfScope { .. }
             | ReconcileError::NotAllowed { .. }
+            | ReconcileError::Forbidden { .. }
             | ReconcileError::Inventory { .. } => false,
             ReconcileError::Api { source, .. } => is_transient(source),
             ReconcileError::Apply { failures, .. }
@@ -181,7 +187,22 @@ pub fn is_field_conflict(status: &kube::core::Status) -> bool {
 
 /// What to do about a 403: the API server's message already names the user, verb, resource and
 /// namespace.
-const FORBIDDEN_HINT: &str = "; baton's identity lacks this permission: grant it (the chart's rbac.rules, and rbac.namespaces under rbac.scope: namespaces; docs/deployment.md)";
+pub(crate) const FORBIDDEN_HINT: &str = "; baton's identity lacks this permission: grant it (the chart's rbac.rules, and rbac.namespaces under rbac.scope: namespaces; docs/deployment.md)";
+
+/// [`describe`], with `hint` (given the API server's message) in place of the advice to grant
+/// baton's own identity a refused permission.
+pub(crate) fn describe_with(error: &kube::Error, hint: impl Fn(&str) -> String) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "{} ({} {}){}",
+            status.message,
+            status.code,
+            status.reason,
+            hint(&status.message)
+        ),
+        other => describe(other),
+    }
+}
 
 /// The API server's message, without kube's debug dump.
 pub fn describe(error: &kube::Error) -> String {

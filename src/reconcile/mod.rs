@@ -30,6 +30,7 @@ pub mod diff;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod inventory;
 pub mod object;
 pub mod order;
@@ -73,6 +74,24 @@ pub async fn reconcile(
     ctx: &Context,
 ) -> Result<Report, ReconcileError> {
     let _turn = ctx.turn(&env.name).await;
+    let acting = ctx.acting_as(env);
+    let result = reconcile_turn(env, objects, commit, ctx, &acting).await;
+    match &env.service_account {
+        Some(account) => result.map_err(|e| identity::explain(e, &env.name, account)),
+        None => result,
+    }
+}
+
+/// One reconcile, its turn taken: the environment's objects are read, applied, pruned and
+/// watched through `ctx` (the environment's identity, [`Context::acting_as`]); the inventory
+/// through `own` (baton's own identity, in baton's namespace).
+async fn reconcile_turn(
+    env: &Env,
+    objects: &[Value],
+    commit: &str,
+    own: &Context,
+    ctx: &Context,
+) -> Result<Report, ReconcileError> {
     let started = tokio::time::Instant::now();
     let started_at = Utc::now();
     let name = env.name.as_str();
@@ -111,7 +130,7 @@ pub async fn reconcile(
             });
         }
     }
-    let previous = inventory::load(ctx, name).await?;
+    let previous = inventory::load(own, name).await?;
     let previous_ids = previous.as_ref().map(Inventory::ids).unwrap_or_default();
     let live = apply::list_live(ctx, name, &planned).await?;
     let desired_ids: BTreeSet<ObjectId> = planned.iter().map(|p| p.object.id()).collect();
@@ -126,8 +145,10 @@ pub async fn reconcile(
                 keep.objects
                     .insert(a.id.clone(), version_of(&a.api_version).to_string());
             }
-            if previous.as_ref() != Some(&keep)
-                && let Err(e) = inventory::save(ctx, name, &keep).await
+            // (A reconcile that applied nothing, e.g. refused in the dry run, writes nothing.)
+            if !partial.is_empty()
+                && previous.as_ref() != Some(&keep)
+                && let Err(e) = inventory::save(own, name, &keep).await
             {
                 tracing::warn!(env = name, error = %e, "could not record the partial apply in the inventory");
             }
@@ -187,7 +208,7 @@ pub async fn reconcile(
         }
     }
     if previous.as_ref() != Some(&next) {
-        inventory::save(ctx, name, &next).await?;
+        inventory::save(own, name, &next).await?;
     }
     if !failures.is_empty() {
         return Err(prune::prune_error(failures, removed_count));
@@ -231,7 +252,7 @@ async fn assess_and_wait(
     applied: Vec<Applied>,
     deadline: tokio::time::Instant,
 ) -> (Vec<ObjectReport>, EnvHealth) {
-    let memory = ctx.memory(&env.name);
+    let mut memory = ctx.memory(&env.name);
     let marks: HashMap<ObjectId, health::RolloutMark> = memory
         .rollouts
         .iter()
@@ -240,10 +261,19 @@ async fn assess_and_wait(
     let mut pending = HashMap::new();
     let mut reports = Vec::with_capacity(applied.len());
     let mut lives = Vec::with_capacity(applied.len());
+    // Objects that were healthy at the last reconcile and are not now: their healthy time
+    // restarts once they are healthy again (the soak counts only uninterrupted health).
+    let mut interrupted: HashMap<ObjectId, String> = HashMap::new();
     for a in applied {
         let mut health = health::settle(&a.live, health::assess(&a.live), marks.get(&a.id));
         if !health.is_healthy() && a.id.group.is_empty() && a.id.kind == "PersistentVolumeClaim" {
             health = claim_health(ctx, &a.live).await.unwrap_or(health);
+        }
+        if !health.is_healthy() && was_healthy(&memory, &a.id, &a.live) {
+            interrupted.insert(
+                a.id.clone(),
+                format!("{}/{}: {}", a.id.kind, a.id.name, health.reason),
+            );
         }
         if !health.is_healthy() {
             pending.insert(
@@ -262,6 +292,7 @@ async fn assess_and_wait(
             health,
             images: a.images,
             healthy_since: None,
+            interrupted: None,
         });
         lives.push(a.live);
     }
@@ -292,8 +323,14 @@ async fn assess_and_wait(
     let now = Utc::now();
     let mut next = EnvMemory::default();
     for (report, live) in reports.iter_mut().zip(&lives) {
+        report.interrupted = interrupted.remove(&report.object);
         if !report.health.is_healthy() {
             continue;
+        }
+        if report.interrupted.is_some() {
+            // Healthy again within this reconcile: the healthy time starts over.
+            memory.rollouts.remove(&report.object);
+            memory.healthy.remove(&report.object);
         }
         let Some(mark) = health::rollout_mark(live) else {
             // Not a workload with a rollout: healthy since it was first healthy as rendered
@@ -328,6 +365,20 @@ async fn assess_and_wait(
     ctx.remember(&env.name, next);
     let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));
     (reports, health)
+}
+
+/// Whether the last reconcile saw this object healthy as it is rendered now (the same pod
+/// template, or the same rendered hash).
+fn was_healthy(memory: &EnvMemory, id: &ObjectId, live: &Value) -> bool {
+    if let Some((mark, _)) = memory.rollouts.get(id) {
+        return health::rollout_mark(live).is_some_and(|m| m.template == mark.template);
+    }
+    memory.healthy.get(id).is_some_and(|(hash, _)| {
+        live.pointer("/metadata/annotations")
+            .and_then(|a| a.get(object::HASH_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some(hash.as_str())
+    })
 }
 
 /// A pending claim's health from its StorageClass (one GET): healthy while it waits for its

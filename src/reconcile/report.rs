@@ -61,6 +61,10 @@ pub struct ObjectReport {
     /// Since when its current rollout has been healthy (workloads), or when it was seen healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy_since: Option<DateTime<Utc>>,
+    /// Healthy at the last reconcile, not healthy at the start of this one: why
+    /// (`Deployment/web: ProgressDeadlineExceeded`). Its healthy time started over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 /// What happened to an object the environment no longer renders.
@@ -227,6 +231,7 @@ impl Report {
                 state,
                 healthy_since: (state == DeployState::Healthy)
                     .then(|| since.unwrap_or(self.finished_at)),
+                restarted: None,
             });
         }
         out
@@ -308,6 +313,7 @@ environments:
             health,
             images: images.to_vec(),
             healthy_since: None,
+            interrupted: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Input {
     pub prune: Option<super::prune::PruneGuard>,
     /// The environment's `allow:` at this commit (`None`: unrestricted).
     pub allow: Option<crate::config::pipeline::Allow>,
+    /// The ServiceAccount the environment acts as at this commit (`None`: baton itself).
+    pub service_account: Option<crate::config::pipeline::ServiceAccountRef>,
 }
 
 /// One finished reconcile, for whoever reports it (commit status, PR comment, metrics).
@@ -153,7 +155,8 @@ where
                             Some(guard) => env.clone().with_prune_guard(guard),
                             None => env.clone(),
                         }
-                        .with_allow(input.allow);
+                        .with_allow(input.allow)
+                        .with_service_account(input.service_account);
                         let r =
                             super::reconcile(&env, &input.objects, &input.commit, &self.ctx).await;
                         (Some(input.commit), r)

@@ -549,12 +549,22 @@ pub async fn verify_with(
     run: &VerifyRun,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, ReconcileError> {
+    // The Jobs come from the config repo like the environment: they run as its ServiceAccount.
+    let acting = ctx.acting_as(env);
     let results = join_all(
         jobs.iter()
-            .map(|job| run_one(ctx, &env.name, job, run, options)),
+            .map(|job| run_one(&acting, &env.name, job, run, options)),
     )
     .await;
-    let jobs = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let jobs = match results.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            return Err(match &env.service_account {
+                Some(account) => super::identity::explain(e, &env.name, account),
+                None => e,
+            });
+        }
+    };
     let report = VerifyReport {
         env: env.name.clone(),
         app: run.app.clone(),

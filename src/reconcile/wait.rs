@@ -67,10 +67,9 @@ pub async fn until_settled(
                 .collect()
         } else {
             // One watch on the label: across namespaces, or per namespace when baton's RBAC
-            // is limited to namespaces.
+            // is limited to namespaces (or the environment acts as a ServiceAccount).
             let namespaces = ctx
-                .options
-                .scope
+                .list_scope()
                 .list_namespaces(ids.iter().map(|id| id.namespace.as_deref()));
             namespaces
                 .into_iter()

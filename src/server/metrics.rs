@@ -88,6 +88,10 @@ pub struct Metrics {
     pub promotions: Family<PromotionLabels, Counter>,
     pub plan_passes: Counter,
     pub plan_failures: Counter,
+    /// How long the last promotion pass took (the plan and its writes; the registry scan apart).
+    pub plan_pass_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Registry scans (every `intervals.registry`, and on registry hints).
+    pub registry_scans: Counter,
     pub ready: Gauge,
     /// Open promotion PRs held back, by environment and the first gate not passed.
     pub gate_waiting: Family<GateLabels, Gauge>,
@@ -137,6 +141,19 @@ impl Metrics {
             "plan_failures",
             "Promotion engine passes that failed",
             plan_failures.clone(),
+        );
+        let plan_pass_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "plan_pass",
+            "Duration of the last promotion pass (the registry scan apart)",
+            prometheus_client::registry::Unit::Seconds,
+            plan_pass_seconds.clone(),
+        );
+        let registry_scans = Counter::default();
+        registry.register(
+            "registry_scans",
+            "Registry scans of every app's repository",
+            registry_scans.clone(),
         );
         let ready = Gauge::default();
         registry.register(
@@ -227,6 +244,8 @@ impl Metrics {
             promotions,
             plan_passes,
             plan_failures,
+            plan_pass_seconds,
+            registry_scans,
             ready,
             gate_waiting,
             reconcile_duration,

@@ -387,6 +387,11 @@ mod tests {
             arrow.contains("soak: dev has been healthy for 5m of 10m"),
             "{arrow}"
         );
+        // The soak in progress, worded as of the view's time.
+        assert!(
+            arrow.contains("waiting on soak: dev: healthy for 1h of 2h"),
+            "{arrow}"
+        );
         // dev has been healthy since 09:00, an hour before the view.
         assert!(
             html.contains("data-since=\"2026-11-21T09:00:00Z\""),

@@ -331,6 +331,30 @@ pub fn apply_outcomes(open: &mut [OpenPromotion], outcomes: &[crate::engine::Out
     }
 }
 
+/// A promotion waiting on its soak, worded as of now (`soak: staging: healthy for 7m of 10m
+/// (restarted at 14:02 after …)`), where the engine's text has absolute times.
+fn live_soak(
+    inputs: &Inputs<'_>,
+    env: &crate::config::Environment,
+    app: &str,
+    o: &OpenPromotion,
+) -> Option<String> {
+    if !o.blocking.as_deref()?.starts_with("soak:") {
+        return None;
+    }
+    let after = env.after.as_deref()?;
+    let dep = inputs
+        .deployments
+        .get(&(after.to_string(), app.to_string()))
+        .filter(|d| d.digest == o.to.digest)?;
+    let progress = crate::promote::gates::SoakProgress {
+        healthy_since: dep.healthy_since?,
+        need: env.soak?.0,
+        restarted: dep.restarted.clone(),
+    };
+    Some(format!("soak: {after}: {}", progress.text(inputs.now)))
+}
+
 /// What [`StatusView::build`] reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
@@ -460,7 +484,8 @@ impl StatusView {
                                         })
                                     }),
                                     to: ImageRef::from(&o.to),
-                                    blocking: o.blocking.clone(),
+                                    blocking: live_soak(inputs, env, name, o)
+                                        .or_else(|| o.blocking.clone()),
                                     held: o.held,
                                     hold_reason: o.hold_reason.clone(),
                                     gates: o.gates.clone(),
@@ -523,6 +548,7 @@ environments:
     approvals: { count: 1 }
   - name: staging
     after: dev
+    soak: 2h
   - name: dev
     autoMerge: true
 "#,
@@ -569,6 +595,7 @@ environments:
                 digest: digest(2),
                 state: DeployState::Healthy,
                 healthy_since: Some(at(9, 0)),
+                restarted: None,
             },
         );
         deployments.insert(
@@ -579,6 +606,7 @@ environments:
                 digest: digest(1),
                 state: DeployState::Failed,
                 healthy_since: None,
+                restarted: None,
             },
         );
         let open = vec![OpenPromotion {
@@ -694,7 +722,11 @@ environments:
             "without a URL of its own, the PR link comes from the repo's web URL"
         );
         assert_eq!(pending.to.digest, digest(2));
-        assert!(pending.blocking.as_deref().unwrap().starts_with("soak:"));
+        assert_eq!(
+            pending.blocking.as_deref(),
+            Some("soak: dev: healthy for 1h of 2h"),
+            "a soak in progress is shown as of the view's time"
+        );
 
         let api = v.cell("api", "prod").unwrap();
         assert_eq!(api.health, Health::Unknown);
@@ -756,6 +788,7 @@ environments:
                     verdict: crate::promote::gates::Verdict::Blocked,
                     reason: "held by alice: incident 42".into(),
                     recheck_at: None,
+                    soak: None,
                 }],
             }],
         );

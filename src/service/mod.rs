@@ -16,7 +16,11 @@
 //! picks up); the server stops accepting and drains.
 
 mod dora;
+mod fence;
+mod persist;
 pub mod source;
+
+pub use persist::{home_cluster, home_store, load_deployments};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -38,7 +42,7 @@ use crate::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
 use crate::promote::plan::Release;
 use crate::promote::state::Deployment;
 use crate::reconcile::runner::{self, Input, Runner, Schedule};
-use crate::reconcile::verify::{VerifyJob, VerifyReport, VerifyRun};
+use crate::reconcile::verify::{VerifyJob, VerifyRun};
 use crate::reconcile::{self, Env, ReconcileError, Report};
 use crate::registry::scan::Scanner;
 use crate::server::AppState;
@@ -111,18 +115,15 @@ impl RunOptions {
 
 type SourceFn = Box<dyn Fn(Env) -> BoxFuture<'static, Result<Input, ReconcileError>> + Send + Sync>;
 
-/// What the loops share: the latest reconcile report per environment and the registry's
-/// newest releases.
+/// What the loops share: the latest reconcile report per environment, the registry's
+/// newest releases, and the persisted state ([`crate::state`]: soak clocks, verifications,
+/// `/retry`, rollout marks).
 #[derive(Default)]
 pub struct Shared {
     pub reports: Mutex<BTreeMap<String, Report>>,
     pub releases: Mutex<BTreeMap<String, Release>>,
-    /// The latest verification per (env, app).
-    pub verifications: Mutex<BTreeMap<(String, String), VerifyReport>>,
-    /// The verification attempt to run per (env, app, digest) (default 1).
-    pub attempts: Mutex<BTreeMap<(String, String, String), u32>>,
-    /// `/retry` asked for, not yet started: (env, app).
-    pub retries: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// What a restart must not lose, kept in the home cluster.
+    pub state: crate::state::store::StateStore,
     /// `/prune <env>` approvals: the commit whose held deletions may go ahead, per env.
     /// Kept in memory: after a restart the guard holds again and the status says so, so an
     /// approver answers once more (nothing is deleted without one).
@@ -130,37 +131,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// What each environment runs, for the planner's soak gate. In an environment with
-    /// `verify:` steps, a digest counts as healthy only from the time its verification
-    /// passed; until then it is not healthy yet, and a failed verification is a failure.
+    /// What each environment runs, for the planner's soak gate: the persisted state, read
+    /// the same way by `baton plan` ([`crate::state::deployments`]).
     pub fn deployments(&self, pipeline: &Pipeline) -> BTreeMap<(String, String), Deployment> {
-        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
-        let verifications = self.verifications.lock().unwrap_or_else(|e| e.into_inner());
-        reports
-            .values()
-            .flat_map(|r| r.deployments(pipeline))
-            .map(|mut d| {
-                let verified = pipeline
-                    .environment(&d.env)
-                    .is_some_and(|e| !e.verify.is_empty());
-                if verified {
-                    let report = verifications
-                        .get(&(d.env.clone(), d.app.clone()))
-                        .filter(|r| r.digest == d.digest.to_string());
-                    match report {
-                        Some(r) if r.passed() => {
-                            d.healthy_since = d.healthy_since.max(r.passed_at());
-                        }
-                        Some(_) => {
-                            d.state = crate::promote::state::DeployState::Failed;
-                            d.healthy_since = None;
-                        }
-                        None => d.healthy_since = None,
-                    }
-                }
-                ((d.env.clone(), d.app.clone()), d)
-            })
-            .collect()
+        crate::state::deployments(&self.state.snapshot(), pipeline)
     }
 }
 
@@ -168,6 +142,8 @@ impl Shared {
 pub struct Service {
     loops: Arc<Loops>,
     leader: Option<(kube::Client, crate::leader::LeaseConfig)>,
+    /// Guards every cluster client's writes by the lease, once this replica leads.
+    write_guard: fence::WriteGuard,
     listener: tokio::net::TcpListener,
 }
 
@@ -276,12 +252,7 @@ impl Service {
         let mut env_runner = BTreeMap::new();
         let announced: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let mut contexts = BTreeMap::new();
-        let lease_cluster = cfg
-            .clusters
-            .iter()
-            .find(|(_, c)| c.in_cluster)
-            .or_else(|| cfg.clusters.iter().next())
-            .map(|(name, c)| (name.clone(), c.clone()));
+        let lease_cluster = home_cluster(&cfg).map(|(name, c)| (name.clone(), c.clone()));
         let leader = match (&options.leader, lease_cluster) {
             (None, _) => None,
             (Some(_), None) => {
@@ -291,7 +262,9 @@ impl Service {
                 ));
             }
             (Some(l), Some((name, cluster_cfg))) => {
-                let ctx = cluster_context(&name, &cluster_cfg, options.reconcile.clone()).await?;
+                // The Lease's own client is not guarded: it renews the fence.
+                let ctx =
+                    cluster_context(&name, &cluster_cfg, options.reconcile.clone(), None).await?;
                 let namespace = l
                     .namespace
                     .clone()
@@ -306,7 +279,12 @@ impl Service {
                 Some((ctx.client.clone(), lease))
             }
         };
-        let shared = Arc::new(Shared::default());
+        let write_guard = fence::WriteGuard::default();
+        let shared = Arc::new(Shared {
+            // The state is written under the lease, like every other cluster write.
+            state: persist::store_in_home(&cfg, Some(&write_guard)).await?,
+            ..Default::default()
+        });
         for (cluster, envs) in by_cluster {
             let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
                 ServiceError::Config(format!(
@@ -317,7 +295,8 @@ impl Service {
             let mut opts = options.reconcile.clone();
             opts.namespace = cluster_cfg.namespace.clone();
             opts.scope = reconcile::Scope::of(cluster_cfg);
-            let ctx = Arc::new(cluster_context(&cluster, cluster_cfg, opts).await?);
+            let ctx =
+                Arc::new(cluster_context(&cluster, cluster_cfg, opts, Some(&write_guard)).await?);
             for e in &envs {
                 env_runner.insert(e.name.clone(), runners.len());
                 contexts.insert(e.name.clone(), ctx.clone());
@@ -390,6 +369,7 @@ impl Service {
         Ok(Self {
             loops,
             leader,
+            write_guard,
             listener,
         })
     }
@@ -448,11 +428,20 @@ impl Service {
         };
         if let Some(l) = &leadership {
             tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
+            // A follower is Ready: it serves the status page, and passes the webhooks it
+            // receives on to the holder by nudging it through the Lease.
+            self.loops.state.set_ready(true);
+            let forward = self.leader.clone().map(|(client, lease)| {
+                tokio::spawn(forward_nudges(self.loops.state.clone(), client, lease))
+            });
             let mut leading = l.subscribe();
             let leads = tokio::select! {
                 r = leading.wait_for(|v| *v) => r.is_ok(),
                 _ = &mut shutdown => false,
             };
+            if let Some(f) = forward {
+                f.abort();
+            }
             if !leads {
                 let _ = stop_tx.send(true);
                 if let Some(l) = leadership {
@@ -462,8 +451,13 @@ impl Service {
                 return Exit::Shutdown;
             }
             tracing::info!("leading: starting the loops");
+            // Nothing is written to GitHub once the lease may have passed to another replica.
+            self.loops.engine.forge().set_fence(l.fence());
+            self.write_guard.set(l.fence());
+            tokio::spawn(take_nudges(self.loops.state.clone(), l.nudges()));
         }
 
+        self.loops.restore_state().await;
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut runner_tasks = Vec::new();
         for r in &self.loops.runners {
@@ -530,6 +524,27 @@ impl Service {
         let _ = server.await;
         tracing::info!("baton stopped");
         exit
+    }
+}
+
+/// On a follower: each webhook that would wake the engine nudges the lease holder instead.
+async fn forward_nudges(
+    state: Arc<crate::server::AppState>,
+    client: kube::Client,
+    lease: crate::leader::LeaseConfig,
+) {
+    loop {
+        state.nudge.notified().await;
+        if let Err(e) = crate::leader::nudge(&client, &lease, "webhook").await {
+            tracing::warn!(error = %e, "could not pass a webhook on to the leader; it acts at its next pass");
+        }
+    }
+}
+
+/// On the holder: a nudge from a follower wakes the engine as a webhook would.
+async fn take_nudges(state: Arc<crate::server::AppState>, mut nudges: watch::Receiver<u64>) {
+    while nudges.changed().await.is_ok() {
+        state.nudge.notify_one();
     }
 }
 
@@ -693,6 +708,7 @@ impl Loops {
         let mut failures = 0u32;
         // Commands a previous run died handling on PRs it had closed (until it succeeds once).
         let mut swept_closed = false;
+        let mut guard_reported = false;
         loop {
             if *stop.borrow() {
                 return;
@@ -712,6 +728,7 @@ impl Loops {
                         }
                     }
                 }
+                self.state.metrics.registry_scans.inc();
                 match self.engine.releases(&self.scanner).await {
                     Ok((releases, problems)) => {
                         for p in problems {
@@ -738,10 +755,15 @@ impl Loops {
                 Some(p) => self.shared.deployments(&p),
                 None => BTreeMap::new(),
             };
+            let pass_started = std::time::Instant::now();
             let result = self
                 .engine
                 .run_once(&releases, &deployments, Utc::now())
                 .await;
+            self.state
+                .metrics
+                .plan_pass_seconds
+                .set(pass_started.elapsed().as_secs_f64());
             self.state.metrics.promotion_pass(&result);
             self.state.metrics.forge_calls(
                 "github",
@@ -791,6 +813,12 @@ impl Loops {
                     Ok(outcomes) => self.handle(&outcomes),
                     Err(e) => tracing::warn!(pr, error = %e, "cannot answer a command"),
                 }
+            }
+            self.flush_state().await;
+            // Once: whether the branch rules and CODEOWNERS make the gates bind people's PRs.
+            if !guard_reported {
+                guard_reported =
+                    crate::prcheck::guard::log_once(self.checker.guard(self.engine.forge()).await);
             }
             // The `baton/validate` check on every open PR's head (skips heads already checked).
             match self.checker.run_once(self.engine.forge()).await {
@@ -861,11 +889,7 @@ impl Loops {
                 Outcome::RetryRequested { env, app, .. } => {
                     // Run again whatever digest the environment runs once its current
                     // verification is done (see `maybe_verify`).
-                    self.shared
-                        .retries
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert((env.clone(), app.clone()));
+                    self.request_retry(env, app);
                     self.trigger(env);
                 }
                 _ => {}
@@ -875,7 +899,7 @@ impl Loops {
 
     /// After a healthy rollout in an environment with `verify:` steps, run its acceptance
     /// Jobs for each app's digest (once per digest and attempt), in the background, then report.
-    fn maybe_verify(self: &Arc<Self>, commit: &str, report: &Report) {
+    async fn maybe_verify(self: &Arc<Self>, commit: &str, report: &Report) {
         use crate::promote::state::DeployState;
         let Some(pipeline) = self.source.pipeline() else {
             return;
@@ -895,43 +919,17 @@ impl Loops {
                 continue;
             }
             let digest = d.digest.to_string();
-            let pair = (d.env.clone(), d.app.clone());
-            let mut attempts = self
-                .shared
-                .attempts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let attempt = attempts
-                .entry((d.env.clone(), d.app.clone(), digest.clone()))
-                .or_insert(1);
-            let mut done = self
-                .shared
-                .verifications
+            // Once per digest and attempt, also across restarts (the state remembers results;
+            // a run cut short is read back from its Job, never started again).
+            let Some(attempt) = self.next_verification(&d.env, &d.app, &digest).await else {
+                continue;
+            };
+            let key = (d.env.clone(), d.app.clone(), digest.clone(), attempt);
+            if !self
+                .in_flight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&pair)
-                .is_some_and(|r| r.digest == digest && r.attempt == *attempt);
-            // A `/retry` starts the next attempt once the current one has finished.
-            if done
-                && self
-                    .shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&pair)
-            {
-                *attempt += 1;
-                done = false;
-            }
-            let attempt = *attempt;
-            drop(attempts);
-            let key = (d.env.clone(), d.app.clone(), digest.clone(), attempt);
-            if done
-                || !self
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key.clone())
+                .insert(key.clone())
             {
                 continue;
             }
@@ -949,19 +947,22 @@ impl Loops {
                     Err(d) => Err(d.to_string()),
                     Ok(jobs) => {
                         let run = VerifyRun::new(&key.1, &key.2, tag, key.3);
-                        crate::reconcile::verify::verify(&ctx, &Env::new(&key.0), &jobs, &run)
-                            .await
-                            .map_err(|e| e.to_string())
+                        crate::reconcile::verify::verify(
+                            &ctx,
+                            &Env::new(&key.0).with_service_account(env_cfg.service_account()),
+                            &jobs,
+                            &run,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
                     }
                 };
                 match result {
                     Ok(report) => {
                         tracing::info!(env = %key.0, app = %key.1, "{}", report.summary());
-                        this.shared
-                            .verifications
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert((key.0.clone(), key.1.clone()), report.clone());
+                        // Reported on GitHub first, then recorded: a bot killed in between
+                        // reads the finished Job back and reports it again (idempotent), and
+                        // never runs it twice.
                         match this
                             .engine
                             .report_verification(&commit, &report, env_cfg.on_failure)
@@ -972,6 +973,7 @@ impl Loops {
                                 tracing::warn!(env = %key.0, error = %e, "cannot report the verification")
                             }
                         }
+                        this.record_verification(&report).await;
                         this.state.nudge.notify_one();
                     }
                     Err(e) => {
@@ -983,13 +985,7 @@ impl Loops {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&key);
                 // A `/retry` that arrived while this attempt ran: start the next one now.
-                let retry = this
-                    .shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&(key.0.clone(), key.1.clone()));
-                if retry {
+                if this.retry_pending(&key.0, &key.1) {
                     this.trigger(&key.0);
                 }
             });
@@ -1026,6 +1022,7 @@ impl Loops {
                         reports.insert(outcome.env.clone(), report.clone());
                         before != Some((report.commit.clone(), report.health.state))
                     };
+                    self.record_report(report).await;
                     if changed {
                         self.state.nudge.notify_one();
                     }
@@ -1035,7 +1032,7 @@ impl Loops {
                 }
             }
             if let (Some(commit), Ok(report)) = (&outcome.commit, &outcome.result) {
-                self.maybe_verify(commit, report);
+                self.maybe_verify(commit, report).await;
             }
             // Report on GitHub: commit status baton/<env>, PR timelines, rollbacks.
             if let Some(commit) = &outcome.commit {
@@ -1123,10 +1120,11 @@ async fn ensure_namespace(client: &kube::Client, namespace: &str) {
 }
 
 /// A reconcile context for a cluster of `baton.yaml`.
-async fn cluster_context(
+pub(crate) async fn cluster_context(
     name: &str,
     cfg: &crate::config::runtime::ClusterConfig,
     options: reconcile::Options,
+    guard: Option<&fence::WriteGuard>,
 ) -> Result<reconcile::Context, ServiceError> {
     let err = |message: String| ServiceError::Cluster {
         cluster: name.to_string(),
@@ -1149,7 +1147,13 @@ async fn cluster_context(
             .await
             .map_err(|e| err(format!("{}: {e}", path.display())))?
     };
-    let client = kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
+    let client = match guard {
+        None => kube::Client::try_from(config).map_err(|e| err(e.to_string()))?,
+        Some(guard) => kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| err(e.to_string()))?
+            .with_layer(guard)
+            .build(),
+    };
     Ok(reconcile::Context::new(client, options))
 }
 

@@ -213,6 +213,7 @@ impl TipSource {
             objects,
             prune: Some(prune),
             allow: environment.allow.clone(),
+            service_account: environment.service_account(),
         })
     }
 }

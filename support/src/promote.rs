@@ -367,6 +367,7 @@ impl World {
                 digest: digest.clone(),
                 state: DeployState::Healthy,
                 healthy_since: Some(self.now - since),
+                restarted: None,
             },
         );
     }

@@ -13,6 +13,14 @@ impl GitHubForge {
         loop {
             self.wait_for_primary_reset(call).await?;
             self.pace(call).await?;
+            // Checked after the wait for a turn and right before sending: a write that waited
+            // past the renew deadline is not sent.
+            if call.method != Method::GET
+                && let Some(fence) = self.fence.get()
+                && !fence.holds()
+            {
+                return Err(ForgeError::Fenced { what: call.what() });
+            }
             let outcome = match self.installation_token().await {
                 Ok(token) => self.attempt(call, token.as_ref()).await,
                 Err(e) => Err(e),
