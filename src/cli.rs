@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::logging::{self, LogFormat};
 
+mod dora;
+
 /// baton: promote blessed image digests through environments by pull request, and apply the
 /// merged state to Kubernetes.
 #[derive(Debug, Parser)]
@@ -70,6 +72,15 @@ pub enum Command {
     /// Baton-* trailers of merge and squash commits: time, environment, app, tag, from → to
     /// digest, approvers, promoter and pull request. Needs nothing but Git.
     History(HistoryArgs),
+
+    /// The four DORA metrics per environment and app, from the audit log in Git.
+    ///
+    /// Deployment frequency, lead time for changes, change failure rate and time to restore,
+    /// each with its DORA band, computed from the Baton-* trailers on the first-parent log
+    /// (definitions: docs/dora.md). With --config, also reads each image's metadata from its
+    /// registry and its source commit from GitHub (lead time), and the `baton/<env>/verify`
+    /// statuses (failed verifications); without it, lead times are unknown.
+    Dora(dora::DoraArgs),
 
     /// Read the OCI registries of the pipeline's apps.
     Registry(RegistryArgs),
@@ -153,6 +164,11 @@ pub struct SandboxArgs {
     /// Play the release story, then exit.
     #[arg(long)]
     pub demo: bool,
+    /// With --demo: after the story, keep everything running (the status page shows its
+    /// pipeline, history and DORA tiles) until Ctrl-C or SIGTERM; the exit status still says
+    /// whether the story completed. `scripts/screenshot` uses it.
+    #[arg(long, requires = "demo")]
+    pub stay: bool,
     /// Where baton listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
@@ -303,6 +319,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(&cli.global, &args),
         Command::Bump(args) => bump(&cli.global, &args),
         Command::History(args) => history(&cli.global, &args),
+        Command::Dora(args) => dora::run(&cli.global, &args),
         Command::Plan(args) => plan(&args),
         Command::Registry(args) => Ok(registry(&cli.global, args)),
         Command::Render(args) => render(&cli.global, &args),
@@ -903,13 +920,18 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         }));
         let code = if args.demo {
             println!();
-            match demo::run(&sb, std::io::stdout()).await {
+            let code = match demo::run(&sb, std::io::stdout()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
                 }
+            };
+            if args.stay {
+                println!("\nstill running (--stay): status page http://{addr}/; Ctrl-C stops");
+                shutdown_signal().await;
             }
+            code
         } else {
             println!(
                 "\nrunning; push an image with the registry API or comment on a PR; Ctrl-C stops"
@@ -924,7 +946,7 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `2026-11-01`, an RFC 3339 time, or an age such as `7d` counted back from now.
-fn parse_since(
+pub(crate) fn parse_since(
     s: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dora;
 pub mod engine;
 pub mod forge;
 pub mod gitrepo;

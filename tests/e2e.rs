@@ -211,9 +211,55 @@ async fn release_story(options: SandboxOptions) {
     assert_eq!(prod_web["pinned"]["tag"], "1.1.0", "{state:#}");
     assert!(prod_web["lastDeploy"].is_object(), "{state:#}");
 
+    // DORA: dev's broken release counts as one failed change, restored by the rollback; the
+    // service shows it in /api/v1/dora and as gauges once a pass after the rollback ran.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dev = loop {
+        let dora: serde_json::Value = get(port, "/api/v1/dora?env=dev")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default();
+        let dev = dora["environments"][0].clone();
+        if dev["changeFailureRate"]["rolledBack"] == 1 {
+            break dev;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/api/v1/dora never showed dev's rollback: {dora:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dev["env"], "dev", "{dev:#}");
+    assert_eq!(dev["changeFailureRate"]["failed"], 1, "{dev:#}");
+    assert_eq!(dev["changeFailureRate"]["total"], 2, "{dev:#}");
+    assert_eq!(dev["timeToRestore"]["restored"], 1, "{dev:#}");
+    assert_eq!(dev["deploymentFrequency"]["deployments"], 2, "{dev:#}");
+    assert_eq!(
+        dev["leadTime"]["fromImageCreated"], 2,
+        "the sandbox's images carry a plausible created time: {dev:#}"
+    );
+
+    // The status page after the story: the pipelines, dev's history with its rollback, and
+    // the DORA tiles of every environment.
+    let page = get(port, "/").unwrap();
+    assert_eq!(page.matches("<ol class=\"pipeline\"").count(), 2, "{page}");
+    assert_eq!(page.matches("<li class=\"arrow\"").count(), 4, "{page}");
+    assert_eq!(page.matches("<div class=\"tile\"").count(), 12, "{page}");
+    assert!(
+        page.contains("<span class=\"rollback\">rollback</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("50% (1/2)"),
+        "dev's change failure rate: {page}"
+    );
+
     // The service: metrics count the promotions; SIGTERM stops it cleanly.
     let metrics = get(port, "/metrics").unwrap();
     assert!(metrics.contains("result=\"merged\""), "{metrics}");
+    assert!(
+        metrics.contains("baton_dora_change_failure_rate{env=\"dev\",app=\"web\"} 0.5"),
+        "{metrics}"
+    );
     let status = baton.terminate(Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -251,6 +297,20 @@ fn sandbox_demo(extra: &[&std::ffi::OsStr]) -> String {
 #[test]
 fn the_sandbox_demo_tells_the_whole_story_and_exits_zero() {
     let stdout = sandbox_demo(&[]);
+    // It ends with `baton dora`: dev's one rollback is its failed change.
+    let dora = stdout
+        .find("DORA metrics from")
+        .map(|i| &stdout[i..])
+        .unwrap_or_else(|| panic!("no DORA table:\n{stdout}"));
+    let dev_web = dora
+        .lines()
+        .find(|l| l.starts_with("dev ") && l.contains(" web "))
+        .unwrap_or_else(|| panic!("no dev/web row:\n{dora}"));
+    assert!(dev_web.contains("50% (1/2)"), "{dev_web}");
+    assert!(
+        stdout.contains("dev: 1 of 2 promotions failed and were rolled back; restored in"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("status page       http://127.0.0.1:"),
         "{stdout}"

@@ -208,6 +208,34 @@ async fn tour(sim: &Sim) {
         .unwrap();
     gh.checks(&head).await.unwrap();
     gh.statuses(&head).await.unwrap();
+    // A source commit's time (DORA lead time): the commit's committer date, as git2 wrote it;
+    // an unknown commit (422) or repository (404) is "cannot tell", not an error.
+    let git = git2::Repository::open_bare(sim.repo_path(OWNER, REPO)).unwrap();
+    let committed = git
+        .find_commit(git2::Oid::from_str(&head).unwrap())
+        .unwrap()
+        .committer()
+        .when()
+        .seconds();
+    assert_eq!(
+        gh.source_commit_time(OWNER, REPO, &head)
+            .await
+            .unwrap()
+            .map(|t| t.timestamp()),
+        Some(committed)
+    );
+    assert_eq!(
+        gh.source_commit_time(OWNER, REPO, &"0".repeat(40))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        gh.source_commit_time(OWNER, "no-such-repo", &head)
+            .await
+            .unwrap(),
+        None
+    );
     assert!(
         gh.head_pushed_at("baton/dev/web", &head)
             .await

@@ -97,6 +97,8 @@ pub enum Outcome {
         env: String,
         app: String,
         blocking: String,
+        /// Every gate's verdict as evaluated in this pass (for the status page).
+        gates: Vec<crate::promote::gates::GateResult>,
     },
     Answered {
         pr: u64,
@@ -1402,6 +1404,7 @@ impl<F: Forge> Engine<F> {
                     env,
                     app,
                     blocking,
+                    gates: evaluation.results.clone(),
                 }))
             }
             Action::Merge {
@@ -1480,6 +1483,7 @@ impl<F: Forge> Engine<F> {
                             env,
                             app,
                             blocking: refusal::blocking(&r),
+                            gates: evaluation.results.clone(),
                         }));
                     }
                 }
@@ -1504,6 +1508,7 @@ impl<F: Forge> Engine<F> {
                             env,
                             app,
                             blocking,
+                            gates: evaluation.results.clone(),
                         }));
                     }
                 };
@@ -1555,6 +1560,7 @@ impl<F: Forge> Engine<F> {
                             env,
                             app,
                             blocking,
+                            gates: evaluation.results.clone(),
                         }));
                     }
                     Err(e) => return Err(e.into()),

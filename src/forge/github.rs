@@ -32,6 +32,7 @@
 
 mod checks;
 mod comments;
+mod commits;
 mod credentials;
 mod pulls;
 mod reviews;

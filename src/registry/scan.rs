@@ -562,6 +562,16 @@ impl Scanner {
         self.options.revalidate_after - quarter.mul_f64((h % 1000) as f64 / 1000.0)
     }
 
+    /// The metadata (`created`, `revision`, `source`) of `digest` in `repo`, cached like a
+    /// scan's. `Ok(Err(reason))` when the manifest is malformed or not an image.
+    pub async fn image_meta(
+        &self,
+        repo: &Repo,
+        digest: &str,
+    ) -> Result<Result<ImageMeta, String>, RegistryError> {
+        self.meta(repo, digest, digest).await
+    }
+
     /// Metadata of a digest (cached forever: content-addressed). `Ok(Err(reason))` when the
     /// manifest is malformed or not an image.
     async fn meta(

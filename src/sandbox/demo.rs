@@ -25,7 +25,7 @@ pub struct DemoError {
 }
 
 /// The steps, in order (numbered in the output).
-pub const STEPS: [&str; 11] = [
+pub const STEPS: [&str; 12] = [
     "baton applies every environment",
     "a blessed image is pushed: web 1.1.0",
     "dev: promotion PR opened and auto-merged",
@@ -37,6 +37,7 @@ pub const STEPS: [&str; 11] = [
     "prod: rollout healthy on its own registry copy",
     "a broken release (web 1.2.0) reaches dev, fails, and is rolled back",
     "the audit log: baton history",
+    "the DORA metrics: baton dora",
 ];
 
 /// Workload kinds whose pod templates name images.
@@ -146,6 +147,46 @@ pub async fn head_image(http: &reqwest::Client, image: &str) -> Result<(), Strin
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
     Ok(())
+}
+
+/// What `baton dora --config baton.yaml` prints for the sandbox's config repo: the last 30
+/// days, with image metadata from the registry stand-in and GitHub from the forge stand-in.
+pub async fn dora_report(sb: &Sandbox) -> Result<crate::dora::Report, String> {
+    let repo = git2::Repository::open_bare(sb.forge.repo_path(OWNER, REPO))
+        .map_err(|e| format!("cannot open the config repo: {e}"))?;
+    let tip = repo
+        .refname_to_id("refs/heads/main")
+        .map_err(|e| format!("no main branch: {e}"))?;
+    let entries = crate::gitrepo::history::read(&repo, tip, &Default::default())
+        .map_err(|e| format!("cannot read history: {e}"))?;
+    let blob = repo
+        .revparse_single("refs/heads/main:policies/pipeline.yaml")
+        .and_then(|o| o.peel_to_blob())
+        .map_err(|e| format!("no policies/pipeline.yaml: {e}"))?;
+    let text = std::str::from_utf8(blob.content()).map_err(|e| e.to_string())?;
+    let pipeline = crate::config::Pipeline::parse("policies/pipeline.yaml", text)
+        .map_err(|e| e.to_string())?
+        .pipeline;
+    let (scanner, github) = crate::dora::gather::clients(&sb.config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now();
+    let window = crate::dora::Window::last_days(30, now);
+    let facts = crate::dora::gather(
+        &entries,
+        &pipeline,
+        &scanner,
+        github.as_ref(),
+        &crate::dora::gather::web_host(&sb.config),
+        window.since,
+    )
+    .await;
+    let envs: Vec<String> = pipeline
+        .environments
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    Ok(crate::dora::compute(&entries, &envs, &facts, &window))
 }
 
 struct Story<W: Write> {
@@ -592,6 +633,30 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
             return Err(s.fail(format!("no promotion to {env} in the history")));
         }
     }
+    s.begin(12);
+    let report = dora_report(sb).await.map_err(|e| s.fail(e))?;
+    let _ = write!(s.out, "{}", crate::dora::table(&report));
+    let dev = report
+        .environments
+        .iter()
+        .find(|e| e.env == "dev")
+        .ok_or_else(|| s.fail("no dev row in the DORA report"))?;
+    let cfr = &dev.metrics.change_failure_rate;
+    let restore = &dev.metrics.time_to_restore;
+    if cfr.rolled_back != 1 || cfr.failed != 1 || restore.restored != 1 {
+        return Err(s.fail(format!(
+            "dev should show the one rolled-back promotion, restored: {cfr:?} {restore:?}"
+        )));
+    }
+    s.say(format!(
+        "dev: {} of {} promotions failed and were rolled back; restored in {}",
+        cfr.failed,
+        cfr.total,
+        restore
+            .median_seconds
+            .map_or("-".into(), crate::dora::human)
+    ));
+
     let images = cluster_images(sb).len();
     s.images_resolve(sb).await?;
     s.say(format!(

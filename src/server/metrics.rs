@@ -55,6 +55,25 @@ pub struct ApiLabels {
     pub operation: String,
 }
 
+/// `app` is `*` for all apps of the environment together.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoraLabels {
+    pub env: String,
+    pub app: String,
+}
+
+/// The band of one metric: `metric` is `deployment_frequency`, `lead_time`,
+/// `change_failure_rate` or `time_to_restore`; `band` is `elite`, `high`, `medium` or `low`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoraBandLabels {
+    pub env: String,
+    pub app: String,
+    pub metric: String,
+    pub band: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     pub kind: String,
@@ -82,6 +101,12 @@ pub struct Metrics {
     pub api_calls: Family<ApiLabels, Counter>,
     pub api_retries: Family<TargetLabels, Counter>,
     pub rate_limit_remaining: Family<TargetLabels, Gauge>,
+    /// DORA metrics over the last 30 days (`crate::dora`), per environment and app.
+    pub dora_deployments_per_day: Family<DoraLabels, FloatGauge>,
+    pub dora_lead_time: Family<DoraLabels, FloatGauge>,
+    pub dora_change_failure_rate: Family<DoraLabels, FloatGauge>,
+    pub dora_time_to_restore: Family<DoraLabels, FloatGauge>,
+    pub dora_band: Family<DoraBandLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -181,6 +206,38 @@ impl Metrics {
             "Requests left in the current rate-limit window, as last reported by the target",
             rate_limit_remaining.clone(),
         );
+        let dora_deployments_per_day = Family::<DoraLabels, FloatGauge>::default();
+        registry.register(
+            "dora_deployments_per_day",
+            "DORA deployment frequency: promotions merged per day over the last 30 days",
+            dora_deployments_per_day.clone(),
+        );
+        let dora_lead_time = Family::<DoraLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "dora_lead_time",
+            "DORA lead time for changes: median from the change's start to its merge (last 30 days)",
+            prometheus_client::registry::Unit::Seconds,
+            dora_lead_time.clone(),
+        );
+        let dora_change_failure_rate = Family::<DoraLabels, FloatGauge>::default();
+        registry.register(
+            "dora_change_failure_rate",
+            "DORA change failure rate: failed promotions out of all (0 to 1, last 30 days)",
+            dora_change_failure_rate.clone(),
+        );
+        let dora_time_to_restore = Family::<DoraLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "dora_time_to_restore",
+            "DORA time to restore: median from a failed promotion to the merge that restored (last 30 days)",
+            prometheus_client::registry::Unit::Seconds,
+            dora_time_to_restore.clone(),
+        );
+        let dora_band = Family::<DoraBandLabels, Gauge>::default();
+        registry.register(
+            "dora_band",
+            "1 for the DORA performance band of each metric, per environment and app",
+            dora_band.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -197,6 +254,62 @@ impl Metrics {
             api_calls,
             api_retries,
             rate_limit_remaining,
+            dora_deployments_per_day,
+            dora_lead_time,
+            dora_change_failure_rate,
+            dora_time_to_restore,
+            dora_band,
+        }
+    }
+
+    /// Set the DORA gauges to a report: every series of an earlier report is dropped first, so
+    /// an unknown figure (no lead time yet) is absent rather than stale.
+    pub fn dora(&self, report: &crate::dora::Report) {
+        self.dora_deployments_per_day.clear();
+        self.dora_lead_time.clear();
+        self.dora_change_failure_rate.clear();
+        self.dora_time_to_restore.clear();
+        self.dora_band.clear();
+        for env in &report.environments {
+            let rows = std::iter::once(("*", &env.metrics))
+                .chain(env.apps.iter().map(|a| (a.app.as_str(), &a.metrics)));
+            for (app, m) in rows {
+                let labels = DoraLabels {
+                    env: env.env.clone(),
+                    app: app.to_string(),
+                };
+                let band = |metric: &str, band: Option<crate::dora::Band>| {
+                    if let Some(b) = band {
+                        self.dora_band
+                            .get_or_create(&DoraBandLabels {
+                                env: env.env.clone(),
+                                app: app.to_string(),
+                                metric: metric.into(),
+                                band: b.as_str().into(),
+                            })
+                            .set(1);
+                    }
+                };
+                let f = &m.deployment_frequency;
+                self.dora_deployments_per_day
+                    .get_or_create(&labels)
+                    .set(f.per_day);
+                band("deployment_frequency", f.band);
+                if let Some(s) = m.lead_time.median_seconds {
+                    self.dora_lead_time.get_or_create(&labels).set(s as f64);
+                }
+                band("lead_time", m.lead_time.band);
+                if let Some(r) = m.change_failure_rate.rate {
+                    self.dora_change_failure_rate.get_or_create(&labels).set(r);
+                }
+                band("change_failure_rate", m.change_failure_rate.band);
+                if let Some(s) = m.time_to_restore.median_seconds {
+                    self.dora_time_to_restore
+                        .get_or_create(&labels)
+                        .set(s as f64);
+                }
+                band("time_to_restore", m.time_to_restore.band);
+            }
         }
     }
 
@@ -406,6 +519,7 @@ mod tests {
             env: env.into(),
             app: "web".into(),
             blocking: blocking.into(),
+            gates: vec![],
         };
         let pass: Result<Vec<Outcome>, ()> = Ok(vec![
             Outcome::Merged {
@@ -436,6 +550,61 @@ mod tests {
         assert!(!text.contains("baton_gate_waiting{"), "{text}");
         assert!(text.contains("baton_plan_passes_total 3"));
         assert!(text.contains("baton_plan_failures_total 1"));
+    }
+
+    #[test]
+    fn dora_gauges_follow_the_latest_report_per_environment_and_app() {
+        use crate::gitrepo::history::Entry;
+        use crate::gitrepo::trailers::Promotion;
+        use chrono::TimeZone;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 10, 12, 0, 0)
+            .unwrap();
+        let promo = |to: &[u8], rollback_of: Option<&[u8]>, mins| Entry {
+            time: at + chrono::Duration::minutes(mins),
+            commit: format!("c{mins}"),
+            promotion: Promotion {
+                app: "web".into(),
+                environment: "dev".into(),
+                from: None,
+                to: crate::image::Digest::of(to),
+                tag: None,
+                approved_by: vec![],
+                promoted_by: None,
+                pull_request: None,
+                rollback_of: rollback_of.map(crate::image::Digest::of),
+            },
+        };
+        // Newest first: a promotion of b, rolled back to a 10 minutes later.
+        let entries = vec![promo(b"a", Some(b"b"), 10), promo(b"b", None, 0)];
+        let w = crate::dora::Window::last_days(10, at + chrono::Duration::hours(1));
+        let report = crate::dora::compute(&entries, &["dev".into()], &Default::default(), &w);
+        let m = Metrics::new();
+        m.dora(&report);
+        let text = m.render();
+        assert!(
+            text.contains("baton_dora_deployments_per_day{env=\"dev\",app=\"web\"} 0.1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_dora_change_failure_rate{env=\"dev\",app=\"*\"} 1.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_dora_time_to_restore_seconds{env=\"dev\",app=\"web\"} 600.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "baton_dora_band{env=\"dev\",app=\"web\",metric=\"time_to_restore\",band=\"elite\"} 1"
+            ),
+            "{text}"
+        );
+        // No lead time is known: no series rather than a made-up zero.
+        assert!(!text.contains("baton_dora_lead_time_seconds{"), "{text}");
+        // A later report without the environment drops its series.
+        m.dora(&crate::dora::compute(&[], &[], &Default::default(), &w));
+        assert!(!m.render().contains("baton_dora_deployments_per_day{"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! history comes from ([`AppState::set_history`]); the handlers only read.
 
 pub mod auth;
+pub mod dora;
 pub mod github;
 pub mod history;
 pub mod metrics;
@@ -55,6 +56,9 @@ pub struct AppState {
     pub commented: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// What the status page and `/api/v1/state` show; replaced whole by the service.
     view: std::sync::RwLock<Arc<StatusView>>,
+    /// The DORA report of the last 30 days (`/api/v1/dora`, the page's tiles); `None` until
+    /// the service computed one.
+    dora: std::sync::RwLock<Option<Arc<crate::dora::Report>>>,
     /// Where `/api/v1/history` reads from; until set, it answers 503.
     history: std::sync::RwLock<Option<Arc<dyn HistorySource>>>,
     /// Who may read the status page and the JSON API (`server.auth`); `None` lets anyone.
@@ -85,6 +89,7 @@ impl AppState {
             registry_hints: std::sync::Mutex::new(Vec::new()),
             commented: std::sync::Mutex::default(),
             view: std::sync::RwLock::new(Arc::new(StatusView::default())),
+            dora: std::sync::RwLock::new(None),
             history: std::sync::RwLock::new(None),
             auth: None,
         }
@@ -99,6 +104,17 @@ impl AppState {
     /// The current status view.
     pub fn view(&self) -> Arc<StatusView> {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replace the DORA report (and the `baton_dora_*` gauges).
+    pub fn set_dora(&self, report: crate::dora::Report) {
+        self.metrics.dora(&report);
+        *self.dora.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
+    }
+
+    /// The current DORA report, if computed.
+    pub fn dora(&self) -> Option<Arc<crate::dora::Report>> {
+        self.dora.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Where `/api/v1/history` reads promotions from (e.g. [`history::GitHistory`]).
@@ -138,6 +154,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/", get(status_page))
         .route("/api/v1/state", get(api_state))
         .route("/api/v1/history", get(api_history))
+        .route("/api/v1/dora", get(dora::api_dora))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
@@ -174,7 +191,7 @@ async fn metrics_text(
 }
 
 async fn status_page(State(state): State<Arc<AppState>>) -> Html<String> {
-    Html(page::render(&state.view()))
+    Html(page::render(&state.view(), state.dora().as_deref()))
 }
 
 async fn api_state(State(state): State<Arc<AppState>>) -> Json<Arc<StatusView>> {
@@ -642,7 +659,9 @@ mod tests {
         f.open[0].held = true;
         s.set_view(StatusView::build(&f.inputs(view::tests::at(10, 0)), None));
         let html = body_text(app(s).oneshot(get("/")).await.unwrap()).await;
-        assert!(!html.contains("<script>"), "{html}");
+        // The page's own polling script is the only one.
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("<b>why"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -1,15 +1,28 @@
-//! The status page (`GET /`): the [`StatusView`] as one server-rendered HTML table, apps ×
-//! environments. No JavaScript; the page refreshes itself with `<meta http-equiv=refresh>`.
-//! Every value from Git, the forge or the cluster is escaped.
+//! The status page (`GET /`), server-rendered HTML and SVG from the [`StatusView`] and the
+//! DORA report: per app, the environments as a pipeline, left to right with arrows, each with
+//! its tag, health and how long that health has held, the pending PR and its gate verdicts on
+//! the arrow into it; per environment, the DORA tiles with 30-day sparklines and the last 20
+//! history entries. A small script (`page/page.js`, no framework) polls `/api/v1/state` and
+//! swaps `<main>` when the view changed. Light and dark follow `prefers-color-scheme`; the
+//! layout folds to one column on a phone. Every value from Git, the forge or the cluster is
+//! escaped, and only `http(s)` URLs become links.
+
+mod tiles;
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::view::{Cell, ImageRef, StatusView};
+use super::view::{Cell, EnvironmentView, ImageRef, PendingPromotion, StatusView};
+use crate::dora::Report;
 
-/// How often the browser reloads the page.
+pub use tiles::sparkline;
+
+/// Without the script, the page reloads itself this often.
 pub const REFRESH_SECS: u32 = 15;
+
+const STYLE: &str = include_str!("page/page.css");
+const SCRIPT: &str = include_str!("page/page.js");
 
 /// `s` with the HTML metacharacters escaped, for text and attribute values alike.
 pub fn escape(s: &str) -> String {
@@ -31,9 +44,30 @@ fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Only web links become `href`s (a `javascript:` URL from a forge must not).
 fn safe_url(url: &str) -> Option<&str> {
     (url.starts_with("https://") || url.starts_with("http://")).then_some(url)
+}
+
+/// `text` as a link to `url` when it is a web URL, else as plain text.
+fn link(out: &mut String, class: &str, url: Option<&str>, text: &str) {
+    match url.and_then(safe_url) {
+        Some(url) => {
+            let _ = write!(
+                out,
+                r#"<a class="{class}" href="{}">{}</a>"#,
+                escape(url),
+                escape(text)
+            );
+        }
+        None => {
+            let _ = write!(out, r#"<span class="{class}">{}</span>"#, escape(text));
+        }
+    }
 }
 
 fn image(out: &mut String, image: &ImageRef) {
@@ -47,17 +81,9 @@ fn image(out: &mut String, image: &ImageRef) {
     );
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1f2328}\
-table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:.5rem .7rem;vertical-align:top;text-align:left}\
-th{background:#f6f8fa}td div{margin:.15rem 0}code{font-size:.85em}.muted{color:#656d76;font-size:.85em}\
-.health{font-weight:600}.health::before{content:'\\25CF  ';}\
-.health-healthy .health{color:#1a7f37}.health-progressing .health{color:#9a6700}\
-.health-failed .health{color:#cf222e}.health-unknown .health{color:#656d76}\
-.hold{color:#cf222e}.reconcile{font-weight:normal;font-size:.8em;color:#656d76}";
-
-/// The whole page.
-pub fn render(view: &StatusView) -> String {
-    let mut out = String::with_capacity(8 * 1024);
+/// The whole page. `dora` is the report of the last 30 days, when computed.
+pub fn render(view: &StatusView, dora: Option<&Report>) -> String {
+    let mut out = String::with_capacity(16 * 1024);
     let title = if view.repo.name.is_empty() {
         "baton".to_string()
     } else {
@@ -66,22 +92,19 @@ pub fn render(view: &StatusView) -> String {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
-        escape(&title),
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <noscript><meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\"></noscript>\
+         <title>{0}</title><style>{STYLE}</style></head><body>\n<header><h1>{0}</h1>\n",
         escape(&title),
     );
     out.push_str("<p id=\"repo\">");
     if view.repo.name.is_empty() {
         out.push_str("config repository not read yet");
     } else {
-        let _ = write!(
-            out,
-            "config repository <strong>{}</strong> branch <code>{}</code>",
-            escape(&view.repo.name),
-            escape(&view.repo.branch)
-        );
+        out.push_str("config repository ");
+        link(&mut out, "repo", view.repo.url.as_deref(), &view.repo.name);
+        let _ = write!(out, " branch <code>{}</code>", escape(&view.repo.branch));
         if let Some(c) = &view.repo.commit {
             let _ = write!(
                 out,
@@ -97,73 +120,126 @@ pub fn render(view: &StatusView) -> String {
         }
         None => out.push_str(" <span class=\"muted\">(waiting for the first pass)</span>"),
     }
-    out.push_str("</p>\n");
-
+    out.push_str("</p></header>\n");
+    let _ = writeln!(
+        out,
+        "<main id=\"main\" data-updated=\"{}\">",
+        view.updated_at.map(rfc3339).unwrap_or_default()
+    );
     if view.apps.is_empty() || view.environments.is_empty() {
-        out.push_str("<p id=\"empty\">No apps or environments yet.</p>\n</body></html>\n");
-        return out;
+        out.push_str("<p id=\"empty\">No apps or environments yet.</p>\n");
+    } else {
+        pipelines(&mut out, view);
+        environments(&mut out, view, dora);
     }
-
-    out.push_str("<table id=\"status\">\n<thead><tr><th scope=\"col\">app</th>");
-    for env in &view.environments {
-        let _ = write!(
-            out,
-            "<th scope=\"col\" data-env=\"{0}\">{0}",
-            escape(&env.name)
-        );
-        if let Some(r) = &env.last_reconcile {
-            let _ = write!(
-                out,
-                "<div class=\"reconcile\" title=\"{}\">reconciled {} · {}{}</div>",
-                escape(&r.summary),
-                time(r.finished_at),
-                r.health.as_str(),
-                if r.drift > 0 {
-                    format!(" · {} drift corrected", r.drift)
-                } else {
-                    String::new()
-                }
-            );
-            if let Some(e) = &r.error {
-                let _ = write!(out, "<div class=\"reconcile hold\">{}</div>", escape(e));
-            }
-        }
-        out.push_str("</th>");
-    }
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for app in &view.apps {
-        let _ = write!(
-            out,
-            "<tr data-app=\"{0}\"><th scope=\"row\">{0}<div class=\"muted\">{1}</div></th>",
-            escape(&app.name),
-            escape(&app.image)
-        );
-        for cell in &app.cells {
-            self::cell(&mut out, &app.name, cell);
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody></table>\n</body></html>\n");
+    let _ = write!(out, "</main>\n<script>{SCRIPT}</script>\n</body></html>\n");
     out
 }
 
-fn cell(out: &mut String, app: &str, cell: &Cell) {
+fn pipelines(out: &mut String, view: &StatusView) {
+    out.push_str("<section id=\"pipelines\" aria-labelledby=\"h-pipelines\"><h2 id=\"h-pipelines\">Pipelines</h2>\n");
+    for app in &view.apps {
+        let _ = write!(
+            out,
+            "<article class=\"app\" data-app=\"{0}\"><h3>{0} <span class=\"muted\">{1}</span></h3>\
+             <ol class=\"pipeline\" aria-label=\"{0}: environments in promotion order\">",
+            escape(&app.name),
+            escape(&app.image)
+        );
+        for (i, cell) in app.cells.iter().enumerate() {
+            if i > 0 {
+                arrow(out, cell);
+            }
+            env_node(out, cell, view.updated_at);
+        }
+        out.push_str("</ol></article>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+const ARROW_SVG: &str = "<svg viewBox=\"0 0 100 18\" preserveAspectRatio=\"none\" aria-hidden=\"true\"><path d=\"M2 9H92\"/><path d=\"M84 3L96 9L84 15\"/></svg>";
+const ARROW_DOWN_SVG: &str = "<svg viewBox=\"0 0 18 26\" aria-hidden=\"true\"><path d=\"M9 2V22\"/><path d=\"M3 16L9 24L15 16\"/></svg>";
+
+/// The arrow into `cell`'s environment: its pending PR and the gate verdicts.
+fn arrow(out: &mut String, cell: &Cell) {
+    let _ = write!(
+        out,
+        "<li class=\"arrow\" data-env=\"{}\"><span class=\"arrow-wide\">{ARROW_SVG}</span>",
+        escape(&cell.env)
+    );
+    match &cell.pending {
+        Some(p) => pending(out, p),
+        None => out.push_str("<div class=\"muted\">nothing pending</div>"),
+    }
+    let _ = write!(
+        out,
+        "<span class=\"arrow-down\">{ARROW_DOWN_SVG}</span></li>"
+    );
+}
+
+fn pending(out: &mut String, p: &PendingPromotion) {
+    out.push_str("<div class=\"pending\">");
+    link(out, "pr", p.url.as_deref(), &format!("#{}", p.number));
+    out.push_str(" → ");
+    image(out, &p.to);
+    out.push_str("</div>");
+    if p.held {
+        let _ = write!(
+            out,
+            "<div class=\"hold\">on hold{}</div>",
+            p.hold_reason
+                .as_deref()
+                .map(|r| format!(": {}", escape(r)))
+                .unwrap_or_default()
+        );
+    }
+    if !p.gates.is_empty() {
+        out.push_str("<ul class=\"gates\">");
+        for g in &p.gates {
+            let _ = write!(
+                out,
+                "<li class=\"gate gate-{}\" title=\"{}\">{}: {}</li>",
+                escape(&g.verdict),
+                escape(&g.verdict),
+                escape(&g.gate),
+                escape(&g.reason)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    match &p.blocking {
+        Some(b) => {
+            let _ = write!(
+                out,
+                "<div class=\"blocking\">waiting on {}</div>",
+                escape(b)
+            );
+        }
+        None => out.push_str("<div class=\"blocking muted\">no gate blocking</div>"),
+    }
+}
+
+fn env_node(out: &mut String, cell: &Cell, updated: Option<DateTime<Utc>>) {
     let health = cell.health.as_str();
     let _ = write!(
         out,
-        "<td class=\"cell health-{health}\" data-app=\"{}\" data-env=\"{}\">",
-        escape(app),
+        "<li class=\"env health-{health}\" data-env=\"{0}\"><div class=\"env-name\">{0}</div><div class=\"pin\">",
         escape(&cell.env)
     );
-    out.push_str("<div class=\"pin\">");
     match &cell.pinned {
         Some(p) => image(out, p),
         None => out.push_str("<span class=\"muted\">not pinned</span>"),
     }
-    out.push_str("</div>");
-    let _ = write!(out, "<div class=\"health\">{health}");
+    let _ = write!(out, "</div><div class=\"health\">{health}");
     if let Some(since) = cell.since {
-        let _ = write!(out, " <span class=\"muted\">since {}</span>", time(since));
+        let held = updated.map_or(0, |u| (u - since).num_seconds());
+        let _ = write!(
+            out,
+            " <span class=\"muted since\" data-since=\"{}\" title=\"since {}\">for {}</span>",
+            rfc3339(since),
+            time(since),
+            crate::dora::human(held)
+        );
     }
     out.push_str("</div>");
     if let (Some(running), Some(pinned)) = (&cell.running, &cell.pinned)
@@ -185,46 +261,89 @@ fn cell(out: &mut String, app: &str, cell: &Cell) {
         }
         out.push_str("</div>");
     }
-    if let Some(p) = &cell.pending {
-        out.push_str("<div class=\"pending\">");
-        match p.url.as_deref().and_then(safe_url) {
-            Some(url) => {
-                let _ = write!(
-                    out,
-                    "<a class=\"pr\" href=\"{}\">#{}</a>",
-                    escape(url),
-                    p.number
-                );
+    out.push_str("</li>");
+}
+
+fn environments(out: &mut String, view: &StatusView, dora: Option<&Report>) {
+    out.push_str("<section id=\"environments\" aria-labelledby=\"h-environments\"><h2 id=\"h-environments\">Environments</h2>\n");
+    for env in &view.environments {
+        environment(
+            out,
+            env,
+            dora.and_then(|r| r.environments.iter().find(|e| e.env == env.name)),
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+fn environment(out: &mut String, env: &EnvironmentView, dora: Option<&crate::dora::EnvReport>) {
+    let _ = write!(
+        out,
+        "<article class=\"envpanel\" data-env=\"{0}\"><h3>{0}</h3>",
+        escape(&env.name)
+    );
+    if let Some(r) = &env.last_reconcile {
+        let _ = write!(
+            out,
+            "<p class=\"reconcile\" title=\"{}\">reconciled {} · {}{}</p>",
+            escape(&r.summary),
+            time(r.finished_at),
+            r.health.as_str(),
+            if r.drift > 0 {
+                format!(" · {} drift corrected", r.drift)
+            } else {
+                String::new()
             }
-            None => {
-                let _ = write!(out, "<span class=\"pr\">#{}</span>", p.number);
-            }
-        }
-        out.push_str(" → ");
-        image(out, &p.to);
-        out.push_str("</div>");
-        if p.held {
-            let _ = write!(
-                out,
-                "<div class=\"hold\">on hold{}</div>",
-                p.hold_reason
-                    .as_deref()
-                    .map(|r| format!(": {}", escape(r)))
-                    .unwrap_or_default()
-            );
-        }
-        match &p.blocking {
-            Some(b) => {
-                let _ = write!(
-                    out,
-                    "<div class=\"blocking\">waiting on {}</div>",
-                    escape(b)
-                );
-            }
-            None => out.push_str("<div class=\"blocking muted\">no gate blocking</div>"),
+        );
+        if let Some(e) = &r.error {
+            let _ = write!(out, "<p class=\"reconcile hold\">{}</p>", escape(e));
         }
     }
-    out.push_str("</td>");
+    match dora {
+        Some(d) => tiles::tiles(out, d),
+        None => out.push_str("<p class=\"muted\">DORA metrics not computed yet</p>"),
+    }
+    if env.recent.is_empty() {
+        out.push_str("<p class=\"muted\">no promotions recorded</p>");
+    } else {
+        let _ = write!(
+            out,
+            "<ol class=\"history\" aria-label=\"{}: last promotions, newest first\">",
+            escape(&env.name)
+        );
+        for e in &env.recent {
+            let _ = write!(
+                out,
+                "<li><time datetime=\"{}\">{}</time><span>{}",
+                rfc3339(e.at),
+                time(e.at),
+                escape(&e.app)
+            );
+            let _ = write!(
+                out,
+                " <span class=\"tag\">{}</span></span>",
+                escape(e.tag.as_deref().unwrap_or("untagged"))
+            );
+            if e.rollback {
+                out.push_str("<span class=\"rollback\">rollback</span>");
+            }
+            if let Some(n) = e.pull_request {
+                link(out, "pr", e.pull_request_url.as_deref(), &format!("#{n}"));
+            }
+            link(
+                out,
+                "commit",
+                e.commit_url.as_deref(),
+                &e.commit.chars().take(7).collect::<String>(),
+            );
+            if let Some(by) = &e.promoted_by {
+                let _ = write!(out, "<span class=\"muted\">by {}</span>", escape(by));
+            }
+            out.push_str("</li>");
+        }
+        out.push_str("</ol>");
+    }
+    out.push_str("</article>\n");
 }
 
 #[cfg(test)]
@@ -241,27 +360,97 @@ mod tests {
     }
 
     #[test]
-    fn the_page_has_one_cell_per_app_and_environment_with_its_facts() {
+    fn each_app_is_a_pipeline_of_its_environments_with_the_pending_pr_on_the_arrow() {
         let f = fixture();
         let v = StatusView::build(&f.inputs(at(10, 0)), None);
-        let html = render(&v);
-        assert_eq!(html.matches("<td class=\"cell").count(), 6);
-        assert!(html.contains(
-            "<td class=\"cell health-healthy\" data-app=\"web\" data-env=\"dev\"><div class=\"pin\"><span class=\"tag\">1.5.0</span>"
-        ));
+        let html = render(&v, None);
+        // Two apps, three environments each, an arrow into staging and one into prod.
+        assert_eq!(html.matches("<li class=\"env ").count(), 6, "{html}");
+        assert_eq!(html.matches("<li class=\"arrow\"").count(), 4, "{html}");
+        let dev = html
+            .find("<li class=\"env health-healthy\" data-env=\"dev\">")
+            .unwrap();
+        let into_staging = html
+            .find("<li class=\"arrow\" data-env=\"staging\">")
+            .unwrap();
+        let staging = html
+            .find("data-env=\"staging\"><div class=\"env-name\">")
+            .unwrap();
+        assert!(dev < into_staging && into_staging < staging, "{html}");
+        let arrow = &html[into_staging..staging];
         assert!(
-            html.contains("<a class=\"pr\" href=\"https://github.com/shop/config/pull/7\">#7</a>")
+            arrow.contains("<a class=\"pr\" href=\"https://github.com/shop/config/pull/7\">#7</a>"),
+            "{arrow}"
         );
-        assert!(html.contains("waiting on soak: dev: healthy for 1h of 2h"));
-        assert!(html.contains("<meta http-equiv=\"refresh\""));
+        assert!(arrow.contains("<li class=\"gate gate-passed\""), "{arrow}");
+        assert!(
+            arrow.contains("soak: dev has been healthy for 5m of 10m"),
+            "{arrow}"
+        );
+        // The soak in progress, worded as of the view's time.
+        assert!(
+            arrow.contains("waiting on soak: dev: healthy for 1h of 2h"),
+            "{arrow}"
+        );
+        // dev has been healthy since 09:00, an hour before the view.
+        assert!(
+            html.contains("data-since=\"2026-11-21T09:00:00Z\""),
+            "{html}"
+        );
+        assert!(html.contains(">for 1h 0m</span>"), "{html}");
+    }
+
+    #[test]
+    fn environments_list_their_history_with_links_and_say_when_dora_is_not_ready() {
+        let f = fixture();
+        let html = render(&StatusView::build(&f.inputs(at(10, 0)), None), None);
+        let dev = html
+            .find("<article class=\"envpanel\" data-env=\"dev\">")
+            .unwrap();
+        let panel = &html[dev..dev + html[dev..].find("</article>").unwrap()];
+        assert_eq!(panel.matches("<li><time").count(), 2, "{panel}");
+        assert!(
+            panel.contains("<a class=\"pr\" href=\"https://github.com/shop/config/pull/6\">#6</a>"),
+            "{panel}"
+        );
+        assert!(panel.contains("/commit/c2c2c2c2"), "{panel}");
+        assert!(panel.contains("DORA metrics not computed yet"), "{panel}");
+    }
+
+    #[test]
+    fn with_a_report_each_environment_has_four_tiles_with_sparklines() {
+        let f = fixture();
+        let v = StatusView::build(&f.inputs(at(10, 0)), None);
+        let report = crate::dora::compute(
+            &f.history,
+            &["dev".into(), "staging".into(), "prod".into()],
+            &Default::default(),
+            &crate::dora::Window::last_days(30, at(10, 0)),
+        );
+        let html = render(&v, Some(&report));
+        assert_eq!(html.matches("<div class=\"tile\"").count(), 12, "{html}");
+        assert_eq!(html.matches("<svg class=\"spark\"").count(), 12);
+        assert!(html.contains("data-metric=\"deployment-frequency\""));
+        assert!(html.contains("<span class=\"band band-"), "{html}");
     }
 
     #[test]
     fn a_javascript_url_is_not_a_link() {
         let mut f = fixture();
         f.open[0].url = Some("javascript:alert(1)".into());
-        let html = render(&StatusView::build(&f.inputs(at(10, 0)), None));
+        f.repo.url = None;
+        let html = render(&StatusView::build(&f.inputs(at(10, 0)), None), None);
         assert!(!html.contains("javascript:"));
         assert!(html.contains("<span class=\"pr\">#7</span>"));
+    }
+
+    #[test]
+    fn the_page_follows_the_color_scheme_and_polls_the_state() {
+        let f = fixture();
+        let html = render(&StatusView::build(&f.inputs(at(10, 0)), None), None);
+        assert!(html.contains("@media (prefers-color-scheme:dark)"));
+        assert!(html.contains("fetch(\"api/v1/state\""));
+        assert!(html.contains("<noscript><meta http-equiv=\"refresh\""));
+        assert!(html.contains("<main id=\"main\" data-updated=\"2026-11-21T10:00:00Z\">"));
     }
 }

@@ -50,6 +50,29 @@ pub struct EnvironmentView {
     pub name: String,
     pub after: Option<String>,
     pub last_reconcile: Option<ReconcileSummary>,
+    /// The newest [`RECENT`] promotions and rollbacks of this environment, newest first.
+    pub recent: Vec<RecentEntry>,
+}
+
+/// How many history entries each environment shows.
+pub const RECENT: usize = 20;
+
+/// One history entry of an environment, with links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentEntry {
+    pub at: DateTime<Utc>,
+    pub app: String,
+    pub tag: Option<String>,
+    pub digest: Digest,
+    pub commit: String,
+    /// The commit's page, when the repository has a web URL.
+    pub commit_url: Option<String>,
+    pub pull_request: Option<u64>,
+    pub pull_request_url: Option<String>,
+    pub promoted_by: Option<String>,
+    /// This entry rolled back another digest.
+    pub rollback: bool,
 }
 
 /// The last reconcile of an environment.
@@ -209,6 +232,34 @@ pub struct PendingPromotion {
     pub blocking: Option<String>,
     pub held: bool,
     pub hold_reason: Option<String>,
+    /// Every gate's verdict from the last pass (empty until evaluated).
+    pub gates: Vec<GateVerdict>,
+}
+
+/// One gate of a pending promotion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateVerdict {
+    pub gate: String,
+    /// `passed`, `waiting` or `blocked`.
+    pub verdict: String,
+    pub reason: String,
+}
+
+impl GateVerdict {
+    pub fn from_result(r: &crate::promote::gates::GateResult) -> Self {
+        use crate::promote::gates::Verdict;
+        Self {
+            gate: r.gate.title().to_string(),
+            verdict: match r.verdict {
+                Verdict::Passed => "passed",
+                Verdict::Waiting => "waiting",
+                Verdict::Blocked => "blocked",
+            }
+            .to_string(),
+            reason: r.reason.clone(),
+        }
+    }
 }
 
 /// An open promotion PR as the service knows it, the input for a [`PendingPromotion`].
@@ -222,6 +273,7 @@ pub struct OpenPromotion {
     pub blocking: Option<String>,
     pub held: bool,
     pub hold_reason: Option<String>,
+    pub gates: Vec<GateVerdict>,
 }
 
 impl OpenPromotion {
@@ -239,12 +291,18 @@ impl OpenPromotion {
             blocking: None,
             held: pr.labels.iter().any(|l| l == HOLD_LABEL),
             hold_reason: pr.hold_reason.clone(),
+            gates: Vec::new(),
         }
     }
 
-    /// The blocking gate of an evaluation, worded as the engine words it on the PR.
+    /// The gates of an evaluation, the blocking one worded as the engine words it on the PR.
     pub fn with_evaluation(mut self, evaluation: &Evaluation) -> Self {
         self.blocking = blocking_text(evaluation);
+        self.gates = evaluation
+            .results
+            .iter()
+            .map(GateVerdict::from_result)
+            .collect();
         self
     }
 }
@@ -256,13 +314,19 @@ pub fn blocking_text(evaluation: &Evaluation) -> Option<String> {
         .map(|g| format!("{}: {}", g.gate.title(), g.reason))
 }
 
-/// Fill in `blocking` from a pass's outcomes (`Waiting` names the blocking gate by PR).
+/// Fill in `blocking` and the gates from a pass's outcomes (`Waiting` names them by PR).
 pub fn apply_outcomes(open: &mut [OpenPromotion], outcomes: &[crate::engine::Outcome]) {
     for outcome in outcomes {
-        if let crate::engine::Outcome::Waiting { pr, blocking, .. } = outcome
+        if let crate::engine::Outcome::Waiting {
+            pr,
+            blocking,
+            gates,
+            ..
+        } = outcome
             && let Some(o) = open.iter_mut().find(|o| o.number == *pr)
         {
             o.blocking = Some(blocking.clone()).filter(|b| !b.is_empty());
+            o.gates = gates.iter().map(GateVerdict::from_result).collect();
         }
     }
 }
@@ -309,6 +373,36 @@ pub struct Inputs<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// The newest [`RECENT`] history entries of `env`, with links into the repository.
+fn recent(inputs: &Inputs<'_>, env: &str) -> Vec<RecentEntry> {
+    let base = inputs.repo.url.as_deref().map(|u| u.trim_end_matches('/'));
+    let mut entries: Vec<&Entry> = inputs
+        .history
+        .iter()
+        .filter(|e| e.promotion.environment == env)
+        .collect();
+    // Newest first; stable, so equal times keep the history's (commit) order.
+    entries.sort_by_key(|e| std::cmp::Reverse(e.time));
+    entries
+        .into_iter()
+        .take(RECENT)
+        .map(|e| RecentEntry {
+            at: e.time,
+            app: e.promotion.app.clone(),
+            tag: e.promotion.tag.clone(),
+            digest: e.promotion.to.clone(),
+            commit: e.commit.clone(),
+            commit_url: base.map(|b| format!("{b}/commit/{}", e.commit)),
+            pull_request: e.promotion.pull_request,
+            pull_request_url: base
+                .zip(e.promotion.pull_request)
+                .map(|(b, n)| format!("{b}/pull/{n}")),
+            promoted_by: e.promotion.promoted_by.clone(),
+            rollback: e.promotion.is_rollback(),
+        })
+        .collect()
+}
+
 impl StatusView {
     /// Build the view. `previous` (the view this one replaces) keeps the `since` of a cell
     /// whose health and digest did not change; without it, a cell that is not healthy is
@@ -321,6 +415,7 @@ impl StatusView {
                 name: e.name.clone(),
                 after: e.after.clone(),
                 last_reconcile: inputs.reconciles.get(&e.name).cloned(),
+                recent: recent(inputs, &e.name),
             })
             .collect();
         let mut last: BTreeMap<(&str, &str), &Entry> = BTreeMap::new();
@@ -393,6 +488,7 @@ impl StatusView {
                                         .or_else(|| o.blocking.clone()),
                                     held: o.held,
                                     hold_reason: o.hold_reason.clone(),
+                                    gates: o.gates.clone(),
                                 }),
                         }
                     })
@@ -525,6 +621,18 @@ environments:
             blocking: Some("soak: dev has been healthy for 5m of 10m".into()),
             held: false,
             hold_reason: None,
+            gates: vec![
+                GateVerdict {
+                    gate: "checks".into(),
+                    verdict: "passed".into(),
+                    reason: "baton/validate passed".into(),
+                },
+                GateVerdict {
+                    gate: "soak".into(),
+                    verdict: "waiting".into(),
+                    reason: "dev has been healthy for 5m of 10m".into(),
+                },
+            ],
         }];
         let promo = |env: &str, tag: &str, n: u8, pr: u64| Promotion {
             app: "web".into(),
@@ -675,12 +783,48 @@ environments:
                 env: "prod".into(),
                 app: "web".into(),
                 blocking: "hold: held by alice: incident 42".into(),
+                gates: vec![crate::promote::gates::GateResult {
+                    gate: crate::promote::gates::Gate::Hold,
+                    verdict: crate::promote::gates::Verdict::Blocked,
+                    reason: "held by alice: incident 42".into(),
+                    recheck_at: None,
+                    soak: None,
+                }],
             }],
         );
         assert_eq!(
             open[0].blocking.as_deref(),
             Some("hold: held by alice: incident 42")
         );
+        assert_eq!(open[0].gates.len(), 1);
+        assert_eq!(open[0].gates[0].verdict, "blocked");
+    }
+
+    #[test]
+    fn each_environment_lists_its_newest_history_entries_with_links() {
+        let mut f = fixture();
+        let first = f.history[1].clone();
+        for i in 0..30 {
+            let mut e = first.clone();
+            e.time = at(7, 0) - chrono::Duration::minutes(i);
+            f.history.push(e);
+        }
+        let v = StatusView::build(&f.inputs(at(10, 0)), None);
+        let dev = v.environments.iter().find(|e| e.name == "dev").unwrap();
+        assert_eq!(dev.recent.len(), RECENT);
+        assert_eq!(dev.recent[0].at, at(8, 55));
+        assert_eq!(dev.recent[1].at, at(8, 0));
+        assert!(dev.recent.windows(2).all(|w| w[0].at >= w[1].at));
+        assert_eq!(
+            dev.recent[0].pull_request_url.as_deref(),
+            Some("https://github.com/shop/config/pull/6")
+        );
+        assert_eq!(
+            dev.recent[0].commit_url.as_deref(),
+            Some(format!("https://github.com/shop/config/commit/{}", "c2".repeat(20)).as_str())
+        );
+        let prod = v.environments.iter().find(|e| e.name == "prod").unwrap();
+        assert!(prod.recent.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! flight and stops; reconciles in flight are abandoned (applies are idempotent; the next start
 //! picks up); the server stops accepting and drains.
 
+mod dora;
 mod fence;
 mod persist;
 pub mod source;
@@ -360,6 +361,8 @@ impl Service {
             in_flight: Mutex::new(std::collections::BTreeSet::new()),
             repo_slug,
             history: Mutex::new(None),
+            dora: tokio::sync::Mutex::new(dora::DoraState::default()),
+            dora_facts: Mutex::new(Arc::new(crate::dora::Facts::default())),
             last_outcomes: Mutex::new(Vec::new()),
             reconciles: Mutex::new(BTreeMap::new()),
         });
@@ -598,6 +601,10 @@ struct Loops {
     repo_slug: String,
     /// Promotions read from Git, by the tip they were read at.
     history: Mutex<Option<(Option<String>, Promotions)>>,
+    /// What the DORA metrics need beyond Git, and when it was last read.
+    dora: tokio::sync::Mutex<dora::DoraState>,
+    /// The facts as of the last read, for building the report with the view.
+    dora_facts: Mutex<Arc<crate::dora::Facts>>,
     /// The last pass's outcomes (the blocking gate of each waiting PR).
     last_outcomes: Mutex<Vec<Outcome>>,
     reconciles: Mutex<BTreeMap<String, crate::server::view::ReconcileSummary>>,
@@ -675,6 +682,7 @@ impl Loops {
             Some(&self.state.view()),
         );
         self.state.set_view(v);
+        self.refresh_dora(&pipeline, &entries);
     }
 
     fn trigger(&self, env: &str) {
@@ -825,6 +833,7 @@ impl Loops {
                 }
                 Err(e) => tracing::warn!(error = %e, "baton/validate check failed"),
             }
+            self.update_dora().await;
             tokio::task::block_in_place(|| self.refresh_view());
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
             if let Some(tip) = self.engine.config_tip()

@@ -50,6 +50,39 @@ pub(crate) fn resolve_commit(path: &Path, rev: &str) -> Option<String> {
     None
 }
 
+/// A commit as `GET /repos/{owner}/{repo}/commits/{ref}` describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitInfo {
+    pub sha: String,
+    pub message: String,
+    pub tree: String,
+    pub parents: Vec<String>,
+    /// (name, email, time) of the author and the committer.
+    pub author: (String, String, chrono::DateTime<chrono::Utc>),
+    pub committer: (String, String, chrono::DateTime<chrono::Utc>),
+}
+
+/// Read one commit.
+pub(crate) fn commit_info(path: &Path, sha: &str) -> Option<CommitInfo> {
+    let repo = open(path).ok()?;
+    let commit = repo.find_commit(Oid::from_str(sha).ok()?).ok()?;
+    let person = |s: Signature<'_>| {
+        (
+            s.name().unwrap_or_default().to_owned(),
+            s.email().unwrap_or_default().to_owned(),
+            chrono::DateTime::from_timestamp(s.when().seconds(), 0).unwrap_or_default(),
+        )
+    };
+    Some(CommitInfo {
+        sha: commit.id().to_string(),
+        message: commit.message().unwrap_or_default().to_owned(),
+        tree: commit.tree_id().to_string(),
+        parents: commit.parent_ids().map(|p| p.to_string()).collect(),
+        author: person(commit.author()),
+        committer: person(commit.committer()),
+    })
+}
+
 /// Point `refs/pull/<number>/head` at a pull's head commit, as GitHub does for every pull, so
 /// that clients can fetch a pull's head without knowing its branch.
 pub(crate) fn set_pull_head(path: &Path, number: u64, sha: &str) -> Result<(), git2::Error> {

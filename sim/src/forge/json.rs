@@ -517,6 +517,35 @@ impl Shapes<'_> {
         })
     }
 
+    /// `GET /repos/{owner}/{repo}/commits/{ref}`: the commit (no `stats` or `files`).
+    pub fn commit(&self, r: &Repo, c: &super::gitops::CommitInfo) -> Value {
+        let ru = format!("{}/repos/{}/{}", self.base, r.owner, r.name);
+        let web = format!("{}/{}/{}", self.base, r.owner, r.name);
+        let person = |(name, email, at): &(String, String, DateTime<Utc>)| json!({ "name": name, "email": email, "date": ts(*at) });
+        json!({
+            "url": format!("{ru}/commits/{}", c.sha),
+            "sha": c.sha,
+            "node_id": format!("C_sim{}", &c.sha[..12]),
+            "html_url": format!("{web}/commit/{}", c.sha),
+            "comments_url": format!("{ru}/commits/{}/comments", c.sha),
+            "commit": {
+                "url": format!("{ru}/git/commits/{}", c.sha),
+                "author": person(&c.author),
+                "committer": person(&c.committer),
+                "message": c.message,
+                "comment_count": 0,
+                "tree": { "sha": c.tree, "url": format!("{ru}/git/trees/{}", c.tree) },
+            },
+            "author": null,
+            "committer": null,
+            "parents": c.parents.iter().map(|p| json!({
+                "sha": p,
+                "url": format!("{ru}/commits/{p}"),
+                "html_url": format!("{web}/commit/{p}"),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     pub fn combined_status(&self, r: &Repo, sha: &str) -> Value {
         let latest = latest_statuses(r, sha);
         let ru = format!("{}/repos/{}/{}", self.base, r.owner, r.name);

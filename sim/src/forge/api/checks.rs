@@ -62,7 +62,8 @@ async fn create_status(
     ok(StatusCode::CREATED, status)
 }
 
-/// `/commits/{ref}/status`, `/commits/{ref}/statuses` and `/commits/{ref}/check-runs`, where the
+/// `/commits/{ref}` (one commit), `/commits/{ref}/status`, `/commits/{ref}/statuses` and
+/// `/commits/{ref}/check-runs`, where the
 /// ref may itself hold slashes (`heads/baton/prod/web`).
 async fn commit_subresource(
     State(inner): S,
@@ -70,8 +71,16 @@ async fn commit_subresource(
     uri: Uri,
     Query(q): Q,
 ) -> R {
-    let (reference, what) = rest.rsplit_once('/').ok_or_else(Error::not_found)?;
     let path = inner.repo_path(&owner, &repo);
+    let Some((reference, what)) = rest.rsplit_once('/') else {
+        // `GET /repos/{owner}/{repo}/commits/{ref}`: one commit.
+        let st = inner.lock();
+        let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+        let sha = gitops::resolve_commit(&path, &rest)
+            .ok_or_else(|| Error::new(422, format!("No commit found for SHA: {rest}")))?;
+        let info = gitops::commit_info(&path, &sha).ok_or_else(Error::not_found)?;
+        return ok(StatusCode::OK, shapes(&inner, &st).commit(r, &info));
+    };
     let sha = gitops::resolve_commit(&path, reference)
         .ok_or_else(|| Error::new(422, format!("No commit found for SHA: {reference}")))?;
     match what {
