@@ -64,7 +64,13 @@ async fn a_follower_that_takes_over_mid_soak_opens_the_next_pr_on_time() {
         || leader.log(),
     )
     .await;
-    assert!(!ready(follower_port), "a follower is not ready");
+    until(
+        "replica-b following and Ready (it serves the status page and passes webhooks on)",
+        Duration::from_secs(60),
+        || ready(follower_port).then_some(()),
+        || follower.log(),
+    )
+    .await;
 
     let digest = sb.push("web", "1.1.0");
     let dev_since = until(

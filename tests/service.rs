@@ -329,11 +329,15 @@ async fn of_two_replicas_both_are_ready_the_follower_passes_webhooks_on_and_take
         (b, a)
     };
     assert!(ready(&leading), "the lease holder {leader} is not ready");
-    assert_eq!(
-        readyz(following.port),
-        Some(200),
-        "a follower is Ready: it serves the status page and passes webhooks on"
-    );
+    // A follower is Ready: it serves the status page and passes webhooks on (once it has
+    // started; it may still be cloning the config repo).
+    wait(
+        "the follower ready",
+        Duration::from_secs(30),
+        || (readyz(following.port) == Some(200)).then_some(()),
+        || format!("follower readyz {:?}", readyz(following.port)),
+    )
+    .await;
     // A webhook that reaches the follower nudges the lease holder through the Lease.
     let nudge = || {
         sb.cluster
