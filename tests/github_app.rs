@@ -212,7 +212,7 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
         .run_once(&w.releases, &w.deployments, w.now)
         .await
         .unwrap();
-    assert!(w.pr_for("dev", "web").open, "opened with a push");
+    assert!(w.pr_for("dev", "web").open, "opened");
 
     // One long run: passes go on past two token lifetimes; each fetches with Git first.
     let start = Instant::now();
@@ -225,16 +225,23 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
             .unwrap();
         passes += 1;
     }
-    // A newer release is pushed with whatever token is current now.
+    // A newer release is committed (through the Git data API, as an App) and fetched with
+    // whatever token is current now.
+    let fetches = w.forge.calls()["POST /{owner}/{repo}/git-upload-pack"];
     let v2 = w.release("web", "1.6.0");
     engine
         .run_once(&w.releases, &w.deployments, w.now)
         .await
         .unwrap();
     let pr = w.pr_for("dev", "web");
+    assert_eq!(
+        w.forge.calls()["POST /repos/{owner}/{repo}/git/commits"],
+        2,
+        "both releases committed by GitHub"
+    );
     assert!(
-        w.forge.calls()["POST /{owner}/{repo}/git-receive-pack"] >= 2,
-        "pushed twice"
+        w.forge.calls()["POST /{owner}/{repo}/git-upload-pack"] > fetches,
+        "fetched with the current token"
     );
     assert_ne!(v1, v2);
     let minted =

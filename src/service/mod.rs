@@ -784,6 +784,16 @@ impl Loops {
                     Err(e) => tracing::warn!(pr, error = %e, "cannot answer a command"),
                 }
             }
+            // `baton/validate` on the merge groups a merge queue asked about.
+            for (sha, head_ref) in self.state.take_merge_groups() {
+                if let Err(e) = self
+                    .checker
+                    .check_merge_group(self.engine.forge(), &sha, &head_ref)
+                    .await
+                {
+                    tracing::warn!(group = %sha, error = %e, "cannot check a merge group");
+                }
+            }
             // The `baton/validate` check on every open PR's head (skips heads already checked).
             match self.checker.run_once(self.engine.forge()).await {
                 Ok(checked) => {

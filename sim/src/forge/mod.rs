@@ -13,12 +13,14 @@
 
 mod api;
 mod control;
+mod gitdata;
 mod gitops;
 mod hooks;
 mod json;
 mod mw;
 mod ops;
 mod protect;
+mod queue;
 mod state;
 
 use std::collections::BTreeMap;

@@ -264,6 +264,10 @@ pub(crate) struct Repo {
     pub protection: BTreeMap<String, super::protect::Protection>,
     /// Ref changes as GitHub records them (`GET .../activity`), oldest first.
     pub activity: Vec<Activity>,
+    /// Pulls in the merge queue of any base branch, first queued first.
+    pub queue: Vec<super::queue::Entry>,
+    /// Commits GitHub signed (made through the Git data API by an App).
+    pub verified: std::collections::BTreeSet<String>,
 }
 
 /// One ref change: when GitHub saw it, not what the commits claim.
