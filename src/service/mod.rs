@@ -792,6 +792,14 @@ impl Loops {
                     .await
                 {
                     tracing::warn!(group = %sha, error = %e, "cannot check a merge group");
+                    if e.is_transient() {
+                        // Try again next pass: the queue waits for this check.
+                        self.state
+                            .merge_groups
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((sha, head_ref));
+                    }
                 }
             }
             // The `baton/validate` check on every open PR's head (skips heads already checked).

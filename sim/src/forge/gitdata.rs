@@ -156,6 +156,7 @@ pub(crate) fn create_tree(
 
 /// `POST .../git/commits`. `verified`: GitHub signs it (an App's commit without a custom
 /// author or committer).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn create_commit(
     inner: &Inner,
     login: &str,

@@ -105,10 +105,10 @@ pub(crate) fn enqueue(
     let issue = &r.issues[&number];
     let p = issue.pull.as_ref().expect("a pull");
     let head = shapes(inner, &st).pull_head_sha(r, issue);
-    if let Some(e) = r.queue.iter().find(|e| e.number == number) {
-        if e.head_sha == head {
-            return Ok(entry_json(r, e));
-        }
+    if let Some(e) = r.queue.iter().find(|e| e.number == number)
+        && e.head_sha == head
+    {
+        return Ok(entry_json(r, e));
     }
     let rules = r
         .protection
