@@ -2,6 +2,8 @@
 //!
 //! Run: `cargo bench --bench promote` (optionally `-- 20` for another number of apps in the
 //! busy scenarios, opening and idling with held PRs; default 10). Results: docs/performance.md.
+//! `cargo bench --bench promote -- release [APPS] [SCALE]` runs only scenario 5: APPS (200)
+//! releases at once under GitHub's secondary limits, their time base divided by SCALE (60).
 //! Each scenario builds the promotion scenario tests' world (`baton_test_support::promote`: the
 //! GitHub stand-in `sim::forge`, real HTTP, octocrab and git2 as in production, and the
 //! project's example config repo), untimed, then counts and times only the passes it is named
@@ -319,6 +321,72 @@ async fn idle(mode: Mode, held: usize, later: chrono::Duration) -> (Tally, Durat
     (tally, took)
 }
 
+/// Scenario 5: `apps` releases at once, against a stand-in enforcing GitHub's secondary limits
+/// (80 writes a minute, 500 an hour) with baton pacing to the same limits, until every dev PR is
+/// open and merged. The limits' time base is divided by `scale` on both sides (a minute lasts
+/// `60/scale` s), so that hours of real pacing take minutes; the write counts and their order
+/// are what they would be in real time. One run.
+async fn release_under_limits(apps: usize, scale: u32) {
+    let mut w = world(apps).await;
+    let minute = Duration::from_secs(60) / scale;
+    let hour = Duration::from_secs(3600) / scale;
+    let limits = vec![(80, minute), (500, hour)];
+    w.forge.set_write_limits(limits.clone());
+    w.options.write_limits = limits;
+    // A write may wait up to an (scaled) hour for its turn rather than give the pass up.
+    w.options.max_rate_limit_wait = hour * 2;
+    for a in app_names(apps) {
+        w.release(&a, "1.5.0");
+    }
+    let engine = w.engine_in(Workdir::Kept);
+    w.forge.reset_calls();
+    let start = Instant::now();
+    let (mut opened_n, mut merged_n, mut passes) = (0, 0, 0);
+    while merged_n < apps {
+        passes += 1;
+        assert!(
+            passes <= 20,
+            "not done after 20 passes: {opened_n} opened, {merged_n} merged"
+        );
+        let out = engine
+            .run_once(&w.releases, &w.deployments, w.now)
+            .await
+            .unwrap_or_else(|e| panic!("pass {passes}: {e}"));
+        opened_n += opened(&out, "dev");
+        merged_n += out
+            .iter()
+            .filter(|o| matches!(o, Outcome::Merged { env, .. } if env == "dev"))
+            .count();
+        eprintln!(
+            "pass {passes}: {opened_n} opened, {merged_n} merged, {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let took = start.elapsed();
+    let client = engine.forge().calls();
+    let server = w.forge.calls();
+    let server_rest: u64 = server
+        .iter()
+        .filter(|(k, _)| !is_git(k))
+        .map(|(_, n)| n)
+        .sum();
+    let refusals = w.forge.secondary_refusals();
+    println!(
+        "| 5. {apps} releases at once → {apps} dev PRs opened and merged, limits 80/min + 500/h, time base ÷{scale} | {} | {} | {} | {} | {passes} passes | {:.1} s (= {:.1} min of GitHub time) | {refusals} secondary-limit refusals |",
+        client.total(),
+        client.writes(),
+        client.not_modified,
+        server_rest,
+        took.as_secs_f64(),
+        took.as_secs_f64() * f64::from(scale) / 60.0,
+    );
+    for (route, n) in &client.by_route {
+        println!("  {n:>5}  {route}");
+    }
+    assert_eq!(refusals, 0, "GitHub refused writes for the secondary limit");
+    assert_eq!(client.total(), server_rest, "client and stand-in disagree");
+}
+
 struct Row {
     scenario: String,
     tally: Tally,
@@ -393,10 +461,16 @@ fn print(rows: &[Row]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let held: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "release") {
+        // `-- release [APPS] [SCALE]`: scenario 5 alone.
+        let mut numbers = args.iter().filter_map(|a| a.parse::<u32>().ok());
+        let apps = numbers.next().unwrap_or(200) as usize;
+        let scale = numbers.next().unwrap_or(60);
+        release_under_limits(apps, scale).await;
+        return;
+    }
+    let held: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
     let mut rows = Vec::new();
     for mode in [Mode::RestartNewWorkdir, Mode::Running] {
         rows.push(

@@ -291,6 +291,21 @@ async fn tour(sim: &Sim) {
         .unwrap();
     app.statuses(&head).await.unwrap();
     app.checks(&head).await.unwrap();
+    // Commits through the Git data API: onto an existing branch (PATCH the ref) and a new one
+    // (PATCH answers 422, then POST creates it).
+    let tree = git2::Repository::open_bare(sim.repo_path(OWNER, REPO))
+        .unwrap()
+        .find_commit(git2::Oid::from_str(&head).unwrap())
+        .unwrap()
+        .tree_id()
+        .to_string();
+    let files = [("images.yaml".to_string(), "images: [web4]\n".to_string())];
+    app.create_commit("baton/prod/web", &head, &tree, "bump", &files)
+        .await
+        .unwrap();
+    app.create_commit("baton/qa/web", &head, &tree, "bump", &files)
+        .await
+        .unwrap();
 
     // GitHub's own rules: rulesets (anyone who reads the repository), branch protection
     // (admins only: 403, then 404 "not protected" and 200 as an admin).

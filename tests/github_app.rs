@@ -212,7 +212,7 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
         .run_once(&w.releases, &w.deployments, w.now)
         .await
         .unwrap();
-    assert!(w.pr_for("dev", "web").open, "opened with a push");
+    assert!(w.pr_for("dev", "web").open, "opened");
 
     // One long run: passes go on past two token lifetimes; each fetches with Git first.
     let start = Instant::now();
@@ -225,16 +225,23 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
             .unwrap();
         passes += 1;
     }
-    // A newer release is pushed with whatever token is current now.
+    // A newer release is committed (through the Git data API, as an App) and fetched with
+    // whatever token is current now.
+    let fetches = w.forge.calls()["POST /{owner}/{repo}/git-upload-pack"];
     let v2 = w.release("web", "1.6.0");
     engine
         .run_once(&w.releases, &w.deployments, w.now)
         .await
         .unwrap();
     let pr = w.pr_for("dev", "web");
+    assert_eq!(
+        w.forge.calls()["POST /repos/{owner}/{repo}/git/commits"],
+        2,
+        "both releases committed by GitHub"
+    );
     assert!(
-        w.forge.calls()["POST /{owner}/{repo}/git-receive-pack"] >= 2,
-        "pushed twice"
+        w.forge.calls()["POST /{owner}/{repo}/git-upload-pack"] > fetches,
+        "fetched with the current token"
     );
     assert_ne!(v1, v2);
     let minted =
@@ -255,8 +262,8 @@ async fn git_uses_the_installation_token_renewed_as_it_expires_and_never_writes_
     assert!(!logged.contains("ghs_"), "a token was logged");
 }
 
-/// A GitHub rule on `main` the gates cannot settle: squash merges only, where prod merges with a
-/// merge commit. The merge GitHub refuses is explained once in the status comment, the PR stays
+/// A GitHub rule on `main` the gates cannot settle: signed commits, where baton runs with a token
+/// (its git2 commits are unsigned). The merge GitHub refuses is explained once in the status comment, the PR stays
 /// open, and baton tries again after a minute, then two, not on every pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
@@ -271,7 +278,7 @@ async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
             "main",
             Protection {
                 ruleset: true,
-                allowed_merge_methods: vec!["squash".into()],
+                required_signatures: true,
                 ..Protection::default()
             },
         )
@@ -298,15 +305,15 @@ async fn a_merge_github_refuses_is_explained_once_and_retried_with_backoff() {
         "{status}"
     );
     assert!(
-        status.contains("Merge commits are not allowed on this repository"),
+        status.contains("Commits must have verified signatures"),
         "{status}"
     );
     assert!(
-        status.contains("`mergeMethod`"),
+        status.contains("run baton as a GitHub App"),
         "says what to do: {status}"
     );
     assert!(
-        status.contains("| github | ✅ passed | nothing required before merging; also requires merge method squash (ruleset 42); could not read the branch protection of main"),
+        status.contains("| github | ✅ passed | nothing required before merging; also requires signed commits (ruleset 42); could not read the branch protection of main"),
         "the gate table names the rule: {status}"
     );
     assert!(status.contains("(attempt 1)"), "{status}");

@@ -105,6 +105,14 @@ impl Spec {
                 continue;
             }
             let tsegs: Vec<&str> = template.trim_end_matches('/').split('/').collect();
+            // A trailing `{ref}` is a Git ref with its slashes (`heads/baton/prod/web`), as
+            // GitHub documents it (`x-multi-segment`).
+            let multi = tsegs.last() == Some(&"{ref}") && segs.len() > tsegs.len();
+            let segs: Vec<&str> = if multi {
+                segs[..tsegs.len()].to_vec()
+            } else {
+                segs.clone()
+            };
             if tsegs.len() != segs.len() {
                 continue;
             }
@@ -550,10 +558,11 @@ impl Exchange {
 }
 
 /// Check every exchange both ways; requests to the stand-in's own `/_sim` routes and Git smart
-/// HTTP are not GitHub's REST API and are skipped.
+/// HTTP are not GitHub's REST API and are skipped, and so is `POST /graphql` (GraphQL is not in
+/// the REST description; its one mutation is checked by shape in `tests/merge_queue.rs`).
 pub fn check_exchanges(spec: &Spec, exchanges: &[Exchange]) -> Vec<Violation> {
     let mut out = Vec::new();
-    for e in exchanges {
+    for e in exchanges.iter().filter(|e| e.path != "/graphql") {
         out.extend(spec.check_request(&e.method, &e.path, e.query.as_deref(), e.request.as_ref()));
         out.extend(spec.check_response(&e.method, &e.path, e.status, e.response.as_ref()));
     }

@@ -16,10 +16,12 @@
 //! [`Engine::answer_pr`].
 
 pub mod copy;
+pub mod queue;
 pub mod refusal;
 pub mod rollout;
 pub mod text;
 pub mod verification;
+mod verified;
 
 pub use rollout::{AppRollout, RollbackRequest, Rolled, Rollout, RolloutState};
 
@@ -731,9 +733,10 @@ impl<F: Forge> Engine<F> {
                 .collect(),
         };
         let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
+        let merge_queue = facts.base_rules.as_ref().is_some_and(|r| r.merge_queue);
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
-            match self.act(&view, &observed, action, now).await {
+            match self.act(&view, &observed, action, now, merge_queue).await {
                 Ok(Some(o)) => outcomes.push(o),
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
@@ -1222,7 +1225,7 @@ impl<F: Forge> Engine<F> {
         }
     }
 
-    fn publish(
+    async fn publish(
         &self,
         view: &RepoView,
         env: &str,
@@ -1230,29 +1233,49 @@ impl<F: Forge> Engine<F> {
         to: &Pinned,
         message: &str,
     ) -> Result<(Pushed, String, Result<String, String>), EngineError> {
-        let repo = self.repo();
         let mut diff = String::new();
-        let pushed =
-            repo.publish_branch(&forge::promotion_branch(env, app), message, &mut |files| {
+        // The promotion commit carries what is known before the PR exists, so that a merge
+        // queue that keeps commits as they are (rebase) still leaves an audit record.
+        let message = Promotion {
+            app: app.to_string(),
+            environment: env.to_string(),
+            from: view
+                .pinned
+                .get(&(env.to_string(), app.to_string()))
+                .map(|p| p.digest.clone()),
+            to: to.digest.clone(),
+            tag: to.tag.clone(),
+            approved_by: Vec::new(),
+            promoted_by: None,
+            pull_request: None,
+            rollback_of: None,
+        }
+        .commit_message(message, "");
+        let pushed = self
+            .publish_branch(&forge::promotion_branch(env, app), &message, &mut |files| {
                 let change = bump::plan(files, &view.pipeline, env, app, to)?;
                 diff = change.unified_diff();
                 Ok(vec![change])
-            })?;
+            })
+            .await?;
         let head = match &pushed {
             Pushed::Committed { commit, .. } => *commit,
             Pushed::Unchanged { tip } => *tip,
         };
-        let rendered = match view.pipeline.environment(env) {
+        let repo = self.repo();
+        let tip = repo.tip()?;
+        let rendered = tokio::task::block_in_place(|| match view.pipeline.environment(env) {
             Some(e) => crate::prcheck::rendered_diff(
                 &repo,
                 env,
                 &e.path(),
-                repo.tip()?,
+                tip,
                 head,
                 text::RENDERED_LIMIT,
             ),
             None => Err(format!("environment {env} is not in the pipeline")),
-        };
+        });
+        drop(repo);
         if let Err(e) = &rendered {
             tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
         }
@@ -1265,6 +1288,7 @@ impl<F: Forge> Engine<F> {
         observed: &[Observed],
         action: Action,
         now: DateTime<Utc>,
+        merge_queue: bool,
     ) -> Result<Option<Outcome>, EngineError> {
         let find = |pr: u64| observed.iter().find(|o| o.info.number == pr);
         match action {
@@ -1273,8 +1297,7 @@ impl<F: Forge> Engine<F> {
                 let from = from.as_ref().map(pinned_of);
                 let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
                 let title = text::title(&app, &env, &to);
-                let (_, diff, rendered) =
-                    tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
+                let (_, diff, rendered) = self.publish(view, &env, &app, &to, &title).await?;
                 let body = text::body(
                     &app,
                     &env,
@@ -1320,8 +1343,7 @@ impl<F: Forge> Engine<F> {
                 let old = pinned_of(&superseded);
                 let app_cfg = view.pipeline.app(&app).expect("planned apps exist");
                 let title = text::title(&app, &env, &to);
-                let (_, diff, rendered) =
-                    tokio::task::block_in_place(|| self.publish(view, &env, &app, &to, &title))?;
+                let (_, diff, rendered) = self.publish(view, &env, &app, &to, &title).await?;
                 let from = view.pinned.get(&(env.clone(), app.clone()));
                 let body = text::body(
                     &app,
@@ -1486,7 +1508,17 @@ impl<F: Forge> Engine<F> {
                             gates: evaluation.results.clone(),
                         }));
                     }
+                    if queue::waiting(&events, &o.state.head_sha, now) {
+                        return Ok(Some(Outcome::Waiting {
+                            pr,
+                            env,
+                            app,
+                            blocking: "queued in GitHub's merge queue".into(),
+                            gates: evaluation.results.clone(),
+                        }));
+                    }
                 }
+                let queued = merge_queue || self.queue_required(&o);
                 let copied = match self.copy_before_merge(view, &mut o).await? {
                     copy::BeforeMerge::NotNeeded => None,
                     copy::BeforeMerge::Copied(line) => {
@@ -1529,12 +1561,30 @@ impl<F: Forge> Engine<F> {
                 let head = o.state.head_sha.clone();
                 let previous = refusal::latest(&events, &head);
                 // (A refusal still backing off returned before the copy, above.)
-                let merged = match self
-                    .forge
-                    .merge(pr, &head, env_cfg.merge_method, &subject, &message)
-                    .await
-                {
-                    Ok(merged) => merged,
+                let attempt = if queued {
+                    self.enqueue_promotion(&o, &head, &promotion)
+                        .await
+                        .map(|()| None)
+                } else {
+                    self.forge
+                        .merge(pr, &head, env_cfg.merge_method, &subject, &message)
+                        .await
+                        .map(Some)
+                };
+                let merged = match attempt {
+                    Ok(Some(merged)) => merged,
+                    Ok(None) => {
+                        events.push(queue::line(&head, now));
+                        self.write_status(&mut o, "Queued: GitHub's merge queue merges it once the required checks pass on the merge group; the environment is applied after that merge.", Some(&evaluation), &events, &handled).await?;
+                        tracing::info!(pr, %env, %app, %head, "queued promotion in GitHub's merge queue");
+                        return Ok(Some(Outcome::Waiting {
+                            pr,
+                            env,
+                            app,
+                            blocking: "queued in GitHub's merge queue".into(),
+                            gates: evaluation.results.clone(),
+                        }));
+                    }
                     Err(ForgeError::MergeRefused { reason, .. }) => {
                         let attempt = previous.as_ref().map_or(1, |(_, r)| r.attempt + 1);
                         let next_try = now + refusal::backoff(attempt);

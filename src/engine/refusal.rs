@@ -29,7 +29,7 @@ pub fn backoff(attempt: u32) -> Duration {
 pub fn advice(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
     if r.contains("merge queue") {
-        "The base branch requires a merge queue: add this PR to the queue on GitHub, or exempt baton from the rule."
+        "The base branch requires a merge queue: baton puts this PR into the queue at the next try."
     } else if r.contains("approving review") {
         "GitHub's rules want more approving reviews (from people with write access, on the current head) than the pipeline: approve on GitHub, or align `approvals.count` with the branch rules."
     } else if r.contains("status check") {
@@ -37,7 +37,7 @@ pub fn advice(reason: &str) -> &'static str {
     } else if r.contains("not allowed") && r.contains("merge") {
         "The repository does not allow this merge method: set `mergeMethod` for this environment to one it allows."
     } else if r.contains("signature") {
-        "The base branch requires signed commits, and this promotion commit is not verified: lift `required_signatures` for baton's branches, or run baton as a GitHub App once it signs through GitHub."
+        "The base branch requires signed commits, and this promotion commit is not verified: run baton as a GitHub App (GitHub then makes and signs its commits), or lift `required_signatures` for baton's branches."
     } else if r.contains("up to date") || r.contains("out of date") {
         "GitHub wants the branch up to date with the base: baton rebuilds it with the next release; or lift the \"up to date\" requirement."
     } else {
@@ -116,7 +116,10 @@ mod tests {
             "Repository rule violations found\n\nChanges must be made through the merge queue\n\n",
             at,
         );
-        assert!(l.contains("merge queue: add this PR"), "{l}");
+        assert!(
+            l.contains("merge queue: baton puts this PR into the queue"),
+            "{l}"
+        );
         assert!(!l.contains('\n'));
         let r = parse(&l).unwrap();
         assert_eq!(

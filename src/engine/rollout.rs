@@ -806,15 +806,12 @@ impl<F: Forge> Engine<F> {
         }
         let title = rollback_title(app, env, &target);
         let mut diff = String::new();
-        tokio::task::block_in_place(|| {
-            self.repo()
-                .publish_branch(&branch, &title, &mut |files| {
-                    let change = bump::plan(files, &view.pipeline, env, app, &target)?;
-                    diff = change.unified_diff();
-                    Ok(vec![change])
-                })
-                .map(drop)
-        })?;
+        self.publish_branch(&branch, &title, &mut |files| {
+            let change = bump::plan(files, &view.pipeline, env, app, &target)?;
+            diff = change.unified_diff();
+            Ok(vec![change])
+        })
+        .await?;
         let body = rollback_body(
             app,
             env,

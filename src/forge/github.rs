@@ -34,6 +34,7 @@ mod checks;
 mod comments;
 mod commits;
 mod credentials;
+mod gitdata;
 mod pulls;
 mod reviews;
 mod rules;
@@ -605,5 +606,24 @@ impl Forge for GitHubForge {
         message: &str,
     ) -> Result<Merged> {
         pulls::merge(self, number, sha, method, title, message).await
+    }
+
+    async fn enqueue(&self, number: u64, sha: &str) -> Result<()> {
+        pulls::enqueue(self, number, sha).await
+    }
+
+    fn makes_verified_commits(&self) -> bool {
+        self.app.is_some()
+    }
+
+    async fn create_commit(
+        &self,
+        branch: &str,
+        parent: &str,
+        base_tree: &str,
+        message: &str,
+        files: &[(String, String)],
+    ) -> Result<String> {
+        gitdata::create_commit(self, branch, parent, base_tree, message, files).await
     }
 }

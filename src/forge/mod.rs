@@ -281,6 +281,27 @@ pub trait Forge: Send + Sync {
         title: &str,
         message: &str,
     ) -> impl Future<Output = Result<Merged>> + Send;
+
+    /// Put the PR into the merge queue of its base branch (where GitHub requires one) if its
+    /// head is still `sha`; the queue merges it once its checks pass on the merge group.
+    /// Queueing a queued PR again is harmless. GitHub's refusal is `MergeRefused`.
+    fn enqueue(&self, number: u64, sha: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether bot commits are made by the forge itself ([`Forge::create_commit`]), which then
+    /// vouches for them (GitHub marks commits its API makes for an App as verified), rather than
+    /// with git2 and pushed.
+    fn makes_verified_commits(&self) -> bool;
+
+    /// Commit `files` (path, new text) on `parent`, whose tree is `base_tree`, through the
+    /// forge, and point `branch` at the commit (created or forced). Returns the commit's sha.
+    fn create_commit(
+        &self,
+        branch: &str,
+        parent: &str,
+        base_tree: &str,
+        message: &str,
+        files: &[(String, String)],
+    ) -> impl Future<Output = Result<String>> + Send;
 }
 
 #[cfg(test)]

@@ -60,10 +60,7 @@ pub fn read(
             // keep walking rather than stopping at the first older commit.
             continue;
         }
-        let Some(promotion) = std::str::from_utf8(commit.message_bytes())
-            .ok()
-            .and_then(Promotion::parse)
-        else {
+        let Some(promotion) = promotion_of(&commit) else {
             continue;
         };
         let entry = Entry {
@@ -79,6 +76,28 @@ pub fn read(
         }
     }
     Ok(out)
+}
+
+/// The promotion a first-parent commit records: its own trailers, or, for a merge commit whose
+/// message has none (a merge queue writing GitHub's default message), the trailers of the
+/// promotion commit it merged, with the PR number from `Merge pull request #N`.
+fn promotion_of(commit: &git2::Commit<'_>) -> Option<Promotion> {
+    let message = std::str::from_utf8(commit.message_bytes()).ok()?;
+    if let Some(p) = Promotion::parse(message) {
+        return Some(p);
+    }
+    if commit.parent_count() != 2 {
+        return None;
+    }
+    let merged = commit.parent(1).ok()?;
+    let mut p = Promotion::parse(std::str::from_utf8(merged.message_bytes()).ok()?)?;
+    if p.pull_request.is_none() {
+        p.pull_request = message
+            .strip_prefix("Merge pull request #")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
+    }
+    Some(p)
 }
 
 fn oid_string(oid: git2::Oid) -> String {

@@ -165,6 +165,19 @@ pub enum Pushed {
     Unchanged { tip: Oid },
 }
 
+/// What [`ConfigRepo::prepare_branch`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// The remote branch already has the content on the current tip.
+    Unchanged { tip: Oid },
+    /// A commit of `changes` on `base` is needed.
+    Commit {
+        base: Oid,
+        base_tree: Oid,
+        changes: Vec<FileChange>,
+    },
+}
+
 /// A bare clone of the config repo.
 pub struct ConfigRepo {
     repo: Repository,
@@ -473,15 +486,16 @@ impl ConfigRepo {
         })
     }
 
-    /// Point the bot-owned `branch` at a commit of `changes` on top of the config branch tip
-    /// and force-push it (promotion branches are rebuilt, never merged into). When the
-    /// remote branch already has exactly that content on the current tip, nothing is pushed.
-    pub fn publish_branch(
+    /// What publishing the bot-owned `branch` needs: nothing, when the remote branch already
+    /// has exactly `edit`'s content on the config branch tip (fetched first), or a commit of
+    /// `changes` on `base` (whose tree is `base_tree`). [`Self::publish_branch`] makes it with
+    /// git2 and pushes; under GitHub App auth the engine makes it through GitHub's Git data API.
+    pub fn prepare_branch(
         &self,
         branch: &str,
         message: &str,
         edit: &mut dyn FnMut(&TreeFiles<'_>) -> Result<Vec<FileChange>, super::bump::BumpError>,
-    ) -> Result<Pushed, GitError> {
+    ) -> Result<Prepared, GitError> {
         let base = self.fetch()?;
         let changes = edit(&self.files_at(base)?)?;
         if let Some(existing) = self.remote_branch(branch)? {
@@ -494,9 +508,29 @@ impl ConfigRepo {
             if same_base
                 && self.tree_of(existing)? == self.tree_of(self.commit(base, &changes, message)?)?
             {
-                return Ok(Pushed::Unchanged { tip: existing });
+                return Ok(Prepared::Unchanged { tip: existing });
             }
         }
+        Ok(Prepared::Commit {
+            base,
+            base_tree: self.tree_of(base)?,
+            changes,
+        })
+    }
+
+    /// Point the bot-owned `branch` at a commit of `changes` on top of the config branch tip
+    /// and force-push it (promotion branches are rebuilt, never merged into). When the
+    /// remote branch already has exactly that content on the current tip, nothing is pushed.
+    pub fn publish_branch(
+        &self,
+        branch: &str,
+        message: &str,
+        edit: &mut dyn FnMut(&TreeFiles<'_>) -> Result<Vec<FileChange>, super::bump::BumpError>,
+    ) -> Result<Pushed, GitError> {
+        let (base, changes) = match self.prepare_branch(branch, message, edit)? {
+            Prepared::Unchanged { tip } => return Ok(Pushed::Unchanged { tip }),
+            Prepared::Commit { base, changes, .. } => (base, changes),
+        };
         let commit = self.commit(base, &changes, message)?;
         if !self.push(commit, branch, true)? {
             return Err(GitError::Rejected {

@@ -99,6 +99,11 @@ impl Checker {
         self
     }
 
+    /// The config branch the check guards.
+    pub(super) fn branch(&self) -> String {
+        self.repo().branch().to_string()
+    }
+
     fn repo(&self) -> std::sync::MutexGuard<'_, ConfigRepo> {
         self.repo.lock().unwrap_or_else(|e| e.into_inner())
     }

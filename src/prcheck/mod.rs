@@ -14,9 +14,11 @@ mod check;
 pub mod diff;
 pub mod gates;
 pub mod guard;
+mod merge_group;
 pub mod summary;
 
 pub use check::{CheckError, CheckOutcome, Checker, rendered_diff};
+pub use merge_group::parse_group_ref;
 
 /// The commit status context (what `requiredChecks: [validate]` waits for).
 pub const CONTEXT: &str = "baton/validate";

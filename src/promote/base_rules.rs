@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::gates::{Context, Gate, GateResult, Verdict};
 use super::state::{CheckState, PullRequest, ReviewState};
 use crate::commands::Permission;
+use crate::config::pipeline::MergeMethod;
 
 /// What GitHub requires before a PR merges into a branch: every ruleset that applies and the
 /// classic branch protection, merged (the strictest of each).
@@ -138,6 +139,12 @@ pub(super) fn github(pr: &PullRequest, ctx: &Context<'_>, rules: &BaseRules) -> 
         passed.push(format!("{} green", rules.required_checks.join(", ")));
     }
 
+    // The environment's `mergeMethod` against the methods GitHub allows, up front rather than
+    // as a refused merge. A merge queue lands with its own method, so it does not apply there.
+    if let Some(why) = merge_method_refused(ctx.env.merge_method, rules) {
+        blocked.push(why);
+    }
+
     let mut also = Vec::new();
     if rules.code_owner_review {
         also.push("a code owner's review".to_string());
@@ -190,6 +197,32 @@ pub(super) fn github(pr: &PullRequest, ctx: &Context<'_>, rules: &BaseRules) -> 
         recheck_at: None,
         soak: None,
     }
+}
+
+/// Why GitHub would refuse the environment's merge method, if it would: the rules allow only
+/// other methods (and no merge queue picks its own).
+fn merge_method_refused(method: MergeMethod, rules: &BaseRules) -> Option<String> {
+    if rules.merge_queue || rules.allowed_merge_methods.is_empty() {
+        return None;
+    }
+    let name = match method {
+        MergeMethod::Merge => "merge",
+        MergeMethod::Squash => "squash",
+    };
+    if rules.allowed_merge_methods.iter().any(|m| m == name) {
+        return None;
+    }
+    let allowed = rules.allowed_merge_methods.join("/");
+    let fix = ["squash", "merge"]
+        .into_iter()
+        .find(|m| rules.allowed_merge_methods.iter().any(|a| a == m))
+        .map(|m| format!("set `mergeMethod: {m}` for this environment"))
+        .unwrap_or_else(|| {
+            "baton merges only with `merge` or `squash`: allow one of them on GitHub".to_string()
+        });
+    Some(format!(
+        "GitHub allows only {allowed} merges here and this environment merges with `{name}`: {fix}"
+    ))
 }
 
 /// Who approves the PR as GitHub counts it, and who requested changes: each reviewer's latest
@@ -386,6 +419,34 @@ mod tests {
             "{}",
             g.reason
         );
+    }
+
+    #[test]
+    fn a_merge_method_github_does_not_allow_blocks_up_front_unless_a_queue_merges() {
+        let squash_only = BaseRules {
+            allowed_merge_methods: vec!["squash".into(), "rebase".into()],
+            required_checks: vec!["ci".into()],
+            ..BaseRules::default()
+        };
+        let g = gate(&pr(vec![], vec![ci(CheckState::Success)]), &squash_only);
+        assert_eq!(g.verdict, Verdict::Blocked);
+        assert!(
+            g.reason.starts_with("GitHub allows only squash/rebase merges here and this environment merges with `merge`: set `mergeMethod: squash` for this environment"),
+            "{}",
+            g.reason
+        );
+        let allowed = BaseRules {
+            allowed_merge_methods: vec!["merge".into()],
+            ..squash_only.clone()
+        };
+        let g = gate(&pr(vec![], vec![ci(CheckState::Success)]), &allowed);
+        assert_ne!(g.verdict, Verdict::Blocked, "{}", g.reason);
+        let queued = BaseRules {
+            merge_queue: true,
+            ..squash_only
+        };
+        let g = gate(&pr(vec![], vec![ci(CheckState::Success)]), &queued);
+        assert_ne!(g.verdict, Verdict::Blocked, "{}", g.reason);
     }
 
     #[test]

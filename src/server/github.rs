@@ -57,6 +57,8 @@ pub enum Event {
     Check { sha: String },
     /// A branch moved.
     Push { branch: String, after: String },
+    /// A merge queue asks for checks on a merge group (`checks_requested`).
+    MergeGroup { head_sha: String, head_ref: String },
     /// GitHub's hello on webhook creation.
     Ping,
 }
@@ -141,6 +143,18 @@ struct HeadSha {
 }
 
 #[derive(Deserialize)]
+struct MergeGroupPayload {
+    action: String,
+    merge_group: MergeGroup,
+}
+
+#[derive(Deserialize)]
+struct MergeGroup {
+    head_sha: String,
+    head_ref: String,
+}
+
+#[derive(Deserialize)]
 struct PushPayload {
     #[serde(rename = "ref")]
     git_ref: String,
@@ -203,6 +217,16 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, EventError> {
             Event::Push {
                 branch: p.git_ref.trim_start_matches("refs/heads/").to_string(),
                 after: p.after,
+            }
+        }
+        "merge_group" => {
+            let p: MergeGroupPayload = serde_json::from_slice(body).map_err(bad)?;
+            if p.action != "checks_requested" {
+                return Err(EventError::Unhandled(format!("merge_group.{}", p.action)));
+            }
+            Event::MergeGroup {
+                head_sha: p.merge_group.head_sha,
+                head_ref: p.merge_group.head_ref,
             }
         }
         other => return Err(EventError::Unhandled(other.to_string())),

@@ -54,6 +54,8 @@ pub struct AppState {
     /// Pull requests commented on since the engine last looked (a command typed on a merged
     /// or closed PR, e.g. `/rollback prod`, is answered only when asked for by number).
     pub commented: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    /// Merge groups whose checks a merge queue asked for (head sha, head ref), not yet checked.
+    pub merge_groups: std::sync::Mutex<Vec<(String, String)>>,
     /// What the status page and `/api/v1/state` show; replaced whole by the service.
     view: std::sync::RwLock<Arc<StatusView>>,
     /// The DORA report of the last 30 days (`/api/v1/dora`, the page's tiles); `None` until
@@ -88,6 +90,7 @@ impl AppState {
             registry_hmac: None,
             registry_hints: std::sync::Mutex::new(Vec::new()),
             commented: std::sync::Mutex::default(),
+            merge_groups: std::sync::Mutex::default(),
             view: std::sync::RwLock::new(Arc::new(StatusView::default())),
             dora: std::sync::RwLock::new(None),
             history: std::sync::RwLock::new(None),
@@ -130,6 +133,11 @@ impl AppState {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         )
+    }
+
+    /// Take the merge groups whose checks were requested since the last call.
+    pub fn take_merge_groups(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.merge_groups.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Take the pull requests commented on since the last call.
@@ -338,6 +346,13 @@ async fn github_webhook(
         }
         Ok(ev) => {
             tracing::debug!(?ev, "GitHub webhook");
+            if let github::Event::MergeGroup { head_sha, head_ref } = &ev {
+                state
+                    .merge_groups
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((head_sha.clone(), head_ref.clone()));
+            }
             if let github::Event::IssueComment { pr: Some(n), .. } = &ev {
                 state
                     .commented

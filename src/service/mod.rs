@@ -820,6 +820,24 @@ impl Loops {
                 guard_reported =
                     crate::prcheck::guard::log_once(self.checker.guard(self.engine.forge()).await);
             }
+            // `baton/validate` on the merge groups a merge queue asked about.
+            for (sha, head_ref) in self.state.take_merge_groups() {
+                if let Err(e) = self
+                    .checker
+                    .check_merge_group(self.engine.forge(), &sha, &head_ref)
+                    .await
+                {
+                    tracing::warn!(group = %sha, error = %e, "cannot check a merge group");
+                    if e.is_transient() {
+                        // Try again next pass: the queue waits for this check.
+                        self.state
+                            .merge_groups
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((sha, head_ref));
+                    }
+                }
+            }
             // The `baton/validate` check on every open PR's head (skips heads already checked).
             match self.checker.run_once(self.engine.forge()).await {
                 Ok(checked) => {

@@ -422,7 +422,7 @@ impl World {
     pub fn promotions(&self) -> Vec<Promotion> {
         git(
             &self.forge.repo_path(OWNER, REPO),
-            &["log", "--format=%B%x00", "main"],
+            &["log", "--first-parent", "--format=%B%x00", "main"],
         )
         .split('\0')
         .filter_map(Promotion::parse)

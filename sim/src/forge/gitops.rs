@@ -162,6 +162,98 @@ pub(crate) fn merge(
     Ok(oid.to_string())
 }
 
+/// How a merge queue lands a pull request: like [`Method`], plus rebase (the pull's commits
+/// replayed one by one onto the base, each keeping its message and author).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueMethod {
+    Merge,
+    Squash,
+    Rebase,
+}
+
+/// Build a merge group: `head` landed on `base_sha` with `method`, as commits that no branch
+/// points at yet. Returns the group's head commit; the caller points a ref at it.
+pub(crate) fn build_group(
+    path: &Path,
+    base_sha: &str,
+    head_sha: &str,
+    method: QueueMethod,
+    message: &str,
+    author: &Signature<'_>,
+    committer: &Signature<'_>,
+) -> Result<String, MergeError> {
+    let repo = open(path)?;
+    let base = repo.find_commit(Oid::from_str(base_sha)?)?;
+    let head = repo.find_commit(Oid::from_str(head_sha)?)?;
+    if method == QueueMethod::Rebase {
+        // The pull's own commits, oldest first, each cherry-picked onto the previous one.
+        let mut walk = repo.revwalk()?;
+        walk.push(head.id())?;
+        walk.hide(base.id())?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+        let mut tip = base;
+        for oid in walk {
+            let commit = repo.find_commit(oid?)?;
+            if commit.parent_count() > 1 {
+                continue;
+            }
+            let mut index = repo.cherrypick_commit(&commit, &tip, 0, None)?;
+            if index.has_conflicts() {
+                return Err(MergeError::Conflict);
+            }
+            let tree = repo.find_tree(index.write_tree_to(&repo)?)?;
+            let msg = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+            let oid = repo.commit(None, &commit.author(), committer, &msg, &tree, &[&tip])?;
+            tip = repo.find_commit(oid)?;
+        }
+        return Ok(tip.id().to_string());
+    }
+    let mut index = repo.merge_commits(&base, &head, None)?;
+    if index.has_conflicts() {
+        return Err(MergeError::Conflict);
+    }
+    let tree = repo.find_tree(index.write_tree_to(&repo)?)?;
+    let parents: Vec<&git2::Commit<'_>> = match method {
+        QueueMethod::Merge => vec![&base, &head],
+        _ => vec![&base],
+    };
+    Ok(repo
+        .commit(None, author, committer, message, &tree, &parents)?
+        .to_string())
+}
+
+/// Point `refname` at `sha` (creating or moving it).
+pub(crate) fn set_ref(path: &Path, refname: &str, sha: &str, log: &str) -> Result<(), git2::Error> {
+    open(path)?.reference(refname, Oid::from_str(sha)?, true, log)?;
+    Ok(())
+}
+
+/// Fast-forward branch `base` from `from` to `to`; `BaseMoved` when it no longer points at
+/// `from`.
+pub(crate) fn fast_forward(
+    path: &Path,
+    base: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), MergeError> {
+    let repo = open(path)?;
+    repo.reference_matching(
+        &format!("refs/heads/{base}"),
+        Oid::from_str(to)?,
+        true,
+        Oid::from_str(from)?,
+        "merge queue",
+    )
+    .map_err(|e| {
+        if e.code() == git2::ErrorCode::Modified {
+            MergeError::BaseMoved
+        } else {
+            MergeError::Git(e)
+        }
+    })?;
+    Ok(())
+}
+
 /// Commit `files` on top of `branch` (creating it when missing) directly in the bare repo.
 pub(crate) fn commit_files(
     path: &Path,

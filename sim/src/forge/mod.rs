@@ -13,12 +13,14 @@
 
 mod api;
 mod control;
+mod gitdata;
 mod gitops;
 mod hooks;
 mod json;
 mod mw;
 mod ops;
 mod protect;
+mod queue;
 mod state;
 
 use std::collections::BTreeMap;
@@ -466,8 +468,15 @@ impl ForgeHandle {
     /// REST calls) per `window` and principal (GitHub: about 80 a minute and 500 an hour); more
     /// are `403` "secondary rate limit" with `retry-after`. `None` lifts it.
     pub fn set_write_limit(&self, limit: Option<(u32, Duration)>) {
+        self.set_write_limits(limit.into_iter().collect());
+    }
+
+    /// Enforce several secondary limits at once, e.g. GitHub's `[(80, 1 min), (500, 1 h)]`:
+    /// a write over any of them is refused. The windows are real time; a bench can scale them
+    /// (a minute of 1 s) together with baton's own pacing. Empty lifts them.
+    pub fn set_write_limits(&self, limits: Vec<(u32, Duration)>) {
         let mut st = self.inner.lock();
-        st.write_limit = limit;
+        st.write_limits = limits;
         st.writes.clear();
     }
 

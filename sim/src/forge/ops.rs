@@ -123,6 +123,8 @@ pub(crate) fn create_repo(
             check_suites: Vec::new(),
             protection: Default::default(),
             activity: Vec::new(),
+            queue: Vec::new(),
+            verified: Default::default(),
         },
     );
     Ok(())
@@ -1336,6 +1338,8 @@ pub(crate) fn create_status(
         "updated_at": ts(rec.created_at),
     });
     emit(inner, &st, "status", r, login, payload);
+    drop(st);
+    super::queue::advance(inner, owner, repo);
     Ok((id, status))
 }
 
@@ -1560,6 +1564,8 @@ pub(crate) fn upsert_check_run(
             );
         }
     }
+    drop(st);
+    super::queue::advance(inner, owner, repo);
     Ok((run_id, json))
 }
 

@@ -29,9 +29,13 @@ pub struct Protection {
     pub required_signatures: bool,
     /// Merges go through the merge queue; `PUT .../merge` is refused.
     pub merge_queue: bool,
+    /// How the merge queue lands a pull: `merge` (default when empty), `squash` or `rebase`.
+    pub queue_merge_method: String,
 }
 
-/// Why GitHub refuses to merge `issue` with `method` now, if it does.
+/// Why GitHub refuses to merge `issue` with `method` now, if it does. `method` `queue`: why
+/// the merge queue refuses to take it (the queue itself keeps it up to date and picks the
+/// method).
 pub(crate) fn refusal(
     st: &State,
     path: &std::path::Path,
@@ -51,10 +55,12 @@ pub(crate) fn refusal(
         };
         Some(Error::new(405, message))
     };
-    if rules.merge_queue {
+    let queue = method == "queue";
+    if rules.merge_queue && !queue {
         return refuse("Changes must be made through the merge queue".into());
     }
-    if !rules.allowed_merge_methods.is_empty()
+    if !queue
+        && !rules.allowed_merge_methods.is_empty()
         && !rules.allowed_merge_methods.iter().any(|m| m == method)
     {
         return refuse(match method {
@@ -110,17 +116,24 @@ pub(crate) fn refusal(
             None => return refuse(format!("Required status check \"{context}\" is expected.")),
         }
     }
-    if rules.strict && base != head && !gitops::is_ancestor(path, base, head) {
+    if rules.strict && !queue && base != head && !gitops::is_ancestor(path, base, head) {
         return refuse("Head branch is not up to date with the base branch.".into());
     }
-    if rules.required_signatures && !signed(path, base, head) {
+    if rules.required_signatures && !signed(path, base, head, &r.verified) {
         return refuse("Commits must have verified signatures.".into());
     }
     None
 }
 
-/// Whether every commit on `head` that `base` lacks is signed (or made by GitHub itself).
-fn signed(path: &std::path::Path, base: &str, head: &str) -> bool {
+/// Whether every commit on `head` that `base` lacks is signed (a signature of any key: keys are
+/// not checked), made by GitHub itself (committer `noreply@github.com`), or made and signed
+/// through the Git data API (`verified`).
+fn signed(
+    path: &std::path::Path,
+    base: &str,
+    head: &str,
+    verified: &std::collections::BTreeSet<String>,
+) -> bool {
     let Ok(repo) = gitops::open(path) else {
         return false;
     };
@@ -134,10 +147,11 @@ fn signed(path: &std::path::Path, base: &str, head: &str) -> bool {
         return false;
     }
     walk.flatten().all(|oid| {
-        repo.find_commit(oid).is_ok_and(|c| {
-            c.header_field_bytes("gpgsig").is_ok()
-                || c.committer().email() == Ok("noreply@github.com")
-        })
+        super::gitdata::is_verified(verified, &oid.to_string())
+            || repo.find_commit(oid).is_ok_and(|c| {
+                c.header_field_bytes("gpgsig").is_ok()
+                    || c.committer().email() == Ok("noreply@github.com")
+            })
     })
 }
 
@@ -196,7 +210,11 @@ pub(crate) fn rules_json(full_name: &str, rules: Option<&Protection>) -> Vec<ser
             "grouping_strategy": "ALLGREEN",
             "max_entries_to_build": 5,
             "max_entries_to_merge": 5,
-            "merge_method": "MERGE",
+            "merge_method": match p.queue_merge_method.to_ascii_lowercase().as_str() {
+                "squash" => "SQUASH",
+                "rebase" => "REBASE",
+                _ => "MERGE",
+            },
             "min_entries_to_merge": 1,
             "min_entries_to_merge_wait_minutes": 5,
         }})));

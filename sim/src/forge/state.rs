@@ -264,6 +264,10 @@ pub(crate) struct Repo {
     pub protection: BTreeMap<String, super::protect::Protection>,
     /// Ref changes as GitHub records them (`GET .../activity`), oldest first.
     pub activity: Vec<Activity>,
+    /// Pulls in the merge queue of any base branch, first queued first.
+    pub queue: Vec<super::queue::Entry>,
+    /// Commits GitHub signed (made through the Git data API by an App).
+    pub verified: std::collections::BTreeSet<String>,
 }
 
 /// One ref change: when GitHub saw it, not what the commits claim.
@@ -458,9 +462,9 @@ pub(crate) struct State {
     /// The installation lacks the Organization permission *Members: read*: team members are
     /// refused to it with `403`.
     pub members_unreadable: bool,
-    /// GitHub's secondary limit on content creation: at most `.0` writes (non-`GET` REST calls)
-    /// per `.1` and principal; `None`: not enforced.
-    pub write_limit: Option<(u32, Duration)>,
+    /// GitHub's secondary limits on content creation: for each pair, at most `.0` writes
+    /// (non-`GET` REST calls) per `.1` and principal; empty: not enforced.
+    pub write_limits: Vec<(u32, Duration)>,
     /// Each principal's recent writes, oldest first.
     pub writes: HashMap<String, std::collections::VecDeque<std::time::Instant>>,
     /// Writes refused by the secondary limit.
@@ -488,28 +492,41 @@ impl State {
             recording: false,
             exchanges: Vec::new(),
             members_unreadable: false,
-            write_limit: None,
+            write_limits: Vec::new(),
             writes: HashMap::new(),
             secondary_refusals: 0,
         }
     }
 
-    /// Count a write by `login` against the secondary limit; `Some(retry_after)` when it is
-    /// over the limit (the write is refused and not counted).
+    /// Count a write by `login` against the secondary limits; `Some(retry_after)` when it is
+    /// over one of them (the write is refused and not counted).
     pub fn take_write(&mut self, login: &str) -> Option<Duration> {
-        let (max, window) = self.write_limit?;
+        let longest = self.write_limits.iter().map(|(_, w)| *w).max()?;
         let now = std::time::Instant::now();
         let log = self.writes.entry(login.to_owned()).or_default();
         while log
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
+            .is_some_and(|t| now.duration_since(*t) >= longest)
         {
             log.pop_front();
         }
-        if log.len() as u32 >= max {
+        let retry = self
+            .write_limits
+            .iter()
+            .filter_map(|&(max, window)| {
+                let recent: Vec<_> = log
+                    .iter()
+                    .filter(|t| now.duration_since(**t) < window)
+                    .collect();
+                (max > 0 && recent.len() >= max as usize).then(|| {
+                    let oldest = *recent[recent.len() - max as usize];
+                    window.saturating_sub(now.duration_since(oldest))
+                })
+            })
+            .max();
+        if retry.is_some() {
             self.secondary_refusals += 1;
-            let oldest = *log.front().expect("max > 0 writes");
-            return Some(window.saturating_sub(now.duration_since(oldest)));
+            return retry;
         }
         log.push_back(now);
         None

@@ -275,6 +275,69 @@ pub(super) async fn merge(
     }
 }
 
+/// The GraphQL document that puts a pull into its base branch's merge queue
+/// (<https://docs.github.com/graphql/reference/mutations#enqueuepullrequest>).
+pub(super) const ENQUEUE_MUTATION: &str = "mutation($input: EnqueuePullRequestInput!) { enqueuePullRequest(input: $input) { mergeQueueEntry { id position state } } }";
+
+/// Put PR `number` into the merge queue if its head is still `sha` (`expectedHeadOid`): read
+/// its GraphQL id, then `enqueuePullRequest`. Queueing a queued pull is harmless (GitHub answers
+/// its entry), so an ambiguous failure is simply retried. GraphQL answers errors with `200`
+/// and an `errors` list; those become `MergeRefused` with GitHub's message.
+pub(super) async fn enqueue(forge: &GitHubForge, number: u64, sha: &str) -> Result<()> {
+    let pull: GhPull = forge
+        .json(&Call::get(
+            ROUTE_PULL,
+            forge.repo_path(&format!("/pulls/{number}")),
+        ))
+        .await?;
+    if pull.merged_at.is_some() || pull.merged == Some(true) {
+        return if pull.head.sha == sha {
+            Ok(())
+        } else {
+            Err(ForgeError::NotMergeable {
+                pr: number,
+                reason: format!("it was merged at head {}, not {sha}", pull.head.sha),
+            })
+        };
+    }
+    if pull.head.sha != sha {
+        return Err(ForgeError::NotMergeable {
+            pr: number,
+            reason: format!("its head is no longer {sha}"),
+        });
+    }
+    let call = Call::new(
+        Method::POST,
+        "/graphql",
+        "/graphql".to_string(),
+        Some(json!({
+            "query": ENQUEUE_MUTATION,
+            "variables": {"input": {"pullRequestId": pull.node_id, "expectedHeadOid": sha}},
+        })),
+    );
+    let answer = forge.ok(&call).await?;
+    let v: serde_json::Value = answer.parse(&call)?;
+    if let Some(errors) = v.get("errors").and_then(|e| e.as_array())
+        && !errors.is_empty()
+    {
+        let reason = errors
+            .iter()
+            .filter_map(|e| e.get("message").and_then(|m| m.as_str()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ForgeError::MergeRefused { pr: number, reason });
+    }
+    if v.pointer("/data/enqueuePullRequest/mergeQueueEntry")
+        .is_none_or(|e| e.is_null())
+    {
+        return Err(ForgeError::Other {
+            what: call.what(),
+            message: "GitHub answered enqueuePullRequest without a merge queue entry".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The time of the newest push GitHub recorded that left `branch` at `sha`
 /// (`GET /repos/{owner}/{repo}/activity`, newest first; one page is enough for a head).
 pub(super) async fn head_pushed_at(

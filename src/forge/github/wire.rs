@@ -30,6 +30,9 @@ pub(super) struct GhBranch {
 #[derive(Deserialize)]
 pub(super) struct GhPull {
     pub(super) number: u64,
+    /// The GraphQL id (`enqueuePullRequest` takes it).
+    #[serde(default)]
+    pub(super) node_id: String,
     #[serde(default)]
     pub(super) title: String,
     pub(super) body: Option<String>,

@@ -16,7 +16,12 @@ use crate::forge::{Error, Inner};
 pub(super) fn routes() -> Router<Arc<Inner>> {
     Router::new()
         .route(&repo_route("/git/ref/{*ref}"), get(get_ref))
-        .route(&repo_route("/git/refs/{*ref}"), delete(delete_ref))
+        .route(
+            &repo_route("/git/refs/{*ref}"),
+            delete(delete_ref)
+                .patch(super::gitdata::update_ref)
+                .post(super::gitdata::update_ref),
+        )
         .route(&repo_route("/activity"), get(list_activity))
 }
 

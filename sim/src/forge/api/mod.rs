@@ -20,6 +20,8 @@ mod access;
 mod app;
 mod checks;
 mod git;
+mod gitdata;
+mod graphql;
 mod issues;
 mod pulls;
 mod rules;
@@ -43,6 +45,8 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .merge(access::routes())
         .merge(git::routes())
         .merge(rules::routes())
+        .merge(graphql::routes())
+        .merge(gitdata::routes())
 }
 
 /// `/repos/{owner}/{repo}` followed by `tail`.
