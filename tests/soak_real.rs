@@ -188,3 +188,68 @@ async fn a_write_based_on_a_stale_read_is_refused_and_applied_again_on_top() {
         .collect();
     assert!(managers.contains(&"baton"), "{managers:?}");
 }
+
+/// A thousand apps' state (635 KB of JSON in the scale bench's shape, over the plain limit) is
+/// kept gzipped: on the real API server the ConfigMap goes from plain `data` to `binaryData`
+/// (server-side apply drops the key baton no longer applies), and another process reads every
+/// app back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_apps_state_is_kept_gzipped_and_read_back_whole() {
+    use baton::state::store::StateStore;
+    use baton::state::{KEY, KEY_GZ, Observation};
+    let b = Backend::real();
+    let ns = unique("store-big");
+    let client = b.client().await;
+    let namespaces = dynamic(&client, "v1", "Namespace", "");
+    let object: kube::api::DynamicObject = serde_json::from_value(namespace(&ns)).unwrap();
+    namespaces
+        .patch(
+            &ns,
+            &kube::api::PatchParams::apply("tests"),
+            &kube::api::Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+    let envs = vec!["prod".to_string()];
+    let store = StateStore::kube(client.clone(), &ns);
+    store.load(&envs).await.unwrap();
+    let now = Utc::now();
+    let observe = |apps: u32| {
+        let obs: Vec<Observation> = (0..apps)
+            .map(|i| Observation {
+                app: format!("app-{i:04}"),
+                // A digest per app, as real releases have.
+                digest: format!("sha256:{:064x}", 0xabc0_0000u64 + u64::from(i)),
+                state: DeployState::Healthy,
+                healthy_since: Some(now),
+                reason: None,
+            })
+            .collect();
+        move |s: &mut EnvState| s.observe(&obs, now)
+    };
+    let cm_name = StateStore::name("prod");
+    let config_map = || b.get("v1", "ConfigMap", &ns, &cm_name);
+
+    store.update("prod", observe(3)).await;
+    let cm = config_map().await.unwrap();
+    assert!(
+        cm["data"][KEY].as_str().is_some_and(|t| t.starts_with('{')),
+        "a small state is plain: {cm}"
+    );
+
+    store.update("prod", observe(1000)).await;
+    let cm = config_map().await.unwrap();
+    assert!(
+        cm["binaryData"][KEY_GZ]
+            .as_str()
+            .is_some_and(|b| !b.is_empty()),
+        "gzipped: {}",
+        cm["metadata"]
+    );
+    assert_eq!(cm["data"][KEY], "", "the plain key is emptied");
+
+    let reader = StateStore::kube(client, &ns);
+    reader.load(&envs).await.unwrap();
+    assert_eq!(reader.get("prod"), store.get("prod"));
+    assert_eq!(reader.get("prod").apps.len(), 1000);
+}

@@ -28,6 +28,10 @@ use crate::reconcile::verify::VerifyReport;
 pub const FORMAT: u32 = 1;
 /// The ConfigMap data key holding the document.
 pub const KEY: &str = "state.json";
+/// The key of the gzipped document, in `binaryData`, when the plain one is over [`PLAIN_BYTES`].
+pub const KEY_GZ: &str = "state.json.gz";
+/// Up to this size the document is kept as plain JSON, readable with `kubectl get`.
+pub const PLAIN_BYTES: usize = 256 * 1024;
 /// Soak clocks kept per app: the digest it runs and the newest others (a rollback target may
 /// come back; older ones are dropped).
 pub const CLOCKS_PER_APP: usize = 4;
@@ -267,9 +271,34 @@ impl EnvState {
         self.apps.retain(|_, a| a != &AppState::default());
     }
 
-    /// The document as written to the ConfigMap.
+    /// The document as written to the ConfigMap (compact: a pretty one is half whitespace).
     pub fn encode(&self) -> String {
-        serde_json::to_string_pretty(self).expect("plain data always serializes")
+        serde_json::to_string(self).expect("plain data always serializes")
+    }
+
+    /// The document to write: the whole state, then, for when that does not fit, smaller
+    /// ones. What only history needs goes first: per app the clocks (and attempts) of digests
+    /// it no longer runs, then the marks of healthy non-workload objects (their soak restarts
+    /// from the next reconcile). What decides a gate now (each running digest's clock and
+    /// verification, the workloads' rollout marks) stays in every one.
+    pub fn encodings(&self) -> impl Iterator<Item = String> + '_ {
+        let mut trimmed: Option<EnvState> = None;
+        (0..3).map(move |step| {
+            if step == 0 {
+                return self.encode();
+            }
+            let t = trimmed.get_or_insert_with(|| self.clone());
+            if step == 1 {
+                for app in t.apps.values_mut() {
+                    let running = app.running.as_ref().map(|r| r.digest.clone());
+                    app.clocks.retain(|d, _| Some(d) == running.as_ref());
+                    app.attempts.retain(|d, _| Some(d) == running.as_ref());
+                }
+            } else {
+                t.rollouts.healthy.clear();
+            }
+            t.encode()
+        })
     }
 
     /// Read a document back. An empty text is an empty state.

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::{EnvState, KEY, MAX_BYTES};
+use super::{EnvState, KEY, KEY_GZ, MAX_BYTES, PLAIN_BYTES};
 
 /// Why the persisted state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +115,11 @@ impl StateStore {
         let Some(cm) = found else {
             return Ok(Entry::default());
         };
-        let text = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(KEY))
-            .cloned()
-            .unwrap_or_default();
+        let text = document(&cm).map_err(|message| StoreError::Unreadable {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            message,
+        })?;
         let state = EnvState::decode(&text).map_err(|message| StoreError::Unreadable {
             namespace: namespace.clone(),
             name: name.clone(),
@@ -190,26 +189,33 @@ impl StateStore {
         let _turn = self.writing.lock().await;
         let name = Self::name(env);
         for _ in 0..3 {
-            let (text, version) = {
+            let (text, stored, version) = {
                 let entries = self.entries();
                 let Some(entry) = entries.get(env) else {
                     return Ok(());
                 };
-                let text = entry.state.encode();
+                // The first encoding whose stored form fits (a large one gzipped).
+                let mut last = 0;
+                let Some((text, stored)) = entry.state.encodings().find_map(|text| {
+                    let stored = Stored::of(&text);
+                    last = stored.len();
+                    (last <= MAX_BYTES).then_some((text, stored))
+                }) else {
+                    return Err(StoreError::Api {
+                        namespace: namespace.clone(),
+                        name,
+                        message: format!(
+                            "{last} bytes (gzipped) is over the {MAX_BYTES} bytes kept, even with only each app's running digest"
+                        ),
+                        transient: false,
+                    });
+                };
                 if entry.written.as_deref() == Some(text.as_str()) {
                     return Ok(());
                 }
-                (text, entry.version.clone())
+                (text, stored, entry.version.clone())
             };
-            if text.len() > MAX_BYTES {
-                return Err(StoreError::Api {
-                    namespace: namespace.clone(),
-                    name,
-                    message: format!("{} bytes is over the {MAX_BYTES} bytes kept", text.len()),
-                    transient: false,
-                });
-            }
-            let cm = config_map(&name, namespace, env, &text, version.as_deref());
+            let cm = config_map(&name, namespace, env, &stored, version.as_deref());
             let result = match &version {
                 // Server-side apply with the resourceVersion read as a precondition.
                 Some(_) => {
@@ -260,11 +266,63 @@ impl StateStore {
     }
 }
 
+/// How a document is kept in its ConfigMap: plain JSON up to [`PLAIN_BYTES`], gzipped in
+/// `binaryData` beyond (the other key empty).
+enum Stored {
+    Plain(String),
+    Gzip(Vec<u8>),
+}
+
+impl Stored {
+    fn of(text: &str) -> Self {
+        if text.len() <= PLAIN_BYTES {
+            return Self::Plain(text.to_string());
+        }
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes())
+            .and_then(|()| gz.finish())
+            .map(Self::Gzip)
+            .expect("gzip into memory cannot fail")
+    }
+
+    /// The bytes it takes in the ConfigMap (base64 for `binaryData`).
+    fn len(&self) -> usize {
+        match self {
+            Self::Plain(t) => t.len(),
+            Self::Gzip(b) => b.len().div_ceil(3) * 4,
+        }
+    }
+}
+
+/// The document a ConfigMap holds (gzipped or plain; none is an empty text).
+pub fn document(cm: &ConfigMap) -> Result<String, String> {
+    if let Some(gz) = cm
+        .binary_data
+        .as_ref()
+        .and_then(|d| d.get(KEY_GZ))
+        .filter(|b| !b.0.is_empty())
+    {
+        use std::io::Read as _;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz.0[..])
+            .read_to_string(&mut text)
+            .map_err(|e| format!("key {KEY_GZ}: not gzipped JSON: {e}"))?;
+        return Ok(text);
+    }
+    Ok(cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(KEY))
+        .cloned()
+        .unwrap_or_default())
+}
+
 fn config_map(
     name: &str,
     namespace: &str,
     env: &str,
-    text: &str,
+    stored: &Stored,
     version: Option<&str>,
 ) -> serde_json::Value {
     let mut metadata = json!({
@@ -275,12 +333,26 @@ fn config_map(
     if let Some(v) = version {
         metadata["resourceVersion"] = json!(v);
     }
-    json!({
+    let mut cm = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata,
-        "data": {KEY: text},
-    })
+    });
+    // Both keys, the unused one empty: a key left out would stay as the first write (a create,
+    // not an apply) left it, since server-side apply removes only the fields it owns.
+    let (plain, gz) = match stored {
+        Stored::Plain(text) => (text.clone(), String::new()),
+        Stored::Gzip(bytes) => {
+            use base64::Engine as _;
+            (
+                String::new(),
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            )
+        }
+    };
+    cm["data"] = json!({ KEY: plain });
+    cm["binaryData"] = json!({ KEY_GZ: gz });
+    cm
 }
 
 fn api_error(namespace: &str, name: &str, e: kube::Error) -> StoreError {
@@ -290,5 +362,80 @@ fn api_error(namespace: &str, name: &str, e: kube::Error) -> StoreError {
         name: name.to_string(),
         message: crate::reconcile::error::describe(&e),
         transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::fleet;
+
+    fn stored_and_read(state: &EnvState) -> (serde_json::Value, EnvState, usize) {
+        let (text, stored) = state
+            .encodings()
+            .find_map(|text| {
+                let stored = Stored::of(&text);
+                (stored.len() <= MAX_BYTES).then(|| (text.clone(), stored.len()))
+            })
+            .expect("some encoding fits");
+        let cm = config_map(
+            "baton-state-prod",
+            "baton-system",
+            "prod",
+            &Stored::of(&text),
+            None,
+        );
+        let parsed: ConfigMap = serde_json::from_value(cm.clone()).unwrap();
+        let back = EnvState::decode(&document(&parsed).unwrap()).unwrap();
+        (cm, back, stored)
+    }
+
+    #[test]
+    fn a_small_state_stays_plain_json_and_a_thousand_apps_are_gzipped_whole() {
+        let small = fleet(10, 1);
+        let (cm, back, _) = stored_and_read(&small);
+        assert!(cm["data"][KEY].as_str().is_some_and(|t| t.starts_with('{')));
+        assert_eq!(cm["binaryData"][KEY_GZ], "");
+        assert_eq!(back, small);
+
+        // The scale bench's environment: 1,000 apps with a release, a verification and a
+        // rollout mark each is over the plain limit, and fits gzipped without losing anything.
+        let big = fleet(1000, 1);
+        assert!(big.encode().len() > PLAIN_BYTES);
+        let (cm, back, stored) = stored_and_read(&big);
+        assert_eq!(cm["data"][KEY], "");
+        assert!(
+            cm["binaryData"][KEY_GZ]
+                .as_str()
+                .is_some_and(|b| !b.is_empty())
+        );
+        assert_eq!(back, big, "nothing trimmed");
+        assert!(stored < MAX_BYTES / 2, "{stored} bytes stored");
+    }
+
+    #[test]
+    fn four_releases_of_a_thousand_apps_fit_with_every_running_clock() {
+        let four = fleet(1000, 4);
+        let (_, back, stored) = stored_and_read(&four);
+        assert!(stored <= MAX_BYTES);
+        assert_eq!(
+            back.deployments("prod", true),
+            four.deployments("prod", true)
+        );
+    }
+
+    #[test]
+    fn a_damaged_gzip_is_an_error_naming_the_key() {
+        let mut cm = ConfigMap::default();
+        cm.binary_data = Some(
+            [(
+                KEY_GZ.to_string(),
+                k8s_openapi::ByteString(b"not gzip".to_vec()),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let err = document(&cm).unwrap_err();
+        assert!(err.contains(KEY_GZ), "{err}");
     }
 }

@@ -156,16 +156,76 @@ fn old_clocks_are_pruned_but_never_the_running_one() {
     assert_eq!(app.clocks.len(), CLOCKS_PER_APP);
     assert!(app.clocks.contains_key(&digest(19)));
     assert!(!app.clocks.contains_key(&digest(0)));
-    // A thousand apps with their four clocks each stay far under a ConfigMap's 1 MiB.
-    let mut big = EnvState::default();
-    let obs: Vec<Observation> = (0..200u32)
-        .map(|i| Observation {
-            app: format!("app-{i}"),
-            ..healthy(&digest(1), t(10, 0))
-        })
-        .collect();
-    big.observe(&obs, t(10, 0));
-    assert!(big.encode().len() < MAX_BYTES);
+}
+
+/// An environment of `apps` apps, each with a workload's rollout mark, and `digests` releases
+/// seen in turn (the last one running, healthy, verified).
+pub(super) fn fleet(apps: u32, digests: u8) -> EnvState {
+    let mut s = EnvState::default();
+    for n in 0..digests {
+        let obs: Vec<Observation> = (0..apps)
+            .map(|i| Observation {
+                app: format!("app-{i:04}"),
+                ..healthy(&digest(n), t(10, n.into()))
+            })
+            .collect();
+        s.observe(&obs, t(10, n.into()));
+    }
+    for i in 0..apps {
+        let app = format!("app-{i:04}");
+        s.record_verification(
+            &app,
+            VerifyRecord {
+                digest: digest(digests - 1),
+                attempt: 1,
+                passed: true,
+                passed_at: Some(t(11, 0)),
+                finished_at: t(11, 0),
+                summary: "verification passed: smoke (12s)".into(),
+            },
+        );
+        s.rollouts.rollouts.insert(
+            format!("shop-prod_{app}_apps_Deployment"),
+            crate::reconcile::context::RememberedRollout {
+                template: "7d4b9c6f5d".into(),
+                available: 3,
+                since: t(10, 0),
+            },
+        );
+    }
+    s
+}
+
+#[test]
+fn when_the_whole_state_is_too_big_history_goes_first_and_the_running_clocks_stay() {
+    let four = fleet(1000, 4);
+    let forms: Vec<String> = four.encodings().collect();
+    assert_eq!(forms[0], four.encode(), "the whole state first");
+    assert!(forms[1].len() < forms[0].len(), "older clocks went");
+    for text in &forms[1..] {
+        let back = EnvState::decode(text).unwrap();
+        for (name, app) in &four.apps {
+            let kept = &back.apps[name];
+            let running = &app.running.as_ref().unwrap().digest;
+            assert_eq!(kept.running, app.running);
+            assert_eq!(kept.clocks.get(running), app.clocks.get(running), "{name}");
+            assert_eq!(
+                kept.clocks.len(),
+                1,
+                "{name}: only the running digest's clock"
+            );
+            assert_eq!(kept.verification, app.verification);
+        }
+        assert_eq!(
+            back.rollouts.rollouts, four.rollouts.rollouts,
+            "workload marks stay"
+        );
+        assert_eq!(
+            back.deployments("prod", true),
+            four.deployments("prod", true),
+            "the planner reads the same from a smaller document"
+        );
+    }
 }
 
 #[test]
@@ -185,7 +245,7 @@ fn the_document_round_trips_and_a_newer_format_is_refused() {
     let text = s.encode();
     assert_eq!(EnvState::decode(&text).unwrap(), s);
     assert_eq!(EnvState::decode("").unwrap(), EnvState::default());
-    let newer = text.replace("\"format\": 1", "\"format\": 99");
+    let newer = text.replace("\"format\":1", "\"format\":99");
     assert!(
         EnvState::decode(&newer)
             .unwrap_err()

@@ -93,7 +93,8 @@ pub fn state(sb: &Sandbox, env: &str) -> Option<Value> {
         &home.namespace,
         &format!("baton-state-{env}"),
     )?;
-    serde_json::from_str(cm["data"][baton::state::KEY].as_str()?).ok()
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(cm).ok()?;
+    serde_json::from_str(&baton::state::store::document(&cm).ok()?).ok()
 }
 
 pub fn time(v: &Value) -> Option<DateTime<Utc>> {
