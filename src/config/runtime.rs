@@ -224,6 +224,24 @@ pub struct RepoConfig {
     /// Private key for ssh URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key: Option<SshKey>,
+    /// An OpenSSH private key (no passphrase) that signs every commit baton makes with Git
+    /// (promotion and rollback branches under a token), as `git commit -S` with
+    /// `gpg.format=ssh` does. Unused under GitHub App auth, where GitHub signs the commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SecretRef>,
+    /// Who bot commits are made as (default `baton[bot]`,
+    /// `baton[bot]@users.noreply.github.com`). GitHub shows a signed commit as verified only
+    /// when this email is a verified email of the account the signing key is registered to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committer: Option<Committer>,
+}
+
+/// `repo.committer`: the name and email of bot commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Committer {
+    pub name: String,
+    pub email: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

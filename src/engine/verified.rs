@@ -1,5 +1,5 @@
 //! Where bot commits are made. With a token they are made with git2 and force-pushed (signed
-//! with the SSH key `git.signingKey` names, when there is one). Under GitHub App auth they are
+//! with the SSH key `repo.signingKey` names, when there is one: `gitrepo::sign`). Under GitHub App auth they are
 //! made through GitHub's Git data API (`Forge::create_commit`): GitHub signs what its API makes
 //! for an App, so promotion and rollback commits show as verified and pass
 //! `required_signatures`. The message, and so the trailers and `baton history`, are the same
@@ -30,7 +30,7 @@ impl<F: Forge> Engine<F> {
             })?);
         }
         let prepared =
-            tokio::task::block_in_place(|| self.repo().prepare_branch(branch, message, edit))?;
+            tokio::task::block_in_place(|| self.repo().prepare_branch(branch, edit))?;
         let (base, base_tree, changes) = match prepared {
             Prepared::Unchanged { tip } => return Ok(Pushed::Unchanged { tip }),
             Prepared::Commit {
