@@ -205,6 +205,23 @@ mod tests {
     }
 
     #[test]
+    fn a_key_file_that_cannot_be_read_names_the_field_and_the_file() {
+        let cfg = crate::config::RuntimeConfig::parse(
+            "baton.yaml",
+            "repo:\n  url: /srv/config\n  signingKey: { file: /nonexistent/baton-signing }\n",
+            [],
+        )
+        .unwrap();
+        let e = CommitSigner::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.starts_with("repo.signingKey: cannot read secret file /nonexistent/baton-signing"),
+            "{e}"
+        );
+        let none = crate::config::RuntimeConfig::parse("b", "repo:\n  url: /srv/config\n", []);
+        assert!(CommitSigner::from_config(&none.unwrap()).unwrap().is_none());
+    }
+
+    #[test]
     fn debug_shows_the_fingerprint_never_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let key = keygen(dir.path(), "ed25519", "");
