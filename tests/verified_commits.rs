@@ -143,7 +143,10 @@ fn ssh_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 /// Real `git verify-commit` of `sha` in the stand-in's repository, trusting only `public` for
 /// the bot's committer email.
 fn git_verify_commit(w: &World, sha: &str, public: &str) -> std::process::Output {
-    let allowed = w.dir.path().join(format!("allowed-signers-{}", &public[public.len() - 8..]));
+    let allowed = w
+        .dir
+        .path()
+        .join(format!("allowed-signers-{}", &public[public.len() - 8..]));
     std::fs::write(
         &allowed,
         format!("baton[bot]@users.noreply.github.com {public}\n"),
@@ -178,7 +181,10 @@ async fn with_a_token_and_a_signing_key_the_commit_verifies_with_git_and_merges_
     )
     .unwrap();
     let signer = CommitSigner::from_config(&cfg).unwrap().expect("a signer");
-    assert_eq!(signer.public_key().split(' ').nth(1), public.split(' ').nth(1));
+    assert_eq!(
+        signer.public_key().split(' ').nth(1),
+        public.split(' ').nth(1)
+    );
     w.signer = Some(signer);
 
     let v = w.release("web", "1.5.0");
@@ -211,7 +217,10 @@ async fn with_a_token_and_a_signing_key_the_commit_verifies_with_git_and_merges_
 
     w.pass().await;
     let merged = w.forge.pull(OWNER, REPO, pr.number).unwrap();
-    assert!(merged.merged, "the signed commit passes required_signatures");
+    assert!(
+        merged.merged,
+        "the signed commit passes required_signatures"
+    );
     let entries = dev_history(&w);
     assert_eq!(entries.len(), 1, "{}", history::table(&entries));
     assert_eq!(entries[0].promotion.to, v);

@@ -692,7 +692,10 @@ mod tests {
             graphql_url("https://ghe.example.com/api/v3/"),
             "https://ghe.example.com/api/graphql"
         );
-        assert_eq!(graphql_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080/graphql");
+        assert_eq!(
+            graphql_url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/graphql"
+        );
     }
 
     /// On a GitHub Enterprise Server layout (REST under `/api/v3`), `enqueue` reads the pull

@@ -382,7 +382,11 @@ impl ConfigRepo {
     }
 
     /// The tree of `parent` with `changes` applied (written to the object database).
-    fn tree_with(&self, parent: &git2::Commit<'_>, changes: &[FileChange]) -> Result<Oid, GitError> {
+    fn tree_with(
+        &self,
+        parent: &git2::Commit<'_>,
+        changes: &[FileChange],
+    ) -> Result<Oid, GitError> {
         let e = git_err("commit", None);
         let base = parent.tree().map_err(&e)?;
         let mut update = git2::build::TreeUpdateBuilder::new();
@@ -431,11 +435,13 @@ impl ConfigRepo {
             message: format!("the commit object is not UTF-8: {err}"),
             transient: false,
         })?;
-        let signature = signer.sign(content.as_bytes()).map_err(|err| GitError::Git {
-            op: "sign",
-            message: err.to_string(),
-            transient: false,
-        })?;
+        let signature = signer
+            .sign(content.as_bytes())
+            .map_err(|err| GitError::Git {
+                op: "sign",
+                message: err.to_string(),
+                transient: false,
+            })?;
         self.repo
             .commit_signed(content, &signature, Some("gpgsig"))
             .map_err(&e)
@@ -558,10 +564,7 @@ impl ConfigRepo {
                 .ok()
                 .and_then(|c| c.parent_id(0).ok())
                 == Some(base);
-            let base_commit = self
-                .repo
-                .find_commit(base)
-                .map_err(git_err("read", None))?;
+            let base_commit = self.repo.find_commit(base).map_err(git_err("read", None))?;
             if same_base && self.tree_of(existing)? == self.tree_with(&base_commit, &changes)? {
                 return Ok(Prepared::Unchanged { tip: existing });
             }
@@ -650,7 +653,51 @@ impl ConfigRepo {
         }
     }
 
-    fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
+    /// The commits whose content `head` has unchanged: `head`, then each first parent reached
+    /// through commits that change no file (a promotion's record commit), up to and including
+    /// the first one that does. An approval of any of them approves what `head` merges.
+    pub fn same_content(&self, head: Oid) -> Vec<Oid> {
+        let mut out = vec![head];
+        let mut at = head;
+        // Bounded: a record commit is made once per change of approvers.
+        for _ in 0..16 {
+            let Ok(commit) = self.repo.find_commit(at) else {
+                break;
+            };
+            let Ok(parent) = commit.parent(0) else {
+                break;
+            };
+            if commit.tree_id() != parent.tree_id() {
+                break;
+            }
+            at = parent.id();
+            out.push(at);
+        }
+        out
+    }
+
+    /// The message of a commit in the clone.
+    pub fn message_of(&self, commit: Oid) -> Result<String, GitError> {
+        self.repo
+            .find_commit(commit)
+            .map(|c| String::from_utf8_lossy(c.message_bytes()).into_owned())
+            .map_err(git_err("read", None))
+    }
+
+    /// Put a commit with `message` and no change on top of the bot-owned `branch`, whose tip
+    /// must be `head` (a fast-forward push; signed like every bot commit).
+    pub fn push_record(&self, branch: &str, head: Oid, message: &str) -> Result<Oid, GitError> {
+        let commit = self.commit(head, &[], message)?;
+        if !self.push(commit, branch, false)? {
+            return Err(GitError::Rejected {
+                refname: format!("refs/heads/{branch}"),
+                reason: "the branch moved while its record commit was made".into(),
+            });
+        }
+        Ok(commit)
+    }
+
+    pub fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
         self.repo
             .find_commit(commit)
             .map(|c| c.tree_id())

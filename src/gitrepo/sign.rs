@@ -176,7 +176,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = signer(&keygen(dir.path(), "rsa", "")).unwrap_err();
         assert!(matches!(e, SigningKeyError::Unsupported(_)), "{e}");
-        assert!(e.to_string().starts_with("repo.signingKey: ssh-rsa keys cannot sign"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("repo.signingKey: ssh-rsa keys cannot sign"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -185,7 +189,10 @@ mod tests {
         let key = keygen(dir.path(), "ed25519", "correct horse");
         let e = signer(&key).unwrap_err();
         assert!(matches!(e, SigningKeyError::Encrypted), "{e}");
-        assert!(e.to_string().starts_with("repo.signingKey: the key is encrypted"));
+        assert!(
+            e.to_string()
+                .starts_with("repo.signingKey: the key is encrypted")
+        );
     }
 
     #[test]
@@ -201,7 +208,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let public = format!("{}.pub", keygen(dir.path(), "ed25519", "").display());
         let e = signer(Path::new(&public)).unwrap_err().to_string();
-        assert!(e.starts_with("repo.signingKey: not an OpenSSH private key"), "{e}");
+        assert!(
+            e.starts_with("repo.signingKey: not an OpenSSH private key"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -228,10 +238,17 @@ mod tests {
         let text = std::fs::read_to_string(&key).unwrap();
         let s = signer(&key).unwrap();
         let shown = format!("{s:?}");
-        assert!(shown.contains("SHA256:") && shown.contains("ssh-ed25519"), "{shown}");
+        assert!(
+            shown.contains("SHA256:") && shown.contains("ssh-ed25519"),
+            "{shown}"
+        );
         let body: String = text.lines().nth(2).unwrap().chars().take(20).collect();
         assert!(!shown.contains(&body), "{shown}");
-        let listed = Command::new("ssh-keygen").arg("-lf").arg(&key).output().unwrap();
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&key)
+            .output()
+            .unwrap();
         assert!(
             String::from_utf8_lossy(&listed.stdout).contains(&s.fingerprint()),
             "the fingerprint is the one ssh-keygen shows"

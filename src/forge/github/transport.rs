@@ -194,14 +194,13 @@ impl GitHubForge {
         let status = response.status();
         let headers = response.headers().clone();
         self.note_rate_limit(&headers);
-        let body =
-            crab
-                .body_to_string(response)
-                .await
-                .map_err(|e| ForgeError::Unavailable {
-                    what: call.what(),
-                    message: format!("reading the answer: {}", first_line(&e)),
-                })?;
+        let body = crab
+            .body_to_string(response)
+            .await
+            .map_err(|e| ForgeError::Unavailable {
+                what: call.what(),
+                message: format!("reading the answer: {}", first_line(&e)),
+            })?;
         if status == StatusCode::NOT_MODIFIED
             && let Some(c) = cached
         {
