@@ -96,7 +96,12 @@ fn calls(w: &World, route: &str) -> u64 {
 }
 
 async fn a_dev_promotion_merges_through_the_queue(method: &str) {
+    a_dev_promotion_merges_through_the_queue_as(method, false).await
+}
+
+async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
     let mut w = World::new().await;
+    w.app_auth = app_auth;
     w.forge
         .protect_branch(
             OWNER,
@@ -156,6 +161,11 @@ async fn a_dev_promotion_merges_through_the_queue(method: &str) {
         let p = baton::gitrepo::trailers::Promotion::parse(record.message().unwrap()).unwrap();
         assert_eq!(p.approved_by, ["alice"]);
         assert_eq!(p.pull_request, Some(pr.number));
+        if app_auth {
+            // Both commits made by GitHub's Git data API; the record adds no tree.
+            assert_eq!(calls(&w, "POST /repos/{owner}/{repo}/git/commits"), 2);
+            assert_eq!(calls(&w, "POST /repos/{owner}/{repo}/git/trees"), 1);
+        }
         let status = w.status_comment(pr.number);
         assert!(
             status.contains("recorded approvals and who promoted in `"),
@@ -286,6 +296,12 @@ async fn a_promotion_merges_through_a_merge_queue_that_squashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_merges_through_a_merge_queue_that_rebases() {
     a_dev_promotion_merges_through_the_queue("rebase").await;
+}
+
+/// As a GitHub App, the record commit is made through the Git data API (no file, so no tree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_an_app_a_promotion_merges_through_a_merge_queue_that_rebases() {
+    a_dev_promotion_merges_through_the_queue_as("rebase", true).await;
 }
 
 /// A group whose PR baton has not passed gets a failing `baton/validate`, and the queue drops
