@@ -350,3 +350,70 @@ async fn a_merge_group_of_an_unchecked_head_fails_and_the_queue_drops_it() {
     );
     receiver.stop().await;
 }
+
+/// Prod under a queue that rebases: the approvals and the `/promote` given at the promotion
+/// commit still count at its record commit (same content), so nobody approves or commands
+/// twice, and history names the approvers and who promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_promotion_keeps_its_approvals_and_promote_command_across_the_record_commit() {
+    let mut w = World::new().await;
+    let (v, prod) = w.walk_to_prod().await;
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            Protection {
+                ruleset: true,
+                merge_queue: true,
+                queue_merge_method: "rebase".into(),
+                ..Protection::default()
+            },
+        )
+        .unwrap();
+    w.team_approves(prod.number);
+    w.comment("carol", prod.number, "/promote prod");
+    w.pass().await;
+    assert_eq!(calls(&w, GRAPHQL), 0);
+    let recorded = w.pr_for("prod", "web");
+    assert_ne!(recorded.head_sha, prod.head_sha, "the record commit");
+    // CI reports on the new head; nobody approves or comments again.
+    w.validate_passes(&recorded.head_sha);
+    let outcomes = w.pass().await;
+    assert_eq!(
+        calls(&w, GRAPHQL),
+        1,
+        "queued at the record commit: {outcomes:?}"
+    );
+    let view = w.forge.pull(OWNER, REPO, prod.number).unwrap();
+    assert!(
+        view.merged,
+        "the queue landed it (no checks required on the group)"
+    );
+    assert_eq!(view.head_sha, recorded.head_sha, "no second record commit");
+    let bare = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let tip = bare.refname_to_id("refs/heads/main").unwrap();
+    let entries = history::read(
+        &bare,
+        tip,
+        &Filter {
+            app: Some("web".into()),
+            environment: Some("prod".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    let p = &entries
+        .first()
+        .unwrap_or_else(|| panic!("landed: {}", history::table(&entries)))
+        .promotion;
+    assert_eq!(p.to, v);
+    assert_eq!(
+        p.approved_by,
+        ["alice", "bob"],
+        "{}",
+        history::table(&entries)
+    );
+    assert_eq!(p.promoted_by.as_deref(), Some("carol"));
+    assert_eq!(p.pull_request, Some(prod.number));
+}
