@@ -231,3 +231,36 @@ async fn with_a_token_and_a_signing_key_the_commit_verifies_with_git_and_merges_
         Some(w.forge.bot_login().as_str())
     );
 }
+
+/// `baton run` checks the signing key at start: an encrypted one (or one that is not a key)
+/// stops it with a configuration error naming `repo.signingKey`, never the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_key_that_cannot_sign_stops_the_service_at_start_naming_the_field() {
+    use baton::sandbox::{Sandbox, SandboxOptions};
+    use baton::service::{RunOptions, Service};
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("encrypted");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&file)
+        .output()
+        .expect("ssh-keygen (openssh-client) runs");
+    assert!(out.status.success(), "{out:?}");
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n").unwrap();
+    for (key, says) in [
+        (&file, "is encrypted"),
+        (&garbage, "not an OpenSSH private key"),
+    ] {
+        let mut cfg = sb.config.clone();
+        cfg.workdir = dir.path().join("work");
+        cfg.repo.signing_key = Some(baton::config::SecretRef::from_file(key));
+        let e = match Service::start(cfg, RunOptions::default()).await {
+            Ok(_) => panic!("{} was accepted", key.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("repo.signingKey") && e.contains(says), "{e}");
+        assert!(!e.contains("c2VjcmV0"), "{e}");
+    }
+}
