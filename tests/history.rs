@@ -166,3 +166,53 @@ fn history_outside_a_git_repository_says_so() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("is not inside a Git repository"), "{out}");
 }
+
+/// What a merge queue that rebases lands: baton's promotion commit (the trailers known before
+/// the PR) and, on it, its record commit (no file changed, the whole record). History shows the
+/// promotion once, with the record's approvers; a later promotion of the same release that
+/// changes a file is not folded into it.
+#[test]
+fn a_rebased_promotion_and_its_record_commit_are_one_entry_with_approvers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    commit_file(d, "README", "config\n", "initial");
+    let full = promotion("web", "prod", 4, 7);
+    let mut partial = full.clone();
+    partial.approved_by.clear();
+    partial.promoted_by = None;
+    partial.pull_request = None;
+    commit_file(
+        d,
+        "prod",
+        "4\n",
+        &partial.commit_message("promote web to prod: 1.4.0", ""),
+    );
+    git(
+        d,
+        &[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            &full.commit_message("promote web to prod: 1.4.0", "The audit record."),
+        ],
+    );
+    let (code, out) = run(d, &["-o", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entries = v.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{out}");
+    assert_eq!(
+        entries[0]["approvedBy"],
+        serde_json::json!(["alice", "bob"])
+    );
+    assert_eq!(entries[0]["promotedBy"], "carol");
+    assert_eq!(entries[0]["pullRequest"], 7);
+
+    // The same trailers on a commit that changes a file are a promotion of their own.
+    commit_file(d, "prod", "4 again\n", &partial.commit_message("again", ""));
+    let (_, out) = run(d, &["-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{out}");
+}

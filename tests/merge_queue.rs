@@ -2,8 +2,9 @@
 //! a merge queue (landing with merge, squash or rebase) and `baton/validate`. baton puts the dev
 //! promotion into the queue (GraphQL `enqueuePullRequest`) instead of merging it, says so in the
 //! status comment, answers the queue's `merge_group` webhook with `baton/validate` on the
-//! group's head, and the queue merges. `baton history` lists the promotion for every method,
-//! and no pass queues or merges twice.
+//! group's head, and the queue merges. `baton history` lists the promotion, approvers included,
+//! for every method (a queue that rebases gets a record commit first), and no pass queues or
+//! merges twice.
 
 use std::time::Duration;
 
@@ -95,7 +96,12 @@ fn calls(w: &World, route: &str) -> u64 {
 }
 
 async fn a_dev_promotion_merges_through_the_queue(method: &str) {
+    a_dev_promotion_merges_through_the_queue_as(method, false).await
+}
+
+async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
     let mut w = World::new().await;
+    w.app_auth = app_auth;
     w.forge
         .protect_branch(
             OWNER,
@@ -118,6 +124,8 @@ async fn a_dev_promotion_merges_through_the_queue(method: &str) {
     let v = w.release("web", "1.5.0");
     w.pass().await;
     let pr = w.pr_for("dev", "web");
+    // Dev needs no approval, but one given is recorded in the audit trail.
+    w.approve("alice", pr.number);
     // `baton/validate` on the PR's head, as the service's checker reports it.
     let checked = checker(&w, "check-1").run_once(&gh).await.unwrap();
     assert!(
@@ -126,6 +134,55 @@ async fn a_dev_promotion_merges_through_the_queue(method: &str) {
         ),
         "{checked:?}"
     );
+    let pr = if method == "rebase" {
+        // The queue keeps the commits, not the PR body: baton first adds a commit that changes
+        // no file and carries the whole record, and queues once that head is checked.
+        w.pass().await;
+        assert_eq!(
+            calls(&w, GRAPHQL),
+            0,
+            "not queued before the record is in the branch"
+        );
+        let recorded = w.pr_for("dev", "web");
+        assert_ne!(
+            recorded.head_sha, pr.head_sha,
+            "a record commit on the branch"
+        );
+        let bare = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+        let record = bare
+            .find_commit(git2::Oid::from_str(&recorded.head_sha).unwrap())
+            .unwrap();
+        assert_eq!(record.parent_id(0).unwrap().to_string(), pr.head_sha);
+        assert_eq!(
+            record.tree_id(),
+            record.parent(0).unwrap().tree_id(),
+            "it changes no file"
+        );
+        let p = baton::gitrepo::trailers::Promotion::parse(record.message().unwrap()).unwrap();
+        assert_eq!(p.approved_by, ["alice"]);
+        assert_eq!(p.pull_request, Some(pr.number));
+        if app_auth {
+            // Both commits made by GitHub's Git data API; the record adds no tree.
+            assert_eq!(calls(&w, "POST /repos/{owner}/{repo}/git/commits"), 2);
+            assert_eq!(calls(&w, "POST /repos/{owner}/{repo}/git/trees"), 1);
+        }
+        let status = w.status_comment(pr.number);
+        assert!(
+            status.contains("recorded approvals and who promoted in `"),
+            "{status}"
+        );
+        // An idle pass adds nothing more while the new head waits for its checks.
+        w.pass().await;
+        assert_eq!(w.pr_for("dev", "web").head_sha, recorded.head_sha);
+        let checked = checker(&w, "check-1b").run_once(&gh).await.unwrap();
+        assert!(
+            checked.iter().any(|c| matches!(c, CheckOutcome::Checked { pr: n, passed: true, .. } if *n == pr.number)),
+            "{checked:?}"
+        );
+        recorded
+    } else {
+        pr
+    };
 
     // Every gate passed: baton queues instead of merging, and says so.
     let outcomes = w.pass().await;
@@ -208,12 +265,21 @@ async fn a_dev_promotion_merges_through_the_queue(method: &str) {
     let p = &entries[0].promotion;
     assert_eq!(p.to, v);
     assert_eq!(p.tag.as_deref(), Some("1.5.0"));
-    if method != "rebase" {
-        // The queue's message is the PR's title and description: the whole record.
-        assert_eq!(p.pull_request, Some(pr.number));
-        assert_eq!(p.promoted_by.as_deref(), Some(w.forge.bot_login().as_str()));
-        assert_eq!(entries[0].commit, group_sha);
-    }
+    // The whole record, for every method: from the queue's message (the PR's title and
+    // description) for merge and squash, from the record commit for rebase.
+    assert_eq!(p.pull_request, Some(pr.number));
+    assert_eq!(p.promoted_by.as_deref(), Some(w.forge.bot_login().as_str()));
+    assert_eq!(p.approved_by, ["alice"], "{}", history::table(&entries));
+    assert_eq!(entries[0].commit, group_sha);
+    assert!(
+        history::table(&entries)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(" alice "),
+        "{}",
+        history::table(&entries)
+    );
     receiver.stop().await;
 }
 
@@ -230,6 +296,12 @@ async fn a_promotion_merges_through_a_merge_queue_that_squashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_merges_through_a_merge_queue_that_rebases() {
     a_dev_promotion_merges_through_the_queue("rebase").await;
+}
+
+/// As a GitHub App, the record commit is made through the Git data API (no file, so no tree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_an_app_a_promotion_merges_through_a_merge_queue_that_rebases() {
+    a_dev_promotion_merges_through_the_queue_as("rebase", true).await;
 }
 
 /// A group whose PR baton has not passed gets a failing `baton/validate`, and the queue drops
@@ -277,4 +349,71 @@ async fn a_merge_group_of_an_unchecked_head_fails_and_the_queue_drops_it() {
         "dropped from the queue, not merged"
     );
     receiver.stop().await;
+}
+
+/// Prod under a queue that rebases: the approvals and the `/promote` given at the promotion
+/// commit still count at its record commit (same content), so nobody approves or commands
+/// twice, and history names the approvers and who promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_promotion_keeps_its_approvals_and_promote_command_across_the_record_commit() {
+    let mut w = World::new().await;
+    let (v, prod) = w.walk_to_prod().await;
+    w.forge
+        .protect_branch(
+            OWNER,
+            REPO,
+            "main",
+            Protection {
+                ruleset: true,
+                merge_queue: true,
+                queue_merge_method: "rebase".into(),
+                ..Protection::default()
+            },
+        )
+        .unwrap();
+    w.team_approves(prod.number);
+    w.comment("carol", prod.number, "/promote prod");
+    w.pass().await;
+    assert_eq!(calls(&w, GRAPHQL), 0);
+    let recorded = w.pr_for("prod", "web");
+    assert_ne!(recorded.head_sha, prod.head_sha, "the record commit");
+    // CI reports on the new head; nobody approves or comments again.
+    w.validate_passes(&recorded.head_sha);
+    let outcomes = w.pass().await;
+    assert_eq!(
+        calls(&w, GRAPHQL),
+        1,
+        "queued at the record commit: {outcomes:?}"
+    );
+    let view = w.forge.pull(OWNER, REPO, prod.number).unwrap();
+    assert!(
+        view.merged,
+        "the queue landed it (no checks required on the group)"
+    );
+    assert_eq!(view.head_sha, recorded.head_sha, "no second record commit");
+    let bare = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let tip = bare.refname_to_id("refs/heads/main").unwrap();
+    let entries = history::read(
+        &bare,
+        tip,
+        &Filter {
+            app: Some("web".into()),
+            environment: Some("prod".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    let p = &entries
+        .first()
+        .unwrap_or_else(|| panic!("landed: {}", history::table(&entries)))
+        .promotion;
+    assert_eq!(p.to, v);
+    assert_eq!(
+        p.approved_by,
+        ["alice", "bob"],
+        "{}",
+        history::table(&entries)
+    );
+    assert_eq!(p.promoted_by.as_deref(), Some("carol"));
+    assert_eq!(p.pull_request, Some(prod.number));
 }

@@ -224,6 +224,24 @@ pub struct RepoConfig {
     /// Private key for ssh URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key: Option<SshKey>,
+    /// An OpenSSH private key (no passphrase) that signs every commit baton makes with Git
+    /// (promotion and rollback branches under a token), as `git commit -S` with
+    /// `gpg.format=ssh` does. Unused under GitHub App auth, where GitHub signs the commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SecretRef>,
+    /// Who bot commits are made as (default `baton[bot]`,
+    /// `baton[bot]@users.noreply.github.com`). GitHub shows a signed commit as verified only
+    /// when this email is a verified email of the account the signing key is registered to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committer: Option<Committer>,
+}
+
+/// `repo.committer`: the name and email of bot commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Committer {
+    pub name: String,
+    pub email: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -481,6 +499,17 @@ impl RuntimeConfig {
         if cfg.repo.url.trim().is_empty() {
             return Err(invalid("repo.url", "is empty".into()));
         }
+        if let Some(c) = &cfg.repo.committer
+            && (c.name.trim().is_empty() || !c.email.contains('@') || c.email.contains(['<', '>']))
+        {
+            let pos = tree.lookup("repo.committer").0.pos;
+            return Err(RuntimeConfigError::Invalid(Diagnostic::new(
+                file,
+                Some(pos),
+                "repo.committer",
+                "needs a name and an email (the email GitHub verified for the account whose signing key signs the commits)".to_string(),
+            )));
+        }
         if let Some(auth) = &cfg.server.auth {
             let at = |path: &str, message: String| {
                 let pos = tree.lookup(path).0.pos;
@@ -698,6 +727,26 @@ mod tests {
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
         assert!(!v6.contains(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn a_committer_needs_a_name_and_an_email() {
+        let parse = |c: &str| {
+            RuntimeConfig::parse(
+                "baton.yaml",
+                &format!("repo:\n  url: /srv/config\n  committer: {c}\n"),
+                [],
+            )
+        };
+        let c = parse("{ name: shop-bot, email: 1+shop-bot@users.noreply.github.com }").unwrap();
+        assert_eq!(c.repo.committer.unwrap().name, "shop-bot");
+        let e = parse("{ name: shop-bot, email: nobody }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("baton.yaml:3:") && e.contains("repo.committer"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -502,6 +502,18 @@ impl<F: Forge> Engine<F> {
         Ok((observed, facts))
     }
 
+    /// `head` and the commits whose content it has unchanged (`ConfigRepo::same_content`), as
+    /// hex ids; just `head` when the clone does not have it.
+    fn same_content(&self, head: &str) -> Vec<String> {
+        match git2::Oid::from_str(head) {
+            Ok(oid) => tokio::task::block_in_place(|| self.repo().same_content(oid))
+                .into_iter()
+                .map(|o| o.to_string())
+                .collect(),
+            Err(_) => vec![head.to_string()],
+        }
+    }
+
     async fn observe_prs(
         &self,
         view: &RepoView,
@@ -541,7 +553,23 @@ impl<F: Forge> Engine<F> {
             let (events, hold_reason) = self
                 .command_events(&comments, teams, &mut permissions)
                 .await?;
-            let reviews = self.forge.reviews(info.number).await?;
+            let mut reviews = self.forge.reviews(info.number).await?;
+            // A record commit (no file changed) on an approved head keeps its approvals, and
+            // "after the latest push" starts at the push that changed the content.
+            let same = self.same_content(&info.head_sha);
+            for r in &mut reviews {
+                if same.contains(&r.commit_id) {
+                    r.commit_id = info.head_sha.clone();
+                }
+            }
+            let pushed_at = match same.last().filter(|s| **s != info.head_sha) {
+                Some(content_head) => self
+                    .forge
+                    .head_pushed_at(&info.head_ref, content_head)
+                    .await?
+                    .unwrap_or(pushed_at),
+                None => pushed_at,
+            };
             let checks = self.forge.checks(&info.head_sha).await?;
             let mut labels = info.labels.clone();
             let mut wanted = vec![forge::PROMOTION_LABEL.to_string(), forge::env_label(env)];
@@ -734,9 +762,16 @@ impl<F: Forge> Engine<F> {
         };
         let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
         let merge_queue = facts.base_rules.as_ref().is_some_and(|r| r.merge_queue);
+        let queue_rebases = facts
+            .base_rules
+            .as_ref()
+            .is_some_and(|r| r.merge_queue && r.queue_merge_method.as_deref() == Some("rebase"));
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
-            match self.act(&view, &observed, action, now, merge_queue).await {
+            match self
+                .act(&view, &observed, action, now, merge_queue, queue_rebases)
+                .await
+            {
                 Ok(Some(o)) => outcomes.push(o),
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
@@ -1289,6 +1324,7 @@ impl<F: Forge> Engine<F> {
         action: Action,
         now: DateTime<Utc>,
         merge_queue: bool,
+        queue_rebases: bool,
     ) -> Result<Option<Outcome>, EngineError> {
         let find = |pr: u64| observed.iter().find(|o| o.info.number == pr);
         match action {
@@ -1561,6 +1597,23 @@ impl<F: Forge> Engine<F> {
                 let head = o.state.head_sha.clone();
                 let previous = refusal::latest(&events, &head);
                 // (A refusal still backing off returned before the copy, above.)
+                if queued
+                    && queue_rebases
+                    && let Some(new_head) = self
+                        .record_before_rebase_queue(&o, &head, &promotion)
+                        .await?
+                {
+                    events.push(queue::recorded_line(&head, &new_head, now));
+                    self.write_status(&mut o, "Recording the audit trail in the branch: the merge queue rebases, so it keeps the commits, not this description. Queued once the checks report on the new head.", Some(&evaluation), &events, &handled).await?;
+                    tracing::info!(pr, %env, %app, %head, %new_head, "added the promotion's record commit before queueing");
+                    return Ok(Some(Outcome::Waiting {
+                        pr,
+                        env,
+                        app,
+                        blocking: "the record commit's checks, then GitHub's merge queue".into(),
+                        gates: evaluation.results.clone(),
+                    }));
+                }
                 let attempt = if queued {
                     self.enqueue_promotion(&o, &head, &promotion)
                         .await

@@ -11,7 +11,8 @@
 //! The queue writes its own commit message, so the trailers live where it keeps them: the PR
 //! body (a repository whose default merge and squash messages are "pull request title and
 //! description") and the promotion commit itself (app, environment, digests and tag, which a
-//! rebase keeps; see `text::branch_commit_message`).
+//! rebase keeps). A queue that rebases keeps only the commits: before queueing, baton adds a
+//! record commit (no file changed) carrying the whole record, approvers included.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
@@ -30,6 +31,16 @@ pub fn requeue_after() -> Duration {
 pub fn line(head: &str, at: DateTime<Utc>) -> String {
     format!(
         "{PREFIX}{}` ({}); GitHub merges it once the required checks pass on the merge group.",
+        &head[..head.len().min(7)],
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// The timeline line for a record commit `new_head` put on `head` before queueing.
+pub fn recorded_line(head: &str, new_head: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "recorded approvals and who promoted in `{}` on `{}` ({}): the merge queue rebases, so the audit record goes with the commits.",
+        &new_head[..new_head.len().min(7)],
         &head[..head.len().min(7)],
         at.to_rfc3339_opts(SecondsFormat::Secs, true)
     )
@@ -99,6 +110,36 @@ impl<F: Forge> Engine<F> {
             .unwrap_or_default();
         refusal::latest(&events, &o.state.head_sha)
             .is_some_and(|(_, r)| refused_for_queue(&r.reason))
+    }
+
+    /// For a queue that rebases (it lands the PR's commits as they are, so the PR body is not
+    /// kept): put the whole audit record (approvers, who promoted, the PR) into the branch as a
+    /// commit that changes no file on top of `head`, unless the head already carries exactly this
+    /// record. Returns the new head when it made one; the PR is queued at that head on a later
+    /// pass, once its checks report there (approvals of `head` still count: same content,
+    /// `ConfigRepo::same_content`).
+    pub(super) async fn record_before_rebase_queue(
+        &self,
+        o: &Observed,
+        head: &str,
+        promotion: &Promotion,
+    ) -> Result<Option<String>, super::EngineError> {
+        let oid = git2::Oid::from_str(head).map_err(|e| crate::gitrepo::repo::GitError::Git {
+            op: "read",
+            message: format!("the PR head {head} is not a commit id: {e}"),
+            transient: false,
+        })?;
+        let message = tokio::task::block_in_place(|| self.repo().message_of(oid))?;
+        if Promotion::parse(&message).as_ref() == Some(promotion) {
+            return Ok(None);
+        }
+        let subject = message.lines().next().unwrap_or_default();
+        let record = promotion.commit_message(
+            subject,
+            "The promotion's audit record, for a merge queue that rebases: this commit changes no file.",
+        );
+        let made = self.publish_record(&o.info.head_ref, oid, &record).await?;
+        Ok(Some(made.to_string()))
     }
 
     /// Write the audit trailers into the PR body (when they are not already there), then put the

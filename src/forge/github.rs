@@ -42,6 +42,7 @@ mod transport;
 mod wire;
 
 pub use credentials::GitHubAuth;
+use pulls::GRAPHQL_ROUTE;
 use transport::*;
 use wire::*;
 
@@ -171,6 +172,9 @@ impl CallStats {
 /// The GitHub forge for one repository.
 pub struct GitHubForge {
     crab: Arc<Octocrab>,
+    /// The client for GitHub's GraphQL endpoint ([`graphql_url`]): `crab` itself on github.com,
+    /// one rooted at `https://HOST/api` on GitHub Enterprise Server.
+    graphql: Arc<Octocrab>,
     api_url: String,
     owner: String,
     repo: String,
@@ -295,10 +299,11 @@ impl GitHubForge {
         // octocrab's client needs a process-default rustls provider.
         crate::tls::install_crypto_provider();
         let api_url = api_url.trim_end_matches('/').to_owned();
-        let builder = || {
+        let graphql_base = graphql_base(&api_url);
+        let builder_at = |base: &str| {
             Ok::<_, ForgeError>(
                 Octocrab::builder()
-                    .base_uri(api_url.as_str())
+                    .base_uri(base)
                     .map_err(|_| config_error(format!("github.apiUrl `{api_url}` is not a URL")))?
                     // Retries are baton's (counted, with backoff and bounded rate-limit waits).
                     .add_retry_config(RetryConfig::None)
@@ -307,6 +312,7 @@ impl GitHubForge {
                     .set_write_timeout(Some(options.timeout)),
             )
         };
+        let builder = || builder_at(&api_url);
         let build_error = |e: octocrab::Error| {
             config_error(format!(
                 "cannot build the GitHub client: {}",
@@ -318,13 +324,22 @@ impl GitHubForge {
             GitHubAuth::Token(t) => Some(t.clone()),
             GitHubAuth::App { .. } => None,
         };
-        let (crab, app) = match auth {
+        let (crab, graphql, app) = match auth {
             GitHubAuth::Token(token) => {
-                let crab = builder()?
-                    .personal_token(token.expose().to_owned())
-                    .build()
-                    .map_err(build_error)?;
-                (Arc::new(crab), None)
+                let build = |base: &str| {
+                    builder_at(base)?
+                        .personal_token(token.expose().to_owned())
+                        .build()
+                        .map(Arc::new)
+                        .map_err(build_error)
+                };
+                let crab = build(&api_url)?;
+                let graphql = if graphql_base == api_url {
+                    crab.clone()
+                } else {
+                    build(&graphql_base)?
+                };
+                (crab, graphql, None)
             }
             GitHubAuth::App {
                 app_id,
@@ -342,6 +357,11 @@ impl GitHubForge {
                     .build()
                     .map_err(build_error)?;
                 let crab = Arc::new(builder()?.build().map_err(build_error)?);
+                let graphql = if graphql_base == api_url {
+                    crab.clone()
+                } else {
+                    Arc::new(builder_at(&graphql_base)?.build().map_err(build_error)?)
+                };
                 let tokens = credentials::AppTokens::new(
                     app_id,
                     installation_id,
@@ -350,11 +370,12 @@ impl GitHubForge {
                         .unwrap_or(chrono::Duration::minutes(5)),
                     counts.clone(),
                 );
-                (crab, Some(Arc::new(tokens)))
+                (crab, graphql, Some(Arc::new(tokens)))
             }
         };
         Ok(Self {
             crab,
+            graphql,
             api_url,
             owner: owner.to_owned(),
             repo: repo.to_owned(),
@@ -625,5 +646,117 @@ impl Forge for GitHubForge {
         files: &[(String, String)],
     ) -> Result<String> {
         gitdata::create_commit(self, branch, parent, base_tree, message, files).await
+    }
+}
+
+/// The base the GraphQL client is rooted at: the REST base, except on GitHub Enterprise Server,
+/// whose REST API is under `https://HOST/api/v3` and GraphQL at `https://HOST/api/graphql`.
+fn graphql_base(api_url: &str) -> String {
+    let api_url = api_url.trim_end_matches('/');
+    match api_url.strip_suffix("/api/v3") {
+        Some(host) => format!("{host}/api"),
+        None => api_url.to_owned(),
+    }
+}
+
+/// GitHub's GraphQL endpoint for the REST API at `api_url`: `https://api.github.com/graphql`,
+/// `https://HOST/api/graphql` on GitHub Enterprise Server.
+pub fn graphql_url(api_url: &str) -> String {
+    format!("{}/graphql", graphql_base(api_url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphql_is_beside_the_rest_api_on_github_com_and_at_api_graphql_on_enterprise_server() {
+        assert_eq!(
+            graphql_url("https://api.github.com"),
+            "https://api.github.com/graphql"
+        );
+        assert_eq!(
+            graphql_url("https://api.github.com/"),
+            "https://api.github.com/graphql"
+        );
+        // GitHub Enterprise Cloud with data residency: api.<subdomain>.ghe.com, as github.com.
+        assert_eq!(
+            graphql_url("https://api.octo.ghe.com"),
+            "https://api.octo.ghe.com/graphql"
+        );
+        assert_eq!(
+            graphql_url("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com/api/graphql"
+        );
+        assert_eq!(
+            graphql_url("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com/api/graphql"
+        );
+        assert_eq!(
+            graphql_url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/graphql"
+        );
+    }
+
+    /// On a GitHub Enterprise Server layout (REST under `/api/v3`), `enqueue` reads the pull
+    /// under `/api/v3` and posts the mutation to `/api/graphql`, through the production client.
+    #[tokio::test]
+    async fn enqueue_on_enterprise_server_posts_to_api_graphql() {
+        use axum::routing::{get, post};
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let pull = json!({
+            "number": 7, "node_id": "PR_kw7", "title": "t", "body": null, "state": "open",
+            "merged_at": null, "merged": false, "merge_commit_sha": null, "user": null,
+            "head": {"ref": "baton/dev/web", "sha": "abc123", "repo": null},
+            "base": {"ref": "main", "sha": "def456", "repo": null},
+        });
+        let log = |seen: &Arc<Mutex<Vec<String>>>, what: String| seen.lock().unwrap().push(what);
+        let router = axum::Router::new()
+            .route(
+                "/api/v3/repos/shop/config/pulls/7",
+                get({
+                    let seen = seen.clone();
+                    move || async move {
+                        log(&seen, "GET /api/v3/repos/shop/config/pulls/7".into());
+                        axum::Json(pull)
+                    }
+                }),
+            )
+            .route(
+                "/api/graphql",
+                post({
+                    let seen = seen.clone();
+                    move |body: axum::Json<Value>| async move {
+                        log(&seen, format!("POST /api/graphql {}", body.0["variables"]));
+                        axum::Json(json!({"data": {"enqueuePullRequest": {
+                            "mergeQueueEntry": {"id": "MQE_1", "position": 1, "state": "QUEUED"}
+                        }}}))
+                    }
+                }),
+            )
+            .fallback(|uri: http::Uri| async move {
+                (StatusCode::NOT_FOUND, format!("no route {uri}"))
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let forge = GitHubForge::new(
+            &format!("http://{addr}/api/v3"),
+            "shop/config",
+            GitHubAuth::Token(Secret::new("t0ken")),
+            "bot",
+            GitHubOptions::default(),
+        )
+        .unwrap();
+        forge.enqueue(7, "abc123").await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], "GET /api/v3/repos/shop/config/pulls/7");
+        assert!(
+            seen[1].starts_with("POST /api/graphql ") && seen[1].contains("PR_kw7"),
+            "{seen:?}"
+        );
+        assert_eq!(forge.calls().by_route.get("POST /graphql"), Some(&1));
+        server.abort();
     }
 }

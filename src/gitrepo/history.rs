@@ -1,5 +1,7 @@
 //! Release history from the config repo alone: the first-parent log of the config branch,
-//! keeping the commits whose trailers record a promotion (merge and squash commits alike).
+//! keeping the commits whose trailers record a promotion (merge and squash commits alike, and
+//! the record commit a rebasing merge queue lands on top of its promotion commit, which then
+//! stands for both).
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -49,6 +51,9 @@ pub fn read(
     walk.simplify_first_parent()?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL)?;
     let mut out = Vec::new();
+    // The last promotion commit seen: a record commit (no file changed, the whole record) that a
+    // rebasing merge queue landed on top of its promotion commit stands for both.
+    let mut newer: Option<(git2::Oid, git2::Oid, Promotion)> = None;
     for oid in walk {
         let commit = repo.find_commit(oid?)?;
         let time = Utc
@@ -61,8 +66,22 @@ pub fn read(
             continue;
         }
         let Some(promotion) = promotion_of(&commit) else {
+            newer = None;
             continue;
         };
+        let recorded_above = newer.as_ref().is_some_and(|(parent, tree, p)| {
+            *parent == commit.id()
+                && *tree == commit.tree_id()
+                && (&p.app, &p.environment, &p.to)
+                    == (&promotion.app, &promotion.environment, &promotion.to)
+        });
+        newer = commit
+            .parent_id(0)
+            .ok()
+            .map(|parent| (parent, commit.tree_id(), promotion.clone()));
+        if recorded_above {
+            continue;
+        }
         let entry = Entry {
             time,
             commit: oid_string(commit.id()),

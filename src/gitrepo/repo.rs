@@ -8,6 +8,9 @@
 //! which expires after an hour), ssh with a key file, or none for local paths. Tokens are handed
 //! to libgit2's credential callback only: never written into the remote URL, the clone's config,
 //! an error or a log line.
+//!
+//! Commits are signed with the SSH key `repo.signingKey` names, when there is one
+//! ([`super::sign`]).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use git2::{Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks
 
 use super::bump::FileChange;
 use super::files::TreeFiles;
+use super::sign::CommitSigner;
 use crate::config::secret::Secret;
 
 /// Where a short-lived https token comes from: asked once per Git operation that needs
@@ -94,6 +98,20 @@ impl Default for Identity {
             name: "baton[bot]".into(),
             email: "baton[bot]@users.noreply.github.com".into(),
         }
+    }
+}
+
+impl Identity {
+    /// `repo.committer` from the runtime config, else the default.
+    pub fn from_config(cfg: &crate::config::RuntimeConfig) -> Self {
+        cfg.repo
+            .committer
+            .as_ref()
+            .map(|c| Self {
+                name: c.name.clone(),
+                email: c.email.clone(),
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -183,6 +201,7 @@ pub struct ConfigRepo {
     repo: Repository,
     remote: Remote,
     identity: Identity,
+    signer: Option<CommitSigner>,
 }
 
 impl std::fmt::Debug for ConfigRepo {
@@ -224,7 +243,14 @@ impl ConfigRepo {
             repo,
             remote,
             identity,
+            signer: None,
         })
+    }
+
+    /// Sign every commit this clone makes with `signer` (none: unsigned).
+    pub fn with_signer(mut self, signer: Option<CommitSigner>) -> Self {
+        self.signer = signer;
+        self
     }
 
     pub fn git(&self) -> &Repository {
@@ -355,15 +381,13 @@ impl ConfigRepo {
         })
     }
 
-    /// Build a commit on `parent` with `changes` applied, without touching any ref.
-    pub fn commit(
+    /// The tree of `parent` with `changes` applied (written to the object database).
+    fn tree_with(
         &self,
-        parent: Oid,
+        parent: &git2::Commit<'_>,
         changes: &[FileChange],
-        message: &str,
     ) -> Result<Oid, GitError> {
         let e = git_err("commit", None);
-        let parent = self.repo.find_commit(parent).map_err(&e)?;
         let base = parent.tree().map_err(&e)?;
         let mut update = git2::build::TreeUpdateBuilder::new();
         for change in changes.iter().filter(|c| !c.is_noop()) {
@@ -379,11 +403,47 @@ impl ConfigRepo {
             };
             update.upsert(change.path.as_str(), blob, mode);
         }
-        let tree_id = update.create_updated(&self.repo, &base).map_err(&e)?;
+        update.create_updated(&self.repo, &base).map_err(&e)
+    }
+
+    /// Build a commit on `parent` with `changes` applied, without touching any ref; signed
+    /// when the clone has a signer.
+    pub fn commit(
+        &self,
+        parent: Oid,
+        changes: &[FileChange],
+        message: &str,
+    ) -> Result<Oid, GitError> {
+        let e = git_err("commit", None);
+        let parent = self.repo.find_commit(parent).map_err(&e)?;
+        let tree_id = self.tree_with(&parent, changes)?;
         let tree = self.repo.find_tree(tree_id).map_err(&e)?;
         let sig = git2::Signature::now(&self.identity.name, &self.identity.email).map_err(&e)?;
+        let Some(signer) = &self.signer else {
+            return self
+                .repo
+                .commit(None, &sig, &sig, message, &tree, &[&parent])
+                .map_err(&e);
+        };
+        // What `git commit -S` signs: the commit object without its signature header.
+        let content = self
+            .repo
+            .commit_create_buffer(&sig, &sig, message, &tree, &[&parent])
+            .map_err(&e)?;
+        let content = std::str::from_utf8(&content).map_err(|err| GitError::Git {
+            op: "commit",
+            message: format!("the commit object is not UTF-8: {err}"),
+            transient: false,
+        })?;
+        let signature = signer
+            .sign(content.as_bytes())
+            .map_err(|err| GitError::Git {
+                op: "sign",
+                message: err.to_string(),
+                transient: false,
+            })?;
         self.repo
-            .commit(None, &sig, &sig, message, &tree, &[&parent])
+            .commit_signed(content, &signature, Some("gpgsig"))
             .map_err(&e)
     }
 
@@ -493,7 +553,6 @@ impl ConfigRepo {
     pub fn prepare_branch(
         &self,
         branch: &str,
-        message: &str,
         edit: &mut dyn FnMut(&TreeFiles<'_>) -> Result<Vec<FileChange>, super::bump::BumpError>,
     ) -> Result<Prepared, GitError> {
         let base = self.fetch()?;
@@ -505,9 +564,8 @@ impl ConfigRepo {
                 .ok()
                 .and_then(|c| c.parent_id(0).ok())
                 == Some(base);
-            if same_base
-                && self.tree_of(existing)? == self.tree_of(self.commit(base, &changes, message)?)?
-            {
+            let base_commit = self.repo.find_commit(base).map_err(git_err("read", None))?;
+            if same_base && self.tree_of(existing)? == self.tree_with(&base_commit, &changes)? {
                 return Ok(Prepared::Unchanged { tip: existing });
             }
         }
@@ -527,7 +585,7 @@ impl ConfigRepo {
         message: &str,
         edit: &mut dyn FnMut(&TreeFiles<'_>) -> Result<Vec<FileChange>, super::bump::BumpError>,
     ) -> Result<Pushed, GitError> {
-        let (base, changes) = match self.prepare_branch(branch, message, edit)? {
+        let (base, changes) = match self.prepare_branch(branch, edit)? {
             Prepared::Unchanged { tip } => return Ok(Pushed::Unchanged { tip }),
             Prepared::Commit { base, changes, .. } => (base, changes),
         };
@@ -595,7 +653,51 @@ impl ConfigRepo {
         }
     }
 
-    fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
+    /// The commits whose content `head` has unchanged: `head`, then each first parent reached
+    /// through commits that change no file (a promotion's record commit), up to and including
+    /// the first one that does. An approval of any of them approves what `head` merges.
+    pub fn same_content(&self, head: Oid) -> Vec<Oid> {
+        let mut out = vec![head];
+        let mut at = head;
+        // Bounded: a record commit is made once per change of approvers.
+        for _ in 0..16 {
+            let Ok(commit) = self.repo.find_commit(at) else {
+                break;
+            };
+            let Ok(parent) = commit.parent(0) else {
+                break;
+            };
+            if commit.tree_id() != parent.tree_id() {
+                break;
+            }
+            at = parent.id();
+            out.push(at);
+        }
+        out
+    }
+
+    /// The message of a commit in the clone.
+    pub fn message_of(&self, commit: Oid) -> Result<String, GitError> {
+        self.repo
+            .find_commit(commit)
+            .map(|c| String::from_utf8_lossy(c.message_bytes()).into_owned())
+            .map_err(git_err("read", None))
+    }
+
+    /// Put a commit with `message` and no change on top of the bot-owned `branch`, whose tip
+    /// must be `head` (a fast-forward push; signed like every bot commit).
+    pub fn push_record(&self, branch: &str, head: Oid, message: &str) -> Result<Oid, GitError> {
+        let commit = self.commit(head, &[], message)?;
+        if !self.push(commit, branch, false)? {
+            return Err(GitError::Rejected {
+                refname: format!("refs/heads/{branch}"),
+                reason: "the branch moved while its record commit was made".into(),
+            });
+        }
+        Ok(commit)
+    }
+
+    pub fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
         self.repo
             .find_commit(commit)
             .map(|c| c.tree_id())

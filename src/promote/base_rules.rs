@@ -33,6 +33,9 @@ pub struct BaseRules {
     pub signed_commits: bool,
     /// Merges go through the merge queue.
     pub merge_queue: bool,
+    /// How the merge queue lands a PR (`merge`, `squash`, `rebase`), when GitHub says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_merge_method: Option<String>,
     /// Where the rules come from: `ruleset 42`, `branch protection`.
     pub sources: Vec<String>,
     /// Rules baton could not read, with why (`branch protection: GitHub answered 403 …`).
@@ -61,6 +64,9 @@ impl BaseRules {
         self.strict |= other.strict;
         self.signed_commits |= other.signed_commits;
         self.merge_queue |= other.merge_queue;
+        if other.queue_merge_method.is_some() {
+            self.queue_merge_method = other.queue_merge_method;
+        }
         for c in other.required_checks {
             if !self.required_checks.contains(&c) {
                 self.required_checks.push(c);

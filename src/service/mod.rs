@@ -169,11 +169,24 @@ impl Service {
             branch: cfg.repo.branch.clone(),
             auth,
         };
+        // The signing key is checked at start: a bad one stops baton with the field named.
+        let signer = crate::gitrepo::sign::CommitSigner::from_config(&cfg)
+            .map_err(|e| ServiceError::Config(e.to_string()))?;
+        if let Some(signer) = &signer {
+            if crate::forge::Forge::makes_verified_commits(&forge) {
+                tracing::info!(
+                    "repo.signingKey is not used: as a GitHub App, baton's commits are made and signed by GitHub"
+                );
+            } else {
+                tracing::info!(fingerprint = %signer.fingerprint(), "bot commits are signed");
+            }
+        }
         let engine_repo = ConfigRepo::open(
             &cfg.workdir.join("promote.git"),
             remote.clone(),
-            Identity::default(),
-        )?;
+            Identity::from_config(&cfg),
+        )?
+        .with_signer(signer);
         let reconcile_repo = ConfigRepo::open(
             &cfg.workdir.join("reconcile.git"),
             remote.clone(),

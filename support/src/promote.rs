@@ -96,6 +96,8 @@ pub struct World {
     /// Passes run as the GitHub App (installation tokens for REST and Git, the login asked of
     /// GitHub) instead of with the bot's fixed token.
     pub app_auth: bool,
+    /// The key token-auth engines sign their commits with (`repo.signingKey`).
+    pub signer: Option<baton::gitrepo::sign::CommitSigner>,
 }
 
 /// The stand-in's App (id 4242, installation 77) signs its JWTs with this key.
@@ -177,6 +179,7 @@ impl World {
             now: tuesday_morning(),
             options: GitHubOptions::default(),
             app_auth: false,
+            signer: None,
         };
         w.copy_pinned_images().await;
         w.assert_images_resolve().await;
@@ -274,7 +277,8 @@ impl World {
             },
             Identity::default(),
         )
-        .unwrap();
+        .unwrap()
+        .with_signer(self.signer.clone());
         let forge = GitHubForge::new(
             &self.forge.url(),
             &format!("{OWNER}/{REPO}"),

@@ -44,13 +44,18 @@ pub(super) async fn create_commit(
             .await?;
         entries.push(json!({"path": path, "mode": "100644", "type": "blob", "sha": blob}));
     }
-    let tree = forge
-        .post_sha(
-            "/repos/{owner}/{repo}/git/trees",
-            "/git/trees",
-            json!({"base_tree": base_tree, "tree": entries}),
-        )
-        .await?;
+    // A commit that changes no file (a promotion's record commit) keeps the parent's tree.
+    let tree = if entries.is_empty() {
+        base_tree.to_string()
+    } else {
+        forge
+            .post_sha(
+                "/repos/{owner}/{repo}/git/trees",
+                "/git/trees",
+                json!({"base_tree": base_tree, "tree": entries}),
+            )
+            .await?
+    };
     let commit = forge
         .post_sha(
             "/repos/{owner}/{repo}/git/commits",

@@ -275,6 +275,9 @@ pub(super) async fn merge(
     }
 }
 
+/// The GraphQL endpoint, relative to the GraphQL client's base (`github::graphql_url`).
+pub(super) const GRAPHQL_ROUTE: &str = "/graphql";
+
 /// The GraphQL document that puts a pull into its base branch's merge queue
 /// (<https://docs.github.com/graphql/reference/mutations#enqueuepullrequest>).
 pub(super) const ENQUEUE_MUTATION: &str = "mutation($input: EnqueuePullRequestInput!) { enqueuePullRequest(input: $input) { mergeQueueEntry { id position state } } }";
@@ -308,8 +311,8 @@ pub(super) async fn enqueue(forge: &GitHubForge, number: u64, sha: &str) -> Resu
     }
     let call = Call::new(
         Method::POST,
-        "/graphql",
-        "/graphql".to_string(),
+        GRAPHQL_ROUTE,
+        GRAPHQL_ROUTE.to_string(),
         Some(json!({
             "query": ENQUEUE_MUTATION,
             "variables": {"input": {"pullRequestId": pull.node_id, "expectedHeadOid": sha}},

@@ -60,7 +60,10 @@ fn rules_of(listed: Vec<GhRule>) -> BaseRules {
                     .unwrap_or_default();
             }
             "required_signatures" => one.signed_commits = true,
-            "merge_queue" => one.merge_queue = true,
+            "merge_queue" => {
+                one.merge_queue = true;
+                one.queue_merge_method = p["merge_method"].as_str().map(str::to_ascii_lowercase);
+            }
             _ => continue,
         }
         if let Some(id) = rule.ruleset_id {
@@ -158,6 +161,7 @@ mod tests {
         let r = rules_of(listed);
         assert_eq!(r.required_approvals, 2);
         assert!(r.dismiss_stale && r.strict && r.signed_commits && r.merge_queue);
+        assert_eq!(r.queue_merge_method.as_deref(), Some("squash"));
         assert_eq!(r.required_checks, ["ci", "lint"]);
         assert_eq!(r.allowed_merge_methods, ["squash"]);
         assert_eq!(r.sources, ["ruleset 1", "ruleset 2"]);

@@ -174,30 +174,33 @@ impl GitHubForge {
             value.set_sensitive(true);
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
-        let request = self
-            .crab
+        // GraphQL is not under the REST base on GitHub Enterprise Server (`graphql_url`).
+        let crab = if call.route == GRAPHQL_ROUTE {
+            &self.graphql
+        } else {
+            &self.crab
+        };
+        let request = crab
             .build_request(builder, call.body.as_ref())
             .map_err(|e| ForgeError::Other {
                 what: call.what(),
                 message: first_line(&e),
             })?;
         self.count(&call.method, call.route);
-        let response = self
-            .crab
+        let response = crab
             .execute(request)
             .await
             .map_err(|e| map_octocrab_error(&call.what(), e))?;
         let status = response.status();
         let headers = response.headers().clone();
         self.note_rate_limit(&headers);
-        let body =
-            self.crab
-                .body_to_string(response)
-                .await
-                .map_err(|e| ForgeError::Unavailable {
-                    what: call.what(),
-                    message: format!("reading the answer: {}", first_line(&e)),
-                })?;
+        let body = crab
+            .body_to_string(response)
+            .await
+            .map_err(|e| ForgeError::Unavailable {
+                what: call.what(),
+                message: format!("reading the answer: {}", first_line(&e)),
+            })?;
         if status == StatusCode::NOT_MODIFIED
             && let Some(c) = cached
         {
