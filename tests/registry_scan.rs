@@ -333,6 +333,61 @@ async fn an_unchanged_scan_costs_one_request_per_repository() {
     assert_eq!(delta.get(&reg.addr, RequestKind::Tags), 3, "{delta}");
 }
 
+/// Once a registry's push notifications reach baton, an idle scan asks it nothing (each
+/// notification invalidates its repository, which the next scan reads again, alone).
+#[tokio::test]
+async fn on_a_registry_that_notifies_an_unchanged_scan_costs_nothing_and_a_push_rereads_its_repository()
+ {
+    let reg = TestRegistry::start();
+    let push = Pusher::new(&reg.addr);
+    let mut apps = String::new();
+    for r in ["a", "b", "c"] {
+        push.push(r, "1.0.0", &image(&format!("{r}1"), &ImageOpts::default()))
+            .await;
+        apps.push_str(&format!(
+            "  {r}:\n    image: {}\n    bless: {{ semver: \">=1.0.0\" }}\n",
+            reg.image(r)
+        ));
+    }
+    let p = pipeline(&apps);
+    let scanner = full_scanner();
+    let scan_all = || async {
+        scanner
+            .scan_pipeline(&p, std::path::Path::new("."), None)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    };
+    scan_all().await;
+    scanner.note_notifying(&reg.addr);
+    let before = scanner.client().stats();
+    scan_all().await;
+    assert_eq!(scanner.client().stats().since(&before).total(), 0);
+
+    // A push to b, and its notification: b is read again, a and c are not.
+    let new = push
+        .push("b", "1.1.0", &image("b2", &ImageOpts::default()))
+        .await;
+    scanner.invalidate(&reg.repo("b"), Some("1.1.0"));
+    let before = scanner.client().stats();
+    let scans = scan_all().await;
+    let delta = scanner.client().stats().since(&before);
+    assert_eq!(scans[1].newest.as_ref().unwrap().digest, Some(new));
+    assert_eq!(delta.get(&reg.addr, RequestKind::Tags), 1, "{delta}");
+
+    // A registry that never notified is still asked every time.
+    let other = full_scanner();
+    other
+        .scan_pipeline(&p, std::path::Path::new("."), None)
+        .await;
+    let before = other.client().stats();
+    other
+        .scan_pipeline(&p, std::path::Path::new("."), None)
+        .await;
+    assert_eq!(other.client().stats().since(&before).total(), 3);
+}
+
 #[tokio::test]
 async fn a_webhook_hint_makes_the_next_scan_read_a_moved_tag_again() {
     let reg = TestRegistry::start();

@@ -352,6 +352,12 @@ pub struct Intervals {
     /// How often registries are scanned.
     #[serde(default = "d_registry")]
     pub registry: HumanDuration,
+    /// On a registry whose push notifications reach baton (`/webhooks/registry`), how long a
+    /// repository's tag list is trusted without asking the registry again (a notification
+    /// about the repository makes the next scan read it at once). The safety net for lost
+    /// notifications.
+    #[serde(default = "d_registry_fallback")]
+    pub registry_fallback: HumanDuration,
     /// How often promotions are re-planned.
     #[serde(default = "d_plan")]
     pub plan: HumanDuration,
@@ -364,6 +370,7 @@ impl Default for Intervals {
     fn default() -> Self {
         Self {
             registry: d_registry(),
+            registry_fallback: d_registry_fallback(),
             plan: d_plan(),
             resync: d_resync(),
         }
@@ -387,6 +394,9 @@ fn default_namespace() -> String {
 }
 fn d_registry() -> HumanDuration {
     HumanDuration::from_secs(120)
+}
+fn d_registry_fallback() -> HumanDuration {
+    HumanDuration::from_secs(30 * 60)
 }
 fn d_plan() -> HumanDuration {
     HumanDuration::from_secs(60)

@@ -50,6 +50,11 @@ pub struct ScanOptions {
     /// Requests in flight per app.
     pub concurrency: usize,
     pub detail: Detail,
+    /// How long a tag list is used without asking again, on a registry whose push
+    /// notifications have reached baton ([`Scanner::note_notifying`]): a push there
+    /// invalidates the list, so an idle scan costs no request. Other registries are asked
+    /// (conditionally) on every scan.
+    pub notified_list_reuse: Duration,
 }
 
 impl Default for ScanOptions {
@@ -59,6 +64,7 @@ impl Default for ScanOptions {
             revalidate_after: Duration::from_secs(15 * 60),
             concurrency: 8,
             detail: Detail::Newest,
+            notified_list_reuse: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -174,7 +180,10 @@ struct TagEntry {
 
 #[derive(Default)]
 struct Cache {
-    tag_lists: HashMap<Repo, (Option<String>, Vec<String>)>,
+    /// Per repository: the `ETag`, the tags, and when they were read.
+    tag_lists: HashMap<Repo, (Option<String>, Vec<String>, Instant)>,
+    /// Registries whose push notifications reach baton.
+    notifying: HashSet<String>,
     tags: HashMap<(Repo, String), TagEntry>,
     /// Tags known not to exist (signature tags), with when that was learned.
     absent: HashMap<(Repo, String), Instant>,
@@ -228,6 +237,13 @@ impl Scanner {
         cache
             .outcomes
             .retain(|(r, _, _), (o, _)| r != repo || o.is_acceptable());
+    }
+
+    /// `registry` (a host) sends baton its push notifications: from now on its tag lists are
+    /// reused for [`ScanOptions::notified_list_reuse`] instead of asked for on every scan
+    /// (each notification invalidates its repository).
+    pub fn note_notifying(&self, registry: &str) {
+        self.cache().notifying.insert(registry.to_string());
     }
 
     /// Read the digest `tag` points at now, bypassing the cache (and refreshing it): what the
@@ -413,28 +429,36 @@ impl Scanner {
 
     /// The repository's tags, from the registry (conditionally, when it sends `ETag`).
     async fn tags(&self, repo: &Repo) -> Result<Vec<String>, RegistryError> {
-        let etag = self
-            .cache()
-            .tag_lists
-            .get(repo)
-            .and_then(|(etag, _)| etag.clone());
+        let etag = {
+            let cache = self.cache();
+            let cached = cache.tag_lists.get(repo);
+            if let Some((_, tags, read)) = cached
+                && cache.notifying.contains(&repo.registry)
+                && read.elapsed() < self.options.notified_list_reuse
+            {
+                return Ok(tags.clone());
+            }
+            cached.and_then(|(etag, _, _)| etag.clone())
+        };
         match self
             .client
             .list_tags(repo, self.options.page_size, etag.as_deref())
             .await?
         {
-            TagList::NotModified => Ok(self
-                .cache()
-                .tag_lists
-                .get(repo)
-                .map(|(_, t)| t.clone())
-                .unwrap_or_default()),
+            TagList::NotModified => {
+                let mut cache = self.cache();
+                Ok(match cache.tag_lists.get_mut(repo) {
+                    Some((_, tags, read)) => {
+                        *read = Instant::now();
+                        tags.clone()
+                    }
+                    None => Vec::new(),
+                })
+            }
             TagList::Tags { tags, etag } => {
-                if etag.is_some() {
-                    self.cache()
-                        .tag_lists
-                        .insert(repo.clone(), (etag, tags.clone()));
-                }
+                self.cache()
+                    .tag_lists
+                    .insert(repo.clone(), (etag, tags.clone(), Instant::now()));
                 Ok(tags)
             }
         }

@@ -218,7 +218,13 @@ impl Service {
         }
         let client = crate::registry::client::RegistryClient::new(store, Default::default());
         let copier = Arc::new(Copier::new(client.clone()));
-        let scanner = Arc::new(Scanner::new(client, Default::default()));
+        let scanner = Arc::new(Scanner::new(
+            client,
+            crate::registry::scan::ScanOptions {
+                notified_list_reuse: cfg.intervals.registry_fallback.0,
+                ..Default::default()
+            },
+        ));
         let checker = Arc::new(
             crate::prcheck::Checker::new(checker_repo)
                 .with_copier(copier.clone())
@@ -738,6 +744,8 @@ impl Loops {
                             for h in hints.iter().filter(|h| h.concerns(&repo)) {
                                 self.scanner.invalidate(&repo, h.tag.as_deref());
                             }
+                            // Its registry notifies: idle scans need not ask it again.
+                            self.scanner.note_notifying(&repo.registry);
                         }
                     }
                 }
