@@ -148,7 +148,10 @@ async fn a_rollout_is_one_deployment_in_progress_then_success_even_when_the_bot_
     let d = w.deployments();
     assert_eq!(d.len(), 1, "{d:#?}");
     let d = &d[0];
-    assert_eq!((d.environment.as_str(), d.sha.as_str()), ("dev", sha.as_str()));
+    assert_eq!(
+        (d.environment.as_str(), d.sha.as_str()),
+        ("dev", sha.as_str())
+    );
     assert_eq!(d.creator, w.forge.bot_login());
     assert_eq!(d.payload["app"], "web");
     assert_eq!(d.payload["digest"], v.as_str());
@@ -167,7 +170,10 @@ async fn a_rollout_is_one_deployment_in_progress_then_success_even_when_the_bot_
     let d = w.deployments();
     assert_eq!(d.len(), 1, "{d:#?}");
     assert_eq!(d[0].states(), ["in_progress", "success"]);
-    assert!(d[0].statuses[1].description.starts_with("healthy in 4s"), "{d:#?}");
+    assert!(
+        d[0].statuses[1].description.starts_with("healthy in 4s"),
+        "{d:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,8 +184,13 @@ async fn a_failed_rollout_is_a_failure_and_turns_inactive_once_its_rollback_succ
         .await;
 
     let (bad, bad_sha, _) = w.promote_to_dev("1.6.0").await;
-    w.report(&rollout(&bad_sha, RolloutState::Applying, &bad, DeployState::Progressing))
-        .await;
+    w.report(&rollout(
+        &bad_sha,
+        RolloutState::Applying,
+        &bad,
+        DeployState::Progressing,
+    ))
+    .await;
     let out = w
         .report(&rollout(&bad_sha, failed(), &bad, DeployState::Failed))
         .await;
@@ -241,7 +252,8 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
         .refname_to_id("refs/heads/main")
         .unwrap()
         .to_string();
-    w.forge.inject(Fault::lost_response(502).on("POST /repos/{owner}/{repo}/deployments$"));
+    w.forge
+        .inject(Fault::lost_response(502).on("POST /repos/{owner}/{repo}/deployments$"));
     let d = gh
         .create_deployment(&NewDeployment {
             sha: main.clone(),
@@ -266,9 +278,13 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
     )
     .await
     .unwrap();
-    assert_eq!(w.forge.deployments(OWNER, REPO)[0].states(), ["in_progress"]);
+    assert_eq!(
+        w.forge.deployments(OWNER, REPO)[0].states(),
+        ["in_progress"]
+    );
 
-    w.forge.inject(Fault::lost_response(502).on("POST /repos/{owner}/{repo}/issues$"));
+    w.forge
+        .inject(Fault::lost_response(502).on("POST /repos/{owner}/{repo}/issues$"));
     let dashboard = Dashboard::default();
     let body = format!("{MARKER}\nv1");
     let created = dashboard.sync(&gh, &body).await.unwrap();
@@ -320,7 +336,10 @@ async fn the_dashboard_is_opened_once_edited_only_on_change_and_found_again_afte
 
     // After a restart: found (one read), not opened again, not rewritten.
     let restarted = Dashboard::default();
-    assert_eq!(restarted.sync(&gh, &v1).await.unwrap(), Synced::Found(number));
+    assert_eq!(
+        restarted.sync(&gh, &v1).await.unwrap(),
+        Synced::Found(number)
+    );
     assert!(
         w.forge.calls().keys().all(|k| k.starts_with("GET ")),
         "{:?}",
@@ -329,7 +348,10 @@ async fn the_dashboard_is_opened_once_edited_only_on_change_and_found_again_afte
 
     // A promotion moved: edited in place.
     let v2 = format!("{MARKER}\n| dev | `1.1.0` |\n");
-    assert_eq!(restarted.sync(&gh, &v2).await.unwrap(), Synced::Edited(number));
+    assert_eq!(
+        restarted.sync(&gh, &v2).await.unwrap(),
+        Synced::Edited(number)
+    );
     assert_eq!(ours(&w).len(), 1);
     assert_eq!(ours(&w)[0].body, v2);
 

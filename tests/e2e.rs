@@ -243,23 +243,43 @@ async fn release_story(options: SandboxOptions) {
     // succeeded; the promotion dashboard: one issue, not rewritten while nothing moves.
     let deployments = sb.forge.deployments(OWNER, REPO);
     assert_one_deployment_per_rollout(&deployments);
-    let dev: Vec<_> = deployments.iter().filter(|d| d.environment == "dev").collect();
+    let dev: Vec<_> = deployments
+        .iter()
+        .filter(|d| d.environment == "dev")
+        .collect();
     assert_eq!(dev.len(), 3, "{deployments:#?}");
-    assert_eq!(dev[1].states(), ["in_progress", "failure", "inactive"], "{dev:#?}");
+    assert_eq!(
+        dev[1].states(),
+        ["in_progress", "failure", "inactive"],
+        "{dev:#?}"
+    );
     assert_eq!(dev[1].payload["tag"], "1.2.0", "{dev:#?}");
-    assert_eq!(dev[2].states(), ["in_progress", "success"], "the rollback: {dev:#?}");
+    assert_eq!(
+        dev[2].states(),
+        ["in_progress", "success"],
+        "the rollback: {dev:#?}"
+    );
     for env in ["staging", "prod"] {
-        let of: Vec<_> = deployments.iter().filter(|d| d.environment == env).collect();
+        let of: Vec<_> = deployments
+            .iter()
+            .filter(|d| d.environment == env)
+            .collect();
         assert_eq!(of.len(), 1, "{env}: {deployments:#?}");
         assert_eq!(of[0].states(), ["in_progress", "success"], "{env}: {of:#?}");
         assert_eq!(of[0].payload["app"], "web");
         assert!(
-            of[0].statuses[0].log_url.contains(&format!("/{OWNER}/{REPO}/pull/")),
+            of[0].statuses[0]
+                .log_url
+                .contains(&format!("/{OWNER}/{REPO}/pull/")),
             "log_url is the PR: {of:#?}"
         );
     }
     let dashboard = the_dashboard(&sb);
-    assert!(dashboard.body.contains("| prod | `1.1.0`"), "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("| prod | `1.1.0`"),
+        "{}",
+        dashboard.body
+    );
     let edits = || {
         sb.forge
             .calls()
@@ -309,9 +329,9 @@ async fn release_story(options: SandboxOptions) {
         let state: serde_json::Value = get(port, "/api/v1/state")
             .and_then(|b| serde_json::from_str(&b).ok())
             .unwrap_or_default();
-        let reported = state["environments"]
-            .as_array()
-            .is_some_and(|envs| envs.len() == 3 && envs.iter().all(|e| e["lastReconcile"].is_object()));
+        let reported = state["environments"].as_array().is_some_and(|envs| {
+            envs.len() == 3 && envs.iter().all(|e| e["lastReconcile"].is_object())
+        });
         if reported {
             break;
         }
@@ -323,7 +343,11 @@ async fn release_story(options: SandboxOptions) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_passes(port, 2).await;
-    assert_eq!(sb.forge.deployments(OWNER, REPO), deployments, "after the restart");
+    assert_eq!(
+        sb.forge.deployments(OWNER, REPO),
+        deployments,
+        "after the restart"
+    );
     assert_eq!(the_dashboard(&sb).number, dashboard.number);
     let status = again.terminate(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{}", again.log());
@@ -456,7 +480,8 @@ fn the_sandbox_demo_tells_the_whole_story_and_exits_zero() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("dashboard issue #") && stdout.contains("\"baton: promotions\": http://127.0.0.1:"),
+        stdout.contains("dashboard issue #")
+            && stdout.contains("\"baton: promotions\": http://127.0.0.1:"),
         "{stdout}"
     );
 }

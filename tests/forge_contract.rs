@@ -230,7 +230,10 @@ async fn tour(sim: &Sim) {
     assert_eq!(deployment.payload["tag"], "1.0.0");
     for (state, environment_url) in [
         (DeploymentState::InProgress, None),
-        (DeploymentState::Success, Some("https://baton.example/".to_string())),
+        (
+            DeploymentState::Success,
+            Some("https://baton.example/".to_string()),
+        ),
     ] {
         gh.create_deployment_status(
             deployment.id,
@@ -251,13 +254,20 @@ async fn tour(sim: &Sim) {
         .iter()
         .map(|s| s.state)
         .collect();
-    assert_eq!(states, [DeploymentState::Success, DeploymentState::InProgress]);
+    assert_eq!(
+        states,
+        [DeploymentState::Success, DeploymentState::InProgress]
+    );
     gh.deployment_statuses(deployment.id + 1000)
         .await
         .unwrap_err();
     // The dashboard issue: opened, found by label and by creator, edited.
     let issue = gh
-        .create_issue("baton: promotions", "<!-- baton:dashboard -->\n", &["baton:dashboard".into()])
+        .create_issue(
+            "baton: promotions",
+            "<!-- baton:dashboard -->\n",
+            &["baton:dashboard".into()],
+        )
         .await
         .unwrap();
     let labelled = gh
@@ -812,15 +822,25 @@ async fn the_stand_ins_deployments_behave_and_answer_as_github_describes() {
     let d: Value = answer.json().await.unwrap();
     assert_eq!(
         (&d["environment"], &d["task"], &d["production_environment"]),
-        (&Value::from("production"), &Value::from("deploy"), &Value::from(true))
+        (
+            &Value::from("production"),
+            &Value::from("deploy"),
+            &Value::from(true)
+        )
     );
     // Without `required_contexts`, every context must be green: `ci` is pending on `feature`.
-    let refused = post("/deployments", serde_json::json!({"ref": head, "environment": "qa"}))
-        .await
-        .unwrap();
+    let refused = post(
+        "/deployments",
+        serde_json::json!({"ref": head, "environment": "qa"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(refused.status(), 409);
     let conflict: Value = refused.json().await.unwrap();
-    assert_eq!(conflict["errors"][0]["field"], "required_contexts", "{conflict}");
+    assert_eq!(
+        conflict["errors"][0]["field"], "required_contexts",
+        "{conflict}"
+    );
     let missing = post("/deployments", serde_json::json!({"environment": "qa"}))
         .await
         .unwrap();

@@ -673,12 +673,16 @@ mod tests {
 
     #[test]
     fn the_public_url_is_optional_and_must_be_http_and_the_dashboard_is_on_by_default() {
-        let parse = |extra: &str| RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}{extra}"), []);
+        let parse =
+            |extra: &str| RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}{extra}"), []);
         let cfg = parse("").unwrap();
         assert_eq!(cfg.server.public_url, None);
         assert!(cfg.github.dashboard);
         let cfg = parse("server:\n  publicUrl: https://baton.example.com/\n").unwrap();
-        assert_eq!(cfg.server.public_url.as_deref(), Some("https://baton.example.com/"));
+        assert_eq!(
+            cfg.server.public_url.as_deref(),
+            Some("https://baton.example.com/")
+        );
         let e = parse("server:\n  publicUrl: baton.example.com\n")
             .unwrap_err()
             .to_string();

@@ -87,7 +87,11 @@ pub fn description(entry: &Entry) -> String {
         None => format!("{} {}", p.app, p.to.short()),
     };
     let text = match (&p.rollback_of, p.pull_request) {
-        (Some(bad), _) => format!("roll back {what} in {}, replacing {}", p.environment, bad.short()),
+        (Some(bad), _) => format!(
+            "roll back {what} in {}, replacing {}",
+            p.environment,
+            bad.short()
+        ),
         (None, Some(pr)) => format!("{what} to {} (#{pr})", p.environment),
         (None, None) => format!("{what} to {}", p.environment),
     };
@@ -130,7 +134,9 @@ impl<F: Forge> Engine<F> {
             return Ok(());
         };
         for entry in concerned {
-            let result = self.record_deployment(rollout, entry, history, &links).await;
+            let result = self
+                .record_deployment(rollout, entry, history, &links)
+                .await;
             match result {
                 Ok(()) => {}
                 Err(e) if stops_the_report(&e) => return Err(e.into()),
@@ -264,12 +270,14 @@ impl<F: Forge> Engine<F> {
 mod tests {
     use super::*;
     use crate::gitrepo::trailers::Promotion;
+    use DeploymentState::*;
     use chrono::{TimeZone, Utc};
     use std::time::Duration;
-    use DeploymentState::*;
 
     fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .unwrap()
     }
 
     fn entry(commit: &str, to: char, rollback_of: Option<char>) -> Entry {

@@ -64,9 +64,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    CommentInfo, CommitStatus, DeploymentInfo, DeploymentStatusInfo, Forge, ForgeError, IssueFilter,
-    IssueInfo, IssueUpdate, Merged, NewDeployment, NewDeploymentStatus, NewPullRequest, PrState,
-    PullRequestInfo, Result, StatusState, StatusUpdate,
+    CommentInfo, CommitStatus, DeploymentInfo, DeploymentStatusInfo, Forge, ForgeError,
+    IssueFilter, IssueInfo, IssueUpdate, Merged, NewDeployment, NewDeploymentStatus,
+    NewPullRequest, PrState, PullRequestInfo, Result, StatusState, StatusUpdate,
 };
 use crate::commands::Permission;
 use crate::config::pipeline::MergeMethod;

@@ -412,8 +412,7 @@ pub trait Forge: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Issues (not PRs) matching `filter`, by number.
-    fn issues(&self, filter: &IssueFilter)
-    -> impl Future<Output = Result<Vec<IssueInfo>>> + Send;
+    fn issues(&self, filter: &IssueFilter) -> impl Future<Output = Result<Vec<IssueInfo>>> + Send;
     /// Open an issue as the bot. After an ambiguous failure an issue by the bot with the same
     /// title and body is looked up (among those with the first label) before trying again.
     fn create_issue(

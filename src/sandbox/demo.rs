@@ -349,16 +349,19 @@ fn healthy_on(sb: &Sandbox, env: &str, digest: &str) -> bool {
 fn deployments_summary(sb: &Sandbox) -> Option<String> {
     let all = sb.forge.deployments(OWNER, REPO);
     let mut seen = std::collections::BTreeSet::new();
-    if !all.iter().all(|d| seen.insert((d.environment.clone(), d.sha.clone()))) {
+    if !all
+        .iter()
+        .all(|d| seen.insert((d.environment.clone(), d.sha.clone())))
+    {
         return None;
     }
     let of = |env: &str| -> Vec<&sim::forge::DeploymentView> {
         all.iter().filter(|d| d.environment == env).collect()
     };
     let succeeded = |env: &str| of(env).iter().any(|d| d.states().contains(&"success"));
-    let failed_inactive = of("dev").iter().any(|d| {
-        d.states() == ["in_progress", "failure", "inactive"]
-    });
+    let failed_inactive = of("dev")
+        .iter()
+        .any(|d| d.states() == ["in_progress", "failure", "inactive"]);
     (["dev", "staging", "prod"].iter().all(|e| succeeded(e)) && failed_inactive).then(|| {
         format!(
             "GitHub Deployments: dev {}, staging {}, prod {} (one per rollout); dev's failed rollout is inactive since its rollback succeeded",

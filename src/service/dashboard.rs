@@ -129,7 +129,10 @@ fn last_failure(view: &StatusView, app: &str, cell: &Cell, restarts: &Restarts) 
         .find(|e| e.name == cell.env)
         .and_then(|e| e.recent.iter().find(|r| r.app == app && r.rollback));
     if let Some(r) = rollback {
-        let pr = r.pull_request.map(|n| format!(" by #{n}")).unwrap_or_default();
+        let pr = r
+            .pull_request
+            .map(|n| format!(" by #{n}"))
+            .unwrap_or_default();
         seen.push((r.at, format!("rolled back{pr} ({})", when(r.at))));
     }
     seen.into_iter()
@@ -330,7 +333,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .unwrap()
     }
 
     fn t(h: u32, m: u32) -> DateTime<Utc> {
@@ -415,22 +420,52 @@ mod tests {
 
     #[test]
     fn every_cell_shows_what_runs_since_when_its_pr_its_gate_its_hold_and_its_last_failure() {
-        let body = render(&view(), &Restarts::new(), Some("https://baton.example.com/"));
+        let body = render(
+            &view(),
+            &Restarts::new(),
+            Some("https://baton.example.com/"),
+        );
         assert!(body.starts_with(MARKER), "{body}");
-        assert!(body.contains("read-only") && body.contains("PRs' comments"), "{body}");
-        assert!(body.contains("Config branch `main` at `0123456`. Status page: https://baton.example.com/"));
-        assert!(body.contains("### web (`registry.example.com/shop/web`)"), "{body}");
+        assert!(
+            body.contains("read-only") && body.contains("PRs' comments"),
+            "{body}"
+        );
+        assert!(body.contains(
+            "Config branch `main` at `0123456`. Status page: https://baton.example.com/"
+        ));
+        assert!(
+            body.contains("### web (`registry.example.com/shop/web`)"),
+            "{body}"
+        );
         let dev = body.lines().find(|l| l.starts_with("| dev |")).unwrap();
         assert_eq!(
             dev,
-            format!("| dev | `1.0.0` `sha256:{}` | failed since 2026-12-03 08:30 UTC | — | — | — | failing now |", "a".repeat(12))
+            format!(
+                "| dev | `1.0.0` `sha256:{}` | failed since 2026-12-03 08:30 UTC | — | — | — | failing now |",
+                "a".repeat(12)
+            )
         );
         let prod = body.lines().find(|l| l.starts_with("| prod |")).unwrap();
-        assert!(prod.contains("healthy since 2026-12-03 08:00 UTC"), "{prod}");
-        assert!(prod.contains("[#12](https://github.com/shop/config/pull/12) → `1.1.0`"), "{prod}");
-        assert!(prod.contains("soak: soaking in staging until 09:10 UTC"), "{prod}");
-        assert!(prod.contains("held: release freeze \\| talk to ops"), "{prod}");
-        assert!(!body.contains("healthy for 3m"), "the live soak text would change every pass");
+        assert!(
+            prod.contains("healthy since 2026-12-03 08:00 UTC"),
+            "{prod}"
+        );
+        assert!(
+            prod.contains("[#12](https://github.com/shop/config/pull/12) → `1.1.0`"),
+            "{prod}"
+        );
+        assert!(
+            prod.contains("soak: soaking in staging until 09:10 UTC"),
+            "{prod}"
+        );
+        assert!(
+            prod.contains("held: release freeze \\| talk to ops"),
+            "{prod}"
+        );
+        assert!(
+            !body.contains("healthy for 3m"),
+            "the live soak text would change every pass"
+        );
     }
 
     #[test]
@@ -439,7 +474,10 @@ mod tests {
         v.apps[0].cells[0].health = Health::Healthy;
         let none = render(&v, &Restarts::new(), None);
         let dev = none.lines().find(|l| l.starts_with("| dev |")).unwrap();
-        assert!(dev.ends_with("| rolled back by #9 (2026-12-03 07:00 UTC) |"), "{dev}");
+        assert!(
+            dev.ends_with("| rolled back by #9 (2026-12-03 07:00 UTC) |"),
+            "{dev}"
+        );
         let mut restarts = Restarts::new();
         restarts.insert(
             ("dev".into(), "web".into()),
@@ -484,7 +522,11 @@ mod tests {
         // Someone else's issue with the marker, or the bot's without it, is not the dashboard.
         let body = format!("{MARKER}\nfake");
         assert_eq!(
-            decide(&[issue(3, "mallory", &body), issue(4, "baton[bot]", "x")], "baton[bot]", "b"),
+            decide(
+                &[issue(3, "mallory", &body), issue(4, "baton[bot]", "x")],
+                "baton[bot]",
+                "b"
+            ),
             Step::Create
         );
     }
@@ -504,7 +546,10 @@ mod tests {
             }
         );
         let same = issue(5, "baton[bot]", &body);
-        assert_eq!(decide(&[same], "baton[bot]", &body), Step::Keep { number: 5 });
+        assert_eq!(
+            decide(&[same], "baton[bot]", &body),
+            Step::Keep { number: 5 }
+        );
     }
 
     #[test]

@@ -101,9 +101,10 @@ pub(crate) fn update(
 ) -> Result<Value, Error> {
     let title = match &fields.title {
         None => None,
-        Some(v) => Some(title_of(v).ok_or_else(|| {
-            Error::validation("Issue", Some("title"), "missing_field", None)
-        })?),
+        Some(v) => Some(
+            title_of(v)
+                .ok_or_else(|| Error::validation("Issue", Some("title"), "missing_field", None))?,
+        ),
     };
     if let Some(s) = fields.state.as_deref()
         && s != "open"

@@ -19,10 +19,7 @@ use crate::forge::{Error, Inner};
 
 pub(super) fn routes() -> Router<Arc<Inner>> {
     Router::new()
-        .route(
-            &repo_route("/issues"),
-            get(list_issues).post(create_issue),
-        )
+        .route(&repo_route("/issues"), get(list_issues).post(create_issue))
         .route(
             &repo_route("/issues/{issue_number}"),
             get(get_issue).patch(update_issue).post(update_issue),
@@ -83,7 +80,12 @@ async fn list_issues(
     }
     let labels: Vec<&str> = q
         .get("labels")
-        .map(|l| l.split(',').map(str::trim).filter(|l| !l.is_empty()).collect())
+        .map(|l| {
+            l.split(',')
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let items: Vec<Value> = {
         let st = inner.lock();
@@ -102,7 +104,10 @@ async fn list_issues(
                     .iter()
                     .all(|l| i.labels.iter().any(|have| have.eq_ignore_ascii_case(l)))
             })
-            .filter(|i| q.get("creator").is_none_or(|c| c.eq_ignore_ascii_case(&i.author)))
+            .filter(|i| {
+                q.get("creator")
+                    .is_none_or(|c| c.eq_ignore_ascii_case(&i.author))
+            })
             .collect();
         match q.get("sort").map(String::as_str) {
             Some("updated") => found.sort_by_key(|i| (i.updated_at, i.number)),
