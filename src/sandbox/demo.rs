@@ -381,7 +381,8 @@ fn describe_deployments(sb: &Sandbox) -> String {
         .join("; ")
 }
 
-/// The dashboard issue, once it shows dev's rollback: `dashboard issue #7 …`.
+/// The dashboard issue, once it shows web 1.1.0 running in dev (rolled back to) and prod:
+/// `dashboard issue #7 …`.
 fn dashboard_issue(sb: &Sandbox) -> Option<String> {
     let bot = sb.forge.bot_login();
     let found: Vec<_> = sb
@@ -391,7 +392,7 @@ fn dashboard_issue(sb: &Sandbox) -> Option<String> {
         .filter(|i| i.author == bot && i.title == crate::service::dashboard::TITLE)
         .collect();
     match &found[..] {
-        [one] if one.body.contains("rolled back by #") && one.body.contains("| prod |") => {
+        [one] if one.body.contains("| dev | `1.1.0`") && one.body.contains("| prod | `1.1.0`") => {
             Some(format!(
                 "dashboard issue #{} \"{}\": {}/{OWNER}/{REPO}/issues/{} (one, edited in place)",
                 one.number,
@@ -706,7 +707,7 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
     s.say(summary);
     let dashboard = s
         .wait(
-            "the promotion dashboard issue, showing dev's rollback",
+            "the promotion dashboard issue, showing what runs where",
             || dashboard_issue(sb),
             || {
                 format!(
