@@ -127,7 +127,13 @@ async fn release_story(options: SandboxOptions) {
 
     // PR bodies: where the release came from (OCI labels), with the commits since the
     // pinned release.
-    let first = sb.forge.pull(OWNER, REPO, 1).unwrap();
+    // (Issue numbers are shared with PRs: the dashboard issue may hold #1.)
+    let first = sb
+        .forge
+        .pulls(OWNER, REPO)
+        .into_iter()
+        .min_by_key(|p| p.number)
+        .unwrap();
     let body = first.body.unwrap_or_default();
     assert!(
         body.contains("/commit/") && body.contains("/compare/"),
