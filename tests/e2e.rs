@@ -134,6 +134,7 @@ async fn release_story(options: SandboxOptions) {
         .into_iter()
         .min_by_key(|p| p.number)
         .unwrap();
+    let first_number = first.number;
     let body = first.body.unwrap_or_default();
     assert!(
         body.contains("/commit/") && body.contains("/compare/"),
@@ -143,7 +144,7 @@ async fn release_story(options: SandboxOptions) {
     // The merged PR's status comment is the rollout's timeline: applying, then healthy.
     let status = sb
         .forge
-        .comments(OWNER, REPO, 1)
+        .comments(OWNER, REPO, first_number)
         .into_iter()
         .find(|c| c.body.contains("<!-- baton:status -->"))
         .map(|c| c.body)
