@@ -225,7 +225,7 @@ async fn tour(sim: &Sim) {
         .unwrap();
     assert_eq!(
         gh.deployments("dev", &head).await.unwrap(),
-        [deployment.clone()]
+        std::slice::from_ref(&deployment)
     );
     assert_eq!(deployment.payload["tag"], "1.0.0");
     for (state, environment_url) in [
@@ -278,7 +278,7 @@ async fn tour(sim: &Sim) {
         })
         .await
         .unwrap();
-    assert_eq!(labelled, [issue.clone()]);
+    assert_eq!(labelled, std::slice::from_ref(&issue));
     let own = gh
         .issues(&IssueFilter {
             label: None,
@@ -287,7 +287,11 @@ async fn tour(sim: &Sim) {
         })
         .await
         .unwrap();
-    assert_eq!(own, [issue.clone()], "pull requests are left out");
+    assert_eq!(
+        own,
+        std::slice::from_ref(&issue),
+        "pull requests are left out"
+    );
     gh.update_issue(
         issue.number,
         &IssueUpdate {
