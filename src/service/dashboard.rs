@@ -323,6 +323,35 @@ impl Dashboard {
     }
 }
 
+impl super::Loops {
+    /// Bring the dashboard issue up to date with the status view (when `github.dashboard`).
+    /// A failure is logged and tried again next pass; it never holds up a promotion.
+    pub(super) async fn sync_dashboard(&self) {
+        let Some(dashboard) = &self.dashboard else {
+            return;
+        };
+        let Some(pipeline) = self.source.pipeline() else {
+            return;
+        };
+        let restarts: Restarts = self
+            .shared
+            .deployments(&pipeline)
+            .into_iter()
+            .filter_map(|(key, d)| d.restarted.map(|r| (key, r)))
+            .collect();
+        let body = render(
+            &self.state.view(),
+            &restarts,
+            self.cfg.server.public_url.as_deref(),
+        );
+        match dashboard.sync(self.engine.forge(), &body).await {
+            Ok(Synced::Unchanged | Synced::Found(_)) => {}
+            Ok(done) => tracing::debug!(?done, "promotion dashboard"),
+            Err(e) => tracing::warn!(error = %e, "cannot update the promotion dashboard issue"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,35 +597,6 @@ mod tests {
                 assert_eq!(update.labels, Some(vec!["keep".into(), LABEL.into()]));
             }
             other => panic!("{other:?}"),
-        }
-    }
-}
-
-impl super::Loops {
-    /// Bring the dashboard issue up to date with the status view (when `github.dashboard`).
-    /// A failure is logged and tried again next pass; it never holds up a promotion.
-    pub(super) async fn sync_dashboard(&self) {
-        let Some(dashboard) = &self.dashboard else {
-            return;
-        };
-        let Some(pipeline) = self.source.pipeline() else {
-            return;
-        };
-        let restarts: Restarts = self
-            .shared
-            .deployments(&pipeline)
-            .into_iter()
-            .filter_map(|(key, d)| d.restarted.map(|r| (key, r)))
-            .collect();
-        let body = render(
-            &self.state.view(),
-            &restarts,
-            self.cfg.server.public_url.as_deref(),
-        );
-        match dashboard.sync(self.engine.forge(), &body).await {
-            Ok(Synced::Unchanged | Synced::Found(_)) => {}
-            Ok(done) => tracing::debug!(?done, "promotion dashboard"),
-            Err(e) => tracing::warn!(error = %e, "cannot update the promotion dashboard issue"),
         }
     }
 }
