@@ -215,6 +215,7 @@ fn default_values_render_an_ha_deployment_with_cluster_wide_rbac_and_no_service_
         cfg.server.auth.is_none(),
         "the status page is open by default"
     );
+    assert!(cfg.server.public_url.is_none() && cfg.github.dashboard);
     assert!(cfg.clusters.is_empty());
 }
 
@@ -237,6 +238,8 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
             },
             "config": {
                 "repo": { "url": "https://github.com/shop/config.git", "branch": "release" },
+                "github": { "apiUrl": "https://api.github.com", "botLogin": "", "dashboard": false },
+                "publicUrl": "https://baton.shop.example/",
                 "inClusterClusters": ["prod"],
                 "clusters": { "staging": { "kubeconfig": "/etc/kube/staging", "context": "stg" } }
             },
@@ -342,6 +345,11 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
         )
     );
     assert_eq!(cfg.repo.branch, "release");
+    assert_eq!(
+        cfg.server.public_url.as_deref(),
+        Some("https://baton.shop.example/")
+    );
+    assert!(!cfg.github.dashboard, "the dashboard switched off");
     let prod = &cfg.clusters["prod"];
     assert!(prod.in_cluster);
     assert_eq!(

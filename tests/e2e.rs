@@ -127,7 +127,14 @@ async fn release_story(options: SandboxOptions) {
 
     // PR bodies: where the release came from (OCI labels), with the commits since the
     // pinned release.
-    let first = sb.forge.pull(OWNER, REPO, 1).unwrap();
+    // (Issue numbers are shared with PRs: the dashboard issue may hold #1.)
+    let first = sb
+        .forge
+        .pulls(OWNER, REPO)
+        .into_iter()
+        .min_by_key(|p| p.number)
+        .unwrap();
+    let first_number = first.number;
     let body = first.body.unwrap_or_default();
     assert!(
         body.contains("/commit/") && body.contains("/compare/"),
@@ -137,7 +144,7 @@ async fn release_story(options: SandboxOptions) {
     // The merged PR's status comment is the rollout's timeline: applying, then healthy.
     let status = sb
         .forge
-        .comments(OWNER, REPO, 1)
+        .comments(OWNER, REPO, first_number)
         .into_iter()
         .find(|c| c.body.contains("<!-- baton:status -->"))
         .map(|c| c.body)
@@ -238,6 +245,60 @@ async fn release_story(options: SandboxOptions) {
         "the sandbox's images carry a plausible created time: {dev:#}"
     );
 
+    // GitHub Deployments: one per rollout of a promotion (environment + merge commit), each
+    // in_progress → success, dev's broken release failure and then inactive once its rollback
+    // succeeded; the promotion dashboard: one issue, not rewritten while nothing moves.
+    let deployments = sb.forge.deployments(OWNER, REPO);
+    assert_one_deployment_per_rollout(&deployments);
+    let dev: Vec<_> = deployments
+        .iter()
+        .filter(|d| d.environment == "dev")
+        .collect();
+    assert_eq!(dev.len(), 3, "{deployments:#?}");
+    assert_eq!(
+        dev[1].states(),
+        ["in_progress", "failure", "inactive"],
+        "{dev:#?}"
+    );
+    assert_eq!(dev[1].payload["tag"], "1.2.0", "{dev:#?}");
+    assert_eq!(
+        dev[2].states(),
+        ["in_progress", "success"],
+        "the rollback: {dev:#?}"
+    );
+    for env in ["staging", "prod"] {
+        let of: Vec<_> = deployments
+            .iter()
+            .filter(|d| d.environment == env)
+            .collect();
+        assert_eq!(of.len(), 1, "{env}: {deployments:#?}");
+        assert_eq!(of[0].states(), ["in_progress", "success"], "{env}: {of:#?}");
+        assert_eq!(of[0].payload["app"], "web");
+        assert!(
+            of[0].statuses[0]
+                .log_url
+                .contains(&format!("/{OWNER}/{REPO}/pull/")),
+            "log_url is the PR: {of:#?}"
+        );
+    }
+    let dashboard = the_dashboard(&sb);
+    assert!(
+        dashboard.body.contains("| prod | `1.1.0`"),
+        "{}",
+        dashboard.body
+    );
+    let edits = || {
+        sb.forge
+            .calls()
+            .get("PATCH /repos/{owner}/{repo}/issues/{issue_number}")
+            .copied()
+            .unwrap_or(0)
+    };
+    wait_passes(port, 3).await;
+    let before = edits();
+    wait_passes(port, 3).await;
+    assert_eq!(edits(), before, "idle passes rewrote the dashboard issue");
+
     // The status page after the story: the pipelines, dev's history with its rollback, and
     // the DORA tiles of every environment.
     let page = get(port, "/").unwrap();
@@ -266,6 +327,111 @@ async fn release_story(options: SandboxOptions) {
         "baton run did not exit 0 on SIGTERM: {status:?}\n{}",
         baton.log()
     );
+
+    // A restart: the new process reconciles and reports every environment again, and makes no
+    // second Deployment, no second status and no second dashboard issue.
+    let mut again = start_baton(&sb, port);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state: serde_json::Value = get(port, "/api/v1/state")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default();
+        let reported = state["environments"].as_array().is_some_and(|envs| {
+            envs.len() == 3 && envs.iter().all(|e| e["lastReconcile"].is_object())
+        });
+        if reported {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted baton never reconciled every environment: {state:#}\n{}",
+            again.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_passes(port, 2).await;
+    assert_eq!(
+        sb.forge.deployments(OWNER, REPO),
+        deployments,
+        "after the restart"
+    );
+    assert_eq!(the_dashboard(&sb).number, dashboard.number);
+    let status = again.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", again.log());
+}
+
+/// `baton run` with the sandbox's `baton.yaml`, listening on `port`, once it serves /healthz.
+fn start_baton(sb: &Sandbox, port: u16) -> Baton {
+    let log = sb.dir.join("baton-run-again.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", "--config", sb.config_file.to_str().unwrap()])
+        .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn,baton=info")
+        .env_remove("BATON_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut baton = Baton { child, log };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(port, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "no /healthz:\n{}", baton.log());
+        assert!(
+            baton.child.try_wait().unwrap().is_none(),
+            "baton run exited:\n{}",
+            baton.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    baton
+}
+
+/// Never two Deployments of one environment and commit, all of them baton's.
+fn assert_one_deployment_per_rollout(deployments: &[sim::forge::DeploymentView]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for d in deployments {
+        assert!(
+            seen.insert((d.environment.clone(), d.sha.clone())),
+            "two Deployments of {} at {}: {deployments:#?}",
+            d.environment,
+            d.sha
+        );
+        assert_eq!(d.creator, "baton[bot]");
+    }
+}
+
+/// The one promotion dashboard issue (panics if there is none or more than one).
+fn the_dashboard(sb: &Sandbox) -> sim::forge::IssueView {
+    let issues: Vec<_> = sb
+        .forge
+        .issues(OWNER, REPO)
+        .into_iter()
+        .filter(|i| i.title == baton::service::dashboard::TITLE)
+        .collect();
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    let issue = issues.into_iter().next().unwrap();
+    assert_eq!(issue.author, sb.forge.bot_login());
+    assert!(issue.body.starts_with(baton::service::dashboard::MARKER));
+    issue
+}
+
+/// Wait for `n` more promotion passes of the baton on `port` (its `baton_plan_passes_total`).
+async fn wait_passes(port: u16, n: u64) {
+    let passes = || {
+        get(port, "/metrics")
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("baton_plan_passes_total "))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let target = passes() + n;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while passes() < target {
+        assert!(Instant::now() < deadline, "fewer than {n} passes in 60s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `baton sandbox --demo` with `extra` arguments: asserts it exits 0 having told every step of
@@ -316,6 +482,16 @@ fn the_sandbox_demo_tells_the_whole_story_and_exits_zero() {
     );
     assert!(
         stdout.contains("status page       http://127.0.0.1:"),
+        "{stdout}"
+    );
+    // The stand-in shows the Deployments and the dashboard issue.
+    assert!(
+        stdout.contains("GitHub Deployments: dev 3, staging 1, prod 1 (one per rollout); dev's failed rollout is inactive since its rollback succeeded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("dashboard issue #")
+            && stdout.contains("\"baton: promotions\": http://127.0.0.1:"),
         "{stdout}"
     );
 }

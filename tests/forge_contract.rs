@@ -14,7 +14,10 @@ use std::time::Duration;
 use baton::config::pipeline::MergeMethod;
 use baton::config::secret::Secret;
 use baton::forge::github::{GitHubAuth, GitHubForge, GitHubOptions};
-use baton::forge::{Forge, NewPullRequest, PROMOTION_LABEL, StatusState, StatusUpdate, env_label};
+use baton::forge::{
+    DeploymentState, Forge, IssueFilter, IssueUpdate, NewDeployment, NewDeploymentStatus,
+    NewPullRequest, PROMOTION_LABEL, StatusState, StatusUpdate, env_label,
+};
 use chrono::Duration as Age;
 use serde_json::Value;
 use sim::contract::{Exchange, Spec, check_exchanges, fixtures_dir, operations};
@@ -208,6 +211,101 @@ async fn tour(sim: &Sim) {
         .unwrap();
     gh.checks(&head).await.unwrap();
     gh.statuses(&head).await.unwrap();
+    // A GitHub Deployment of the commit (its `baton/dev` is pending: baton skips GitHub's
+    // required-contexts check), looked up, and its statuses.
+    assert!(gh.deployments("dev", &head).await.unwrap().is_empty());
+    let deployment = gh
+        .create_deployment(&NewDeployment {
+            sha: head.clone(),
+            environment: "dev".into(),
+            description: "web 1.0.0 to dev".into(),
+            payload: serde_json::json!({"app": "web", "digest": format!("sha256:{}", "a".repeat(64)), "tag": "1.0.0"}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        gh.deployments("dev", &head).await.unwrap(),
+        std::slice::from_ref(&deployment)
+    );
+    assert_eq!(deployment.payload["tag"], "1.0.0");
+    for (state, environment_url) in [
+        (DeploymentState::InProgress, None),
+        (
+            DeploymentState::Success,
+            Some("https://baton.example/".to_string()),
+        ),
+    ] {
+        gh.create_deployment_status(
+            deployment.id,
+            &NewDeploymentStatus {
+                state,
+                description: "applying".into(),
+                log_url: Some(pr.html_url.clone()),
+                environment_url,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let states: Vec<DeploymentState> = gh
+        .deployment_statuses(deployment.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(
+        states,
+        [DeploymentState::Success, DeploymentState::InProgress]
+    );
+    gh.deployment_statuses(deployment.id + 1000)
+        .await
+        .unwrap_err();
+    // The dashboard issue: opened, found by label and by creator, edited.
+    let issue = gh
+        .create_issue(
+            "baton: promotions",
+            "<!-- baton:dashboard -->\n",
+            &["baton:dashboard".into()],
+        )
+        .await
+        .unwrap();
+    let labelled = gh
+        .issues(&IssueFilter {
+            label: Some("baton:dashboard".into()),
+            creator: None,
+            closed_too: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(labelled, std::slice::from_ref(&issue));
+    let own = gh
+        .issues(&IssueFilter {
+            label: None,
+            creator: Some(sim.bot_login()),
+            closed_too: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        own,
+        std::slice::from_ref(&issue),
+        "pull requests are left out"
+    );
+    gh.update_issue(
+        issue.number,
+        &IssueUpdate {
+            title: Some("baton: promotions".into()),
+            body: Some("<!-- baton:dashboard -->\nedited".into()),
+            open: Some(true),
+            labels: Some(vec!["baton:dashboard".into()]),
+        },
+    )
+    .await
+    .unwrap();
+    gh.update_issue(9999, &IssueUpdate::default())
+        .await
+        .unwrap_err();
     // A source commit's time (DORA lead time): the commit's committer date, as git2 wrote it;
     // an unknown commit (422) or repository (404) is "cannot tell", not an error.
     let git = git2::Repository::open_bare(sim.repo_path(OWNER, REPO)).unwrap();
@@ -291,6 +389,27 @@ async fn tour(sim: &Sim) {
         .unwrap();
     app.statuses(&head).await.unwrap();
     app.checks(&head).await.unwrap();
+    let deployment = app
+        .create_deployment(&NewDeployment {
+            sha: head.clone(),
+            environment: "prod".into(),
+            description: "web to prod".into(),
+            payload: serde_json::json!({"app": "web", "digest": null, "tag": null}),
+        })
+        .await
+        .unwrap();
+    app.create_deployment_status(
+        deployment.id,
+        &NewDeploymentStatus {
+            state: DeploymentState::Failure,
+            description: "failed: Deployment/web: ProgressDeadlineExceeded".into(),
+            log_url: None,
+            environment_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    app.deployment_statuses(deployment.id).await.unwrap();
     // Commits through the Git data API: onto an existing branch (PATCH the ref) and a new one
     // (PATCH answers 422, then POST creates it).
     let tree = git2::Repository::open_bare(sim.repo_path(OWNER, REPO))
@@ -676,4 +795,137 @@ async fn the_stand_ins_validation_errors_are_shaped_like_githubs_recorded_ones()
         );
     }
     assert_eq!(ours["message"], real["message"]);
+}
+
+/// What GitHub does with Deployments that baton's client never asks for, answered by the
+/// stand-in and checked against the description: defaults (environment `production`, task
+/// `deploy`), the required-contexts check (`409`), one Deployment by id, a bad state (`422`),
+/// and `auto_inactive` deactivating the earlier successful deployment of an environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stand_ins_deployments_behave_and_answer_as_github_describes() {
+    let spec = Spec::locate();
+    let sim = Sim::start().await.unwrap();
+    sim.create_repo_with_files(OWNER, REPO, "main", &[(FILE, "x")])
+        .unwrap();
+    sim.record_exchanges(true);
+    let http = reqwest::Client::new();
+    let url = |tail: &str| format!("{}/repos/{OWNER}/{REPO}{tail}", sim.url());
+    let post = |tail: &str, body: Value| {
+        http.post(url(tail))
+            .bearer_auth(sim.bot_token())
+            .json(&body)
+            .send()
+    };
+    let head = branch(&sim, "feature", "y");
+    sim.set_status_as("ci-bot", OWNER, REPO, &head, "ci", "pending")
+        .unwrap();
+    let answer = post("/deployments", serde_json::json!({"ref": "main"}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let d: Value = answer.json().await.unwrap();
+    assert_eq!(
+        (&d["environment"], &d["task"], &d["production_environment"]),
+        (
+            &Value::from("production"),
+            &Value::from("deploy"),
+            &Value::from(true)
+        )
+    );
+    // Without `required_contexts`, every context must be green: `ci` is pending on `feature`.
+    let refused = post(
+        "/deployments",
+        serde_json::json!({"ref": head, "environment": "qa"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 409);
+    let conflict: Value = refused.json().await.unwrap();
+    assert_eq!(
+        conflict["errors"][0]["field"], "required_contexts",
+        "{conflict}"
+    );
+    let missing = post("/deployments", serde_json::json!({"environment": "qa"}))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 422);
+    let one = http
+        .get(url(&format!("/deployments/{}", d["id"])))
+        .bearer_auth(sim.bot_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    let none = http
+        .get(url("/deployments/999999"))
+        .bearer_auth(sim.bot_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+    let bad = post(
+        &format!("/deployments/{}/statuses", d["id"]),
+        serde_json::json!({"state": "done"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422);
+    // Two successful deployments of `staging`: the first becomes inactive.
+    let mut ids = vec![];
+    for _ in 0..2 {
+        let d: Value = post(
+            "/deployments",
+            serde_json::json!({"ref": "main", "environment": "staging", "required_contexts": []}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let id = d["id"].as_u64().unwrap();
+        let s = post(
+            &format!("/deployments/{id}/statuses"),
+            serde_json::json!({"state": "success", "log_url": "https://example.com/log"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.status(), 201);
+        ids.push(id);
+    }
+    let listed = http
+        .get(url(&format!("/deployments/{}/statuses", ids[0])))
+        .bearer_auth(sim.bot_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let states: Vec<String> = sim
+        .deployments(OWNER, REPO)
+        .iter()
+        .find(|d| d.id == ids[0])
+        .unwrap()
+        .states()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(states, ["success", "inactive"], "auto_inactive");
+    let list = http
+        .get(url("/deployments?environment=staging"))
+        .bearer_auth(sim.bot_token())
+        .send()
+        .await
+        .unwrap();
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    // The two invalid requests were meant to be invalid; GitHub's answers to them are checked.
+    let (invalid, valid): (Vec<Exchange>, Vec<Exchange>) = sim
+        .take_exchanges()
+        .into_iter()
+        .partition(|e| e.status == 422);
+    assert_eq!(invalid.len(), 2);
+    assert_fits(&spec, &valid);
+    for e in &invalid {
+        let violations = spec.check_response(&e.method, &e.path, e.status, e.response.as_ref());
+        assert!(violations.is_empty(), "{violations:?}");
+    }
 }

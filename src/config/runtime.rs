@@ -93,6 +93,11 @@ pub struct ServerConfig {
     /// reach the port reads the status page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<ServerAuth>,
+    /// Where people reach the status page (`https://baton.example.com/`), for links baton
+    /// puts on GitHub: each Deployment status's `environment_url`. Without it those links are
+    /// left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -273,6 +278,18 @@ pub struct GitHubConfig {
     /// as `token:`, whose owner GitHub does not tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot_login: Option<String>,
+    /// Keep the promotion dashboard issue ("baton: promotions") in the config repo up to date
+    /// (`service::dashboard`). On by default; `false` leaves an existing one as it is.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub dashboard: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl Default for GitHubConfig {
@@ -284,6 +301,7 @@ impl Default for GitHubConfig {
             app: None,
             webhook_secret: None,
             bot_login: None,
+            dashboard: true,
         }
     }
 }
@@ -520,6 +538,14 @@ impl RuntimeConfig {
                 "needs a name and an email (the email GitHub verified for the account whose signing key signs the commits)".to_string(),
             )));
         }
+        if let Some(url) = &cfg.server.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "server.publicUrl",
+                format!("{url:?} is not an http(s) URL (e.g. https://baton.example.com/)"),
+            ));
+        }
         if let Some(auth) = &cfg.server.auth {
             let at = |path: &str, message: String| {
                 let pos = tree.lookup(path).0.pos;
@@ -682,6 +708,24 @@ mod tests {
             );
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_public_url_is_optional_and_must_be_http_and_the_dashboard_is_on_by_default() {
+        let parse =
+            |extra: &str| RuntimeConfig::parse("baton.yaml", &format!("{MINIMAL}{extra}"), []);
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.server.public_url, None);
+        assert!(cfg.github.dashboard);
+        let cfg = parse("server:\n  publicUrl: https://baton.example.com/\n").unwrap();
+        assert_eq!(
+            cfg.server.public_url.as_deref(),
+            Some("https://baton.example.com/")
+        );
+        let e = parse("server:\n  publicUrl: baton.example.com\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.publicUrl") && e.contains("http"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! [`Engine::answer_pr`].
 
 pub mod copy;
+pub mod deployments;
 pub mod queue;
 pub mod refusal;
 pub mod rollout;
@@ -221,6 +222,8 @@ pub struct Engine<F> {
     /// Copies images to environments' `copyTo` registries before their PRs merge. Without
     /// one, such PRs wait at the `copy` gate.
     copier: Option<std::sync::Arc<copy::Copier>>,
+    /// Where GitHub Deployments link to; `None`: no Deployments ([`Engine::with_deployments`]).
+    deployment_links: Option<deployments::DeploymentLinks>,
 }
 
 impl<F: Forge> Engine<F> {
@@ -236,7 +239,14 @@ impl<F: Forge> Engine<F> {
             provenance: Mutex::default(),
             attestations: Mutex::default(),
             copier: None,
+            deployment_links: None,
         }
+    }
+
+    /// Record each rollout as a GitHub Deployment (see [`deployments`]), linking to `links`.
+    pub fn with_deployments(mut self, links: deployments::DeploymentLinks) -> Self {
+        self.deployment_links = Some(links);
+        self
     }
 
     /// Copy images for environments with `copyTo` with `copier` (see [`copy`]).

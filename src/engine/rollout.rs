@@ -181,7 +181,7 @@ impl Rollout {
     }
 
     /// Whether the promotion of `app` to `to` is what this rollout runs (unknown: yes).
-    fn runs(&self, app: &str, to: &Digest) -> bool {
+    pub(super) fn runs(&self, app: &str, to: &Digest) -> bool {
         if self.apps.is_empty() {
             return true;
         }
@@ -507,7 +507,7 @@ impl<F: Forge> Engine<F> {
         // The promotions this state concerns: back from the commit to the first whose merge
         // commit already has a final status for this environment.
         let mut included: Vec<(Entry, Option<CheckState>)> = Vec::new();
-        for entry in promotions.into_iter().take(REPORT_DEPTH) {
+        for entry in promotions.iter().take(REPORT_DEPTH).cloned() {
             let current = if entry.commit == rollout.commit {
                 state_of(&on_commit, &context)
             } else {
@@ -591,6 +591,14 @@ impl<F: Forge> Engine<F> {
                 }
             }
         }
+        // GitHub Deployments, before the status that marks this report done.
+        let concerned: Vec<&Entry> = included
+            .iter()
+            .map(|(e, _)| e)
+            .filter(|e| rollout.runs(&e.promotion.app, &e.promotion.to))
+            .collect();
+        self.record_deployments(rollout, &concerned, &promotions)
+            .await?;
         // Statuses last: the one on the reported commit is what marks this report done.
         let status = rollout.status();
         for (entry, current) in &included {

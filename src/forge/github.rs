@@ -27,14 +27,17 @@
 //! This file holds construction, identity and the [`Forge`] impl, which hands each call to the
 //! module of its concern: `credentials` (tokens, App tokens, who they act as), `transport` (the
 //! send loop: counting, conditional reads, rate limits, retries), `pulls`, `comments`,
-//! `reviews` (and permissions, teams), `rules` (rulesets and branch protection), `checks` (statuses and check runs), and `wire` (GitHub's
+//! `reviews` (and permissions, teams), `deployments` (GitHub Deployments and their statuses),
+//! `issues` (the dashboard issue), `rules` (rulesets and branch protection), `checks` (statuses and check runs), and `wire` (GitHub's
 //! answers as read).
 
 mod checks;
 mod comments;
 mod commits;
 mod credentials;
+mod deployments;
 mod gitdata;
+mod issues;
 mod pulls;
 mod reviews;
 mod rules;
@@ -62,8 +65,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    CommentInfo, CommitStatus, Forge, ForgeError, Merged, NewPullRequest, PrState, PullRequestInfo,
-    Result, StatusState, StatusUpdate,
+    CommentInfo, CommitStatus, DeploymentInfo, DeploymentStatusInfo, Forge, ForgeError,
+    IssueFilter, IssueInfo, IssueUpdate, Merged, NewDeployment, NewDeploymentStatus,
+    NewPullRequest, PrState, PullRequestInfo, Result, StatusState, StatusUpdate,
 };
 use crate::commands::Permission;
 use crate::config::pipeline::MergeMethod;
@@ -616,6 +620,38 @@ impl Forge for GitHubForge {
 
     async fn base_rules(&self, branch: &str) -> Result<BaseRules> {
         rules::base_rules(self, branch).await
+    }
+
+    async fn deployments(&self, environment: &str, sha: &str) -> Result<Vec<DeploymentInfo>> {
+        deployments::deployments(self, environment, sha).await
+    }
+
+    async fn create_deployment(&self, deployment: &NewDeployment) -> Result<DeploymentInfo> {
+        deployments::create_deployment(self, deployment).await
+    }
+
+    async fn deployment_statuses(&self, deployment_id: u64) -> Result<Vec<DeploymentStatusInfo>> {
+        deployments::deployment_statuses(self, deployment_id).await
+    }
+
+    async fn create_deployment_status(
+        &self,
+        deployment_id: u64,
+        status: &NewDeploymentStatus,
+    ) -> Result<()> {
+        deployments::create_deployment_status(self, deployment_id, status).await
+    }
+
+    async fn issues(&self, filter: &IssueFilter) -> Result<Vec<IssueInfo>> {
+        issues::issues(self, filter).await
+    }
+
+    async fn create_issue(&self, title: &str, body: &str, labels: &[String]) -> Result<IssueInfo> {
+        issues::create_issue(self, title, body, labels).await
+    }
+
+    async fn update_issue(&self, number: u64, update: &IssueUpdate) -> Result<()> {
+        issues::update_issue(self, number, update).await
     }
 
     async fn merge(

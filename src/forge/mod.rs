@@ -125,6 +125,119 @@ pub struct CommitStatus {
     pub target_url: Option<String>,
 }
 
+/// GitHub's deployment status states. baton writes `in_progress`, `success`, `failure` and
+/// `inactive`; the others are read as GitHub reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Error,
+    Failure,
+    Inactive,
+    InProgress,
+    Queued,
+    Pending,
+    Success,
+}
+
+impl DeploymentState {
+    /// GitHub's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Failure => "failure",
+            Self::Inactive => "inactive",
+            Self::InProgress => "in_progress",
+            Self::Queued => "queued",
+            Self::Pending => "pending",
+            Self::Success => "success",
+        }
+    }
+}
+
+/// A GitHub Deployment as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentInfo {
+    pub id: u64,
+    /// The commit deployed.
+    pub sha: String,
+    pub environment: String,
+    /// What baton put there: `{"app", "digest", "tag"}`.
+    pub payload: serde_json::Value,
+    /// The login that created it.
+    pub creator: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A Deployment to create: always of a commit sha, with GitHub's own merging and
+/// required-context checks switched off (baton's gates already decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment {
+    pub sha: String,
+    pub environment: String,
+    pub description: String,
+    pub payload: serde_json::Value,
+}
+
+/// A deployment status as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatusInfo {
+    pub id: u64,
+    pub state: DeploymentState,
+    pub description: String,
+    pub creator: String,
+    pub created_at: DateTime<Utc>,
+    pub log_url: Option<String>,
+    pub environment_url: Option<String>,
+}
+
+/// A deployment status to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeploymentStatus {
+    pub state: DeploymentState,
+    /// At most 140 characters (GitHub's limit); longer text is cut.
+    pub description: String,
+    /// Where the rollout is told (the PR).
+    pub log_url: Option<String>,
+    /// Where the environment is shown (baton's status page).
+    pub environment_url: Option<String>,
+}
+
+/// An issue (not a PR) as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueInfo {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub author: String,
+    pub open: bool,
+    pub labels: Vec<String>,
+    pub html_url: String,
+}
+
+/// Which issues to list (pull requests are left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssueFilter {
+    /// Only issues with this label.
+    pub label: Option<String>,
+    /// Only issues opened by this login.
+    pub creator: Option<String>,
+    /// Closed ones too.
+    pub closed_too: bool,
+}
+
+/// A change to an issue; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssueUpdate {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub open: Option<bool>,
+    /// Replaces the labels.
+    pub labels: Option<Vec<String>>,
+}
+
 /// What a merge produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
@@ -271,6 +384,49 @@ pub trait Forge: Send + Sync {
     /// protection, merged. Rules the credentials may not read are listed as unreadable, not
     /// errors.
     fn base_rules(&self, branch: &str) -> impl Future<Output = Result<BaseRules>> + Send;
+
+    /// The Deployments of `sha` to `environment`, newest first.
+    fn deployments(
+        &self,
+        environment: &str,
+        sha: &str,
+    ) -> impl Future<Output = Result<Vec<DeploymentInfo>>> + Send;
+    /// Create a Deployment. After an ambiguous failure (a `5xx`: GitHub may have created it and
+    /// lost the answer) the one of that sha and environment is looked up before trying again,
+    /// so a retry never makes a second.
+    fn create_deployment(
+        &self,
+        deployment: &NewDeployment,
+    ) -> impl Future<Output = Result<DeploymentInfo>> + Send;
+    /// A Deployment's statuses, newest first.
+    fn deployment_statuses(
+        &self,
+        deployment_id: u64,
+    ) -> impl Future<Output = Result<Vec<DeploymentStatusInfo>>> + Send;
+    /// Post a status on a Deployment. After an ambiguous failure the statuses are read again
+    /// first: when the newest already has this state, it is not posted twice.
+    fn create_deployment_status(
+        &self,
+        deployment_id: u64,
+        status: &NewDeploymentStatus,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Issues (not PRs) matching `filter`, by number.
+    fn issues(&self, filter: &IssueFilter) -> impl Future<Output = Result<Vec<IssueInfo>>> + Send;
+    /// Open an issue as the bot. After an ambiguous failure an issue by the bot with the same
+    /// title and body is looked up (among those with the first label) before trying again.
+    fn create_issue(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> impl Future<Output = Result<IssueInfo>> + Send;
+    /// Change an issue.
+    fn update_issue(
+        &self,
+        number: u64,
+        update: &IssueUpdate,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Merge if the head is still `sha`.
     fn merge(

@@ -25,7 +25,7 @@ pub struct DemoError {
 }
 
 /// The steps, in order (numbered in the output).
-pub const STEPS: [&str; 12] = [
+pub const STEPS: [&str; 13] = [
     "baton applies every environment",
     "a blessed image is pushed: web 1.1.0",
     "dev: promotion PR opened and auto-merged",
@@ -37,6 +37,7 @@ pub const STEPS: [&str; 12] = [
     "prod: rollout healthy on its own registry copy",
     "a broken release (web 1.2.0) reaches dev, fails, and is rolled back",
     "the audit log: baton history",
+    "GitHub: a Deployment per rollout, and the promotion dashboard issue",
     "the DORA metrics: baton dora",
 ];
 
@@ -342,6 +343,68 @@ fn healthy_on(sb: &Sandbox, env: &str, digest: &str) -> bool {
     matches!(web(sb, env), Some((image, true)) if image.ends_with(digest))
 }
 
+/// What the GitHub stand-in holds of baton's Deployments, once every environment has one that
+/// succeeded and dev's failed rollout was marked inactive: `GitHub Deployments: dev 3, …`.
+/// `None` until then; never two Deployments of one environment and commit.
+fn deployments_summary(sb: &Sandbox) -> Option<String> {
+    let all = sb.forge.deployments(OWNER, REPO);
+    let mut seen = std::collections::BTreeSet::new();
+    if !all
+        .iter()
+        .all(|d| seen.insert((d.environment.clone(), d.sha.clone())))
+    {
+        return None;
+    }
+    let of = |env: &str| -> Vec<&sim::forge::DeploymentView> {
+        all.iter().filter(|d| d.environment == env).collect()
+    };
+    let succeeded = |env: &str| of(env).iter().any(|d| d.states().contains(&"success"));
+    let failed_inactive = of("dev")
+        .iter()
+        .any(|d| d.states() == ["in_progress", "failure", "inactive"]);
+    (["dev", "staging", "prod"].iter().all(|e| succeeded(e)) && failed_inactive).then(|| {
+        format!(
+            "GitHub Deployments: dev {}, staging {}, prod {} (one per rollout); dev's failed rollout is inactive since its rollback succeeded",
+            of("dev").len(),
+            of("staging").len(),
+            of("prod").len()
+        )
+    })
+}
+
+fn describe_deployments(sb: &Sandbox) -> String {
+    sb.forge
+        .deployments(OWNER, REPO)
+        .iter()
+        .map(|d| format!("{} {} {:?}", d.environment, short(&d.sha), d.states()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The dashboard issue, once it shows web 1.1.0 running in dev (rolled back to) and prod:
+/// `dashboard issue #7 …`.
+fn dashboard_issue(sb: &Sandbox) -> Option<String> {
+    let bot = sb.forge.bot_login();
+    let found: Vec<_> = sb
+        .forge
+        .issues(OWNER, REPO)
+        .into_iter()
+        .filter(|i| i.author == bot && i.title == crate::service::dashboard::TITLE)
+        .collect();
+    match &found[..] {
+        [one] if one.body.contains("| dev | `1.1.0`") && one.body.contains("| prod | `1.1.0`") => {
+            Some(format!(
+                "dashboard issue #{} \"{}\": {}/{OWNER}/{REPO}/issues/{} (one, edited in place)",
+                one.number,
+                one.title,
+                sb.forge.url(),
+                one.number
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     &hex[..hex.len().min(12)]
@@ -634,6 +697,33 @@ pub async fn run<W: Write>(sb: &Sandbox, out: W) -> Result<(), DemoError> {
         }
     }
     s.begin(12);
+    let summary = s
+        .wait(
+            "a GitHub Deployment per rollout, the failed one inactive after its rollback",
+            || deployments_summary(sb),
+            || describe_deployments(sb),
+        )
+        .await?;
+    s.say(summary);
+    let dashboard = s
+        .wait(
+            "the promotion dashboard issue, showing what runs where",
+            || dashboard_issue(sb),
+            || {
+                format!(
+                    "issues: {:?}",
+                    sb.forge
+                        .issues(OWNER, REPO)
+                        .iter()
+                        .map(|i| (i.number, i.title.clone(), i.author.clone()))
+                        .collect::<Vec<_>>()
+                )
+            },
+        )
+        .await?;
+    s.say(dashboard);
+
+    s.begin(13);
     let report = dora_report(sb).await.map_err(|e| s.fail(e))?;
     let _ = write!(s.out, "{}", crate::dora::table(&report));
     let dev = report

@@ -15,6 +15,7 @@
 //! flight and stops; reconciles in flight are abandoned (applies are idempotent; the next start
 //! picks up); the server stops accepting and drains.
 
+pub mod dashboard;
 mod dora;
 mod fence;
 mod persist;
@@ -232,7 +233,15 @@ impl Service {
         );
 
         let bot_login = crate::forge::Forge::bot_login(&forge).to_owned();
-        let engine = Arc::new(Engine::new(forge, engine_repo).with_copier(copier.clone()));
+        let links = crate::engine::deployments::DeploymentLinks {
+            repository: web_url(&cfg),
+            status_page: cfg.server.public_url.clone(),
+        };
+        let engine = Arc::new(
+            Engine::new(forge, engine_repo)
+                .with_copier(copier.clone())
+                .with_deployments(links),
+        );
 
         let webhook_secret = cfg
             .github
@@ -367,6 +376,7 @@ impl Service {
                 source,
             })?;
         let loops = Arc::new(Loops {
+            dashboard: cfg.github.dashboard.then(dashboard::Dashboard::default),
             cfg,
             state,
             shared,
@@ -627,6 +637,8 @@ struct Loops {
     /// The last pass's outcomes (the blocking gate of each waiting PR).
     last_outcomes: Mutex<Vec<Outcome>>,
     reconciles: Mutex<BTreeMap<String, crate::server::view::ReconcileSummary>>,
+    /// The promotion dashboard issue (`github.dashboard`), when on.
+    dashboard: Option<dashboard::Dashboard>,
 }
 
 impl Loops {
@@ -874,6 +886,7 @@ impl Loops {
             }
             self.update_dora().await;
             tokio::task::block_in_place(|| self.refresh_view());
+            self.sync_dashboard().await;
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
             if let Some(tip) = self.engine.config_tip()
                 && last_tip.as_deref() != Some(tip.as_str())

@@ -584,7 +584,7 @@ impl Shapes<'_> {
             "html_url": format!("{}/apps/{slug}", self.base),
             "created_at": "2024-01-01T00:00:00Z",
             "updated_at": "2024-01-01T00:00:00Z",
-            "permissions": {"checks": "write", "pull_requests": "write", "contents": "write", "statuses": "write"},
+            "permissions": {"checks": "write", "pull_requests": "write", "contents": "write", "statuses": "write", "deployments": "write", "issues": "write"},
             "events": ["check_run", "check_suite", "issue_comment", "pull_request", "pull_request_review", "push", "status"],
         })
     }

@@ -13,9 +13,11 @@
 
 mod api;
 mod control;
+mod deployments;
 mod gitdata;
 mod gitops;
 mod hooks;
+mod issues;
 mod json;
 mod mw;
 mod ops;
@@ -35,6 +37,8 @@ use tokio::sync::{Notify, mpsc};
 use crate::Server;
 use crate::git::{Access, GitAccess, GitOp, GitService};
 
+pub use deployments::{DeploymentStatusView, DeploymentView};
+pub use issues::IssueView;
 pub use protect::Protection;
 pub use state::{Delivery, Fault, FaultKind, Permission, ReviewState};
 

@@ -266,9 +266,11 @@ async fn serve(inner: Arc<Inner>, mut request: Request, next: Next) -> Response 
             stamp(&inner, &mut r);
             return r;
         }
+        // Anyone who can read a repository may converse in it, and open issues there.
         let conversational = ["/comments", "/reactions", "/reviews"]
             .iter()
-            .any(|s| template.contains(s));
+            .any(|s| template.contains(s))
+            || (request.method() == Method::POST && template == "/repos/{owner}/{repo}/issues");
         if request.method() != Method::GET && !conversational && perm < Permission::Write {
             drop(st);
             let mut r = Error::new(403, "Resource not accessible by integration").into_response();

@@ -125,6 +125,7 @@ pub(crate) fn create_repo(
             activity: Vec::new(),
             queue: Vec::new(),
             verified: Default::default(),
+            deployments: Vec::new(),
         },
     );
     Ok(())
@@ -920,7 +921,7 @@ pub(crate) fn list_reactions(
         .collect())
 }
 
-fn ensure_label(st: &mut State, owner: &str, repo: &str, name: &str) {
+pub(crate) fn ensure_label(st: &mut State, owner: &str, repo: &str, name: &str) {
     let id = st.id();
     let r = st.repo_mut(owner, repo).expect("caller checked the repo");
     if !r.labels.iter().any(|l| l.name == name) {

@@ -268,6 +268,43 @@ pub(crate) struct Repo {
     pub queue: Vec<super::queue::Entry>,
     /// Commits GitHub signed (made through the Git data API by an App).
     pub verified: std::collections::BTreeSet<String>,
+    /// Deployments, oldest first (`super::deployments`).
+    pub deployments: Vec<DeploymentRec>,
+}
+
+/// A Deployment and its statuses (oldest first).
+#[derive(Debug, Clone)]
+pub(crate) struct DeploymentRec {
+    pub id: u64,
+    pub sha: String,
+    pub ref_: String,
+    pub task: String,
+    pub environment: String,
+    pub original_environment: String,
+    pub description: Option<String>,
+    pub payload: serde_json::Value,
+    pub creator: String,
+    /// Created by an App installation (`performed_via_github_app`).
+    pub via_app: bool,
+    pub transient: bool,
+    pub production: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub statuses: Vec<DeploymentStatusRec>,
+}
+
+/// One status of a Deployment.
+#[derive(Debug, Clone)]
+pub(crate) struct DeploymentStatusRec {
+    pub id: u64,
+    pub state: String,
+    pub description: String,
+    pub environment: String,
+    pub log_url: String,
+    pub environment_url: String,
+    pub creator: String,
+    pub via_app: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 /// One ref change: when GitHub saw it, not what the commits claim.

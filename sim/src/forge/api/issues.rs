@@ -19,7 +19,11 @@ use crate::forge::{Error, Inner};
 
 pub(super) fn routes() -> Router<Arc<Inner>> {
     Router::new()
-        .route(&repo_route("/issues/{issue_number}"), get(get_issue))
+        .route(&repo_route("/issues"), get(list_issues).post(create_issue))
+        .route(
+            &repo_route("/issues/{issue_number}"),
+            get(get_issue).patch(update_issue).post(update_issue),
+        )
         .route(
             &repo_route("/issues/{issue_number}/comments"),
             get(list_comments).post(create_comment),
@@ -59,6 +63,87 @@ async fn get_issue(State(inner): S, Path((owner, repo, n)): Path<(String, String
     let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
     let i = r.issues.get(&n).ok_or_else(Error::not_found)?;
     ok(StatusCode::OK, shapes(&inner, &st).issue(r, i))
+}
+
+/// `state` (`open` by default, `closed`, `all`), `labels` (all of them), `creator`, `sort`
+/// (`created` by default, `updated`) and `direction` (`desc` by default). Pull requests are
+/// issues too, and listed.
+async fn list_issues(
+    State(inner): S,
+    Path((owner, repo)): Path<(String, String)>,
+    uri: Uri,
+    Query(q): Q,
+) -> R {
+    let state = q.get("state").map(String::as_str).unwrap_or("open");
+    if !matches!(state, "open" | "closed" | "all") {
+        return Err(Error::validation("Issue", Some("state"), "invalid", None));
+    }
+    let labels: Vec<&str> = q
+        .get("labels")
+        .map(|l| {
+            l.split(',')
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let items: Vec<Value> = {
+        let st = inner.lock();
+        let r = st.repo(&owner, &repo).ok_or_else(Error::not_found)?;
+        let sh = shapes(&inner, &st);
+        let mut found: Vec<&crate::forge::state::Issue> = r
+            .issues
+            .values()
+            .filter(|i| match state {
+                "open" => i.open,
+                "closed" => !i.open,
+                _ => true,
+            })
+            .filter(|i| {
+                labels
+                    .iter()
+                    .all(|l| i.labels.iter().any(|have| have.eq_ignore_ascii_case(l)))
+            })
+            .filter(|i| {
+                q.get("creator")
+                    .is_none_or(|c| c.eq_ignore_ascii_case(&i.author))
+            })
+            .collect();
+        match q.get("sort").map(String::as_str) {
+            Some("updated") => found.sort_by_key(|i| (i.updated_at, i.number)),
+            _ => found.sort_by_key(|i| (i.created_at, i.number)),
+        }
+        if q.get("direction").map(String::as_str) != Some("asc") {
+            found.reverse();
+        }
+        found.into_iter().map(|i| sh.issue(r, i)).collect()
+    };
+    paged(&inner, &uri, &q, &items)
+}
+
+async fn create_issue(
+    State(inner): S,
+    Extension(me): Me,
+    Path((owner, repo)): Path<(String, String)>,
+    b: Bytes,
+) -> R {
+    let fields: crate::forge::issues::IssueFields = body(&b)?;
+    ok(
+        StatusCode::CREATED,
+        crate::forge::issues::create(&inner, &me.login, &owner, &repo, fields)?,
+    )
+}
+
+async fn update_issue(
+    State(inner): S,
+    Path((owner, repo, n)): Path<(String, String, u64)>,
+    b: Bytes,
+) -> R {
+    let fields: crate::forge::issues::IssueFields = body(&b)?;
+    ok(
+        StatusCode::OK,
+        crate::forge::issues::update(&inner, &owner, &repo, n, fields)?,
+    )
 }
 
 async fn list_comments(

@@ -19,6 +19,7 @@ use super::{Error, Inner};
 mod access;
 mod app;
 mod checks;
+mod deployments;
 mod git;
 mod gitdata;
 mod graphql;
@@ -42,6 +43,7 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .merge(pulls::routes())
         .merge(issues::routes())
         .merge(checks::routes())
+        .merge(deployments::routes())
         .merge(access::routes())
         .merge(git::routes())
         .merge(rules::routes())
