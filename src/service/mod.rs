@@ -17,6 +17,7 @@
 
 mod dora;
 mod fence;
+mod notify;
 mod persist;
 pub mod source;
 
@@ -347,7 +348,9 @@ impl Service {
                 addr: cfg.listen,
                 source,
             })?;
+        let notifier = Arc::new(notify::notifier(&cfg, shared.clone(), state.clone())?);
         let loops = Arc::new(Loops {
+            notifier,
             cfg,
             state,
             shared,
@@ -458,6 +461,8 @@ impl Service {
         }
 
         self.loops.restore_state().await;
+        self.loops.state.metrics.leader.set(1);
+        let mut notifier = tokio::spawn(self.loops.notifier.clone().run(stop_rx.clone()));
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut runner_tasks = Vec::new();
         for r in &self.loops.runners {
@@ -503,6 +508,7 @@ impl Service {
                 let _ = t.await;
             }
             let _ = (&mut reports).await;
+            let _ = (&mut notifier).await;
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, finished)
             .await
@@ -514,10 +520,12 @@ impl Service {
             );
             promote.abort();
             reports.abort();
+            notifier.abort();
             for t in &runner_tasks {
                 t.abort();
             }
         }
+        self.loops.state.metrics.leader.set(0);
         if let Some(l) = leadership {
             l.release().await;
         }
@@ -586,6 +594,8 @@ type Promotions = Arc<Vec<crate::gitrepo::history::Entry>>;
 
 /// What the loops need, shared between their tasks.
 struct Loops {
+    /// Delivers `notify:` events in a task of its own.
+    notifier: Arc<notify::Notifier>,
     cfg: RuntimeConfig,
     state: Arc<AppState>,
     shared: Arc<Shared>,
@@ -874,6 +884,7 @@ impl Loops {
     /// Act on what a pass did (the engine logs each step itself): a merge moves the
     /// environment's config, so reconcile it now.
     fn handle(&self, outcomes: &[Outcome]) {
+        self.notify(outcomes);
         for o in outcomes {
             match o {
                 Outcome::Merged { env, .. } => self.trigger(env),
