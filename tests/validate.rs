@@ -435,7 +435,7 @@ fn bad_notify_entries_fail_validate_at_their_line() {
         ("    events: [merged]\n", "notify[0]: set exactly one of webhook"),
         (
             "    slack: { url: { env: S } }\n    events: [deployed]\n",
-            "unknown variant `deployed`",
+            "notify[0].events[0]: unknown value `deployed`; allowed: waitingForApproval",
         ),
     ] {
         std::fs::write(&file, format!("{head}{entry}")).unwrap();
