@@ -466,3 +466,121 @@ async fn a_restart_neither_resends_what_was_delivered_nor_loses_what_was_pending
     let _ = stop.send(());
     running.await.unwrap();
 }
+
+/// The example with staging's smoke test made to fail and `onFailure: rollback` in staging
+/// (as in tests/service.rs).
+async fn failing_smoke_sandbox() -> Sandbox {
+    Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
+        let initial = push_initial_images(registry);
+        seed_files(seed, &registry.host(), Duration::from_secs(2), &initial)?;
+        let edit = |file: &str, from: &str, to: &str| -> Result<(), SandboxError> {
+            let p = seed.join(file);
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.contains(from), "{file} lacks {from:?}");
+            std::fs::write(&p, text.replacen(from, to, 1))
+                .map_err(|e| SandboxError::Seed(e.to_string()))
+        };
+        edit(
+            "environments/staging/verify/smoke.yaml",
+            "          command: [\"sh\", \"-c\"]\n",
+            "          command: [\"sh\", \"-c\"]\n          env:\n            - { name: SIM_JOB_FAIL, value: \"true\" }\n",
+        )?;
+        edit(
+            "policies/pipeline.yaml",
+            "    mergeMethod: squash\n",
+            "    mergeMethod: squash\n    onFailure: rollback\n",
+        )?;
+        Ok(initial)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_verification_its_rollback_and_a_merge_github_refuses_are_told() {
+    baton::tls::install_crypto_provider();
+    let sb = failing_smoke_sandbox().await;
+    let r = Receiver::default();
+    let addr = r.clone().start().await;
+    let hmac = "verify-hmac-secret-19c3";
+    let mut cfg = sb.config.clone();
+    cfg.notify = vec![webhook(
+        "incidents",
+        addr,
+        secret_file(&sb.dir, "notify-hmac", hmac),
+        &[],
+        &[
+            EventKind::VerificationFailed,
+            EventKind::RolledBack,
+            EventKind::MergeRefused,
+        ],
+    )];
+    let (_, stop, running) = start(&sb, cfg).await;
+
+    sb.push("web", "1.1.0");
+    let find = |event: &'static str, env: &'static str| {
+        let r = r.clone();
+        move || {
+            r.accepted()
+                .into_iter()
+                .find(|h| h.event == event && h.json()["environment"] == env)
+        }
+    };
+    let failed = wait_for(
+        "staging's failed verification, told",
+        Duration::from_secs(90),
+        Duration::from_millis(100),
+        find("verificationFailed", "staging"),
+        || r.describe(),
+    )
+    .await;
+    let v = failed.json();
+    assert_eq!(v["tag"], "1.1.0", "{v}");
+    assert_eq!(v["summary"], format!("web 1.1.0 failed verification in staging (#{})", v["pullRequest"]["number"]));
+    let back = wait_for(
+        "staging's rollback, told",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        find("rolledBack", "staging"),
+        || r.describe(),
+    )
+    .await;
+    assert_eq!(back.json()["tag"], "1.0.0");
+
+    // GitHub now wants signed commits, which a token's git2 commits are not: dev's next
+    // promotion is refused, and that is told once.
+    sb.forge
+        .protect_branch(
+            baton::sandbox::OWNER,
+            baton::sandbox::REPO,
+            "main",
+            sim::forge::Protection {
+                required_signatures: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    sb.push("web", "1.2.0");
+    let refused = wait_for(
+        "dev's refused merge, told",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        find("mergeRefused", "dev"),
+        || r.describe(),
+    )
+    .await;
+    let v = refused.json();
+    assert_eq!(v["tag"], "1.2.0");
+    assert!(v["detail"].as_str().unwrap().contains("verified signatures"), "{v}");
+    assert!(baton::notify::payload::verify(&Secret::new(hmac), &refused.body, refused.signature.as_deref()));
+    let accepted = r.accepted();
+    let ids: BTreeSet<&str> = accepted.iter().map(|h| h.delivery.as_str()).collect();
+    assert_eq!(ids.len(), accepted.len(), "{}", r.describe());
+    assert!(
+        accepted.iter().all(|h| ["verificationFailed", "rolledBack", "mergeRefused"].contains(&h.event.as_str())),
+        "{}",
+        r.describe()
+    );
+    let _ = stop.send(());
+    running.await.unwrap();
+}
