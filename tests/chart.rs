@@ -430,7 +430,12 @@ fn the_prometheus_rule_alerts_on_metrics_baton_exports_and_notify_entries_reach_
             .unwrap()
             .contains("baton_gate_waiting{namespace=\"ops\", gate!~\"hold|freeze|window\"")
     );
-    assert!(stuck["annotations"]["description"].as_str().unwrap().contains("more than 2h"));
+    assert!(
+        stuck["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("more than 2h")
+    );
     let leader = alert("BatonNoLeader");
     assert_eq!(
         leader["expr"],
@@ -447,7 +452,11 @@ fn the_prometheus_rule_alerts_on_metrics_baton_exports_and_notify_entries_reach_
     };
     metrics.gate_waiting.get_or_create(&gate).set(1);
     let exported = metrics.render();
-    for (r, labels) in [(failed, &["env"][..]), (stuck, &["env", "gate"]), (leader, &[])] {
+    for (r, labels) in [
+        (failed, &["env"][..]),
+        (stuck, &["env", "gate"]),
+        (leader, &[]),
+    ] {
         let expr = r["expr"].as_str().unwrap();
         let name = expr
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -465,7 +474,11 @@ fn the_prometheus_rule_alerts_on_metrics_baton_exports_and_notify_entries_reach_
             assert!(expr.contains(&format!("by ({l}")) || expr.contains(&format!(", {l})")));
             assert!(series.contains(&format!("{l}=\"")), "{series}");
         }
-        assert!(r["annotations"]["summary"].as_str().is_some_and(|s| s.starts_with("baton:")));
+        assert!(
+            r["annotations"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("baton:"))
+        );
     }
     // notify: passes through to baton.yaml, which loads with it.
     let cfg = runtime_config(&objects, "bot");

@@ -56,8 +56,7 @@ impl Receiver {
                     .map(str::to_string)
             };
             let fail = r.down.load(Ordering::SeqCst)
-                || r
-                    .fail_first
+                || r.fail_first
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
             let status = if fail {
@@ -89,7 +88,10 @@ impl Receiver {
 
     /// The deliveries answered 200.
     fn accepted(&self) -> Vec<Hit> {
-        self.hits().into_iter().filter(|h| h.status == 200).collect()
+        self.hits()
+            .into_iter()
+            .filter(|h| h.status == 200)
+            .collect()
     }
 
     fn describe(&self) -> String {
@@ -203,11 +205,7 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
             name: "prod-channel".into(),
             webhook: None,
             slack: Some(SlackSink {
-                url: secret_file(
-                    &sb.dir,
-                    "slack-url",
-                    &format!("http://{slack_addr}/hook"),
-                ),
+                url: secret_file(&sb.dir, "slack-url", &format!("http://{slack_addr}/hook")),
             }),
             environments: vec!["prod".into()],
             events: vec![
@@ -216,7 +214,13 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
                 EventKind::RolledOutHealthy,
             ],
         },
-        webhook("flaky", flaky_addr, key.clone(), &["dev"], &[EventKind::Merged]),
+        webhook(
+            "flaky",
+            flaky_addr,
+            key.clone(),
+            &["dev"],
+            &[EventKind::Merged],
+        ),
         webhook("dead", dead_addr, key.clone(), &[], &[]),
     ];
     let (addr, stop, running) = start(&sb, cfg).await;
@@ -257,7 +261,8 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
         Duration::from_secs(60),
         Duration::from_millis(100),
         || {
-            let got: BTreeSet<(String, String, String)> = all.accepted().iter().map(key_of).collect();
+            let got: BTreeSet<(String, String, String)> =
+                all.accepted().iter().map(key_of).collect();
             expected
                 .iter()
                 .all(|(e, env, t)| got.contains(&(e.to_string(), env.to_string(), t.to_string())))
@@ -287,20 +292,34 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
             "bad signature on {}",
             h.event
         );
-        assert!(
-            !baton::notify::payload::verify(&Secret::new("wrong"), &h.body, h.signature.as_deref())
-        );
+        assert!(!baton::notify::payload::verify(
+            &Secret::new("wrong"),
+            &h.body,
+            h.signature.as_deref()
+        ));
         let v = h.json();
         assert_eq!(v["event"], h.event.as_str());
         assert_eq!(v["id"], h.delivery.as_str());
         assert_eq!(v["app"], "web");
         assert_eq!(v["repository"], "shop/config");
-        assert!(v["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{v}");
+        assert!(
+            v["digest"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("sha256:")),
+            "{v}"
+        );
         assert!(v["pullRequest"]["number"].as_u64().is_some(), "{v}");
     }
-    let rolled_back = accepted.iter().find(|h| h.event == "rolledBack").unwrap().json();
+    let rolled_back = accepted
+        .iter()
+        .find(|h| h.event == "rolledBack")
+        .unwrap()
+        .json();
     assert!(
-        rolled_back["summary"].as_str().unwrap().starts_with("dev rolled back to web 1.1.0"),
+        rolled_back["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("dev rolled back to web 1.1.0"),
         "{rolled_back}"
     );
 
@@ -309,7 +328,9 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
     let kinds: Vec<&str> = slack.iter().map(|h| h.event.as_str()).collect();
     assert_eq!(
         kinds.iter().copied().collect::<BTreeSet<_>>(),
-        ["merged", "rolledOutHealthy", "waitingForApproval"].into_iter().collect(),
+        ["merged", "rolledOutHealthy", "waitingForApproval"]
+            .into_iter()
+            .collect(),
         "{}",
         prod_slack.describe()
     );
@@ -317,7 +338,10 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
     for h in &slack {
         let v = h.json();
         let text = v["text"].as_str().unwrap();
-        assert!(text.contains("in prod") || text.contains("into prod") || text.contains("reach prod"), "{text}");
+        assert!(
+            text.contains("in prod") || text.contains("into prod") || text.contains("reach prod"),
+            "{text}"
+        );
         assert!(v["blocks"].is_array());
         assert!(h.signature.is_none(), "Slack deliveries are not signed");
     }
@@ -325,31 +349,55 @@ async fn a_release_through_dev_and_prod_notifies_each_receiver_once_per_event_it
     // The flaky receiver: dev merges only; the first was refused with 500 and came again,
     // under the same delivery id, and was taken once.
     let hits = flaky.hits();
-    assert!(hits.iter().all(|h| h.event == "merged"), "{}", flaky.describe());
+    assert!(
+        hits.iter().all(|h| h.event == "merged"),
+        "{}",
+        flaky.describe()
+    );
     assert_eq!(hits[0].status, 500);
     assert_eq!(hits[1].status, 200, "{}", flaky.describe());
-    assert_eq!(hits[0].delivery, hits[1].delivery, "a retry is the same delivery");
+    assert_eq!(
+        hits[0].delivery, hits[1].delivery,
+        "a retry is the same delivery"
+    );
     let taken: Vec<&Hit> = hits.iter().filter(|h| h.status == 200).collect();
-    let tags: BTreeSet<String> = taken.iter().map(|h| h.json()["tag"].as_str().unwrap().to_string()).collect();
+    let tags: BTreeSet<String> = taken
+        .iter()
+        .map(|h| h.json()["tag"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(taken.len(), 2, "{}", flaky.describe());
-    assert_eq!(tags, ["1.1.0".to_string(), "1.2.0".to_string()].into_iter().collect());
+    assert_eq!(
+        tags,
+        ["1.1.0".to_string(), "1.2.0".to_string()]
+            .into_iter()
+            .collect()
+    );
 
     // The metrics count deliveries by receiver and result; the dead receiver is retrying and
     // the Slack URL (a secret) is nowhere in the output.
     let m = metrics(addr);
     assert_eq!(
-        metric(&m, "baton_notification_deliveries_total{receiver=\"flaky\",result=\"retrying\"}"),
+        metric(
+            &m,
+            "baton_notification_deliveries_total{receiver=\"flaky\",result=\"retrying\"}"
+        ),
         Some(1.0),
         "{m}"
     );
     assert!(
-        metric(&m, "baton_notification_deliveries_total{receiver=\"dead\",result=\"retrying\"}")
-            .is_some_and(|n| n >= 1.0),
+        metric(
+            &m,
+            "baton_notification_deliveries_total{receiver=\"dead\",result=\"retrying\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
         "{m}"
     );
     assert!(
-        metric(&m, "baton_notification_deliveries_total{receiver=\"everything\",result=\"delivered\"}")
-            .is_some_and(|n| n >= expected.len() as f64),
+        metric(
+            &m,
+            "baton_notification_deliveries_total{receiver=\"everything\",result=\"delivered\"}"
+        )
+        .is_some_and(|n| n >= expected.len() as f64),
         "{m}"
     );
     assert_eq!(metric(&m, "baton_leader "), Some(1.0), "{m}");
@@ -393,8 +441,20 @@ async fn a_restart_neither_resends_what_was_delivered_nor_loses_what_was_pending
     let key = secret_file(&sb.dir, "notify-hmac", hmac);
     let mut cfg = sb.config.clone();
     cfg.notify = vec![
-        webhook("ok", ok_addr, key.clone(), &["dev"], &[EventKind::WaitingForApproval]),
-        webhook("down", down_addr, key.clone(), &["dev"], &[EventKind::WaitingForApproval]),
+        webhook(
+            "ok",
+            ok_addr,
+            key.clone(),
+            &["dev"],
+            &[EventKind::WaitingForApproval],
+        ),
+        webhook(
+            "down",
+            down_addr,
+            key.clone(),
+            &["dev"],
+            &[EventKind::WaitingForApproval],
+        ),
     ];
 
     let (_, stop, running) = start(&sb, cfg.clone()).await;
@@ -428,12 +488,17 @@ async fn a_restart_neither_resends_what_was_delivered_nor_loses_what_was_pending
     let text = cm["data"]["state.json"].as_str().unwrap().to_string();
     let state: serde_json::Value = serde_json::from_str(&text).unwrap();
     let done = state["notify"]["done"].as_object().unwrap();
-    assert!(done.contains_key(&format!("{}/ok", first.delivery)), "{text}");
+    assert!(
+        done.contains_key(&format!("{}/ok", first.delivery)),
+        "{text}"
+    );
     let pending = state["notify"]["pending"].as_array().unwrap();
     assert_eq!(pending.len(), 1, "{text}");
     assert_eq!(pending[0]["sink"], "down");
     assert!(
-        !text.contains(hmac) && !text.contains(&ok_addr.to_string()) && !text.contains(&down_addr.to_string()),
+        !text.contains(hmac)
+            && !text.contains(&ok_addr.to_string())
+            && !text.contains(&down_addr.to_string()),
         "{text}"
     );
 
@@ -450,8 +515,15 @@ async fn a_restart_neither_resends_what_was_delivered_nor_loses_what_was_pending
         || down.describe(),
     )
     .await;
-    assert_eq!(taken.delivery, first.delivery, "the same event, the same id");
-    assert!(baton::notify::payload::verify(&Secret::new(hmac), &taken.body, taken.signature.as_deref()));
+    assert_eq!(
+        taken.delivery, first.delivery,
+        "the same event, the same id"
+    );
+    assert!(baton::notify::payload::verify(
+        &Secret::new(hmac),
+        &taken.body,
+        taken.signature.as_deref()
+    ));
     // Several passes of the restarted engine, each seeing the waiting PR again.
     wait_for(
         "three promotion passes after the restart",
@@ -461,7 +533,12 @@ async fn a_restart_neither_resends_what_was_delivered_nor_loses_what_was_pending
         || metrics(addr),
     )
     .await;
-    assert_eq!(ok.hits().len(), before, "resent after the restart: {}", ok.describe());
+    assert_eq!(
+        ok.hits().len(),
+        before,
+        "resent after the restart: {}",
+        ok.describe()
+    );
     assert_eq!(down.accepted().len(), 1, "{}", down.describe());
     let _ = stop.send(());
     running.await.unwrap();
@@ -536,7 +613,13 @@ async fn a_failed_verification_its_rollback_and_a_merge_github_refuses_are_told(
     .await;
     let v = failed.json();
     assert_eq!(v["tag"], "1.1.0", "{v}");
-    assert_eq!(v["summary"], format!("web 1.1.0 failed verification in staging (#{})", v["pullRequest"]["number"]));
+    assert_eq!(
+        v["summary"],
+        format!(
+            "web 1.1.0 failed verification in staging (#{})",
+            v["pullRequest"]["number"]
+        )
+    );
     let back = wait_for(
         "staging's rollback, told",
         Duration::from_secs(60),
@@ -571,13 +654,26 @@ async fn a_failed_verification_its_rollback_and_a_merge_github_refuses_are_told(
     .await;
     let v = refused.json();
     assert_eq!(v["tag"], "1.2.0");
-    assert!(v["detail"].as_str().unwrap().contains("verified signatures"), "{v}");
-    assert!(baton::notify::payload::verify(&Secret::new(hmac), &refused.body, refused.signature.as_deref()));
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("verified signatures"),
+        "{v}"
+    );
+    assert!(baton::notify::payload::verify(
+        &Secret::new(hmac),
+        &refused.body,
+        refused.signature.as_deref()
+    ));
     let accepted = r.accepted();
     let ids: BTreeSet<&str> = accepted.iter().map(|h| h.delivery.as_str()).collect();
     assert_eq!(ids.len(), accepted.len(), "{}", r.describe());
     assert!(
-        accepted.iter().all(|h| ["verificationFailed", "rolledBack", "mergeRefused"].contains(&h.event.as_str())),
+        accepted
+            .iter()
+            .all(|h| ["verificationFailed", "rolledBack", "mergeRefused"]
+                .contains(&h.event.as_str())),
         "{}",
         r.describe()
     );

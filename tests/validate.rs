@@ -414,7 +414,9 @@ fn bad_notify_entries_fail_validate_at_their_line() {
     // An environment the pipeline does not have: a diagnostic at its line.
     std::fs::write(
         &file,
-        format!("{head}    slack: {{ url: {{ env: SLACK_URL }} }}\n    environments: [dev, prdo]\n"),
+        format!(
+            "{head}    slack: {{ url: {{ env: SLACK_URL }} }}\n    environments: [dev, prdo]\n"
+        ),
     )
     .unwrap();
     let (code, out) = validate_with(repo.path(), &file);
@@ -432,7 +434,10 @@ fn bad_notify_entries_fail_validate_at_their_line() {
             "    webhook: { url: \"ftp://hooks.example.com/?token=hunter2\", secret: { env: H } }\n",
             "notify[0].webhook.url",
         ),
-        ("    events: [merged]\n", "notify[0]: set exactly one of webhook"),
+        (
+            "    events: [merged]\n",
+            "notify[0]: set exactly one of webhook",
+        ),
         (
             "    slack: { url: { env: S } }\n    events: [deployed]\n",
             "notify[0].events[0]: unknown value `deployed`; allowed: waitingForApproval",

@@ -239,9 +239,7 @@ fn url_problem(url: &str) -> Option<String> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
-            None
-        }
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => None,
         // The value is not echoed: a URL in the wrong field may carry a token.
         _ => Some("is not an http:// or https:// URL".into()),
     }
@@ -279,7 +277,11 @@ mod tests {
     #[test]
     fn bad_entries_name_their_field_and_never_echo_a_url() {
         for (yaml, field, says) in [
-            ("- name: A\n  slack: { url: { env: S } }\n", "notify[0].name", "not a name"),
+            (
+                "- name: A\n  slack: { url: { env: S } }\n",
+                "notify[0].name",
+                "not a name",
+            ),
             ("- name: a\n", "notify[0]", "exactly one of webhook"),
             (
                 "- name: a\n  webhook: { url: \"ftp://x?token=hunter2\", secret: { env: H } }\n",
@@ -317,7 +319,8 @@ mod tests {
 
     #[test]
     fn unknown_environments_are_located() {
-        let text = "notify:\n  - name: a\n    slack: { url: { env: S } }\n    environments: [dev, prdo]\n";
+        let text =
+            "notify:\n  - name: a\n    slack: { url: { env: S } }\n    environments: [dev, prdo]\n";
         let tree = crate::yaml::parse(text).unwrap();
         #[derive(Deserialize)]
         struct Doc {

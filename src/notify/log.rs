@@ -153,7 +153,8 @@ impl Log {
     /// The receiver took it (`delivered`), or it is given up for good (`false`).
     pub fn settle(&mut self, key: &str, now: DateTime<Utc>, delivered: bool) {
         self.pending.retain(|p| p.key() != key);
-        self.done.insert(key.to_string(), Done { at: now, delivered });
+        self.done
+            .insert(key.to_string(), Done { at: now, delivered });
         while self.done.len() > DONE_KEPT {
             let oldest = self
                 .done
@@ -228,7 +229,11 @@ mod tests {
     fn an_event_is_pending_once_per_receiver_and_never_again_once_delivered() {
         let mut log = Log::default();
         assert_eq!(log.enqueue(&ev("e1"), &["a", "b"], at(0)), (2, 0));
-        assert_eq!(log.enqueue(&ev("e1"), &["a", "b"], at(1)), (0, 0), "pending");
+        assert_eq!(
+            log.enqueue(&ev("e1"), &["a", "b"], at(1)),
+            (0, 0),
+            "pending"
+        );
         assert_eq!(log.due(at(0)).len(), 2);
         log.settle(&key("e1", "a"), at(2), true);
         log.settle(&key("e1", "b"), at(2), true);
@@ -264,11 +269,18 @@ mod tests {
                 AfterFailure::RetryAt(_)
             ));
         }
-        assert_eq!(log.failed(&k, "HTTP 500", at(10), &retry), AfterFailure::GaveUp);
+        assert_eq!(
+            log.failed(&k, "HTTP 500", at(10), &retry),
+            AfterFailure::GaveUp
+        );
         assert!(log.pending.is_empty());
         assert!(!log.done[&k].delivered);
         assert_eq!(log.failed(&k, "x", at(11), &retry), AfterFailure::Unknown);
-        assert_eq!(log.enqueue(&ev("e"), &["a"], at(12)), (0, 0), "given up is done");
+        assert_eq!(
+            log.enqueue(&ev("e"), &["a"], at(12)),
+            (0, 0),
+            "given up is done"
+        );
     }
 
     #[test]
@@ -278,12 +290,18 @@ mod tests {
             log.enqueue(&ev(&format!("p{i}")), &["a"], at(0));
         }
         assert_eq!(log.pending.len(), PENDING_KEPT);
-        assert!(log.done.contains_key(&key("p0", "a")), "the oldest is given up");
+        assert!(
+            log.done.contains_key(&key("p0", "a")),
+            "the oldest is given up"
+        );
         for i in 0..(DONE_KEPT + 10) {
             log.settle(&key(&format!("d{i}"), "a"), at(i as u32 + 1), true);
         }
         assert_eq!(log.done.len(), DONE_KEPT);
-        assert!(log.done.contains_key(&key(&format!("d{}", DONE_KEPT + 9), "a")));
+        assert!(
+            log.done
+                .contains_key(&key(&format!("d{}", DONE_KEPT + 9), "a"))
+        );
         assert_eq!(log.forget_sinks(&["b"]), PENDING_KEPT);
     }
 }

@@ -100,7 +100,14 @@ pub fn from_outcome(
             app,
             blocking,
             ..
-        } => (waiting_kind(blocking)?, env, app, Some(*pr), blocking.clone(), None),
+        } => (
+            waiting_kind(blocking)?,
+            env,
+            app,
+            Some(*pr),
+            blocking.clone(),
+            None,
+        ),
         Outcome::Merged { pr, env, app, sha } => {
             let kind = if release(env, app, Some(*pr)).rollback {
                 EventKind::RolledBack
@@ -262,10 +269,7 @@ mod tests {
             }))),
             Some(EventKind::RolloutFailed)
         );
-        assert_eq!(
-            kind(reported(rollout_state(RolloutState::Applying))),
-            None
-        );
+        assert_eq!(kind(reported(rollout_state(RolloutState::Applying))), None);
         assert_eq!(
             kind(reported("verification failed".into())),
             Some(EventKind::VerificationFailed)
@@ -292,7 +296,13 @@ mod tests {
         for other in [
             event_id("dev", "web", EventKind::Merged, Some("sha256:1"), Some(4)),
             event_id("prod", "api", EventKind::Merged, Some("sha256:1"), Some(4)),
-            event_id("prod", "web", EventKind::RolledBack, Some("sha256:1"), Some(4)),
+            event_id(
+                "prod",
+                "web",
+                EventKind::RolledBack,
+                Some("sha256:1"),
+                Some(4),
+            ),
             event_id("prod", "web", EventKind::Merged, Some("sha256:2"), Some(4)),
             event_id("prod", "web", EventKind::Merged, Some("sha256:1"), Some(5)),
             event_id("prod", "web", EventKind::Merged, None, Some(4)),

@@ -93,7 +93,11 @@ pub fn slack_body(event: &Event) -> Vec<u8> {
     if let Some(url) = event.pull_request.as_ref().and_then(|p| p.url.as_ref()) {
         headline.push_str(&format!(" — <{}|view the pull request>", escape(url)));
     }
-    let mut context = vec![format!("`{}` · {}", event.kind.as_str(), escape(&event.repository))];
+    let mut context = vec![format!(
+        "`{}` · {}",
+        event.kind.as_str(),
+        escape(&event.repository)
+    )];
     if let Some(d) = &event.digest {
         context.push(format!("`{}`", escape(d)));
     }
@@ -171,10 +175,7 @@ mod tests {
     #[test]
     fn the_slack_message_has_a_text_fallback_and_escaped_blocks() {
         let v: serde_json::Value = serde_json::from_slice(&slack_body(&event())).unwrap();
-        assert_eq!(
-            v["text"],
-            ":x: web 1.2.0 failed to roll out in prod (#12)"
-        );
+        assert_eq!(v["text"], ":x: web 1.2.0 failed to roll out in prod (#12)");
         let blocks = v["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), 3);
         assert!(

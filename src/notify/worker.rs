@@ -49,7 +49,9 @@ impl Sink {
                 (url, Some(secret))
             }
             (None, Some(s)) => (
-                s.url.resolve().map_err(|e| at("slack.url", e.to_string()))?,
+                s.url
+                    .resolve()
+                    .map_err(|e| at("slack.url", e.to_string()))?,
                 None,
             ),
             (None, None) => return Err(at("", "neither webhook: nor slack:".into())),
@@ -239,7 +241,11 @@ impl<J: Journal> Notifier<J> {
         let configured: Vec<&str> = self.sinks.iter().map(Sink::name).collect();
         let mut due: Vec<(String, Pending)> = Vec::new();
         for (env, log) in self.journal.logs() {
-            if log.pending.iter().any(|p| !configured.contains(&p.sink.as_str())) {
+            if log
+                .pending
+                .iter()
+                .any(|p| !configured.contains(&p.sink.as_str()))
+            {
                 let dropped = self
                     .journal
                     .update(&env, |l| l.forget_sinks(&configured))

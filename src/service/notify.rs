@@ -56,9 +56,8 @@ pub(super) fn notifier(
         .map(Sink::resolve)
         .collect::<Result<Vec<_>, _>>()
         .map_err(ServiceError::Config)?;
-    let count = Box::new(move |receiver: &str, result: &str| {
-        state.metrics.notification(receiver, result)
-    });
+    let count =
+        Box::new(move |receiver: &str, result: &str| state.metrics.notification(receiver, result));
     Ok(Notifier::new(sinks, StateJournal(shared), count))
 }
 
