@@ -3,6 +3,8 @@
 //! stand-ins, as in tests/service.rs; the release is driven by the sandbox's story
 //! (`sandbox::demo`), the same one `baton sandbox --demo` tells.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -544,39 +546,10 @@ async fn a_restart_neither_resends_what_was_delivered_nor_loses_what_was_pending
     running.await.unwrap();
 }
 
-/// The example with staging's smoke test made to fail and `onFailure: rollback` in staging
-/// (as in tests/service.rs).
-async fn failing_smoke_sandbox() -> Sandbox {
-    Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
-        let initial = push_initial_images(registry);
-        seed_files(seed, &registry.host(), Duration::from_secs(2), &initial)?;
-        let edit = |file: &str, from: &str, to: &str| -> Result<(), SandboxError> {
-            let p = seed.join(file);
-            let text = std::fs::read_to_string(&p).unwrap();
-            assert!(text.contains(from), "{file} lacks {from:?}");
-            std::fs::write(&p, text.replacen(from, to, 1))
-                .map_err(|e| SandboxError::Seed(e.to_string()))
-        };
-        edit(
-            "environments/staging/verify/smoke.yaml",
-            "          command: [\"sh\", \"-c\"]\n",
-            "          command: [\"sh\", \"-c\"]\n          env:\n            - { name: SIM_JOB_FAIL, value: \"true\" }\n",
-        )?;
-        edit(
-            "policies/pipeline.yaml",
-            "    mergeMethod: squash\n",
-            "    mergeMethod: squash\n    onFailure: rollback\n",
-        )?;
-        Ok(initial)
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_verification_its_rollback_and_a_merge_github_refuses_are_told() {
     baton::tls::install_crypto_provider();
-    let sb = failing_smoke_sandbox().await;
+    let sb = common::failing_smoke_sandbox().await;
     let r = Receiver::default();
     let addr = r.clone().start().await;
     let hmac = "verify-hmac-secret-19c3";
