@@ -688,6 +688,70 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_rollout_raises_its_gauge_until_the_environment_is_healthy_again() {
+        use crate::promote::state::DeployState;
+        use crate::reconcile::{ReconcileError, Report, runner};
+        let m = Metrics::new();
+        let report = |state| Report {
+            env: "dev".into(),
+            commit: "c".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            objects: vec![],
+            pruned: vec![],
+            prune_held: None,
+            health: crate::reconcile::health::EnvHealth {
+                state,
+                unhealthy: vec![],
+            },
+            drift: 0,
+            durations: Default::default(),
+        };
+        let outcome = |result| runner::Outcome {
+            env: "dev".into(),
+            commit: Some("c".into()),
+            result,
+            failures: 0,
+            next_in: Duration::from_secs(30),
+        };
+        let gauge = |m: &Metrics| {
+            line(&m.render(), "baton_rollout_failed{env=\"dev\"}")
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        };
+        let source = |transient| ReconcileError::Source {
+            env: "dev".into(),
+            message: "x".into(),
+            transient,
+        };
+        m.reconcile_outcome(&outcome(Ok(report(DeployState::Failed))), Duration::ZERO);
+        assert_eq!(gauge(&m).as_deref(), Some("1"));
+        m.reconcile_outcome(
+            &outcome(Ok(report(DeployState::Progressing))),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("1"),
+            "still rolling out: unchanged"
+        );
+        m.reconcile_outcome(&outcome(Err(source(true))), Duration::ZERO);
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("1"),
+            "the API server away says nothing"
+        );
+        m.reconcile_outcome(&outcome(Ok(report(DeployState::Healthy))), Duration::ZERO);
+        assert_eq!(gauge(&m).as_deref(), Some("0"));
+        m.reconcile_outcome(&outcome(Err(source(false))), Duration::ZERO);
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("1"),
+            "a commit that cannot be applied failed"
+        );
+    }
+
+    #[test]
     fn client_call_totals_and_rate_limits_become_counters_and_gauges() {
         let m = Metrics::new();
         let mut calls = CallStats::default();
