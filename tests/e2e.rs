@@ -271,12 +271,15 @@ async fn release_story(options: SandboxOptions) {
 /// `baton sandbox --demo` with `extra` arguments: asserts it exits 0 having told every step of
 /// the story, and returns its output.
 fn sandbox_demo(extra: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["sandbox", "--demo"])
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    // Each step has its own deadline; the whole story gets them all, plus two for starting
+    // and stopping (a hang anywhere fails the test instead of the suite).
+    let out = common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["sandbox", "--demo"])
+            .args(extra)
+            .env_remove("RUST_LOG"),
+        demo::STEP_TIMEOUT * (demo::STEPS.len() as u32 + 2),
+    );
     let stdout = common::stdout(&out);
     assert!(
         out.status.success(),

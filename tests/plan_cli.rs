@@ -45,19 +45,20 @@ async fn plan_proposes_the_newest_blessed_release_for_dev_and_changes_nothing() 
     .unwrap();
     let token = forge.bot_token();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args([
-                "plan",
-                "--config",
-                config.to_str().unwrap(),
-                "--at",
-                "2026-11-24T10:00:00+01:00",
-                "-o",
-                "json",
-            ])
-            .env("PLAN_TEST_TOKEN", token)
-            .output()
-            .unwrap()
+        common::output_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args([
+                    "plan",
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--at",
+                    "2026-11-24T10:00:00+01:00",
+                    "-o",
+                    "json",
+                ])
+                .env("PLAN_TEST_TOKEN", token),
+            common::COMMAND_LIMIT,
+        )
     })
     .await
     .unwrap();

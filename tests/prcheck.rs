@@ -496,11 +496,12 @@ async fn baton_check_table(w: &World) -> String {
     .unwrap();
     let token = w.forge.bot_token();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["check", "--config", config.to_str().unwrap()])
-            .env("CHECK_TEST_TOKEN", token)
-            .output()
-            .unwrap()
+        common::output_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(["check", "--config", config.to_str().unwrap()])
+                .env("CHECK_TEST_TOKEN", token),
+            common::COMMAND_LIMIT,
+        )
     })
     .await
     .unwrap();
@@ -610,11 +611,12 @@ async fn baton_check_runs_the_check_from_the_command_line() {
     let run = move |args: Vec<String>| {
         let token = token.clone();
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-                .args(&args)
-                .env("CHECK_TEST_TOKEN", token)
-                .output()
-                .unwrap()
+            common::output_within(
+                std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+                    .args(&args)
+                    .env("CHECK_TEST_TOKEN", token),
+                common::COMMAND_LIMIT,
+            )
         })
     };
     let args = vec![

@@ -140,12 +140,13 @@ async fn a_release_stays_on_time_through_kill_9_mid_soak_mid_merge_and_mid_verif
     )
     .await;
     assert!(row.contains("passed"), "{row}");
-    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["plan", "-o", "json", "--config"])
-        .arg(&sb.config_file)
-        .env_remove("BATON_CONFIG")
-        .output()
-        .unwrap();
+    let out = common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["plan", "-o", "json", "--config"])
+            .arg(&sb.config_file)
+            .env_remove("BATON_CONFIG"),
+        common::COMMAND_LIMIT,
+    );
     assert!(out.status.success(), "{}", common::stderr(&out));
     let actions: Value = serde_json::from_slice(&out.stdout).unwrap();
     let soak = actions

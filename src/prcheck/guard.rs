@@ -161,9 +161,13 @@ pub async fn inspect<F: Forge>(
         .branch()
         .to_string();
     let rules = forge.base_rules(&branch).await?;
-    let repo = repo.lock().unwrap_or_else(|e| e.into_inner());
-    let tip = repo.fetch()?;
-    let (codeowners, files) = tip_files(&repo, tip)?;
+    // The fetch blocks on the network: off the async worker, whose queued tasks (a Git server
+    // in the same process, as in the sandbox) would otherwise wait for it forever.
+    let (codeowners, files) = tokio::task::block_in_place(|| {
+        let repo = repo.lock().unwrap_or_else(|e| e.into_inner());
+        let tip = repo.fetch()?;
+        tip_files(&repo, tip)
+    })?;
     Ok(assess(
         &branch,
         &rules,
