@@ -517,6 +517,19 @@ fn validate(global: &GlobalArgs, args: &ValidateArgs) -> anyhow::Result<ExitCode
                 &runtime,
                 &path.display().to_string(),
             ));
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let known: Vec<&str> = loaded
+                .pipeline
+                .environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect();
+            diagnostics.extend(crate::config::notify::check_environments(
+                &runtime.notify,
+                &known,
+                &path.display().to_string(),
+                crate::yaml::parse(&text).ok().as_ref(),
+            ));
         }
     }
     let valid = diagnostics.is_empty();

@@ -16,6 +16,7 @@ pub mod gitrepo;
 pub mod image;
 pub mod leader;
 pub mod logging;
+pub mod notify;
 pub mod prcheck;
 pub mod promote;
 pub mod reconcile;

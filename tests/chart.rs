@@ -398,6 +398,108 @@ fn overrides_give_per_namespace_rbac_secret_references_and_a_service_monitor() {
 }
 
 #[test]
+fn the_prometheus_rule_alerts_on_metrics_baton_exports_and_notify_entries_reach_baton_yaml() {
+    let objects = render_chart(
+        "bot",
+        "ops",
+        json!({
+            "prometheusRule": {
+                "enabled": true,
+                "labels": { "release": "kube-prometheus" },
+                "stuckPromotion": { "for": "2h" }
+            },
+            "config": { "notify": [
+                { "name": "releases", "slack": { "url": { "env": "SLACK_WEBHOOK_URL" } },
+                  "environments": ["prod"], "events": ["rolloutFailed", "rolledBack"] }
+            ] }
+        }),
+    );
+    common_checks(&objects, "bot", "ops");
+    let rule = find(&objects, "PrometheusRule", "bot");
+    assert_eq!(rule["metadata"]["namespace"], "ops");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alert = |name: &str| {
+        rules
+            .iter()
+            .find(|r| r["alert"] == name)
+            .unwrap_or_else(|| panic!("no alert {name}: {rules:?}"))
+    };
+    let failed = alert("BatonRolloutFailed");
+    assert_eq!(
+        failed["expr"],
+        "max by (env) (baton_rollout_failed{namespace=\"ops\"}) > 0"
+    );
+    let stuck = alert("BatonPromotionStuck");
+    assert_eq!(stuck["for"], "2h");
+    assert!(
+        stuck["expr"]
+            .as_str()
+            .unwrap()
+            .contains("baton_gate_waiting{namespace=\"ops\", gate!~\"hold|freeze|window\"")
+    );
+    assert!(
+        stuck["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("more than 2h")
+    );
+    let leader = alert("BatonNoLeader");
+    assert_eq!(
+        leader["expr"],
+        "(sum(baton_leader{namespace=\"ops\"}) or vector(0)) < 1"
+    );
+    // Every metric an alert reads is one baton exports, with the labels it groups by.
+    let metrics = baton::server::metrics::Metrics::new();
+    // (A labelled family shows only once it has a series.)
+    let env = baton::server::metrics::EnvLabels { env: "dev".into() };
+    metrics.rollout_failed.get_or_create(&env).set(1);
+    let gate = baton::server::metrics::GateLabels {
+        env: "dev".into(),
+        gate: "approvals".into(),
+    };
+    metrics.gate_waiting.get_or_create(&gate).set(1);
+    let exported = metrics.render();
+    for (r, labels) in [
+        (failed, &["env"][..]),
+        (stuck, &["env", "gate"]),
+        (leader, &[]),
+    ] {
+        let expr = r["expr"].as_str().unwrap();
+        let name = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| w.starts_with("baton_"))
+            .unwrap();
+        assert!(
+            exported.contains(&format!("# TYPE {name} gauge")),
+            "{name} is not a gauge baton exports:\n{exported}"
+        );
+        let series = exported
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .unwrap_or_else(|| panic!("no {name} series:\n{exported}"));
+        for l in labels {
+            assert!(expr.contains(&format!("by ({l}")) || expr.contains(&format!(", {l})")));
+            assert!(series.contains(&format!("{l}=\"")), "{series}");
+        }
+        assert!(
+            r["annotations"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("baton:"))
+        );
+    }
+    // notify: passes through to baton.yaml, which loads with it.
+    let cfg = runtime_config(&objects, "bot");
+    assert_eq!(cfg.notify.len(), 1);
+    assert_eq!(cfg.notify[0].name, "releases");
+    assert!(cfg.notify[0].wants("prod", baton::config::notify::EventKind::RolledBack));
+    assert!(!cfg.notify[0].wants("dev", baton::config::notify::EventKind::RolledBack));
+    // Off by default.
+    let defaults = render_chart("bot", "ops", json!({}));
+    assert!(!kinds(&defaults).iter().any(|k| k == "PrometheusRule"));
+}
+
+#[test]
 fn helm_lints_the_chart_in_both_rbac_scopes() {
     let chart = chart_dir().to_str().unwrap();
     for overrides in [
@@ -406,6 +508,7 @@ fn helm_lints_the_chart_in_both_rbac_scopes() {
                "config": {"inClusterClusters": ["prod"]}}),
         json!({"rbac": {"scope": "impersonate", "impersonate": ["team-a/deployer"]},
                "config": {"inClusterClusters": ["prod"]}}),
+        json!({"prometheusRule": {"enabled": true}, "serviceMonitor": {"enabled": true}}),
     ] {
         let (ok, stdout, stderr) = helm_run(&["lint", "--strict", chart], &overrides);
         assert!(ok, "helm lint {overrides}:\n{stdout}\n{stderr}");

@@ -10,9 +10,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baton::sandbox::{
-    OWNER, REPO, Sandbox, SandboxError, SandboxOptions, push_initial_images, seed_files,
-};
+use baton::sandbox::{OWNER, REPO, Sandbox, SandboxOptions};
 use baton::service::RunOptions;
 use baton_test_support::net::{http_get, wait_for};
 use sim::forge::PullView;
@@ -56,39 +54,11 @@ fn pulls(sb: &Sandbox) -> String {
         .join("; ")
 }
 
-/// The example, with staging's smoke test made to fail and `onFailure: rollback` in staging.
-async fn failing_smoke_sandbox() -> Sandbox {
-    Sandbox::start_with(&SandboxOptions::default(), |registry, seed| {
-        let initial = push_initial_images(registry);
-        seed_files(seed, &registry.host(), Duration::from_secs(2), &initial)?;
-        let edit = |file: &str, from: &str, to: &str| -> Result<(), SandboxError> {
-            let p = seed.join(file);
-            let text = std::fs::read_to_string(&p).unwrap();
-            assert!(text.contains(from), "{file} lacks {from:?}");
-            std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
-            Ok(())
-        };
-        edit(
-            "environments/staging/verify/smoke.yaml",
-            "          command: [\"sh\", \"-c\"]\n",
-            "          command: [\"sh\", \"-c\"]\n          env:\n            - { name: SIM_JOB_FAIL, value: \"true\" }\n            - { name: SIM_JOB_LOG, value: \"GET /healthz: 503 Service Unavailable\" }\n",
-        )?;
-        edit(
-            "policies/pipeline.yaml",
-            "    mergeMethod: squash\n",
-            "    mergeMethod: squash\n    onFailure: rollback\n",
-        )?;
-        Ok(initial)
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_smoke_test_blocks_prod_reports_its_log_tail_rolls_staging_back_and_retry_runs_it_again()
  {
     baton::tls::install_crypto_provider();
-    let sb = failing_smoke_sandbox().await;
+    let sb = common::failing_smoke_sandbox().await;
     let service = sb.start_baton(RunOptions::sandbox()).await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(service.run(async {

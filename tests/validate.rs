@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{baton, edit, example_repo, stdout};
+use common::{baton, edit, example_repo, stderr, stdout};
 
 fn validate(repo: &Path) -> (i32, String) {
     let out = baton(&["validate", "--repo", repo.to_str().unwrap()]);
@@ -403,4 +403,60 @@ fn a_keyless_verify_needs_a_trusted_root_and_an_identity() {
         "verify: { cosignKey: keys/ci.pub, keyless: { trustedRoot: keys/ci.pub, issuer: x, subject: y } }",
     );
     assert_says(&out, "set one of cosignKey or keyless, not both");
+}
+
+#[test]
+fn bad_notify_entries_fail_validate_at_their_line() {
+    let repo = example_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("baton.yaml");
+    let head = "repo:\n  url: https://github.com/shop/config.git\nnotify:\n  - name: releases\n";
+    // An environment the pipeline does not have: a diagnostic at its line.
+    std::fs::write(
+        &file,
+        format!(
+            "{head}    slack: {{ url: {{ env: SLACK_URL }} }}\n    environments: [dev, prdo]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out) = validate_with(repo.path(), &file);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{}:6:", file.display()))
+            && out.contains("notify[0].environments[1]")
+            && out.contains("no environment \"prdo\""),
+        "{out}"
+    );
+    // A malformed entry: the file does not load, and the error names the line and field,
+    // never the URL (which may carry a token).
+    for (entry, field) in [
+        (
+            "    webhook: { url: \"ftp://hooks.example.com/?token=hunter2\", secret: { env: H } }\n",
+            "notify[0].webhook.url",
+        ),
+        (
+            "    events: [merged]\n",
+            "notify[0]: set exactly one of webhook",
+        ),
+        (
+            "    slack: { url: { env: S } }\n    events: [deployed]\n",
+            "notify[0].events[0]: unknown value `deployed`; allowed: waitingForApproval",
+        ),
+    ] {
+        std::fs::write(&file, format!("{head}{entry}")).unwrap();
+        let out = baton(&[
+            "validate",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--config",
+            file.to_str().unwrap(),
+        ]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{entry}");
+        assert!(
+            err.contains(&format!("{}:", file.display())) && err.contains(field),
+            "{entry}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

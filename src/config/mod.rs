@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod duration;
 pub mod files;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod runtime;

@@ -52,6 +52,9 @@ pub struct RuntimeConfig {
     /// How config-repo trees are rendered.
     #[serde(default, skip_serializing_if = "RenderSettings::is_default")]
     pub render: RenderSettings,
+    /// Where baton tells people about promotions ([`super::notify`], docs/notify.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<super::notify::NotifyConfig>,
 }
 
 /// `render:` in `baton.yaml`: what the built-in kustomize renderer may run.
@@ -545,6 +548,15 @@ impl RuntimeConfig {
                 "server.publicUrl",
                 format!("{url:?} is not an http(s) URL (e.g. https://baton.example.com/)"),
             ));
+        }
+        if let Some((path, message)) = super::notify::check(&cfg.notify) {
+            let pos = tree.lookup(&path).0.pos;
+            return Err(RuntimeConfigError::Invalid(Diagnostic::new(
+                file,
+                Some(pos),
+                path,
+                message,
+            )));
         }
         if let Some(auth) = &cfg.server.auth {
             let at = |path: &str, message: String| {

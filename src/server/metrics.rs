@@ -72,6 +72,13 @@ pub struct DoraBandLabels {
     pub band: String,
 }
 
+/// A `notify:` entry and how one delivery attempt ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    pub receiver: String,
+    pub result: String,
+}
+
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +114,12 @@ pub struct Metrics {
     pub dora_change_failure_rate: Family<DoraLabels, FloatGauge>,
     pub dora_time_to_restore: Family<DoraLabels, FloatGauge>,
     pub dora_band: Family<DoraBandLabels, Gauge>,
+    /// Notification delivery attempts by receiver and result.
+    pub notifications: Family<ReceiverLabels, Counter>,
+    /// 1 while this replica acts (holds the promotion lease, or runs without election).
+    pub leader: Gauge,
+    /// 1 while the environment's latest rollout failed, 0 once one is healthy again.
+    pub rollout_failed: Family<EnvLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -238,6 +251,24 @@ impl Metrics {
             "1 for the DORA performance band of each metric, per environment and app",
             dora_band.clone(),
         );
+        let notifications = Family::<ReceiverLabels, Counter>::default();
+        registry.register(
+            "notification_deliveries",
+            "Notification delivery attempts by receiver and result (delivered, retrying, failed, dropped)",
+            notifications.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica acts: it holds the promotion lease (or runs without leader election)",
+            leader.clone(),
+        );
+        let rollout_failed = Family::<EnvLabels, Gauge>::default();
+        registry.register(
+            "rollout_failed",
+            "1 while the environment's latest rollout failed; 0 once it is healthy again",
+            rollout_failed.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -259,7 +290,21 @@ impl Metrics {
             dora_change_failure_rate,
             dora_time_to_restore,
             dora_band,
+            notifications,
+            leader,
+            rollout_failed,
         }
+    }
+
+    /// One notification delivery attempt to `receiver` (`result`: `delivered`, `retrying`,
+    /// `failed`, `dropped`).
+    pub fn notification(&self, receiver: &str, result: &str) {
+        self.notifications
+            .get_or_create(&ReceiverLabels {
+                receiver: receiver.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Set the DORA gauges to a report: every series of an earlier report is dropped first, so
@@ -397,12 +442,28 @@ impl Metrics {
         outcome: &crate::reconcile::runner::Outcome,
         elapsed: Duration,
     ) {
+        let failed = self.rollout_failed.get_or_create(&EnvLabels {
+            env: outcome.env.clone(),
+        });
         match &outcome.result {
             Ok(report) => {
                 self.reconciled(&outcome.env, report.durations.total, report.drift, true);
                 self.api_calls("cluster", &outcome.env, "apply", report.writes() as u64);
+                use crate::promote::state::DeployState;
+                match report.health.state {
+                    DeployState::Failed => failed.set(1),
+                    DeployState::Healthy => failed.set(0),
+                    // Still rolling out: the last verdict stands until this one is known.
+                    DeployState::Progressing => failed.get(),
+                };
             }
-            Err(_) => self.reconciled(&outcome.env, elapsed, 0, false),
+            Err(e) => {
+                self.reconciled(&outcome.env, elapsed, 0, false);
+                // A transient error (API server away) says nothing about the rollout.
+                if !e.is_transient() {
+                    failed.set(1);
+                }
+            }
         }
     }
 
@@ -624,6 +685,70 @@ mod tests {
         assert!(text.contains("baton_drift_corrections_total{env=\"prod\"} 2"));
         assert!(text.contains("baton_reconciles_total{env=\"prod\",result=\"ok\"} 1"));
         assert!(text.contains("baton_reconciles_total{env=\"prod\",result=\"error\"} 1"));
+    }
+
+    #[test]
+    fn a_failed_rollout_raises_its_gauge_until_the_environment_is_healthy_again() {
+        use crate::promote::state::DeployState;
+        use crate::reconcile::{ReconcileError, Report, runner};
+        let m = Metrics::new();
+        let report = |state| Report {
+            env: "dev".into(),
+            commit: "c".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            objects: vec![],
+            pruned: vec![],
+            prune_held: None,
+            health: crate::reconcile::health::EnvHealth {
+                state,
+                unhealthy: vec![],
+            },
+            drift: 0,
+            durations: Default::default(),
+        };
+        let outcome = |result| runner::Outcome {
+            env: "dev".into(),
+            commit: Some("c".into()),
+            result,
+            failures: 0,
+            next_in: Duration::from_secs(30),
+        };
+        let gauge = |m: &Metrics| {
+            line(&m.render(), "baton_rollout_failed{env=\"dev\"}")
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        };
+        let source = |transient| ReconcileError::Source {
+            env: "dev".into(),
+            message: "x".into(),
+            transient,
+        };
+        m.reconcile_outcome(&outcome(Ok(report(DeployState::Failed))), Duration::ZERO);
+        assert_eq!(gauge(&m).as_deref(), Some("1"));
+        m.reconcile_outcome(
+            &outcome(Ok(report(DeployState::Progressing))),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("1"),
+            "still rolling out: unchanged"
+        );
+        m.reconcile_outcome(&outcome(Err(source(true))), Duration::ZERO);
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("1"),
+            "the API server away says nothing"
+        );
+        m.reconcile_outcome(&outcome(Ok(report(DeployState::Healthy))), Duration::ZERO);
+        assert_eq!(gauge(&m).as_deref(), Some("0"));
+        m.reconcile_outcome(&outcome(Err(source(false))), Duration::ZERO);
+        assert_eq!(
+            gauge(&m).as_deref(),
+            Some("1"),
+            "a commit that cannot be applied failed"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod dashboard;
 mod dora;
 mod fence;
+mod notify;
 mod persist;
 pub mod source;
 
@@ -375,8 +376,10 @@ impl Service {
                 addr: cfg.listen,
                 source,
             })?;
+        let notifier = Arc::new(notify::notifier(&cfg, shared.clone(), state.clone())?);
         let loops = Arc::new(Loops {
             dashboard: cfg.github.dashboard.then(dashboard::Dashboard::default),
+            notifier,
             cfg,
             state,
             shared,
@@ -487,6 +490,8 @@ impl Service {
         }
 
         self.loops.restore_state().await;
+        self.loops.state.metrics.leader.set(1);
+        let mut notifier = tokio::spawn(self.loops.notifier.clone().run(stop_rx.clone()));
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut runner_tasks = Vec::new();
         for r in &self.loops.runners {
@@ -532,6 +537,7 @@ impl Service {
                 let _ = t.await;
             }
             let _ = (&mut reports).await;
+            let _ = (&mut notifier).await;
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, finished)
             .await
@@ -543,10 +549,12 @@ impl Service {
             );
             promote.abort();
             reports.abort();
+            notifier.abort();
             for t in &runner_tasks {
                 t.abort();
             }
         }
+        self.loops.state.metrics.leader.set(0);
         if let Some(l) = leadership {
             l.release().await;
         }
@@ -615,6 +623,8 @@ type Promotions = Arc<Vec<crate::gitrepo::history::Entry>>;
 
 /// What the loops need, shared between their tasks.
 struct Loops {
+    /// Delivers `notify:` events in a task of its own.
+    notifier: Arc<notify::Notifier>,
     cfg: RuntimeConfig,
     state: Arc<AppState>,
     shared: Arc<Shared>,
@@ -908,6 +918,7 @@ impl Loops {
     /// Act on what a pass did (the engine logs each step itself): a merge moves the
     /// environment's config, so reconcile it now.
     fn handle(&self, outcomes: &[Outcome]) {
+        self.notify(outcomes);
         for o in outcomes {
             match o {
                 Outcome::Merged { env, .. } => self.trigger(env),

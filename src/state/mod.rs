@@ -1,7 +1,8 @@
 //! What the bot must not forget when it restarts or another replica takes over, and is in
 //! neither Git nor GitHub: per environment, the soak clock of each app × digest (healthy
 //! since when, and the last interruption), what it runs and how healthy, its verification
-//! attempts and results, a pending `/retry`, and the reconciler's rollout marks.
+//! attempts and results, a pending `/retry`, the reconciler's rollout marks, and which
+//! notifications are pending or were delivered.
 //!
 //! This module is the pure part: the [`EnvState`] document, how a reconcile report, a
 //! verification or a `/retry` changes it, how it is written down (JSON in one ConfigMap key)
@@ -49,6 +50,9 @@ pub struct EnvState {
     /// The reconciler's rollout marks (pod template and since when it has been healthy).
     #[serde(default, skip_serializing_if = "Remembered::is_empty")]
     pub rollouts: Remembered,
+    /// Notifications of this environment: pending and done ([`crate::notify::log`]).
+    #[serde(default, skip_serializing_if = "crate::notify::log::Log::is_empty")]
+    pub notify: crate::notify::log::Log,
 }
 
 /// One app in one environment.
