@@ -380,6 +380,18 @@ fn writes<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>) -> u64 {
         .sum()
 }
 
+/// The write routes whose counts grew from `before` to `after`, with by how much.
+fn grown_writes(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(k, n)| writes([(*k, *n)]) > 0 && before.get(*k).copied().unwrap_or(0) < **n)
+        .map(|(k, n)| format!("{k} +{}", n - before.get(k).copied().unwrap_or(0)))
+        .collect()
+}
+
 /// #18's scale figures on the stand-ins, after the fleet is healthy: one idle window of 40 s
 /// (a resync of every environment, and a registry scan every 5 s, included).
 async fn scale_line(
@@ -392,13 +404,21 @@ async fn scale_line(
 ) {
     let registry_requests = || sb.registry.counts().values().sum::<u64>();
     let scans = || metric(port, "baton_registry_scans_total").unwrap_or(0.0);
+    let (forge_calls, cluster_calls) = (sb.forge.calls(), cluster.counts().0);
     let (forge0, cluster0, registry0, scans0) = (
-        writes(&sb.forge.calls()),
-        writes(&cluster.counts().0),
+        writes(&forge_calls),
+        writes(&cluster_calls),
         registry_requests(),
         scans(),
     );
     tokio::time::sleep(Duration::from_secs(40)).await;
+    let grown: Vec<String> = grown_writes(&forge_calls, &sb.forge.calls())
+        .into_iter()
+        .chain(grown_writes(&cluster_calls, &cluster.counts().0))
+        .collect();
+    if !grown.is_empty() {
+        eprintln!("writes in the idle window: {}", grown.join(", "));
+    }
     let idle_writes = writes(&sb.forge.calls()) - forge0 + writes(&cluster.counts().0) - cluster0;
     let scans_in_window = (scans() - scans0).max(1.0);
     let per_scan = (registry_requests() - registry0) as f64 / scans_in_window;

@@ -33,10 +33,15 @@ impl Running {
 
 /// The sandbox's baton, with `auth` as its `server.auth`.
 async fn start(auth: impl FnOnce(&std::path::Path) -> ServerAuth) -> Running {
+    start_with(|dir, cfg| cfg.server.auth = Some(auth(dir))).await
+}
+
+/// The sandbox's baton, its `baton.yaml` changed by `edit` (given a directory for secrets).
+async fn start_with(edit: impl FnOnce(&std::path::Path, &mut RuntimeConfig)) -> Running {
     let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg: RuntimeConfig = sb.config.clone();
-    cfg.server.auth = Some(auth(tmp.path()));
+    edit(tmp.path(), &mut cfg);
     let service = Service::start(cfg, RunOptions::default()).await.unwrap();
     let addr = service.local_addr();
     sb.connect(addr);
@@ -249,5 +254,45 @@ async fn no_page_or_api_answer_shows_a_secret() {
             assert!(!body.contains(s.as_str()), "{path} shows a secret");
         }
     }
+    run.stop().await;
+}
+
+/// `server.registryWebhook.token`: a registry notification without the bearer token is refused
+/// and wakes nothing; with it, it is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_notifications_need_the_configured_token() {
+    let run = start_with(|dir, cfg| {
+        let path = dir.join("registry-token");
+        std::fs::write(&path, "reg-token-9c1e\n").unwrap();
+        cfg.server.registry_webhook = Some(baton::config::runtime::RegistryWebhook {
+            token: Some(SecretRef::from_file(path)),
+            hmac_secret: None,
+        });
+    })
+    .await;
+    let body = br#"{"events":[{"action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"shop/web","tag":"9.9.9","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111"},"request":{"host":"127.0.0.1:5000"}}]}"#;
+    let post = |bearer: Option<&str>| {
+        let mut req = client()
+            .post(format!("{}/webhooks/registry", run.base))
+            .header(
+                "Content-Type",
+                "application/vnd.docker.distribution.events.v1+json",
+            )
+            .body(body.to_vec());
+        if let Some(b) = bearer {
+            req = req.header("Authorization", format!("Bearer {b}"));
+        }
+        req.send()
+    };
+    for bearer in [None, Some("not-the-token")] {
+        let code = post(bearer).await.unwrap().status().as_u16();
+        assert_eq!(code, 401, "bearer {bearer:?}");
+    }
+    let code = post(Some("reg-token-9c1e"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!((200..300).contains(&code), "with the token: {code}");
     run.stop().await;
 }

@@ -101,6 +101,28 @@ pub struct ServerConfig {
     /// left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Who may post registry notifications to `/webhooks/registry`. Without it anyone who
+    /// can reach the port may (a notification only makes baton read the registry sooner, or
+    /// trust a notifying registry's tag lists for `intervals.registryFallback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_webhook: Option<RegistryWebhook>,
+}
+
+/// `server.registryWebhook`: a bearer token the registry sends (distribution's `headers`,
+/// Harbor's auth header), an HMAC secret for the signed generic form, or both:
+/// ```yaml
+/// server:
+///   registryWebhook:
+///     token: { file: /run/secrets/registry-webhook-token }   # Authorization: Bearer <token>
+///     hmacSecret: { env: REGISTRY_WEBHOOK_HMAC }              # X-Baton-Signature-256: sha256=…
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryWebhook {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret: Option<SecretRef>,
 }
 
 impl ServerConfig {
@@ -541,6 +563,18 @@ impl RuntimeConfig {
                 "needs a name and an email (the email GitHub verified for the account whose signing key signs the commits)".to_string(),
             )));
         }
+        if let Some(hook) = &cfg.server.registry_webhook
+            && hook.token.is_none()
+            && hook.hmac_secret.is_none()
+        {
+            let pos = tree.lookup("server.registryWebhook").0.pos;
+            return Err(RuntimeConfigError::Invalid(Diagnostic::new(
+                file,
+                Some(pos),
+                "server.registryWebhook",
+                "set token: { file: … } (the bearer token the registry sends), hmacSecret: { … } (for signed notifications), or both".to_string(),
+            )));
+        }
         if let Some(url) = &cfg.server.public_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -775,6 +809,27 @@ mod tests {
         let auth = c.server.auth.unwrap();
         assert_eq!(auth.trusted_proxy.unwrap().header, "X-Forwarded-User");
         assert!(auth.token.is_some());
+    }
+
+    #[test]
+    fn a_registry_webhook_needs_a_token_or_an_hmac_secret() {
+        let parse = |hook: &str| {
+            RuntimeConfig::parse(
+                "baton.yaml",
+                &format!("{MINIMAL}server:\n  registryWebhook: {hook}\n"),
+                [],
+            )
+        };
+        let e = parse("{}").unwrap_err().to_string();
+        assert!(
+            e.starts_with("baton.yaml:")
+                && e.contains("server.registryWebhook")
+                && e.contains("hmacSecret"),
+            "{e}"
+        );
+        let c = parse("{ token: { file: /run/secrets/t }, hmacSecret: { env: H } }").unwrap();
+        let hook = c.server.registry_webhook.unwrap();
+        assert!(hook.token.is_some() && hook.hmac_secret.is_some());
     }
 
     #[test]

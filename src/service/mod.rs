@@ -259,6 +259,19 @@ impl Service {
             .map(crate::server::auth::Guard::resolve)
             .transpose()
             .map_err(|e| ServiceError::Config(e.to_string()))?;
+        if let Some(hook) = &cfg.server.registry_webhook {
+            let resolve = |field: &str, secret: &Option<crate::config::SecretRef>| {
+                secret
+                    .as_ref()
+                    .map(|s| s.resolve())
+                    .transpose()
+                    .map_err(|e| {
+                        ServiceError::Config(format!("server.registryWebhook.{field}: {e}"))
+                    })
+            };
+            state.registry_token = resolve("token", &hook.token)?;
+            state.registry_hmac = resolve("hmacSecret", &hook.hmac_secret)?;
+        }
         let state = Arc::new(state);
         state.set_history(Arc::new(crate::server::history::GitHistory::new(
             cfg.workdir.join("reconcile.git"),
