@@ -426,15 +426,17 @@ mod tests {
 
     #[test]
     fn a_damaged_gzip_is_an_error_naming_the_key() {
-        let mut cm = ConfigMap::default();
-        cm.binary_data = Some(
-            [(
-                KEY_GZ.to_string(),
-                k8s_openapi::ByteString(b"not gzip".to_vec()),
-            )]
-            .into_iter()
-            .collect(),
-        );
+        let cm = ConfigMap {
+            binary_data: Some(
+                [(
+                    KEY_GZ.to_string(),
+                    k8s_openapi::ByteString(b"not gzip".to_vec()),
+                )]
+                .into_iter()
+                .collect(),
+            ),
+            ..Default::default()
+        };
         let err = document(&cm).unwrap_err();
         assert!(err.contains(KEY_GZ), "{err}");
     }
