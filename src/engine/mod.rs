@@ -201,6 +201,8 @@ struct Facts {
 /// The engine for one config repo on one forge.
 pub struct Engine<F> {
     forge: F,
+    /// The config branch (fixed: read without the clone's lock).
+    branch: String,
     repo: Mutex<ConfigRepo>,
     /// What the last pass saw, for the status page.
     snapshot: Mutex<Snapshot>,
@@ -230,6 +232,7 @@ impl<F: Forge> Engine<F> {
     pub fn new(forge: F, repo: ConfigRepo) -> Self {
         Self {
             forge,
+            branch: repo.branch().to_string(),
             repo: Mutex::new(repo),
             push_attempts: 3,
             snapshot: Mutex::default(),
@@ -501,7 +504,7 @@ impl<F: Forge> Engine<F> {
             return Ok((Vec::new(), Facts::default()));
         }
         let (teams, team_errors) = self.teams(&view.pipeline).await?;
-        let branch = self.repo().branch().to_string();
+        let branch = self.branch.clone();
         let base_rules = Some(self.forge.base_rules(&branch).await?);
         let observed = self.observe_prs(view, prs, &teams).await?;
         let facts = Facts {
@@ -1307,20 +1310,23 @@ impl<F: Forge> Engine<F> {
             Pushed::Committed { commit, .. } => *commit,
             Pushed::Unchanged { tip } => *tip,
         };
-        let repo = self.repo();
-        let tip = repo.tip()?;
-        let rendered = tokio::task::block_in_place(|| match view.pipeline.environment(env) {
-            Some(e) => crate::prcheck::rendered_diff(
-                &repo,
-                env,
-                &e.path(),
-                tip,
-                head,
-                text::RENDERED_LIMIT,
-            ),
-            None => Err(format!("environment {env} is not in the pipeline")),
-        });
-        drop(repo);
+        // The clone's lock is taken off the async worker: another task may hold it through a
+        // fetch, and a worker blocked on it starves the tasks queued behind it.
+        let rendered = tokio::task::block_in_place(|| {
+            let repo = self.repo();
+            let tip = repo.tip()?;
+            Ok::<_, EngineError>(match view.pipeline.environment(env) {
+                Some(e) => crate::prcheck::rendered_diff(
+                    &repo,
+                    env,
+                    &e.path(),
+                    tip,
+                    head,
+                    text::RENDERED_LIMIT,
+                ),
+                None => Err(format!("environment {env} is not in the pipeline")),
+            })
+        })?;
         if let Err(e) = &rendered {
             tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
         }
@@ -1358,7 +1364,7 @@ impl<F: Forge> Engine<F> {
                     &diff,
                     rendered.as_deref().map_err(String::as_str),
                 );
-                let base = self.repo().branch().to_string();
+                let base = self.branch.clone();
                 let pr = self
                     .forge
                     .open_pull_request(&NewPullRequest {

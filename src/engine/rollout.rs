@@ -830,7 +830,7 @@ impl<F: Forge> Engine<F> {
             failed_pr,
             &diff,
         );
-        let base = self.repo().branch().to_string();
+        let base = self.branch.clone();
         let opened = self
             .forge
             .open_pull_request(&NewPullRequest {

@@ -62,6 +62,8 @@ pub enum CheckOutcome {
 /// The config-repo PR check for one repository. Holds its own bare clone (a workdir of its
 /// own, so it never races the engine's).
 pub struct Checker {
+    /// The config branch (fixed: read without the clone's lock, which a fetch may hold).
+    branch: String,
     repo: Mutex<ConfigRepo>,
     /// Checks that images moving into `copyTo` environments can be copied there.
     copier: Option<std::sync::Arc<Copier>>,
@@ -78,6 +80,7 @@ type BaseCache = HashMap<(Oid, String), Result<Vec<Object>, String>>;
 impl Checker {
     pub fn new(repo: ConfigRepo) -> Self {
         Self {
+            branch: repo.branch().to_string(),
             repo: Mutex::new(repo),
             copier: None,
             render: render::Options::default(),
@@ -101,7 +104,7 @@ impl Checker {
 
     /// The config branch the check guards.
     pub(super) fn branch(&self) -> String {
-        self.repo().branch().to_string()
+        self.branch.clone()
     }
 
     fn repo(&self) -> std::sync::MutexGuard<'_, ConfigRepo> {
@@ -111,13 +114,13 @@ impl Checker {
     /// Whether the config branch is guarded so that `baton/validate` binds people's PRs
     /// ([`super::guard`]).
     pub async fn guard<F: Forge>(&self, forge: &F) -> Result<super::guard::Guard, CheckError> {
-        super::guard::inspect(&self.repo, forge).await
+        super::guard::inspect(&self.repo, &self.branch, forge).await
     }
 
     /// Check every open PR to the config branch whose head baton has not reported on yet.
     /// Idle cost: one PR list plus one status list per open PR, all conditional reads.
     pub async fn run_once<F: Forge>(&self, forge: &F) -> Result<Vec<CheckOutcome>, CheckError> {
-        let branch = self.repo().branch().to_string();
+        let branch = self.branch.clone();
         let prs: Vec<PullRequestInfo> = forge
             .open_pull_requests()
             .await?
@@ -153,7 +156,7 @@ impl Checker {
         number: u64,
     ) -> Result<Option<CheckOutcome>, CheckError> {
         let pr = forge.pull_request(number).await?;
-        if pr.state != PrState::Open || pr.base_ref != self.repo().branch() {
+        if pr.state != PrState::Open || pr.base_ref != self.branch {
             return Ok(None);
         }
         let mut fetched = false;

@@ -153,14 +153,10 @@ pub fn log_once(guard: Result<Guard, super::CheckError>) -> bool {
 /// its tip (fetched).
 pub async fn inspect<F: Forge>(
     repo: &std::sync::Mutex<ConfigRepo>,
+    branch: &str,
     forge: &F,
 ) -> Result<Guard, super::CheckError> {
-    let branch = repo
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .branch()
-        .to_string();
-    let rules = forge.base_rules(&branch).await?;
+    let rules = forge.base_rules(branch).await?;
     // The fetch blocks on the network: off the async worker, whose queued tasks (a Git server
     // in the same process, as in the sandbox) would otherwise wait for it forever.
     let (codeowners, files) = tokio::task::block_in_place(|| {
@@ -169,7 +165,7 @@ pub async fn inspect<F: Forge>(
         tip_files(&repo, tip)
     })?;
     Ok(assess(
-        &branch,
+        branch,
         &rules,
         codeowners.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
         &files,

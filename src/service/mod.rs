@@ -911,7 +911,8 @@ impl Loops {
             tokio::task::block_in_place(|| self.refresh_view());
             self.sync_dashboard().await;
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
-            if let Some(tip) = self.engine.config_tip()
+            // Off the worker: the clone's lock may be held through a fetch.
+            if let Some(tip) = tokio::task::block_in_place(|| self.engine.config_tip())
                 && last_tip.as_deref() != Some(tip.as_str())
             {
                 if last_tip.is_some() {
