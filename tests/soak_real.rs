@@ -140,22 +140,27 @@ async fn a_flap_in_the_middle_of_a_soak_restarts_the_clock_and_the_gate_says_why
 /// processes racing): each write carries the resourceVersion it read, so the second is refused
 /// by the API server, reads again and applies its change on top: both changes are kept, and a
 /// third process reads them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_based_on_a_stale_read_is_refused_and_applied_again_on_top() {
-    use baton::state::store::StateStore;
-    let b = Backend::real();
-    let ns = unique("store");
+/// A client of the real control plane, and namespace `ns` created on it.
+async fn namespace_on(b: &Backend, ns: &str) -> kube::Client {
     let client = b.client().await;
-    let namespaces = dynamic(&client, "v1", "Namespace", "");
-    let object: kube::api::DynamicObject = serde_json::from_value(namespace(&ns)).unwrap();
-    namespaces
+    let object: kube::api::DynamicObject = serde_json::from_value(namespace(ns)).unwrap();
+    dynamic(&client, "v1", "Namespace", "")
         .patch(
-            &ns,
+            ns,
             &kube::api::PatchParams::apply("tests"),
             &kube::api::Patch::Apply(&object),
         )
         .await
         .unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_based_on_a_stale_read_is_refused_and_applied_again_on_top() {
+    use baton::state::store::StateStore;
+    let b = Backend::real();
+    let ns = unique("store");
+    let client = namespace_on(&b, &ns).await;
     let envs = vec!["staging".to_string()];
     let a = StateStore::kube(client.clone(), &ns);
     let b_store = StateStore::kube(client.clone(), &ns);
@@ -199,17 +204,7 @@ async fn a_thousand_apps_state_is_kept_gzipped_and_read_back_whole() {
     use baton::state::{KEY, KEY_GZ, Observation};
     let b = Backend::real();
     let ns = unique("store-big");
-    let client = b.client().await;
-    let namespaces = dynamic(&client, "v1", "Namespace", "");
-    let object: kube::api::DynamicObject = serde_json::from_value(namespace(&ns)).unwrap();
-    namespaces
-        .patch(
-            &ns,
-            &kube::api::PatchParams::apply("tests"),
-            &kube::api::Patch::Apply(&object),
-        )
-        .await
-        .unwrap();
+    let client = namespace_on(&b, &ns).await;
     let envs = vec!["prod".to_string()];
     let store = StateStore::kube(client.clone(), &ns);
     store.load(&envs).await.unwrap();
