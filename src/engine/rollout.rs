@@ -48,7 +48,8 @@ const ROLLBACK_CANDIDATES: usize = 10;
 const ROLLBACK_MARKER: &str = "<!-- baton:rollback ";
 
 /// Where a rollout of an environment stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
 pub enum RolloutState {
     /// Applied (or being applied) and not yet healthy; also a transient error being retried.
     Applying,
@@ -62,15 +63,17 @@ pub enum RolloutState {
 }
 
 /// What an environment runs of one app after a rollout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppRollout {
     pub app: String,
     pub digest: Digest,
     pub state: DeployState,
 }
 
-/// One rollout of an environment at a commit of the config branch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One rollout of an environment at a commit of the config branch. Persisted in the
+/// environment's state by the replica that reconciles it, and reported on GitHub from there by
+/// the one that leads the engine (docs/service.md, "Replicas").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rollout {
     pub env: String,
     /// The config branch commit that was reconciled.
@@ -81,6 +84,22 @@ pub struct Rollout {
 }
 
 impl Rollout {
+    /// Whether `other` says the same as this one, but for how long the apply took (each
+    /// resync of a healthy environment times it anew).
+    pub fn same_as(&self, other: &Rollout) -> bool {
+        let timeless = |r: &Rollout| match &r.state {
+            RolloutState::Healthy { summary, .. } => RolloutState::Healthy {
+                took: Duration::ZERO,
+                summary: summary.clone(),
+            },
+            s => s.clone(),
+        };
+        self.env == other.env
+            && self.commit == other.commit
+            && self.apps == other.apps
+            && timeless(self) == timeless(other)
+    }
+
     /// The rollout a reconcile result describes. Transient errors read as still applying
     /// (the reconciler retries); permanent errors before anything changed are `Invalid`.
     pub fn from_result(
@@ -620,13 +639,23 @@ impl<F: Forge> Engine<F> {
         result: &Result<Report, ReconcileError>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, EngineError> {
+        let rollout = self.rollout_of(env, commit, result)?;
+        self.report_rollout(&rollout, now).await
+    }
+
+    /// The rollout a reconcile result describes, read with the pipeline at `commit`.
+    pub fn rollout_of(
+        &self,
+        env: &str,
+        commit: &str,
+        result: &Result<Report, ReconcileError>,
+    ) -> Result<Rollout, EngineError> {
         let pipeline = tokio::task::block_in_place(|| {
             let repo = self.repo();
             let oid = self.local_commit(&repo, commit)?;
             super::load_pipeline(&repo.files_at(oid)?, oid)
         })?;
-        let rollout = Rollout::from_result(env, commit, result, &pipeline);
-        self.report_rollout(&rollout, now).await
+        Ok(Rollout::from_result(env, commit, result, &pipeline))
     }
 
     /// `commit` in the local clone, fetching once if it is not there yet.

@@ -1,9 +1,10 @@
 //! Writes to the clusters stop when this replica's lease may have passed on: a layer on each
 //! cluster's Kubernetes client refuses every request but reads once the lease's
-//! [`Fence`](crate::leader::Fence) is down, before the request is sent. Nothing else has to
+//! [`Fence`](crate::leader::Fence) is down, before the request is sent (a reconciler's client
+//! waits for its cluster's lease, the verification Jobs' for the engine's). Nothing else has to
 //! remember to check: apply, prune, the inventory, verification Jobs all go through it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -11,18 +12,34 @@ use tower::{BoxError, Layer, Service};
 
 use crate::leader::Fence;
 
-/// The fence cluster writes wait for; unset (no leader election): every write goes.
+/// The fences cluster writes wait for. Unset (no leader election): every write goes. Closed:
+/// no write goes until a fence is added; then a write goes while any fence added holds (the
+/// engine's lease, or the lease of the cluster the client talks to).
 #[derive(Clone, Default)]
-pub struct WriteGuard(Arc<OnceLock<Fence>>);
+pub struct WriteGuard(Arc<Mutex<Option<Vec<Fence>>>>);
 
 impl WriteGuard {
-    /// Guard writes by `fence` from now on (set once; later calls are ignored).
-    pub fn set(&self, fence: Fence) {
-        let _ = self.0.set(fence);
+    /// A guard that lets no write through until [`WriteGuard::add`] gives it a fence.
+    pub fn closed() -> Self {
+        Self(Arc::new(Mutex::new(Some(Vec::new()))))
+    }
+
+    /// Let writes through while `fence` holds (a lease taken again brings a new fence).
+    pub fn add(&self, fence: Fence) {
+        let mut fences = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fences = fences.get_or_insert_with(Vec::new);
+        fences.retain(Fence::holds);
+        fences.push(fence);
     }
 
     fn allows(&self, method: &http::Method) -> bool {
-        method == http::Method::GET || self.0.get().is_none_or(Fence::holds)
+        method == http::Method::GET
+            || self
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_none_or(|fences| fences.iter().any(Fence::holds))
     }
 }
 

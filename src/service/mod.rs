@@ -20,6 +20,7 @@ mod dora;
 mod fence;
 mod notify;
 mod persist;
+mod shards;
 pub mod source;
 
 pub use persist::{home_cluster, home_store, load_deployments};
@@ -124,12 +125,9 @@ type SourceFn = Box<dyn Fn(Env) -> BoxFuture<'static, Result<Input, ReconcileErr
 pub struct Shared {
     pub reports: Mutex<BTreeMap<String, Report>>,
     pub releases: Mutex<BTreeMap<String, Release>>,
-    /// What a restart must not lose, kept in the home cluster.
+    /// What a restart must not lose, kept in the home cluster (also `/prune <env>`
+    /// approvals: the commit whose held deletions may go ahead).
     pub state: crate::state::store::StateStore,
-    /// `/prune <env>` approvals: the commit whose held deletions may go ahead, per env.
-    /// Kept in memory: after a restart the guard holds again and the status says so, so an
-    /// approver answers once more (nothing is deleted without one).
-    pub prune_approvals: Mutex<BTreeMap<String, String>>,
 }
 
 impl Shared {
@@ -144,8 +142,8 @@ impl Shared {
 pub struct Service {
     loops: Arc<Loops>,
     leader: Option<(kube::Client, crate::leader::LeaseConfig)>,
-    /// Guards every cluster client's writes by the lease, once this replica leads.
-    write_guard: fence::WriteGuard,
+    /// Guards the verification Jobs' cluster writes by the engine's lease.
+    engine_guard: fence::WriteGuard,
     listener: tokio::net::TcpListener,
 }
 
@@ -294,6 +292,8 @@ impl Service {
         let mut env_runner = BTreeMap::new();
         let announced: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let mut contexts = BTreeMap::new();
+        let mut verify_contexts = BTreeMap::new();
+        let mut clusters = Vec::new();
         let lease_cluster = home_cluster(&cfg).map(|(name, c)| (name.clone(), c.clone()));
         let leader = match (&options.leader, lease_cluster) {
             (None, _) => None,
@@ -321,12 +321,23 @@ impl Service {
                 Some((ctx.client.clone(), lease))
             }
         };
-        let write_guard = fence::WriteGuard::default();
+        // With leader election, each cluster's reconciler writes under its cluster's lease,
+        // the verification Jobs under the engine's, and the state under any this replica holds.
+        let sharded = leader.is_some();
+        let guard = || {
+            if sharded {
+                fence::WriteGuard::closed()
+            } else {
+                fence::WriteGuard::default()
+            }
+        };
+        let engine_guard = guard();
+        let state_guard = guard();
         let shared = Arc::new(Shared {
-            // The state is written under the lease, like every other cluster write.
-            state: persist::store_in_home(&cfg, Some(&write_guard)).await?,
+            state: persist::store_in_home(&cfg, Some(&state_guard)).await?,
             ..Default::default()
         });
+        let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
         for (cluster, envs) in by_cluster {
             let cluster_cfg = cfg.clusters.get(&cluster).ok_or_else(|| {
                 ServiceError::Config(format!(
@@ -337,12 +348,26 @@ impl Service {
             let mut opts = options.reconcile.clone();
             opts.namespace = cluster_cfg.namespace.clone();
             opts.scope = reconcile::Scope::of(cluster_cfg);
-            let ctx =
-                Arc::new(cluster_context(&cluster, cluster_cfg, opts, Some(&write_guard)).await?);
+            let cluster_guard = guard();
+            let ctx = Arc::new(
+                cluster_context(&cluster, cluster_cfg, opts.clone(), Some(&cluster_guard)).await?,
+            );
+            let verify_ctx = if sharded {
+                Arc::new(cluster_context(&cluster, cluster_cfg, opts, Some(&engine_guard)).await?)
+            } else {
+                ctx.clone()
+            };
             for e in &envs {
                 env_runner.insert(e.name.clone(), runners.len());
                 contexts.insert(e.name.clone(), ctx.clone());
+                verify_contexts.insert(e.name.clone(), verify_ctx.clone());
             }
+            clusters.push(shards::ClusterRunner {
+                name: cluster.clone(),
+                guard: cluster_guard,
+                envs: envs.iter().map(|e| e.name.clone()).collect(),
+            });
+            let leading = leading.clone();
             let src = source.clone();
             let engine = engine.clone();
             let announced = announced.clone();
@@ -354,6 +379,7 @@ impl Service {
                 let announced = announced.clone();
                 let copier = copier.clone();
                 let shared = shared.clone();
+                let leading = leading.clone();
                 Box::pin(async move {
                     let name = env.name.clone();
                     let render = src.clone();
@@ -368,15 +394,18 @@ impl Service {
                         })?;
                     let mut input = input;
                     if let Some(guard) = input.prune.as_mut() {
-                        guard.approved = shared
-                            .prune_approvals
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get(&name)
-                            .cloned();
+                        // An approval may come from the replica that leads the engine.
+                        if let Err(e) = shared.state.refresh(std::slice::from_ref(&name)).await {
+                            tracing::debug!(env = %name, error = %e, "cannot read /prune approvals again");
+                        }
+                        guard.approved =
+                            shared.state.with(&name, |s| s.and_then(|s| s.prune_approved.clone()));
                     }
                     ensure_copies(&copier, &src, &name, &input.commit).await?;
-                    announce_applying(&engine, &announced, &name, &input.commit).await;
+                    // GitHub is written only by the replica that leads the engine.
+                    if leading.load(std::sync::atomic::Ordering::SeqCst) {
+                        announce_applying(&engine, &announced, &name, &input.commit).await;
+                    }
                     Ok(input)
                 })
             });
@@ -403,6 +432,12 @@ impl Service {
             runners,
             env_runner,
             contexts,
+            verify_contexts,
+            clusters,
+            held_envs: Mutex::new(std::collections::BTreeSet::new()),
+            leading,
+            state_guard,
+            reported: tokio::sync::Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(std::collections::BTreeSet::new()),
             repo_slug,
             history: Mutex::new(None),
@@ -414,7 +449,7 @@ impl Service {
         Ok(Self {
             loops,
             leader,
-            write_guard,
+            engine_guard,
             listener,
         })
     }
@@ -456,82 +491,117 @@ impl Service {
         };
 
         let mut shutdown = std::pin::pin!(shutdown);
+        // Every replica reconciles: all the clusters without election, else those whose
+        // Lease it holds (`<lease>-reconcile-<cluster>`), whether or not it leads the engine.
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let reports = tokio::spawn(self.loops.clone().report_loop(out_rx));
+        let mut reconcilers = Vec::new();
+        let mut shards = None;
         let leadership = match &self.leader {
-            None => None,
+            None => {
+                self.loops.hold_all();
+                for r in &self.loops.runners {
+                    reconcilers.push(tokio::spawn(r.clone().run(out_tx.clone(), stopped())));
+                }
+                None
+            }
             Some((client, lease)) => {
                 ensure_namespace(client, &lease.namespace).await;
-                match crate::leader::Leadership::start(client.clone(), lease.clone()) {
-                    Ok(l) => Some(l),
+                let started = crate::leader::Leadership::start(client.clone(), lease.clone())
+                    .and_then(|l| {
+                        let clusters = self.loops.clusters.iter().map(|c| c.name.clone());
+                        let base = lease.named(format!("{}-reconcile", lease.name));
+                        crate::leader::shards::Shards::start(client.clone(), base, clusters)
+                            .map(|s| (l, s))
+                    });
+                match started {
+                    Ok((l, s)) => {
+                        reconcilers.push(tokio::spawn(self.loops.clone().run_shards(
+                            s.subscribe(),
+                            out_tx.clone(),
+                            stop_rx.clone(),
+                        )));
+                        reconcilers.push(tokio::spawn(
+                            self.loops.clone().watch_tip(stop_rx.clone()),
+                        ));
+                        shards = Some(s);
+                        Some(l)
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "leader election cannot start");
                         let _ = stop_tx.send(true);
+                        drop(out_tx);
+                        let _ = reports.await;
                         let _ = server.await;
                         return Exit::Shutdown;
                     }
                 }
             }
         };
-        if let Some(l) = &leadership {
-            tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
-            // A follower is Ready: it serves the status page, and passes the webhooks it
-            // receives on to the holder by nudging it through the Lease.
-            self.loops.state.set_ready(true);
-            let forward = self.leader.clone().map(|(client, lease)| {
-                tokio::spawn(forward_nudges(self.loops.state.clone(), client, lease))
-            });
-            let mut leading = l.subscribe();
-            let leads = tokio::select! {
-                r = leading.wait_for(|v| *v) => r.is_ok(),
-                _ = &mut shutdown => false,
-            };
-            if let Some(f) = forward {
-                f.abort();
-            }
-            if !leads {
-                let _ = stop_tx.send(true);
-                if let Some(l) = leadership {
-                    l.release().await;
-                }
-                let _ = server.await;
-                return Exit::Shutdown;
-            }
-            tracing::info!("leading: starting the loops");
-            // Nothing is written to GitHub once the lease may have passed to another replica.
-            self.loops.engine.forge().set_fence(l.fence());
-            self.write_guard.set(l.fence());
-            tokio::spawn(take_nudges(self.loops.state.clone(), l.nudges()));
-        }
-
-        self.loops.restore_state().await;
-        self.loops.state.metrics.leader.set(1);
-        let mut notifier = tokio::spawn(self.loops.notifier.clone().run(stop_rx.clone()));
-        let (out_tx, out_rx) = mpsc::channel(64);
-        let mut runner_tasks = Vec::new();
-        for r in &self.loops.runners {
-            runner_tasks.push(tokio::spawn(r.clone().run(out_tx.clone(), stopped())));
-        }
         drop(out_tx);
-
-        let loops = self.loops.clone();
-        let reports = tokio::spawn(loops.clone().report_loop(out_rx));
-        let promote = tokio::spawn(loops.clone().promotion_loop(stop_rx.clone()));
-
-        let lost = async {
-            match &leadership {
-                Some(l) => {
-                    let mut leading = l.subscribe();
-                    let lost = leading.wait_for(|v| !*v).await.is_ok();
-                    if !lost {
-                        std::future::pending::<()>().await;
-                    }
+        let mut promote = None;
+        let mut notifier = None;
+        let mut exit = Exit::Shutdown;
+        let leads = match &leadership {
+            None => true,
+            Some(l) => {
+                tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
+                // A follower is Ready: it serves the status page, reconciles the clusters it
+                // holds, and passes the webhooks it receives on to the holder by nudging it
+                // through the Lease.
+                self.loops.state.set_ready(true);
+                let forward = self.leader.clone().map(|(client, lease)| {
+                    tokio::spawn(forward_nudges(self.loops.state.clone(), client, lease))
+                });
+                let mut leading = l.subscribe();
+                let leads = tokio::select! {
+                    r = leading.wait_for(|v| *v) => r.is_ok(),
+                    _ = &mut shutdown => false,
+                };
+                if let Some(f) = forward {
+                    f.abort();
                 }
-                None => std::future::pending::<()>().await,
+                if leads {
+                    tracing::info!("leading: starting the promotion loop");
+                    // Nothing is written to GitHub once the lease may have passed to another
+                    // replica; verification Jobs and the state wait for it too.
+                    self.loops.engine.forge().set_fence(l.fence());
+                    self.engine_guard.add(l.fence());
+                    self.loops.state_guard.add(l.fence());
+                    tokio::spawn(take_nudges(self.loops.state.clone(), l.nudges()));
+                }
+                leads
             }
         };
-        let exit = tokio::select! {
-            _ = &mut shutdown => Exit::Shutdown,
-            _ = lost => Exit::LostLeadership,
-        };
+        if leads {
+            self.loops
+                .leading
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.loops.restore_state().await;
+            self.loops.state.metrics.leader.set(1);
+            notifier = Some(tokio::spawn(
+                self.loops.notifier.clone().run(stop_rx.clone()),
+            ));
+            promote = Some(tokio::spawn(
+                self.loops.clone().promotion_loop(stop_rx.clone()),
+            ));
+            let lost = async {
+                match &leadership {
+                    Some(l) => {
+                        let mut leading = l.subscribe();
+                        let lost = leading.wait_for(|v| !*v).await.is_ok();
+                        if !lost {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            exit = tokio::select! {
+                _ = &mut shutdown => Exit::Shutdown,
+                _ = lost => Exit::LostLeadership,
+            };
+        }
         match exit {
             Exit::Shutdown => tracing::info!("shutting down: finishing the step in flight"),
             Exit::LostLeadership => {
@@ -543,14 +613,18 @@ impl Service {
         // The step in flight gets a grace period: a write waiting its turn in GitHub's pacing
         // queue, or a rollout being waited for, may take minutes. Every step is safe to
         // interrupt (docs/decisions.md), so after the grace it is stopped.
-        let (mut promote, mut reports) = (promote, reports);
+        let mut reports = reports;
         let finished = async {
-            let _ = (&mut promote).await;
-            for t in runner_tasks.iter_mut() {
+            if let Some(p) = promote.as_mut() {
+                let _ = p.await;
+            }
+            for t in reconcilers.iter_mut() {
                 let _ = t.await;
             }
             let _ = (&mut reports).await;
-            let _ = (&mut notifier).await;
+            if let Some(n) = notifier.as_mut() {
+                let _ = n.await;
+            }
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, finished)
             .await
@@ -560,14 +634,15 @@ impl Service {
                 grace = ?SHUTDOWN_GRACE,
                 "the step in flight did not finish in time; stopping it (the next start picks up where it left)"
             );
-            promote.abort();
-            reports.abort();
-            notifier.abort();
-            for t in &runner_tasks {
+            for t in promote.iter().chain(notifier.iter()).chain(&reconcilers) {
                 t.abort();
             }
+            reports.abort();
         }
         self.loops.state.metrics.leader.set(0);
+        if let Some(s) = shards {
+            s.release().await;
+        }
         if let Some(l) = leadership {
             l.release().await;
         }
@@ -648,6 +723,19 @@ struct Loops {
     runners: Vec<Arc<Runner<SourceFn>>>,
     env_runner: BTreeMap<String, usize>,
     contexts: BTreeMap<String, Arc<reconcile::Context>>,
+    /// Per environment, the context verification Jobs are run with (guarded by the engine's
+    /// lease; the reconcilers' by their cluster's).
+    verify_contexts: BTreeMap<String, Arc<reconcile::Context>>,
+    /// The clusters, in the order of `runners`.
+    clusters: Vec<shards::ClusterRunner>,
+    /// The environments whose cluster this replica reconciles now.
+    held_envs: Mutex<std::collections::BTreeSet<String>>,
+    /// Whether this replica runs the engine (leads, or there is no election).
+    leading: Arc<std::sync::atomic::AtomicBool>,
+    /// Guards the state's writes by whichever lease this replica holds.
+    state_guard: fence::WriteGuard,
+    /// The last rollout of each environment reported on GitHub by this replica.
+    reported: tokio::sync::Mutex<BTreeMap<String, crate::engine::Rollout>>,
     /// Verifications running: (env, app, digest, attempt).
     in_flight: Mutex<std::collections::BTreeSet<(String, String, String, u32)>>,
     repo_slug: String,
@@ -801,6 +889,8 @@ impl Loops {
                 }
             }
 
+            // What the replicas reconciling the other clusters found: reported, then planned on.
+            self.sync_rollouts().await;
             let releases = self
                 .shared
                 .releases
@@ -940,22 +1030,18 @@ impl Loops {
                 Outcome::RollbackOpened { .. } => self.state.nudge.notify_one(),
                 Outcome::PruneApproved { env, by, pr } => {
                     // The approval covers what the latest reconcile held back, at its commit.
+                    // Persisted: the replica reconciling the environment may be another one,
+                    // and a restart does not ask the approver again.
                     let held_at = self
                         .shared
-                        .reports
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(env)
-                        .filter(|r| r.prune_held.is_some())
-                        .map(|r| r.commit.clone());
+                        .state
+                        .with(env, |s| s.and_then(|s| s.prune_held.clone()));
                     match held_at {
                         Some(commit) => {
                             tracing::info!(env = %env, commit = %commit, by = %by, pr, "held deletions approved");
                             self.shared
-                                .prune_approvals
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(env.clone(), commit);
+                                .state
+                                .change(env, |s| s.prune_approved = Some(commit));
                             self.trigger(env);
                         }
                         None => {
@@ -968,6 +1054,9 @@ impl Loops {
                     // verification is done (see `maybe_verify`).
                     self.request_retry(env, app);
                     self.trigger(env);
+                    // The next pass starts it from the persisted rollout, wherever the
+                    // environment is reconciled.
+                    self.state.nudge.notify_one();
                 }
                 _ => {}
             }
@@ -976,32 +1065,36 @@ impl Loops {
 
     /// After a healthy rollout in an environment with `verify:` steps, run its acceptance
     /// Jobs for each app's digest (once per digest and attempt), in the background, then report.
-    async fn maybe_verify(self: &Arc<Self>, commit: &str, report: &Report) {
+    async fn maybe_verify(self: &Arc<Self>, rollout: &crate::engine::Rollout) {
         use crate::promote::state::DeployState;
         let Some(pipeline) = self.source.pipeline() else {
             return;
         };
-        let Some(env_cfg) = pipeline.environment(&report.env).cloned() else {
+        let Some(env_cfg) = pipeline.environment(&rollout.env).cloned() else {
             return;
         };
-        if env_cfg.verify.is_empty() || report.health.state != DeployState::Healthy {
+        if env_cfg.verify.is_empty()
+            || !matches!(rollout.state, crate::engine::RolloutState::Healthy { .. })
+        {
             return;
         }
-        let Some(ctx) = self.contexts.get(&report.env).cloned() else {
+        let Some(ctx) = self.verify_contexts.get(&rollout.env).cloned() else {
             return;
         };
+        let commit = rollout.commit.as_str();
         let pinned = self.engine.snapshot().pinned;
-        for d in report.deployments(&pipeline) {
+        for d in &rollout.apps {
             if d.state != DeployState::Healthy {
                 continue;
             }
             let digest = d.digest.to_string();
             // Once per digest and attempt, also across restarts (the state remembers results;
             // a run cut short is read back from its Job, never started again).
-            let Some(attempt) = self.next_verification(&d.env, &d.app, &digest).await else {
+            let Some(attempt) = self.next_verification(&rollout.env, &d.app, &digest).await
+            else {
                 continue;
             };
-            let key = (d.env.clone(), d.app.clone(), digest.clone(), attempt);
+            let key = (rollout.env.clone(), d.app.clone(), digest.clone(), attempt);
             if !self
                 .in_flight
                 .lock()
@@ -1011,7 +1104,7 @@ impl Loops {
                 continue;
             }
             let tag = pinned
-                .get(&(d.env.clone(), d.app.clone()))
+                .get(&(rollout.env.clone(), d.app.clone()))
                 .filter(|p| p.digest == d.digest)
                 .and_then(|p| p.tag.clone());
             let this = self.clone();
@@ -1069,7 +1162,9 @@ impl Loops {
         }
     }
 
-    /// Keep each environment's latest report; a change of health may open the next gate.
+    /// Keep each environment's latest report; a change of health may open the next gate. The
+    /// rollout is persisted, then reported on GitHub here when this replica leads the engine,
+    /// else by the one that does (nudged through its Lease).
     async fn report_loop(self: Arc<Self>, mut outcomes: mpsc::Receiver<runner::Outcome>) {
         let mut last = tokio::time::Instant::now();
         while let Some(outcome) = outcomes.recv().await {
@@ -1084,47 +1179,69 @@ impl Loops {
                     outcome.env.clone(),
                     crate::server::view::ReconcileSummary::from_outcome(&outcome, Utc::now()),
                 );
+            let mut changed = false;
             match &outcome.result {
                 Ok(report) => {
                     tracing::debug!(env = %outcome.env, "{}", report.summary());
-                    let changed = {
-                        let mut reports = self
-                            .shared
-                            .reports
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner());
-                        let before = reports
-                            .get(&outcome.env)
-                            .map(|r| (r.commit.clone(), r.health.state));
-                        reports.insert(outcome.env.clone(), report.clone());
-                        before != Some((report.commit.clone(), report.health.state))
-                    };
-                    self.record_report(report).await;
-                    if changed {
-                        self.state.nudge.notify_one();
-                    }
+                    let mut reports = self
+                        .shared
+                        .reports
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let before = reports
+                        .get(&outcome.env)
+                        .map(|r| (r.commit.clone(), r.health.state));
+                    reports.insert(outcome.env.clone(), report.clone());
+                    changed = before != Some((report.commit.clone(), report.health.state));
                 }
                 Err(e) => {
                     tracing::warn!(env = %outcome.env, error = %e, "reconcile failed");
                 }
             }
-            if let (Some(commit), Ok(report)) = (&outcome.commit, &outcome.result) {
-                self.maybe_verify(commit, report).await;
-            }
-            // Report on GitHub: commit status baton/<env>, PR timelines, rollbacks.
-            if let Some(commit) = &outcome.commit {
-                match self
-                    .engine
-                    .report_reconcile(&outcome.env, commit, &outcome.result, Utc::now())
-                    .await
+            let rollout = match &outcome.commit {
+                Some(commit) => match self.engine.rollout_of(&outcome.env, commit, &outcome.result)
                 {
-                    Ok(outcomes) => self.handle(&outcomes),
+                    Ok(r) => Some(r),
                     Err(e) => {
-                        tracing::warn!(env = %outcome.env, error = %e, "cannot report the rollout")
+                        tracing::warn!(env = %outcome.env, error = %e, "cannot read the rollout's pipeline");
+                        None
                     }
+                },
+                None => None,
+            };
+            changed |= self
+                .record_outcome(&outcome.env, &outcome.result, rollout.as_ref())
+                .await;
+            match &rollout {
+                Some(r) if self.leading.load(std::sync::atomic::Ordering::SeqCst) => {
+                    self.report_once(r).await
                 }
+                _ => {}
+            }
+            if changed {
+                // Here: the next pass reads it. On a follower: passed on to the leader.
+                self.state.nudge.notify_one();
             }
             tokio::task::block_in_place(|| self.refresh_view());
+        }
+    }
+
+    /// Report `rollout` on GitHub (commit status `baton/<env>`, PR timelines, rollbacks) and
+    /// start its verifications, unless it is the one this replica reported last.
+    async fn report_once(self: &Arc<Self>, rollout: &crate::engine::Rollout) {
+        let mut reported = self.reported.lock().await;
+        if reported.get(&rollout.env) == Some(rollout) {
+            return;
+        }
+        self.maybe_verify(rollout).await;
+        match self.engine.report_rollout(rollout, Utc::now()).await {
+            Ok(outcomes) => {
+                self.handle(&outcomes);
+                reported.insert(rollout.env.clone(), rollout.clone());
+            }
+            Err(e) => {
+                tracing::warn!(env = %rollout.env, error = %e, "cannot report the rollout")
+            }
         }
     }
 }

@@ -99,25 +99,44 @@ impl super::Loops {
         );
     }
 
-    /// Take in a reconcile report: soak clocks, what runs, the rollout marks.
-    pub(super) async fn record_report(&self, report: &Report) {
+    /// Take in a reconcile outcome: soak clocks, what runs, the rollout marks, what the prune
+    /// guard holds back, and the rollout to report. Returns whether the rollout changed.
+    pub(super) async fn record_outcome(
+        &self,
+        env: &str,
+        result: &Result<Report, reconcile::ReconcileError>,
+        rollout: Option<&crate::engine::Rollout>,
+    ) -> bool {
         let Some(pipeline) = self.source.pipeline() else {
-            return;
+            return false;
         };
-        let observations = state::observations(report, &pipeline);
+        let observations = result
+            .as_ref()
+            .ok()
+            .map(|report| state::observations(report, &pipeline));
+        let prune_held = result
+            .as_ref()
+            .ok()
+            .map(|r| r.prune_held.as_ref().map(|_| r.commit.clone()));
         let rollouts = self
             .contexts
-            .get(&report.env)
-            .map(|c| c.remembered(&report.env))
+            .get(env)
+            .map(|c| c.remembered(env))
             .unwrap_or_default();
         let now = Utc::now();
         self.shared
             .state
-            .update(&report.env, |s| {
-                s.observe(&observations, now);
-                s.rollouts = rollouts.clone();
+            .update(env, |s| {
+                if let Some(observations) = &observations {
+                    s.observe(observations, now);
+                    s.rollouts = rollouts.clone();
+                }
+                if let Some(held) = &prune_held {
+                    s.prune_held = held.clone();
+                }
+                rollout.is_some_and(|r| s.record_rollout(r))
             })
-            .await;
+            .await
     }
 
     /// Which verification attempt to run for `app` at `digest` (`None`: it has its result).

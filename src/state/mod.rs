@@ -53,6 +53,16 @@ pub struct EnvState {
     /// Notifications of this environment: pending and done ([`crate::notify::log`]).
     #[serde(default, skip_serializing_if = "crate::notify::log::Log::is_empty")]
     pub notify: crate::notify::log::Log,
+    /// The last rollout the reconciler saw, written by the replica that reconciles the
+    /// environment's cluster and reported on GitHub by the one that leads the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::engine::Rollout>,
+    /// The commit whose deletions the prune guard holds back (`None`: nothing held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_held: Option<String>,
+    /// The commit an approver's `/prune` let go ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_approved: Option<String>,
 }
 
 /// One app in one environment.
@@ -160,7 +170,18 @@ pub fn observations(report: &Report, pipeline: &Pipeline) -> Vec<Observation> {
         .collect()
 }
 
+
 impl EnvState {
+    /// Keep `rollout` as the last one seen, unless it says what the kept one says (a healthy
+    /// rollout timed anew by each resync is the same rollout). Returns whether it changed.
+    pub fn record_rollout(&mut self, rollout: &crate::engine::Rollout) -> bool {
+        if self.rollout.as_ref().is_some_and(|r| r.same_as(rollout)) {
+            return false;
+        }
+        self.rollout = Some(rollout.clone());
+        true
+    }
+
     /// Take in a reconcile's observations (every app the environment runs now) at `now`.
     ///
     /// A clock keeps its start while the digest stays healthy; a report of it not healthy

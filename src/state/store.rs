@@ -103,6 +103,31 @@ impl StateStore {
         Ok(())
     }
 
+    /// Read again the environments another replica writes (a cluster reconciled elsewhere,
+    /// the engine's `/retry` and `/prune`). An environment with a change not written yet keeps
+    /// what this process holds; its next write meets the other's with a 409 and merges.
+    pub async fn refresh(&self, envs: &[String]) -> Result<(), StoreError> {
+        if self.api.is_none() {
+            return Ok(());
+        }
+        for env in envs {
+            let fresh = self.read(env).await?;
+            let mut entries = self.entries();
+            let unwritten = entries
+                .get(env)
+                .is_some_and(|e| e.written.as_deref() != Some(e.state.encode().as_str()));
+            if !unwritten {
+                entries.insert(env.clone(), fresh);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read part of one environment's state without copying the whole of it.
+    pub fn with<T>(&self, env: &str, read: impl FnOnce(Option<&EnvState>) -> T) -> T {
+        read(self.entries().get(env).map(|e| &e.state))
+    }
+
     async fn read(&self, env: &str) -> Result<Entry, StoreError> {
         let Some((api, namespace)) = &self.api else {
             return Ok(Entry::default());
