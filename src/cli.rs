@@ -868,10 +868,6 @@ fn run_service(args: &RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("baton listening on http://{}", service.local_addr());
         match service.run(shutdown_signal()).await {
             crate::service::Exit::Shutdown => anyhow::Ok(ExitCode::SUCCESS),
-            crate::service::Exit::LostLeadership => {
-                eprintln!("error: lost the leader lease to another replica; exiting to rejoin as a follower");
-                anyhow::Ok(ExitCode::from(1))
-            }
         }
     })
 }

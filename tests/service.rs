@@ -485,7 +485,7 @@ fn signal(child: &Child, signal: &str) {
 /// The fence, on a real control plane: the leader is frozen (SIGSTOP) past its lease's expiry,
 /// the follower takes over and promotes a release, then the old leader is resumed (SIGCONT).
 /// Whatever it was doing when frozen, it finds its lease gone before its next write: it writes
-/// nothing to GitHub and exits so that Kubernetes restarts it as a follower.
+/// nothing to GitHub, and follows again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_frozen_past_its_lease_and_resumed_after_the_follower_acted_duplicates_nothing() {
     baton::tls::install_crypto_provider();
@@ -548,14 +548,25 @@ async fn a_leader_frozen_past_its_lease_and_resumed_after_the_follower_acted_dup
     let before_comments = sb.forge.comments(OWNER, REPO, dev.number).len();
 
     signal(&frozen.child, "CONT");
-    let exit = wait(
-        "the resumed leader stepping down and exiting",
+    // It steps down to following (its metrics say it no longer leads) and stays up: it still
+    // serves, and reconciles whichever clusters it holds.
+    wait(
+        "the resumed leader stepping down to follow",
         Duration::from_secs(30),
-        || frozen.child.try_wait().unwrap(),
+        || {
+            let (_, metrics) = common::http_get(frozen.port, "/metrics")?;
+            metrics
+                .lines()
+                .any(|l| l.trim() == "baton_leader 0")
+                .then_some(())
+        },
         || format!("lease {:?}", holder()),
     )
     .await;
-    assert_eq!(exit.code(), Some(1), "it exits to rejoin as a follower");
+    assert!(
+        frozen.child.try_wait().unwrap().is_none(),
+        "it follows instead of exiting"
+    );
     assert_eq!(
         holder().as_deref(),
         Some(acting_id),

@@ -99,8 +99,6 @@ pub struct LeaderOptions {
 pub enum Exit {
     /// Asked to stop.
     Shutdown,
-    /// Another replica took the lease; this one stopped acting (restart to campaign again).
-    LostLeadership,
 }
 
 impl RunOptions {
@@ -398,13 +396,21 @@ impl Service {
                         if let Err(e) = shared.state.refresh(std::slice::from_ref(&name)).await {
                             tracing::debug!(env = %name, error = %e, "cannot read /prune approvals again");
                         }
-                        guard.approved =
-                            shared.state.with(&name, |s| s.and_then(|s| s.prune_approved.clone()));
+                        guard.approved = shared
+                            .state
+                            .with(&name, |s| s.and_then(|s| s.prune_approved.clone()));
                     }
                     ensure_copies(&copier, &src, &name, &input.commit).await?;
                     // GitHub is written only by the replica that leads the engine.
+                    // Never held up by GitHub's write pacing: an apply does not wait for it.
                     if leading.load(std::sync::atomic::Ordering::SeqCst) {
-                        announce_applying(&engine, &announced, &name, &input.commit).await;
+                        let announce = announce_applying(&engine, &announced, &name, &input.commit);
+                        if tokio::time::timeout(ANNOUNCE_WITHIN, announce)
+                            .await
+                            .is_err()
+                        {
+                            tracing::debug!(env = %name, "GitHub's write pacing holds the \"applying\" status back; applying without it");
+                        }
                     }
                     Ok(input)
                 })
@@ -437,7 +443,10 @@ impl Service {
             held_envs: Mutex::new(std::collections::BTreeSet::new()),
             leading,
             state_guard,
-            reported: tokio::sync::Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(BTreeMap::new()),
+            remote_rollouts: Mutex::new(BTreeMap::new()),
+            remote_ready: tokio::sync::Notify::new(),
+            triggered_tip: Mutex::new(None),
             in_flight: Mutex::new(std::collections::BTreeSet::new()),
             repo_slug,
             history: Mutex::new(None),
@@ -503,6 +512,7 @@ impl Service {
                 for r in &self.loops.runners {
                     reconcilers.push(tokio::spawn(r.clone().run(out_tx.clone(), stopped())));
                 }
+                reconcilers.push(tokio::spawn(self.loops.clone().watch_tip(stop_rx.clone())));
                 None
             }
             Some((client, lease)) => {
@@ -510,7 +520,9 @@ impl Service {
                 let started = crate::leader::Leadership::start(client.clone(), lease.clone())
                     .and_then(|l| {
                         let clusters = self.loops.clusters.iter().map(|c| c.name.clone());
-                        let base = lease.named(format!("{}-reconcile", lease.name));
+                        // `baton-leader` → `baton-reconcile-<cluster>`.
+                        let prefix = lease.name.strip_suffix("-leader").unwrap_or(&lease.name);
+                        let base = lease.named(format!("{prefix}-reconcile"));
                         crate::leader::shards::Shards::start(client.clone(), base, clusters)
                             .map(|s| (l, s))
                     });
@@ -521,9 +533,8 @@ impl Service {
                             out_tx.clone(),
                             stop_rx.clone(),
                         )));
-                        reconcilers.push(tokio::spawn(
-                            self.loops.clone().watch_tip(stop_rx.clone()),
-                        ));
+                        reconcilers
+                            .push(tokio::spawn(self.loops.clone().watch_tip(stop_rx.clone())));
                         shards = Some(s);
                         Some(l)
                     }
@@ -539,107 +550,69 @@ impl Service {
             }
         };
         drop(out_tx);
-        let mut promote = None;
-        let mut notifier = None;
-        let mut exit = Exit::Shutdown;
-        let leads = match &leadership {
-            None => true,
-            Some(l) => {
-                tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
-                // A follower is Ready: it serves the status page, reconciles the clusters it
-                // holds, and passes the webhooks it receives on to the holder by nudging it
-                // through the Lease.
-                self.loops.state.set_ready(true);
-                let forward = self.leader.clone().map(|(client, lease)| {
-                    tokio::spawn(forward_nudges(self.loops.state.clone(), client, lease))
-                });
-                let mut leading = l.subscribe();
-                let leads = tokio::select! {
-                    r = leading.wait_for(|v| *v) => r.is_ok(),
-                    _ = &mut shutdown => false,
-                };
-                if let Some(f) = forward {
-                    f.abort();
-                }
-                if leads {
-                    tracing::info!("leading: starting the promotion loop");
-                    // Nothing is written to GitHub once the lease may have passed to another
-                    // replica; verification Jobs and the state wait for it too.
-                    self.loops.engine.forge().set_fence(l.fence());
-                    self.engine_guard.add(l.fence());
-                    self.loops.state_guard.add(l.fence());
-                    tokio::spawn(take_nudges(self.loops.state.clone(), l.nudges()));
-                }
-                leads
-            }
-        };
-        if leads {
-            self.loops
-                .leading
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            self.loops.restore_state().await;
-            self.loops.state.metrics.leader.set(1);
-            notifier = Some(tokio::spawn(
-                self.loops.notifier.clone().run(stop_rx.clone()),
-            ));
-            promote = Some(tokio::spawn(
-                self.loops.clone().promotion_loop(stop_rx.clone()),
-            ));
-            let lost = async {
-                match &leadership {
-                    Some(l) => {
-                        let mut leading = l.subscribe();
-                        let lost = leading.wait_for(|v| !*v).await.is_ok();
-                        if !lost {
-                            std::future::pending::<()>().await;
-                        }
+        // Lead the engine when this replica holds its Lease; when the Lease goes to another
+        // replica, stop the engine's loops and follow again (the clusters held here keep being
+        // reconciled), until shutdown.
+        loop {
+            let leads = match &leadership {
+                None => true,
+                Some(l) => {
+                    tracing::info!(identity = %self.leader.as_ref().map(|(_, c)| c.identity.as_str()).unwrap_or(""), "waiting to lead");
+                    // A follower is Ready: it serves the status page, reconciles the clusters
+                    // it holds, and passes the webhooks it receives on to the holder by nudging
+                    // it through the Lease.
+                    self.loops.state.set_ready(true);
+                    let forward = self.leader.clone().map(|(client, lease)| {
+                        tokio::spawn(forward_nudges(self.loops.state.clone(), client, lease))
+                    });
+                    let mut leading = l.subscribe();
+                    let leads = tokio::select! {
+                        r = leading.wait_for(|v| *v) => r.is_ok(),
+                        _ = &mut shutdown => false,
+                    };
+                    if let Some(f) = forward {
+                        f.abort();
                     }
-                    None => std::future::pending::<()>().await,
+                    leads
                 }
             };
-            exit = tokio::select! {
-                _ = &mut shutdown => Exit::Shutdown,
-                _ = lost => Exit::LostLeadership,
-            };
-        }
-        match exit {
-            Exit::Shutdown => tracing::info!("shutting down: finishing the step in flight"),
-            Exit::LostLeadership => {
-                tracing::error!("lost the lease to another replica; stopping")
+            if !leads {
+                break;
             }
+            let shut = lead(
+                &self.loops,
+                &self.engine_guard,
+                leadership.as_ref(),
+                &mut shutdown,
+            )
+            .await;
+            if shut || leadership.is_none() {
+                break;
+            }
+            tracing::error!(
+                "lost the engine's lease to another replica; following again (the clusters held here are still reconciled)"
+            );
         }
+        tracing::info!("shutting down: finishing the step in flight");
         let _ = stop_tx.send(true);
         self.loops.state.set_ready(false);
-        // The step in flight gets a grace period: a write waiting its turn in GitHub's pacing
-        // queue, or a rollout being waited for, may take minutes. Every step is safe to
-        // interrupt (docs/decisions.md), so after the grace it is stopped.
         let mut reports = reports;
         let finished = async {
-            if let Some(p) = promote.as_mut() {
-                let _ = p.await;
-            }
             for t in reconcilers.iter_mut() {
                 let _ = t.await;
             }
             let _ = (&mut reports).await;
-            if let Some(n) = notifier.as_mut() {
-                let _ = n.await;
-            }
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, finished)
             .await
             .is_err()
         {
-            tracing::warn!(
-                grace = ?SHUTDOWN_GRACE,
-                "the step in flight did not finish in time; stopping it (the next start picks up where it left)"
-            );
-            for t in promote.iter().chain(notifier.iter()).chain(&reconcilers) {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "the reconciles in flight did not finish in time; stopping them");
+            for t in &reconcilers {
                 t.abort();
             }
             reports.abort();
         }
-        self.loops.state.metrics.leader.set(0);
         if let Some(s) = shards {
             s.release().await;
         }
@@ -648,8 +621,79 @@ impl Service {
         }
         let _ = server.await;
         tracing::info!("baton stopped");
-        exit
+        Exit::Shutdown
     }
+}
+
+/// One term as the engine's leader: the promotion loop and the notifier run until
+/// `shutdown` (returns true) or until the Lease goes to another replica (false).
+async fn lead(
+    loops: &Arc<Loops>,
+    engine_guard: &fence::WriteGuard,
+    leadership: Option<&crate::leader::Leadership>,
+    shutdown: &mut std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> bool {
+    let (term_tx, term_rx) = watch::channel(false);
+    let mut nudges = None;
+    if let Some(l) = leadership {
+        tracing::info!("leading: starting the promotion loop");
+        // Nothing is written to GitHub once the lease may have passed to another replica;
+        // verification Jobs and the state wait for it too.
+        loops.engine.forge().set_fence(l.fence());
+        engine_guard.add(l.fence());
+        loops.state_guard.add(l.fence());
+        nudges = Some(tokio::spawn(take_nudges(loops.state.clone(), l.nudges())));
+    }
+    loops
+        .leading
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    loops.restore_state().await;
+    loops.state.metrics.leader.set(1);
+    let mut notifier = tokio::spawn(loops.notifier.clone().run(term_rx.clone()));
+    let mut promote = tokio::spawn(loops.clone().promotion_loop(term_rx));
+    let lost = async {
+        match leadership {
+            Some(l) => {
+                let mut leading = l.subscribe();
+                let lost = leading.wait_for(|v| !*v).await.is_ok();
+                if !lost {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let shut = tokio::select! {
+        _ = shutdown.as_mut() => true,
+        _ = lost => false,
+    };
+    let _ = term_tx.send(true);
+    loops
+        .leading
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // The step in flight gets a grace period: a write waiting its turn in GitHub's pacing
+    // queue may take minutes. Every step is safe to interrupt (docs/decisions.md), so
+    // after the grace it is stopped.
+    let finished = async {
+        let _ = (&mut promote).await;
+        let _ = (&mut notifier).await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, finished)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "the step in flight did not finish in time; stopping it (the next start picks up where it left)"
+        );
+        promote.abort();
+        notifier.abort();
+    }
+    if let Some(n) = nudges {
+        n.abort();
+    }
+    loops.state.metrics.leader.set(0);
+    shut
 }
 
 /// On a follower: each webhook that would wake the engine nudges the lease holder instead.
@@ -672,6 +716,10 @@ async fn take_nudges(state: Arc<crate::server::AppState>, mut nudges: watch::Rec
         state.nudge.notify_one();
     }
 }
+
+/// How long an apply waits to say "applying" on GitHub (a best-effort status) before it goes
+/// ahead without it.
+const ANNOUNCE_WITHIN: Duration = Duration::from_secs(2);
 
 /// How long a shutdown waits for the step in flight before stopping it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -735,7 +783,12 @@ struct Loops {
     /// Guards the state's writes by whichever lease this replica holds.
     state_guard: fence::WriteGuard,
     /// The last rollout of each environment reported on GitHub by this replica.
-    reported: tokio::sync::Mutex<BTreeMap<String, crate::engine::Rollout>>,
+    reported: Mutex<BTreeMap<String, crate::engine::Rollout>>,
+    /// Rollouts other replicas persisted, waiting for the report loop (the newest per env).
+    remote_rollouts: Mutex<BTreeMap<String, crate::engine::Rollout>>,
+    remote_ready: tokio::sync::Notify,
+    /// The config branch tip the reconcilers were last triggered for.
+    triggered_tip: Mutex<Option<String>>,
     /// Verifications running: (env, app, digest, attempt).
     in_flight: Mutex<std::collections::BTreeSet<(String, String, String, u32)>>,
     repo_slug: String,
@@ -846,7 +899,6 @@ impl Loops {
         let registry_every = self.cfg.intervals.registry.0;
         let plan_every = self.cfg.intervals.plan.0;
         let mut last_scan: Option<tokio::time::Instant> = None;
-        let mut last_tip: Option<String> = None;
         let mut failures = 0u32;
         // Commands a previous run died handling on PRs it had closed (until it succeeds once).
         let mut swept_closed = false;
@@ -1003,13 +1055,10 @@ impl Loops {
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
             // Off the worker: the clone's lock may be held through a fetch.
             if let Some(tip) = tokio::task::block_in_place(|| self.engine.config_tip())
-                && last_tip.as_deref() != Some(tip.as_str())
+                && self.tip_moved(&tip)
             {
-                if last_tip.is_some() {
-                    tracing::info!(tip = %&tip[..tip.len().min(12)], "config branch moved; reconciling");
-                    self.trigger_all();
-                }
-                last_tip = Some(tip);
+                tracing::info!(tip = %&tip[..tip.len().min(12)], "config branch moved; reconciling");
+                self.trigger_all();
             }
             tokio::select! {
                 _ = self.state.nudge.notified() => {}
@@ -1090,8 +1139,7 @@ impl Loops {
             let digest = d.digest.to_string();
             // Once per digest and attempt, also across restarts (the state remembers results;
             // a run cut short is read back from its Job, never started again).
-            let Some(attempt) = self.next_verification(&rollout.env, &d.app, &digest).await
-            else {
+            let Some(attempt) = self.next_verification(&rollout.env, &d.app, &digest).await else {
                 continue;
             };
             let key = (rollout.env.clone(), d.app.clone(), digest.clone(), attempt);
@@ -1167,7 +1215,26 @@ impl Loops {
     /// else by the one that does (nudged through its Lease).
     async fn report_loop(self: Arc<Self>, mut outcomes: mpsc::Receiver<runner::Outcome>) {
         let mut last = tokio::time::Instant::now();
-        while let Some(outcome) = outcomes.recv().await {
+        loop {
+            // One task reports everything, so nothing is reported twice at once; another
+            // replica's rollouts (found by the engine's pass) wait their turn here.
+            let outcome = tokio::select! {
+                o = outcomes.recv() => match o {
+                    Some(o) => o,
+                    None => return,
+                },
+                _ = self.remote_ready.notified() => {
+                    let remote = std::mem::take(
+                        &mut *self.remote_rollouts.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    for rollout in remote.values() {
+                        if self.leading.load(std::sync::atomic::Ordering::SeqCst) {
+                            self.report_once(rollout).await;
+                        }
+                    }
+                    continue;
+                }
+            };
             self.state
                 .metrics
                 .reconcile_outcome(&outcome, last.elapsed());
@@ -1199,7 +1266,9 @@ impl Loops {
                 }
             }
             let rollout = match &outcome.commit {
-                Some(commit) => match self.engine.rollout_of(&outcome.env, commit, &outcome.result)
+                Some(commit) => match self
+                    .engine
+                    .rollout_of(&outcome.env, commit, &outcome.result)
                 {
                     Ok(r) => Some(r),
                     Err(e) => {
@@ -1229,15 +1298,23 @@ impl Loops {
     /// Report `rollout` on GitHub (commit status `baton/<env>`, PR timelines, rollbacks) and
     /// start its verifications, unless it is the one this replica reported last.
     async fn report_once(self: &Arc<Self>, rollout: &crate::engine::Rollout) {
-        let mut reported = self.reported.lock().await;
-        if reported.get(&rollout.env) == Some(rollout) {
+        if self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&rollout.env)
+            == Some(rollout)
+        {
             return;
         }
         self.maybe_verify(rollout).await;
         match self.engine.report_rollout(rollout, Utc::now()).await {
             Ok(outcomes) => {
                 self.handle(&outcomes);
-                reported.insert(rollout.env.clone(), rollout.clone());
+                self.reported
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(rollout.env.clone(), rollout.clone());
             }
             Err(e) => {
                 tracing::warn!(env = %rollout.env, error = %e, "cannot report the rollout")

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -118,30 +117,36 @@ impl Loops {
         let mut held = self.held_envs.lock().unwrap_or_else(|e| e.into_inner());
         for env in &cluster.envs {
             if let Some(ctx) = self.contexts.get(env) {
-                let marks = self.shared.state.with(env, |s| {
-                    s.map(|s| s.rollouts.clone()).unwrap_or_default()
-                });
+                let marks = self
+                    .shared
+                    .state
+                    .with(env, |s| s.map(|s| s.rollouts.clone()).unwrap_or_default());
                 ctx.restore(env, &marks);
             }
             held.insert(env.clone());
         }
     }
 
-    /// On a replica that does not lead the engine: every `intervals.plan`, fetch the config
-    /// branch and reconcile the clusters held here when it moved, and when an approver's
-    /// `/prune` (written by the engine's leader) lets held deletions go.
+    /// Whether `tip` is new since the reconcilers were last triggered (the first tip seen is
+    /// not: each reconciler starts with a reconcile of its own).
+    pub(super) fn tip_moved(&self, tip: &str) -> bool {
+        let mut last = self.triggered_tip.lock().unwrap_or_else(|e| e.into_inner());
+        let moved = last.as_deref().is_some_and(|l| l != tip);
+        *last = Some(tip.to_string());
+        moved
+    }
+
+    /// Every `intervals.plan`, on every replica: fetch the config branch and reconcile the
+    /// clusters held here when it moved, and when an approver's `/prune` (written by the
+    /// engine's leader) lets held deletions go. Apart from the promotion loop, so that a pass
+    /// waiting on GitHub's write pacing does not hold back the reconcilers.
     pub(super) async fn watch_tip(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let every = self.cfg.intervals.plan.0;
-        let mut last_tip = self.source.commit();
         let mut approvals: BTreeMap<String, Option<String>> = BTreeMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
-            }
-            if self.leading.load(Ordering::SeqCst) {
-                // The engine's own loop triggers the reconcilers.
-                return;
             }
             let envs: Vec<String> = self
                 .held_envs
@@ -159,12 +164,11 @@ impl Loops {
                 source.refresh().map(|(tip, _)| tip)
             });
             match tip {
-                Ok(tip) if last_tip.as_deref() != Some(tip.as_str()) => {
+                Ok(tip) if self.tip_moved(&tip) => {
                     tracing::info!(tip = %&tip[..tip.len().min(12)], "config branch moved; reconciling the clusters held here");
                     for env in &envs {
                         self.trigger(env);
                     }
-                    last_tip = Some(tip);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read the config branch"),
@@ -226,11 +230,16 @@ impl Loops {
             let reported = self
                 .reported
                 .lock()
-                .await
+                .unwrap_or_else(|e| e.into_inner())
                 .get(env)
                 .is_some_and(|r| r.same_as(&rollout));
             if !reported {
-                self.report_once(&rollout).await;
+                // Reported by the report loop, which reports this replica's own rollouts too.
+                self.remote_rollouts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(env.clone(), rollout);
+                self.remote_ready.notify_one();
             } else if self
                 .shared
                 .state

@@ -170,7 +170,6 @@ pub fn observations(report: &Report, pipeline: &Pipeline) -> Vec<Observation> {
         .collect()
 }
 
-
 impl EnvState {
     /// Keep `rollout` as the last one seen, unless it says what the kept one says (a healthy
     /// rollout timed anew by each resync is the same rollout). Returns whether it changed.
