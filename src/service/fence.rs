@@ -85,3 +85,21 @@ where
         Box::pin(async move { call.await.map_err(Into::into) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_guard_lets_reads_through_and_writes_only_once_a_holding_fence_is_added() {
+        let guard = WriteGuard::closed();
+        assert!(guard.allows(&http::Method::GET));
+        assert!(!guard.allows(&http::Method::PATCH));
+        guard.add(Fence::always());
+        assert!(guard.allows(&http::Method::PATCH));
+        assert!(
+            WriteGuard::default().allows(&http::Method::POST),
+            "unset: no election"
+        );
+    }
+}

@@ -359,3 +359,32 @@ fn pr(digest: &crate::image::Digest) -> crate::promote::state::PullRequest {
         commands: vec![],
     }
 }
+
+#[test]
+fn a_rollout_timed_anew_by_a_resync_is_not_recorded_again_but_a_new_state_is() {
+    use crate::engine::{AppRollout, Rollout, RolloutState};
+    let healthy = |secs: u64| Rollout {
+        env: "dev".into(),
+        commit: "a".repeat(40),
+        state: RolloutState::Healthy {
+            took: std::time::Duration::from_secs(secs),
+            summary: "Deployment/web: 1/1".into(),
+        },
+        apps: vec![AppRollout {
+            app: "web".into(),
+            digest: digest(1).parse().unwrap(),
+            state: DeployState::Healthy,
+        }],
+    };
+    let mut s = EnvState::default();
+    assert!(s.record_rollout(&healthy(3)));
+    assert!(!s.record_rollout(&healthy(1)), "only the time differs");
+    let mut failed = healthy(3);
+    failed.state = RolloutState::Failed {
+        reasons: vec!["Deployment/web: crash".into()],
+    };
+    assert!(s.record_rollout(&failed));
+    // It survives the document's round trip, as another replica reads it.
+    let back = EnvState::decode(&s.encode()).unwrap();
+    assert_eq!(back.rollout, Some(failed));
+}
