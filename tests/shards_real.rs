@@ -222,6 +222,48 @@ async fn three_replicas_share_six_clusters_and_keep_reconciling_them_as_two_die(
     )
     .await;
 
+    // A follower's status page shows every environment, not just the clusters it holds: what
+    // runs there (the persisted state) and what the branch pins.
+    let followers: Vec<&Replica> = replicas
+        .iter()
+        .filter(|r| {
+            common::http_get(r.port, "/metrics")
+                .is_some_and(|(_, m)| m.lines().any(|l| l.trim() == "baton_leader 0"))
+        })
+        .collect();
+    assert_eq!(followers.len(), 2, "{}", logs(&replicas));
+    for f in followers {
+        until(
+            &format!(
+                "{}'s status page shows web 1.0.0 running and pinned in all six environments",
+                f.name
+            ),
+            Duration::from_secs(60),
+            || {
+                let (_, body) = common::http_get(f.port, "/api/v1/state")?;
+                let state: serde_json::Value = serde_json::from_str(&body).ok()?;
+                let web = state["apps"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["name"] == "web")?;
+                let cells = web["cells"].as_array()?;
+                let all = envs.iter().all(|env| {
+                    cells.iter().any(|c| {
+                        c["env"] == env.as_str()
+                            && c["running"] == initial.as_str()
+                            && c["pinned"]["digest"] == initial.as_str()
+                    })
+                });
+                all.then_some(())
+            },
+            || {
+                let page = common::http_get(f.port, "/api/v1/state").map(|(_, b)| b);
+                format!("{page:?}\n{}", logs(&replicas))
+            },
+        )
+        .await;
+    }
+
     // A release, promoted while replicas die: dev first, then qa, perf and uat.
     let digest = sb.push("web", "1.1.0");
 

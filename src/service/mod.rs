@@ -842,7 +842,11 @@ impl Loops {
         let Some(pipeline) = self.source.pipeline() else {
             return;
         };
-        let snapshot = self.engine.snapshot();
+        let snapshot = if self.leading.load(std::sync::atomic::Ordering::SeqCst) {
+            self.engine.snapshot()
+        } else {
+            self.follower_snapshot(&pipeline)
+        };
         let mut open: Vec<view::OpenPromotion> = snapshot
             .open
             .iter()

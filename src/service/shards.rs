@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::Loops;
 use super::fence::WriteGuard;
+use crate::config::pipeline::Pipeline;
 use crate::leader::shards::Held;
 use crate::reconcile::runner;
 
@@ -148,6 +149,16 @@ impl Loops {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
+            if !self.leading.load(std::sync::atomic::Ordering::SeqCst) {
+                // A follower's status page: what every environment runs, as persisted.
+                let all: Vec<String> = self.env_runner.keys().cloned().collect();
+                match self.shared.state.refresh(&all).await {
+                    Ok(()) => tokio::task::block_in_place(|| self.refresh_view()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the state for the status page")
+                    }
+                }
+            }
             let envs: Vec<String> = self
                 .held_envs
                 .lock()
@@ -201,6 +212,29 @@ impl Loops {
                     approvals.insert(env, approved);
                 }
             }
+        }
+    }
+
+    /// What a follower's status page shows of the config branch: the pins at the tip its
+    /// reconcilers read (the open PRs are the leader's to know; a follower lists none).
+    pub(super) fn follower_snapshot(&self, pipeline: &Pipeline) -> crate::engine::Snapshot {
+        let mut pinned = BTreeMap::new();
+        if let Some(tip) = self.source.commit() {
+            let tree = self.source.tree(&tip);
+            let files = crate::gitrepo::files::FsFiles(&tree);
+            for env in &pipeline.environments {
+                for app in pipeline.apps.keys() {
+                    if let Ok(Some(p)) =
+                        crate::gitrepo::bump::current(&files, pipeline, &env.name, app)
+                    {
+                        pinned.insert((env.name.clone(), app.clone()), p);
+                    }
+                }
+            }
+        }
+        crate::engine::Snapshot {
+            pinned,
+            open: Vec::new(),
         }
     }
 
