@@ -1719,11 +1719,14 @@ fn load_pipeline(files: &dyn Files, commit: git2::Oid) -> Result<Pipeline, Engin
         .read(crate::config::pipeline::PIPELINE_FILE)
         .map_err(bad)?
         .ok_or_else(|| bad("the file does not exist".into()))?;
-    Ok(
-        Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
-            .map_err(|e| bad(e.to_string()))?
-            .pipeline,
-    )
+    let pipeline = Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
+        .map_err(|e| bad(e.to_string()))?
+        .pipeline;
+    // A group the bot cannot read unambiguously promotes nothing (`baton validate` says where).
+    if let Some((field, message)) = pipeline.group_problems().into_iter().next() {
+        return Err(bad(format!("{field}: {message}")));
+    }
+    Ok(pipeline)
 }
 
 fn now_text() -> String {
