@@ -17,6 +17,7 @@
 
 pub mod copy;
 pub mod deployments;
+mod group;
 pub mod queue;
 pub mod refusal;
 pub mod rollout;
@@ -158,8 +159,11 @@ struct RepoView {
     pipeline: Pipeline,
     policies: Vec<PolicySource>,
     pinned: BTreeMap<(String, String), Pinned>,
-    /// Per promotion branch: what its tip pins and when it was committed.
+    /// Per promotion branch: what its tip pins and when it was committed (for a group's
+    /// branch, its first changed member).
     branches: BTreeMap<String, (Option<Pinned>, DateTime<Utc>)>,
+    /// Per group branch (`baton/<env>/<group>`): the members it changes, with their pins.
+    group_members: BTreeMap<String, Vec<(String, Pinned)>>,
     /// Promotions recorded on the config branch, newest first (the last [`HISTORY_DEPTH`]).
     history: std::sync::Arc<Vec<Entry>>,
     /// Digests held back from (env, app) by rollbacks.
@@ -183,6 +187,8 @@ struct Observed {
     state: PullRequest,
     status: Option<CommentInfo>,
     comments: Vec<CommentInfo>,
+    /// A group's PR: one state per member it pins (`state` is the first). Empty otherwise.
+    members: Vec<PullRequest>,
 }
 
 /// The answer to a command in an edited comment.
@@ -216,6 +222,8 @@ pub struct Engine<F> {
     /// What each promotion branch commit pins, by commit (a branch is read again only when
     /// it moves).
     branch_pins: Mutex<BTreeMap<git2::Oid, Option<Pinned>>>,
+    /// What each group branch commit changes, by commit.
+    group_pins: Mutex<BTreeMap<git2::Oid, Vec<(String, Pinned)>>>,
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
@@ -239,6 +247,7 @@ impl<F: Forge> Engine<F> {
             history: Mutex::new(None),
             at_tip: Mutex::new(None),
             branch_pins: Mutex::default(),
+            group_pins: Mutex::default(),
             provenance: Mutex::default(),
             attestations: Mutex::default(),
             copier: None,
@@ -347,6 +356,7 @@ impl<F: Forge> Engine<F> {
         // Forget branch commits no branch points at any more.
         branch_pins.retain(|oid, _| seen.contains(oid));
         drop(branch_pins);
+        let group_members = self.group_branches(&repo, &pipeline, tip, &mut branches)?;
         let history = self.history_at(&repo, tip)?;
         let held = plan::held_digests(history.iter().map(|e| &e.promotion));
         Ok(RepoView {
@@ -354,6 +364,7 @@ impl<F: Forge> Engine<F> {
             policies,
             pinned,
             branches,
+            group_members,
             history,
             held,
         })
@@ -373,6 +384,10 @@ impl<F: Forge> Engine<F> {
         }
         // Where a branch pins depends on the pipeline: read them again under the new one.
         self.branch_pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.group_pins
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
@@ -608,12 +623,16 @@ impl<F: Forge> Engine<F> {
                 reviews,
                 checks,
                 commands: events,
+                group: None,
             };
+            let members = group::member_states(&view.pipeline, &view.group_members, &info, &state);
+            let state = members.first().cloned().unwrap_or(state);
             out.push(Observed {
                 info,
                 state,
                 status,
                 comments,
+                members,
             });
         }
         Ok(out)
@@ -722,10 +741,12 @@ impl<F: Forge> Engine<F> {
                 reviews: vec![],
                 checks: vec![],
                 commands: events,
+                group: None,
             },
             info,
             status,
             comments,
+            members: Vec::new(),
         };
         let mut outcomes = Vec::new();
         self.answer_commands(&view, &mut o, &mut outcomes).await?;
@@ -770,7 +791,11 @@ impl<F: Forge> Engine<F> {
             pinned: view.pinned.clone(),
             open: observed
                 .iter()
-                .map(|o| (o.state.clone(), o.info.html_url.clone()))
+                .flat_map(|o| {
+                    o.states()
+                        .into_iter()
+                        .map(|s| (s, o.info.html_url.clone()))
+                })
                 .collect(),
         };
         let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
@@ -938,7 +963,7 @@ impl<F: Forge> Engine<F> {
         deployments: &BTreeMap<(String, String), Deployment>,
         now: DateTime<Utc>,
     ) -> Vec<Action> {
-        let prs: Vec<PullRequest> = observed.iter().map(|o| o.state.clone()).collect();
+        let prs: Vec<PullRequest> = observed.iter().flat_map(Observed::states).collect();
         plan::plan(&plan::Inputs {
             pipeline: &view.pipeline,
             now,
@@ -1228,7 +1253,7 @@ impl<F: Forge> Engine<F> {
         handled: &BTreeSet<u64>,
     ) -> Result<(), EngineError> {
         let body = text::status_comment(
-            &o.state.app,
+            o.state.group.as_ref().unwrap_or(&o.state.app),
             &o.state.env,
             headline,
             evaluation,
@@ -1480,6 +1505,34 @@ impl<F: Forge> Engine<F> {
                     blocking,
                     gates: evaluation.results.clone(),
                 }))
+            }
+            Action::OpenGroup {
+                env,
+                group,
+                members,
+            } => self.open_group(view, &env, &group, &members).await.map(Some),
+            Action::UpdateGroup {
+                pr,
+                env,
+                group,
+                members,
+                superseded,
+            } => {
+                let o = find(pr).cloned();
+                self.update_group(view, o, pr, &env, &group, &members, &superseded)
+                    .await
+                    .map(Some)
+            }
+            Action::Merge {
+                pr,
+                env,
+                app,
+                evaluation,
+            } if find(pr).is_some_and(|o| !o.members.is_empty()) => {
+                let o = find(pr).expect("checked").clone();
+                self.merge_group(view, o, &env, &app, evaluation, now)
+                    .await
+                    .map(Some)
             }
             Action::Merge {
                 pr,

@@ -357,5 +357,6 @@ fn pr(digest: &crate::image::Digest) -> crate::promote::state::PullRequest {
         reviews: vec![],
         checks: vec![],
         commands: vec![],
+        group: None,
     }
 }

@@ -1,0 +1,535 @@
+//! A group's PR (pipeline `groups:`, a release train): one branch `baton/<env>/<group>` whose
+//! one commit pins every member with a new digest, one PR per group and environment, merged
+//! with one `Baton-*` trailer block per member so that `baton history` lists one entry per app
+//! (`Promotion::group_message`). The planner decides (`promote::group`); this is the I/O.
+//!
+//! Which members a group's PR changes is read from Git alone: the pins its branch tip has that
+//! differ from the commit it was built on (the merge base with the config branch). Nothing is
+//! kept elsewhere, so a restart reads the same PR back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::copy::BeforeMerge;
+use super::{Engine, EngineError, Observed, Outcome, RepoView, now_text, pinned_of, refusal, text};
+use crate::commands::{self, Command};
+use crate::config::pipeline::Pipeline;
+use crate::forge::{self, Forge, ForgeError, NewPullRequest, PullRequestInfo};
+use crate::gitrepo::bump;
+use crate::gitrepo::repo::{ConfigRepo, GitError, Pushed};
+use crate::gitrepo::trailers::Promotion;
+use crate::image::Pinned;
+use crate::promote::Evaluation;
+use crate::promote::gates::{Gate, GateResult, Verdict};
+use crate::promote::plan::MemberChange;
+use crate::promote::state::PullRequest;
+
+/// A group branch's changed members: (app, what the branch pins for it).
+pub(super) type Members = Vec<(String, Pinned)>;
+
+impl Observed {
+    /// What the planner is given for this PR: one state per member for a group's PR.
+    pub(super) fn states(&self) -> Vec<PullRequest> {
+        if self.members.is_empty() {
+            vec![self.state.clone()]
+        } else {
+            self.members.clone()
+        }
+    }
+}
+
+/// The states of a group's PR, one per member its branch changes (empty for an app's PR).
+pub(super) fn member_states(
+    pipeline: &Pipeline,
+    group_members: &BTreeMap<String, Members>,
+    info: &PullRequestInfo,
+    state: &PullRequest,
+) -> Vec<PullRequest> {
+    let Some((_, name)) = forge::parse_promotion_branch(&info.head_ref) else {
+        return Vec::new();
+    };
+    if !pipeline.groups.contains_key(name) {
+        return Vec::new();
+    }
+    group_members
+        .get(&info.head_ref)
+        .into_iter()
+        .flatten()
+        .map(|(app, pin)| PullRequest {
+            app: app.clone(),
+            digest: pin.digest.clone(),
+            tag: pin.tag.clone(),
+            group: Some(name.to_string()),
+            ..state.clone()
+        })
+        .collect()
+}
+
+/// `promote group shop to dev: web 1.5.0, worker release-2.2.0`.
+pub fn title(group: &str, env: &str, pins: &[(String, Pinned)]) -> String {
+    let list: Vec<String> = pins
+        .iter()
+        .map(|(app, p)| match &p.tag {
+            Some(t) => format!("{app} {t}"),
+            None => format!("{app} {}", p.digest.short()),
+        })
+        .collect();
+    format!("promote group {group} to {env}: {}", list.join(", "))
+}
+
+fn describe(p: Option<&Pinned>) -> String {
+    match p {
+        None => "(nothing pinned yet)".into(),
+        Some(Pinned { tag: Some(t), digest }) => format!("`{t}` (`{}`)", digest.short()),
+        Some(Pinned { tag: None, digest }) => format!("`{}`", digest.short()),
+    }
+}
+
+/// The body of a group's PR: the members' moves, the config change, the rendered diff.
+fn body(
+    group: &str,
+    env: &str,
+    rows: &[(String, Option<Pinned>, Pinned)],
+    diff: &str,
+    rendered: Result<&str, &str>,
+) -> String {
+    let mut out = format!(
+        "Promotes group **{group}** to **{env}**: its apps travel together, their gates cover them all, and a failed rollout of one rolls back all of them.\n\n| app | from | to |\n|---|---|---|\n"
+    );
+    for (app, from, to) in rows {
+        out.push_str(&format!(
+            "| {app} | {} | {} |\n",
+            describe(from.as_ref()),
+            describe(Some(to))
+        ));
+    }
+    out.push('\n');
+    if !diff.is_empty() {
+        out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
+        out.push_str(diff);
+        out.push_str("```\n</details>\n\n");
+    }
+    match rendered {
+        Ok("") => out.push_str(&format!(
+            "The rendered manifests of {env} do not change.\n\n"
+        )),
+        Ok(rendered) => {
+            let fence = crate::prcheck::diff::fence(rendered);
+            out.push_str(&format!(
+                "<details><summary>Rendered manifests of {env} (what is applied to the cluster)</summary>\n\n{fence}diff\n{rendered}\n{fence}\n</details>\n\n"
+            ));
+        }
+        Err(why) => out.push_str(&format!(
+            "The rendered manifests of {env} could not be compared: {why}\n\n"
+        )),
+    }
+    out.push_str("The gates and their state are in baton's status comment below. Commands: `/promote <env>`, `/hold [reason]`, `/unhold`, `/status`, `/help`.\n");
+    text::truncate(
+        out,
+        "\n\n…(truncated; run `baton render` for the full output)\n",
+    )
+}
+
+impl<F: Forge> Engine<F> {
+    /// The group branches of the pipeline at `tip`: per branch the members it changes, also
+    /// entered in `branches` (with the first member's pin) so the PR is observed like others.
+    pub(super) fn group_branches(
+        &self,
+        repo: &ConfigRepo,
+        pipeline: &Pipeline,
+        tip: git2::Oid,
+        branches: &mut BTreeMap<String, (Option<Pinned>, DateTime<Utc>)>,
+    ) -> Result<BTreeMap<String, Members>, EngineError> {
+        let mut cache = self.group_pins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = BTreeSet::new();
+        let mut out = BTreeMap::new();
+        let read = |e: git2::Error| GitError::Git {
+            op: "read",
+            message: e.message().into(),
+            transient: false,
+        };
+        for env in &pipeline.environments {
+            for (group, g) in &pipeline.groups {
+                let branch = forge::promotion_branch(&env.name, group);
+                let Some(oid) = repo.remote_branch(&branch)? else {
+                    continue;
+                };
+                seen.insert(oid);
+                let members = match cache.get(&oid) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let base = repo.merge_base(oid, tip)?.unwrap_or(tip);
+                        let (after, before) = (repo.files_at(oid)?, repo.files_at(base)?);
+                        let members: Members = g
+                            .apps
+                            .iter()
+                            .filter_map(|app| {
+                                let now = bump::current(&after, pipeline, &env.name, app)
+                                    .ok()
+                                    .flatten()?;
+                                let was = bump::current(&before, pipeline, &env.name, app)
+                                    .ok()
+                                    .flatten();
+                                (was.map(|w| w.digest) != Some(now.digest.clone()))
+                                    .then(|| (app.clone(), now))
+                            })
+                            .collect();
+                        cache.insert(oid, members.clone());
+                        members
+                    }
+                };
+                let commit = repo.git().find_commit(oid).map_err(read)?;
+                let at = Utc
+                    .timestamp_opt(commit.time().seconds(), 0)
+                    .single()
+                    .unwrap_or_default();
+                branches.insert(
+                    branch.clone(),
+                    (members.first().map(|(_, p)| p.clone()), at),
+                );
+                out.insert(branch, members);
+            }
+        }
+        cache.retain(|oid, _| seen.contains(oid));
+        Ok(out)
+    }
+
+    /// Build the group's branch on the config branch tip: one commit pinning every member,
+    /// carrying their records. The config change as a diff, and the rendered diff.
+    async fn publish_group(
+        &self,
+        view: &RepoView,
+        env: &str,
+        group: &str,
+        pins: &[(String, Pinned)],
+        subject: &str,
+    ) -> Result<(String, Result<String, String>), EngineError> {
+        let records: Vec<Promotion> = pins
+            .iter()
+            .map(|(app, to)| Promotion {
+                app: app.clone(),
+                environment: env.to_string(),
+                from: view
+                    .pinned
+                    .get(&(env.to_string(), app.clone()))
+                    .map(|p| p.digest.clone()),
+                to: to.digest.clone(),
+                tag: to.tag.clone(),
+                approved_by: Vec::new(),
+                promoted_by: None,
+                pull_request: None,
+                rollback_of: None,
+            })
+            .collect();
+        let message = Promotion::group_message(subject, "", group, &records);
+        let mut diff = String::new();
+        let pushed = self
+            .publish_branch(
+                &forge::promotion_branch(env, group),
+                &message,
+                &mut |files| {
+                    let changes = bump::plan_all(files, &view.pipeline, env, pins)?;
+                    diff = changes.iter().map(|c| c.unified_diff()).collect();
+                    Ok(changes)
+                },
+            )
+            .await?;
+        let head = match &pushed {
+            Pushed::Committed { commit, .. } => *commit,
+            Pushed::Unchanged { tip } => *tip,
+        };
+        let rendered = tokio::task::block_in_place(|| {
+            let repo = self.repo();
+            let tip = repo.tip()?;
+            Ok::<_, EngineError>(match view.pipeline.environment(env) {
+                Some(e) => crate::prcheck::rendered_diff(
+                    &repo,
+                    env,
+                    &e.path(),
+                    tip,
+                    head,
+                    text::RENDERED_LIMIT,
+                ),
+                None => Err(format!("environment {env} is not in the pipeline")),
+            })
+        })?;
+        Ok((diff, rendered))
+    }
+
+    fn rows(
+        view: &RepoView,
+        env: &str,
+        members: &[MemberChange],
+    ) -> (Vec<(String, Pinned)>, Vec<(String, Option<Pinned>, Pinned)>) {
+        let pins: Vec<(String, Pinned)> = members
+            .iter()
+            .map(|m| (m.app.clone(), pinned_of(&m.to)))
+            .collect();
+        let rows = pins
+            .iter()
+            .map(|(app, to)| {
+                let from = view.pinned.get(&(env.to_string(), app.clone())).cloned();
+                (app.clone(), from, to.clone())
+            })
+            .collect();
+        (pins, rows)
+    }
+
+    /// Open the group's PR for `env` (its branch first, so a re-run finds it and only opens).
+    pub(super) async fn open_group(
+        &self,
+        view: &RepoView,
+        env: &str,
+        group: &str,
+        members: &[MemberChange],
+    ) -> Result<Outcome, EngineError> {
+        let (pins, rows) = Self::rows(view, env, members);
+        let title = title(group, env, &pins);
+        let (diff, rendered) = self
+            .publish_group(view, env, group, &pins, &title)
+            .await?;
+        let body = body(
+            group,
+            env,
+            &rows,
+            &diff,
+            rendered.as_deref().map_err(String::as_str),
+        );
+        let pr = self
+            .forge
+            .open_pull_request(&NewPullRequest {
+                head: forge::promotion_branch(env, group),
+                base: self.branch.clone(),
+                title,
+                body,
+                labels: vec![forge::PROMOTION_LABEL.to_string(), forge::env_label(env)],
+            })
+            .await?;
+        tracing::info!(pr = pr.number, %env, %group, "opened group promotion PR");
+        self.request_approvers(&view.pipeline, env, pr.number).await;
+        Ok(Outcome::Opened {
+            pr: pr.number,
+            env: env.to_string(),
+            app: group.to_string(),
+        })
+    }
+
+    /// Rebuild the group's branch on `members` and say on the PR what it superseded.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn update_group(
+        &self,
+        view: &RepoView,
+        observed: Option<Observed>,
+        pr: u64,
+        env: &str,
+        group: &str,
+        members: &[MemberChange],
+        superseded: &[MemberChange],
+    ) -> Result<Outcome, EngineError> {
+        let (pins, rows) = Self::rows(view, env, members);
+        let title = title(group, env, &pins);
+        let (diff, rendered) = self
+            .publish_group(view, env, group, &pins, &title)
+            .await?;
+        let body = body(
+            group,
+            env,
+            &rows,
+            &diff,
+            rendered.as_deref().map_err(String::as_str),
+        );
+        self.forge.update_pull_request(pr, &title, &body).await?;
+        if let Some(mut o) = observed {
+            let status = o.status.as_ref().map(|s| s.body.as_str()).unwrap_or("");
+            let mut events = text::timeline(status);
+            let handled = text::handled_ids(status);
+            let old: Vec<(String, Pinned)> = superseded
+                .iter()
+                .map(|m| (m.app.clone(), pinned_of(&m.to)))
+                .collect();
+            events.push(format!(
+                "superseded {} by {}",
+                title_list(&old),
+                title_list(&pins)
+            ));
+            self.write_status(&mut o, "Updated to newer releases; gates are re-evaluated (approvals of the old head no longer count).", None, &events, &handled).await?;
+        }
+        Ok(Outcome::Updated {
+            pr,
+            env: env.to_string(),
+            app: group.to_string(),
+        })
+    }
+
+    /// Merge a group's PR whose gates all passed: copy each member where the environment says
+    /// `copyTo`, then merge with one record per member in the merge commit.
+    pub(super) async fn merge_group(
+        &self,
+        view: &RepoView,
+        mut o: Observed,
+        env: &str,
+        group: &str,
+        mut evaluation: Evaluation,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, EngineError> {
+        let pr = o.info.number;
+        let env_cfg = view
+            .pipeline
+            .environment(env)
+            .expect("planned environments exist");
+        let waiting = |blocking: String, evaluation: &Evaluation| Outcome::Waiting {
+            pr,
+            env: env.to_string(),
+            app: group.to_string(),
+            blocking,
+            gates: evaluation.results.clone(),
+        };
+        let head = o.state.head_sha.clone();
+        let status = o.status.as_ref().map(|s| s.body.clone()).unwrap_or_default();
+        let mut events = text::timeline(&status);
+        let handled = text::handled_ids(&status);
+        let previous = refusal::latest(&events, &head);
+        if let Some((_, r)) = &previous
+            && r.next_try > now
+        {
+            return Ok(waiting(refusal::blocking(r), &evaluation));
+        }
+        let promoted_by = o
+            .state
+            .commands
+            .iter()
+            .rev()
+            .find(|c| {
+                matches!(&c.command, Command::Promote { env: e } if e == env)
+                    && commands::authorize(&c.command, &c.actor, Some(env_cfg)).is_ok()
+            })
+            .map(|c| c.actor.login.clone())
+            .unwrap_or_else(|| self.forge.bot_login().to_string());
+        for member in o.members.clone() {
+            let mut one = o.clone();
+            one.state = member;
+            let outcome = self.copy_before_merge(view, &mut one).await?;
+            o.status = one.status;
+            match outcome {
+                BeforeMerge::NotNeeded => {}
+                BeforeMerge::Copied(line) => {
+                    evaluation.results.push(GateResult {
+                        gate: Gate::Copy,
+                        verdict: Verdict::Passed,
+                        reason: line.clone(),
+                        recheck_at: None,
+                        soak: None,
+                    });
+                    events.push(line);
+                }
+                BeforeMerge::Failed(gate) => {
+                    let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
+                    evaluation.results.push(gate);
+                    self.write_waiting(&mut o, &blocking, &evaluation).await?;
+                    return Ok(waiting(blocking, &evaluation));
+                }
+            }
+        }
+        let records: Vec<Promotion> = o
+            .members
+            .iter()
+            .map(|m| Promotion {
+                app: m.app.clone(),
+                environment: env.to_string(),
+                from: view
+                    .pinned
+                    .get(&(env.to_string(), m.app.clone()))
+                    .map(|p| p.digest.clone()),
+                to: m.digest.clone(),
+                tag: m.tag.clone(),
+                approved_by: evaluation.approvers.clone(),
+                promoted_by: Some(promoted_by.clone()),
+                pull_request: Some(pr),
+                rollback_of: None,
+            })
+            .collect();
+        let pins: Vec<(String, Pinned)> = o
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.app.clone(),
+                    Pinned {
+                        tag: m.tag.clone(),
+                        digest: m.digest.clone(),
+                    },
+                )
+            })
+            .collect();
+        let subject = format!("{} (#{pr})", title(group, env, &pins));
+        let message = Promotion::group_message(
+            "",
+            &format!("Gates:\n{}", evaluation.table()),
+            group,
+            &records,
+        );
+        let message = message.trim_start().to_string();
+        match self
+            .forge
+            .merge(pr, &head, env_cfg.merge_method, &subject, &message)
+            .await
+        {
+            Ok(merged) => {
+                events.push(format!(
+                    "merged as {} ({})",
+                    &merged.sha[..merged.sha.len().min(7)],
+                    now_text()
+                ));
+                self.write_status(
+                    &mut o,
+                    "Merged; the environment is applied next.",
+                    Some(&evaluation),
+                    &events,
+                    &handled,
+                )
+                .await?;
+                tracing::info!(pr, %env, %group, sha = %merged.sha, "merged group promotion");
+                Ok(Outcome::Merged {
+                    pr,
+                    env: env.to_string(),
+                    app: group.to_string(),
+                    sha: merged.sha,
+                })
+            }
+            Err(ForgeError::MergeRefused { reason, .. }) => {
+                let attempt = previous.as_ref().map_or(1, |(_, r)| r.attempt + 1);
+                let next_try = now + refusal::backoff(attempt);
+                let line = refusal::line(&head, attempt, &reason, next_try);
+                let blocking = refusal::parse(&line)
+                    .map(|r| refusal::blocking(&r))
+                    .unwrap_or_else(|| format!("GitHub refused the merge: {reason}"));
+                match &previous {
+                    Some((i, _)) => events[*i] = line,
+                    None => events.push(line),
+                }
+                self.write_status(
+                    &mut o,
+                    &format!("Waiting — {blocking}"),
+                    Some(&evaluation),
+                    &events,
+                    &handled,
+                )
+                .await?;
+                Ok(waiting(blocking, &evaluation))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `web 1.5.0, worker release-2.2.0`.
+fn title_list(pins: &[(String, Pinned)]) -> String {
+    pins.iter()
+        .map(|(app, p)| match &p.tag {
+            Some(t) => format!("{app} {t} ({})", p.digest.short()),
+            None => format!("{app} {}", p.digest.short()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
