@@ -372,3 +372,166 @@ async fn server_errors_and_rate_limits_are_recovered_without_duplicates() {
         w.forge.pulls(OWNER, REPO)
     );
 }
+
+/// The example config repo with web and worker in one release train (`groups: shop`) and a
+/// third app, api, on its own. Its pins are made up here and pushed to the registry stand-in
+/// by the world, like the example's.
+fn grouped_example() -> Vec<(String, String)> {
+    let api = |new_name: bool| {
+        format!(
+            "images:\n  - name: registry.example.com/shop/api\n{}    newTag: \"1.0.0\"\n    digest: sha256:{}\n",
+            if new_name {
+                "    newName: prod-registry.example.com/shop/api\n"
+            } else {
+                ""
+            },
+            "0".repeat(64)
+        )
+    };
+    baton_test_support::example::example_files()
+        .into_iter()
+        .map(|(path, text)| {
+            let text = match path.as_str() {
+                "policies/pipeline.yaml" => text.replacen(
+                    "\nenvironments:\n",
+                    "  api:\n    image: registry.example.com/shop/api\n    bless: { semver: \">=1.0.0\" }\n\ngroups:\n  shop: { apps: [web, worker] }\n\nenvironments:\n",
+                    1,
+                ),
+                "environments/prod/kustomization.yaml" => text.replacen("images:\n", &api(true), 1),
+                p if p.starts_with("environments/") && p.ends_with("/kustomization.yaml") => {
+                    text.replacen("images:\n", &api(false), 1)
+                }
+                _ => text,
+            };
+            (path, text)
+        })
+        .collect()
+}
+
+/// The promotions `baton history` lists for `env` (newest first), read from the config
+/// branch as the command reads it.
+fn history(w: &World, env: &str) -> Vec<baton::gitrepo::history::Entry> {
+    let repo = git2::Repository::open(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let tip = repo.refname_to_id("refs/heads/main").unwrap();
+    let filter = baton::gitrepo::history::Filter {
+        environment: Some(env.into()),
+        ..Default::default()
+    };
+    baton::gitrepo::history::read(&repo, tip, &filter).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_per_app() {
+    let mut w = World::with_files(&grouped_example()).await;
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    let api = w.release("api", "1.1.0");
+
+    // dev: one PR for the group with both pins, and api's own.
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "dev"), 2, "{out:?}");
+    assert_eq!(w.open_prs().len(), 2, "{:?}", w.open_prs());
+    let group = w.pr_for("dev", "shop");
+    assert_eq!(
+        group.title,
+        "promote group shop to dev: web 1.5.0, worker release-2.2.0"
+    );
+    let body = group.body.clone().unwrap_or_default();
+    assert!(
+        body.contains(&format!("+    digest: {web}"))
+            && body.contains(&format!("+    digest: {worker}")),
+        "one change pins both: {body}"
+    );
+    assert!(w.open_prs_from("baton/dev/web").is_empty());
+    assert!(w.open_prs_from("baton/dev/worker").is_empty());
+    let api_pr = w.pr_for("dev", "api");
+    assert!(api_pr.title.starts_with("promote api to dev: 1.1.0"), "{}", api_pr.title);
+
+    // Both merge (dev merges on its own); one merge commit records two promotions.
+    let out = w.pass().await;
+    assert_eq!(
+        count(&out, |o| matches!(o, Outcome::Merged { env, .. } if env == "dev")),
+        2,
+        "{out:?}"
+    );
+    let dev = w.main_file("environments/dev/kustomization.yaml");
+    for d in [&web, &worker, &api] {
+        assert!(dev.contains(d.as_str()), "{d} pinned in dev: {dev}");
+    }
+    let entries = history(&w, "dev");
+    let grouped: Vec<_> = entries
+        .iter()
+        .filter(|e| e.promotion.pull_request == Some(group.number))
+        .collect();
+    assert_eq!(grouped.len(), 2, "{entries:#?}");
+    assert_eq!(grouped[0].commit, grouped[1].commit, "one merge commit");
+    assert_eq!(
+        grouped
+            .iter()
+            .map(|e| (e.promotion.app.as_str(), &e.promotion.to))
+            .collect::<Vec<_>>(),
+        [("web", &web), ("worker", &worker)]
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.promotion.app == "api" && e.promotion.pull_request == Some(api_pr.number))
+    );
+
+    // staging: the group waits until both members have soaked in dev; api does not wait.
+    w.healthy("dev", "web", &web, Duration::minutes(15));
+    w.healthy("dev", "worker", &worker, Duration::minutes(5));
+    w.healthy("dev", "api", &api, Duration::minutes(15));
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "staging"), 1, "only api: {out:?}");
+    w.pr_for("staging", "api");
+    assert!(w.open_prs_from("baton/staging/shop").is_empty());
+
+    w.healthy("dev", "worker", &worker, Duration::minutes(11));
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "staging"), 1, "{out:?}");
+    let staging = w.pr_for("staging", "shop");
+    assert!(
+        staging.title.contains("web 1.5.0") && staging.title.contains("worker release-2.2.0"),
+        "{}",
+        staging.title
+    );
+
+    // The soak gate of the open PR covers every member: worker's clock starts over.
+    w.healthy("dev", "worker", &worker, Duration::minutes(2));
+    w.validate_passes(&staging.head_sha);
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
+            if app == "shop" && blocking.starts_with("soak: worker: soaking in dev until"))),
+        "{out:?}"
+    );
+    assert_eq!(
+        count(&out, |o| matches!(o, Outcome::Merged { app, .. } if app == "shop")),
+        0,
+        "{out:?}"
+    );
+
+    w.healthy("dev", "worker", &worker, Duration::minutes(12));
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Merged { env, app, .. } if env == "staging" && app == "shop")),
+        "{out:?}"
+    );
+    let k = w.main_file("environments/staging/kustomization.yaml");
+    assert!(k.contains(web.as_str()) && k.contains(worker.as_str()), "{k}");
+    let grouped = history(&w, "staging")
+        .into_iter()
+        .filter(|e| e.promotion.pull_request == Some(staging.number))
+        .count();
+    assert_eq!(grouped, 2, "staging's squash commit records both apps");
+
+    // Nothing left to do for the group, and an idle pass writes nothing.
+    w.healthy("staging", "api", &api, Duration::minutes(1));
+    let out = w.pass().await;
+    assert!(
+        !out.iter().any(|o| matches!(o, Outcome::Opened { .. } | Outcome::Updated { .. })),
+        "{out:?}"
+    );
+}
