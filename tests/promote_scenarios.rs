@@ -3,7 +3,9 @@
 //! (new clone, new client), so each test also proves that a restart between any two steps
 //! neither duplicates nor loses work.
 
-use baton::engine::Outcome;
+use baton::engine::{AppRollout, Outcome, Rollout, RolloutState};
+use baton::promote::state::DeployState;
+use baton_test_support::example::git;
 use baton_test_support::promote::{
     OWNER, REPO, World, merged, opened, tuesday_morning, waiting_on,
 };
@@ -533,5 +535,127 @@ async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_p
     assert!(
         !out.iter().any(|o| matches!(o, Outcome::Opened { .. } | Outcome::Updated { .. })),
         "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_member_rolls_back_the_whole_group_and_both_digests_are_held() {
+    let files: Vec<(String, String)> = grouped_example()
+        .into_iter()
+        .map(|(p, t)| {
+            let t = if p == "policies/pipeline.yaml" {
+                t.replacen(
+                    "    cluster: dev\n    autoMerge: true\n",
+                    "    cluster: dev\n    autoMerge: true\n    onFailure: rollback\n",
+                    1,
+                )
+            } else {
+                t
+            };
+            (p, t)
+        })
+        .collect();
+    let mut w = World::with_files(&files).await;
+    let before = w.main_file("environments/dev/kustomization.yaml");
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    w.pass().await; // open the group's dev PR
+    let out = w.pass().await; // merge it
+    assert!(merged(&out, "dev"), "{out:?}");
+    let group = w.promotions()[0].pull_request.unwrap();
+    let tip = git(&w.forge.repo_path(OWNER, REPO), &["rev-parse", "main"])
+        .trim()
+        .to_string();
+
+    // web is healthy, worker fails: the group goes back as a whole.
+    let rollout = Rollout {
+        env: "dev".into(),
+        commit: tip,
+        state: RolloutState::Failed {
+            reasons: vec!["Deployment/worker: ProgressDeadlineExceeded".into()],
+        },
+        apps: vec![
+            AppRollout {
+                app: "web".into(),
+                digest: web.clone(),
+                state: DeployState::Healthy,
+            },
+            AppRollout {
+                app: "worker".into(),
+                digest: worker.clone(),
+                state: DeployState::Failed,
+            },
+        ],
+    };
+    let engine = w.engine();
+    let out = engine.report_rollout(&rollout, w.now).await.unwrap();
+    assert_eq!(
+        count(&out, |o| matches!(o, Outcome::RollbackOpened { .. })),
+        1,
+        "{out:?}"
+    );
+    let rollback = w.pr_for("dev", "shop");
+    assert!(
+        rollback.labels.contains(&"baton:rollback".to_string()),
+        "{:?}",
+        rollback.labels
+    );
+    assert!(
+        rollback.title.starts_with("rollback group shop in dev to web 1.4.0")
+            && rollback.title.contains("worker release-2.1.0"),
+        "{}",
+        rollback.title
+    );
+    assert!(
+        w.timeline(group)
+            .iter()
+            .any(|l| l.starts_with(&format!("rolling back: #{}", rollback.number))),
+        "{:?}",
+        w.timeline(group)
+    );
+    // Reporting again finds the open rollback: nothing is repeated.
+    let again = w
+        .engine()
+        .report_rollout(&rollout, w.now)
+        .await
+        .unwrap();
+    assert!(
+        !again
+            .iter()
+            .any(|o| matches!(o, Outcome::RollbackOpened { .. })),
+        "{again:?}"
+    );
+    assert_eq!(w.open_prs().len(), 1, "{:?}", w.open_prs());
+
+    // The rollback merges (no soak) and restores both members' earlier pins.
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+    assert_eq!(
+        w.main_file("environments/dev/kustomization.yaml"),
+        before,
+        "both members are back where they were"
+    );
+    let entries = history(&w, "dev");
+    let rolled: Vec<_> = entries
+        .iter()
+        .filter(|e| e.promotion.pull_request == Some(rollback.number))
+        .map(|e| (e.promotion.app.as_str(), e.promotion.rollback_of.clone()))
+        .collect();
+    assert_eq!(
+        rolled,
+        [("web", Some(web.clone())), ("worker", Some(worker.clone()))]
+    );
+
+    // Both digests are held: the same releases are not proposed again, a newer one flows.
+    let out = w.pass().await;
+    assert!(out.is_empty(), "{out:?}");
+    let newer = w.release("worker", "release-2.3.0");
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "dev"), 1, "{out:?}");
+    let next = w.pr_for("dev", "shop");
+    assert_eq!(
+        next.title,
+        "promote group shop to dev: worker release-2.3.0",
+        "web 1.5.0 stays held; {newer} flows"
     );
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::copy::BeforeMerge;
+use super::rollout::{self, RollbackRequest, Rolled};
 use super::{Engine, EngineError, Observed, Outcome, RepoView, now_text, pinned_of, refusal, text};
 use crate::commands::{self, Command};
 use crate::config::pipeline::Pipeline;
@@ -19,9 +20,9 @@ use crate::forge::{self, Forge, ForgeError, NewPullRequest, PullRequestInfo};
 use crate::gitrepo::bump;
 use crate::gitrepo::repo::{ConfigRepo, GitError, Pushed};
 use crate::gitrepo::trailers::Promotion;
-use crate::image::Pinned;
+use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
-use crate::promote::gates::{Gate, GateResult, Verdict};
+use crate::promote::gates::{Gate, GateResult, ROLLBACK_LABEL, Verdict, is_rollback};
 use crate::promote::plan::MemberChange;
 use crate::promote::state::PullRequest;
 
@@ -431,22 +432,31 @@ impl<F: Forge> Engine<F> {
                 }
             }
         }
+        // A group's rollback holds back what each member ran before it (its `from`).
+        let rollback = is_rollback(&o.state);
+        let promoted_by = match rollout::parse_rollback_marker(&o.info.body) {
+            Some((_, Some(by))) if rollback => by,
+            _ => promoted_by,
+        };
         let records: Vec<Promotion> = o
             .members
             .iter()
-            .map(|m| Promotion {
-                app: m.app.clone(),
-                environment: env.to_string(),
-                from: view
+            .map(|m| {
+                let from = view
                     .pinned
                     .get(&(env.to_string(), m.app.clone()))
-                    .map(|p| p.digest.clone()),
-                to: m.digest.clone(),
-                tag: m.tag.clone(),
-                approved_by: evaluation.approvers.clone(),
-                promoted_by: Some(promoted_by.clone()),
-                pull_request: Some(pr),
-                rollback_of: None,
+                    .map(|p| p.digest.clone());
+                Promotion {
+                    app: m.app.clone(),
+                    environment: env.to_string(),
+                    rollback_of: from.clone().filter(|_| rollback),
+                    from,
+                    to: m.digest.clone(),
+                    tag: m.tag.clone(),
+                    approved_by: evaluation.approvers.clone(),
+                    promoted_by: Some(promoted_by.clone()),
+                    pull_request: Some(pr),
+                }
             })
             .collect();
         let pins: Vec<(String, Pinned)> = o
@@ -462,7 +472,11 @@ impl<F: Forge> Engine<F> {
                 )
             })
             .collect();
-        let subject = format!("{} (#{pr})", title(group, env, &pins));
+        let subject = if rollback {
+            format!("rollback group {group} in {env} to {} (#{pr})", title_list(&pins))
+        } else {
+            format!("{} (#{pr})", title(group, env, &pins))
+        };
         let message = Promotion::group_message(
             "",
             &format!("Gates:\n{}", evaluation.table()),
@@ -520,6 +534,194 @@ impl<F: Forge> Engine<F> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl<F: Forge> Engine<F> {
+    /// Roll back a release train in one PR on the group's branch: every member the failed (or
+    /// named) promotion brought to `req.env` and the environment still pins goes back to its
+    /// previous healthy release, and each bad digest is then held back (`Baton-Rollback-Of`
+    /// per member). Like an app's rollback it is idempotent: an open rollback PR on the branch
+    /// is found, not repeated.
+    pub(super) async fn roll_back_group(
+        &self,
+        view: &RepoView,
+        req: &RollbackRequest,
+        group: &str,
+    ) -> Result<Rolled, EngineError> {
+        let env = req.env.as_str();
+        let pinned = |app: &str| view.pinned.get(&(env.to_string(), app.to_string()));
+        let Some(current) = pinned(&req.app) else {
+            return Ok(Rolled::Nothing(format!("{env} pins no digest for {}", req.app)));
+        };
+        let bad = req.bad.clone().unwrap_or_else(|| current.digest.clone());
+        // The members that travelled with the failed digest: its promotion commit names them.
+        let promoted = view.history.iter().find(|e| {
+            e.promotion.environment == env && e.promotion.app == req.app && e.promotion.to == bad
+        });
+        let mut members: Vec<(String, Digest)> = match promoted {
+            Some(p) => view
+                .history
+                .iter()
+                .filter(|e| e.commit == p.commit && e.promotion.environment == env)
+                .map(|e| (e.promotion.app.clone(), e.promotion.to.clone()))
+                .collect(),
+            None => vec![(req.app.clone(), bad.clone())],
+        };
+        members.retain(|(app, d)| pinned(app).is_some_and(|p| p.digest == *d));
+        if members.is_empty() {
+            return Ok(Rolled::Nothing(format!(
+                "{env} no longer runs `{}` of {}: it pins {}",
+                bad.short(),
+                req.app,
+                rollout::describe(current)
+            )));
+        }
+        let branch = forge::promotion_branch(env, group);
+        let open: Vec<PullRequestInfo> = self
+            .forge
+            .open_promotion_prs()
+            .await?
+            .into_iter()
+            .filter(|p| p.head_ref == branch)
+            .collect();
+        if let Some(p) = open.iter().find(|p| rollout::is_rollback_pr(p)) {
+            return Ok(Rolled::AlreadyOpen { pr: p.number });
+        }
+        let mut targets: Vec<(String, Pinned)> = Vec::new();
+        let mut rows = Vec::new();
+        let mut skipped = Vec::new();
+        for (app, bad) in &members {
+            let held = view.held.get(&(env.to_string(), app.clone()));
+            let named = req
+                .to
+                .as_deref()
+                .filter(|_| *app == req.app)
+                .map(|named| rollout::named_target(&view.history, app, named));
+            let target = match named {
+                Some(Err(why)) => return Ok(Rolled::Nothing(why)),
+                Some(Ok(t)) => Some(t),
+                None => {
+                    let candidates =
+                        rollout::rollback_candidates(&view.history, env, app, bad, held);
+                    self.previous_healthy(candidates, env).await?
+                }
+            };
+            let Some(target) = target else {
+                skipped.push(format!("the config repo's history has no earlier release of {app} in {env}"));
+                continue;
+            };
+            let target = match target {
+                Pinned { tag: None, digest } => {
+                    let tag = tokio::task::block_in_place(|| {
+                        self.tag_before(view, env, app, bad, &digest)
+                    });
+                    Pinned { tag, digest }
+                }
+                t => t,
+            };
+            if target.digest == *bad {
+                continue;
+            }
+            rows.push((app.clone(), pinned(app).cloned(), target.clone()));
+            targets.push((app.clone(), target));
+        }
+        let Some((first_app, first_target)) = targets.first().cloned() else {
+            return Ok(Rolled::Nothing(skipped.join("; ")));
+        };
+        let first_bad = members
+            .iter()
+            .find(|(a, _)| *a == first_app)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| bad.clone());
+        let failed_pr = promoted.and_then(|p| p.promotion.pull_request);
+        let listed = title_list(&targets);
+        for p in &open {
+            let note = format!(
+                "Closed: group {group} in {env} is being rolled back to {listed} ({}), and the rollback takes this PR's branch (one open PR per group and environment). Newer releases get a new PR once the rollback has merged.",
+                req.why
+            );
+            let said = self
+                .forge
+                .comments(p.number)
+                .await?
+                .iter()
+                .any(|c| c.author == self.forge.bot_login() && c.body == note);
+            if !said {
+                self.forge.create_comment(p.number, &note).await?;
+            }
+            self.forge.close_pull_request(p.number).await?;
+        }
+        let title = format!("rollback group {group} in {env} to {listed}");
+        let mut diff = String::new();
+        self.publish_branch(&branch, &title, &mut |files| {
+            let changes = bump::plan_all(files, &view.pipeline, env, &targets)?;
+            diff = changes.iter().map(|c| c.unified_diff()).collect();
+            Ok(changes)
+        })
+        .await?;
+        let mut body = format!(
+            "Rolls group **{group}** in **{env}** back: its apps were promoted together, so they go back together.\n\nWhy: {}.{}\n\n| app | from | to |\n|---|---|---|\n",
+            req.why,
+            failed_pr
+                .map(|pr| format!(" It rolls back #{pr}."))
+                .unwrap_or_default()
+        );
+        for (app, from, to) in &rows {
+            body.push_str(&format!(
+                "| {app} | {} | {} |\n",
+                describe(from.as_ref()),
+                describe(Some(to))
+            ));
+        }
+        body.push_str(&format!(
+            "\nOnce merged, each rolled-back digest is held back from {env}, while newer releases flow as usual. A rollback skips soak, promotion windows, freezes and the `/promote` command; a hold, required checks, approvals and policies still apply.\n\n"
+        ));
+        if !skipped.is_empty() {
+            body.push_str(&format!("Not rolled back: {}.\n\n", skipped.join("; ")));
+        }
+        if !diff.is_empty() && diff.len() < text::RENDERED_LIMIT {
+            body.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
+            body.push_str(&diff);
+            body.push_str("```\n</details>\n\n");
+        }
+        body.push_str(&rollout::rollback_marker(&first_bad, req.by.as_deref()));
+        body.push('\n');
+        let opened = self
+            .forge
+            .open_pull_request(&NewPullRequest {
+                head: branch,
+                base: self.branch.clone(),
+                title,
+                body,
+                labels: vec![
+                    forge::PROMOTION_LABEL.to_string(),
+                    forge::env_label(env),
+                    ROLLBACK_LABEL.to_string(),
+                ],
+            })
+            .await?;
+        tracing::info!(pr = opened.number, %env, %group, "opened group rollback PR");
+        self.request_approvers(&view.pipeline, env, opened.number)
+            .await;
+        if let Some(failed) = failed_pr {
+            self.add_timeline(
+                failed,
+                group,
+                env,
+                &format!("Rolled back: #{} restores {listed} in {env}.", opened.number),
+                &[format!(
+                    "rolling back: #{} restores {listed}; the failed digests are held back from {env}",
+                    opened.number
+                )],
+            )
+            .await?;
+        }
+        Ok(Rolled::Opened {
+            pr: opened.number,
+            to: first_target,
+            bad: first_bad,
+        })
     }
 }
 

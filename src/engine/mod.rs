@@ -707,10 +707,17 @@ impl<F: Forge> Engine<F> {
             return Ok(Vec::new());
         }
         let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let Some(pin) = view
+        let recorded = view
             .history
             .iter()
-            .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env)
+            .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env);
+        // A group's PR is answered as its first recorded member, which stands for the group.
+        let group = view.pipeline.groups.contains_key(&app).then(|| app.clone());
+        let app = match (&group, recorded) {
+            (Some(_), Some(e)) => e.promotion.app.clone(),
+            _ => app,
+        };
+        let Some(pin) = recorded
             .map(|e| Pinned {
                 tag: e.promotion.tag.clone(),
                 digest: e.promotion.to.clone(),
@@ -741,7 +748,7 @@ impl<F: Forge> Engine<F> {
                 reviews: vec![],
                 checks: vec![],
                 commands: events,
-                group: None,
+                group,
             },
             info,
             status,
@@ -1146,21 +1153,21 @@ impl<F: Forge> Engine<F> {
                 by: Some(actor.login.clone()),
                 why: format!("`{command}` by @{} on #{}", actor.login, o.info.number),
             };
+            let what = match &o.state.group {
+                Some(group) => format!("group {group}"),
+                None => o.state.app.clone(),
+            };
             return Ok(match self.roll_back(view, &request).await? {
                 Rolled::Opened { pr, to, bad } => (
                     format!(
-                        "Rolling back {} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
-                        o.state.app,
+                        "Rolling back {what} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
                         rollout::describe(&to),
                         bad.short()
                     ),
                     true,
                 ),
                 Rolled::AlreadyOpen { pr } => (
-                    format!(
-                        "A rollback of {} in {env} is already open: #{pr}.",
-                        o.state.app
-                    ),
+                    format!("A rollback of {what} in {env} is already open: #{pr}."),
                     false,
                 ),
                 Rolled::Nothing(why) => (format!("Nothing to roll back: {why}."), false),

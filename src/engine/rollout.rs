@@ -730,6 +730,10 @@ impl<F: Forge> Engine<F> {
                 "policies/pipeline.yaml has no app `{app}`"
             )));
         };
+        // A member of a release train is rolled back with the group it was promoted with.
+        if let Some(group) = view.pipeline.group_of(app) {
+            return self.roll_back_group(view, req, group).await;
+        }
         let Some(current) = view.pinned.get(&(env.to_string(), app.to_string())) else {
             return Ok(Rolled::Nothing(format!("{env} pins no digest for {app}")));
         };
@@ -876,7 +880,7 @@ impl<F: Forge> Engine<F> {
 
     /// The tag Git recorded next to `digest` in `env` just before `bad` was promoted (a
     /// digest pinned before baton's first promotion has no trailer to name its tag).
-    fn tag_before(
+    pub(super) fn tag_before(
         &self,
         view: &RepoView,
         env: &str,
@@ -900,7 +904,7 @@ impl<F: Forge> Engine<F> {
 
     /// The newest candidate whose promotion has a success status for `env`; else the newest
     /// that never failed there.
-    async fn previous_healthy(
+    pub(super) async fn previous_healthy(
         &self,
         candidates: Vec<Candidate>,
         env: &str,
