@@ -659,3 +659,66 @@ async fn a_failed_member_rolls_back_the_whole_group_and_both_digests_are_held() 
         "web 1.5.0 stays held; {newer} flows"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_unhold_and_rollback_on_a_group_pr_act_on_the_whole_group() {
+    let mut w = World::with_files(&grouped_example()).await;
+    let before = w.main_file("environments/dev/kustomization.yaml");
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    w.pass().await;
+    let pr = w.pr_for("dev", "shop");
+
+    w.comment("dev", pr.number, "/hold waiting for the schema change");
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
+            if app == "shop" && blocking.contains("waiting for the schema change"))),
+        "{out:?}"
+    );
+    assert!(!merged(&out, "dev"), "{out:?}");
+    assert!(
+        w.status_comment(pr.number).contains("### baton · shop → dev"),
+        "{}",
+        w.status_comment(pr.number)
+    );
+
+    w.comment("alice", pr.number, "/unhold");
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Merged { app, .. } if app == "shop")),
+        "{out:?}"
+    );
+    let dev = w.main_file("environments/dev/kustomization.yaml");
+    assert!(dev.contains(web.as_str()) && dev.contains(worker.as_str()));
+
+    // `/rollback dev` on the merged group PR restores both members in one rollback PR.
+    w.comment("alice", pr.number, "/rollback dev");
+    let out = w.engine().answer_pr(pr.number).await.unwrap();
+    assert_eq!(
+        count(&out, |o| matches!(o, Outcome::Answered { .. })),
+        1,
+        "{out:?}"
+    );
+    let rollback = w.pr_for("dev", "shop");
+    assert!(
+        rollback.title.starts_with("rollback group shop in dev to web 1.4.0")
+            && rollback.title.contains("worker release-2.1.0"),
+        "{}",
+        rollback.title
+    );
+    assert!(
+        w.replies(pr.number)
+            .iter()
+            .any(|r| r.starts_with(&format!("Rolling back group shop in dev: #{}", rollback.number))),
+        "{:?}",
+        w.replies(pr.number)
+    );
+    assert_eq!(w.engine().answer_pr(pr.number).await.unwrap(), vec![]);
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+    assert_eq!(w.main_file("environments/dev/kustomization.yaml"), before);
+    let p = w.last_promotion();
+    assert_eq!(p.promoted_by.as_deref(), Some("alice"));
+}

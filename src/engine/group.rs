@@ -30,13 +30,23 @@ use crate::promote::state::PullRequest;
 pub(super) type Members = Vec<(String, Pinned)>;
 
 impl Observed {
-    /// What the planner is given for this PR: one state per member for a group's PR.
+    /// What the planner is given for this PR: one state per member for a group's PR, each
+    /// with the PR's current labels, reviews, checks and commands (kept in `state`, which a
+    /// `/hold` answered in this pass has changed).
     pub(super) fn states(&self) -> Vec<PullRequest> {
         if self.members.is_empty() {
-            vec![self.state.clone()]
-        } else {
-            self.members.clone()
+            return vec![self.state.clone()];
         }
+        self.members
+            .iter()
+            .map(|m| PullRequest {
+                app: m.app.clone(),
+                digest: m.digest.clone(),
+                tag: m.tag.clone(),
+                group: m.group.clone(),
+                ..self.state.clone()
+            })
+            .collect()
     }
 }
 
@@ -407,7 +417,7 @@ impl<F: Forge> Engine<F> {
             })
             .map(|c| c.actor.login.clone())
             .unwrap_or_else(|| self.forge.bot_login().to_string());
-        for member in o.members.clone() {
+        for member in o.states() {
             let mut one = o.clone();
             one.state = member;
             let outcome = self.copy_before_merge(view, &mut one).await?;
