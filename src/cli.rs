@@ -793,7 +793,10 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                         format!("open     {env}/{app} (group) → {}", members_text(members))
                     }
                     Action::UpdateGroup { pr, members, .. } => {
-                        format!("update   #{pr} {env}/{app} (group) → {}", members_text(members))
+                        format!(
+                            "update   #{pr} {env}/{app} (group) → {}",
+                            members_text(members)
+                        )
                     }
                     Action::Close { pr, reason, .. } => {
                         format!("close    #{pr} {env}/{app}: {reason}")

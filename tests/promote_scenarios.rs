@@ -447,12 +447,19 @@ async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_p
     assert!(w.open_prs_from("baton/dev/web").is_empty());
     assert!(w.open_prs_from("baton/dev/worker").is_empty());
     let api_pr = w.pr_for("dev", "api");
-    assert!(api_pr.title.starts_with("promote api to dev: 1.1.0"), "{}", api_pr.title);
+    assert!(
+        api_pr.title.starts_with("promote api to dev: 1.1.0"),
+        "{}",
+        api_pr.title
+    );
 
     // Both merge (dev merges on its own); one merge commit records two promotions.
     let out = w.pass().await;
     assert_eq!(
-        count(&out, |o| matches!(o, Outcome::Merged { env, .. } if env == "dev")),
+        count(
+            &out,
+            |o| matches!(o, Outcome::Merged { env, .. } if env == "dev")
+        ),
         2,
         "{out:?}"
     );
@@ -504,12 +511,16 @@ async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_p
     w.validate_passes(&staging.head_sha);
     let out = w.pass().await;
     assert!(
-        out.iter().any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
+        out.iter()
+            .any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
             if app == "shop" && blocking.starts_with("soak: worker: soaking in dev until"))),
         "{out:?}"
     );
     assert_eq!(
-        count(&out, |o| matches!(o, Outcome::Merged { app, .. } if app == "shop")),
+        count(
+            &out,
+            |o| matches!(o, Outcome::Merged { app, .. } if app == "shop")
+        ),
         0,
         "{out:?}"
     );
@@ -517,12 +528,16 @@ async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_p
     w.healthy("dev", "worker", &worker, Duration::minutes(12));
     let out = w.pass().await;
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Outcome::Merged { env, app, .. } if env == "staging" && app == "shop")),
+        out.iter().any(
+            |o| matches!(o, Outcome::Merged { env, app, .. } if env == "staging" && app == "shop")
+        ),
         "{out:?}"
     );
     let k = w.main_file("environments/staging/kustomization.yaml");
-    assert!(k.contains(web.as_str()) && k.contains(worker.as_str()), "{k}");
+    assert!(
+        k.contains(web.as_str()) && k.contains(worker.as_str()),
+        "{k}"
+    );
     let grouped = history(&w, "staging")
         .into_iter()
         .filter(|e| e.promotion.pull_request == Some(staging.number))
@@ -533,7 +548,8 @@ async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_p
     w.healthy("staging", "api", &api, Duration::minutes(1));
     let out = w.pass().await;
     assert!(
-        !out.iter().any(|o| matches!(o, Outcome::Opened { .. } | Outcome::Updated { .. })),
+        !out.iter()
+            .any(|o| matches!(o, Outcome::Opened { .. } | Outcome::Updated { .. })),
         "{out:?}"
     );
 }
@@ -601,7 +617,9 @@ async fn a_failed_member_rolls_back_the_whole_group_and_both_digests_are_held() 
         rollback.labels
     );
     assert!(
-        rollback.title.starts_with("rollback group shop in dev to web 1.4.0")
+        rollback
+            .title
+            .starts_with("rollback group shop in dev to web 1.4.0")
             && rollback.title.contains("worker release-2.1.0"),
         "{}",
         rollback.title
@@ -614,11 +632,7 @@ async fn a_failed_member_rolls_back_the_whole_group_and_both_digests_are_held() 
         w.timeline(group)
     );
     // Reporting again finds the open rollback: nothing is repeated.
-    let again = w
-        .engine()
-        .report_rollout(&rollout, w.now)
-        .await
-        .unwrap();
+    let again = w.engine().report_rollout(&rollout, w.now).await.unwrap();
     assert!(
         !again
             .iter()
@@ -654,8 +668,7 @@ async fn a_failed_member_rolls_back_the_whole_group_and_both_digests_are_held() 
     assert_eq!(opened(&out, "dev"), 1, "{out:?}");
     let next = w.pr_for("dev", "shop");
     assert_eq!(
-        next.title,
-        "promote group shop to dev: worker release-2.3.0",
+        next.title, "promote group shop to dev: worker release-2.3.0",
         "web 1.5.0 stays held; {newer} flows"
     );
 }
@@ -672,13 +685,15 @@ async fn hold_unhold_and_rollback_on_a_group_pr_act_on_the_whole_group() {
     w.comment("dev", pr.number, "/hold waiting for the schema change");
     let out = w.pass().await;
     assert!(
-        out.iter().any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
+        out.iter()
+            .any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
             if app == "shop" && blocking.contains("waiting for the schema change"))),
         "{out:?}"
     );
     assert!(!merged(&out, "dev"), "{out:?}");
     assert!(
-        w.status_comment(pr.number).contains("### baton · shop → dev"),
+        w.status_comment(pr.number)
+            .contains("### baton · shop → dev"),
         "{}",
         w.status_comment(pr.number)
     );
@@ -703,15 +718,18 @@ async fn hold_unhold_and_rollback_on_a_group_pr_act_on_the_whole_group() {
     );
     let rollback = w.pr_for("dev", "shop");
     assert!(
-        rollback.title.starts_with("rollback group shop in dev to web 1.4.0")
+        rollback
+            .title
+            .starts_with("rollback group shop in dev to web 1.4.0")
             && rollback.title.contains("worker release-2.1.0"),
         "{}",
         rollback.title
     );
     assert!(
-        w.replies(pr.number)
-            .iter()
-            .any(|r| r.starts_with(&format!("Rolling back group shop in dev: #{}", rollback.number))),
+        w.replies(pr.number).iter().any(|r| r.starts_with(&format!(
+            "Rolling back group shop in dev: #{}",
+            rollback.number
+        ))),
         "{:?}",
         w.replies(pr.number)
     );

@@ -632,7 +632,13 @@ impl Pipeline {
                     let hint = diag::suggest(app, self.apps.keys().map(String::as_str))
                         .map(|s| format!("; did you mean `{s}`?"))
                         .unwrap_or_default();
-                    out.push((field, format!("{app:?} is not an app of this pipeline (apps: {}){hint}", self.app_names().join(", "))));
+                    out.push((
+                        field,
+                        format!(
+                            "{app:?} is not an app of this pipeline (apps: {}){hint}",
+                            self.app_names().join(", ")
+                        ),
+                    ));
                     continue;
                 }
                 match member_of.get(app.as_str()) {
@@ -817,7 +823,11 @@ environments:
     fn a_group_makes_one_unit_where_its_first_member_is_declared() {
         let p = Pipeline::parse("p.yaml", GROUPED).unwrap().pipeline;
         assert!(p.group_problems().is_empty(), "{:?}", p.group_problems());
-        let units: Vec<_> = p.units().iter().map(|u| (u.name, u.apps.to_vec(), u.group)).collect();
+        let units: Vec<_> = p
+            .units()
+            .iter()
+            .map(|u| (u.name, u.apps.to_vec(), u.group))
+            .collect();
         assert_eq!(
             units,
             [
@@ -855,7 +865,10 @@ environments:
         let found = problems(&text);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "groups.backend.apps[1]");
-        assert!(found[0].1.contains("already in group \"shop\""), "{found:?}");
+        assert!(
+            found[0].1.contains("already in group \"shop\""),
+            "{found:?}"
+        );
     }
 
     #[test]

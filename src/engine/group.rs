@@ -29,6 +29,9 @@ use crate::promote::state::PullRequest;
 /// A group branch's changed members: (app, what the branch pins for it).
 pub(super) type Members = Vec<(String, Pinned)>;
 
+/// A row of a group PR's body: app, what the environment pins now, what the PR pins.
+type Row = (String, Option<Pinned>, Pinned);
+
 impl Observed {
     /// What the planner is given for this PR: one state per member for a group's PR, each
     /// with the PR's current labels, reviews, checks and commands (kept in `state`, which a
@@ -63,7 +66,7 @@ pub(super) fn member_states(
     if !pipeline.groups.contains_key(name) {
         return Vec::new();
     }
-    group_members
+    let members: Vec<PullRequest> = group_members
         .get(&info.head_ref)
         .into_iter()
         .flatten()
@@ -74,7 +77,16 @@ pub(super) fn member_states(
             group: Some(name.to_string()),
             ..state.clone()
         })
-        .collect()
+        .collect();
+    if members.is_empty() {
+        // A group branch that changes no member: the planner closes its PR as empty.
+        return vec![PullRequest {
+            app: name.to_string(),
+            group: Some(name.to_string()),
+            ..state.clone()
+        }];
+    }
+    members
 }
 
 /// `promote group shop to dev: web 1.5.0, worker release-2.2.0`.
@@ -92,19 +104,16 @@ pub fn title(group: &str, env: &str, pins: &[(String, Pinned)]) -> String {
 fn describe(p: Option<&Pinned>) -> String {
     match p {
         None => "(nothing pinned yet)".into(),
-        Some(Pinned { tag: Some(t), digest }) => format!("`{t}` (`{}`)", digest.short()),
+        Some(Pinned {
+            tag: Some(t),
+            digest,
+        }) => format!("`{t}` (`{}`)", digest.short()),
         Some(Pinned { tag: None, digest }) => format!("`{}`", digest.short()),
     }
 }
 
 /// The body of a group's PR: the members' moves, the config change, the rendered diff.
-fn body(
-    group: &str,
-    env: &str,
-    rows: &[(String, Option<Pinned>, Pinned)],
-    diff: &str,
-    rendered: Result<&str, &str>,
-) -> String {
+fn body(group: &str, env: &str, rows: &[Row], diff: &str, rendered: Result<&str, &str>) -> String {
     let mut out = format!(
         "Promotes group **{group}** to **{env}**: its apps travel together, their gates cover them all, and a failed rollout of one rolls back all of them.\n\n| app | from | to |\n|---|---|---|\n"
     );
@@ -268,11 +277,7 @@ impl<F: Forge> Engine<F> {
         Ok((diff, rendered))
     }
 
-    fn rows(
-        view: &RepoView,
-        env: &str,
-        members: &[MemberChange],
-    ) -> (Vec<(String, Pinned)>, Vec<(String, Option<Pinned>, Pinned)>) {
+    fn rows(view: &RepoView, env: &str, members: &[MemberChange]) -> (Members, Vec<Row>) {
         let pins: Vec<(String, Pinned)> = members
             .iter()
             .map(|m| (m.app.clone(), pinned_of(&m.to)))
@@ -297,9 +302,7 @@ impl<F: Forge> Engine<F> {
     ) -> Result<Outcome, EngineError> {
         let (pins, rows) = Self::rows(view, env, members);
         let title = title(group, env, &pins);
-        let (diff, rendered) = self
-            .publish_group(view, env, group, &pins, &title)
-            .await?;
+        let (diff, rendered) = self.publish_group(view, env, group, &pins, &title).await?;
         let body = body(
             group,
             env,
@@ -340,9 +343,7 @@ impl<F: Forge> Engine<F> {
     ) -> Result<Outcome, EngineError> {
         let (pins, rows) = Self::rows(view, env, members);
         let title = title(group, env, &pins);
-        let (diff, rendered) = self
-            .publish_group(view, env, group, &pins, &title)
-            .await?;
+        let (diff, rendered) = self.publish_group(view, env, group, &pins, &title).await?;
         let body = body(
             group,
             env,
@@ -397,7 +398,11 @@ impl<F: Forge> Engine<F> {
             gates: evaluation.results.clone(),
         };
         let head = o.state.head_sha.clone();
-        let status = o.status.as_ref().map(|s| s.body.clone()).unwrap_or_default();
+        let status = o
+            .status
+            .as_ref()
+            .map(|s| s.body.clone())
+            .unwrap_or_default();
         let mut events = text::timeline(&status);
         let handled = text::handled_ids(&status);
         let previous = refusal::latest(&events, &head);
@@ -483,7 +488,10 @@ impl<F: Forge> Engine<F> {
             })
             .collect();
         let subject = if rollback {
-            format!("rollback group {group} in {env} to {} (#{pr})", title_list(&pins))
+            format!(
+                "rollback group {group} in {env} to {} (#{pr})",
+                title_list(&pins)
+            )
         } else {
             format!("{} (#{pr})", title(group, env, &pins))
         };
@@ -562,7 +570,10 @@ impl<F: Forge> Engine<F> {
         let env = req.env.as_str();
         let pinned = |app: &str| view.pinned.get(&(env.to_string(), app.to_string()));
         let Some(current) = pinned(&req.app) else {
-            return Ok(Rolled::Nothing(format!("{env} pins no digest for {}", req.app)));
+            return Ok(Rolled::Nothing(format!(
+                "{env} pins no digest for {}",
+                req.app
+            )));
         };
         let bad = req.bad.clone().unwrap_or_else(|| current.digest.clone());
         // The members that travelled with the failed digest: its promotion commit names them.
@@ -618,7 +629,9 @@ impl<F: Forge> Engine<F> {
                 }
             };
             let Some(target) = target else {
-                skipped.push(format!("the config repo's history has no earlier release of {app} in {env}"));
+                skipped.push(format!(
+                    "the config repo's history has no earlier release of {app} in {env}"
+                ));
                 continue;
             };
             let target = match target {

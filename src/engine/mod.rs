@@ -798,11 +798,7 @@ impl<F: Forge> Engine<F> {
             pinned: view.pinned.clone(),
             open: observed
                 .iter()
-                .flat_map(|o| {
-                    o.states()
-                        .into_iter()
-                        .map(|s| (s, o.info.html_url.clone()))
-                })
+                .flat_map(|o| o.states().into_iter().map(|s| (s, o.info.html_url.clone())))
                 .collect(),
         };
         let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
@@ -1517,7 +1513,10 @@ impl<F: Forge> Engine<F> {
                 env,
                 group,
                 members,
-            } => self.open_group(view, &env, &group, &members).await.map(Some),
+            } => self
+                .open_group(view, &env, &group, &members)
+                .await
+                .map(Some),
             Action::UpdateGroup {
                 pr,
                 env,

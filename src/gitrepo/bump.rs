@@ -323,14 +323,23 @@ mod tests {
             &FsFiles(&root),
             &p,
             "dev",
-            &[("web".into(), web.clone()), ("worker".into(), worker.clone())],
+            &[
+                ("web".into(), web.clone()),
+                ("worker".into(), worker.clone()),
+            ],
         )
         .unwrap();
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].path, "environments/dev/kustomization.yaml");
         let diff = changes[0].unified_diff();
-        assert!(diff.contains(&format!("+    digest: {}", web.digest)), "{diff}");
-        assert!(diff.contains(&format!("+    digest: {}", worker.digest)), "{diff}");
+        assert!(
+            diff.contains(&format!("+    digest: {}", web.digest)),
+            "{diff}"
+        );
+        assert!(
+            diff.contains(&format!("+    digest: {}", worker.digest)),
+            "{diff}"
+        );
     }
 
     fn example() -> (std::path::PathBuf, Pipeline) {

@@ -226,7 +226,10 @@ mod tests {
             "shop",
             &[web.clone(), worker.clone()],
         );
-        assert!(msg.contains("\n\nBaton-Group: shop\nBaton-App: web\n"), "{msg}");
+        assert!(
+            msg.contains("\n\nBaton-Group: shop\nBaton-App: web\n"),
+            "{msg}"
+        );
         assert_eq!(Promotion::parse_all(&msg), vec![web.clone(), worker]);
         assert_eq!(Promotion::parse(&msg), Some(web.clone()));
         // A one-app commit reads as before.

@@ -113,7 +113,11 @@ pub(super) fn plan_group(
             .get(&key(&p.app))
             .is_some_and(|pin| pin.digest == p.digest)
     };
-    if current.iter().all(|p| pinned_now(p)) {
+    // (A state naming no member stands for a group branch that changes none.)
+    if current
+        .iter()
+        .all(|p| pinned_now(p) || !unit.apps.contains(&p.app))
+    {
         actions.push(Action::Close {
             pr: number,
             env: env.name.clone(),
@@ -534,8 +538,14 @@ environments:
         assert_eq!(app, "shop");
         let soak = evaluation.blocking().unwrap();
         assert_eq!(soak.gate, Gate::Soak);
-        assert!(soak.reason.starts_with("worker: soaking in dev until"), "{soak:?}");
-        assert!(!soak.reason.contains("web:"), "passed members are not listed: {soak:?}");
+        assert!(
+            soak.reason.starts_with("worker: soaking in dev until"),
+            "{soak:?}"
+        );
+        assert!(
+            !soak.reason.contains("web:"),
+            "passed members are not listed: {soak:?}"
+        );
         assert_eq!(
             soak.recheck_at,
             Some(now() - chrono::Duration::minutes(3) + chrono::Duration::minutes(10))
@@ -543,12 +553,22 @@ environments:
 
         w.healthy("dev", "worker", "1.1.0", 12);
         let actions = w.plan();
-        let [Action::Merge { pr: 7, evaluation, .. }] = &actions[..] else {
+        let [
+            Action::Merge {
+                pr: 7, evaluation, ..
+            },
+        ] = &actions[..]
+        else {
             panic!("{actions:?}")
         };
-        let soak = evaluation.results.iter().find(|r| r.gate == Gate::Soak).unwrap();
+        let soak = evaluation
+            .results
+            .iter()
+            .find(|r| r.gate == Gate::Soak)
+            .unwrap();
         assert!(
-            soak.reason.contains("web: healthy in dev") && soak.reason.contains("worker: healthy in dev"),
+            soak.reason.contains("web: healthy in dev")
+                && soak.reason.contains("worker: healthy in dev"),
             "{soak:?}"
         );
     }
@@ -568,7 +588,10 @@ environments:
         };
         let hold = evaluation.blocking().unwrap();
         assert_eq!(hold.gate, Gate::Hold);
-        assert!(hold.reason.starts_with("held (label"), "one shared reason: {hold:?}");
+        assert!(
+            hold.reason.starts_with("held (label"),
+            "one shared reason: {hold:?}"
+        );
     }
 
     #[test]
@@ -623,6 +646,18 @@ environments:
     }
 
     #[test]
+    fn a_group_pr_that_changes_no_member_is_closed() {
+        let mut w = World::new();
+        w.release("web", "1.1.0");
+        w.group_pr(7, "dev", &[("shop", "none")]);
+        let actions = w.plan();
+        assert!(
+            matches!(&actions[..], [Action::Close { pr: 7, .. }]),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
     fn a_members_own_pr_gives_way_to_the_group() {
         let mut w = World::new();
         w.release("web", "1.1.0");
@@ -641,7 +676,9 @@ environments:
             "{actions:?}"
         );
         assert!(
-            actions.iter().any(|a| matches!(a, Action::OpenGroup { .. })),
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::OpenGroup { .. })),
             "{actions:?}"
         );
     }
@@ -649,7 +686,8 @@ environments:
     #[test]
     fn a_held_digest_in_a_group_pr_closes_it() {
         let mut w = World::new();
-        w.held.insert(k("dev", "worker"), BTreeSet::from([d("worker", "1.1.0")]));
+        w.held
+            .insert(k("dev", "worker"), BTreeSet::from([d("worker", "1.1.0")]));
         w.group_pr(7, "dev", &[("web", "1.0.1"), ("worker", "1.1.0")]);
         let actions = w.plan();
         assert!(

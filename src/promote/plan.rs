@@ -160,7 +160,11 @@ impl Action {
 /// What `env` should receive for `app` now, if anything: the newest blessed release for an
 /// environment with no `after:`, else what the previous environment has run healthy for at
 /// least its soak time.
-pub(super) fn desired(inputs: &Inputs<'_>, env: &crate::config::Environment, app: &str) -> Option<Release> {
+pub(super) fn desired(
+    inputs: &Inputs<'_>,
+    env: &crate::config::Environment,
+    app: &str,
+) -> Option<Release> {
     match &env.after {
         None => inputs.releases.get(app).cloned(),
         Some(prev) => {
