@@ -18,7 +18,7 @@ use crate::commands::{self, Command};
 use crate::config::pipeline::Pipeline;
 use crate::forge::{self, Forge, ForgeError, NewPullRequest, PullRequestInfo};
 use crate::gitrepo::bump;
-use crate::gitrepo::repo::{ConfigRepo, GitError, Pushed};
+use crate::gitrepo::repo::{ConfigRepo, GitError};
 use crate::gitrepo::trailers::Promotion;
 use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
@@ -125,26 +125,7 @@ fn body(group: &str, env: &str, rows: &[Row], diff: &str, rendered: Result<&str,
         ));
     }
     out.push('\n');
-    if !diff.is_empty() {
-        out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
-        out.push_str(diff);
-        out.push_str("```\n</details>\n\n");
-    }
-    match rendered {
-        Ok("") => out.push_str(&format!(
-            "The rendered manifests of {env} do not change.\n\n"
-        )),
-        Ok(rendered) => {
-            let fence = crate::prcheck::diff::fence(rendered);
-            out.push_str(&format!(
-                "<details><summary>Rendered manifests of {env} (what is applied to the cluster)</summary>\n\n{fence}diff\n{rendered}\n{fence}\n</details>\n\n"
-            ));
-        }
-        Err(why) => out.push_str(&format!(
-            "The rendered manifests of {env} could not be compared: {why}\n\n"
-        )),
-    }
-    out.push_str("The gates and their state are in baton's status comment below. Commands: `/promote <env>`, `/hold [reason]`, `/unhold`, `/status`, `/help`.\n");
+    out.push_str(&text::changes(env, diff, rendered));
     text::truncate(
         out,
         "\n\n…(truncated; run `baton render` for the full output)\n",
@@ -216,15 +197,19 @@ impl<F: Forge> Engine<F> {
     }
 
     /// Build the group's branch on the config branch tip: one commit pinning every member,
-    /// carrying their records. The config change as a diff, and the rendered diff.
+    /// carrying their records. The PR's title and body.
     async fn publish_group(
         &self,
         view: &RepoView,
         env: &str,
         group: &str,
-        pins: &[(String, Pinned)],
-        subject: &str,
-    ) -> Result<(String, Result<String, String>), EngineError> {
+        members: &[MemberChange],
+    ) -> Result<(Members, String, String), EngineError> {
+        let pins: Members = members
+            .iter()
+            .map(|m| (m.app.clone(), pinned_of(&m.to)))
+            .collect();
+        let subject = title(group, env, &pins);
         let records: Vec<Promotion> = pins
             .iter()
             .map(|(app, to)| Promotion {
@@ -242,54 +227,35 @@ impl<F: Forge> Engine<F> {
                 rollback_of: None,
             })
             .collect();
-        let message = Promotion::group_message(subject, "", group, &records);
+        let message = Promotion::group_message(&subject, "", group, &records);
         let mut diff = String::new();
         let pushed = self
             .publish_branch(
                 &forge::promotion_branch(env, group),
                 &message,
                 &mut |files| {
-                    let changes = bump::plan_all(files, &view.pipeline, env, pins)?;
+                    let changes = bump::plan_all(files, &view.pipeline, env, &pins)?;
                     diff = changes.iter().map(|c| c.unified_diff()).collect();
                     Ok(changes)
                 },
             )
             .await?;
-        let head = match &pushed {
-            Pushed::Committed { commit, .. } => *commit,
-            Pushed::Unchanged { tip } => *tip,
-        };
-        let rendered = tokio::task::block_in_place(|| {
-            let repo = self.repo();
-            let tip = repo.tip()?;
-            Ok::<_, EngineError>(match view.pipeline.environment(env) {
-                Some(e) => crate::prcheck::rendered_diff(
-                    &repo,
-                    env,
-                    &e.path(),
-                    tip,
-                    head,
-                    text::RENDERED_LIMIT,
-                ),
-                None => Err(format!("environment {env} is not in the pipeline")),
-            })
-        })?;
-        Ok((diff, rendered))
-    }
-
-    fn rows(view: &RepoView, env: &str, members: &[MemberChange]) -> (Members, Vec<Row>) {
-        let pins: Vec<(String, Pinned)> = members
-            .iter()
-            .map(|m| (m.app.clone(), pinned_of(&m.to)))
-            .collect();
-        let rows = pins
+        let rendered = self.rendered_change(view, env, &pushed)?;
+        let rows: Vec<Row> = pins
             .iter()
             .map(|(app, to)| {
                 let from = view.pinned.get(&(env.to_string(), app.clone())).cloned();
                 (app.clone(), from, to.clone())
             })
             .collect();
-        (pins, rows)
+        let body = body(
+            group,
+            env,
+            &rows,
+            &diff,
+            rendered.as_deref().map_err(String::as_str),
+        );
+        Ok((pins, subject, body))
     }
 
     /// Open the group's PR for `env` (its branch first, so a re-run finds it and only opens).
@@ -300,16 +266,7 @@ impl<F: Forge> Engine<F> {
         group: &str,
         members: &[MemberChange],
     ) -> Result<Outcome, EngineError> {
-        let (pins, rows) = Self::rows(view, env, members);
-        let title = title(group, env, &pins);
-        let (diff, rendered) = self.publish_group(view, env, group, &pins, &title).await?;
-        let body = body(
-            group,
-            env,
-            &rows,
-            &diff,
-            rendered.as_deref().map_err(String::as_str),
-        );
+        let (_, title, body) = self.publish_group(view, env, group, members).await?;
         let pr = self
             .forge
             .open_pull_request(&NewPullRequest {
@@ -341,16 +298,7 @@ impl<F: Forge> Engine<F> {
         members: &[MemberChange],
         superseded: &[MemberChange],
     ) -> Result<Outcome, EngineError> {
-        let (pins, rows) = Self::rows(view, env, members);
-        let title = title(group, env, &pins);
-        let (diff, rendered) = self.publish_group(view, env, group, &pins, &title).await?;
-        let body = body(
-            group,
-            env,
-            &rows,
-            &diff,
-            rendered.as_deref().map_err(String::as_str),
-        );
+        let (pins, title, body) = self.publish_group(view, env, group, members).await?;
         self.forge.update_pull_request(pr, &title, &body).await?;
         if let Some(mut o) = observed {
             let status = o.status.as_ref().map(|s| s.body.as_str()).unwrap_or("");
@@ -530,16 +478,8 @@ impl<F: Forge> Engine<F> {
                 })
             }
             Err(ForgeError::MergeRefused { reason, .. }) => {
-                let attempt = previous.as_ref().map_or(1, |(_, r)| r.attempt + 1);
-                let next_try = now + refusal::backoff(attempt);
-                let line = refusal::line(&head, attempt, &reason, next_try);
-                let blocking = refusal::parse(&line)
-                    .map(|r| refusal::blocking(&r))
-                    .unwrap_or_else(|| format!("GitHub refused the merge: {reason}"));
-                match &previous {
-                    Some((i, _)) => events[*i] = line,
-                    None => events.push(line),
-                }
+                let blocking = refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
+                tracing::warn!(pr, %env, %group, %reason, %blocking, "GitHub refused the merge");
                 self.write_status(
                     &mut o,
                     &format!("Waiting — {blocking}"),
@@ -659,22 +599,11 @@ impl<F: Forge> Engine<F> {
             .unwrap_or_else(|| bad.clone());
         let failed_pr = promoted.and_then(|p| p.promotion.pull_request);
         let listed = title_list(&targets);
-        for p in &open {
-            let note = format!(
-                "Closed: group {group} in {env} is being rolled back to {listed} ({}), and the rollback takes this PR's branch (one open PR per group and environment). Newer releases get a new PR once the rollback has merged.",
-                req.why
-            );
-            let said = self
-                .forge
-                .comments(p.number)
-                .await?
-                .iter()
-                .any(|c| c.author == self.forge.bot_login() && c.body == note);
-            if !said {
-                self.forge.create_comment(p.number, &note).await?;
-            }
-            self.forge.close_pull_request(p.number).await?;
-        }
+        let note = format!(
+            "Closed: group {group} in {env} is being rolled back to {listed} ({}), and the rollback takes this PR's branch (one open PR per group and environment). Newer releases get a new PR once the rollback has merged.",
+            req.why
+        );
+        self.close_with_note(&open, &note).await?;
         let title = format!("rollback group {group} in {env} to {listed}");
         let mut diff = String::new();
         self.publish_branch(&branch, &title, &mut |files| {

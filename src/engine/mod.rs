@@ -1334,16 +1334,31 @@ impl<F: Forge> Engine<F> {
                 Ok(vec![change])
             })
             .await?;
-        let head = match &pushed {
+        let rendered = self.rendered_change(view, env, &pushed)?;
+        if let Err(e) = &rendered {
+            tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
+        }
+        Ok((pushed, diff, rendered))
+    }
+
+    /// The diff of `env`'s rendered manifests from the config branch tip to the pushed
+    /// promotion branch (cut at [`text::RENDERED_LIMIT`]), or why it could not be made.
+    fn rendered_change(
+        &self,
+        view: &RepoView,
+        env: &str,
+        pushed: &Pushed,
+    ) -> Result<Result<String, String>, EngineError> {
+        let head = match pushed {
             Pushed::Committed { commit, .. } => *commit,
             Pushed::Unchanged { tip } => *tip,
         };
         // The clone's lock is taken off the async worker: another task may hold it through a
         // fetch, and a worker blocked on it starves the tasks queued behind it.
-        let rendered = tokio::task::block_in_place(|| {
+        tokio::task::block_in_place(|| {
             let repo = self.repo();
             let tip = repo.tip()?;
-            Ok::<_, EngineError>(match view.pipeline.environment(env) {
+            Ok(match view.pipeline.environment(env) {
                 Some(e) => crate::prcheck::rendered_diff(
                     &repo,
                     env,
@@ -1354,11 +1369,7 @@ impl<F: Forge> Engine<F> {
                 ),
                 None => Err(format!("environment {env} is not in the pipeline")),
             })
-        })?;
-        if let Err(e) = &rendered {
-            tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
-        }
-        Ok((pushed, diff, rendered))
+        })
     }
 
     async fn act(
@@ -1714,17 +1725,9 @@ impl<F: Forge> Engine<F> {
                         }));
                     }
                     Err(ForgeError::MergeRefused { reason, .. }) => {
-                        let attempt = previous.as_ref().map_or(1, |(_, r)| r.attempt + 1);
-                        let next_try = now + refusal::backoff(attempt);
-                        let line = refusal::line(&head, attempt, &reason, next_try);
-                        let blocking = refusal::parse(&line)
-                            .map(|r| refusal::blocking(&r))
-                            .unwrap_or_else(|| format!("GitHub refused the merge: {reason}"));
-                        match &previous {
-                            Some((i, _)) => events[*i] = line,
-                            None => events.push(line),
-                        }
-                        tracing::warn!(pr, %env, %app, %reason, attempt, %next_try, "GitHub refused the merge");
+                        let blocking =
+                            refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
+                        tracing::warn!(pr, %env, %app, %reason, %blocking, "GitHub refused the merge");
                         self.write_status(
                             &mut o,
                             &format!("Waiting — {blocking}"),

@@ -10,8 +10,8 @@
 //!   checks, approvals, commands, windows and freezes read the one PR) and combined: a gate
 //!   passes only when it passes for every member ([`combine`]).
 
-use super::gates::{self, Context, Evaluation, Gate, GateResult, Verdict, is_rollback};
-use super::plan::{Action, Inputs, MemberChange, PinnedOut, Release, desired, is_older};
+use super::gates::{self, Evaluation, Gate, GateResult, Verdict, is_rollback};
+use super::plan::{Action, Inputs, MemberChange, PinnedOut, Release, context, desired, is_older};
 use super::state::PullRequest;
 use crate::config::Environment;
 use crate::config::pipeline::Unit;
@@ -183,25 +183,7 @@ pub(super) fn plan_group(
     }
     let evaluations: Vec<(String, Evaluation)> = current
         .iter()
-        .map(|p| {
-            let previous = env
-                .after
-                .as_ref()
-                .and_then(|prev| inputs.deployments.get(&(prev.clone(), p.app.clone())));
-            let ctx = Context {
-                env,
-                now: inputs.now,
-                previous,
-                teams: inputs.teams,
-                team_errors: inputs.team_errors,
-                base_rules: inputs.base_rules,
-                bot_login: inputs.bot_login,
-                policies: inputs.policies,
-                from: inputs.pinned.get(&key(&p.app)).map(|pin| &pin.digest),
-                attestations: inputs.attestations.get(&p.digest.to_string()),
-            };
-            (p.app.clone(), gates::evaluate(p, &ctx))
-        })
+        .map(|p| (p.app.clone(), gates::evaluate(p, &context(inputs, env, p))))
         .collect();
     let evaluation = combine(&evaluations);
     let env = env.name.clone();

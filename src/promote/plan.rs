@@ -191,6 +191,34 @@ pub(super) fn desired(
     }
 }
 
+/// What the gates of `pr` (one app's PR, or one member's state of a group's PR) read
+/// besides the PR: the previous environment's deployment of its app, what `env` pins for it
+/// now, its image's attestations.
+pub(super) fn context<'a>(
+    inputs: &Inputs<'a>,
+    env: &'a crate::config::Environment,
+    pr: &PullRequest,
+) -> Context<'a> {
+    Context {
+        env,
+        now: inputs.now,
+        previous: env
+            .after
+            .as_ref()
+            .and_then(|prev| inputs.deployments.get(&(prev.clone(), pr.app.clone()))),
+        teams: inputs.teams,
+        team_errors: inputs.team_errors,
+        base_rules: inputs.base_rules,
+        bot_login: inputs.bot_login,
+        policies: inputs.policies,
+        from: inputs
+            .pinned
+            .get(&(env.name.clone(), pr.app.clone()))
+            .map(|p| &p.digest),
+        attestations: inputs.attestations.get(&pr.digest.to_string()),
+    }
+}
+
 /// Whether `candidate` is an older release than `pinned`, judged by their tags as semantic
 /// versions (a leading `v` allowed). Without two comparable tags nothing is "older": a
 /// digest differing from the pinned one is then taken as new. This keeps a rollback in one
@@ -340,23 +368,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                     })
                 }
                 (Some(pr), _) => {
-                    let previous = env
-                        .after
-                        .as_ref()
-                        .and_then(|p| inputs.deployments.get(&(p.clone(), app.clone())));
-                    let ctx = Context {
-                        env,
-                        now: inputs.now,
-                        previous,
-                        teams: inputs.teams,
-                        team_errors: inputs.team_errors,
-                        base_rules: inputs.base_rules,
-                        bot_login: inputs.bot_login,
-                        policies: inputs.policies,
-                        from: pinned.map(|p| &p.digest),
-                        attestations: inputs.attestations.get(&pr.digest.to_string()),
-                    };
-                    let evaluation = gates::evaluate(pr, &ctx);
+                    let evaluation = gates::evaluate(pr, &context(inputs, env, pr));
                     let (pr, env, app) = (pr.number, env.name.clone(), app.clone());
                     actions.push(if evaluation.mergeable() {
                         Action::Merge {
