@@ -7,7 +7,7 @@ use baton::engine::{AppRollout, Outcome, Rollout, RolloutState};
 use baton::promote::state::DeployState;
 use baton_test_support::example::git;
 use baton_test_support::promote::{
-    OWNER, REPO, World, merged, opened, tuesday_morning, waiting_on,
+    OWNER, REPO, World, grouped_example, merged, opened, tuesday_morning, waiting_on,
 };
 use chrono::{Duration, TimeZone, Utc};
 use sim::forge::ReviewState;
@@ -373,41 +373,6 @@ async fn server_errors_and_rate_limits_are_recovered_without_duplicates() {
         "{:?}",
         w.forge.pulls(OWNER, REPO)
     );
-}
-
-/// The example config repo with web and worker in one release train (`groups: shop`) and a
-/// third app, api, on its own. Its pins are made up here and pushed to the registry stand-in
-/// by the world, like the example's.
-fn grouped_example() -> Vec<(String, String)> {
-    let api = |new_name: bool| {
-        format!(
-            "images:\n  - name: registry.example.com/shop/api\n{}    newTag: \"1.0.0\"\n    digest: sha256:{}\n",
-            if new_name {
-                "    newName: prod-registry.example.com/shop/api\n"
-            } else {
-                ""
-            },
-            "0".repeat(64)
-        )
-    };
-    baton_test_support::example::example_files()
-        .into_iter()
-        .map(|(path, text)| {
-            let text = match path.as_str() {
-                "policies/pipeline.yaml" => text.replacen(
-                    "\nenvironments:\n",
-                    "  api:\n    image: registry.example.com/shop/api\n    bless: { semver: \">=1.0.0\" }\n\ngroups:\n  shop: { apps: [web, worker] }\n\nenvironments:\n",
-                    1,
-                ),
-                "environments/prod/kustomization.yaml" => text.replacen("images:\n", &api(true), 1),
-                p if p.starts_with("environments/") && p.ends_with("/kustomization.yaml") => {
-                    text.replacen("images:\n", &api(false), 1)
-                }
-                _ => text,
-            };
-            (path, text)
-        })
-        .collect()
 }
 
 /// The promotions `baton history` lists for `env` (newest first), read from the config

@@ -711,10 +711,19 @@ impl<F: Forge> Engine<F> {
             .history
             .iter()
             .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env);
-        // A group's PR is answered as its first recorded member, which stands for the group.
+        // A group's PR is answered as one of its members, which stands for the group: the
+        // first its merge recorded, else the first its branch changes (a PR closed unmerged,
+        // e.g. by a `/rollback` typed on it), else the group's first.
         let group = view.pipeline.groups.contains_key(&app).then(|| app.clone());
         let app = match (&group, recorded) {
             (Some(_), Some(e)) => e.promotion.app.clone(),
+            (Some(g), None) => view
+                .group_members
+                .get(&info.head_ref)
+                .and_then(|m| m.first())
+                .map(|(a, _)| a.clone())
+                .or_else(|| view.pipeline.groups.get(g)?.apps.first().cloned())
+                .unwrap_or(app),
             _ => app,
         };
         let Some(pin) = recorded
