@@ -789,6 +789,15 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                         "update   #{pr} {env}/{app} → {}",
                         to.tag.clone().unwrap_or_else(|| to.digest.clone())
                     ),
+                    Action::OpenGroup { members, .. } => {
+                        format!("open     {env}/{app} (group) → {}", members_text(members))
+                    }
+                    Action::UpdateGroup { pr, members, .. } => {
+                        format!(
+                            "update   #{pr} {env}/{app} (group) → {}",
+                            members_text(members)
+                        )
+                    }
                     Action::Close { pr, reason, .. } => {
                         format!("close    #{pr} {env}/{app}: {reason}")
                     }
@@ -818,6 +827,21 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `web 1.5.0, worker release-2.2.0`: a group's members as `baton plan` shows them.
+fn members_text(members: &[crate::promote::plan::MemberChange]) -> String {
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m.app,
+                m.to.tag.clone().unwrap_or_else(|| m.to.digest.clone())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

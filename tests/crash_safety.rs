@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use baton::engine::text;
 use baton::forge::github::GitHubOptions;
 use baton::gitrepo::trailers::Promotion;
-use baton_test_support::promote::{OWNER, REPO, STATUS_MARKER, World};
+use baton_test_support::promote::{OWNER, REPO, STATUS_MARKER, World, grouped_example};
 use chrono::Duration;
 use sim::forge::{Fault, ReviewState};
 
@@ -36,10 +36,31 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// What is promoted, and how.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// web through every environment, then a hold and a rollback ([`promotion`]).
+    App,
+    /// the group shop (web and worker) in one PR per environment ([`group_promotion`]).
+    Group,
+}
+
+impl Scenario {
+    async fn run(self, w: &mut World) -> Result<(), String> {
+        match self {
+            Self::App => promotion(w).await,
+            Self::Group => group_promotion(w).await,
+        }
+    }
+}
+
 /// A world whose engines' clients retry nothing, so a lost answer ends the pass where it
 /// happened.
-async fn world() -> World {
-    let mut w = World::new().await;
+async fn world(scenario: Scenario) -> World {
+    let mut w = match scenario {
+        Scenario::App => World::new().await,
+        Scenario::Group => World::with_files(&grouped_example()).await,
+    };
     w.options = GitHubOptions {
         max_retries: 0,
         ..GitHubOptions::default()
@@ -316,19 +337,72 @@ async fn promotion(w: &mut World) -> Result<(), String> {
     Ok(())
 }
 
+/// web and worker in group shop through dev (autoMerge) and staging (a required check), then
+/// web 1.6.0 to dev, held with `/hold`, and `/rollback dev` there: the held group PR is closed,
+/// one rollback restores both members, and web 1.6.0 comes back alone (worker's release is
+/// held).
+async fn group_promotion(w: &mut World) -> Result<(), String> {
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    settle(w, "dev: open the group's PR and auto-merge").await?;
+
+    w.healthy("dev", "web", &web, Duration::minutes(15));
+    w.healthy("dev", "worker", &worker, Duration::minutes(15));
+    settle(w, "staging: open the group's PR").await?;
+    pass_checks(w, "staging", "shop")?;
+    settle(w, "staging: merge the group on a green check").await?;
+
+    w.release("web", "1.6.0");
+    let dev = until_open(w, "dev", "shop").await?;
+    w.forge
+        .comment_as("dev", OWNER, REPO, dev, "/hold checking the migration")
+        .map_err(|e| e.to_string())?;
+    settle(w, "dev: /hold on the group's PR").await?;
+    w.forge
+        .comment_as("alice", OWNER, REPO, dev, "/rollback dev")
+        .map_err(|e| e.to_string())?;
+    settle(
+        w,
+        "dev: /rollback closes the held group PR, rolls back both members, web 1.6.0 comes back",
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_write_of_a_promotion_duplicates_nothing() {
+    crash_everywhere(
+        Scenario::App,
+        5,
+        "dev, staging, prod, the rollback in dev and 1.6.0 in dev again",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_write_of_a_group_promotion_duplicates_nothing() {
+    crash_everywhere(
+        Scenario::Group,
+        7,
+        "two apps in dev and in staging, the rollback of both in dev, web 1.6.0 in dev",
+    )
+    .await;
+}
+
+/// Run `scenario` clean, expecting `promotions` recorded (`what`), then once per chosen write
+/// with that write's answer lost, and compare.
+async fn crash_everywhere(scenario: Scenario, promotions: usize, what: &str) {
     let started = std::time::Instant::now();
 
-    let mut clean = world().await;
-    promotion(&mut clean).await.unwrap();
+    let mut clean = world(scenario).await;
+    scenario.run(&mut clean).await.unwrap();
     let expected = outcome(&clean);
     let problems = expected.duplicates();
     assert!(problems.is_empty(), "the clean run: {problems:#?}");
     assert_eq!(
         expected.promotions.len(),
-        5,
-        "dev, staging, prod, the rollback in dev and 1.6.0 in dev again: {expected:#?}"
+        promotions,
+        "{what}: {expected:#?}"
     );
     let writes = clean.write_calls();
     for route in [
@@ -374,7 +448,7 @@ async fn a_crash_after_any_write_of_a_promotion_duplicates_nothing() {
         let expected = expected.clone();
         tasks.spawn(async move {
             let _slot = runs.acquire_owned().await.unwrap();
-            crash_at(k, &step, &expected).await
+            crash_at(scenario, k, &step, &expected).await
         });
     }
     let mut failures: Vec<String> = Vec::new();
@@ -399,15 +473,15 @@ async fn a_crash_after_any_write_of_a_promotion_duplicates_nothing() {
 
 /// Run the promotion in a fresh world where write `step` is applied but its answer is lost;
 /// what went wrong, each line naming the step.
-async fn crash_at(k: usize, step: &Step, expected: &Outcome) -> Vec<String> {
+async fn crash_at(scenario: Scenario, k: usize, step: &Step, expected: &Outcome) -> Vec<String> {
     let what = format!("step {k} (lost answer to {step})");
-    let mut w = world().await;
+    let mut w = world(scenario).await;
     w.forge.inject(
         Fault::lost_response(500)
             .on(format!("{}$", step.route))
             .after(step.occurrence),
     );
-    if let Err(e) = promotion(&mut w).await {
+    if let Err(e) = scenario.run(&mut w).await {
         return vec![format!("{what}: {e}")];
     }
     let mut failures = Vec::new();

@@ -3,9 +3,11 @@
 //! (new clone, new client), so each test also proves that a restart between any two steps
 //! neither duplicates nor loses work.
 
-use baton::engine::Outcome;
+use baton::engine::{AppRollout, Outcome, Rollout, RolloutState};
+use baton::promote::state::DeployState;
+use baton_test_support::example::git;
 use baton_test_support::promote::{
-    OWNER, REPO, World, merged, opened, tuesday_morning, waiting_on,
+    OWNER, REPO, World, grouped_example, merged, opened, tuesday_morning, waiting_on,
 };
 use chrono::{Duration, TimeZone, Utc};
 use sim::forge::ReviewState;
@@ -371,4 +373,335 @@ async fn server_errors_and_rate_limits_are_recovered_without_duplicates() {
         "{:?}",
         w.forge.pulls(OWNER, REPO)
     );
+}
+
+/// The promotions `baton history` lists for `env` (newest first), read from the config
+/// branch as the command reads it.
+fn history(w: &World, env: &str) -> Vec<baton::gitrepo::history::Entry> {
+    let repo = git2::Repository::open(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let tip = repo.refname_to_id("refs/heads/main").unwrap();
+    let filter = baton::gitrepo::history::Filter {
+        environment: Some(env.into()),
+        ..Default::default()
+    };
+    baton::gitrepo::history::read(&repo, tip, &filter).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_travels_in_one_pr_per_environment_and_history_keeps_one_entry_per_app() {
+    let mut w = World::with_files(&grouped_example()).await;
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    let api = w.release("api", "1.1.0");
+
+    // dev: one PR for the group with both pins, and api's own.
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "dev"), 2, "{out:?}");
+    assert_eq!(w.open_prs().len(), 2, "{:?}", w.open_prs());
+    let group = w.pr_for("dev", "shop");
+    assert_eq!(
+        group.title,
+        "promote group shop to dev: web 1.5.0, worker release-2.2.0"
+    );
+    let body = group.body.clone().unwrap_or_default();
+    assert!(
+        body.contains(&format!("+    digest: {web}"))
+            && body.contains(&format!("+    digest: {worker}")),
+        "one change pins both: {body}"
+    );
+    assert!(w.open_prs_from("baton/dev/web").is_empty());
+    assert!(w.open_prs_from("baton/dev/worker").is_empty());
+    let api_pr = w.pr_for("dev", "api");
+    assert!(
+        api_pr.title.starts_with("promote api to dev: 1.1.0"),
+        "{}",
+        api_pr.title
+    );
+
+    // Both merge (dev merges on its own); one merge commit records two promotions.
+    let out = w.pass().await;
+    assert_eq!(
+        count(
+            &out,
+            |o| matches!(o, Outcome::Merged { env, .. } if env == "dev")
+        ),
+        2,
+        "{out:?}"
+    );
+    let dev = w.main_file("environments/dev/kustomization.yaml");
+    for d in [&web, &worker, &api] {
+        assert!(dev.contains(d.as_str()), "{d} pinned in dev: {dev}");
+    }
+    let entries = history(&w, "dev");
+    let grouped: Vec<_> = entries
+        .iter()
+        .filter(|e| e.promotion.pull_request == Some(group.number))
+        .collect();
+    assert_eq!(grouped.len(), 2, "{entries:#?}");
+    assert_eq!(grouped[0].commit, grouped[1].commit, "one merge commit");
+    assert_eq!(
+        grouped
+            .iter()
+            .map(|e| (e.promotion.app.as_str(), &e.promotion.to))
+            .collect::<Vec<_>>(),
+        [("web", &web), ("worker", &worker)]
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.promotion.app == "api" && e.promotion.pull_request == Some(api_pr.number))
+    );
+
+    // staging: the group waits until both members have soaked in dev; api does not wait.
+    w.healthy("dev", "web", &web, Duration::minutes(15));
+    w.healthy("dev", "worker", &worker, Duration::minutes(5));
+    w.healthy("dev", "api", &api, Duration::minutes(15));
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "staging"), 1, "only api: {out:?}");
+    w.pr_for("staging", "api");
+    assert!(w.open_prs_from("baton/staging/shop").is_empty());
+
+    w.healthy("dev", "worker", &worker, Duration::minutes(11));
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "staging"), 1, "{out:?}");
+    let staging = w.pr_for("staging", "shop");
+    assert!(
+        staging.title.contains("web 1.5.0") && staging.title.contains("worker release-2.2.0"),
+        "{}",
+        staging.title
+    );
+
+    // The soak gate of the open PR covers every member: worker's clock starts over.
+    w.healthy("dev", "worker", &worker, Duration::minutes(2));
+    w.validate_passes(&staging.head_sha);
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
+            if app == "shop" && blocking.starts_with("soak: worker: soaking in dev until"))),
+        "{out:?}"
+    );
+    assert_eq!(
+        count(
+            &out,
+            |o| matches!(o, Outcome::Merged { app, .. } if app == "shop")
+        ),
+        0,
+        "{out:?}"
+    );
+
+    w.healthy("dev", "worker", &worker, Duration::minutes(12));
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Outcome::Merged { env, app, .. } if env == "staging" && app == "shop")
+        ),
+        "{out:?}"
+    );
+    let k = w.main_file("environments/staging/kustomization.yaml");
+    assert!(
+        k.contains(web.as_str()) && k.contains(worker.as_str()),
+        "{k}"
+    );
+    let grouped = history(&w, "staging")
+        .into_iter()
+        .filter(|e| e.promotion.pull_request == Some(staging.number))
+        .count();
+    assert_eq!(grouped, 2, "staging's squash commit records both apps");
+
+    // Nothing left to do for the group, and an idle pass writes nothing.
+    w.healthy("staging", "api", &api, Duration::minutes(1));
+    let out = w.pass().await;
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Outcome::Opened { .. } | Outcome::Updated { .. })),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_member_rolls_back_the_whole_group_and_both_digests_are_held() {
+    let files: Vec<(String, String)> = grouped_example()
+        .into_iter()
+        .map(|(p, t)| {
+            let t = if p == "policies/pipeline.yaml" {
+                t.replacen(
+                    "    cluster: dev\n    autoMerge: true\n",
+                    "    cluster: dev\n    autoMerge: true\n    onFailure: rollback\n",
+                    1,
+                )
+            } else {
+                t
+            };
+            (p, t)
+        })
+        .collect();
+    let mut w = World::with_files(&files).await;
+    let before = w.main_file("environments/dev/kustomization.yaml");
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    w.pass().await; // open the group's dev PR
+    let out = w.pass().await; // merge it
+    assert!(merged(&out, "dev"), "{out:?}");
+    let group = w.promotions()[0].pull_request.unwrap();
+    let tip = git(&w.forge.repo_path(OWNER, REPO), &["rev-parse", "main"])
+        .trim()
+        .to_string();
+
+    // web is healthy, worker fails: the group goes back as a whole.
+    let rollout = Rollout {
+        env: "dev".into(),
+        commit: tip,
+        state: RolloutState::Failed {
+            reasons: vec!["Deployment/worker: ProgressDeadlineExceeded".into()],
+        },
+        apps: vec![
+            AppRollout {
+                app: "web".into(),
+                digest: web.clone(),
+                state: DeployState::Healthy,
+            },
+            AppRollout {
+                app: "worker".into(),
+                digest: worker.clone(),
+                state: DeployState::Failed,
+            },
+        ],
+    };
+    let engine = w.engine();
+    let out = engine.report_rollout(&rollout, w.now).await.unwrap();
+    assert_eq!(
+        count(&out, |o| matches!(o, Outcome::RollbackOpened { .. })),
+        1,
+        "{out:?}"
+    );
+    let rollback = w.pr_for("dev", "shop");
+    assert!(
+        rollback.labels.contains(&"baton:rollback".to_string()),
+        "{:?}",
+        rollback.labels
+    );
+    assert!(
+        rollback
+            .title
+            .starts_with("rollback group shop in dev to web 1.4.0")
+            && rollback.title.contains("worker release-2.1.0"),
+        "{}",
+        rollback.title
+    );
+    assert!(
+        w.timeline(group)
+            .iter()
+            .any(|l| l.starts_with(&format!("rolling back: #{}", rollback.number))),
+        "{:?}",
+        w.timeline(group)
+    );
+    // Reporting again finds the open rollback: nothing is repeated.
+    let again = w.engine().report_rollout(&rollout, w.now).await.unwrap();
+    assert!(
+        !again
+            .iter()
+            .any(|o| matches!(o, Outcome::RollbackOpened { .. })),
+        "{again:?}"
+    );
+    assert_eq!(w.open_prs().len(), 1, "{:?}", w.open_prs());
+
+    // The rollback merges (no soak) and restores both members' earlier pins.
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+    assert_eq!(
+        w.main_file("environments/dev/kustomization.yaml"),
+        before,
+        "both members are back where they were"
+    );
+    let entries = history(&w, "dev");
+    let rolled: Vec<_> = entries
+        .iter()
+        .filter(|e| e.promotion.pull_request == Some(rollback.number))
+        .map(|e| (e.promotion.app.as_str(), e.promotion.rollback_of.clone()))
+        .collect();
+    assert_eq!(
+        rolled,
+        [("web", Some(web.clone())), ("worker", Some(worker.clone()))]
+    );
+
+    // Both digests are held: the same releases are not proposed again, a newer one flows.
+    let out = w.pass().await;
+    assert!(out.is_empty(), "{out:?}");
+    let newer = w.release("worker", "release-2.3.0");
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "dev"), 1, "{out:?}");
+    let next = w.pr_for("dev", "shop");
+    assert_eq!(
+        next.title, "promote group shop to dev: worker release-2.3.0",
+        "web 1.5.0 stays held; {newer} flows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_unhold_and_rollback_on_a_group_pr_act_on_the_whole_group() {
+    let mut w = World::with_files(&grouped_example()).await;
+    let before = w.main_file("environments/dev/kustomization.yaml");
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    w.pass().await;
+    let pr = w.pr_for("dev", "shop");
+
+    w.comment("dev", pr.number, "/hold waiting for the schema change");
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Waiting { app, blocking, .. }
+            if app == "shop" && blocking.contains("waiting for the schema change"))),
+        "{out:?}"
+    );
+    assert!(!merged(&out, "dev"), "{out:?}");
+    assert!(
+        w.status_comment(pr.number)
+            .contains("### baton · shop → dev"),
+        "{}",
+        w.status_comment(pr.number)
+    );
+
+    w.comment("alice", pr.number, "/unhold");
+    let out = w.pass().await;
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outcome::Merged { app, .. } if app == "shop")),
+        "{out:?}"
+    );
+    let dev = w.main_file("environments/dev/kustomization.yaml");
+    assert!(dev.contains(web.as_str()) && dev.contains(worker.as_str()));
+
+    // `/rollback dev` on the merged group PR restores both members in one rollback PR.
+    w.comment("alice", pr.number, "/rollback dev");
+    let out = w.engine().answer_pr(pr.number).await.unwrap();
+    assert_eq!(
+        count(&out, |o| matches!(o, Outcome::Answered { .. })),
+        1,
+        "{out:?}"
+    );
+    let rollback = w.pr_for("dev", "shop");
+    assert!(
+        rollback
+            .title
+            .starts_with("rollback group shop in dev to web 1.4.0")
+            && rollback.title.contains("worker release-2.1.0"),
+        "{}",
+        rollback.title
+    );
+    assert!(
+        w.replies(pr.number).iter().any(|r| r.starts_with(&format!(
+            "Rolling back group shop in dev: #{}",
+            rollback.number
+        ))),
+        "{:?}",
+        w.replies(pr.number)
+    );
+    assert_eq!(w.engine().answer_pr(pr.number).await.unwrap(), vec![]);
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+    assert_eq!(w.main_file("environments/dev/kustomization.yaml"), before);
+    let p = w.last_promotion();
+    assert_eq!(p.promoted_by.as_deref(), Some("alice"));
 }

@@ -106,6 +106,7 @@ async fn a_flap_in_the_middle_of_a_soak_restarts_the_clock_and_the_gate_says_why
         reviews: vec![],
         checks: vec![],
         commands: vec![],
+        group: None,
     };
     let now = Utc::now();
     let teams = Default::default();

@@ -460,3 +460,33 @@ fn bad_notify_entries_fail_validate_at_their_line() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+#[test]
+fn groups_with_unknown_or_shared_members_are_located_with_the_field() {
+    let out = invalid_after_edit(
+        "policies/pipeline.yaml",
+        "\nenvironments:\n",
+        "\ngroups:\n  shop:\n    apps: [web, wroker]\n  backend:\n    apps: [worker, web]\n\nenvironments:\n",
+    );
+    assert_says(
+        &out,
+        "policies/pipeline.yaml:22:17: groups.shop.apps[1]: \"wroker\" is not an app of this pipeline (apps: web, worker); did you mean `worker`?",
+    );
+    assert_says(
+        &out,
+        "policies/pipeline.yaml:24:20: groups.backend.apps[1]: app \"web\" is already in group \"shop\"",
+    );
+}
+
+#[test]
+fn a_group_of_the_example_apps_is_valid() {
+    let repo = example_repo();
+    edit(
+        repo.path(),
+        "policies/pipeline.yaml",
+        "\nenvironments:\n",
+        "\ngroups:\n  shop: { apps: [web, worker] }\n\nenvironments:\n",
+    );
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, 0, "{out}");
+}

@@ -30,6 +30,31 @@ pub struct Pipeline {
     pub apps: IndexMap<String, App>,
     /// Environments in file order; promotion order comes from `after`.
     pub environments: Vec<Environment>,
+    /// Release trains, by name: apps whose new digests travel together in one PR per
+    /// environment (`groups: { shop: { apps: [web, worker] } }`). Apps in no group get one PR
+    /// per app and environment, as always.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub groups: IndexMap<String, Group>,
+}
+
+/// A release train: its apps are promoted together, one PR per environment, and their gates
+/// (soak, verification, approvals, windows, holds) and rollbacks cover them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Group {
+    /// The member apps (names under `apps:`), at least two, each in no other group.
+    pub apps: Vec<String>,
+}
+
+/// What is promoted as one PR per environment: a single app, or a group of apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit<'a> {
+    /// The app's or the group's name (the last part of the branch `baton/<env>/<name>`).
+    pub name: &'a str,
+    /// The apps it promotes: the app alone, or the group's members in the group's order.
+    pub apps: &'a [String],
+    /// Whether this is a group.
+    pub group: bool,
 }
 
 /// One deployable app: an image repository and the rule that blesses its tags.
@@ -550,6 +575,84 @@ impl Pipeline {
         }
     }
 
+    /// The group `app` belongs to, if any (the first that names it; validation refuses an app
+    /// in two groups).
+    pub fn group_of(&self, app: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|(_, g)| g.apps.iter().any(|a| a == app))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// What gets one PR per environment, in the order of `apps:`: each app in no group alone,
+    /// and each group (with its known members) where its first member is declared.
+    pub fn units(&self) -> Vec<Unit<'_>> {
+        let mut out: Vec<Unit<'_>> = Vec::new();
+        for (name, _) in self.apps.iter() {
+            match self.group_of(name) {
+                None => out.push(Unit {
+                    name,
+                    apps: std::slice::from_ref(name),
+                    group: false,
+                }),
+                Some(group) if !out.iter().any(|u| u.group && u.name == group) => {
+                    let (name, g) = self.groups.get_key_value(group).expect("found above");
+                    out.push(Unit {
+                        name,
+                        apps: &g.apps,
+                        group: true,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
+    /// What is wrong with `groups:`, as (field, message): a member that is not an app, an app
+    /// in two groups or twice in one, a group of fewer than two apps, a group name that is not
+    /// a DNS label or is also an app's name (both name the branch `baton/<env>/<name>`).
+    pub fn group_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut member_of: IndexMap<&str, &str> = IndexMap::new();
+        for (name, group) in &self.groups {
+            let base = format!("groups.{name}");
+            if !super::validate::is_dns_label(name) {
+                out.push((base.clone(), format!("group name {name:?} must be lowercase letters, digits and '-' (it is used in branch names)")));
+            }
+            if self.apps.contains_key(name) {
+                out.push((base.clone(), format!("group {name:?} has the name of an app; both would use the branch baton/<env>/{name}, so rename the group")));
+            }
+            if group.apps.len() < 2 {
+                out.push((format!("{base}.apps"), format!("group {name:?} needs at least two apps (an app alone is promoted on its own without a group)")));
+            }
+            for (i, app) in group.apps.iter().enumerate() {
+                let field = format!("{base}.apps[{i}]");
+                if !self.apps.contains_key(app) {
+                    let hint = diag::suggest(app, self.apps.keys().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    out.push((
+                        field,
+                        format!(
+                            "{app:?} is not an app of this pipeline (apps: {}){hint}",
+                            self.app_names().join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+                match member_of.get(app.as_str()) {
+                    Some(other) if *other == name.as_str() => out.push((field, format!("{app:?} is listed twice in group {name:?}"))),
+                    Some(other) => out.push((field, format!("app {app:?} is already in group {other:?}; an app travels in one release train at most"))),
+                    None => {
+                        member_of.insert(app, name);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Names that `--app` and `--env` accept, for error messages.
     pub fn app_names(&self) -> Vec<&str> {
         self.apps.keys().map(String::as_str).collect()
@@ -693,6 +796,107 @@ environments:
         };
         assert!(d.message.starts_with("invalid YAML"), "{d}");
         assert!(d.line.is_some(), "{d}");
+    }
+
+    const GROUPED: &str = r#"
+apiVersion: baton.dev/v1
+kind: Pipeline
+apps:
+  web: { image: reg/web, bless: { semver: ">=1.0.0" } }
+  api: { image: reg/api, bless: { semver: ">=1.0.0" } }
+  worker: { image: reg/worker, bless: { semver: ">=1.0.0" } }
+groups:
+  shop:
+    apps: [web, worker]
+environments:
+  - { name: dev }
+"#;
+
+    fn problems(text: &str) -> Vec<(String, String)> {
+        Pipeline::parse("p.yaml", text)
+            .unwrap()
+            .pipeline
+            .group_problems()
+    }
+
+    #[test]
+    fn a_group_makes_one_unit_where_its_first_member_is_declared() {
+        let p = Pipeline::parse("p.yaml", GROUPED).unwrap().pipeline;
+        assert!(p.group_problems().is_empty(), "{:?}", p.group_problems());
+        let units: Vec<_> = p
+            .units()
+            .iter()
+            .map(|u| (u.name, u.apps.to_vec(), u.group))
+            .collect();
+        assert_eq!(
+            units,
+            [
+                ("shop", vec!["web".to_string(), "worker".to_string()], true),
+                ("api", vec!["api".to_string()], false),
+            ]
+        );
+        assert_eq!(p.group_of("worker"), Some("shop"));
+        assert_eq!(p.group_of("api"), None);
+    }
+
+    #[test]
+    fn without_groups_every_app_is_its_own_unit() {
+        let p = Pipeline::parse("p.yaml", SMALL).unwrap().pipeline;
+        assert!(p.groups.is_empty());
+        let units: Vec<_> = p.units().iter().map(|u| (u.name, u.group)).collect();
+        assert_eq!(units, [("web", false)]);
+    }
+
+    #[test]
+    fn an_unknown_group_member_is_named_with_a_suggestion() {
+        let found = problems(&GROUPED.replace("[web, worker]", "[web, wroker]"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "groups.shop.apps[1]");
+        assert!(found[0].1.contains("\"wroker\" is not an app"), "{found:?}");
+        assert!(found[0].1.contains("did you mean `worker`?"), "{found:?}");
+    }
+
+    #[test]
+    fn an_app_in_two_groups_is_refused_at_its_second_listing() {
+        let text = GROUPED.replace(
+            "    apps: [web, worker]\n",
+            "    apps: [web, worker]\n  backend:\n    apps: [api, worker]\n",
+        );
+        let found = problems(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "groups.backend.apps[1]");
+        assert!(
+            found[0].1.contains("already in group \"shop\""),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn small_duplicated_or_misnamed_groups_are_refused() {
+        let found = problems(&GROUPED.replace("[web, worker]", "[web]"));
+        assert_eq!(found[0].0, "groups.shop.apps", "{found:?}");
+        assert!(found[0].1.contains("at least two apps"), "{found:?}");
+
+        let found = problems(&GROUPED.replace("[web, worker]", "[web, web]"));
+        assert_eq!(found[0].0, "groups.shop.apps[1]", "{found:?}");
+        assert!(found[0].1.contains("listed twice"), "{found:?}");
+
+        let found = problems(&GROUPED.replace("  shop:\n", "  api:\n"));
+        assert_eq!(found[0].0, "groups.api", "{found:?}");
+        assert!(found[0].1.contains("name of an app"), "{found:?}");
+
+        let found = problems(&GROUPED.replace("  shop:\n", "  Shop_Train:\n"));
+        assert!(found[0].1.contains("lowercase letters"), "{found:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_group_is_located() {
+        let text = GROUPED.replace("    apps: [web, worker]", "    app: [web, worker]");
+        let Err(LoadError::Invalid(d)) = Pipeline::parse("policies/pipeline.yaml", &text) else {
+            panic!("expected a schema error")
+        };
+        assert!(d.field.starts_with("groups.shop"), "{d}");
+        assert!(d.message.contains("apps"), "{d}");
     }
 
     #[test]

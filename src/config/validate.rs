@@ -39,6 +39,7 @@ pub fn validate(repo: &Path, loaded: &LoadedPipeline) -> Vec<Diagnostic> {
     };
     v.header();
     v.apps();
+    v.groups();
     v.environments();
     v.policies();
     v.out
@@ -149,6 +150,12 @@ impl Validator<'_> {
 
     /// `verify:`: one of `cosignKey` (a PEM public key) or `keyless` (a trusted root, an issuer,
     /// a subject or subject regex), each file readable in the config repo.
+    fn groups(&mut self) {
+        for (field, message) in self.p().group_problems() {
+            self.error(&field, message);
+        }
+    }
+
     fn signature_check(&mut self, base: &str, check: &super::pipeline::SignatureCheck) {
         let field = format!("{base}.verify");
         match (&check.cosign_key, &check.keyless) {

@@ -17,6 +17,7 @@
 
 pub mod copy;
 pub mod deployments;
+mod group;
 pub mod queue;
 pub mod refusal;
 pub mod rollout;
@@ -158,8 +159,11 @@ struct RepoView {
     pipeline: Pipeline,
     policies: Vec<PolicySource>,
     pinned: BTreeMap<(String, String), Pinned>,
-    /// Per promotion branch: what its tip pins and when it was committed.
+    /// Per promotion branch: what its tip pins and when it was committed (for a group's
+    /// branch, its first changed member).
     branches: BTreeMap<String, (Option<Pinned>, DateTime<Utc>)>,
+    /// Per group branch (`baton/<env>/<group>`): the members it changes, with their pins.
+    group_members: BTreeMap<String, Vec<(String, Pinned)>>,
     /// Promotions recorded on the config branch, newest first (the last [`HISTORY_DEPTH`]).
     history: std::sync::Arc<Vec<Entry>>,
     /// Digests held back from (env, app) by rollbacks.
@@ -183,6 +187,8 @@ struct Observed {
     state: PullRequest,
     status: Option<CommentInfo>,
     comments: Vec<CommentInfo>,
+    /// A group's PR: one state per member it pins (`state` is the first). Empty otherwise.
+    members: Vec<PullRequest>,
 }
 
 /// The answer to a command in an edited comment.
@@ -216,6 +222,8 @@ pub struct Engine<F> {
     /// What each promotion branch commit pins, by commit (a branch is read again only when
     /// it moves).
     branch_pins: Mutex<BTreeMap<git2::Oid, Option<Pinned>>>,
+    /// What each group branch commit changes, by commit.
+    group_pins: Mutex<BTreeMap<git2::Oid, Vec<(String, Pinned)>>>,
     /// What the registry said about digests it blessed (OCI annotations/labels), for PR
     /// bodies: `digest` → (revision, source).
     provenance: Mutex<BTreeMap<String, RevisionAndSource>>,
@@ -239,6 +247,7 @@ impl<F: Forge> Engine<F> {
             history: Mutex::new(None),
             at_tip: Mutex::new(None),
             branch_pins: Mutex::default(),
+            group_pins: Mutex::default(),
             provenance: Mutex::default(),
             attestations: Mutex::default(),
             copier: None,
@@ -347,6 +356,7 @@ impl<F: Forge> Engine<F> {
         // Forget branch commits no branch points at any more.
         branch_pins.retain(|oid, _| seen.contains(oid));
         drop(branch_pins);
+        let group_members = self.group_branches(&repo, &pipeline, tip, &mut branches)?;
         let history = self.history_at(&repo, tip)?;
         let held = plan::held_digests(history.iter().map(|e| &e.promotion));
         Ok(RepoView {
@@ -354,6 +364,7 @@ impl<F: Forge> Engine<F> {
             policies,
             pinned,
             branches,
+            group_members,
             history,
             held,
         })
@@ -373,6 +384,10 @@ impl<F: Forge> Engine<F> {
         }
         // Where a branch pins depends on the pipeline: read them again under the new one.
         self.branch_pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.group_pins
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
@@ -608,12 +623,16 @@ impl<F: Forge> Engine<F> {
                 reviews,
                 checks,
                 commands: events,
+                group: None,
             };
+            let members = group::member_states(&view.pipeline, &view.group_members, &info, &state);
+            let state = members.first().cloned().unwrap_or(state);
             out.push(Observed {
                 info,
                 state,
                 status,
                 comments,
+                members,
             });
         }
         Ok(out)
@@ -688,10 +707,26 @@ impl<F: Forge> Engine<F> {
             return Ok(Vec::new());
         }
         let view = tokio::task::block_in_place(|| self.read_repo())?;
-        let Some(pin) = view
+        let recorded = view
             .history
             .iter()
-            .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env)
+            .find(|e| e.promotion.pull_request == Some(number) && e.promotion.environment == env);
+        // A group's PR is answered as one of its members, which stands for the group: the
+        // first its merge recorded, else the first its branch changes (a PR closed unmerged,
+        // e.g. by a `/rollback` typed on it), else the group's first.
+        let group = view.pipeline.groups.contains_key(&app).then(|| app.clone());
+        let app = match (&group, recorded) {
+            (Some(_), Some(e)) => e.promotion.app.clone(),
+            (Some(g), None) => view
+                .group_members
+                .get(&info.head_ref)
+                .and_then(|m| m.first())
+                .map(|(a, _)| a.clone())
+                .or_else(|| view.pipeline.groups.get(g)?.apps.first().cloned())
+                .unwrap_or(app),
+            _ => app,
+        };
+        let Some(pin) = recorded
             .map(|e| Pinned {
                 tag: e.promotion.tag.clone(),
                 digest: e.promotion.to.clone(),
@@ -722,10 +757,12 @@ impl<F: Forge> Engine<F> {
                 reviews: vec![],
                 checks: vec![],
                 commands: events,
+                group,
             },
             info,
             status,
             comments,
+            members: Vec::new(),
         };
         let mut outcomes = Vec::new();
         self.answer_commands(&view, &mut o, &mut outcomes).await?;
@@ -770,7 +807,7 @@ impl<F: Forge> Engine<F> {
             pinned: view.pinned.clone(),
             open: observed
                 .iter()
-                .map(|o| (o.state.clone(), o.info.html_url.clone()))
+                .flat_map(|o| o.states().into_iter().map(|s| (s, o.info.html_url.clone())))
                 .collect(),
         };
         let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
@@ -938,7 +975,7 @@ impl<F: Forge> Engine<F> {
         deployments: &BTreeMap<(String, String), Deployment>,
         now: DateTime<Utc>,
     ) -> Vec<Action> {
-        let prs: Vec<PullRequest> = observed.iter().map(|o| o.state.clone()).collect();
+        let prs: Vec<PullRequest> = observed.iter().flat_map(Observed::states).collect();
         plan::plan(&plan::Inputs {
             pipeline: &view.pipeline,
             now,
@@ -1121,21 +1158,21 @@ impl<F: Forge> Engine<F> {
                 by: Some(actor.login.clone()),
                 why: format!("`{command}` by @{} on #{}", actor.login, o.info.number),
             };
+            let what = match &o.state.group {
+                Some(group) => format!("group {group}"),
+                None => o.state.app.clone(),
+            };
             return Ok(match self.roll_back(view, &request).await? {
                 Rolled::Opened { pr, to, bad } => (
                     format!(
-                        "Rolling back {} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
-                        o.state.app,
+                        "Rolling back {what} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
                         rollout::describe(&to),
                         bad.short()
                     ),
                     true,
                 ),
                 Rolled::AlreadyOpen { pr } => (
-                    format!(
-                        "A rollback of {} in {env} is already open: #{pr}.",
-                        o.state.app
-                    ),
+                    format!("A rollback of {what} in {env} is already open: #{pr}."),
                     false,
                 ),
                 Rolled::Nothing(why) => (format!("Nothing to roll back: {why}."), false),
@@ -1228,7 +1265,7 @@ impl<F: Forge> Engine<F> {
         handled: &BTreeSet<u64>,
     ) -> Result<(), EngineError> {
         let body = text::status_comment(
-            &o.state.app,
+            o.state.group.as_ref().unwrap_or(&o.state.app),
             &o.state.env,
             headline,
             evaluation,
@@ -1306,16 +1343,31 @@ impl<F: Forge> Engine<F> {
                 Ok(vec![change])
             })
             .await?;
-        let head = match &pushed {
+        let rendered = self.rendered_change(view, env, &pushed)?;
+        if let Err(e) = &rendered {
+            tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
+        }
+        Ok((pushed, diff, rendered))
+    }
+
+    /// The diff of `env`'s rendered manifests from the config branch tip to the pushed
+    /// promotion branch (cut at [`text::RENDERED_LIMIT`]), or why it could not be made.
+    fn rendered_change(
+        &self,
+        view: &RepoView,
+        env: &str,
+        pushed: &Pushed,
+    ) -> Result<Result<String, String>, EngineError> {
+        let head = match pushed {
             Pushed::Committed { commit, .. } => *commit,
             Pushed::Unchanged { tip } => *tip,
         };
         // The clone's lock is taken off the async worker: another task may hold it through a
         // fetch, and a worker blocked on it starves the tasks queued behind it.
-        let rendered = tokio::task::block_in_place(|| {
+        tokio::task::block_in_place(|| {
             let repo = self.repo();
             let tip = repo.tip()?;
-            Ok::<_, EngineError>(match view.pipeline.environment(env) {
+            Ok(match view.pipeline.environment(env) {
                 Some(e) => crate::prcheck::rendered_diff(
                     &repo,
                     env,
@@ -1326,11 +1378,7 @@ impl<F: Forge> Engine<F> {
                 ),
                 None => Err(format!("environment {env} is not in the pipeline")),
             })
-        })?;
-        if let Err(e) = &rendered {
-            tracing::warn!(%env, %app, error = %e, "rendered manifest diff unavailable");
-        }
-        Ok((pushed, diff, rendered))
+        })
     }
 
     async fn act(
@@ -1480,6 +1528,37 @@ impl<F: Forge> Engine<F> {
                     blocking,
                     gates: evaluation.results.clone(),
                 }))
+            }
+            Action::OpenGroup {
+                env,
+                group,
+                members,
+            } => self
+                .open_group(view, &env, &group, &members)
+                .await
+                .map(Some),
+            Action::UpdateGroup {
+                pr,
+                env,
+                group,
+                members,
+                superseded,
+            } => {
+                let o = find(pr).cloned();
+                self.update_group(view, o, pr, &env, &group, &members, &superseded)
+                    .await
+                    .map(Some)
+            }
+            Action::Merge {
+                pr,
+                env,
+                app,
+                evaluation,
+            } if find(pr).is_some_and(|o| !o.members.is_empty()) => {
+                let o = find(pr).expect("checked").clone();
+                self.merge_group(view, o, &env, &app, evaluation, now)
+                    .await
+                    .map(Some)
             }
             Action::Merge {
                 pr,
@@ -1655,17 +1734,9 @@ impl<F: Forge> Engine<F> {
                         }));
                     }
                     Err(ForgeError::MergeRefused { reason, .. }) => {
-                        let attempt = previous.as_ref().map_or(1, |(_, r)| r.attempt + 1);
-                        let next_try = now + refusal::backoff(attempt);
-                        let line = refusal::line(&head, attempt, &reason, next_try);
-                        let blocking = refusal::parse(&line)
-                            .map(|r| refusal::blocking(&r))
-                            .unwrap_or_else(|| format!("GitHub refused the merge: {reason}"));
-                        match &previous {
-                            Some((i, _)) => events[*i] = line,
-                            None => events.push(line),
-                        }
-                        tracing::warn!(pr, %env, %app, %reason, attempt, %next_try, "GitHub refused the merge");
+                        let blocking =
+                            refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
+                        tracing::warn!(pr, %env, %app, %reason, %blocking, "GitHub refused the merge");
                         self.write_status(
                             &mut o,
                             &format!("Waiting — {blocking}"),
@@ -1719,11 +1790,14 @@ fn load_pipeline(files: &dyn Files, commit: git2::Oid) -> Result<Pipeline, Engin
         .read(crate::config::pipeline::PIPELINE_FILE)
         .map_err(bad)?
         .ok_or_else(|| bad("the file does not exist".into()))?;
-    Ok(
-        Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
-            .map_err(|e| bad(e.to_string()))?
-            .pipeline,
-    )
+    let pipeline = Pipeline::parse(crate::config::pipeline::PIPELINE_FILE, &text)
+        .map_err(|e| bad(e.to_string()))?
+        .pipeline;
+    // A group the bot cannot read unambiguously promotes nothing (`baton validate` says where).
+    if let Some((field, message)) = pipeline.group_problems().into_iter().next() {
+        return Err(bad(format!("{field}: {message}")));
+    }
+    Ok(pipeline)
 }
 
 fn now_text() -> String {

@@ -103,6 +103,28 @@ pub fn latest(events: &[String], head: &str) -> Option<(usize, Refusal)> {
         .find_map(|(i, e)| parse(e).filter(|r| r.head == short).map(|r| (i, r)))
 }
 
+/// Record that GitHub refused to merge `head` for `reason` in a timeline's `events`: the
+/// line of the `previous` refusal of that head is replaced (its attempt counted up), else one
+/// is added. The blocking reason to show.
+pub fn record(
+    events: &mut Vec<String>,
+    previous: Option<&(usize, Refusal)>,
+    head: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let attempt = previous.map_or(1, |(_, r)| r.attempt + 1);
+    let line = line(head, attempt, reason, now + backoff(attempt));
+    let shown = parse(&line)
+        .map(|r| blocking(&r))
+        .unwrap_or_else(|| format!("GitHub refused the merge: {reason}"));
+    match previous {
+        Some((i, _)) => events[*i] = line,
+        None => events.push(line),
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

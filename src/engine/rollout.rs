@@ -759,6 +759,10 @@ impl<F: Forge> Engine<F> {
                 "policies/pipeline.yaml has no app `{app}`"
             )));
         };
+        // A member of a release train is rolled back with the group it was promoted with.
+        if let Some(group) = view.pipeline.group_of(app) {
+            return self.roll_back_group(view, req, group).await;
+        }
         let Some(current) = view.pinned.get(&(env.to_string(), app.to_string())) else {
             return Ok(Rolled::Nothing(format!("{env} pins no digest for {app}")));
         };
@@ -823,24 +827,12 @@ impl<F: Forge> Engine<F> {
                 e.promotion.environment == env && e.promotion.app == app && e.promotion.to == bad
             })
             .and_then(|e| e.promotion.pull_request);
-        for p in &open {
-            let note = format!(
-                "Closed: {app} in {env} is being rolled back to {} ({}), and the rollback takes this PR's branch (one open PR per app and environment). A newer release gets a new PR once the rollback has merged.",
-                describe(&target),
-                req.why
-            );
-            // A bot killed between this comment and the close says it once.
-            let said = self
-                .forge
-                .comments(p.number)
-                .await?
-                .iter()
-                .any(|c| c.author == self.forge.bot_login() && c.body == note);
-            if !said {
-                self.forge.create_comment(p.number, &note).await?;
-            }
-            self.forge.close_pull_request(p.number).await?;
-        }
+        let note = format!(
+            "Closed: {app} in {env} is being rolled back to {} ({}), and the rollback takes this PR's branch (one open PR per app and environment). A newer release gets a new PR once the rollback has merged.",
+            describe(&target),
+            req.why
+        );
+        self.close_with_note(&open, &note).await?;
         let title = rollback_title(app, env, &target);
         let mut diff = String::new();
         self.publish_branch(&branch, &title, &mut |files| {
@@ -903,9 +895,31 @@ impl<F: Forge> Engine<F> {
         })
     }
 
+    /// Close `open` (the PRs on the branch a rollback takes), each with `note`, said once
+    /// even by a bot killed between the comment and the close.
+    pub(super) async fn close_with_note(
+        &self,
+        open: &[PullRequestInfo],
+        note: &str,
+    ) -> Result<(), EngineError> {
+        for p in open {
+            let said = self
+                .forge
+                .comments(p.number)
+                .await?
+                .iter()
+                .any(|c| c.author == self.forge.bot_login() && c.body == note);
+            if !said {
+                self.forge.create_comment(p.number, note).await?;
+            }
+            self.forge.close_pull_request(p.number).await?;
+        }
+        Ok(())
+    }
+
     /// The tag Git recorded next to `digest` in `env` just before `bad` was promoted (a
     /// digest pinned before baton's first promotion has no trailer to name its tag).
-    fn tag_before(
+    pub(super) fn tag_before(
         &self,
         view: &RepoView,
         env: &str,
@@ -929,7 +943,7 @@ impl<F: Forge> Engine<F> {
 
     /// The newest candidate whose promotion has a success status for `env`; else the newest
     /// that never failed there.
-    async fn previous_healthy(
+    pub(super) async fn previous_healthy(
         &self,
         candidates: Vec<Candidate>,
         env: &str,

@@ -101,6 +101,18 @@ pub fn body(
         out.push_str(&format!(" · {line}"));
     }
     out.push_str("\n\n");
+    out.push_str(&changes(env, diff, rendered));
+    truncate(
+        out,
+        "\n\n…(truncated; run `baton render` for the full output)\n",
+    )
+}
+
+/// The end of a promotion PR's body: the change to the config repo (`diff`), the diff of the
+/// environment's rendered manifests (already cut) or why there is none, and where the gates
+/// are. Shared by an app's and a group's PR.
+pub fn changes(env: &str, diff: &str, rendered: Result<&str, &str>) -> String {
+    let mut out = String::new();
     if !diff.is_empty() {
         out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
         out.push_str(diff);
@@ -129,10 +141,7 @@ pub fn body(
         )),
     }
     out.push_str("The gates and their state are in baton's status comment below. Commands: `/promote <env>`, `/hold [reason]`, `/unhold`, `/status`, `/help`.\n");
-    truncate(
-        out,
-        "\n\n…(truncated; run `baton render` for the full output)\n",
-    )
+    out
 }
 
 /// Cut `text` to [`BODY_LIMIT`] on a character boundary, appending `note` when cut.

@@ -264,10 +264,83 @@ pub fn plan(
     })
 }
 
+/// Plan pinning several apps in `env` at once (a group's PR): one change per file, with every
+/// pin that file holds applied in turn (two apps in one kustomization make one change).
+pub fn plan_all(
+    files: &dyn Files,
+    pipeline: &Pipeline,
+    env: &str,
+    pins: &[(String, Pinned)],
+) -> Result<Vec<FileChange>, BumpError> {
+    let mut changes: Vec<FileChange> = Vec::new();
+    for (app, pinned) in pins {
+        let change = plan(&Edited(files, &changes), pipeline, env, app, pinned)?;
+        match changes.iter_mut().find(|c| c.path == change.path) {
+            Some(c) => c.after = change.after,
+            None => changes.push(change),
+        }
+    }
+    Ok(changes)
+}
+
+/// Files as they read after `changes`.
+struct Edited<'a>(&'a dyn Files, &'a [FileChange]);
+
+impl Files for Edited<'_> {
+    fn read(&self, path: &str) -> Result<Option<String>, String> {
+        match self.1.iter().find(|c| c.path == path) {
+            Some(c) => Ok(Some(c.after.clone())),
+            None => self.0.read(path),
+        }
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        self.0.is_dir(path)
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<String>, String> {
+        self.0.list(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gitrepo::files::FsFiles;
+
+    #[test]
+    fn two_apps_in_one_kustomization_make_one_change_with_both_pins() {
+        let (root, p) = example();
+        let web = Pinned {
+            tag: Some("9.9.9".into()),
+            digest: crate::image::Digest::of(b"web"),
+        };
+        let worker = Pinned {
+            tag: Some("release-9.9.9".into()),
+            digest: crate::image::Digest::of(b"worker"),
+        };
+        let changes = plan_all(
+            &FsFiles(&root),
+            &p,
+            "dev",
+            &[
+                ("web".into(), web.clone()),
+                ("worker".into(), worker.clone()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].path, "environments/dev/kustomization.yaml");
+        let diff = changes[0].unified_diff();
+        assert!(
+            diff.contains(&format!("+    digest: {}", web.digest)),
+            "{diff}"
+        );
+        assert!(
+            diff.contains(&format!("+    digest: {}", worker.digest)),
+            "{diff}"
+        );
+    }
 
     fn example() -> (std::path::PathBuf, Pipeline) {
         let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -53,7 +53,7 @@ pub fn read(
     let mut out = Vec::new();
     // The last promotion commit seen: a record commit (no file changed, the whole record) that a
     // rebasing merge queue landed on top of its promotion commit stands for both.
-    let mut newer: Option<(git2::Oid, git2::Oid, Promotion)> = None;
+    let mut newer: Option<(git2::Oid, git2::Oid, Vec<Promotion>)> = None;
     for oid in walk {
         let commit = repo.find_commit(oid?)?;
         let time = Utc
@@ -65,58 +65,72 @@ pub fn read(
             // keep walking rather than stopping at the first older commit.
             continue;
         }
-        let Some(promotion) = promotion_of(&commit) else {
+        let promotions = promotions_of(&commit);
+        if promotions.is_empty() {
             newer = None;
             continue;
+        }
+        let same = |a: &[Promotion], b: &[Promotion]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(a, b)| {
+                    (&a.app, &a.environment, &a.to) == (&b.app, &b.environment, &b.to)
+                })
         };
         let recorded_above = newer.as_ref().is_some_and(|(parent, tree, p)| {
-            *parent == commit.id()
-                && *tree == commit.tree_id()
-                && (&p.app, &p.environment, &p.to)
-                    == (&promotion.app, &promotion.environment, &promotion.to)
+            *parent == commit.id() && *tree == commit.tree_id() && same(p, &promotions)
         });
         newer = commit
             .parent_id(0)
             .ok()
-            .map(|parent| (parent, commit.tree_id(), promotion.clone()));
+            .map(|parent| (parent, commit.tree_id(), promotions.clone()));
         if recorded_above {
             continue;
         }
-        let entry = Entry {
-            time,
-            commit: oid_string(commit.id()),
-            promotion,
-        };
-        if filter.keeps(&entry) {
-            out.push(entry);
-            if filter.limit.is_some_and(|l| out.len() >= l) {
-                break;
+        // A group's commit records one promotion per member app: one entry each.
+        for promotion in promotions {
+            let entry = Entry {
+                time,
+                commit: oid_string(commit.id()),
+                promotion,
+            };
+            if filter.keeps(&entry) {
+                out.push(entry);
+                if filter.limit.is_some_and(|l| out.len() >= l) {
+                    return Ok(out);
+                }
             }
         }
     }
     Ok(out)
 }
 
-/// The promotion a first-parent commit records: its own trailers, or, for a merge commit whose
-/// message has none (a merge queue writing GitHub's default message), the trailers of the
-/// promotion commit it merged, with the PR number from `Merge pull request #N`.
-fn promotion_of(commit: &git2::Commit<'_>) -> Option<Promotion> {
-    let message = std::str::from_utf8(commit.message_bytes()).ok()?;
-    if let Some(p) = Promotion::parse(message) {
-        return Some(p);
+/// The promotions a first-parent commit records (several for a group's commit): its own
+/// trailers, or, for a merge commit whose message has none (a merge queue writing GitHub's
+/// default message), the trailers of the promotion commit it merged, with the PR number from
+/// `Merge pull request #N`.
+fn promotions_of(commit: &git2::Commit<'_>) -> Vec<Promotion> {
+    let Ok(message) = std::str::from_utf8(commit.message_bytes()) else {
+        return Vec::new();
+    };
+    let own = Promotion::parse_all(message);
+    if !own.is_empty() || commit.parent_count() != 2 {
+        return own;
     }
-    if commit.parent_count() != 2 {
-        return None;
+    let Some(merged) = commit.parent(1).ok() else {
+        return Vec::new();
+    };
+    let number = message
+        .strip_prefix("Merge pull request #")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    let mut promotions =
+        Promotion::parse_all(std::str::from_utf8(merged.message_bytes()).unwrap_or_default());
+    for p in &mut promotions {
+        if p.pull_request.is_none() {
+            p.pull_request = number;
+        }
     }
-    let merged = commit.parent(1).ok()?;
-    let mut p = Promotion::parse(std::str::from_utf8(merged.message_bytes()).ok()?)?;
-    if p.pull_request.is_none() {
-        p.pull_request = message
-            .strip_prefix("Merge pull request #")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok());
-    }
-    Some(p)
+    promotions
 }
 
 fn oid_string(oid: git2::Oid) -> String {

@@ -16,6 +16,8 @@ pub const APPROVED_BY: &str = "Baton-Approved-By";
 pub const PROMOTED_BY: &str = "Baton-Promoted-By";
 pub const PULL_REQUEST: &str = "Baton-Pull-Request";
 pub const ROLLBACK_OF: &str = "Baton-Rollback-Of";
+/// On a group's commit, before the members' records: the release train they travelled in.
+pub const GROUP: &str = "Baton-Group";
 
 impl Promotion {
     /// The trailer block, one `Key: value` per line, ending with a newline.
@@ -60,20 +62,61 @@ impl Promotion {
         msg
     }
 
+    /// A group's commit message: subject, optional body, blank line, then `Baton-Group` and
+    /// one trailer block per member, so that history reads one promotion per app.
+    pub fn group_message(subject: &str, body: &str, group: &str, members: &[Self]) -> String {
+        let mut msg = subject.trim_end().to_string();
+        msg.push_str("\n\n");
+        if !body.trim().is_empty() {
+            msg.push_str(body.trim_end());
+            msg.push_str("\n\n");
+        }
+        let _ = writeln!(msg, "{GROUP}: {group}");
+        for m in members {
+            msg.push_str(&m.trailer_block());
+        }
+        msg
+    }
+
     /// Read the trailers of a commit message; `None` unless it names at least an app, an
     /// environment and a valid `Baton-To` digest. Unknown trailers are ignored, and only the
-    /// message's last paragraph is read, as Git does.
+    /// message's last paragraph is read, as Git does. A group's commit records several
+    /// promotions: this is the first, [`Promotion::parse_all`] reads them all.
     pub fn parse(message: &str) -> Option<Self> {
-        let last = message.trim_end().rsplit("\n\n").next()?;
-        let (mut app, mut env, mut from, mut to, mut tag, mut approved, mut promoted, mut pr) =
-            (None, None, None, None, None, Vec::new(), None, None);
-        let mut rollback_of = None;
+        Self::parse_all(message).into_iter().next()
+    }
+
+    /// Every promotion a commit message records: one per `Baton-App` trailer, each made of
+    /// the trailers from it to the next (trailers before the first apply to all).
+    pub fn parse_all(message: &str) -> Vec<Self> {
+        let Some(last) = message.trim_end().rsplit("\n\n").next() else {
+            return Vec::new();
+        };
+        let mut shared: Vec<(&str, &str)> = Vec::new();
+        let mut records: Vec<Vec<(&str, &str)>> = Vec::new();
         for line in last.lines() {
             let Some((key, value)) = line.split_once(": ") else {
                 continue;
             };
-            let value = value.trim();
-            match key.trim() {
+            let pair = (key.trim(), value.trim());
+            match records.last_mut() {
+                _ if pair.0 == APP => records.push(vec![pair]),
+                Some(record) => record.push(pair),
+                None => shared.push(pair),
+            }
+        }
+        records
+            .into_iter()
+            .filter_map(|r| Self::from_pairs(shared.iter().chain(r.iter())))
+            .collect()
+    }
+
+    fn from_pairs<'a>(pairs: impl Iterator<Item = &'a (&'a str, &'a str)>) -> Option<Self> {
+        let (mut app, mut env, mut from, mut to, mut tag, mut approved, mut promoted, mut pr) =
+            (None, None, None, None, None, Vec::new(), None, None);
+        let mut rollback_of = None;
+        for &(key, value) in pairs {
+            match key {
                 APP => app = Some(value.to_string()),
                 ENVIRONMENT => env = Some(value.to_string()),
                 FROM => from = value.parse().ok(),
@@ -165,6 +208,35 @@ mod tests {
             .commit_message("s", "")
             .replace("Baton-To", "Baton-Nope");
         assert_eq!(Promotion::parse(&no_to), None);
+    }
+
+    #[test]
+    fn a_group_commit_records_one_promotion_per_member() {
+        let web = sample();
+        let worker = Promotion {
+            app: "worker".into(),
+            from: None,
+            to: Digest::of(b"worker-new"),
+            tag: Some("release-2.2.0".into()),
+            ..sample()
+        };
+        let msg = Promotion::group_message(
+            "promote group shop to prod (#42)",
+            "Gates:\n| gate |",
+            "shop",
+            &[web.clone(), worker.clone()],
+        );
+        assert!(
+            msg.contains("\n\nBaton-Group: shop\nBaton-App: web\n"),
+            "{msg}"
+        );
+        assert_eq!(Promotion::parse_all(&msg), vec![web.clone(), worker]);
+        assert_eq!(Promotion::parse(&msg), Some(web.clone()));
+        // A one-app commit reads as before.
+        assert_eq!(
+            Promotion::parse_all(&web.commit_message("s", "")),
+            vec![web]
+        );
     }
 
     #[test]

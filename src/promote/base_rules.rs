@@ -308,6 +308,7 @@ mod tests {
             reviews,
             checks,
             commands: vec![],
+            group: None,
         }
     }
 

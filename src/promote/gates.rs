@@ -765,6 +765,7 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
                 state: CheckState::Success,
             }],
             commands: vec![],
+            group: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod base_rules;
 pub mod gates;
+pub mod group;
 pub mod plan;
 pub mod policy;
 pub mod state;

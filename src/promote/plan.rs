@@ -89,6 +89,32 @@ pub enum Action {
         app: String,
         evaluation: Evaluation,
     },
+    /// Open one PR for a group (release train) pinning each member's new digest in `env`.
+    /// (A group's PR is closed, merged or left waiting with the other actions, `app` naming the
+    /// group.)
+    OpenGroup {
+        env: String,
+        group: String,
+        members: Vec<MemberChange>,
+    },
+    /// The group's open PR pins another set of digests: rebuild its branch on `members`.
+    UpdateGroup {
+        pr: u64,
+        env: String,
+        group: String,
+        members: Vec<MemberChange>,
+        superseded: Vec<MemberChange>,
+    },
+}
+
+/// One member app's change in a group's PR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberChange {
+    pub app: String,
+    pub to: PinnedOut,
+    /// What the environment pins now (absent before the first promotion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PinnedOut>,
 }
 
 /// A pinned image in serialisable form.
@@ -124,6 +150,9 @@ impl Action {
             | Self::Close { env, app, .. }
             | Self::Merge { env, app, .. }
             | Self::Wait { env, app, .. } => (env, app),
+            Self::OpenGroup { env, group, .. } | Self::UpdateGroup { env, group, .. } => {
+                (env, group)
+            }
         }
     }
 }
@@ -131,7 +160,11 @@ impl Action {
 /// What `env` should receive for `app` now, if anything: the newest blessed release for an
 /// environment with no `after:`, else what the previous environment has run healthy for at
 /// least its soak time.
-fn desired(inputs: &Inputs<'_>, env: &crate::config::Environment, app: &str) -> Option<Release> {
+pub(super) fn desired(
+    inputs: &Inputs<'_>,
+    env: &crate::config::Environment,
+    app: &str,
+) -> Option<Release> {
     match &env.after {
         None => inputs.releases.get(app).cloned(),
         Some(prev) => {
@@ -158,11 +191,39 @@ fn desired(inputs: &Inputs<'_>, env: &crate::config::Environment, app: &str) -> 
     }
 }
 
+/// What the gates of `pr` (one app's PR, or one member's state of a group's PR) read
+/// besides the PR: the previous environment's deployment of its app, what `env` pins for it
+/// now, its image's attestations.
+pub(super) fn context<'a>(
+    inputs: &Inputs<'a>,
+    env: &'a crate::config::Environment,
+    pr: &PullRequest,
+) -> Context<'a> {
+    Context {
+        env,
+        now: inputs.now,
+        previous: env
+            .after
+            .as_ref()
+            .and_then(|prev| inputs.deployments.get(&(prev.clone(), pr.app.clone()))),
+        teams: inputs.teams,
+        team_errors: inputs.team_errors,
+        base_rules: inputs.base_rules,
+        bot_login: inputs.bot_login,
+        policies: inputs.policies,
+        from: inputs
+            .pinned
+            .get(&(env.name.clone(), pr.app.clone()))
+            .map(|p| &p.digest),
+        attestations: inputs.attestations.get(&pr.digest.to_string()),
+    }
+}
+
 /// Whether `candidate` is an older release than `pinned`, judged by their tags as semantic
 /// versions (a leading `v` allowed). Without two comparable tags nothing is "older": a
 /// digest differing from the pinned one is then taken as new. This keeps a rollback in one
 /// environment from cascading backwards into the next.
-fn is_older(candidate: &Release, pinned: &Pinned) -> bool {
+pub(super) fn is_older(candidate: &Release, pinned: &Pinned) -> bool {
     let version = |t: &Option<String>| {
         t.as_deref()
             .and_then(|t| semver::Version::parse(t.trim_start_matches('v')).ok())
@@ -203,18 +264,46 @@ pub fn held_digests<'a>(
     held
 }
 
-/// Plan every (environment, app) of the pipeline.
+/// Plan every (environment, app) of the pipeline, and every (environment, group) of its
+/// release trains (`super::group`).
 pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
+    // By (env, app), or (env, group) for a group's PR (once per member it pins).
     let mut by_key: BTreeMap<(String, String), Vec<&PullRequest>> = BTreeMap::new();
     for pr in inputs.open {
+        let name = pr.group.as_ref().unwrap_or(&pr.app);
         by_key
-            .entry((pr.env.clone(), pr.app.clone()))
+            .entry((pr.env.clone(), name.clone()))
             .or_default()
             .push(pr);
     }
     for env in inputs.pipeline.promotion_order() {
-        for app in inputs.pipeline.apps.keys() {
+        for unit in inputs.pipeline.units() {
+            if unit.group {
+                // A member's own PR from before it joined the group gives way to the group's.
+                for app in unit.apps {
+                    for pr in by_key
+                        .remove(&(env.name.clone(), app.clone()))
+                        .unwrap_or_default()
+                    {
+                        actions.push(Action::Close {
+                            pr: pr.number,
+                            env: env.name.clone(),
+                            app: app.clone(),
+                            reason: format!(
+                                "{app} is promoted with group {} now, in one PR per environment",
+                                unit.name
+                            ),
+                        });
+                    }
+                }
+                let prs = by_key
+                    .remove(&(env.name.clone(), unit.name.to_string()))
+                    .unwrap_or_default();
+                super::group::plan_group(inputs, env, &unit, &prs, &mut actions);
+                continue;
+            }
+            let app = &unit.apps[0];
             let key = (env.name.clone(), app.clone());
             let mut prs = by_key.remove(&key).unwrap_or_default();
             // A rollback PR is the one that stays when there are several.
@@ -279,23 +368,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
                     })
                 }
                 (Some(pr), _) => {
-                    let previous = env
-                        .after
-                        .as_ref()
-                        .and_then(|p| inputs.deployments.get(&(p.clone(), app.clone())));
-                    let ctx = Context {
-                        env,
-                        now: inputs.now,
-                        previous,
-                        teams: inputs.teams,
-                        team_errors: inputs.team_errors,
-                        base_rules: inputs.base_rules,
-                        bot_login: inputs.bot_login,
-                        policies: inputs.policies,
-                        from: pinned.map(|p| &p.digest),
-                        attestations: inputs.attestations.get(&pr.digest.to_string()),
-                    };
-                    let evaluation = gates::evaluate(pr, &ctx);
+                    let evaluation = gates::evaluate(pr, &context(inputs, env, pr));
                     let (pr, env, app) = (pr.number, env.name.clone(), app.clone());
                     actions.push(if evaluation.mergeable() {
                         Action::Merge {
@@ -316,9 +389,13 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
             }
         }
     }
-    // PRs for apps or environments the pipeline no longer has.
+    // PRs for apps, groups or environments the pipeline no longer has (a group's PR once).
+    let mut closed = BTreeSet::new();
     for ((env, app), prs) in by_key {
         for pr in prs {
+            if !closed.insert(pr.number) {
+                continue;
+            }
             actions.push(Action::Close {
                 pr: pr.number,
                 env: env.clone(),
@@ -402,6 +479,7 @@ environments:
                 state: CheckState::Success,
             }],
             commands: vec![],
+            group: None,
         }
     }
 

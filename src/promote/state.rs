@@ -27,6 +27,10 @@ pub struct PullRequest {
     pub checks: Vec<Check>,
     /// Commands from comments, parsed, in comment order.
     pub commands: Vec<CommandEvent>,
+    /// The release train (pipeline `groups:`) when this is a group's PR. A group's PR is
+    /// given to the planner once per member app it pins, with the same number: `app`, `digest`
+    /// and `tag` are that member's.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -769,6 +769,7 @@ environments:
             reviews: vec![],
             checks: vec![],
             commands: vec![],
+            group: None,
         };
         let mut open = vec![OpenPromotion::from_pull_request(
             &pr,

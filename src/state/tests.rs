@@ -357,6 +357,7 @@ fn pr(digest: &crate::image::Digest) -> crate::promote::state::PullRequest {
         reviews: vec![],
         checks: vec![],
         commands: vec![],
+        group: None,
     }
 }
 

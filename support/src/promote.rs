@@ -422,14 +422,15 @@ impl World {
         Promotion::parse(&msg).unwrap_or_else(|| panic!("no trailers in {msg}"))
     }
 
-    /// Every promotion commit on the config branch, newest first.
+    /// Every promotion the config branch records, newest commit first (a group's commit
+    /// records one per member, in its order).
     pub fn promotions(&self) -> Vec<Promotion> {
         git(
             &self.forge.repo_path(OWNER, REPO),
             &["log", "--first-parent", "--format=%B%x00", "main"],
         )
         .split('\0')
-        .filter_map(Promotion::parse)
+        .flat_map(Promotion::parse_all)
         .collect()
     }
 
@@ -526,6 +527,41 @@ impl World {
     pub fn timeline(&self, pr: u64) -> Vec<String> {
         baton::engine::text::timeline(&self.status_comment(pr))
     }
+}
+
+/// The example config repo with web and worker in one release train (`groups: shop`) and a
+/// third app, api, on its own. Its pins are made up here and pushed to the registry stand-in
+/// by the world, like the example's.
+pub fn grouped_example() -> Vec<(String, String)> {
+    let api = |new_name: bool| {
+        format!(
+            "images:\n  - name: registry.example.com/shop/api\n{}    newTag: \"1.0.0\"\n    digest: sha256:{}\n",
+            if new_name {
+                "    newName: prod-registry.example.com/shop/api\n"
+            } else {
+                ""
+            },
+            "0".repeat(64)
+        )
+    };
+    example_files()
+        .into_iter()
+        .map(|(path, text)| {
+            let text = match path.as_str() {
+                "policies/pipeline.yaml" => text.replacen(
+                    "\nenvironments:\n",
+                    "  api:\n    image: registry.example.com/shop/api\n    bless: { semver: \">=1.0.0\" }\n\ngroups:\n  shop: { apps: [web, worker] }\n\nenvironments:\n",
+                    1,
+                ),
+                "environments/prod/kustomization.yaml" => text.replacen("images:\n", &api(true), 1),
+                p if p.starts_with("environments/") && p.ends_with("/kustomization.yaml") => {
+                    text.replacen("images:\n", &api(false), 1)
+                }
+                _ => text,
+            };
+            (path, text)
+        })
+        .collect()
 }
 
 /// Whether a pass merged a PR to `env`.
