@@ -171,25 +171,71 @@ pub fn render(view: &StatusView, restarts: &Restarts, status_page: Option<&str>)
     if view.apps.is_empty() {
         out.push_str("\nNo apps in `policies/pipeline.yaml` yet.\n");
     }
-    for app in &view.apps {
-        out.push_str(&format!(
-            "\n### {} (`{}`)\n\n| environment | running | health | pull request | waits on | hold | last failure |\n|---|---|---|---|---|---|---|\n",
-            cell_text(&app.name),
-            cell_text(&app.image)
-        ));
-        for cell in &app.cells {
-            let (pr, waits, hold) = pull_request(cell);
-            out.push_str(&format!(
-                "| {} | {} | {} | {pr} | {waits} | {hold} | {} |\n",
-                cell_text(&cell.env),
-                running(cell),
-                since(cell),
-                last_failure(view, &app.name, cell, restarts)
-            ));
+    // One section per app; whether something in it waits, is held or failed.
+    let sections: Vec<(bool, String)> = view
+        .apps
+        .iter()
+        .map(|app| {
+            let mut section = format!(
+                "\n### {} (`{}`)\n\n| environment | running | health | pull request | waits on | hold | last failure |\n|---|---|---|---|---|---|---|\n",
+                cell_text(&app.name),
+                cell_text(&app.image)
+            );
+            let mut attention = false;
+            for cell in &app.cells {
+                let (pr, waits, hold) = pull_request(cell);
+                let failure = last_failure(view, &app.name, cell, restarts);
+                attention |= cell.pending.is_some() || failure != "—";
+                section.push_str(&format!(
+                    "| {} | {} | {} | {pr} | {waits} | {hold} | {failure} |\n",
+                    cell_text(&cell.env),
+                    running(cell),
+                    since(cell),
+                ));
+            }
+            (attention, section)
+        })
+        .collect();
+    let whole: usize = out.len() + sections.iter().map(|(_, s)| s.len()).sum::<usize>();
+    if whole <= MAX_BODY {
+        for (_, section) in &sections {
+            out.push_str(section);
+        }
+        return out;
+    }
+    // Too long for an issue: the apps with something waiting, held or failed first, in
+    // pipeline order, as many as fit; then the count of the others.
+    let room = MAX_BODY - FOOTER_ROOM;
+    let (mut shown, mut waiting_left, mut settled_left) = (0, 0, 0);
+    for (attention, section) in &sections {
+        if *attention && out.len() + section.len() <= room {
+            out.push_str(section);
+            shown += 1;
+        } else if *attention {
+            waiting_left += 1;
+        } else {
+            settled_left += 1;
         }
     }
+    out.push_str(&format!(
+        "\n_{} of {} apps are not shown: an issue holds at most {MAX_BODY} characters. {settled_left} have nothing waiting, held or failed{}. The status page shows every app{}._\n",
+        sections.len() - shown,
+        sections.len(),
+        if waiting_left > 0 {
+            format!("; {waiting_left} more have something waiting, held or failed")
+        } else {
+            String::new()
+        },
+        status_page.map(|u| format!(": {u}")).unwrap_or_default()
+    ));
     out
 }
+
+/// GitHub refuses an issue body over 65,536 characters (counted here in bytes, which are never
+/// fewer).
+pub const MAX_BODY: usize = 65_536;
+/// Kept free for the line that counts the apps not shown.
+const FOOTER_ROOM: usize = 1_024;
 
 /// What to do with the dashboard issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -521,6 +567,44 @@ mod tests {
             dev.ends_with("| Deployment/web: ProgressDeadlineExceeded (2026-12-03 07:30 UTC) |"),
             "{dev}"
         );
+    }
+
+    #[test]
+    fn a_view_too_long_for_an_issue_shows_the_apps_that_wait_and_counts_the_others() {
+        let mut v = view();
+        let template = v.apps[0].clone();
+        let settled = AppView {
+            cells: vec![cell("dev"), cell("prod")],
+            ..template.clone()
+        };
+        v.apps.clear();
+        for i in 0..3000 {
+            let mut a = if i % 1000 == 7 {
+                template.clone()
+            } else {
+                settled.clone()
+            };
+            a.name = format!("app-{i:04}");
+            v.apps.push(a);
+        }
+        let whole: usize = v.apps.len();
+        let body = render(&v, &Restarts::new(), Some("https://baton.example.com/"));
+        assert!(body.len() <= MAX_BODY, "{} bytes", body.len());
+        assert!(
+            body.contains("### app-0007 "),
+            "an app with an open PR is shown"
+        );
+        assert!(body.contains("### app-2007 "));
+        assert!(
+            !body.contains("### app-0001 "),
+            "a settled one is counted, not shown"
+        );
+        assert!(
+            body.contains(&format!("2997 of {whole} apps are not shown")),
+            "{}",
+            &body[body.len() - 400..]
+        );
+        assert!(body.contains("The status page shows every app: https://baton.example.com/"));
     }
 
     #[test]
