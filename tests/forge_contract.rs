@@ -797,6 +797,30 @@ async fn the_stand_ins_validation_errors_are_shaped_like_githubs_recorded_ones()
     assert_eq!(ours["message"], real["message"]);
 }
 
+/// GitHub refuses an issue or comment body over 65,536 characters with a 422; the stand-in
+/// does too (the dashboard issue at 1,000 apps was once 447,397 characters, and the stand-in
+/// took it), and baton's client surfaces the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stand_in_refuses_an_issue_body_over_githubs_limit() {
+    let sim = Sim::start().await.unwrap();
+    sim.create_repo_with_files(OWNER, REPO, "main", &[(FILE, "x")])
+        .unwrap();
+    let forge = token_client(&sim);
+    let at_limit = "x".repeat(65_536);
+    let made = baton::forge::Forge::create_issue(&forge, "fits", &at_limit, &[])
+        .await
+        .unwrap();
+    assert!(made.number > 0);
+    let over = "é".repeat(65_537);
+    let refused = baton::forge::Forge::create_issue(&forge, "too long", &over, &[])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("body is too long"),
+        "{refused}"
+    );
+}
+
 /// What GitHub does with Deployments that baton's client never asks for, answered by the
 /// stand-in and checked against the description: defaults (environment `production`, task
 /// `deploy`), the required-contexts check (`409`), one Deployment by id, a bad state (`422`),

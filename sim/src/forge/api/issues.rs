@@ -121,6 +121,23 @@ async fn list_issues(
     paged(&inner, &uri, &q, &items)
 }
 
+/// GitHub refuses an issue or comment body over 65,536 characters (422, as here).
+pub(super) const MAX_BODY_CHARS: usize = 65_536;
+
+fn not_too_long(resource: &str, text: Option<&str>) -> Result<(), crate::forge::Error> {
+    match text {
+        Some(t) if t.chars().count() > MAX_BODY_CHARS => Err(crate::forge::Error::validation(
+            resource,
+            Some("body"),
+            "custom",
+            Some(&format!(
+                "body is too long (maximum is {MAX_BODY_CHARS} characters)"
+            )),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn create_issue(
     State(inner): S,
     Extension(me): Me,
@@ -128,6 +145,7 @@ async fn create_issue(
     b: Bytes,
 ) -> R {
     let fields: crate::forge::issues::IssueFields = body(&b)?;
+    not_too_long("Issue", fields.body.as_deref())?;
     ok(
         StatusCode::CREATED,
         crate::forge::issues::create(&inner, &me.login, &owner, &repo, fields)?,
@@ -140,6 +158,7 @@ async fn update_issue(
     b: Bytes,
 ) -> R {
     let fields: crate::forge::issues::IssueFields = body(&b)?;
+    not_too_long("Issue", fields.body.as_deref())?;
     ok(
         StatusCode::OK,
         crate::forge::issues::update(&inner, &owner, &repo, n, fields)?,
@@ -184,6 +203,7 @@ async fn create_comment(
 ) -> R {
     let req: CommentBody = body(&b)?;
     let text = req.body.ok_or_else(|| missing("IssueComment", "body"))?;
+    not_too_long("IssueComment", Some(&text))?;
     let (_, comment) = ops::create_comment(&inner, &me.login, &owner, &repo, n, &text)?;
     ok(StatusCode::CREATED, comment)
 }
@@ -206,6 +226,7 @@ async fn update_comment(
 ) -> R {
     let req: CommentBody = body(&b)?;
     let text = req.body.ok_or_else(|| missing("IssueComment", "body"))?;
+    not_too_long("IssueComment", Some(&text))?;
     let belongs = inner
         .lock()
         .comments
