@@ -462,9 +462,13 @@ async fn under_the_cluster_scope_two_replicas_elect_a_leader_on_a_real_lease_and
     .await;
     let took = died.elapsed();
     // The follower counts the lease expired 3 s after it last saw it change (a renewal every
-    // 0.5 s), looks every 0.5 s, and this poll adds up to 100 ms.
+    // 0.5 s), looks every 0.5 s, and this poll adds up to 100 ms. Both replicas also reconcile
+    // the clusters they hold, and on a loaded 2-core CI machine (this binary's other tests run
+    // control planes beside it) their turns come seconds late: 7.1 s was seen once. The bound
+    // is three lease durations: a follower that never took over, or only once the lease had
+    // lain unrenewed for long, still fails it.
     assert!(
-        took < Duration::from_secs(3) + Duration::from_secs(2),
+        took < Duration::from_secs(3) + Duration::from_secs(6),
         "takeover took {took:?} with a 3 s lease"
     );
     wait(
