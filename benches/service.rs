@@ -54,7 +54,11 @@ async fn start_baton(sb: &Sandbox) -> (Baton, u16) {
         }
         Err(_) => (env!("CARGO_BIN_EXE_baton").to_string(), Vec::new()),
     };
-    args.extend(["run".into(), "--config".into(), sb.config_file.display().to_string()]);
+    args.extend([
+        "run".into(),
+        "--config".into(),
+        sb.config_file.display().to_string(),
+    ]);
     let child = Command::new(program)
         .args(args)
         .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
