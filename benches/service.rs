@@ -492,6 +492,15 @@ async fn scale_line(
     if !grown.is_empty() {
         eprintln!("writes in the idle window: {}", grown.join(", "));
     }
+    // GitHub refuses an issue body over 65,536 characters; the stand-in does not.
+    let dashboard = sb
+        .forge
+        .issues(OWNER, REPO)
+        .into_iter()
+        .filter(|i| i.title == baton::service::dashboard::TITLE)
+        .map(|i| i.body.chars().count())
+        .max();
+    eprintln!("dashboard issue body: {dashboard:?} characters (GitHub's limit: 65536)");
     eprintln!(
         "baton after the idle window: VmRSS {}, VmHWM {}",
         proc_status(pid, "VmRSS:"),
