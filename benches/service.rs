@@ -11,7 +11,12 @@
 //!    stand-in's rollout takes 500 ms of that).
 //! 3. **memory**: a generated config repo of `--apps` apps × 3 environments (one Deployment
 //!    each); `baton run` until every environment is applied and healthy and a promotion pass
-//!    has run; VmRSS and VmHWM of the process from /proc.
+//!    has run; VmRSS and VmHWM of the process from /proc. With the stand-in cluster it goes on
+//!    to #18's `scale:` line: once baton has reported every environment healthy and run two
+//!    more promotion passes, a 40 s idle window (its writes, by route, go to stderr).
+//!
+//! `BATON_BENCH_WRAP="heaptrack -o FILE"` starts `baton run` under that command (a profiler);
+//! the RSS figures are then the wrapper's, and the wrapped baton outlives the bench.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,8 +45,22 @@ fn arg(name: &str) -> Option<String> {
 /// Start `baton run` on the sandbox's config; returns it with its port once it listens.
 async fn start_baton(sb: &Sandbox) -> (Baton, u16) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["run", "--config", sb.config_file.to_str().unwrap()])
+    let (program, mut args) = match std::env::var("BATON_BENCH_WRAP") {
+        Ok(w) => {
+            let mut w: Vec<String> = w.split_whitespace().map(String::from).collect();
+            let p = w.remove(0);
+            w.push(env!("CARGO_BIN_EXE_baton").to_string());
+            (p, w)
+        }
+        Err(_) => (env!("CARGO_BIN_EXE_baton").to_string(), Vec::new()),
+    };
+    args.extend([
+        "run".into(),
+        "--config".into(),
+        sb.config_file.display().to_string(),
+    ]);
+    let child = Command::new(program)
+        .args(args)
         .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -388,8 +407,51 @@ fn grown_writes(
     after
         .iter()
         .filter(|(k, n)| writes([(*k, *n)]) > 0 && before.get(*k).copied().unwrap_or(0) < **n)
-        .map(|(k, n)| format!("{k} +{}", n - before.get(k).copied().unwrap_or(0)))
+        .map(|(k, n)| {
+            let was = before.get(k).copied().unwrap_or(0);
+            format!("{k} +{} (was {was})", n - was)
+        })
         .collect()
+}
+
+/// Wait until baton's status view shows all `cells` healthy, then for two more promotion
+/// passes. Returns how long after the start of this wait each took.
+async fn settle(port: u16, cells: usize) -> (Duration, Duration) {
+    let started = Instant::now();
+    let healthy = || {
+        let (code, body) = http_get(port, "/api/v1/state")?;
+        let view: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        let all = view["apps"].as_array()?.iter().flat_map(|a| {
+            a["cells"]
+                .as_array()
+                .map(|c| c.iter().collect::<Vec<_>>())
+                .unwrap_or_default()
+        });
+        let (mut n, mut ok) = (0, 0);
+        for c in all {
+            n += 1;
+            ok += usize::from(c["health"] == "healthy");
+        }
+        (n == cells && ok == cells).then_some(())
+    };
+    wait_for(
+        "baton's status view: every cell healthy",
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        healthy,
+        String::new,
+    )
+    .await;
+    let reported = started.elapsed();
+    let passes = || metric(port, "baton_plan_passes_total").unwrap_or(0.0);
+    let first = passes();
+    wait(
+        "two promotion passes after every cell is healthy",
+        Duration::from_secs(120),
+        || (passes() >= first + 2.0).then_some(()),
+    )
+    .await;
+    (reported, started.elapsed())
 }
 
 /// #18's scale figures on the stand-ins, after the fleet is healthy: one idle window of 40 s
@@ -402,6 +464,17 @@ async fn scale_line(
     apps: usize,
     cold: Duration,
 ) {
+    // Every Deployment is available, but baton has not necessarily seen it yet: each
+    // environment's reconcile waits for health, then reports (commit status, state ConfigMap,
+    // status view), and the next promotion pass updates the dashboard issue. The idle window
+    // starts once baton is done with the cold start: every cell of its status view healthy, and
+    // two promotion passes after that (one whole loop, the dashboard sync included).
+    let settled = settle(port, apps * 3).await;
+    eprintln!(
+        "baton's view: every cell healthy {:.1} s after every Deployment was available; settled (two passes more) {:.1} s after",
+        settled.0.as_secs_f64(),
+        settled.1.as_secs_f64()
+    );
     let registry_requests = || sb.registry.counts().values().sum::<u64>();
     let scans = || metric(port, "baton_registry_scans_total").unwrap_or(0.0);
     let (forge_calls, cluster_calls) = (sb.forge.calls(), cluster.counts().0);
@@ -419,6 +492,20 @@ async fn scale_line(
     if !grown.is_empty() {
         eprintln!("writes in the idle window: {}", grown.join(", "));
     }
+    // GitHub refuses an issue body over 65,536 characters; the stand-in does not.
+    let dashboard = sb
+        .forge
+        .issues(OWNER, REPO)
+        .into_iter()
+        .filter(|i| i.title == baton::service::dashboard::TITLE)
+        .map(|i| i.body.chars().count())
+        .max();
+    eprintln!("dashboard issue body: {dashboard:?} characters (GitHub's limit: 65536)");
+    eprintln!(
+        "baton after the idle window: VmRSS {}, VmHWM {}",
+        proc_status(pid, "VmRSS:"),
+        proc_status(pid, "VmHWM:")
+    );
     let idle_writes = writes(&sb.forge.calls()) - forge0 + writes(&cluster.counts().0) - cluster0;
     let scans_in_window = (scans() - scans0).max(1.0);
     let per_scan = (registry_requests() - registry0) as f64 / scans_in_window;

@@ -601,3 +601,126 @@ async fn a_leader_frozen_past_its_lease_and_resumed_after_the_follower_acted_dup
         "nothing removed: {comments:?}"
     );
 }
+
+/// Requests that change something, by route: GitHub's (a Git fetch is a POST to
+/// git-upload-pack, but reads) and the cluster's (every verb but get, list and watch).
+fn writes(sb: &Sandbox) -> std::collections::BTreeMap<String, u64> {
+    let cluster = sb.cluster.sim().expect("the stand-in cluster");
+    let github = sb
+        .forge
+        .calls()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("GET ") && !k.ends_with("/git-upload-pack"))
+        .map(|(k, n)| (format!("github {k}"), n));
+    let kube = cluster
+        .counts()
+        .0
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.split(' ').next(), Some("get" | "list" | "watch")))
+        .map(|(k, n)| (format!("cluster {k}"), n));
+    github.chain(kube).collect()
+}
+
+/// A metric's samples whose line starts with `prefix`, summed.
+fn metric_sum(port: u16, prefix: &str) -> u64 {
+    common::http_get(port, "/metrics")
+        .map(|(_, text)| {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        })
+        .unwrap_or(0)
+}
+
+/// Successful reconciles so far, per environment.
+fn reconciles(port: u16, envs: &[&str]) -> Vec<u64> {
+    envs.iter()
+        .map(|env| {
+            metric_sum(
+                port,
+                &format!("baton_reconciles_total{{env=\"{env}\",result=\"ok\"}}"),
+            )
+        })
+        .collect()
+}
+
+/// Wait until every environment has been reconciled again and two more promotion passes have
+/// run (the dashboard is synced at the end of a pass). Returns the writes made meanwhile.
+async fn idle_round(sb: &Sandbox, port: u16, envs: &[&str]) -> Vec<String> {
+    let before = writes(sb);
+    let (reconciled, passes) = (
+        reconciles(port, envs),
+        metric_sum(port, "baton_plan_passes_total "),
+    );
+    wait(
+        "a resync of every environment and two promotion passes",
+        Duration::from_secs(60),
+        || {
+            let now = reconciles(port, envs);
+            (now.iter().zip(&reconciled).all(|(n, b)| n > b)
+                && metric_sum(port, "baton_plan_passes_total ") >= passes + 2)
+                .then_some(())
+        },
+        || format!("reconciles {:?}", reconciles(port, envs)),
+    )
+    .await;
+    writes(sb)
+        .into_iter()
+        .filter_map(|(k, n)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (n > was).then(|| format!("{k} +{}", n - was))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_settled_the_service_writes_nothing_over_promotion_passes_and_resyncs_of_every_environment()
+ {
+    baton::tls::install_crypto_provider();
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let mut cfg = sb.config.clone();
+    // A resync every 2 s (the sandbox's is 30 s), so that each round below holds one of every
+    // environment: a reconcile of an unchanged environment must not write its inventory, its
+    // state ConfigMap, its commit status or the dashboard again.
+    cfg.intervals.resync.0 = Duration::from_secs(2);
+    let service = baton::service::Service::start(cfg, RunOptions::sandbox())
+        .await
+        .unwrap();
+    sb.connect(service.local_addr());
+    let port = service.local_addr().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+    let envs = ["dev", "staging", "prod"];
+
+    // The start writes (the first apply, statuses, state, the dashboard, staging's smoke
+    // test); it has settled once a whole round writes nothing. Bounded: a service that keeps
+    // writing fails here, naming what it wrote last.
+    let mut last = Vec::new();
+    let mut settled = false;
+    for _ in 0..20 {
+        last = idle_round(&sb, port, &envs).await;
+        if last.is_empty() {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "still writing after 20 rounds: {last:?}");
+    let dashboard = sb
+        .forge
+        .calls()
+        .get("POST /repos/{owner}/{repo}/issues")
+        .copied();
+    assert_eq!(dashboard, Some(1), "the dashboard issue was opened once");
+
+    // Settled: three more rounds (each a resync of every environment and two promotion passes)
+    // write nothing at all.
+    for round in 1..=3 {
+        let wrote = idle_round(&sb, port, &envs).await;
+        assert!(wrote.is_empty(), "idle round {round} wrote: {wrote:?}");
+    }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
+}

@@ -73,6 +73,17 @@ pub async fn reconcile(
     commit: &str,
     ctx: &Context,
 ) -> Result<Report, ReconcileError> {
+    reconcile_owned(env, objects.to_vec(), commit, ctx).await
+}
+
+/// [`reconcile`], taking the rendered objects by value: they are dropped once applied, not
+/// held through the health wait (the runner's way; see docs/performance.md).
+pub async fn reconcile_owned(
+    env: &Env,
+    objects: Vec<Value>,
+    commit: &str,
+    ctx: &Context,
+) -> Result<Report, ReconcileError> {
     let _turn = ctx.turn(&env.name).await;
     let acting = ctx.acting_as(env);
     let result = reconcile_turn(env, objects, commit, ctx, &acting).await;
@@ -87,7 +98,7 @@ pub async fn reconcile(
 /// through `own` (baton's own identity, in baton's namespace).
 async fn reconcile_turn(
     env: &Env,
-    objects: &[Value],
+    objects: Vec<Value>,
     commit: &str,
     own: &Context,
     ctx: &Context,
@@ -98,7 +109,7 @@ async fn reconcile_turn(
 
     // Validate and resolve everything before the first write.
     let desired =
-        object::prepare(name, objects).map_err(|problems| ReconcileError::InvalidInput {
+        object::prepare_owned(name, objects).map_err(|problems| ReconcileError::InvalidInput {
             env: name.to_string(),
             problems,
         })?;
@@ -260,7 +271,10 @@ async fn assess_and_wait(
         .collect();
     let mut pending = HashMap::new();
     let mut reports = Vec::with_capacity(applied.len());
-    let mut lives = Vec::with_capacity(applied.len());
+    // What the memory below needs of each live object; a live object itself is kept only
+    // while it is waited on (an environment's live objects are its largest data: at 1,000
+    // Deployments, held whole through the wait, they made most of the service's peak).
+    let mut seen: Vec<Option<Seen>> = Vec::with_capacity(applied.len());
     // Objects that were healthy at the last reconcile and are not now: their healthy time
     // restarts once they are healthy again (the soak counts only uninterrupted health).
     let mut interrupted: HashMap<ObjectId, String> = HashMap::new();
@@ -275,12 +289,15 @@ async fn assess_and_wait(
                 format!("{}/{}: {}", a.id.kind, a.id.name, health.reason),
             );
         }
-        if !health.is_healthy() {
+        if health.is_healthy() {
+            seen.push(Some(Seen::of(&a.live)));
+        } else {
+            seen.push(None);
             pending.insert(
                 a.id.clone(),
                 wait::Pending {
-                    resource: a.resource.clone(),
-                    live: a.live.clone(),
+                    resource: a.resource,
+                    live: a.live,
                     health: health.clone(),
                 },
             );
@@ -294,35 +311,41 @@ async fn assess_and_wait(
             healthy_since: None,
             interrupted: None,
         });
-        lives.push(a.live);
     }
-    if ctx.options.wait_for_health && !pending.is_empty() {
-        let settled = wait::until_settled(ctx, &env.name, pending, &marks, deadline).await;
-        let timed_out = tokio::time::Instant::now() >= deadline;
-        for (report, live) in reports.iter_mut().zip(lives.iter_mut()) {
-            if let Some(p) = settled.get(&report.object) {
-                report.health = p.health.clone();
-                *live = p.live.clone();
-                if timed_out && report.health.status == HealthStatus::Progressing {
-                    let timeout = env.health_timeout.unwrap_or(ctx.options.health_timeout);
-                    report.health = Health::failed(
-                        "HealthTimeout",
-                        format!(
-                            "not healthy within {}: {} ({})",
-                            human(timeout),
-                            report.health.message,
-                            report.health.reason
-                        ),
-                    );
-                }
-            }
+    let waited = ctx.options.wait_for_health && !pending.is_empty();
+    let mut settled = if waited {
+        wait::until_settled(ctx, &env.name, pending, &marks, deadline).await
+    } else {
+        pending
+    };
+    let timed_out = tokio::time::Instant::now() >= deadline;
+    for (report, seen) in reports.iter_mut().zip(seen.iter_mut()) {
+        let Some(p) = settled.remove(&report.object) else {
+            continue;
+        };
+        *seen = Some(Seen::of(&p.live));
+        if !waited {
+            continue;
+        }
+        report.health = p.health;
+        if timed_out && report.health.status == HealthStatus::Progressing {
+            let timeout = env.health_timeout.unwrap_or(ctx.options.health_timeout);
+            report.health = Health::failed(
+                "HealthTimeout",
+                format!(
+                    "not healthy within {}: {} ({})",
+                    human(timeout),
+                    report.health.message,
+                    report.health.reason
+                ),
+            );
         }
     }
 
     // Remember healthy rollouts (keeping the time they first became healthy).
     let now = Utc::now();
     let mut next = EnvMemory::default();
-    for (report, live) in reports.iter_mut().zip(&lives) {
+    for (report, seen) in reports.iter_mut().zip(seen) {
         report.interrupted = interrupted.remove(&report.object);
         if !report.health.is_healthy() {
             continue;
@@ -332,15 +355,10 @@ async fn assess_and_wait(
             memory.rollouts.remove(&report.object);
             memory.healthy.remove(&report.object);
         }
-        let Some(mark) = health::rollout_mark(live) else {
+        let Seen { mark, rendered } = seen.unwrap_or_default();
+        let Some(mark) = mark else {
             // Not a workload with a rollout: healthy since it was first healthy as rendered
             // now (a Job running the app's image must not restart the app's soak).
-            let rendered = live
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(object::HASH_ANNOTATION))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
             let since = match memory.healthy.get(&report.object) {
                 Some((hash, since)) if *hash == rendered => *since,
                 _ => now,
@@ -365,6 +383,29 @@ async fn assess_and_wait(
     ctx.remember(&env.name, next);
     let health = EnvHealth::of(reports.iter().map(|r| (&r.object, &r.health)));
     (reports, health)
+}
+
+/// What the memory of healthy objects needs of a live object.
+#[derive(Default)]
+struct Seen {
+    /// A workload's rollout mark.
+    mark: Option<health::RolloutMark>,
+    /// The rendered hash it carries (empty without one).
+    rendered: String,
+}
+
+impl Seen {
+    fn of(live: &Value) -> Self {
+        Self {
+            mark: health::rollout_mark(live),
+            rendered: live
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(object::HASH_ANNOTATION))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
 }
 
 /// Whether the last reconcile saw this object healthy as it is rendered now (the same pod

@@ -158,7 +158,8 @@ where
                         .with_allow(input.allow)
                         .with_service_account(input.service_account);
                         let r =
-                            super::reconcile(&env, &input.objects, &input.commit, &self.ctx).await;
+                            super::reconcile_owned(&env, input.objects, &input.commit, &self.ctx)
+                                .await;
                         (Some(input.commit), r)
                     }
                     Err(e) => (None, Err(e)),
