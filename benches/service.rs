@@ -492,7 +492,7 @@ async fn scale_line(
     if !grown.is_empty() {
         eprintln!("writes in the idle window: {}", grown.join(", "));
     }
-    // GitHub refuses an issue body over 65,536 characters; the stand-in does not.
+    // GitHub refuses an issue body over 65,536 characters, and so does the stand-in.
     let dashboard = sb
         .forge
         .issues(OWNER, REPO)
