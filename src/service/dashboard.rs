@@ -203,18 +203,20 @@ pub fn render(view: &StatusView, restarts: &Restarts, status_page: Option<&str>)
         }
         return out;
     }
-    // Too long for an issue: the apps with something waiting, held or failed first, in
-    // pipeline order, as many as fit; then the count of the others.
+    // Too long for an issue: the apps with something waiting, held or failed first, then the
+    // others, each in pipeline order, as many as fit; then the count of those left out.
     let room = MAX_BODY - FOOTER_ROOM;
     let (mut shown, mut waiting_left, mut settled_left) = (0, 0, 0);
-    for (attention, section) in &sections {
-        if *attention && out.len() + section.len() <= room {
-            out.push_str(section);
-            shown += 1;
-        } else if *attention {
-            waiting_left += 1;
-        } else {
-            settled_left += 1;
+    for first in [true, false] {
+        for (attention, section) in sections.iter().filter(|(a, _)| *a == first) {
+            if out.len() + section.len() <= room {
+                out.push_str(section);
+                shown += 1;
+            } else if *attention {
+                waiting_left += 1;
+            } else {
+                settled_left += 1;
+            }
         }
     }
     out.push_str(&format!(
@@ -596,11 +598,17 @@ mod tests {
         );
         assert!(body.contains("### app-2007 "));
         assert!(
-            !body.contains("### app-0001 "),
-            "a settled one is counted, not shown"
+            body.contains("### app-0000 "),
+            "settled ones fill the room left"
         );
         assert!(
-            body.contains(&format!("2997 of {whole} apps are not shown")),
+            !body.contains("### app-2999 "),
+            "the last settled one is counted, not shown"
+        );
+        let shown = body.matches("\n### app-").count();
+        assert!(shown > 3, "{shown}");
+        assert!(
+            body.contains(&format!("{} of {whole} apps are not shown", whole - shown)),
             "{}",
             &body[body.len() - 400..]
         );
