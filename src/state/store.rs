@@ -38,13 +38,51 @@ pub enum StoreError {
 }
 
 /// One environment's state as last read or written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Entry {
     state: EnvState,
     /// The ConfigMap's resourceVersion when read or written (`None`: it does not exist).
     version: Option<String>,
-    /// The text the ConfigMap holds, when it is known to equal `state`.
+    /// The text the ConfigMap holds, when it is known to equal `state` (or the form of it
+    /// that fits).
     written: Option<String>,
+}
+
+/// An environment with no ConfigMap: its state is empty, and that empty state is what is
+/// stored (nothing to write). A refresh replaces it with what another replica wrote since.
+impl Default for Entry {
+    fn default() -> Self {
+        let state = EnvState::default();
+        Self {
+            written: Some(state.encode()),
+            state,
+            version: None,
+        }
+    }
+}
+
+impl Entry {
+    /// Whether `state` holds a change the ConfigMap does not have yet.
+    fn unwritten(&self) -> bool {
+        match stored_form(&self.state) {
+            Ok((text, _)) => self.written.as_deref() != Some(text.as_str()),
+            Err(_) => true,
+        }
+    }
+}
+
+/// The first encoding of `state` whose stored form fits (a large one gzipped), or the size
+/// of the smallest when none does.
+fn stored_form(state: &EnvState) -> Result<(String, Stored), usize> {
+    let mut last = 0;
+    state
+        .encodings()
+        .find_map(|text| {
+            let stored = Stored::of(&text);
+            last = stored.len();
+            (last <= MAX_BYTES).then_some((text, stored))
+        })
+        .ok_or(last)
 }
 
 /// The persisted state of every environment.
@@ -113,10 +151,7 @@ impl StateStore {
         for env in envs {
             let fresh = self.read(env).await?;
             let mut entries = self.entries();
-            let unwritten = entries
-                .get(env)
-                .is_some_and(|e| e.written.as_deref() != Some(e.state.encode().as_str()));
-            if !unwritten {
+            if !entries.get(env).is_some_and(Entry::unwritten) {
                 entries.insert(env.clone(), fresh);
             }
         }
@@ -219,21 +254,18 @@ impl StateStore {
                 let Some(entry) = entries.get(env) else {
                     return Ok(());
                 };
-                // The first encoding whose stored form fits (a large one gzipped).
-                let mut last = 0;
-                let Some((text, stored)) = entry.state.encodings().find_map(|text| {
-                    let stored = Stored::of(&text);
-                    last = stored.len();
-                    (last <= MAX_BYTES).then_some((text, stored))
-                }) else {
-                    return Err(StoreError::Api {
-                        namespace: namespace.clone(),
-                        name,
-                        message: format!(
-                            "{last} bytes (gzipped) is over the {MAX_BYTES} bytes kept, even with only each app's running digest"
-                        ),
-                        transient: false,
-                    });
+                let (text, stored) = match stored_form(&entry.state) {
+                    Ok(form) => form,
+                    Err(last) => {
+                        return Err(StoreError::Api {
+                            namespace: namespace.clone(),
+                            name,
+                            message: format!(
+                                "{last} bytes (gzipped) is over the {MAX_BYTES} bytes kept, even with only each app's running digest"
+                            ),
+                            transient: false,
+                        });
+                    }
                 };
                 if entry.written.as_deref() == Some(text.as_str()) {
                     return Ok(());
