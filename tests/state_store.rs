@@ -45,7 +45,9 @@ async fn a_refresh_keeps_a_change_not_written_yet_and_the_next_write_merges_both
     reconciler.load(&envs(&["prod"])).await.unwrap();
 
     leader.change("prod", |s| s.request_retry("web"));
-    reconciler.update("prod", |s| s.request_retry("worker")).await;
+    reconciler
+        .update("prod", |s| s.request_retry("worker"))
+        .await;
     leader.refresh(&envs(&["prod"])).await.unwrap();
     assert!(
         leader.get("prod").retry_pending("web"),
@@ -59,7 +61,10 @@ async fn a_refresh_keeps_a_change_not_written_yet_and_the_next_write_merges_both
     );
     fresh.load(&envs(&["prod"])).await.unwrap();
     let prod = fresh.get("prod");
-    assert!(prod.retry_pending("web") && prod.retry_pending("worker"), "{prod:?}");
+    assert!(
+        prod.retry_pending("web") && prod.retry_pending("worker"),
+        "{prod:?}"
+    );
 }
 
 #[tokio::test]
