@@ -83,7 +83,7 @@ impl<'de> Deserialize<'de> for Digest {
 }
 
 /// What a promotion pins: a digest, and the tag it was published under when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pinned {
     pub tag: Option<String>,
     pub digest: Digest,

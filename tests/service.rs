@@ -352,6 +352,82 @@ async fn of_two_replicas_both_are_ready_the_follower_passes_webhooks_on_and_take
     );
 }
 
+/// What a replica's status page (`/api/v1/state`) shows: per environment its last reconcile,
+/// and the PR number and gates of `app`'s pending promotion into `env`.
+fn page(port: u16) -> Option<serde_json::Value> {
+    let (status, body) = http_get(port, "/api/v1/state")?;
+    (status == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+fn pending(page: &serde_json::Value, app: &str, env: &str) -> Option<serde_json::Value> {
+    let cell = page["apps"].as_array()?.iter().find(|a| a["name"] == app)?["cells"]
+        .as_array()?
+        .iter()
+        .find(|c| c["env"] == env)?
+        .clone();
+    let p = &cell["pending"];
+    (!p.is_null()).then(|| serde_json::json!({"number": p["number"], "gates": p["gates"]}))
+}
+
+fn reconciled_everywhere(page: &serde_json::Value) -> bool {
+    page["environments"].as_array().is_some_and(|envs| {
+        !envs.is_empty()
+            && envs
+                .iter()
+                .all(|e| e["lastReconcile"]["commit"].is_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replicas_status_page_shows_the_leaders_open_prs_and_every_environments_last_reconcile()
+ {
+    baton::tls::install_crypto_provider();
+    let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
+    let a = replica(&sb, "replica-a");
+    let b = replica(&sb, "replica-b");
+    sb.connect(format!("127.0.0.1:{}", a.port).parse().unwrap());
+    sb.push("web", "1.1.0");
+    // Through dev and staging; prod's PR then waits for its approvals.
+    let prod = wait(
+        "prod's PR for web 1.1.0 open",
+        Duration::from_secs(180),
+        || {
+            sb.forge
+                .pulls(OWNER, REPO)
+                .into_iter()
+                .find(|p| p.head_ref == "baton/prod/web" && p.open)
+        },
+        || pulls(&sb),
+    )
+    .await;
+    // Only the engine's leader reads the PRs, and one replica reconciles the sandbox's
+    // cluster; both pages show both, the same.
+    let shown = wait(
+        "both status pages showing prod's PR with the same gates, and every environment's last reconcile",
+        Duration::from_secs(60),
+        || {
+            let (pa, pb) = (page(a.port)?, page(b.port)?);
+            let (wa, wb) = (pending(&pa, "web", "prod")?, pending(&pb, "web", "prod")?);
+            (wa == wb
+                && wa["number"] == prod.number
+                && wa["gates"].as_array().is_some_and(|g| !g.is_empty())
+                && reconciled_everywhere(&pa)
+                && reconciled_everywhere(&pb))
+            .then_some(wa)
+        },
+        || format!("a: {:?}\nb: {:?}", page(a.port), page(b.port)),
+    )
+    .await;
+    assert!(
+        shown["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["gate"] == "approvals" && g["verdict"] != "passed"),
+        "prod waits for its approvals: {shown}"
+    );
+}
+
 /// The config branch's `path` at its tip, from the stand-in's bare repository.
 fn file_at_tip(sb: &Sandbox, path: &str) -> String {
     let out = Command::new("git")

@@ -235,7 +235,7 @@ async fn three_replicas_share_six_clusters_and_keep_reconciling_them_as_two_die(
     for f in followers {
         until(
             &format!(
-                "{}'s status page shows web 1.0.0 running and pinned in all six environments",
+                "{}'s status page shows web 1.0.0 running and pinned, and a healthy last reconcile, in all six environments",
                 f.name
             ),
             Duration::from_secs(60),
@@ -254,7 +254,12 @@ async fn three_replicas_share_six_clusters_and_keep_reconciling_them_as_two_die(
                             && c["pinned"]["digest"] == initial.as_str()
                     })
                 });
-                all.then_some(())
+                // And each environment's last reconcile, wherever it ran.
+                let reconciled = state["environments"].as_array()?.iter().all(|e| {
+                    e["lastReconcile"]["health"] == "healthy"
+                        && e["lastReconcile"]["commit"].is_string()
+                });
+                (all && reconciled).then_some(())
             },
             || {
                 let page = common::http_get(f.port, "/api/v1/state").map(|(_, b)| b);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::pipeline::Pipeline;
 use crate::gitrepo::history::Entry;
@@ -76,7 +76,7 @@ pub struct RecentEntry {
 }
 
 /// The last reconcile of an environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileSummary {
     /// The commit reconciled, when the input could be produced.
@@ -120,6 +120,16 @@ impl ReconcileSummary {
             summary: format!("failed: {error}"),
             error: Some(error.to_string()),
         }
+    }
+
+    /// Whether this reconcile tells nothing `before` did not: the same commit, health and
+    /// error, and nothing written (an idle resync).
+    pub fn repeats(&self, before: &Self) -> bool {
+        self.commit == before.commit
+            && self.health == before.health
+            && self.error == before.error
+            && self.writes == 0
+            && self.drift == 0
     }
 
     /// From what the reconcile loop reports after each run.
@@ -176,7 +186,7 @@ impl From<&Pinned> for ImageRef {
 }
 
 /// Deploy health of an app in an environment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Health {
     Healthy,
@@ -237,7 +247,7 @@ pub struct PendingPromotion {
 }
 
 /// One gate of a pending promotion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GateVerdict {
     pub gate: String,
@@ -262,8 +272,11 @@ impl GateVerdict {
     }
 }
 
-/// An open promotion PR as the service knows it, the input for a [`PendingPromotion`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An open promotion PR as the service knows it, the input for a [`PendingPromotion`]. The
+/// engine's leader also keeps it in the environment's persisted state, for the status pages
+/// of the other replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OpenPromotion {
     pub number: u64,
     pub url: Option<String>,

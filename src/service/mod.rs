@@ -455,6 +455,7 @@ impl Service {
             dora_facts: Mutex::new(Arc::new(crate::dora::Facts::default())),
             last_outcomes: Mutex::new(Vec::new()),
             reconciles: Mutex::new(BTreeMap::new()),
+            replicated: leader.is_some(),
         });
         Ok(Self {
             loops,
@@ -805,6 +806,9 @@ struct Loops {
     reconciles: Mutex<BTreeMap<String, crate::server::view::ReconcileSummary>>,
     /// The promotion dashboard issue (`github.dashboard`), when on.
     dashboard: Option<dashboard::Dashboard>,
+    /// Other replicas may serve the status page (leader election): the leader keeps the open
+    /// PRs in the persisted state for them.
+    replicated: bool,
 }
 
 impl Loops {
@@ -842,20 +846,16 @@ impl Loops {
         let Some(pipeline) = self.source.pipeline() else {
             return;
         };
-        let snapshot = if self.leading.load(std::sync::atomic::Ordering::SeqCst) {
-            self.engine.snapshot()
+        let (snapshot, open) = if self.leading.load(std::sync::atomic::Ordering::SeqCst) {
+            let snapshot = self.engine.snapshot();
+            let open = self.open_promotions(&snapshot);
+            (snapshot, open)
         } else {
-            self.follower_snapshot(&pipeline)
+            (
+                self.follower_snapshot(&pipeline),
+                self.persisted_open(&pipeline),
+            )
         };
-        let mut open: Vec<view::OpenPromotion> = snapshot
-            .open
-            .iter()
-            .map(|(pr, url)| view::OpenPromotion::from_pull_request(pr, Some(url.clone())))
-            .collect();
-        view::apply_outcomes(
-            &mut open,
-            &self.last_outcomes.lock().unwrap_or_else(|e| e.into_inner()),
-        );
         let entries = self.recent_history();
         let repo = view::RepoInfo {
             name: self.repo_slug.clone(),
@@ -864,11 +864,7 @@ impl Loops {
             url: web_url(&self.cfg),
         };
         let deployments = self.shared.deployments(&pipeline);
-        let reconciles = self
-            .reconciles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let reconciles = self.latest_reconciles(&pipeline);
         let v = view::StatusView::build(
             &view::Inputs {
                 repo: &repo,
@@ -1057,6 +1053,7 @@ impl Loops {
             }
             self.update_dora().await;
             tokio::task::block_in_place(|| self.refresh_view());
+            self.publish_open().await;
             self.sync_dashboard().await;
             // The config branch moved (a merge here, or a push by anyone): reconcile it.
             // Off the worker: the clone's lock may be held through a fetch.

@@ -100,12 +100,14 @@ impl super::Loops {
     }
 
     /// Take in a reconcile outcome: soak clocks, what runs, the rollout marks, what the prune
-    /// guard holds back, and the rollout to report. Returns whether the rollout changed.
+    /// guard holds back, the rollout to report, and the summary other replicas' status pages
+    /// show. Returns whether the rollout changed.
     pub(super) async fn record_outcome(
         &self,
         env: &str,
         result: &Result<Report, reconcile::ReconcileError>,
         rollout: Option<&crate::engine::Rollout>,
+        summary: &crate::server::view::ReconcileSummary,
     ) -> bool {
         let Some(pipeline) = self.source.pipeline() else {
             return false;
@@ -134,6 +136,7 @@ impl super::Loops {
                 if let Some(held) = &prune_held {
                     s.prune_held = held.clone();
                 }
+                s.show_reconcile(summary);
                 rollout.is_some_and(|r| s.record_rollout(r))
             })
             .await

@@ -147,13 +147,11 @@ impl Loops {
                 .metrics
                 .reconcile_outcome(&outcome, last.elapsed());
             last = tokio::time::Instant::now();
+            let summary = crate::server::view::ReconcileSummary::from_outcome(&outcome, Utc::now());
             self.reconciles
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(
-                    outcome.env.clone(),
-                    crate::server::view::ReconcileSummary::from_outcome(&outcome, Utc::now()),
-                );
+                .insert(outcome.env.clone(), summary.clone());
             let mut changed = false;
             match &outcome.result {
                 Ok(report) => {
@@ -187,7 +185,7 @@ impl Loops {
                 None => None,
             };
             changed |= self
-                .record_outcome(&outcome.env, &outcome.result, rollout.as_ref())
+                .record_outcome(&outcome.env, &outcome.result, rollout.as_ref(), &summary)
                 .await;
             match &rollout {
                 Some(r) if self.leading.load(std::sync::atomic::Ordering::SeqCst) => {

@@ -215,8 +215,89 @@ impl Loops {
         }
     }
 
+    /// The open promotion PRs as the last pass saw them, with the gates each waits on.
+    pub(super) fn open_promotions(
+        &self,
+        snapshot: &crate::engine::Snapshot,
+    ) -> Vec<crate::server::view::OpenPromotion> {
+        use crate::server::view;
+        let mut open: Vec<view::OpenPromotion> = snapshot
+            .open
+            .iter()
+            .map(|(pr, url)| view::OpenPromotion::from_pull_request(pr, Some(url.clone())))
+            .collect();
+        view::apply_outcomes(
+            &mut open,
+            &self.last_outcomes.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        open
+    }
+
+    /// On the engine's leader with other replicas, after each pass: keep each environment's
+    /// open promotion PRs in its persisted state (written only when they changed), for the
+    /// other replicas' status pages.
+    pub(super) async fn publish_open(&self) {
+        if !self.replicated || !self.leading.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let Some(pipeline) = self.source.pipeline() else {
+            return;
+        };
+        let open = self.open_promotions(&self.engine.snapshot());
+        for env in &pipeline.environments {
+            let mine: Vec<_> = open.iter().filter(|o| o.env == env.name).cloned().collect();
+            self.shared
+                .state
+                .update(&env.name, |s| s.show_open(mine.clone()))
+                .await;
+        }
+    }
+
+    /// A follower's open promotion PRs: what the leader kept in each environment's state.
+    pub(super) fn persisted_open(
+        &self,
+        pipeline: &Pipeline,
+    ) -> Vec<crate::server::view::OpenPromotion> {
+        let mut open = Vec::new();
+        for env in &pipeline.environments {
+            self.shared.state.with(&env.name, |s| {
+                open.extend(s.into_iter().flat_map(|s| s.open.clone()))
+            });
+        }
+        open
+    }
+
+    /// Each environment's last reconcile: this replica's own, or the one the replica
+    /// reconciling its cluster kept in the state, whichever is newer.
+    pub(super) fn latest_reconciles(
+        &self,
+        pipeline: &Pipeline,
+    ) -> BTreeMap<String, crate::server::view::ReconcileSummary> {
+        let mut latest = self
+            .reconciles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for env in &pipeline.environments {
+            let Some(kept) = self
+                .shared
+                .state
+                .with(&env.name, |s| s.and_then(|s| s.reconciled.clone()))
+            else {
+                continue;
+            };
+            if latest
+                .get(&env.name)
+                .is_none_or(|own| own.finished_at < kept.finished_at)
+            {
+                latest.insert(env.name.clone(), kept);
+            }
+        }
+        latest
+    }
+
     /// What a follower's status page shows of the config branch: the pins at the tip its
-    /// reconcilers read (the open PRs are the leader's to know; a follower lists none).
+    /// reconcilers read (the open PRs are the leader's: [`Loops::persisted_open`]).
     pub(super) fn follower_snapshot(&self, pipeline: &Pipeline) -> crate::engine::Snapshot {
         let mut pinned = BTreeMap::new();
         if let Some(tip) = self.source.commit() {

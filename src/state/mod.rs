@@ -24,6 +24,7 @@ use crate::reconcile::Report;
 use crate::reconcile::context::Remembered;
 use crate::reconcile::health::HealthStatus;
 use crate::reconcile::verify::VerifyReport;
+use crate::server::view::{OpenPromotion, ReconcileSummary};
 
 /// The version of the document; a newer one than this build knows is not overwritten.
 pub const FORMAT: u32 = 1;
@@ -63,6 +64,15 @@ pub struct EnvState {
     /// The commit an approver's `/prune` let go ahead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_approved: Option<String>,
+    /// For the status pages of the replicas that do not see it themselves, kept only when it
+    /// changes: the open promotion PRs into this environment with their gates, as the
+    /// engine's leader saw them in its last pass, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<OpenPromotion>,
+    /// ... and the last reconcile that told something new (a new commit, health or error, or
+    /// a write), by the replica that reconciles the environment's cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled: Option<ReconcileSummary>,
 }
 
 /// One app in one environment.
@@ -178,6 +188,25 @@ impl EnvState {
             return false;
         }
         self.rollout = Some(rollout.clone());
+        true
+    }
+
+    /// Keep the open promotion PRs into this environment. Returns whether they changed.
+    pub fn show_open(&mut self, open: Vec<OpenPromotion>) -> bool {
+        if self.open == open {
+            return false;
+        }
+        self.open = open;
+        true
+    }
+
+    /// Keep `summary` as the last reconcile, unless it only repeats the kept one (an idle
+    /// resync). Returns whether it changed.
+    pub fn show_reconcile(&mut self, summary: &ReconcileSummary) -> bool {
+        if self.reconciled.as_ref().is_some_and(|r| summary.repeats(r)) {
+            return false;
+        }
+        self.reconciled = Some(summary.clone());
         true
     }
 
@@ -301,8 +330,9 @@ impl EnvState {
     }
 
     /// The document to write: the whole state, then, for when that does not fit, smaller
-    /// ones. What only history needs goes first: per app the clocks (and attempts) of digests
-    /// it no longer runs, then the marks of healthy non-workload objects (their soak restarts
+    /// ones. What only the status page and history need goes first: the open PRs and the last
+    /// reconcile kept for other replicas, and per app the clocks (and attempts) of digests it
+    /// no longer runs; then the marks of healthy non-workload objects (their soak restarts
     /// from the next reconcile). What decides a gate now (each running digest's clock and
     /// verification, the workloads' rollout marks) stays in every one.
     pub fn encodings(&self) -> impl Iterator<Item = String> + '_ {
@@ -313,6 +343,9 @@ impl EnvState {
             }
             let t = trimmed.get_or_insert_with(|| self.clone());
             if step == 1 {
+                // What only the other replicas' status pages show goes first.
+                t.open.clear();
+                t.reconciled = None;
                 for app in t.apps.values_mut() {
                     let running = app.running.as_ref().map(|r| r.digest.clone());
                     app.clocks.retain(|d, _| Some(d) == running.as_ref());

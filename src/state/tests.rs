@@ -389,3 +389,75 @@ fn a_rollout_timed_anew_by_a_resync_is_not_recorded_again_but_a_new_state_is() {
     let back = EnvState::decode(&s.encode()).unwrap();
     assert_eq!(back.rollout, Some(failed));
 }
+
+fn summary(
+    commit: &str,
+    writes: usize,
+    error: Option<&str>,
+) -> crate::server::view::ReconcileSummary {
+    use crate::server::view::{Health, ReconcileSummary};
+    ReconcileSummary {
+        commit: Some(commit.to_string()),
+        finished_at: t(10, writes as u32),
+        health: if error.is_some() {
+            Health::Unknown
+        } else {
+            Health::Healthy
+        },
+        writes,
+        drift: 0,
+        duration_ms: 40,
+        summary: format!("dev at {commit}: {writes} written"),
+        error: error.map(String::from),
+    }
+}
+
+#[test]
+fn an_idle_resync_keeps_the_last_reconcile_shown_but_a_write_a_new_commit_or_an_error_replace_it() {
+    let mut s = EnvState::default();
+    assert!(s.show_reconcile(&summary("a", 3, None)), "the first one");
+    assert!(!s.show_reconcile(&summary("a", 0, None)), "an idle resync");
+    assert_eq!(s.reconciled, Some(summary("a", 3, None)));
+    assert!(s.show_reconcile(&summary("a", 1, None)), "a write (drift)");
+    assert!(s.show_reconcile(&summary("b", 0, None)), "a new commit");
+    assert!(s.show_reconcile(&summary("b", 0, Some("render: boom"))));
+    assert!(!s.show_reconcile(&summary("b", 0, Some("render: boom"))));
+    let back = EnvState::decode(&s.encode()).unwrap();
+    assert_eq!(
+        back.reconciled, s.reconciled,
+        "another replica reads it back"
+    );
+}
+
+#[test]
+fn what_only_other_replicas_pages_show_goes_before_any_clock() {
+    use crate::server::view::OpenPromotion;
+    let mut s = fleet(3, 4);
+    let open = OpenPromotion {
+        number: 7,
+        url: Some("https://github.com/shop/config/pull/7".into()),
+        env: "prod".into(),
+        app: "web".into(),
+        to: crate::image::Pinned {
+            tag: Some("1.1.0".into()),
+            digest: digest(9).parse().unwrap(),
+        },
+        blocking: Some("approvals: 0/2".into()),
+        held: false,
+        hold_reason: None,
+        gates: Vec::new(),
+    };
+    assert!(s.show_open(vec![open.clone()]));
+    assert!(
+        !s.show_open(vec![open.clone()]),
+        "unchanged: nothing to write"
+    );
+    s.show_reconcile(&summary("a", 1, None));
+    assert_eq!(EnvState::decode(&s.encode()).unwrap().open, vec![open]);
+    let smaller = EnvState::decode(&s.encodings().nth(1).unwrap()).unwrap();
+    assert!(smaller.open.is_empty() && smaller.reconciled.is_none());
+    assert_eq!(
+        smaller.deployments("prod", true),
+        s.deployments("prod", true)
+    );
+}
