@@ -278,7 +278,6 @@ async fn the_runner_reconciles_on_triggers_reports_render_errors_and_backs_off_a
         resync: Duration::from_secs(3600),
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
-        ..Schedule::default()
     };
     let runner = Arc::new(Runner::new(
         Arc::new(ctx),

@@ -3,10 +3,10 @@
 //! with jitter after transient errors. [`super::reconcile`] itself keeps one reconcile per
 //! environment at a time and bounds how many environments run at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
@@ -51,11 +51,6 @@ pub struct Schedule {
     /// First retry delay after a transient error (doubling, with jitter).
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// Where in the resync interval each environment's resyncs fall, counted from `origin`
-    /// ([`Schedule::staggered`]). An environment not named resyncs `resync` after its last
-    /// reconcile.
-    pub phases: BTreeMap<String, Duration>,
-    pub origin: Instant,
 }
 
 impl Default for Schedule {
@@ -64,64 +59,21 @@ impl Default for Schedule {
             resync: Duration::from_secs(300),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
-            phases: BTreeMap::new(),
-            origin: Instant::now(),
         }
     }
 }
 
 impl Schedule {
-    /// Spread the resyncs of `envs` evenly over the interval, in this order. Environments
-    /// reconciled together (at start, or after a push that moves them all) would otherwise
-    /// resync together for as long as the process runs, and the peak of memory and of API
-    /// server load is then theirs added up (docs/performance.md).
-    pub fn staggered(mut self, envs: &[String]) -> Self {
-        let n = u32::try_from(envs.len()).unwrap_or(u32::MAX).max(1);
-        self.phases = (0u32..)
-            .zip(envs)
-            .map(|(i, env)| (env.clone(), self.resync / n * i))
-            .collect();
-        self.origin = Instant::now();
-        self
-    }
-
-    /// When to run `env` again after `result`, given the failures before it.
-    pub fn next(
-        &self,
-        env: &str,
-        result: &Result<Report, ReconcileError>,
-        failures: u32,
-    ) -> (Duration, u32) {
+    /// When to run again after `result`, given the failures before it.
+    pub fn next(&self, result: &Result<Report, ReconcileError>, failures: u32) -> (Duration, u32) {
         match result {
             Err(e) if e.is_transient() => (
                 backoff(failures, self.backoff_base, self.backoff_max).min(self.resync),
                 failures + 1,
             ),
-            Err(_) => (self.resync_in(env), failures + 1),
-            Ok(_) => (self.resync_in(env), 0),
+            Err(_) => (self.resync, failures + 1),
+            Ok(_) => (self.resync, 0),
         }
-    }
-
-    /// How long until `env`'s next resync: at its phase of the interval (never more than
-    /// `resync` away), or `resync` when it has none.
-    pub fn resync_in(&self, env: &str) -> Duration {
-        match self.phases.get(env) {
-            Some(phase) => until_phase(self.origin.elapsed(), self.resync, *phase),
-            None => self.resync,
-        }
-    }
-}
-
-/// From `elapsed` into a cycle of `period`, how long until the cycle is at `phase` again (a
-/// whole period when it is there now).
-fn until_phase(elapsed: Duration, period: Duration, phase: Duration) -> Duration {
-    let period_ns = period.as_nanos().max(1);
-    let at = elapsed.as_nanos() % period_ns;
-    let wait = (phase.as_nanos() % period_ns + period_ns - at) % period_ns;
-    if wait == 0 {
-        period
-    } else {
-        Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
     }
 }
 
@@ -217,7 +169,7 @@ where
                 r = work => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
-            let (next_in, f) = self.schedule.next(&env.name, &result, failures);
+            let (next_in, f) = self.schedule.next(&result, failures);
             failures = f;
             match &result {
                 Ok(_) => {}
@@ -255,19 +207,18 @@ mod tests {
             resync: Duration::from_secs(300),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            ..Schedule::default()
         };
         let transient: Result<Report, ReconcileError> = Err(ReconcileError::CrdNotEstablished {
             name: "x".into(),
             waited: Duration::from_secs(1),
         });
-        let (d0, f) = s.next("dev", &transient, 0);
+        let (d0, f) = s.next(&transient, 0);
         assert!(
             d0 >= Duration::from_millis(500) && d0 <= Duration::from_secs(1),
             "{d0:?}"
         );
         assert_eq!(f, 1);
-        let (d5, _) = s.next("dev", &transient, 5);
+        let (d5, _) = s.next(&transient, 5);
         assert!(
             d5 >= Duration::from_secs(16) && d5 <= Duration::from_secs(32),
             "{d5:?}"
@@ -276,40 +227,6 @@ mod tests {
             env: "dev".into(),
             objects: vec![],
         });
-        assert_eq!(s.next("dev", &permanent, 3), (Duration::from_secs(300), 4));
-    }
-
-    #[test]
-    fn staggered_environments_resync_at_their_own_third_of_the_interval() {
-        let envs: Vec<String> = ["dev", "staging", "prod"].map(String::from).to_vec();
-        let s = Schedule {
-            resync: Duration::from_secs(30),
-            ..Schedule::default()
-        }
-        .staggered(&envs);
-        assert_eq!(s.phases["dev"], Duration::ZERO);
-        assert_eq!(s.phases["staging"], Duration::from_secs(10));
-        assert_eq!(s.phases["prod"], Duration::from_secs(20));
-        let period = Duration::from_secs(30);
-        let at = |secs: u64| Duration::from_secs(secs);
-        // 4 s into the cycle: dev next at 30, staging at 10, prod at 20.
-        assert_eq!(until_phase(at(4), period, at(0)), at(26));
-        assert_eq!(until_phase(at(4), period, at(10)), at(6));
-        assert_eq!(until_phase(at(4), period, at(20)), at(16));
-        // Any number of cycles later, the same; never more than a period away.
-        assert_eq!(until_phase(at(304), period, at(10)), at(6));
-        assert_eq!(until_phase(at(10), period, at(10)), period);
-        for ms in (0..60_000).step_by(777) {
-            let wait = until_phase(Duration::from_millis(ms), period, at(20));
-            assert!(wait > Duration::ZERO && wait <= period, "{ms} ms: {wait:?}");
-        }
-        // Not staggered: a whole interval after the reconcile.
-        assert_eq!(s.resync_in("qa"), period);
-        let permanent: Result<Report, ReconcileError> = Err(ReconcileError::UnknownKinds {
-            env: "staging".into(),
-            objects: vec![],
-        });
-        let (wait, _) = s.next("staging", &permanent, 0);
-        assert!(wait <= Duration::from_secs(10), "{wait:?}");
+        assert_eq!(s.next(&permanent, 3), (Duration::from_secs(300), 4));
     }
 }

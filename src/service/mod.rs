@@ -288,14 +288,7 @@ impl Service {
         let schedule = Schedule {
             resync: cfg.intervals.resync.0,
             ..Schedule::default()
-        }
-        .staggered(
-            &pipeline
-                .environments
-                .iter()
-                .map(|e| e.name.clone())
-                .collect::<Vec<_>>(),
-        );
+        };
         let mut runners = Vec::new();
         let mut env_runner = BTreeMap::new();
         let announced: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
