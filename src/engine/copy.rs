@@ -93,6 +93,17 @@ pub fn failure_gate(route: &Route, digest: &str, failure: &CopyFailure) -> GateR
     }
 }
 
+/// The passed `copy` gate of a copy made before the merge (`line`: its timeline line).
+pub(super) fn copied_gate(line: &str) -> GateResult {
+    GateResult {
+        gate: Gate::Copy,
+        verdict: Verdict::Passed,
+        reason: line.to_string(),
+        recheck_at: None,
+        soak: None,
+    }
+}
+
 /// What the copy step before a merge did.
 pub(super) enum BeforeMerge {
     /// The environment has no `copyTo`.

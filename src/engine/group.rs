@@ -11,18 +11,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::copy::BeforeMerge;
+use super::copy::{BeforeMerge, copied_gate};
 use super::rollout::{self, RollbackRequest, Rolled};
-use super::{Engine, EngineError, Observed, Outcome, RepoView, now_text, pinned_of, refusal, text};
+use super::{
+    Engine, EngineError, Landing, Observed, Outcome, QueueRules, RepoView, pinned_of, queue, text,
+};
 use crate::commands::{self, Command};
 use crate::config::pipeline::Pipeline;
-use crate::forge::{self, Forge, ForgeError, NewPullRequest, PullRequestInfo};
+use crate::forge::{self, Forge, NewPullRequest, PullRequestInfo};
 use crate::gitrepo::bump;
 use crate::gitrepo::repo::{ConfigRepo, GitError};
 use crate::gitrepo::trailers::Promotion;
 use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
-use crate::promote::gates::{Gate, GateResult, ROLLBACK_LABEL, Verdict, is_rollback};
+use crate::promote::gates::{ROLLBACK_LABEL, is_rollback};
 use crate::promote::plan::MemberChange;
 use crate::promote::state::PullRequest;
 
@@ -323,7 +325,9 @@ impl<F: Forge> Engine<F> {
     }
 
     /// Merge a group's PR whose gates all passed: copy each member where the environment says
-    /// `copyTo`, then merge with one record per member in the merge commit.
+    /// `copyTo`, then land it (merged, or queued where the config branch uses GitHub's merge
+    /// queue) with one record per member.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn merge_group(
         &self,
         view: &RepoView,
@@ -331,6 +335,7 @@ impl<F: Forge> Engine<F> {
         env: &str,
         group: &str,
         mut evaluation: Evaluation,
+        queue_rules: QueueRules,
         now: DateTime<Utc>,
     ) -> Result<Outcome, EngineError> {
         let pr = o.info.number;
@@ -345,19 +350,8 @@ impl<F: Forge> Engine<F> {
             blocking,
             gates: evaluation.results.clone(),
         };
-        let head = o.state.head_sha.clone();
-        let status = o
-            .status
-            .as_ref()
-            .map(|s| s.body.clone())
-            .unwrap_or_default();
-        let mut events = text::timeline(&status);
-        let handled = text::handled_ids(&status);
-        let previous = refusal::latest(&events, &head);
-        if let Some((_, r)) = &previous
-            && r.next_try > now
-        {
-            return Ok(waiting(refusal::blocking(r), &evaluation));
+        if let Some(blocking) = self.merge_held_off(&o, now) {
+            return Ok(waiting(blocking, &evaluation));
         }
         let promoted_by = o
             .state
@@ -370,22 +364,18 @@ impl<F: Forge> Engine<F> {
             })
             .map(|c| c.actor.login.clone())
             .unwrap_or_else(|| self.forge.bot_login().to_string());
+        let mut copied = Vec::new();
         for member in o.states() {
             let mut one = o.clone();
             one.state = member;
             let outcome = self.copy_before_merge(view, &mut one).await?;
             o.status = one.status;
+            o.info.body = one.info.body;
             match outcome {
                 BeforeMerge::NotNeeded => {}
                 BeforeMerge::Copied(line) => {
-                    evaluation.results.push(GateResult {
-                        gate: Gate::Copy,
-                        verdict: Verdict::Passed,
-                        reason: line.clone(),
-                        recheck_at: None,
-                        soak: None,
-                    });
-                    events.push(line);
+                    evaluation.results.push(copied_gate(&line));
+                    copied.push(line);
                 }
                 BeforeMerge::Failed(gate) => {
                     let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
@@ -449,49 +439,25 @@ impl<F: Forge> Engine<F> {
             group,
             &records,
         );
-        let message = message.trim_start().to_string();
-        match self
-            .forge
-            .merge(pr, &head, env_cfg.merge_method, &subject, &message)
-            .await
-        {
-            Ok(merged) => {
-                events.push(format!(
-                    "merged as {} ({})",
-                    &merged.sha[..merged.sha.len().min(7)],
-                    now_text()
-                ));
-                self.write_status(
-                    &mut o,
-                    "Merged; the environment is applied next.",
-                    Some(&evaluation),
-                    &events,
-                    &handled,
-                )
-                .await?;
-                tracing::info!(pr, %env, %group, sha = %merged.sha, "merged group promotion");
-                Ok(Outcome::Merged {
-                    pr,
-                    env: env.to_string(),
-                    app: group.to_string(),
-                    sha: merged.sha,
-                })
-            }
-            Err(ForgeError::MergeRefused { reason, .. }) => {
-                let blocking = refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
-                tracing::warn!(pr, %env, %group, %reason, %blocking, "GitHub refused the merge");
-                self.write_status(
-                    &mut o,
-                    &format!("Waiting — {blocking}"),
-                    Some(&evaluation),
-                    &events,
-                    &handled,
-                )
-                .await?;
-                Ok(waiting(blocking, &evaluation))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let landing = Landing {
+            name: group,
+            record: queue::Record {
+                group: Some(group),
+                promotions: &records,
+            },
+            subject,
+            message: message.trim_start().to_string(),
+        };
+        self.land(
+            &mut o,
+            env_cfg,
+            &landing,
+            &evaluation,
+            copied,
+            queue_rules,
+            now,
+        )
+        .await
     }
 }
 

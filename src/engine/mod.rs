@@ -811,17 +811,15 @@ impl<F: Forge> Engine<F> {
                 .collect(),
         };
         let actions = self.plan_from(&view, &observed, &facts, releases, deployments, now);
-        let merge_queue = facts.base_rules.as_ref().is_some_and(|r| r.merge_queue);
-        let queue_rebases = facts
-            .base_rules
-            .as_ref()
-            .is_some_and(|r| r.merge_queue && r.queue_merge_method.as_deref() == Some("rebase"));
+        let queue_rules = QueueRules {
+            merge_queue: facts.base_rules.as_ref().is_some_and(|r| r.merge_queue),
+            rebases: facts.base_rules.as_ref().is_some_and(|r| {
+                r.merge_queue && r.queue_merge_method.as_deref() == Some("rebase")
+            }),
+        };
         for action in actions {
             let (env, app) = (action.key().0.to_string(), action.key().1.to_string());
-            match self
-                .act(&view, &observed, action, now, merge_queue, queue_rebases)
-                .await
-            {
+            match self.act(&view, &observed, action, now, queue_rules).await {
                 Ok(Some(o)) => outcomes.push(o),
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
@@ -1387,8 +1385,7 @@ impl<F: Forge> Engine<F> {
         observed: &[Observed],
         action: Action,
         now: DateTime<Utc>,
-        merge_queue: bool,
-        queue_rebases: bool,
+        queue_rules: QueueRules,
     ) -> Result<Option<Outcome>, EngineError> {
         let find = |pr: u64| observed.iter().find(|o| o.info.number == pr);
         match action {
@@ -1556,7 +1553,7 @@ impl<F: Forge> Engine<F> {
                 evaluation,
             } if find(pr).is_some_and(|o| !o.members.is_empty()) => {
                 let o = find(pr).expect("checked").clone();
-                self.merge_group(view, o, &env, &app, evaluation, now)
+                self.merge_group(view, o, &env, &app, evaluation, queue_rules, now)
                     .await
                     .map(Some)
             }
@@ -1620,46 +1617,21 @@ impl<F: Forge> Engine<F> {
                 };
                 let mut o = o.clone();
                 let mut evaluation = evaluation;
-                // GitHub refused this head before: wait out the backoff before doing anything
+                // GitHub refused this head before, or queued it: wait before doing anything
                 // (no copy, no write: the status comment already says why and until when).
-                {
-                    let events = o
-                        .status
-                        .as_ref()
-                        .map(|s| text::timeline(&s.body))
-                        .unwrap_or_default();
-                    if let Some((_, r)) = refusal::latest(&events, &o.state.head_sha)
-                        && r.next_try > now
-                    {
-                        return Ok(Some(Outcome::Waiting {
-                            pr,
-                            env,
-                            app,
-                            blocking: refusal::blocking(&r),
-                            gates: evaluation.results.clone(),
-                        }));
-                    }
-                    if queue::waiting(&events, &o.state.head_sha, now) {
-                        return Ok(Some(Outcome::Waiting {
-                            pr,
-                            env,
-                            app,
-                            blocking: "queued in GitHub's merge queue".into(),
-                            gates: evaluation.results.clone(),
-                        }));
-                    }
+                if let Some(blocking) = self.merge_held_off(&o, now) {
+                    return Ok(Some(Outcome::Waiting {
+                        pr,
+                        env,
+                        app,
+                        blocking,
+                        gates: evaluation.results.clone(),
+                    }));
                 }
-                let queued = merge_queue || self.queue_required(&o);
                 let copied = match self.copy_before_merge(view, &mut o).await? {
                     copy::BeforeMerge::NotNeeded => None,
                     copy::BeforeMerge::Copied(line) => {
-                        evaluation.results.push(crate::promote::gates::GateResult {
-                            gate: crate::promote::gates::Gate::Copy,
-                            verdict: crate::promote::gates::Verdict::Passed,
-                            reason: line.clone(),
-                            recheck_at: None,
-                            soak: None,
-                        });
+                        evaluation.results.push(copy::copied_gate(&line));
                         Some(line)
                     }
                     copy::BeforeMerge::Failed(gate) => {
@@ -1677,107 +1649,177 @@ impl<F: Forge> Engine<F> {
                 };
                 let message =
                     promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
-                let message = message.trim_start().to_string();
-                let mut events = o
-                    .status
-                    .as_ref()
-                    .map(|s| text::timeline(&s.body))
-                    .unwrap_or_default();
-                events.extend(copied);
-                let handled = o
-                    .status
-                    .as_ref()
-                    .map(|s| text::handled_ids(&s.body))
-                    .unwrap_or_default();
-                let head = o.state.head_sha.clone();
-                let previous = refusal::latest(&events, &head);
-                // (A refusal still backing off returned before the copy, above.)
-                if queued
-                    && queue_rebases
-                    && let Some(new_head) = self
-                        .record_before_rebase_queue(&o, &head, &promotion)
-                        .await?
-                {
-                    events.push(queue::recorded_line(&head, &new_head, now));
-                    self.write_status(&mut o, "Recording the audit trail in the branch: the merge queue rebases, so it keeps the commits, not this description. Queued once the checks report on the new head.", Some(&evaluation), &events, &handled).await?;
-                    tracing::info!(pr, %env, %app, %head, %new_head, "added the promotion's record commit before queueing");
-                    return Ok(Some(Outcome::Waiting {
-                        pr,
-                        env,
-                        app,
-                        blocking: "the record commit's checks, then GitHub's merge queue".into(),
-                        gates: evaluation.results.clone(),
-                    }));
-                }
-                let attempt = if queued {
-                    self.enqueue_promotion(&o, &head, &promotion)
-                        .await
-                        .map(|()| None)
-                } else {
-                    self.forge
-                        .merge(pr, &head, env_cfg.merge_method, &subject, &message)
-                        .await
-                        .map(Some)
+                let landing = Landing {
+                    name: &app,
+                    record: queue::Record {
+                        group: None,
+                        promotions: std::slice::from_ref(&promotion),
+                    },
+                    subject,
+                    message: message.trim_start().to_string(),
                 };
-                let merged = match attempt {
-                    Ok(Some(merged)) => merged,
-                    Ok(None) => {
-                        events.push(queue::line(&head, now));
-                        self.write_status(&mut o, "Queued: GitHub's merge queue merges it once the required checks pass on the merge group; the environment is applied after that merge.", Some(&evaluation), &events, &handled).await?;
-                        tracing::info!(pr, %env, %app, %head, "queued promotion in GitHub's merge queue");
-                        return Ok(Some(Outcome::Waiting {
-                            pr,
-                            env,
-                            app,
-                            blocking: "queued in GitHub's merge queue".into(),
-                            gates: evaluation.results.clone(),
-                        }));
-                    }
-                    Err(ForgeError::MergeRefused { reason, .. }) => {
-                        let blocking =
-                            refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
-                        tracing::warn!(pr, %env, %app, %reason, %blocking, "GitHub refused the merge");
-                        self.write_status(
-                            &mut o,
-                            &format!("Waiting — {blocking}"),
-                            Some(&evaluation),
-                            &events,
-                            &handled,
-                        )
-                        .await?;
-                        return Ok(Some(Outcome::Waiting {
-                            pr,
-                            env,
-                            app,
-                            blocking,
-                            gates: evaluation.results.clone(),
-                        }));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                events.push(format!(
-                    "merged as {} ({})",
-                    &merged.sha[..merged.sha.len().min(7)],
-                    now_text()
-                ));
-                self.write_status(
+                self.land(
                     &mut o,
-                    "Merged; the environment is applied next.",
-                    Some(&evaluation),
+                    env_cfg,
+                    &landing,
+                    &evaluation,
+                    copied.into_iter().collect(),
+                    queue_rules,
+                    now,
+                )
+                .await
+                .map(Some)
+            }
+        }
+    }
+
+    /// Why a PR whose gates passed must not be merged in this pass, when it must not: GitHub
+    /// refused its head and the backoff runs, or the head waits in GitHub's merge queue.
+    fn merge_held_off(&self, o: &Observed, now: DateTime<Utc>) -> Option<String> {
+        let events = o
+            .status
+            .as_ref()
+            .map(|s| text::timeline(&s.body))
+            .unwrap_or_default();
+        if let Some((_, r)) = refusal::latest(&events, &o.state.head_sha)
+            && r.next_try > now
+        {
+            return Some(refusal::blocking(&r));
+        }
+        queue::waiting(&events, &o.state.head_sha, now)
+            .then(|| "queued in GitHub's merge queue".to_string())
+    }
+
+    /// Land a PR whose gates all passed and whose images are copied (an app's or a group's):
+    /// into GitHub's merge queue where the config branch uses one (for a queue that rebases,
+    /// after a record commit), else merged with the landing's subject and message. The status
+    /// comment says which, after `copied` (the copy lines of this pass); a refusal is recorded
+    /// once with its backoff.
+    #[allow(clippy::too_many_arguments)]
+    async fn land(
+        &self,
+        o: &mut Observed,
+        env_cfg: &crate::config::Environment,
+        landing: &Landing<'_>,
+        evaluation: &Evaluation,
+        copied: Vec<String>,
+        queue_rules: QueueRules,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, EngineError> {
+        let (pr, env, name) = (o.info.number, o.state.env.clone(), landing.name);
+        let waiting = |blocking: String| Outcome::Waiting {
+            pr,
+            env: env.clone(),
+            app: name.to_string(),
+            blocking,
+            gates: evaluation.results.clone(),
+        };
+        let queued = queue_rules.merge_queue || self.queue_required(o);
+        let mut events = o
+            .status
+            .as_ref()
+            .map(|s| text::timeline(&s.body))
+            .unwrap_or_default();
+        events.extend(copied);
+        let handled = o
+            .status
+            .as_ref()
+            .map(|s| text::handled_ids(&s.body))
+            .unwrap_or_default();
+        let head = o.state.head_sha.clone();
+        let previous = refusal::latest(&events, &head);
+        // (A refusal still backing off returned before the copy: `merge_held_off`.)
+        if queued
+            && queue_rules.rebases
+            && let Some(new_head) = self
+                .record_before_rebase_queue(o, &head, &landing.record)
+                .await?
+        {
+            events.push(queue::recorded_line(&head, &new_head, now));
+            self.write_status(o, "Recording the audit trail in the branch: the merge queue rebases, so it keeps the commits, not this description. Queued once the checks report on the new head.", Some(evaluation), &events, &handled).await?;
+            tracing::info!(pr, %env, %name, %head, %new_head, "added the promotion's record commit before queueing");
+            return Ok(waiting(
+                "the record commit's checks, then GitHub's merge queue".into(),
+            ));
+        }
+        let attempt = if queued {
+            self.enqueue_promotion(o, &head, &landing.record)
+                .await
+                .map(|()| None)
+        } else {
+            self.forge
+                .merge(
+                    pr,
+                    &head,
+                    env_cfg.merge_method,
+                    &landing.subject,
+                    &landing.message,
+                )
+                .await
+                .map(Some)
+        };
+        let merged = match attempt {
+            Ok(Some(merged)) => merged,
+            Ok(None) => {
+                events.push(queue::line(&head, now));
+                self.write_status(o, "Queued: GitHub's merge queue merges it once the required checks pass on the merge group; the environment is applied after that merge.", Some(evaluation), &events, &handled).await?;
+                tracing::info!(pr, %env, %name, %head, "queued promotion in GitHub's merge queue");
+                return Ok(waiting("queued in GitHub's merge queue".into()));
+            }
+            Err(ForgeError::MergeRefused { reason, .. }) => {
+                let blocking = refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
+                tracing::warn!(pr, %env, %name, %reason, %blocking, "GitHub refused the merge");
+                self.write_status(
+                    o,
+                    &format!("Waiting — {blocking}"),
+                    Some(evaluation),
                     &events,
                     &handled,
                 )
                 .await?;
-                tracing::info!(pr, %env, %app, sha = %merged.sha, "merged promotion");
-                Ok(Some(Outcome::Merged {
-                    pr,
-                    env,
-                    app,
-                    sha: merged.sha,
-                }))
+                return Ok(waiting(blocking));
             }
-        }
+            Err(e) => return Err(e.into()),
+        };
+        events.push(format!(
+            "merged as {} ({})",
+            &merged.sha[..merged.sha.len().min(7)],
+            now_text()
+        ));
+        self.write_status(
+            o,
+            "Merged; the environment is applied next.",
+            Some(evaluation),
+            &events,
+            &handled,
+        )
+        .await?;
+        tracing::info!(pr, %env, %name, sha = %merged.sha, "merged promotion");
+        Ok(Outcome::Merged {
+            pr,
+            env,
+            app: name.to_string(),
+            sha: merged.sha,
+        })
     }
+}
+
+/// What a merge lands: the app or group it is named for, the audit record its merge commit
+/// (or, in a merge queue, its PR body) carries, and the merge commit's subject and message.
+struct Landing<'a> {
+    name: &'a str,
+    record: queue::Record<'a>,
+    subject: String,
+    message: String,
+}
+
+/// What the config branch's rules say about GitHub's merge queue.
+#[derive(Debug, Clone, Copy, Default)]
+struct QueueRules {
+    /// Merges go through the queue.
+    merge_queue: bool,
+    /// The queue lands a PR by rebasing its commits (so the record goes into a commit).
+    rebases: bool,
 }
 
 /// `policies/pipeline.yaml` of a commit.
