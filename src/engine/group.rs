@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::copy::{BeforeMerge, copied_gate};
 use super::rollout::{self, RollbackRequest, Rolled};
 use super::{
     Engine, EngineError, Landing, Observed, Outcome, QueueRules, RepoView, pinned_of, queue, text,
@@ -364,27 +363,10 @@ impl<F: Forge> Engine<F> {
             })
             .map(|c| c.actor.login.clone())
             .unwrap_or_else(|| self.forge.bot_login().to_string());
-        let mut copied = Vec::new();
-        for member in o.states() {
-            let mut one = o.clone();
-            one.state = member;
-            let outcome = self.copy_before_merge(view, &mut one).await?;
-            o.status = one.status;
-            o.info.body = one.info.body;
-            match outcome {
-                BeforeMerge::NotNeeded => {}
-                BeforeMerge::Copied(line) => {
-                    evaluation.results.push(copied_gate(&line));
-                    copied.push(line);
-                }
-                BeforeMerge::Failed(gate) => {
-                    let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
-                    evaluation.results.push(gate);
-                    self.write_waiting(&mut o, &blocking, &evaluation).await?;
-                    return Ok(waiting(blocking, &evaluation));
-                }
-            }
-        }
+        let copied = match self.copy_for_merge(view, &mut o, &mut evaluation).await? {
+            Ok(lines) => lines,
+            Err(blocking) => return Ok(waiting(blocking, &evaluation)),
+        };
         // A group's rollback holds back what each member ran before it (its `from`).
         let rollback = is_rollback(&o.state);
         let promoted_by = match rollout::parse_rollback_marker(&o.info.body) {

@@ -1628,16 +1628,9 @@ impl<F: Forge> Engine<F> {
                         gates: evaluation.results.clone(),
                     }));
                 }
-                let copied = match self.copy_before_merge(view, &mut o).await? {
-                    copy::BeforeMerge::NotNeeded => None,
-                    copy::BeforeMerge::Copied(line) => {
-                        evaluation.results.push(copy::copied_gate(&line));
-                        Some(line)
-                    }
-                    copy::BeforeMerge::Failed(gate) => {
-                        let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
-                        evaluation.results.push(gate);
-                        self.write_waiting(&mut o, &blocking, &evaluation).await?;
+                let copied = match self.copy_for_merge(view, &mut o, &mut evaluation).await? {
+                    Ok(lines) => lines,
+                    Err(blocking) => {
                         return Ok(Some(Outcome::Waiting {
                             pr,
                             env,
@@ -1663,7 +1656,7 @@ impl<F: Forge> Engine<F> {
                     env_cfg,
                     &landing,
                     &evaluation,
-                    copied.into_iter().collect(),
+                    copied,
                     queue_rules,
                     now,
                 )
