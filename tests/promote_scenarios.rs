@@ -842,3 +842,38 @@ async fn a_group_pr_to_prod_copies_every_member_before_its_merge() {
         "{timeline:?}"
     );
 }
+
+/// `/retry` on a merged group PR runs the verification of every member the environment runs
+/// again (as `/retry` does for an app's PR), not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_on_a_merged_group_pr_runs_every_members_verification_again() {
+    let mut w = World::with_files(&grouped_example()).await;
+    w.release("web", "1.5.0");
+    w.release("worker", "release-2.2.0");
+    w.pass().await;
+    let pr = w.pr_for("dev", "shop");
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+
+    w.comment("alice", pr.number, "/retry");
+    let out = w.engine().answer_pr(pr.number).await.unwrap();
+    let retried: Vec<(&str, &str)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::RetryRequested { pr: n, env, app } if *n == pr.number => {
+                Some((env.as_str(), app.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried, [("dev", "web"), ("dev", "worker")], "{out:?}");
+    assert!(
+        w.replies(pr.number).iter().any(|r| r.starts_with(
+            "`/retry` by @alice: running the verification of web and worker (group shop) in dev again"
+        )),
+        "{:?}",
+        w.replies(pr.number)
+    );
+    // Answered once.
+    assert_eq!(w.engine().answer_pr(pr.number).await.unwrap(), vec![]);
+}

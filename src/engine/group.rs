@@ -90,6 +90,46 @@ pub(super) fn member_states(
     members
 }
 
+/// The apps a `/retry` of `env`'s verification on `pr` runs again: for a group's PR every
+/// member `env` runs (a release train is verified as a whole, and `/retry` runs an app's
+/// verification again whatever its last result was), else the PR's app.
+pub(super) fn retried(view: &RepoView, pr: &PullRequest, env: &str) -> Vec<String> {
+    let Some(group) = pr.group.as_ref().and_then(|g| view.pipeline.groups.get(g)) else {
+        return vec![pr.app.clone()];
+    };
+    let members: Vec<String> = group
+        .apps
+        .iter()
+        .filter(|app| {
+            view.pinned
+                .contains_key(&(env.to_string(), app.to_string()))
+        })
+        .cloned()
+        .collect();
+    if members.is_empty() {
+        return vec![pr.app.clone()];
+    }
+    members
+}
+
+/// `web` or `web and worker (group shop)`, for a reply to `/retry`.
+pub(super) fn retried_text(apps: &[String], pr: &PullRequest) -> String {
+    match (apps, &pr.group) {
+        ([one], None) => one.clone(),
+        (all, group) => {
+            let list = match all {
+                [] => String::new(),
+                [one] => one.clone(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+            };
+            match group {
+                Some(g) => format!("{list} (group {g})"),
+                None => list,
+            }
+        }
+    }
+}
+
 /// `promote group shop to dev: web 1.5.0, worker release-2.2.0`.
 pub fn title(group: &str, env: &str, pins: &[(String, Pinned)]) -> String {
     let list: Vec<String> = pins

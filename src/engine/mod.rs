@@ -1081,11 +1081,14 @@ impl<F: Forge> Engine<F> {
                                 if let Command::Retry { env } = &command
                                     && o.info.state != forge::PrState::Open
                                 {
-                                    outcomes.push(Outcome::RetryRequested {
-                                        pr: o.info.number,
-                                        env: env.clone().unwrap_or_else(|| o.state.env.clone()),
-                                        app: o.state.app.clone(),
-                                    });
+                                    let env = env.clone().unwrap_or_else(|| o.state.env.clone());
+                                    for app in group::retried(view, &o.state, &env) {
+                                        outcomes.push(Outcome::RetryRequested {
+                                            pr: o.info.number,
+                                            env: env.clone(),
+                                            app,
+                                        });
+                                    }
                                 }
                                 if let Command::Prune { env } = &command
                                     && view.pipeline.environment(env).is_some()
@@ -1212,14 +1215,17 @@ impl<F: Forge> Engine<F> {
             Command::Rollback { .. } => unreachable!("handled above"),
             Command::Retry { .. } if o.info.state == forge::PrState::Open => format!(
                 "Verification runs after this PR merges and {} is healthy in {}; `/retry` then runs it again.",
-                o.state.app, o.state.env
+                group::retried_text(&group::retried(view, &o.state, &o.state.env), &o.state),
+                o.state.env
             ),
-            Command::Retry { env } => format!(
-                "`/retry` by @{}: running the verification of {} in {} again; the result follows here.",
-                actor.login,
-                o.state.app,
-                env.as_deref().unwrap_or(&o.state.env)
-            ),
+            Command::Retry { env } => {
+                let env = env.as_deref().unwrap_or(&o.state.env);
+                format!(
+                    "`/retry` by @{}: running the verification of {} in {env} again; the result follows here.",
+                    actor.login,
+                    group::retried_text(&group::retried(view, &o.state, env), &o.state),
+                )
+            }
             Command::Prune { env } if view.pipeline.environment(env).is_none() => format!(
                 "There is no environment {env} in policies/pipeline.yaml."
             ),
