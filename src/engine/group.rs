@@ -23,7 +23,7 @@ use crate::gitrepo::repo::{ConfigRepo, GitError};
 use crate::gitrepo::trailers::Promotion;
 use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
-use crate::promote::gates::{ROLLBACK_LABEL, is_rollback};
+use crate::promote::gates::is_rollback;
 use crate::promote::plan::MemberChange;
 use crate::promote::state::PullRequest;
 
@@ -455,12 +455,6 @@ impl<F: Forge> Engine<F> {
         } else {
             format!("{} (#{pr})", title(group, env, &pins))
         };
-        let message = Promotion::group_message(
-            "",
-            &format!("Gates:\n{}", evaluation.table()),
-            group,
-            &records,
-        );
         let landing = Landing {
             name: group,
             record: queue::Record {
@@ -468,7 +462,6 @@ impl<F: Forge> Engine<F> {
                 promotions: &records,
             },
             subject,
-            message: message.trim_start().to_string(),
         };
         self.land(
             &mut o,
@@ -620,30 +613,15 @@ impl<F: Forge> Engine<F> {
         if !skipped.is_empty() {
             body.push_str(&format!("Not rolled back: {}.\n\n", skipped.join("; ")));
         }
-        if !diff.is_empty() && diff.len() < text::RENDERED_LIMIT {
-            body.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
-            body.push_str(&diff);
-            body.push_str("```\n</details>\n\n");
+        if diff.len() < text::RENDERED_LIMIT {
+            body.push_str(&text::config_diff(&diff));
         }
         body.push_str(&rollout::rollback_marker(&first_bad, req.by.as_deref()));
         body.push('\n');
         let opened = self
-            .forge
-            .open_pull_request(&NewPullRequest {
-                head: branch,
-                base: self.branch.clone(),
-                title,
-                body,
-                labels: vec![
-                    forge::PROMOTION_LABEL.to_string(),
-                    forge::env_label(env),
-                    ROLLBACK_LABEL.to_string(),
-                ],
-            })
+            .open_rollback_pr(view, env, branch, title, body)
             .await?;
         tracing::info!(pr = opened.number, %env, %group, "opened group rollback PR");
-        self.request_approvers(&view.pipeline, env, opened.number)
-            .await;
         if let Some(failed) = failed_pr {
             self.add_timeline(
                 failed,

@@ -1646,8 +1646,6 @@ impl<F: Forge> Engine<F> {
                         }));
                     }
                 };
-                let message =
-                    promotion.commit_message("", &format!("Gates:\n{}", evaluation.table()));
                 let landing = Landing {
                     name: &app,
                     record: queue::Record {
@@ -1655,7 +1653,6 @@ impl<F: Forge> Engine<F> {
                         promotions: std::slice::from_ref(&promotion),
                     },
                     subject,
-                    message: message.trim_start().to_string(),
                 };
                 self.land(
                     &mut o,
@@ -1746,13 +1743,17 @@ impl<F: Forge> Engine<F> {
                 .await
                 .map(|()| None)
         } else {
+            // The merge commit's message: the gate table, then the record's trailers.
+            let message = landing
+                .record
+                .commit_message("", &format!("Gates:\n{}", evaluation.table()));
             self.forge
                 .merge(
                     pr,
                     &head,
                     env_cfg.merge_method,
                     &landing.subject,
-                    &landing.message,
+                    message.trim_start(),
                 )
                 .await
                 .map(Some)
@@ -1804,12 +1805,11 @@ impl<F: Forge> Engine<F> {
 }
 
 /// What a merge lands: the app or group it is named for, the audit record its merge commit
-/// (or, in a merge queue, its PR body) carries, and the merge commit's subject and message.
+/// (or, in a merge queue, its PR body) carries, and the merge commit's subject.
 struct Landing<'a> {
     name: &'a str,
     record: queue::Record<'a>,
     subject: String,
-    message: String,
 }
 
 /// What the config branch's rules say about GitHub's merge queue.

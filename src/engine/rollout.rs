@@ -851,24 +851,10 @@ impl<F: Forge> Engine<F> {
             failed_pr,
             &diff,
         );
-        let base = self.branch.clone();
         let opened = self
-            .forge
-            .open_pull_request(&NewPullRequest {
-                head: branch,
-                base,
-                title,
-                body,
-                labels: vec![
-                    forge::PROMOTION_LABEL.to_string(),
-                    forge::env_label(env),
-                    ROLLBACK_LABEL.to_string(),
-                ],
-            })
+            .open_rollback_pr(view, env, branch, title, body)
             .await?;
         tracing::info!(pr = opened.number, %env, %app, to = %target.digest, bad = %bad, "opened rollback PR");
-        self.request_approvers(&view.pipeline, env, opened.number)
-            .await;
         if let Some(failed) = failed_pr {
             self.add_timeline(
                 failed,
@@ -893,6 +879,35 @@ impl<F: Forge> Engine<F> {
             to: target,
             bad,
         })
+    }
+
+    /// Open a rollback PR from `branch` (labelled `baton:rollback`) and ask `env`'s approvers
+    /// to review it.
+    pub(super) async fn open_rollback_pr(
+        &self,
+        view: &RepoView,
+        env: &str,
+        branch: String,
+        title: String,
+        body: String,
+    ) -> Result<PullRequestInfo, EngineError> {
+        let opened = self
+            .forge
+            .open_pull_request(&NewPullRequest {
+                head: branch,
+                base: self.branch.clone(),
+                title,
+                body,
+                labels: vec![
+                    forge::PROMOTION_LABEL.to_string(),
+                    forge::env_label(env),
+                    ROLLBACK_LABEL.to_string(),
+                ],
+            })
+            .await?;
+        self.request_approvers(&view.pipeline, env, opened.number)
+            .await;
+        Ok(opened)
     }
 
     /// Close `open` (the PRs on the branch a rollback takes), each with `note`, said once
@@ -1009,14 +1024,7 @@ fn rollback_body(
         from.digest
     ));
     out.push_str("A rollback skips soak, promotion windows, freezes and the `/promote` command; a hold, required checks, approvals and policies still apply. Its gates are in baton's status comment below.\n\n");
-    if !diff.is_empty() {
-        out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
-        out.push_str(diff);
-        if !diff.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str("```\n</details>\n\n");
-    }
+    out.push_str(&text::config_diff(diff));
     out.push_str(&rollback_marker(&from.digest, req.by.as_deref()));
     out.push('\n');
     // The marker is at the end; truncating would drop it, so cut the diff instead.
