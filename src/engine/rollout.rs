@@ -653,7 +653,7 @@ impl<F: Forge> Engine<F> {
         let pipeline = tokio::task::block_in_place(|| {
             let repo = self.repo();
             let oid = self.local_commit(&repo, commit)?;
-            super::load_pipeline(&repo.files_at(oid)?, oid)
+            super::observe::load_pipeline(&repo.files_at(oid)?, oid)
         })?;
         Ok(Rollout::from_result(env, commit, result, &pipeline))
     }
