@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    Engine, EngineError, Observed, Outcome, RepoView, now_text, pinned_of, queue, refusal, rollout,
-    text,
+    Engine, EngineError, Observed, Outcome, RepoView, now_text, pinned_of, queue, refusal,
+    rollback, text,
 };
 use crate::commands::{self, Command};
 use crate::forge::{self, Forge, ForgeError, NewPullRequest};
@@ -311,7 +311,7 @@ impl<F: Forge> Engine<F> {
                     .map(|c| c.actor.login.clone())
                     .unwrap_or_else(|| self.forge.bot_login().to_string());
                 let rollback = crate::promote::gates::is_rollback(&o.state)
-                    .then(|| rollout::parse_rollback_marker(&o.info.body))
+                    .then(|| rollback::parse_rollback_marker(&o.info.body))
                     .flatten();
                 let from = view
                     .pinned
@@ -338,7 +338,7 @@ impl<F: Forge> Engine<F> {
                     pull_request: Some(pr),
                 };
                 let subject = if promotion.is_rollback() {
-                    format!("{} (#{pr})", rollout::rollback_title(&app, &env, &to))
+                    format!("{} (#{pr})", rollback::rollback_title(&app, &env, &to))
                 } else {
                     text::merge_subject(&app, &env, &to, pr)
                 };

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Engine, EngineError, Observed, Outcome, RepoView, RollbackRequest, Rolled, group, rollout, text,
+    Engine, EngineError, Observed, Outcome, RepoView, RollbackRequest, Rolled, group, rollback,
+    text,
 };
 use crate::commands::{self, Actor, Command, Permission};
 use crate::forge::{self, CommentInfo, Forge};
@@ -298,7 +299,7 @@ impl<F: Forge> Engine<F> {
                 Rolled::Opened { pr, to, bad } => (
                     format!(
                         "Rolling back {what} in {env}: #{pr} restores {}. It merges once its gates pass (a rollback skips soak, windows, freezes and `/promote`; approvals and required checks still apply). `{}` is then held back from {env}; a newer release flows as usual.",
-                        rollout::describe(&to),
+                        rollback::describe(&to),
                         bad.short()
                     ),
                     true,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::rollout::{self, RollbackRequest, Rolled};
+use super::rollback::{self, RollbackRequest, Rolled};
 use super::{
     Engine, EngineError, Landing, Observed, Outcome, QueueRules, RepoView, pinned_of, queue, text,
 };
@@ -409,7 +409,7 @@ impl<F: Forge> Engine<F> {
         };
         // A group's rollback holds back what each member ran before it (its `from`).
         let rollback = is_rollback(&o.state);
-        let promoted_by = match rollout::parse_rollback_marker(&o.info.body) {
+        let promoted_by = match rollback::parse_rollback_marker(&o.info.body) {
             Some((_, Some(by))) if rollback => by,
             _ => promoted_by,
         };
@@ -516,7 +516,7 @@ impl<F: Forge> Engine<F> {
                 "{env} no longer runs `{}` of {}: it pins {}",
                 bad.short(),
                 req.app,
-                rollout::describe(current)
+                rollback::describe(current)
             )));
         }
         let branch = forge::promotion_branch(env, group);
@@ -527,7 +527,7 @@ impl<F: Forge> Engine<F> {
             .into_iter()
             .filter(|p| p.head_ref == branch)
             .collect();
-        if let Some(p) = open.iter().find(|p| rollout::is_rollback_pr(p)) {
+        if let Some(p) = open.iter().find(|p| rollback::is_rollback_pr(p)) {
             return Ok(Rolled::AlreadyOpen { pr: p.number });
         }
         let mut targets: Vec<(String, Pinned)> = Vec::new();
@@ -539,13 +539,13 @@ impl<F: Forge> Engine<F> {
                 .to
                 .as_deref()
                 .filter(|_| *app == req.app)
-                .map(|named| rollout::named_target(&view.history, app, named));
+                .map(|named| rollback::named_target(&view.history, app, named));
             let target = match named {
                 Some(Err(why)) => return Ok(Rolled::Nothing(why)),
                 Some(Ok(t)) => Some(t),
                 None => {
                     let candidates =
-                        rollout::rollback_candidates(&view.history, env, app, bad, held);
+                        rollback::rollback_candidates(&view.history, env, app, bad, held);
                     self.previous_healthy(candidates, env).await?
                 }
             };
@@ -616,7 +616,7 @@ impl<F: Forge> Engine<F> {
         if diff.len() < text::RENDERED_LIMIT {
             body.push_str(&text::config_diff(&diff));
         }
-        body.push_str(&rollout::rollback_marker(&first_bad, req.by.as_deref()));
+        body.push_str(&rollback::rollback_marker(&first_bad, req.by.as_deref()));
         body.push('\n');
         let opened = self
             .open_rollback_pr(view, env, branch, title, body)

@@ -30,12 +30,14 @@ mod observe;
 pub mod queue;
 pub mod refusal;
 mod releases;
+pub mod rollback;
 pub mod rollout;
 pub mod text;
 pub mod verification;
 mod verified;
 
-pub use rollout::{AppRollout, RollbackRequest, Rolled, Rollout, RolloutState};
+pub use rollback::{RollbackRequest, Rolled};
+pub use rollout::{AppRollout, Rollout, RolloutState};
 
 use act::{Landing, QueueRules};
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{TimeZone, Utc};
 
-use super::{Engine, EngineError, Facts, Observed, RepoView, TipFacts, group, rollout, text};
+use super::{Engine, EngineError, Facts, Observed, RepoView, TipFacts, group, rollback, text};
 use crate::commands::{self, Actor, Command, Permission};
 use crate::config::pipeline::Pipeline;
 use crate::forge::{self, CommentInfo, Forge, ForgeError, PullRequestInfo};
@@ -313,7 +313,7 @@ impl<F: Forge> Engine<F> {
             let checks = self.forge.checks(&info.head_sha).await?;
             let mut labels = info.labels.clone();
             let mut wanted = vec![forge::PROMOTION_LABEL.to_string(), forge::env_label(env)];
-            if rollout::is_rollback_pr(&info) {
+            if rollback::is_rollback_pr(&info) {
                 wanted.push(ROLLBACK_LABEL.to_string());
             }
             let missing: Vec<String> = wanted.into_iter().filter(|w| !labels.contains(w)).collect();
