@@ -91,17 +91,10 @@ fn checker(w: &World, name: &str) -> Checker {
     Checker::new(repo)
 }
 
-fn calls(w: &World, route: &str) -> u64 {
-    w.forge.calls().get(route).copied().unwrap_or(0)
-}
-
-async fn a_dev_promotion_merges_through_the_queue(method: &str) {
-    a_dev_promotion_merges_through_the_queue_as(method, false).await
-}
-
-async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
-    let mut w = World::new().await;
-    w.app_auth = app_auth;
+/// The config branch requires a merge queue landing with `method` and `baton/validate`; a
+/// webhook receiver gets the queue's `merge_group` deliveries. The receiver, its deliveries and a
+/// client as the bot.
+async fn require_queue(w: &World, method: &str) -> (sim::Server, Deliveries, GitHubForge) {
     w.forge
         .protect_branch(
             OWNER,
@@ -116,10 +109,24 @@ async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: boo
             },
         )
         .unwrap();
-    let (receiver, mut rx) = hook_receiver().await;
+    let (receiver, rx) = hook_receiver().await;
     w.forge
         .add_webhook(&format!("{}/hook", receiver.url()), "secret");
-    let gh = bot_client(&w);
+    (receiver, rx, bot_client(w))
+}
+
+fn calls(w: &World, route: &str) -> u64 {
+    w.forge.calls().get(route).copied().unwrap_or(0)
+}
+
+async fn a_dev_promotion_merges_through_the_queue(method: &str) {
+    a_dev_promotion_merges_through_the_queue_as(method, false).await
+}
+
+async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
+    let mut w = World::new().await;
+    w.app_auth = app_auth;
+    let (receiver, mut rx, gh) = require_queue(&w, method).await;
 
     let v = w.release("web", "1.5.0");
     w.pass().await;
@@ -309,24 +316,7 @@ async fn as_an_app_a_promotion_merges_through_a_merge_queue_that_rebases() {
 /// included (from the PR body, or from the record commit where the queue rebases).
 async fn a_group_promotion_merges_through_the_queue(method: &str) {
     let mut w = World::with_files(&grouped_example()).await;
-    w.forge
-        .protect_branch(
-            OWNER,
-            REPO,
-            "main",
-            Protection {
-                ruleset: true,
-                merge_queue: true,
-                queue_merge_method: method.into(),
-                required_status_checks: vec!["baton/validate".into()],
-                ..Protection::default()
-            },
-        )
-        .unwrap();
-    let (receiver, mut rx) = hook_receiver().await;
-    w.forge
-        .add_webhook(&format!("{}/hook", receiver.url()), "secret");
-    let gh = bot_client(&w);
+    let (receiver, mut rx, gh) = require_queue(&w, method).await;
 
     let web = w.release("web", "1.5.0");
     let worker = w.release("worker", "release-2.2.0");
