@@ -345,11 +345,15 @@ impl<F: Forge> Engine<F> {
             }
             Command::Promote { env } => format!("`/promote {env}` by @{} recorded: it merges as soon as every other gate passes.", actor.login),
             Command::Rollback { .. } => unreachable!("handled above"),
-            Command::Retry { .. } if o.info.state == forge::PrState::Open => format!(
-                "Verification runs after this PR merges and {} is healthy in {}; `/retry` then runs it again.",
-                group::retried_text(&group::retried(view, &o.state, &o.state.env), &o.state),
-                o.state.env
-            ),
+            Command::Retry { .. } if o.info.state == forge::PrState::Open => {
+                let apps = group::retried(view, &o.state, &o.state.env);
+                format!(
+                    "Verification runs after this PR merges and {} {} healthy in {}; `/retry` then runs it again.",
+                    group::retried_text(&apps, &o.state),
+                    if apps.len() > 1 { "are" } else { "is" },
+                    o.state.env
+                )
+            }
             Command::Retry { env } => {
                 let env = env.as_deref().unwrap_or(&o.state.env);
                 format!(
