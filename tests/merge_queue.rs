@@ -15,7 +15,7 @@ use baton::gitrepo::history::{self, Filter};
 use baton::gitrepo::repo::{Auth, ConfigRepo, Identity, Remote};
 use baton::prcheck::{CheckOutcome, Checker};
 use baton::server::github::{self as hooks, Event};
-use baton_test_support::promote::{OWNER, REPO, World};
+use baton_test_support::promote::{OWNER, REPO, World, grouped_example};
 use sim::forge::Protection;
 use tokio::sync::mpsc;
 
@@ -91,17 +91,10 @@ fn checker(w: &World, name: &str) -> Checker {
     Checker::new(repo)
 }
 
-fn calls(w: &World, route: &str) -> u64 {
-    w.forge.calls().get(route).copied().unwrap_or(0)
-}
-
-async fn a_dev_promotion_merges_through_the_queue(method: &str) {
-    a_dev_promotion_merges_through_the_queue_as(method, false).await
-}
-
-async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
-    let mut w = World::new().await;
-    w.app_auth = app_auth;
+/// The config branch requires a merge queue landing with `method` and `baton/validate`; a
+/// webhook receiver gets the queue's `merge_group` deliveries. The receiver, its deliveries and a
+/// client as the bot.
+async fn require_queue(w: &World, method: &str) -> (sim::Server, Deliveries, GitHubForge) {
     w.forge
         .protect_branch(
             OWNER,
@@ -116,10 +109,24 @@ async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: boo
             },
         )
         .unwrap();
-    let (receiver, mut rx) = hook_receiver().await;
+    let (receiver, rx) = hook_receiver().await;
     w.forge
         .add_webhook(&format!("{}/hook", receiver.url()), "secret");
-    let gh = bot_client(&w);
+    (receiver, rx, bot_client(w))
+}
+
+fn calls(w: &World, route: &str) -> u64 {
+    w.forge.calls().get(route).copied().unwrap_or(0)
+}
+
+async fn a_dev_promotion_merges_through_the_queue(method: &str) {
+    a_dev_promotion_merges_through_the_queue_as(method, false).await
+}
+
+async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
+    let mut w = World::new().await;
+    w.app_auth = app_auth;
+    let (receiver, mut rx, gh) = require_queue(&w, method).await;
 
     let v = w.release("web", "1.5.0");
     w.pass().await;
@@ -302,6 +309,147 @@ async fn a_promotion_merges_through_a_merge_queue_that_rebases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_an_app_a_promotion_merges_through_a_merge_queue_that_rebases() {
     a_dev_promotion_merges_through_the_queue_as("rebase", true).await;
+}
+
+/// A release train's PR (`groups:`) goes through the queue as an app's does: queued once, never
+/// merged by baton, and the queue's merge records one promotion per member, approvers and PR
+/// included (from the PR body, or from the record commit where the queue rebases).
+async fn a_group_promotion_merges_through_the_queue(method: &str) {
+    let mut w = World::with_files(&grouped_example()).await;
+    let (receiver, mut rx, gh) = require_queue(&w, method).await;
+
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    w.pass().await;
+    let pr = w.pr_for("dev", "shop");
+    w.approve("alice", pr.number);
+    let checked = checker(&w, "check-1").run_once(&gh).await.unwrap();
+    assert!(
+        checked.iter().any(
+            |c| matches!(c, CheckOutcome::Checked { pr: n, passed: true, .. } if *n == pr.number)
+        ),
+        "{checked:?}"
+    );
+    let pr = if method == "rebase" {
+        w.pass().await;
+        assert_eq!(
+            calls(&w, GRAPHQL),
+            0,
+            "not queued before the record is in the branch"
+        );
+        let recorded = w.pr_for("dev", "shop");
+        assert_ne!(recorded.head_sha, pr.head_sha, "a record commit");
+        let bare = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+        let record = bare
+            .find_commit(git2::Oid::from_str(&recorded.head_sha).unwrap())
+            .unwrap();
+        assert_eq!(record.parent_id(0).unwrap().to_string(), pr.head_sha);
+        let members = baton::gitrepo::trailers::Promotion::parse_all(record.message().unwrap());
+        assert_eq!(
+            members.iter().map(|p| p.app.as_str()).collect::<Vec<_>>(),
+            ["web", "worker"]
+        );
+        assert!(
+            members
+                .iter()
+                .all(|p| p.approved_by == ["alice"] && p.pull_request == Some(pr.number)),
+            "{members:?}"
+        );
+        w.pass().await;
+        assert_eq!(w.pr_for("dev", "shop").head_sha, recorded.head_sha);
+        checker(&w, "check-1b").run_once(&gh).await.unwrap();
+        recorded
+    } else {
+        pr
+    };
+
+    let outcomes = w.pass().await;
+    assert!(
+        outcomes.iter().any(
+            |o| matches!(o, Outcome::Waiting { pr: n, app, blocking, .. }
+            if *n == pr.number && app == "shop" && blocking.contains("merge queue"))
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(calls(&w, GRAPHQL), 1, "one enqueuePullRequest");
+    assert_eq!(calls(&w, MERGE), 0, "no merge of its own");
+    let status = w.status_comment(pr.number);
+    assert!(
+        status.contains("queued in GitHub's merge queue at `"),
+        "{status}"
+    );
+    let view = w.forge.pull(OWNER, REPO, pr.number).unwrap();
+    assert!(view.open && !view.merged);
+    let body = view.body.unwrap_or_default();
+    assert_eq!(
+        baton::gitrepo::trailers::Promotion::parse_all(&body).len(),
+        2,
+        "the body ends with both members' trailers: {body}"
+    );
+    assert!(body.contains("Baton-Group: shop\n"), "{body}");
+
+    w.pass().await;
+    assert_eq!(calls(&w, GRAPHQL), 1, "an idle pass queues nothing again");
+
+    let (group_sha, group_ref) = next_merge_group(&mut rx).await;
+    let answered = checker(&w, "check-2")
+        .check_merge_group(&gh, &group_sha, &group_ref)
+        .await
+        .unwrap();
+    assert!(
+        matches!(answered, Some(CheckOutcome::Checked { passed: true, .. })),
+        "{answered:?}"
+    );
+    let view = w.forge.pull(OWNER, REPO, pr.number).unwrap();
+    assert!(view.merged, "the queue merged the group's PR");
+    let dev = w.main_file("environments/dev/kustomization.yaml");
+    assert!(dev.contains(web.as_str()) && dev.contains(worker.as_str()));
+    w.pass().await;
+    assert_eq!(calls(&w, GRAPHQL), 1);
+    assert_eq!(calls(&w, MERGE), 0);
+
+    let bare = git2::Repository::open_bare(w.forge.repo_path(OWNER, REPO)).unwrap();
+    let tip = bare.refname_to_id("refs/heads/main").unwrap();
+    let entries = history::read(
+        &bare,
+        tip,
+        &Filter {
+            environment: Some("dev".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    let grouped: Vec<_> = entries
+        .iter()
+        .filter(|e| e.promotion.pull_request == Some(pr.number))
+        .collect();
+    assert_eq!(
+        grouped
+            .iter()
+            .map(|e| (e.promotion.app.as_str(), &e.promotion.to))
+            .collect::<Vec<_>>(),
+        [("web", &web), ("worker", &worker)],
+        "{}",
+        history::table(&entries)
+    );
+    assert!(
+        grouped
+            .iter()
+            .all(|e| e.commit == group_sha && e.promotion.approved_by == ["alice"]),
+        "{}",
+        history::table(&entries)
+    );
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_promotion_merges_through_a_merge_queue_that_squashes() {
+    a_group_promotion_merges_through_the_queue("squash").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_promotion_merges_through_a_merge_queue_that_rebases() {
+    a_group_promotion_merges_through_the_queue("rebase").await;
 }
 
 /// A group whose PR baton has not passed gets a failing `baton/validate`, and the queue drops

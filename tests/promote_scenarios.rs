@@ -4,13 +4,15 @@
 //! neither duplicates nor loses work.
 
 use baton::engine::{AppRollout, Outcome, Rollout, RolloutState};
+use baton::image::Digest;
+use baton::promote::gates::{Gate, Verdict};
 use baton::promote::state::DeployState;
 use baton_test_support::example::git;
 use baton_test_support::promote::{
     OWNER, REPO, World, grouped_example, merged, opened, tuesday_morning, waiting_on,
 };
 use chrono::{Duration, TimeZone, Utc};
-use sim::forge::ReviewState;
+use sim::forge::{PullView, ReviewState};
 
 fn count(outcomes: &[Outcome], f: impl Fn(&Outcome) -> bool) -> usize {
     outcomes.iter().filter(|o| f(o)).count()
@@ -704,4 +706,174 @@ async fn hold_unhold_and_rollback_on_a_group_pr_act_on_the_whole_group() {
     assert_eq!(w.main_file("environments/dev/kustomization.yaml"), before);
     let p = w.last_promotion();
     assert_eq!(p.promoted_by.as_deref(), Some("alice"));
+}
+
+/// Walk web 1.5.0 and worker release-2.2.0 as group shop through dev and staging, so that prod
+/// has the group's PR (waiting for its approvals and `/promote`).
+async fn walk_group_to_prod(w: &mut World) -> (Digest, Digest, PullView) {
+    let web = w.release("web", "1.5.0");
+    let worker = w.release("worker", "release-2.2.0");
+    w.pass().await;
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+    for (app, d) in [("web", &web), ("worker", &worker)] {
+        w.healthy("dev", app, d, Duration::minutes(15));
+    }
+    w.pass().await;
+    let staging = w.pr_for("staging", "shop");
+    w.validate_passes(&staging.head_sha);
+    let out = w.pass().await;
+    assert!(merged(&out, "staging"), "{out:?}");
+    for (app, d) in [("web", &web), ("worker", &worker)] {
+        w.healthy("staging", app, d, Duration::hours(2));
+    }
+    let out = w.pass().await;
+    assert_eq!(opened(&out, "prod"), 1, "{out:?}");
+    let prod = w.pr_for("prod", "shop");
+    (web, worker, prod)
+}
+
+/// The copy gate of a group's PR waiting for prod (`copyTo`) checks every member's copy: it
+/// names the member whose image can no longer be copied, and the PR body lists each member's
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_gate_of_a_waiting_group_pr_checks_every_members_copy() {
+    let mut w = World::with_files(&grouped_example()).await;
+    let (web, worker, prod) = walk_group_to_prod(&mut w).await;
+    let copy_gate = |out: &[Outcome]| {
+        out.iter()
+            .find_map(|o| match o {
+                Outcome::Waiting { pr, gates, .. } if *pr == prod.number => {
+                    gates.iter().find(|g| g.gate == Gate::Copy).cloned()
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("a copy gate on #{}: {out:?}", prod.number))
+    };
+    let out = w.pass().await;
+    let gate = copy_gate(&out);
+    assert_eq!(gate.verdict, Verdict::Passed, "{gate:?}");
+    assert!(
+        gate.reason.contains(&format!("shop/web@{web}"))
+            && gate.reason.contains(&format!("shop/worker@{worker}")),
+        "{gate:?}"
+    );
+    let body = w.pr_for("prod", "shop").body.unwrap_or_default();
+    assert!(
+        body.contains(&format!("shop/web@{web}"))
+            && body.contains(&format!("shop/worker@{worker}")),
+        "the copy section names both members: {body}"
+    );
+
+    // worker's release disappears from its registry: its copy can no longer be made.
+    let gone = reqwest::Client::new()
+        .delete(format!(
+            "{}/v2/shop/worker/manifests/{worker}",
+            w.registry.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    // (Not `w.pass()`: dev and staging pin the deleted image, which its invariant refuses.)
+    let engine = w.engine();
+    let out = engine
+        .run_once(&w.releases, &w.deployments, w.now)
+        .await
+        .unwrap();
+    let gate = copy_gate(&out);
+    assert_eq!(gate.verdict, Verdict::Blocked, "{gate:?}");
+    assert!(
+        gate.reason.starts_with("worker: ")
+            && gate.reason.contains("is no longer in its registry")
+            && !gate.reason.contains("web"),
+        "{gate:?}"
+    );
+    let status = w.status_comment(prod.number);
+    assert!(
+        status.contains("| copy | ⛔ blocked |") && status.contains("worker: "),
+        "{status}"
+    );
+}
+
+/// A group's PR to prod (`copyTo`) merges only after every member's image is copied there (the
+/// world's invariant: everything the config branch pins resolves), and its body lists each copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_pr_to_prod_copies_every_member_before_its_merge() {
+    // The world's releases are not signed: worker's copy would (rightly) fail its signature.
+    let files: Vec<(String, String)> = grouped_example()
+        .into_iter()
+        .map(|(p, t)| {
+            let t = t.replace("    verify: { cosignKey: keys/ci.pub }\n", "");
+            (p, t)
+        })
+        .collect();
+    let mut w = World::with_files(&files).await;
+    let (web, worker, prod) = walk_group_to_prod(&mut w).await;
+    w.validate_passes(&prod.head_sha);
+    w.team_approves(prod.number);
+    w.comment("carol", prod.number, "/promote prod");
+    let out = w.pass().await;
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Outcome::Merged { env, app, .. } if env == "prod" && app == "shop")
+        ),
+        "{out:?}"
+    );
+    let k = w.main_file("environments/prod/kustomization.yaml");
+    assert!(
+        k.contains(web.as_str()) && k.contains(worker.as_str()),
+        "{k}"
+    );
+    let body = w
+        .forge
+        .pull(OWNER, REPO, prod.number)
+        .unwrap()
+        .body
+        .unwrap_or_default();
+    assert_eq!(body.matches("**Copied**").count(), 2, "{body}");
+    let timeline = w.timeline(prod.number);
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|l| l.starts_with("copied `"))
+            .count(),
+        2,
+        "{timeline:?}"
+    );
+}
+
+/// `/retry` on a merged group PR runs the verification of every member the environment runs
+/// again (as `/retry` does for an app's PR), not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_on_a_merged_group_pr_runs_every_members_verification_again() {
+    let mut w = World::with_files(&grouped_example()).await;
+    w.release("web", "1.5.0");
+    w.release("worker", "release-2.2.0");
+    w.pass().await;
+    let pr = w.pr_for("dev", "shop");
+    let out = w.pass().await;
+    assert!(merged(&out, "dev"), "{out:?}");
+
+    w.comment("alice", pr.number, "/retry");
+    let out = w.engine().answer_pr(pr.number).await.unwrap();
+    let retried: Vec<(&str, &str)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::RetryRequested { pr: n, env, app } if *n == pr.number => {
+                Some((env.as_str(), app.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried, [("dev", "web"), ("dev", "worker")], "{out:?}");
+    assert!(
+        w.replies(pr.number).iter().any(|r| r.starts_with(
+            "`/retry` by @alice: running the verification of web and worker (group shop) in dev again"
+        )),
+        "{:?}",
+        w.replies(pr.number)
+    );
+    // Answered once.
+    assert_eq!(w.engine().answer_pr(pr.number).await.unwrap(), vec![]);
 }

@@ -20,6 +20,7 @@ use super::{Engine, EngineError, Observed, RepoView};
 use crate::config::pipeline::Pipeline;
 use crate::forge::Forge;
 use crate::gitrepo::files::Files as _;
+use crate::promote::Evaluation;
 use crate::promote::gates::{Gate, GateResult, Verdict};
 use crate::registry::CopyReport;
 use crate::registry::copier::{CopyFailure, Readiness, Route, route};
@@ -93,22 +94,34 @@ pub fn failure_gate(route: &Route, digest: &str, failure: &CopyFailure) -> GateR
     }
 }
 
+/// The passed `copy` gate of a copy made before the merge (`line`: its timeline line).
+fn copied_gate(line: &str) -> GateResult {
+    GateResult {
+        gate: Gate::Copy,
+        verdict: Verdict::Passed,
+        reason: line.to_string(),
+        recheck_at: None,
+        soak: None,
+    }
+}
+
 /// What the copy step before a merge did.
-pub(super) enum BeforeMerge {
+enum BeforeMerge {
     /// The environment has no `copyTo`.
     NotNeeded,
-    /// Copied and verified: the timeline line.
-    Copied(String),
+    /// Copied and verified: the timeline line of each copy.
+    Copied(Vec<String>),
     /// Not copied: the `copy` gate saying why.
     Failed(GateResult),
 }
 
 impl<F: Forge> Engine<F> {
-    /// The copy route of an observed PR, or the `copy` gate saying why there is none.
+    /// The copy route of `app` in `env`, or the `copy` gate saying why there is none.
     fn copy_route(
         &self,
         view: &RepoView,
-        o: &Observed,
+        env: &str,
+        app: &str,
     ) -> Option<Result<(&Copier, Route), GateResult>> {
         let blocked = |reason: String| GateResult {
             gate: Gate::Copy,
@@ -117,7 +130,7 @@ impl<F: Forge> Engine<F> {
             recheck_at: None,
             soak: None,
         };
-        let route = match route(&view.pipeline, &o.state.env, &o.state.app)? {
+        let route = match route(&view.pipeline, env, app)? {
             Ok(r) => r,
             Err(e) => return Some(Err(blocked(format!("cannot name the copy: {e}")))),
         };
@@ -130,88 +143,175 @@ impl<F: Forge> Engine<F> {
     }
 
     /// While other gates wait: the `copy` gate (source there, target accepts pushes), written
-    /// into the PR body's copy section too.
+    /// into the PR body's copy section too. A group's PR checks every member's copy: the gate
+    /// passes only when it passes for each, and names the members it does not pass for.
     pub(super) async fn copy_preflight(
         &self,
         view: &RepoView,
         o: &mut Observed,
     ) -> Result<Option<GateResult>, EngineError> {
-        let Some(found) = self.copy_route(view, o) else {
-            return Ok(None);
-        };
-        let digest = o.state.digest.to_string();
-        let (gate, section) = match found {
-            Err(gate) => (gate, None),
-            Ok((copier, route)) => {
-                let gate =
-                    readiness_gate(&route, &digest, &copier.preflight(&route, &digest).await);
-                let section = match copier.deferred(&o.state.env, &o.state.app, &digest) {
-                    Some(f) => failed_section(&route, &digest, &f),
-                    None => pending_section(&route, &digest, &gate),
-                };
-                (gate, Some(section))
-            }
-        };
-        if let Some(section) = section {
-            self.set_copy_section(o, &section).await?;
+        let mut gates = Vec::new();
+        let mut sections = Vec::new();
+        for member in o.states() {
+            let Some(found) = self.copy_route(view, &member.env, &member.app) else {
+                continue;
+            };
+            let digest = member.digest.to_string();
+            let gate = match found {
+                Err(gate) => gate,
+                Ok((copier, route)) => {
+                    let gate =
+                        readiness_gate(&route, &digest, &copier.preflight(&route, &digest).await);
+                    sections.push(match copier.deferred(&member.env, &member.app, &digest) {
+                        Some(f) => failed_section(&route, &digest, &f),
+                        None => pending_section(&route, &digest, &gate),
+                    });
+                    gate
+                }
+            };
+            gates.push((
+                member.app,
+                Evaluation {
+                    results: vec![gate],
+                    approvers: Vec::new(),
+                },
+            ));
         }
-        Ok(Some(gate))
+        if !sections.is_empty() {
+            self.set_copy_section(o, &sections.join("\n\n")).await?;
+        }
+        Ok(match gates.len() {
+            0 => None,
+            1 => gates.pop().and_then(|(_, e)| e.results.into_iter().next()),
+            _ => crate::promote::group::combine(&gates)
+                .results
+                .into_iter()
+                .next(),
+        })
     }
 
-    /// Before a merge: copy the PR's digest to the environment's `copyTo` and verify it.
-    pub(super) async fn copy_before_merge(
+    /// Before a merge, in the PR's gates: copy (as [`Engine::copy_before_merge`]) and add a
+    /// passed `copy` gate per copy to `evaluation`, returning the timeline lines; or add the
+    /// failed gate, write "Waiting" into the status comment and return what blocks.
+    pub(super) async fn copy_for_merge(
+        &self,
+        view: &RepoView,
+        o: &mut Observed,
+        evaluation: &mut Evaluation,
+    ) -> Result<Result<Vec<String>, String>, EngineError> {
+        Ok(match self.copy_before_merge(view, o).await? {
+            BeforeMerge::NotNeeded => Ok(Vec::new()),
+            BeforeMerge::Copied(lines) => {
+                evaluation
+                    .results
+                    .extend(lines.iter().map(|l| copied_gate(l)));
+                Ok(lines)
+            }
+            BeforeMerge::Failed(gate) => {
+                let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
+                evaluation.results.push(gate);
+                self.write_waiting(o, &blocking, evaluation).await?;
+                Err(blocking)
+            }
+        })
+    }
+
+    /// Before a merge: copy the PR's digest (a group's: each member's, in turn) to the
+    /// environment's `copyTo` and verify it. The PR body's copy section lists each copy; a
+    /// failure stops there, and for a group its gate names the member.
+    async fn copy_before_merge(
         &self,
         view: &RepoView,
         o: &mut Observed,
     ) -> Result<BeforeMerge, EngineError> {
-        let Some(found) = self.copy_route(view, o) else {
-            return Ok(BeforeMerge::NotNeeded);
-        };
-        let (copier, route) = match found {
-            Ok(found) => found,
-            Err(gate) => return Ok(BeforeMerge::Failed(gate)),
-        };
-        let digest = o.state.digest.to_string();
-        let key = match self.cosign_key(view, &o.state.app) {
+        let members = o.states();
+        let named = members.len() > 1;
+        let mut lines = Vec::new();
+        let mut sections = Vec::new();
+        let mut failed = None;
+        for member in &members {
+            let Some(found) = self.copy_route(view, &member.env, &member.app) else {
+                continue;
+            };
+            let (section, copied) = match found {
+                Ok((copier, route)) => self.copy_member(view, copier, &route, member).await,
+                Err(gate) => (None, Err(gate)),
+            };
+            sections.extend(section);
+            match copied {
+                Ok(line) => lines.push(line),
+                Err(mut gate) => {
+                    if named {
+                        gate.reason = format!("{}: {}", member.app, gate.reason);
+                    }
+                    failed = Some(gate);
+                    break;
+                }
+            }
+        }
+        if !sections.is_empty() {
+            self.set_copy_section(o, &sections.join("\n\n")).await?;
+        }
+        Ok(match failed {
+            Some(gate) => BeforeMerge::Failed(gate),
+            None if lines.is_empty() => BeforeMerge::NotNeeded,
+            None => BeforeMerge::Copied(lines),
+        })
+    }
+
+    /// Copy one member's (or app's) digest along `route`: the copy section, and the timeline
+    /// line or the `copy` gate saying why not.
+    async fn copy_member(
+        &self,
+        view: &RepoView,
+        copier: &Copier,
+        route: &Route,
+        pr: &crate::promote::state::PullRequest,
+    ) -> (Option<String>, Result<String, GateResult>) {
+        let digest = pr.digest.to_string();
+        let key = match self.cosign_key(view, &pr.app) {
             Ok(key) => key,
             Err(reason) => {
-                return Ok(BeforeMerge::Failed(GateResult {
-                    gate: Gate::Copy,
-                    verdict: Verdict::Blocked,
-                    reason,
-                    recheck_at: None,
-                    soak: None,
-                }));
+                return (
+                    None,
+                    Err(GateResult {
+                        gate: Gate::Copy,
+                        verdict: Verdict::Blocked,
+                        reason,
+                        recheck_at: None,
+                        soak: None,
+                    }),
+                );
             }
         };
         match copier
             .copy(
-                &o.state.env,
-                &o.state.app,
-                &route,
+                &pr.env,
+                &pr.app,
+                route,
                 &digest,
-                o.state.tag.as_deref(),
+                pr.tag.as_deref(),
                 key.as_ref(),
             )
             .await
         {
             Ok(report) => {
                 let now = Utc::now();
-                self.set_copy_section(o, &copied_section(&route, &report, now))
-                    .await?;
-                Ok(BeforeMerge::Copied(format!(
-                    "copied `{}` to `{}` ({}) ({})",
-                    route.source.at(&digest),
-                    route.target,
-                    report.summary(),
-                    now.format("%Y-%m-%d %H:%M UTC")
-                )))
+                (
+                    Some(copied_section(route, &report, now)),
+                    Ok(format!(
+                        "copied `{}` to `{}` ({}) ({})",
+                        route.source.at(&digest),
+                        route.target,
+                        report.summary(),
+                        now.format("%Y-%m-%d %H:%M UTC")
+                    )),
+                )
             }
-            Err(failure) => {
-                self.set_copy_section(o, &failed_section(&route, &digest, &failure))
-                    .await?;
-                Ok(BeforeMerge::Failed(failure_gate(&route, &digest, &failure)))
-            }
+            Err(failure) => (
+                Some(failed_section(route, &digest, &failure)),
+                Err(failure_gate(route, &digest, &failure)),
+            ),
         }
     }
 

@@ -11,18 +11,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::copy::BeforeMerge;
-use super::rollout::{self, RollbackRequest, Rolled};
-use super::{Engine, EngineError, Observed, Outcome, RepoView, now_text, pinned_of, refusal, text};
+use super::rollback::{self, RollbackRequest, Rolled};
+use super::{
+    Engine, EngineError, Landing, Observed, Outcome, QueueRules, RepoView, pinned_of, queue, text,
+};
 use crate::commands::{self, Command};
 use crate::config::pipeline::Pipeline;
-use crate::forge::{self, Forge, ForgeError, NewPullRequest, PullRequestInfo};
+use crate::forge::{self, Forge, NewPullRequest, PullRequestInfo};
 use crate::gitrepo::bump;
 use crate::gitrepo::repo::{ConfigRepo, GitError};
 use crate::gitrepo::trailers::Promotion;
 use crate::image::{Digest, Pinned};
 use crate::promote::Evaluation;
-use crate::promote::gates::{Gate, GateResult, ROLLBACK_LABEL, Verdict, is_rollback};
+use crate::promote::gates::is_rollback;
 use crate::promote::plan::MemberChange;
 use crate::promote::state::PullRequest;
 
@@ -87,6 +88,46 @@ pub(super) fn member_states(
         }];
     }
     members
+}
+
+/// The apps a `/retry` of `env`'s verification on `pr` runs again: for a group's PR every
+/// member `env` runs (a release train is verified as a whole, and `/retry` runs an app's
+/// verification again whatever its last result was), else the PR's app.
+pub(super) fn retried(view: &RepoView, pr: &PullRequest, env: &str) -> Vec<String> {
+    let Some(group) = pr.group.as_ref().and_then(|g| view.pipeline.groups.get(g)) else {
+        return vec![pr.app.clone()];
+    };
+    let members: Vec<String> = group
+        .apps
+        .iter()
+        .filter(|app| {
+            view.pinned
+                .contains_key(&(env.to_string(), app.to_string()))
+        })
+        .cloned()
+        .collect();
+    if members.is_empty() {
+        return vec![pr.app.clone()];
+    }
+    members
+}
+
+/// `web` or `web and worker (group shop)`, for a reply to `/retry`.
+pub(super) fn retried_text(apps: &[String], pr: &PullRequest) -> String {
+    match (apps, &pr.group) {
+        ([one], None) => one.clone(),
+        (all, group) => {
+            let list = match all {
+                [] => String::new(),
+                [one] => one.clone(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+            };
+            match group {
+                Some(g) => format!("{list} (group {g})"),
+                None => list,
+            }
+        }
+    }
 }
 
 /// `promote group shop to dev: web 1.5.0, worker release-2.2.0`.
@@ -323,7 +364,9 @@ impl<F: Forge> Engine<F> {
     }
 
     /// Merge a group's PR whose gates all passed: copy each member where the environment says
-    /// `copyTo`, then merge with one record per member in the merge commit.
+    /// `copyTo`, then land it (merged, or queued where the config branch uses GitHub's merge
+    /// queue) with one record per member.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn merge_group(
         &self,
         view: &RepoView,
@@ -331,6 +374,7 @@ impl<F: Forge> Engine<F> {
         env: &str,
         group: &str,
         mut evaluation: Evaluation,
+        queue_rules: QueueRules,
         now: DateTime<Utc>,
     ) -> Result<Outcome, EngineError> {
         let pr = o.info.number;
@@ -345,19 +389,8 @@ impl<F: Forge> Engine<F> {
             blocking,
             gates: evaluation.results.clone(),
         };
-        let head = o.state.head_sha.clone();
-        let status = o
-            .status
-            .as_ref()
-            .map(|s| s.body.clone())
-            .unwrap_or_default();
-        let mut events = text::timeline(&status);
-        let handled = text::handled_ids(&status);
-        let previous = refusal::latest(&events, &head);
-        if let Some((_, r)) = &previous
-            && r.next_try > now
-        {
-            return Ok(waiting(refusal::blocking(r), &evaluation));
+        if let Some(blocking) = self.merge_held_off(&o, now) {
+            return Ok(waiting(blocking, &evaluation));
         }
         let promoted_by = o
             .state
@@ -370,34 +403,13 @@ impl<F: Forge> Engine<F> {
             })
             .map(|c| c.actor.login.clone())
             .unwrap_or_else(|| self.forge.bot_login().to_string());
-        for member in o.states() {
-            let mut one = o.clone();
-            one.state = member;
-            let outcome = self.copy_before_merge(view, &mut one).await?;
-            o.status = one.status;
-            match outcome {
-                BeforeMerge::NotNeeded => {}
-                BeforeMerge::Copied(line) => {
-                    evaluation.results.push(GateResult {
-                        gate: Gate::Copy,
-                        verdict: Verdict::Passed,
-                        reason: line.clone(),
-                        recheck_at: None,
-                        soak: None,
-                    });
-                    events.push(line);
-                }
-                BeforeMerge::Failed(gate) => {
-                    let blocking = format!("{}: {}", gate.gate.title(), gate.reason);
-                    evaluation.results.push(gate);
-                    self.write_waiting(&mut o, &blocking, &evaluation).await?;
-                    return Ok(waiting(blocking, &evaluation));
-                }
-            }
-        }
+        let copied = match self.copy_for_merge(view, &mut o, &mut evaluation).await? {
+            Ok(lines) => lines,
+            Err(blocking) => return Ok(waiting(blocking, &evaluation)),
+        };
         // A group's rollback holds back what each member ran before it (its `from`).
         let rollback = is_rollback(&o.state);
-        let promoted_by = match rollout::parse_rollback_marker(&o.info.body) {
+        let promoted_by = match rollback::parse_rollback_marker(&o.info.body) {
             Some((_, Some(by))) if rollback => by,
             _ => promoted_by,
         };
@@ -443,55 +455,24 @@ impl<F: Forge> Engine<F> {
         } else {
             format!("{} (#{pr})", title(group, env, &pins))
         };
-        let message = Promotion::group_message(
-            "",
-            &format!("Gates:\n{}", evaluation.table()),
-            group,
-            &records,
-        );
-        let message = message.trim_start().to_string();
-        match self
-            .forge
-            .merge(pr, &head, env_cfg.merge_method, &subject, &message)
-            .await
-        {
-            Ok(merged) => {
-                events.push(format!(
-                    "merged as {} ({})",
-                    &merged.sha[..merged.sha.len().min(7)],
-                    now_text()
-                ));
-                self.write_status(
-                    &mut o,
-                    "Merged; the environment is applied next.",
-                    Some(&evaluation),
-                    &events,
-                    &handled,
-                )
-                .await?;
-                tracing::info!(pr, %env, %group, sha = %merged.sha, "merged group promotion");
-                Ok(Outcome::Merged {
-                    pr,
-                    env: env.to_string(),
-                    app: group.to_string(),
-                    sha: merged.sha,
-                })
-            }
-            Err(ForgeError::MergeRefused { reason, .. }) => {
-                let blocking = refusal::record(&mut events, previous.as_ref(), &head, &reason, now);
-                tracing::warn!(pr, %env, %group, %reason, %blocking, "GitHub refused the merge");
-                self.write_status(
-                    &mut o,
-                    &format!("Waiting — {blocking}"),
-                    Some(&evaluation),
-                    &events,
-                    &handled,
-                )
-                .await?;
-                Ok(waiting(blocking, &evaluation))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let landing = Landing {
+            name: group,
+            record: queue::Record {
+                group: Some(group),
+                promotions: &records,
+            },
+            subject,
+        };
+        self.land(
+            &mut o,
+            env_cfg,
+            &landing,
+            &evaluation,
+            copied,
+            queue_rules,
+            now,
+        )
+        .await
     }
 }
 
@@ -535,7 +516,7 @@ impl<F: Forge> Engine<F> {
                 "{env} no longer runs `{}` of {}: it pins {}",
                 bad.short(),
                 req.app,
-                rollout::describe(current)
+                rollback::describe(current)
             )));
         }
         let branch = forge::promotion_branch(env, group);
@@ -546,7 +527,7 @@ impl<F: Forge> Engine<F> {
             .into_iter()
             .filter(|p| p.head_ref == branch)
             .collect();
-        if let Some(p) = open.iter().find(|p| rollout::is_rollback_pr(p)) {
+        if let Some(p) = open.iter().find(|p| rollback::is_rollback_pr(p)) {
             return Ok(Rolled::AlreadyOpen { pr: p.number });
         }
         let mut targets: Vec<(String, Pinned)> = Vec::new();
@@ -558,13 +539,13 @@ impl<F: Forge> Engine<F> {
                 .to
                 .as_deref()
                 .filter(|_| *app == req.app)
-                .map(|named| rollout::named_target(&view.history, app, named));
+                .map(|named| rollback::named_target(&view.history, app, named));
             let target = match named {
                 Some(Err(why)) => return Ok(Rolled::Nothing(why)),
                 Some(Ok(t)) => Some(t),
                 None => {
                     let candidates =
-                        rollout::rollback_candidates(&view.history, env, app, bad, held);
+                        rollback::rollback_candidates(&view.history, env, app, bad, held);
                     self.previous_healthy(candidates, env).await?
                 }
             };
@@ -632,30 +613,15 @@ impl<F: Forge> Engine<F> {
         if !skipped.is_empty() {
             body.push_str(&format!("Not rolled back: {}.\n\n", skipped.join("; ")));
         }
-        if !diff.is_empty() && diff.len() < text::RENDERED_LIMIT {
-            body.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
-            body.push_str(&diff);
-            body.push_str("```\n</details>\n\n");
+        if diff.len() < text::RENDERED_LIMIT {
+            body.push_str(&text::config_diff(&diff));
         }
-        body.push_str(&rollout::rollback_marker(&first_bad, req.by.as_deref()));
+        body.push_str(&rollback::rollback_marker(&first_bad, req.by.as_deref()));
         body.push('\n');
         let opened = self
-            .forge
-            .open_pull_request(&NewPullRequest {
-                head: branch,
-                base: self.branch.clone(),
-                title,
-                body,
-                labels: vec![
-                    forge::PROMOTION_LABEL.to_string(),
-                    forge::env_label(env),
-                    ROLLBACK_LABEL.to_string(),
-                ],
-            })
+            .open_rollback_pr(view, env, branch, title, body)
             .await?;
         tracing::info!(pr = opened.number, %env, %group, "opened group rollback PR");
-        self.request_approvers(&view.pipeline, env, opened.number)
-            .await;
         if let Some(failed) = failed_pr {
             self.add_timeline(
                 failed,

@@ -73,10 +73,45 @@ pub fn refused_for_queue(reason: &str) -> bool {
     reason.to_ascii_lowercase().contains("merge queue")
 }
 
-/// `body` ending with `promotion`'s trailer block (replacing one baton wrote before), so that a
+/// The audit record a merge carries: an app's promotion, or a group's (`Baton-Group` and one
+/// promotion per member, as [`Promotion::group_message`] writes them).
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub group: Option<&'a str>,
+    pub promotions: &'a [Promotion],
+}
+
+impl Record<'_> {
+    /// The record's trailer block (a commit message's last paragraph).
+    pub fn trailer_block(&self) -> String {
+        let mut out = self
+            .group
+            .map(|g| format!("{}: {g}\n", trailers::GROUP))
+            .unwrap_or_default();
+        for p in self.promotions {
+            out.push_str(&p.trailer_block());
+        }
+        out
+    }
+
+    /// A commit message carrying the record: subject, optional body, the trailers.
+    pub fn commit_message(&self, subject: &str, body: &str) -> String {
+        match (self.group, self.promotions) {
+            (None, [one]) => one.commit_message(subject, body),
+            (group, all) => Promotion::group_message(subject, body, group.unwrap_or(""), all),
+        }
+    }
+
+    /// Whether `message` carries exactly this record.
+    fn is_in(&self, message: &str) -> bool {
+        Promotion::parse_all(message) == self.promotions
+    }
+}
+
+/// `body` ending with `record`'s trailer block (replacing one baton wrote before), so that a
 /// queue writing "title and description" keeps the audit record as its message's last
 /// paragraph.
-pub fn body_with_trailers(body: &str, promotion: &Promotion) -> String {
+pub fn body_with_trailers(body: &str, record: &Record<'_>) -> String {
     let kept = match body.trim_end().rsplit_once("\n\n") {
         Some((before, last)) if is_trailer_block(last) => before,
         _ if is_trailer_block(body.trim()) => "",
@@ -86,7 +121,7 @@ pub fn body_with_trailers(body: &str, promotion: &Promotion) -> String {
     if !out.is_empty() {
         out.push_str("\n\n");
     }
-    out.push_str(&promotion.trailer_block());
+    out.push_str(&record.trailer_block());
     out
 }
 
@@ -122,7 +157,7 @@ impl<F: Forge> Engine<F> {
         &self,
         o: &Observed,
         head: &str,
-        promotion: &Promotion,
+        record: &Record<'_>,
     ) -> Result<Option<String>, super::EngineError> {
         let oid = git2::Oid::from_str(head).map_err(|e| crate::gitrepo::repo::GitError::Git {
             op: "read",
@@ -130,11 +165,11 @@ impl<F: Forge> Engine<F> {
             transient: false,
         })?;
         let message = tokio::task::block_in_place(|| self.repo().message_of(oid))?;
-        if Promotion::parse(&message).as_ref() == Some(promotion) {
+        if record.is_in(&message) {
             return Ok(None);
         }
         let subject = message.lines().next().unwrap_or_default();
-        let record = promotion.commit_message(
+        let record = record.commit_message(
             subject,
             "The promotion's audit record, for a merge queue that rebases: this commit changes no file.",
         );
@@ -148,9 +183,9 @@ impl<F: Forge> Engine<F> {
         &self,
         o: &Observed,
         head: &str,
-        promotion: &Promotion,
+        record: &Record<'_>,
     ) -> Result<(), crate::forge::ForgeError> {
-        let body = body_with_trailers(&o.info.body, promotion);
+        let body = body_with_trailers(&o.info.body, record);
         if body != o.info.body {
             self.forge
                 .update_pull_request(o.info.number, &o.info.title, &body)
@@ -193,14 +228,53 @@ mod tests {
     #[test]
     fn the_body_ends_with_the_trailers_once_and_they_parse() {
         let p = promotion();
-        let body = body_with_trailers("Promotes **web**.\n\nCommands: `/help`.\n", &p);
+        let one = |p: &Promotion| {
+            body_with_trailers(
+                "Promotes **web**.\n\nCommands: `/help`.\n",
+                &Record {
+                    group: None,
+                    promotions: std::slice::from_ref(p),
+                },
+            )
+        };
+        let body = one(&p);
         assert!(body.starts_with("Promotes **web**."));
         assert_eq!(Promotion::parse(&body), Some(p.clone()));
         let mut later = p.clone();
         later.approved_by.push("bob".into());
-        let again = body_with_trailers(&body, &later);
+        let again = body_with_trailers(
+            &body,
+            &Record {
+                group: None,
+                promotions: std::slice::from_ref(&later),
+            },
+        );
         assert_eq!(again.matches("Baton-App:").count(), 1);
         assert_eq!(Promotion::parse(&again), Some(later));
+    }
+
+    #[test]
+    fn a_group_body_ends_with_the_group_and_every_members_trailers() {
+        let web = promotion();
+        let worker = Promotion {
+            app: "worker".into(),
+            to: Digest::of(b"worker"),
+            ..promotion()
+        };
+        let members = [web, worker];
+        let record = Record {
+            group: Some("shop"),
+            promotions: &members,
+        };
+        let body = body_with_trailers("Promotes group **shop**.\n", &record);
+        assert!(
+            body.contains("\n\nBaton-Group: shop\nBaton-App: web\n"),
+            "{body}"
+        );
+        assert_eq!(Promotion::parse_all(&body), members);
+        let again = body_with_trailers(&body, &record);
+        assert_eq!(again, body, "replaced, not added");
+        assert!(record.is_in(&record.commit_message("subject", "no file changed")));
     }
 
     #[test]

@@ -108,19 +108,26 @@ pub fn body(
     )
 }
 
+/// The change to the config repo (`diff`) as a folded block of a PR body; empty without one.
+pub fn config_diff(diff: &str) -> String {
+    if diff.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        String::from("<details><summary>Change to the config repo</summary>\n\n```diff\n");
+    out.push_str(diff);
+    if !diff.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("```\n</details>\n\n");
+    out
+}
+
 /// The end of a promotion PR's body: the change to the config repo (`diff`), the diff of the
 /// environment's rendered manifests (already cut) or why there is none, and where the gates
 /// are. Shared by an app's and a group's PR.
 pub fn changes(env: &str, diff: &str, rendered: Result<&str, &str>) -> String {
-    let mut out = String::new();
-    if !diff.is_empty() {
-        out.push_str("<details><summary>Change to the config repo</summary>\n\n```diff\n");
-        out.push_str(diff);
-        if !diff.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str("```\n</details>\n\n");
-    }
+    let mut out = config_diff(diff);
     match rendered {
         Ok("") => out.push_str(&format!(
             "The rendered manifests of {env} do not change.\n\n"

@@ -3,7 +3,8 @@
 //! log tail of a failure as one comment, and the rollback path when the environment says
 //! `onFailure: rollback`. Like rollout reports, a report already on GitHub writes nothing.
 
-use super::rollout::{RollbackRequest, Rolled, clip};
+use super::rollback::{RollbackRequest, Rolled};
+use super::rollout::clip;
 use super::{Engine, EngineError, Outcome};
 use crate::config::pipeline::OnFailure;
 use crate::forge::{Forge, StatusState, StatusUpdate};

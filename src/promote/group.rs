@@ -283,12 +283,11 @@ pub fn combine(members: &[(String, Evaluation)]) -> Evaluation {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use chrono::{DateTime, TimeZone, Utc};
-
+    use super::super::plan::fixtures::{self, now};
     use super::*;
     use crate::config::Pipeline;
     use crate::image::{Digest, Pinned};
-    use crate::promote::state::{Check, CheckState, DeployState, Deployment};
+    use crate::promote::state::Deployment;
 
     fn pipeline() -> Pipeline {
         Pipeline::parse(
@@ -313,10 +312,6 @@ environments:
 
     fn d(app: &str, tag: &str) -> Digest {
         Digest::of(format!("{app}:{tag}").as_bytes())
-    }
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
     }
 
     fn k(env: &str, app: &str) -> (String, String) {
@@ -376,14 +371,7 @@ environments:
         fn healthy(&mut self, env: &str, app: &str, tag: &str, minutes: i64) {
             self.deployments.insert(
                 k(env, app),
-                Deployment {
-                    env: env.into(),
-                    app: app.into(),
-                    digest: d(app, tag),
-                    state: DeployState::Healthy,
-                    healthy_since: Some(now() - chrono::Duration::minutes(minutes)),
-                    restarted: None,
-                },
+                fixtures::healthy(env, app, d(app, tag), minutes),
             );
         }
 
@@ -391,22 +379,8 @@ environments:
         fn group_pr(&mut self, number: u64, env: &str, members: &[(&str, &str)]) {
             for (app, tag) in members {
                 self.open.push(PullRequest {
-                    number,
-                    app: app.to_string(),
-                    env: env.into(),
-                    digest: d(app, tag),
-                    tag: Some(tag.to_string()),
-                    head_sha: "abc".into(),
-                    head_pushed_at: now() - chrono::Duration::hours(1),
-                    labels: vec![],
-                    hold_reason: None,
-                    reviews: vec![],
-                    checks: vec![Check {
-                        context: "baton/validate".into(),
-                        state: CheckState::Success,
-                    }],
-                    commands: vec![],
                     group: Some("shop".into()),
+                    ..fixtures::open_pr(number, app, env, d(app, tag), tag)
                 });
             }
         }

@@ -407,12 +407,59 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Action> {
     actions
 }
 
+/// What the planner's tests (here and in `group`) build their inputs from.
 #[cfg(test)]
-mod tests {
+pub(super) mod fixtures {
     use super::*;
-    use crate::promote::gates::Gate;
     use crate::promote::state::{Check, CheckState};
     use chrono::TimeZone;
+
+    /// The tests' clock: Tuesday 2026-11-24 10:00 UTC.
+    pub fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+    }
+
+    /// `env` runs `digest` of `app`, healthy since `minutes_ago`.
+    pub fn healthy(env: &str, app: &str, digest: Digest, minutes_ago: i64) -> Deployment {
+        Deployment {
+            env: env.into(),
+            app: app.into(),
+            digest,
+            state: DeployState::Healthy,
+            healthy_since: Some(now() - chrono::Duration::minutes(minutes_ago)),
+            restarted: None,
+        }
+    }
+
+    /// PR #`number` promoting `app` to `env` at `digest` (`tag`), pushed an hour ago, with
+    /// `baton/validate` green.
+    pub fn open_pr(number: u64, app: &str, env: &str, digest: Digest, tag: &str) -> PullRequest {
+        PullRequest {
+            number,
+            app: app.into(),
+            env: env.into(),
+            digest,
+            tag: Some(tag.into()),
+            head_sha: "abc".into(),
+            head_pushed_at: now() - chrono::Duration::hours(1),
+            labels: vec![],
+            hold_reason: None,
+            reviews: vec![],
+            checks: vec![Check {
+                context: "baton/validate".into(),
+                state: CheckState::Success,
+            }],
+            commands: vec![],
+            group: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::now;
+    use super::*;
+    use crate::promote::gates::Gate;
 
     fn pipeline() -> Pipeline {
         Pipeline::parse(
@@ -436,10 +483,6 @@ environments:
         Digest::of(s.as_bytes())
     }
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
-    }
-
     fn key(env: &str) -> (String, String) {
         (env.to_string(), "web".to_string())
     }
@@ -452,35 +495,11 @@ environments:
     }
 
     fn healthy(env: &str, tag: &str, minutes_ago: i64) -> Deployment {
-        Deployment {
-            env: env.into(),
-            app: "web".into(),
-            digest: d(tag),
-            state: DeployState::Healthy,
-            healthy_since: Some(now() - chrono::Duration::minutes(minutes_ago)),
-            restarted: None,
-        }
+        super::fixtures::healthy(env, "web", d(tag), minutes_ago)
     }
 
     fn pr(number: u64, env: &str, tag: &str) -> PullRequest {
-        PullRequest {
-            number,
-            app: "web".into(),
-            env: env.into(),
-            digest: d(tag),
-            tag: Some(tag.into()),
-            head_sha: "abc".into(),
-            head_pushed_at: now() - chrono::Duration::hours(1),
-            labels: vec![],
-            hold_reason: None,
-            reviews: vec![],
-            checks: vec![Check {
-                context: "baton/validate".into(),
-                state: CheckState::Success,
-            }],
-            commands: vec![],
-            group: None,
-        }
+        super::fixtures::open_pr(number, "web", env, d(tag), tag)
     }
 
     struct World {

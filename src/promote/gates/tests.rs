@@ -1,3 +1,4 @@
+
 use super::*;
 use crate::commands::Actor;
 use crate::image::Digest;
@@ -30,22 +31,9 @@ freezes: [{ from: 2026-12-20, to: 2027-01-04, reason: holidays }]
 
 fn pr() -> PullRequest {
     PullRequest {
-        number: 7,
-        app: "web".into(),
-        env: "prod".into(),
-        digest: Digest::of(b"v2"),
-        tag: Some("2.0.0".into()),
         head_sha: HEAD.into(),
         head_pushed_at: t(8, 0),
-        labels: vec![],
-        hold_reason: None,
-        reviews: vec![],
-        checks: vec![Check {
-            context: "baton/validate".into(),
-            state: CheckState::Success,
-        }],
-        commands: vec![],
-        group: None,
+        ..crate::promote::plan::fixtures::open_pr(7, "web", "prod", Digest::of(b"v2"), "2.0.0")
     }
 }
 
