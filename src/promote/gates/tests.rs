@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::commands::Actor;
 use crate::image::Digest;
