@@ -383,9 +383,12 @@ async fn every_replicas_status_page_shows_the_leaders_open_prs_and_every_environ
  {
     baton::tls::install_crypto_provider();
     let sb = Sandbox::start(&SandboxOptions::default()).await.unwrap();
-    let a = replica(&sb, "replica-a");
-    let b = replica(&sb, "replica-b");
-    sb.connect(format!("127.0.0.1:{}", a.port).parse().unwrap());
+    // Four replicas for the sandbox's three clusters: one of them reconciles none.
+    let replicas: Vec<Replica> = ["replica-a", "replica-b", "replica-c", "replica-d"]
+        .iter()
+        .map(|n| replica(&sb, n))
+        .collect();
+    sb.connect(format!("127.0.0.1:{}", replicas[0].port).parse().unwrap());
     sb.push("web", "1.1.0");
     // Through dev and staging; prod's PR then waits for its approvals.
     let prod = wait(
@@ -400,22 +403,41 @@ async fn every_replicas_status_page_shows_the_leaders_open_prs_and_every_environ
         || pulls(&sb),
     )
     .await;
-    // Only the engine's leader reads the PRs, and one replica reconciles the sandbox's
-    // cluster; both pages show both, the same.
+    // Only the engine's leader reads the PRs and fetches for the engine, and each cluster is
+    // reconciled by one replica; every page shows all of it, the same: the branch tip, what it
+    // pins, prod's PR with its gates, and every environment's last reconcile.
+    let tip = branch_tip(&sb);
     let shown = wait(
-        "both status pages showing prod's PR with the same gates, and every environment's last reconcile",
+        "every status page showing the tip, staging's new pin, prod's PR with the same gates, and every environment's last reconcile",
         Duration::from_secs(60),
         || {
-            let (pa, pb) = (page(a.port)?, page(b.port)?);
-            let (wa, wb) = (pending(&pa, "web", "prod")?, pending(&pb, "web", "prod")?);
-            (wa == wb
-                && wa["number"] == prod.number
-                && wa["gates"].as_array().is_some_and(|g| !g.is_empty())
-                && reconciled_everywhere(&pa)
-                && reconciled_everywhere(&pb))
-            .then_some(wa)
+            let pages: Vec<serde_json::Value> =
+                replicas.iter().map(|r| page(r.port)).collect::<Option<_>>()?;
+            let prs: Vec<serde_json::Value> = pages
+                .iter()
+                .map(|p| pending(p, "web", "prod"))
+                .collect::<Option<_>>()?;
+            let first = prs[0].clone();
+            let agree = prs.iter().all(|w| *w == first);
+            let whole = pages.iter().all(|p| {
+                p["repo"]["commit"] == tip.as_str()
+                    && p["apps"][0]["cells"][1]["env"] == "staging"
+                    && p["apps"][0]["cells"][1]["pinned"]["tag"] == "1.1.0"
+                    && reconciled_everywhere(p)
+            });
+            (agree
+                && whole
+                && first["number"] == prod.number
+                && first["gates"].as_array().is_some_and(|g| !g.is_empty()))
+            .then_some(first)
         },
-        || format!("a: {:?}\nb: {:?}", page(a.port), page(b.port)),
+        || {
+            replicas
+                .iter()
+                .map(|r| format!("{}: {:?}", r.port, page(r.port)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
     )
     .await;
     assert!(
@@ -426,6 +448,22 @@ async fn every_replicas_status_page_shows_the_leaders_open_prs_and_every_environ
             .any(|g| g["gate"] == "approvals" && g["verdict"] != "passed"),
         "prod waits for its approvals: {shown}"
     );
+}
+
+/// The config branch's tip commit, from the stand-in's bare repository.
+fn branch_tip(sb: &Sandbox) -> String {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(sb.forge.repo_path(OWNER, REPO))
+        .args(["rev-parse", "main"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The config branch's `path` at its tip, from the stand-in's bare repository.

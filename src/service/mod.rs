@@ -514,6 +514,9 @@ impl Service {
         let mut shards = None;
         let leadership = match &self.leader {
             None => {
+                // The rollout marks first: a reconcile that ran without them would see every
+                // workload healthy only from now, and restart the soak clocks.
+                self.loops.restore_state().await;
                 self.loops.hold_all();
                 for r in &self.loops.runners {
                     reconcilers.push(tokio::spawn(r.clone().run(out_tx.clone(), stopped())));
@@ -653,7 +656,10 @@ async fn lead(
     loops
         .leading
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    loops.restore_state().await;
+    if leadership.is_some() {
+        // Without election it was read before the reconcilers started.
+        loops.restore_state().await;
+    }
     loops.state.metrics.leader.set(1);
     let mut notifier = tokio::spawn(loops.notifier.clone().run(term_rx.clone()));
     let mut promote = tokio::spawn(loops.clone().promotion_loop(term_rx));

@@ -149,6 +149,35 @@ impl Loops {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
+            let envs: Vec<String> = self
+                .held_envs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            // Also where no cluster is held: the status page's pins and history read it.
+            let source = self.source.clone();
+            let tip = tokio::task::block_in_place(|| {
+                source.invalidate();
+                source.refresh().map(|(tip, _)| tip)
+            });
+            let moved = match tip {
+                Ok(tip) if self.tip_moved(&tip) => {
+                    if !envs.is_empty() {
+                        tracing::info!(tip = %&tip[..tip.len().min(12)], "config branch moved; reconciling the clusters held here");
+                    }
+                    for env in &envs {
+                        self.trigger(env);
+                    }
+                    true
+                }
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the config branch");
+                    false
+                }
+            };
             if !self.leading.load(std::sync::atomic::Ordering::SeqCst) {
                 // A follower's status page: what every environment runs, as persisted.
                 let all: Vec<String> = self.env_runner.keys().cloned().collect();
@@ -158,31 +187,11 @@ impl Loops {
                         tracing::debug!(error = %e, "cannot read the state for the status page")
                     }
                 }
+            } else if moved {
+                tokio::task::block_in_place(|| self.refresh_view());
             }
-            let envs: Vec<String> = self
-                .held_envs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect();
             if envs.is_empty() {
                 continue;
-            }
-            let source = self.source.clone();
-            let tip = tokio::task::block_in_place(|| {
-                source.invalidate();
-                source.refresh().map(|(tip, _)| tip)
-            });
-            match tip {
-                Ok(tip) if self.tip_moved(&tip) => {
-                    tracing::info!(tip = %&tip[..tip.len().min(12)], "config branch moved; reconciling the clusters held here");
-                    for env in &envs {
-                        self.trigger(env);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read the config branch"),
             }
             let held: Vec<String> = envs
                 .iter()

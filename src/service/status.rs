@@ -42,21 +42,23 @@ impl Loops {
         let Some(pipeline) = self.source.pipeline() else {
             return;
         };
-        let (snapshot, open) = if self.leading.load(std::sync::atomic::Ordering::SeqCst) {
+        // A follower's engine does not fetch: its pins and tip are those its reconcilers read.
+        let (snapshot, open, tip) = if self.leading.load(std::sync::atomic::Ordering::SeqCst) {
             let snapshot = self.engine.snapshot();
             let open = self.open_promotions(&snapshot);
-            (snapshot, open)
+            (snapshot, open, self.engine.config_tip())
         } else {
             (
                 self.follower_snapshot(&pipeline),
                 self.persisted_open(&pipeline),
+                self.source.commit(),
             )
         };
         let entries = self.recent_history();
         let repo = view::RepoInfo {
             name: self.repo_slug.clone(),
             branch: self.cfg.repo.branch.clone(),
-            commit: self.engine.config_tip(),
+            commit: tip,
             url: web_url(&self.cfg),
         };
         let deployments = self.shared.deployments(&pipeline);
