@@ -46,21 +46,9 @@ impl<F: Forge> Engine<F> {
         let mut diff = String::new();
         // The promotion commit carries what is known before the PR exists, so that a merge
         // queue that keeps commits as they are (rebase) still leaves an audit record.
-        let message = Promotion {
-            app: app.to_string(),
-            environment: env.to_string(),
-            from: view
-                .pinned
-                .get(&(env.to_string(), app.to_string()))
-                .map(|p| p.digest.clone()),
-            to: to.digest.clone(),
-            tag: to.tag.clone(),
-            approved_by: Vec::new(),
-            promoted_by: None,
-            pull_request: None,
-            rollback_of: None,
-        }
-        .commit_message(message, "");
+        let message = view
+            .pending_promotion(env, app, to)
+            .commit_message(message, "");
         let pushed = self
             .publish_branch(&forge::promotion_branch(env, app), &message, &mut |files| {
                 let change = bump::plan(files, &view.pipeline, env, app, to)?;

@@ -253,20 +253,7 @@ impl<F: Forge> Engine<F> {
         let subject = title(group, env, &pins);
         let records: Vec<Promotion> = pins
             .iter()
-            .map(|(app, to)| Promotion {
-                app: app.clone(),
-                environment: env.to_string(),
-                from: view
-                    .pinned
-                    .get(&(env.to_string(), app.clone()))
-                    .map(|p| p.digest.clone()),
-                to: to.digest.clone(),
-                tag: to.tag.clone(),
-                approved_by: Vec::new(),
-                promoted_by: None,
-                pull_request: None,
-                rollback_of: None,
-            })
+            .map(|(app, to)| view.pending_promotion(env, app, to))
             .collect();
         let message = Promotion::group_message(&subject, "", group, &records);
         let mut diff = String::new();

@@ -178,6 +178,32 @@ struct RepoView {
     held: BTreeMap<(String, String), BTreeSet<Digest>>,
 }
 
+impl RepoView {
+    /// The record of promoting `app` in `env` to `to`, as far as it is known before its PR
+    /// exists (from what the tip pins; no approvers, no PR number yet).
+    fn pending_promotion(
+        &self,
+        env: &str,
+        app: &str,
+        to: &Pinned,
+    ) -> crate::gitrepo::trailers::Promotion {
+        crate::gitrepo::trailers::Promotion {
+            app: app.to_string(),
+            environment: env.to_string(),
+            from: self
+                .pinned
+                .get(&(env.to_string(), app.to_string()))
+                .map(|p| p.digest.clone()),
+            to: to.digest.clone(),
+            tag: to.tag.clone(),
+            approved_by: Vec::new(),
+            promoted_by: None,
+            pull_request: None,
+            rollback_of: None,
+        }
+    }
+}
+
 /// What a config branch tip says, read once per tip.
 struct TipFacts {
     pipeline: Pipeline,
