@@ -123,6 +123,17 @@ async fn a_dev_promotion_merges_through_the_queue(method: &str) {
     a_dev_promotion_merges_through_the_queue_as(method, false).await
 }
 
+/// `baton/validate` on the PR's head, as the service's checker reports it: it passed.
+async fn validate_head(w: &World, gh: &GitHubForge, pr: u64) {
+    let checked = checker(w, "check-1").run_once(gh).await.unwrap();
+    assert!(
+        checked
+            .iter()
+            .any(|c| matches!(c, CheckOutcome::Checked { pr: n, passed: true, .. } if *n == pr)),
+        "{checked:?}"
+    );
+}
+
 async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: bool) {
     let mut w = World::new().await;
     w.app_auth = app_auth;
@@ -133,14 +144,7 @@ async fn a_dev_promotion_merges_through_the_queue_as(method: &str, app_auth: boo
     let pr = w.pr_for("dev", "web");
     // Dev needs no approval, but one given is recorded in the audit trail.
     w.approve("alice", pr.number);
-    // `baton/validate` on the PR's head, as the service's checker reports it.
-    let checked = checker(&w, "check-1").run_once(&gh).await.unwrap();
-    assert!(
-        checked.iter().any(
-            |c| matches!(c, CheckOutcome::Checked { pr: n, passed: true, .. } if *n == pr.number)
-        ),
-        "{checked:?}"
-    );
+    validate_head(&w, &gh, pr.number).await;
     let pr = if method == "rebase" {
         // The queue keeps the commits, not the PR body: baton first adds a commit that changes
         // no file and carries the whole record, and queues once that head is checked.
@@ -323,13 +327,7 @@ async fn a_group_promotion_merges_through_the_queue(method: &str) {
     w.pass().await;
     let pr = w.pr_for("dev", "shop");
     w.approve("alice", pr.number);
-    let checked = checker(&w, "check-1").run_once(&gh).await.unwrap();
-    assert!(
-        checked.iter().any(
-            |c| matches!(c, CheckOutcome::Checked { pr: n, passed: true, .. } if *n == pr.number)
-        ),
-        "{checked:?}"
-    );
+    validate_head(&w, &gh, pr.number).await;
     let pr = if method == "rebase" {
         w.pass().await;
         assert_eq!(
